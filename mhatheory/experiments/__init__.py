@@ -1,0 +1,19 @@
+"""Experiments: thin ``run(config, out_dir)`` entry points over the library, one module each.
+
+``EXPERIMENTS`` maps the CLI name to the module path; modules are imported on demand.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+EXPERIMENTS = {
+    "train": "mhatheory.experiments.train",
+}
+
+
+def load(name: str):
+    """The experiment module for a CLI name (``Config`` and ``run`` inside)."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)}.")
+    return importlib.import_module(EXPERIMENTS[name])

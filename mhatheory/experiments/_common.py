@@ -1,0 +1,52 @@
+"""Pieces every Deora experiment shares: the data/model problem and its metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+
+from mhatheory import _validate, data, losses
+from mhatheory.models import deora
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A training set, a fresh test set and an initial θ_0, all from one seed."""
+
+    mixture: data.MixtureConfig
+    train: data.Batch
+    test: data.Batch
+    params0: dict
+
+
+def make_problem(mixture: data.MixtureConfig, heads: int, init_scale: float, seed: int,
+                 num_test: int) -> Problem:
+    """Keys: ``seed`` → (data, test, init). The init key does not depend on ``heads`` and heads
+    are drawn independently, so heads 1..H of one seed are the same arrays for every H."""
+    k_data, k_test, k_init = jax.random.split(jax.random.key(seed), 3)
+    train = data.sample(mixture, k_data)
+    test = data.sample(mixture, k_test, num_test)
+    params0 = deora.init_params(k_init, mixture.d, heads, init_scale)
+    return Problem(mixture, train, test, params0)
+
+
+def error_metrics(params, train: data.Batch, test: data.Batch) -> dict:
+    """Train/test 0-1 error and test loss (pure; a ``metrics_fn`` for :func:`mhatheory.train.gd`)."""
+    f_test = deora.phi(params, test.X)
+    return {
+        "train_error": losses.zero_one_error(deora.phi(params, train.X), train.y),
+        "test_error": losses.zero_one_error(f_test, test.y),
+        "test_loss": losses.margin_loss(f_test, test.y),
+    }
+
+
+def validate_common(config) -> None:
+    """Validate the fields experiment configs share, before any work starts."""
+    for name in ("heads", "steps", "num_test"):
+        if hasattr(config, name):
+            _validate.positive_int(name.replace("heads", "num_heads"), getattr(config, name))
+    for name in ("lr", "init_scale"):
+        if hasattr(config, name):
+            _validate.positive_float(name, getattr(config, name))
+    config.mixture()  # validates the data fields

@@ -1,0 +1,71 @@
+"""``mhatheory run train``: GD on the tokenized mixture with the Deora MHA model.
+
+Writes ``results.json`` (config, seed, versions, device, the loss/error curves, final numbers and
+the Bayes-error floor) and ``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from mhatheory import data, plots, results, train
+from mhatheory.experiments._common import error_metrics, make_problem, validate_common
+from mhatheory.models import deora
+
+
+@dataclass(frozen=True)
+class Config:
+    heads: int = 8
+    d: int = 16
+    T: int = 8
+    n: int = 256
+    zeta: float = 0.6
+    num_irrelevant: int = 4
+    sigma: float = 0.1
+    scale: float = 1.0
+    init_scale: float = 1.0
+    steps: int = 2000
+    lr: float = 1.0
+    num_test: int = 10_000
+    seed: int = 0
+
+    def __post_init__(self):
+        validate_common(self)
+
+    def mixture(self) -> data.MixtureConfig:
+        return data.MixtureConfig(d=self.d, T=self.T, n=self.n, zeta=self.zeta,
+                                  num_irrelevant=self.num_irrelevant, sigma=self.sigma,
+                                  scale=self.scale)
+
+
+def run(config: Config, out_dir, progress: bool = True) -> dict:
+    mixture = config.mixture()
+    prob = make_problem(mixture, config.heads, config.init_scale, config.seed, config.num_test)
+    data.check_batch(prob.train, config.d)
+    traj = train.gd(deora.loss_fn, prob.params0, prob.train, steps=config.steps, lr=config.lr,
+                    record_steps=train.log_schedule(config.steps, 12), metrics_fn=error_metrics,
+                    metric_args=(prob.train, prob.test), progress=progress)
+    bayes, bayes_se = data.bayes_error(mixture, jax.random.key(config.seed + 10_007))
+    summary = {
+        "final_loss": float(traj.loss[-1]),
+        "final_grad_norm": float(traj.grad_norm[-1]),
+        "final_train_error": float(traj.metrics["train_error"][-1]),
+        "final_test_error": float(traj.metrics["test_error"][-1]),
+        "final_test_loss": float(traj.metrics["test_loss"][-1]),
+        "bayes_error": bayes,
+        "bayes_error_se": bayes_se,
+        "parameters": deora.parameter_count(config.d, config.heads),
+    }
+    out = Path(out_dir)
+    results.save_figure_atomic(plots.loss_curve(traj, f"Deora MHA, H={config.heads}"),
+                               out / "loss_curve.png")
+    stride = max(1, config.steps // 500)
+    curves = {"step": np.arange(0, config.steps + 1, stride), "loss": traj.loss[::stride],
+              "grad_norm": traj.grad_norm[::stride],
+              **{k: v[::stride] for k, v in traj.metrics.items()}}
+    results.write_results(out, "train", config, config.seed, {"summary": summary, "curves": curves})
+    return summary

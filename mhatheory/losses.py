@@ -1,0 +1,51 @@
+"""Margin losses and their self-bounding constants.
+
+The Deora et al. analysis uses the logistic loss ℓ(t) = log(1 + e^{−t}) of the margin t = yΦ.
+It is *self-bounded*:
+
+    ℓ'(t)  = −σ(−t),        |ℓ'(t)| = σ(−t) = 1 − e^{−ℓ(t)} ≤ ℓ(t)        (since 1 − e^{−u} ≤ u)
+    ℓ''(t) = σ(t)σ(−t) = |ℓ'(t)|(1 − |ℓ'(t)|) ∈ [0, |ℓ'(t)|]  and  ℓ'' ≤ 1/4.
+
+So ℓ is 1-Lipschitz and 1/4-smooth in t. ``softplus(−t)`` is evaluated with ``logaddexp`` so large
+margins of either sign neither overflow nor lose the tail (ℓ(t) ≈ e^{−t} for t ≫ 1).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def logistic(t):
+    """ℓ(t) = log(1 + e^{−t}), stable for all t."""
+    return jnp.logaddexp(0.0, -t)
+
+
+def logistic_d1(t):
+    """ℓ'(t) = −σ(−t)."""
+    return -jax.nn.sigmoid(-t)
+
+
+def logistic_d2(t):
+    """ℓ''(t) = σ(t)σ(−t)."""
+    return jax.nn.sigmoid(t) * jax.nn.sigmoid(-t)
+
+
+def weighted_mean(values, weights=None):
+    """Σ_i w_i v_i / Σ_i w_i (the plain mean when ``weights`` is None)."""
+    if weights is None:
+        return jnp.mean(values)
+    return jnp.sum(weights * values) / jnp.sum(weights)
+
+
+def margin_loss(outputs, labels, weights=None):
+    """L̂ = Σ_i w_i ℓ(y_i f_i) / Σ_i w_i for outputs f and labels y ∈ {±1} (w_i = 1 by default).
+
+    Weight 0 removes a sample exactly (leave-one-out retraining uses this).
+    """
+    return weighted_mean(logistic(labels * outputs), weights)
+
+
+def zero_one_error(outputs, labels):
+    """Fraction of sign(f_i) ≠ y_i (a zero output counts as an error)."""
+    return jnp.mean(labels * outputs <= 0)

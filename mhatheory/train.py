@@ -1,0 +1,192 @@
+"""Full-batch gradient descent on any ``loss_fn(params, batch)``, as scanned XLA programs.
+
+θ_{k+1} = θ_k − η ∇L̂(θ_k), through ``optax.sgd(η)``. The whole run is ``lax.scan`` over steps
+(split into equal chunks only so a progress bar can advance between them); each step records
+L̂(θ_k), ‖∇L̂(θ_k)‖ and optional metrics, and the parameters θ_k are stored at a schedule of steps
+(``record_steps``) for later probes. This module never imports a model: it sees a loss function.
+
+A non-finite loss or gradient freezes the parameters inside the program (so no further work is
+wasted on NaNs) and raises :class:`DivergenceError` naming the first bad step.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from mhatheory import _validate
+
+
+class DivergenceError(FloatingPointError):
+    """GD produced NaN/Inf; the message names the step."""
+
+
+class Trajectory(NamedTuple):
+    """A GD run. Arrays indexed by step k = 0..K are over θ_k (so length K + 1).
+
+    Attributes:
+        loss: L̂(θ_k), ``[K+1]``.
+        grad_norm: ‖∇L̂(θ_k)‖₂, ``[K+1]``.
+        metrics: dict of ``[K+1]`` arrays from ``metrics_fn``.
+        record_steps: the steps k whose θ_k are in ``params_at`` (``[S]``, ints).
+        params_at: the parameter pytree stacked over ``record_steps`` (leading axis S).
+        final_params: θ_K.
+        lr: η.
+    """
+
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    metrics: dict
+    record_steps: np.ndarray
+    params_at: Any
+    final_params: Any
+    lr: float
+
+    def params(self, i: int):
+        """θ at ``record_steps[i]``."""
+        return jax.tree.map(lambda a: a[i], self.params_at)
+
+
+def log_schedule(steps: int, num: int, include_zero: bool = True) -> np.ndarray:
+    """About ``num`` log-spaced distinct integer steps in [1, steps] (plus 0), sorted."""
+    steps = _validate.positive_int("steps", steps)
+    grid = np.unique(np.round(np.logspace(0, math.log10(steps), num)).astype(int))
+    return np.unique(np.concatenate([[0] if include_zero else [], grid])).astype(int)
+
+
+def make_step(loss_fn: Callable, lr):
+    """One GD step ``(params, opt_state, batch) -> (params, opt_state, loss, grad_norm)``."""
+    opt = optax.sgd(lr)
+
+    def step(params, opt_state, batch):
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss, optax.tree.norm(grads)
+
+    return opt, step
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "metrics_fn"))
+def _run_chunk(loss_fn, metrics_fn, lr, carry, ks, record_steps, batch, metric_args):
+    """Scan GD over the steps ``ks``; returns the new carry and per-step (loss, ‖g‖, metrics)."""
+    _, step = make_step(loss_fn, lr)
+    num_rec = record_steps.shape[0]
+
+    def body(c, k):
+        params, opt_state, buf, idx, bad = c
+        hit = (idx < num_rec) & (record_steps[jnp.minimum(idx, num_rec - 1)] == k)
+        buf = jax.lax.cond(
+            hit, lambda b: jax.tree.map(lambda B, p: B.at[idx].set(p), b, params), lambda b: b, buf
+        )
+        mets = metrics_fn(params, *metric_args) if metrics_fn is not None else {}
+        new_params, new_state, loss, gnorm = step(params, opt_state, batch)
+        bad = jnp.where((bad < 0) & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm)), k, bad)
+        frozen = bad >= 0
+        params = jax.tree.map(lambda a, b: jnp.where(frozen, a, b), params, new_params)
+        opt_state = jax.tree.map(lambda a, b: jnp.where(frozen, a, b), opt_state, new_state)
+        return (params, opt_state, buf, idx + hit, bad), (loss, gnorm, mets)
+
+    return jax.lax.scan(body, carry, ks)
+
+
+def gd(
+    loss_fn: Callable,
+    params,
+    batch,
+    *,
+    steps: int,
+    lr: float,
+    record_steps: Sequence[int] = (),
+    metrics_fn: Callable | None = None,
+    metric_args: tuple = (),
+    progress: bool = False,
+    num_chunks: int | None = None,
+) -> Trajectory:
+    """Run K = ``steps`` steps of full-batch GD with step size η = ``lr``.
+
+    Args:
+        loss_fn: pure ``loss_fn(params, batch) -> scalar``. Pass a module-level function (not a
+            fresh lambda) so repeated calls reuse the compiled program.
+        params: initial θ_0, any pytree of float arrays.
+        batch: the training data, any pytree; passed as an argument, never closed over.
+        record_steps: steps k ∈ [0, K] at which θ_k is stored.
+        metrics_fn: optional pure ``metrics_fn(params, *metric_args) -> dict of scalars``,
+            recorded at every step (e.g. train/test error).
+        progress: show a progress bar (rate and ETA) advancing once per chunk.
+        num_chunks: scan chunks (default 1, or 20 with ``progress``).
+
+    Returns:
+        A :class:`Trajectory`.
+
+    Raises:
+        ValueError: ``steps < 1``, ``lr <= 0``, ``record_steps`` outside [0, K], non-finite data.
+        DivergenceError: the loss or gradient became NaN/Inf (names the first such step).
+    """
+    steps = _validate.positive_int("steps", steps)
+    lr = _validate.positive_float("lr", lr)
+    rec = np.unique(np.asarray(record_steps, dtype=int))
+    if rec.size and (rec[0] < 0 or rec[-1] > steps):
+        raise ValueError(f"record_steps must lie in [0, steps={steps}], got {rec.tolist()}.")
+    for i, leaf in enumerate(jax.tree.leaves(batch)):
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            _validate.finite(f"batch leaf {i}", leaf)
+    for i, leaf in enumerate(jax.tree.leaves(params)):
+        _validate.finite(f"params leaf {i}", leaf)
+
+    opt, _ = make_step(loss_fn, lr)
+    rec_dev = jnp.asarray(rec if rec.size else np.array([-1]))
+    buf = jax.tree.map(lambda p: jnp.zeros((rec_dev.shape[0],) + jnp.shape(p), jnp.result_type(p)),
+                       params)
+    carry = (params, opt.init(params), buf, jnp.int32(0), jnp.int32(-1))
+    num_chunks = num_chunks or (20 if progress else 1)
+    size = -(-steps // max(1, min(num_chunks, steps)))
+    losses, gnorms, mets = [], [], []
+    bar = tqdm(total=steps, desc="GD", unit="step", disable=not progress, leave=False)
+    lr_dev = jnp.asarray(lr)
+    for start in range(0, steps, size):
+        ks = jnp.arange(start, min(start + size, steps), dtype=jnp.int32)
+        carry, (lo, gn, me) = _run_chunk(loss_fn, metrics_fn, lr_dev, carry, ks, rec_dev, batch,
+                                         tuple(metric_args))
+        bad = int(carry[4])
+        if bad >= 0:
+            bar.close()
+            raise DivergenceError(
+                f"GD diverged: the loss or gradient is NaN/Inf at step {bad} (lr={lr:g}); "
+                f"try a smaller step size, e.g. lr={lr / 10:g}."
+            )
+        losses.append(lo), gnorms.append(gn), mets.append(me)
+        bar.update(int(ks.shape[0]))
+    bar.close()
+
+    # Evaluate at θ_K (the scan evaluated θ_0..θ_{K-1}) and store it if scheduled.
+    params, _, buf, idx, _ = carry
+    final_loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+    final_mets = metrics_fn(params, *metric_args) if metrics_fn is not None else {}
+    if not (np.isfinite(float(final_loss)) and np.isfinite(float(optax.tree.norm(grads)))):
+        raise DivergenceError(
+            f"GD diverged: the loss is NaN/Inf at step {steps} (lr={lr:g}); try a smaller step "
+            f"size, e.g. lr={lr / 10:g}."
+        )
+    if rec.size and rec[-1] == steps:
+        buf = jax.tree.map(lambda B, p: B.at[int(idx)].set(p), buf, params)
+
+    def cat(parts, last):
+        return np.concatenate([np.asarray(p) for p in parts] + [np.asarray(last)[None]])
+
+    return Trajectory(
+        loss=cat(losses, final_loss),
+        grad_norm=cat(gnorms, optax.tree.norm(grads)),
+        metrics={k: cat([m[k] for m in mets], final_mets[k]) for k in final_mets},
+        record_steps=rec,
+        params_at=buf if rec.size else None,
+        final_params=params,
+        lr=lr,
+    )

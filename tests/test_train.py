@@ -1,0 +1,75 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mhatheory import data, train
+from mhatheory.models import deora
+
+
+@pytest.fixture(scope="module")
+def problem():
+    cfg = data.MixtureConfig(d=8, T=5, n=64, num_irrelevant=3)
+    return data.sample(cfg, jax.random.key(0)), deora.init_params(jax.random.key(1), 8, 4)
+
+
+def test_gd_decreases_the_loss_monotonically_for_a_small_step(problem):
+    batch, params = problem
+    traj = train.gd(deora.loss_fn, params, batch, steps=300, lr=0.2)
+    assert traj.loss.shape == (301,)
+    assert np.all(np.diff(traj.loss) < 0)
+    assert traj.loss[-1] < 0.5 * traj.loss[0]
+
+
+def test_same_seed_gives_bit_identical_trajectories(problem):
+    batch, params = problem
+    a = train.gd(deora.loss_fn, params, batch, steps=50, lr=0.5, record_steps=[0, 10, 50])
+    b = train.gd(deora.loss_fn, params, batch, steps=50, lr=0.5, record_steps=[0, 10, 50])
+    np.testing.assert_array_equal(a.loss, b.loss)
+    np.testing.assert_array_equal(a.params_at["W"], b.params_at["W"])
+
+
+def test_recorded_params_match_shorter_runs_and_chunks_agree(problem):
+    batch, params = problem
+    full = train.gd(deora.loss_fn, params, batch, steps=40, lr=0.5, record_steps=[0, 7, 40],
+                    num_chunks=3)
+    short = train.gd(deora.loss_fn, params, batch, steps=7, lr=0.5)
+    np.testing.assert_array_equal(full.params(0)["W"], params["W"])
+    np.testing.assert_allclose(full.params(1)["W"], short.final_params["W"], rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(full.params(2)["U"], full.final_params["U"])
+    one = train.gd(deora.loss_fn, params, batch, steps=40, lr=0.5)
+    np.testing.assert_allclose(one.loss, full.loss, rtol=0, atol=1e-14)
+
+
+def _quadratic(p, batch):
+    return jnp.sum(batch * p["x"] ** 2)
+
+
+def test_divergence_stops_with_the_step_named():
+    # GD on c·x² with η·2c > 2 grows geometrically by |1 − 2cη| = 1e6 per step: overflows.
+    with pytest.raises(FloatingPointError, match=r"NaN/Inf at step \d+.*smaller step size"):
+        train.gd(_quadratic, {"x": jnp.ones(3)}, jnp.ones(3), steps=200, lr=5e5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"steps": 0, "lr": 0.1}, "steps must be"),
+    ({"steps": 5, "lr": 0.0}, "lr must be"),
+    ({"steps": 5, "lr": -1.0}, "lr must be"),
+    ({"steps": 5, "lr": 0.1, "record_steps": [6]}, "record_steps"),
+])
+def test_bad_arguments_raise(problem, kwargs, match):
+    batch, params = problem
+    with pytest.raises(ValueError, match=match):
+        train.gd(deora.loss_fn, params, batch, **kwargs)
+
+
+def test_nan_in_data_raises_before_training(problem):
+    batch, params = problem
+    with pytest.raises(ValueError, match="NaN"):
+        train.gd(deora.loss_fn, params, batch._replace(X=batch.X.at[0, 0, 0].set(np.nan)),
+                 steps=5, lr=0.1)
+
+
+def test_log_schedule():
+    s = train.log_schedule(1000, 8)
+    assert s[0] == 0 and s[-1] == 1000 and np.all(np.diff(s) > 0)
