@@ -74,11 +74,12 @@ def shape(name: str, x, expected: Sequence, leading: bool = False) -> None:
     exp = tuple(expected)
     if leading:
         ok = len(got) >= len(exp) and all(
-            e is None or g == e for g, e in zip(got[len(got) - len(exp):], exp)
+            e is None or g == e for g, e in zip(got[len(got) - len(exp):], exp, strict=True)
         )
         what = f"[..., {', '.join('*' if e is None else str(e) for e in exp)}]"
     else:
-        ok = len(got) == len(exp) and all(e is None or g == e for g, e in zip(got, exp))
+        ok = len(got) == len(exp) and all(
+            e is None or g == e for g, e in zip(got, exp, strict=True))
         what = f"[{', '.join('*' if e is None else str(e) for e in exp)}]"
     if not ok:
         raise ValueError(f"{name} must have shape {what}, got {list(got)}.")

@@ -118,7 +118,8 @@ def run_checks(only=None, full: bool = False, out_dir="report", progress: bool =
 
 
 def format_table(rows: list[Check]) -> str:
-    head = f"{'status':<7} {'kind':<9} {'check':<52} {'measured':>11} {'reference':>11} {'margin':>11}"
+    head = (f"{'status':<7} {'kind':<9} {'check':<52} {'measured':>11} {'reference':>11} "
+            f"{'margin':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.status:<7} {r.kind:<9} {r.name[:52]:<52} {r.measured:>11.3g} "

@@ -44,7 +44,7 @@ def main(steps: int) -> None:
     t_loop = _util.best_time(looped, repeats=2)
     traj = train.gd(deora.loss_fn, params0, batch, steps=steps, lr=lr)
     diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-               for a, b in zip(jax.tree.leaves(scanned()), jax.tree.leaves(looped())))
+               for a, b in zip(jax.tree.leaves(scanned()), jax.tree.leaves(looped()), strict=True))
     rows = [
         {"route": "lax.scan (mhatheory.train.gd)", "steps": steps, "seconds": t_scan,
          "steps_per_s": steps / t_scan, "speedup_vs_loop": t_loop / t_scan},

@@ -79,7 +79,8 @@ def check_tokens(X, d: int) -> None:
         raise ValueError(f"X must have shape [..., T, d] with d={d}, got {list(jnp.shape(X))}.")
     _validate.shape("X", X, (None, d), leading=True)
     if X.shape[-2] < 2:
-        raise ValueError(f"X must hold T >= 2 tokens (the first is the query), got T={X.shape[-2]}.")
+        raise ValueError(f"X must hold T >= 2 tokens (the first is the query), "
+                         f"got T={X.shape[-2]}.")
     _validate.finite("X", X)
 
 
@@ -98,7 +99,8 @@ def init_params(key, d: int, num_heads: int, init_scale: float = 1.0, dtype=None
 
     def one_head(k):
         kw, ku = jax.random.split(k)
-        return (std * jax.random.normal(kw, (d, d), dtype), std * jax.random.normal(ku, (d,), dtype))
+        return (std * jax.random.normal(kw, (d, d), dtype),
+                std * jax.random.normal(ku, (d,), dtype))
 
     W, U = jax.vmap(one_head)(keys)
     return {"W": W, "U": U}

@@ -1,0 +1,36 @@
+"""Spectral probes of any ``loss_fn(params, *args) -> scalar``: dense Hessian (reference),
+Hessian–vector products, Lanczos extremes with certified intervals, Hutchinson trace, SLQ
+spectral density, the Gauss–Newton / curvature split, and tracking along training.
+
+Probes never import a model: they see a loss function (or a curvature operator) only.
+"""
+
+from mhatheory.spectral._density import Density, Estimate, spectral_density, trace
+from mhatheory.spectral._exact import (
+    DEFAULT_DENSE_BUDGET,
+    DenseTooLargeError,
+    dense_bytes,
+    hessian,
+)
+from mhatheory.spectral._lanczos import EigResult, extreme_eigs, lambda_max, lambda_min
+from mhatheory.spectral._operators import Curvature, GaussNewton, Hessian, as_operator, dense
+from mhatheory.spectral._resample import resampled
+from mhatheory.spectral._track import track
+
+
+def hvp(loss_fn, params, *args):
+    """The Hessian as a linear operator on flat vectors: ``(matvec, flat_params)``.
+
+    ``matvec(v) = ∇²L̂(θ) v`` by forward-over-reverse (``jax.linearize`` of the gradient; one
+    linearisation, then each product costs about one gradient). Vectors are in the order of
+    ``jax.flatten_util.ravel_pytree(params)``.
+    """
+    return Hessian(loss_fn).build(params, args)
+
+
+__all__ = [
+    "DEFAULT_DENSE_BUDGET", "Curvature", "Density", "DenseTooLargeError", "EigResult",
+    "Estimate", "GaussNewton", "Hessian", "as_operator", "dense", "dense_bytes", "extreme_eigs",
+    "hessian", "hvp", "lambda_max", "lambda_min", "resampled", "spectral_density", "trace",
+    "track",
+]

@@ -1,0 +1,57 @@
+"""The dense reference route: ``jax.hessian`` + ``eigh``, guarded by a memory budget."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Default budget for dense routes (bytes). The dense route holds about three P×P arrays
+#: (the matrix, eigh's eigenvectors and its workspace).
+DEFAULT_DENSE_BUDGET = 2 * 2**30
+_DENSE_COPIES = 3
+
+
+class DenseTooLargeError(MemoryError, ValueError):
+    """The dense Hessian would not fit in the memory budget."""
+
+
+def dense_bytes(num_params: int, dtype) -> int:
+    """Bytes the dense route needs for P parameters: 3 P² entries."""
+    return _DENSE_COPIES * num_params * num_params * np.dtype(dtype).itemsize
+
+
+def check_dense_fits(num_params: int, dtype, memory_budget_bytes: int | None = None) -> None:
+    """Raise :class:`DenseTooLargeError` (before allocating) if P² does not fit."""
+    budget = DEFAULT_DENSE_BUDGET if memory_budget_bytes is None else memory_budget_bytes
+    need = dense_bytes(num_params, dtype)
+    if need > budget:
+        raise DenseTooLargeError(
+            f"the dense Hessian for P={num_params:,} parameters needs about "
+            f"{need / 2**30:.2f} GiB ({_DENSE_COPIES}·P² {np.dtype(dtype).name}), over the "
+            f"budget of {budget / 2**30:.2f} GiB. Use method='lanczos' (matrix-free, "
+            f"O(P·krylov) memory), or raise memory_budget_bytes if the machine has the memory."
+        )
+
+
+def hessian(loss_fn, params, *args, memory_budget_bytes: int | None = None):
+    """Dense ∇²_θ ``loss_fn(params, *args)`` as ``[P, P]`` over θ flattened by
+    ``ravel_pytree`` (symmetrised). Refuses, before allocating, when it would not fit.
+
+    Cost: P forward-over-reverse Hessian–vector products (as ``jax.hessian``, but applied to the
+    basis in chunks of 64 so the tangent memory stays bounded), P² memory.
+    """
+    from mhatheory.spectral._operators import Hessian, dense
+
+    return dense(Hessian(loss_fn), params, *args, memory_budget_bytes=memory_budget_bytes)
+
+
+@jax.jit
+def eigh_extremes(H):
+    """``eigh`` of a dense symmetric matrix: (values ascending, vectors as columns)."""
+    return jnp.linalg.eigh(H)
+
+
+def residual_norm(H, value, vector) -> float:
+    """‖H v − λ v‖₂ for a unit vector v."""
+    return float(jnp.linalg.norm(H @ vector - value * vector))

@@ -1,0 +1,117 @@
+"""Curvature operators: Hessian, Gauss–Newton G and the curvature term N, as matvecs.
+
+Each operator is a frozen (hashable) dataclass with ``build(params, args) -> (matvec, flat)``:
+``flat`` is θ flattened with ``jax.flatten_util.ravel_pytree`` and ``matvec`` is linear on
+vectors of that size. Being hashable, an operator is a static argument of the jitted probes, so
+repeated probes with the same operator and shapes reuse one compiled program, and the data
+(``args``) is a traced argument, never a folded constant.
+
+**Hessian–vector products** are forward-over-reverse: ``jax.linearize`` of θ ↦ ∇L̂(θ) once per
+probe, after which each product Hv runs only the tangent program (about the cost of one
+gradient, instead of the primal + tangent of a fresh ``jvp``).
+
+**Split for margin losses.** For L̂(θ) = (1/n) Σ_i ℓ(y_i f_i(θ)),
+
+    ∇²L̂ = G + N,  G = (1/n) Σ_i ℓ''(y_i f_i) ∇f_i ∇f_iᵀ   (y_i² = 1; PSD since ℓ'' ≥ 0)
+                   N = (1/n) Σ_i ℓ'(y_i f_i) y_i ∇²f_i.
+
+G v = Jᵀ diag(ℓ''/n) J v (one JVP + one VJP); N v is the Hessian–vector product of
+θ ↦ Σ_i c_i f_i(θ) with c_i = ℓ'(y_i f_i) y_i / n held fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from mhatheory.losses import logistic_d1, logistic_d2
+
+
+def flat_fn(fn, params):
+    """``(x_flat -> fn(unravel(x_flat)), flat)``."""
+    flat, unravel = ravel_pytree(params)
+    return (lambda x: fn(unravel(x))), flat
+
+
+@dataclass(frozen=True)
+class Hessian:
+    """∇²_θ ``loss_fn(params, *args)`` as a matvec (forward-over-reverse)."""
+
+    loss_fn: Callable
+
+    def build(self, params, args):
+        flat, unravel = ravel_pytree(params)
+
+        def grad_flat(x):
+            return ravel_pytree(jax.grad(self.loss_fn)(unravel(x), *args))[0]
+
+        _, matvec = jax.linearize(grad_flat, flat)
+        return matvec, flat
+
+
+@dataclass(frozen=True)
+class GaussNewton:
+    """G = (1/n) Σ ℓ''(y_i f_i) ∇f_i ∇f_iᵀ for ``f(params, X) -> [n]``; args ``(X, y)``."""
+
+    f: Callable
+
+    def build(self, params, args):
+        X, y = args[0], args[1]
+        fx, flat = flat_fn(lambda p: self.f(p, X), params)
+        out, jvp = jax.linearize(fx, flat)
+        _, vjp = jax.vjp(fx, flat)
+        c = logistic_d2(y * out) / out.shape[0]
+        return (lambda v: vjp(c * jvp(v))[0]), flat
+
+
+@dataclass(frozen=True)
+class Curvature:
+    """N = (1/n) Σ ℓ'(y_i f_i) y_i ∇²f_i for ``f(params, X) -> [n]``; args ``(X, y)``."""
+
+    f: Callable
+
+    def build(self, params, args):
+        X, y = args[0], args[1]
+        fx, flat = flat_fn(lambda p: self.f(p, X), params)
+        out = fx(flat)
+        c = jax.lax.stop_gradient(logistic_d1(y * out) * y / out.shape[0])
+        _, matvec = jax.linearize(jax.grad(lambda x: jnp.sum(c * fx(x))), flat)
+        return matvec, flat
+
+
+def as_operator(loss_fn_or_operator):
+    """An operator as is; a plain loss function becomes its :class:`Hessian`."""
+    if hasattr(loss_fn_or_operator, "build"):
+        return loss_fn_or_operator
+    if not callable(loss_fn_or_operator):
+        raise ValueError("expected a loss_fn(params, *args) -> scalar or a curvature operator, "
+                         f"got {type(loss_fn_or_operator).__name__}.")
+    return Hessian(loss_fn_or_operator)
+
+
+def dense(operator, params, *args, memory_budget_bytes: int | None = None):
+    """Materialise an operator as a ``[P, P]`` matrix (P matvecs, vmapped); guarded like
+    :func:`mhatheory.spectral.hessian`."""
+    from mhatheory.spectral._exact import check_dense_fits
+
+    flat, _ = ravel_pytree(params)
+    check_dense_fits(flat.size, flat.dtype, memory_budget_bytes)
+    return _dense(as_operator(operator), params, args)
+
+
+#: Basis vectors per vmapped chunk when materialising (bounds the tangent memory to 64 copies).
+DENSE_CHUNK = 64
+
+
+def _dense_impl(operator, params, args):
+    matvec, flat = operator.build(params, args)
+    eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
+    cols = jax.lax.map(matvec, eye, batch_size=min(DENSE_CHUNK, flat.shape[0]))
+    return 0.5 * (cols + cols.T)
+
+
+_dense = jax.jit(_dense_impl, static_argnums=0)

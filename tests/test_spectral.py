@@ -1,0 +1,171 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mhatheory import data, spectral, train
+from mhatheory.models import deora
+from mhatheory.spectral import _lanczos
+
+REL = 1e-8  # issue #4: Lanczos extremes to 1e-8 relative in float64
+
+
+def quadratic(x, A):
+    """½ xᵀAx: its Hessian is exactly A, so a matrix with a prescribed spectrum is a loss."""
+    return 0.5 * x @ A @ x
+
+
+def with_spectrum(eigs, seed=0):
+    Q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(seed), (len(eigs), len(eigs))))
+    A = Q @ jnp.diag(jnp.asarray(eigs)) @ Q.T
+    return 0.5 * (A + A.T)
+
+
+SPECTRA = {
+    "indefinite": np.linspace(-1.0, 2.0, 200),
+    "clustered": np.concatenate([[-0.3], 0.5 + 1e-3 * np.arange(198), [3.0]]),
+    "repeated_extremes": np.concatenate([[-2.0] * 3, np.linspace(-1, 1, 194), [4.0] * 3]),
+    "tiny_gap": np.concatenate([[-1.0, -1.0 + 1e-3], np.linspace(0, 1, 198)]),
+}
+
+
+@pytest.mark.parametrize("name", list(SPECTRA))
+def test_lanczos_extremes_match_known_spectra(name):
+    eigs = SPECTRA[name]
+    A = with_spectrum(eigs)
+    x = jnp.ones(len(eigs))
+    lo = spectral.lambda_min(quadratic, x, A, krylov=60, tol=1e-12, max_restarts=50)
+    hi = spectral.lambda_max(quadratic, x, A, krylov=60, tol=1e-12, max_restarts=50)
+    assert abs(lo.value - eigs.min()) <= REL * abs(eigs.min())
+    assert abs(hi.value - eigs.max()) <= REL * abs(eigs.max())
+    for r, true in ((lo, eigs.min()), (hi, eigs.max())):
+        assert r.residual < 1e-8 and r.converged
+        # the certified interval holds the true eigenvalue (up to float64 rounding of A)
+        assert r.interval[0] - 1e-12 <= true <= r.interval[1] + 1e-12
+        np.testing.assert_allclose(jnp.linalg.norm(r.vector), 1.0, atol=1e-12)
+
+
+def test_extreme_eigs_k_smallest():
+    eigs = SPECTRA["indefinite"]
+    rs = spectral.extreme_eigs(quadratic, jnp.ones(200), with_spectrum(eigs), k=3, krylov=60,
+                               max_restarts=60, tol=1e-11)
+    np.testing.assert_allclose([r.value for r in rs], eigs[:3], rtol=REL)
+
+
+@pytest.fixture(scope="module")
+def deora_problem():
+    cfg = data.MixtureConfig(d=8, T=5, n=64, num_irrelevant=3)
+    batch = data.sample(cfg, jax.random.key(0))
+    params = deora.init_params(jax.random.key(1), 8, 4, init_scale=2.0)
+    return params, batch, np.asarray(spectral.hessian(deora.loss_fn, params, batch))
+
+
+def test_lanczos_matches_eigh_on_the_deora_loss(deora_problem):
+    params, batch, H = deora_problem
+    ev = np.linalg.eigvalsh(H)
+    assert ev[0] < 0 < ev[-1]
+    lo = spectral.lambda_min(deora.loss_fn, params, batch)
+    hi = spectral.lambda_max(deora.loss_fn, params, batch)
+    assert abs(lo.value - ev[0]) <= REL * abs(ev[0])
+    assert abs(hi.value - ev[-1]) <= REL * abs(ev[-1])
+    ex = spectral.lambda_min(deora.loss_fn, params, batch, method="exact")
+    assert abs(ex.value - ev[0]) <= 1e-12 and ex.num_hvps == H.shape[0]
+
+
+def test_hvp_matches_dense_columns(deora_problem):
+    params, batch, H = deora_problem
+    matvec, flat = spectral.hvp(deora.loss_fn, params, batch)
+    for j in (0, 17, flat.size - 1):
+        e = jnp.zeros(flat.size).at[j].set(1.0)
+        np.testing.assert_allclose(matvec(e), H[:, j], rtol=0, atol=1e-13)
+
+
+def test_gauss_newton_plus_curvature_is_the_hessian(deora_problem):
+    params, batch, H = deora_problem
+    G = np.asarray(spectral.dense(spectral.GaussNewton(deora.phi), params, batch.X, batch.y))
+    N = np.asarray(spectral.dense(spectral.Curvature(deora.phi), params, batch.X, batch.y))
+    np.testing.assert_allclose(G + N, H, rtol=0, atol=1e-10)
+    ev = np.linalg.eigvalsh(G)
+    assert ev.min() >= -1e-12 * ev.max()  # PSD up to float64 rounding of ‖G‖
+    # the operators plug into the probes as well
+    n_min = spectral.lambda_min(spectral.Curvature(deora.phi), params, batch.X, batch.y)
+    assert abs(n_min.value - np.linalg.eigvalsh(N)[0]) <= REL * abs(n_min.value)
+
+
+def test_hutchinson_within_four_standard_errors(deora_problem):
+    params, batch, H = deora_problem
+    est = spectral.trace(deora.loss_fn, params, batch, key=jax.random.key(7), num_samples=300)
+    assert est.se > 0
+    assert abs(est.value - np.trace(H)) < 4 * est.se
+
+
+def test_density_is_a_probability_measure_and_matches_eigh():
+    eigs = np.concatenate([np.linspace(-1, 0, 60), np.linspace(0.2, 3, 240)])
+    A = with_spectrum(eigs, seed=3)
+    dens = spectral.spectral_density(quadratic, jnp.ones(300), A, key=jax.random.key(1),
+                                     num_probes=20, krylov=60)
+    np.testing.assert_allclose(dens.weights.sum(axis=1), 1.0, atol=1e-12)
+    grid = np.linspace(-2, 4, 3001)
+    np.testing.assert_allclose(np.trapezoid(dens.pdf(grid, sigma=0.05), grid), 1.0, atol=1e-3)
+    # CDF against the eigh histogram: Gauss quadrature resolves a CDF to ~ spread/krylov; the
+    # Monte-Carlo error over 20 probes of a CDF value is ≤ 0.5/√(20·P)·… ≈ 0.01 → 0.05 total.
+    xs = np.linspace(-0.9, 2.9, 20)
+    ks = np.max(np.abs(dens.cdf(xs) - np.searchsorted(np.sort(eigs), xs) / eigs.size))
+    assert ks < 0.05
+    count, se = dens.negative_count(threshold=0.0)
+    assert abs(count - 60) < 4 * se + 0.05 * 300  # + the CDF resolution bound above
+    mass, mse = dens.negative_mass()
+    assert abs(mass - np.abs(eigs[eigs < 0]).sum()) < 4 * mse + 1e-9
+
+
+def test_memory_guard_raises_before_allocating():
+    params = {"w": jnp.zeros(100_000)}  # 3·P²·8 B = 240 GB
+    with pytest.raises(spectral.DenseTooLargeError, match="method='lanczos'"):
+        spectral.hessian(lambda p, a: jnp.sum(p["w"] ** 2), params, None)
+    with pytest.raises(MemoryError):
+        spectral.lambda_min(lambda p: jnp.sum(p["w"] ** 2), params, method="exact")
+    assert spectral.dense_bytes(100_000, jnp.float64) == 3 * 8 * 10**10
+
+
+def test_warm_starts_cut_hvps_along_a_trajectory():
+    cfg = data.MixtureConfig(d=8, T=5, n=64, num_irrelevant=3)
+    batch = data.sample(cfg, jax.random.key(0))
+    params = deora.init_params(jax.random.key(1), 8, 4, init_scale=2.0)
+    traj = train.gd(deora.loss_fn, params, batch, steps=12, lr=0.05, record_steps=range(0, 13, 2))
+    kw = dict(which=("smallest",), krylov=12, tol=1e-9, max_restarts=200)
+    warm = spectral.track(deora.loss_fn, traj.params_at, batch, warm_start=True, **kw)
+    cold = spectral.track(deora.loss_fn, traj.params_at, batch, warm_start=False, **kw)
+    np.testing.assert_allclose([r["lambda_min"] for r in warm], [r["lambda_min"] for r in cold],
+                               rtol=1e-7)
+    assert sum(r["lambda_min_hvps"] for r in warm[1:]) < sum(r["lambda_min_hvps"] for r in cold[1:])
+
+
+def test_repeated_calls_reuse_the_compiled_program(deora_problem):
+    params, batch, _ = deora_problem
+    spectral.lambda_min(deora.loss_fn, params, batch)
+    before = _lanczos._restarted_lanczos._cache_size()
+    other = data.sample(data.MixtureConfig(d=8, T=5, n=64, num_irrelevant=3), jax.random.key(9))
+    spectral.lambda_min(deora.loss_fn, jax.tree.map(lambda a: 1.1 * a, params), other)
+    assert _lanczos._restarted_lanczos._cache_size() == before
+
+
+def test_bootstrap_error_bar(deora_problem):
+    params, batch, _ = deora_problem
+
+    def probe(p, b):
+        return spectral.lambda_min(deora.loss_fn, p, b).value
+
+    mean, se, values = spectral.resampled(probe, params, batch, key=jax.random.key(0), num=5)
+    assert se > 0 and values.shape == (5,) and np.isfinite(mean)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"which": "middle"}, "which must be"),
+    ({"method": "power"}, "method must be"),
+    ({"v0": jnp.ones(3)}, "v0 must have"),
+    ({"k": 0}, "k must be"),
+])
+def test_bad_arguments(deora_problem, kwargs, match):
+    params, batch, _ = deora_problem
+    with pytest.raises(ValueError, match=match):
+        spectral.extreme_eigs(deora.loss_fn, params, batch, **kwargs)
