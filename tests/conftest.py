@@ -18,6 +18,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 TOL = {"float64": 1e-12, "float32": 1e-6}
 
-settings.register_profile("mhatheory", deadline=None, max_examples=25,
+settings.register_profile("mhatheory", deadline=None,
+                          max_examples=int(os.environ.get("MHATHEORY_EXAMPLES", "25")),
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("mhatheory")

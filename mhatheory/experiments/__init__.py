@@ -9,6 +9,8 @@ import importlib
 
 EXPERIMENTS = {
     "train": "mhatheory.experiments.train",
+    "spectrum": "mhatheory.experiments.spectrum",
+    "weak-convexity": "mhatheory.experiments.weak_convexity",
 }
 
 

@@ -1,0 +1,138 @@
+"""Benchmark: spectral probes on the Deora loss over P = H(d² + d) from ~300 to ~1,000,000.
+
+Per row, all in this process: the dense route (``hessian`` + ``eigh``, where it fits), Lanczos
+λmin (time, HVPs, relative agreement), the cost of one HVP against one gradient, the probe's cost
+against its HVPs, the compiled program's memory, and λmax by 100 steps of power iteration (the
+PyHessian route) against Lanczos with the same 100 HVPs. Where the dense route does not fit, the
+reference is a Lanczos run with twice the Krylov space, and the certified interval of the
+budgeted run is reported too.
+
+    python experiments/bench/spectral.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _util  # noqa: E402
+
+from mhatheory import data, spectral  # noqa: E402
+from mhatheory.models import deora  # noqa: E402
+from mhatheory.spectral import _lanczos  # noqa: E402
+
+GRID = [(8, 4), (16, 8), (32, 8), (64, 16), (128, 16), (128, 64)]
+N, T = 64, 8
+
+
+@jax.jit
+def _grad(params, batch):
+    return jax.value_and_grad(deora.loss_fn)(params, batch)
+
+
+@jax.jit
+def _hvps(params, batch, vs):
+    """Linearise once, then one HVP per row of ``vs`` (sequentially): amortised HVP cost."""
+    matvec, _ = spectral.Hessian(deora.loss_fn).build(params, (batch,))
+    return jax.lax.map(matvec, vs)
+
+
+@jax.jit
+def _power_iteration(params, batch, v0):
+    """PyHessian's λmax: 100 steps of v ← Hv/‖Hv‖, λ = vᵀHv (100 HVPs)."""
+    matvec, _ = spectral.Hessian(deora.loss_fn).build(params, (batch,))
+
+    def body(_, carry):
+        v, _ = carry
+        w = matvec(v)
+        return w / jnp.linalg.norm(w), v @ w
+
+    return jax.lax.fori_loop(0, 100, body, (v0 / jnp.linalg.norm(v0), 0.0))[1]
+
+
+def memory_bytes(params, batch, krylov):
+    flat = jax.flatten_util.ravel_pytree(params)[0]
+    compiled = _lanczos._restarted_lanczos.lower(
+        spectral.Hessian(deora.loss_fn), "smallest", krylov, 0, 1, 1e-10, params, (batch,),
+        flat).compile()
+    m = compiled.memory_analysis()
+    return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+            if m is not None else float("nan"))
+
+
+def row(d, H, budget_hvps=150):
+    mixture = data.MixtureConfig(d=d, T=T, n=N, num_irrelevant=min(4, d - 2))
+    batch = data.sample(mixture, jax.random.key(0))
+    params = deora.init_params(jax.random.key(1), d, H)
+    P = deora.parameter_count(d, H)
+    r = {"d": d, "H": H, "P": P}
+
+    t_grad = _util.best_time(lambda: _grad(params, batch))
+    vs = jax.random.normal(jax.random.key(2), (10, P))
+    t_hvp = _util.best_time(lambda: _hvps(params, batch, vs)) / 10
+    r.update(grad_ms=1e3 * t_grad, hvp_ms=1e3 * t_hvp, hvp_over_grad=t_hvp / t_grad)
+
+    fits = spectral.dense_bytes(P, jnp.float64) <= spectral.DEFAULT_DENSE_BUDGET
+    if fits:
+        t0 = time.perf_counter()
+        ex = spectral.lambda_min(deora.loss_fn, params, batch, method="exact")
+        exmax = spectral.lambda_max(deora.loss_fn, params, batch, method="exact")
+        r["dense_s"] = time.perf_counter() - t0
+        ref_min, ref_max = ex.value, exmax.value
+        r["reference"] = "dense eigh"
+
+    krylov = min(budget_hvps - 1, P - 1) if P > 50_000 else 60
+    kw = dict(krylov=krylov, tol=1e-12, max_restarts=0 if P > 50_000 else 20)
+    spectral.lambda_min(deora.loss_fn, params, batch, **kw)  # compile
+    t0 = time.perf_counter()
+    lo = spectral.lambda_min(deora.loss_fn, params, batch, **kw)
+    t_lan = time.perf_counter() - t0
+    if not fits:
+        ref = spectral.lambda_min(deora.loss_fn, params, batch, krylov=min(2 * krylov, P - 1),
+                                  tol=1e-13, max_restarts=0, key=jax.random.key(5))
+        ref_min = ref.value
+        ref_max = spectral.lambda_max(deora.loss_fn, params, batch, krylov=min(2 * krylov, P - 1),
+                                      tol=1e-13, max_restarts=0, key=jax.random.key(5)).value
+        r["reference"] = f"lanczos {min(2 * krylov, P - 1)} HVPs"
+    r.update(lanczos_s=t_lan, lanczos_hvps=lo.num_hvps, lambda_min=lo.value,
+             lambda_min_rel_err=abs(lo.value - ref_min) / abs(ref_min),
+             certified_rel_width=(lo.interval[1] - lo.interval[0]) / abs(lo.value),
+             probe_over_hvps=t_lan / (lo.num_hvps * t_hvp))
+    if fits:
+        r["dense_over_lanczos"] = r["dense_s"] / t_lan
+    r["lanczos_mem_MB"] = memory_bytes(params, batch, krylov) / 2**20
+
+    v0 = jax.random.normal(jax.random.key(3), (P,))
+    lam_pi = float(_power_iteration(params, batch, v0))
+    lam_l = spectral.lambda_max(deora.loss_fn, params, batch, krylov=99, max_restarts=0,
+                                v0=v0).value  # 99 + 1 = 100 HVPs
+    r.update(lambda_max=ref_max, power100_rel_err=abs(lam_pi - ref_max) / abs(ref_max),
+             lanczos100_rel_err=abs(lam_l - ref_max) / abs(ref_max))
+    return r
+
+
+def main(quick: bool) -> None:
+    grid = GRID[:3] if quick else GRID
+    rows = []
+    for d, H in grid:
+        rows.append(row(d, H))
+        print(f"done d={d} H={H} P={rows[-1]['P']}", flush=True)
+    cols = ["P", "H", "d", "grad_ms", "hvp_ms", "hvp_over_grad", "dense_s", "lanczos_s",
+            "dense_over_lanczos", "lanczos_hvps", "lambda_min_rel_err", "certified_rel_width",
+            "probe_over_hvps", "lanczos_mem_MB", "power100_rel_err", "lanczos100_rel_err",
+            "reference"]
+    print(_util.table(rows, cols))
+    out = _util.write("spectral", rows, {"problem": {"n": N, "T": T, "dtype": "float64"}})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="only P ≤ ~8,000")
+    main(ap.parse_args().quick)

@@ -1,0 +1,91 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mhatheory import bounds, data, spectral
+from mhatheory.models import deora
+
+
+def _full_block_norm(params, X, h):
+    """‖∇²φ_h‖₂ from the full (d² + d)-dimensional Hessian of one head (the reference)."""
+    d = X.shape[-1]
+
+    def phi_h(theta):
+        W, U = theta[: d * d].reshape(d, d), theta[d * d:]
+        return U @ (X.T @ jax.nn.softmax(X @ W @ X[0]))
+
+    theta = jnp.concatenate([params["W"][h].ravel(), params["U"][h]])
+    return float(jnp.max(jnp.abs(jnp.linalg.eigvalsh(jax.hessian(phi_h)(theta)))))
+
+
+def _problem(d=5, T=4, H=3, n=12, seed=0, init_scale=2.0, token_scale=1.0):
+    cfg = data.MixtureConfig(d=d, T=T, n=n, num_irrelevant=2, scale=token_scale,
+                             sigma=0.3 * token_scale)
+    batch = data.sample(cfg, jax.random.key(seed))
+    params = deora.init_params(jax.random.key(seed + 1), d, H, init_scale=init_scale)
+    return params, batch
+
+
+def test_reduced_block_norms_equal_the_full_block_hessians():
+    params, batch = _problem()
+    norms = np.asarray(bounds.block_norms(params, batch.X))
+    for i, h in [(0, 0), (3, 1), (11, 2)]:
+        assert abs(norms[i, h] - _full_block_norm(params, batch.X[i], h)) <= 1e-12 * norms[i, h]
+
+
+def test_hessian_of_phi_is_block_diagonal_with_1_over_sqrt_H():
+    params, batch = _problem(H=2)
+    X = batch.X[0]
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    Hphi = jax.hessian(lambda v: deora.phi(unravel(v), X))(flat)
+    # ravel order: U [H, d] then W [H, d, d] (dict keys sorted); cross-head entries vanish
+    d = X.shape[-1]
+    idx_U = np.arange(2 * d).reshape(2, d)
+    idx_W = 2 * d + np.arange(2 * d * d).reshape(2, d * d)
+    head0 = np.concatenate([idx_U[0], idx_W[0]])
+    head1 = np.concatenate([idx_U[1], idx_W[1]])
+    assert float(jnp.max(jnp.abs(Hphi[np.ix_(head0, head1)]))) == 0.0
+    block0 = np.asarray(Hphi[np.ix_(head0, head0)])
+    ref = _full_block_norm(params, X, 0) / math.sqrt(2)
+    assert abs(np.max(np.abs(np.linalg.eigvalsh(block0))) - ref) <= 1e-12 * ref
+
+
+@given(init_scale=st.floats(0.05, 30.0), token_scale=st.floats(1e-2, 30.0),
+       seed=st.integers(0, 10_000))
+def test_kappa_analytic_bounds_every_block(init_scale, token_scale, seed):
+    params, batch = _problem(init_scale=init_scale, token_scale=token_scale, seed=seed)
+    norms = np.asarray(bounds.block_norms(params, batch.X))
+    kana = np.asarray(bounds.kappa_analytic_blocks(params, batch.X))
+    assert np.all(kana >= norms * (1 - 1e-12))
+
+
+@given(init_scale=st.floats(0.05, 30.0), token_scale=st.floats(1e-2, 10.0),
+       label_flip=st.booleans(), seed=st.integers(0, 10_000))
+def test_chain_has_no_counterexample(init_scale, token_scale, label_flip, seed):
+    """Random θ far from initialisation, extreme token norms, and (by flipping labels) huge
+    negative or positive margins: every link is a theorem and must hold."""
+    params, batch = _problem(init_scale=init_scale, token_scale=token_scale, seed=seed)
+    if label_flip:
+        batch = batch._replace(y=-batch.y)
+    ch, _, _ = bounds.chain(params, batch, method="exact")
+    assert ch.holds, [link for link in ch.links if not link.holds]
+    assert ch.kappa_ana >= ch.kappa_blk
+    assert ch.lambda_min >= ch.bound - ch.links[0].slack - ch.links[1].slack
+
+
+def test_chain_values_match_dense_computations():
+    params, batch = _problem(H=4, init_scale=3.0)
+    ch, _, _ = bounds.chain(params, batch, method="exact")
+    H = np.asarray(spectral.hessian(deora.loss_fn, params, batch))
+    N = np.asarray(spectral.dense(spectral.Curvature(deora.phi), params, batch.X, batch.y))
+    assert abs(ch.lambda_min - np.linalg.eigvalsh(H)[0]) < 1e-12
+    assert abs(ch.lambda_min_N - np.linalg.eigvalsh(N)[0]) < 1e-12
+    assert ch.lambda_min < 0  # negative curvature is present: the check is not vacuous
+    assert ch.kappa_hat == pytest.approx(-ch.lambda_min * 2 / ch.loss)
+    lan, _, _ = bounds.chain(params, batch, method="lanczos")
+    assert abs(lan.lambda_min - ch.lambda_min) <= 1e-8 * abs(ch.lambda_min)
