@@ -13,6 +13,7 @@ from mhatheory import results
 _KIND_TEXT = {
     "theorem": "inequality that must hold at every probed point",
     "identity": "two computations that must agree to the stated tolerance",
+    "sanity": "a guard that the check is not vacuous",
     "tendency": "empirical trend, measured and reported, never gated",
 }
 

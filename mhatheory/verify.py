@@ -4,10 +4,12 @@ Each check returns :class:`Check` rows. Kinds:
 
 * ``theorem``: an inequality that must hold at every point probed; FAIL is a bug or a finding.
 * ``identity``: two computations that must agree to a stated tolerance (float64 unless noted).
+* ``sanity``: a guard that the setup is not trivial (e.g. negative curvature is present, so the
+  weak-convexity check is not vacuous); gated like a theorem.
 * ``tendency``: an empirical trend from a paper, measured and reported with its uncertainty; it
-  is never gated (status REPORT).
+  is never gated (status REPORT; for these rows ``margin`` holds the standard error).
 
-The exit status is 1 when any theorem or identity row fails.
+The exit status is 1 when any theorem, identity or sanity row fails.
 """
 
 from __future__ import annotations
@@ -94,9 +96,106 @@ def check_training(full: bool, out: Path) -> list[Check]:
     ]
 
 
+def check_spectral(full: bool, out: Path) -> list[Check]:
+    """Lanczos, HVP, the G + N split and Hutchinson against the dense reference."""
+    from mhatheory import spectral
+    from mhatheory.experiments import spectrum
+
+    cfg = data.MixtureConfig(d=8, T=6, n=64, num_irrelevant=3)
+    batch = data.sample(cfg, jax.random.key(0))
+    params = deora.init_params(jax.random.key(1), 8, 4, init_scale=2.0)
+    H = np.asarray(spectral.hessian(deora.loss_fn, params, batch))
+    ev = np.linalg.eigvalsh(H)
+    lo = spectral.lambda_min(deora.loss_fn, params, batch)
+    hi = spectral.lambda_max(deora.loss_fn, params, batch)
+    matvec, flat = spectral.hvp(deora.loss_fn, params, batch)
+    cols = np.stack([np.asarray(matvec(np.eye(flat.size)[j])) for j in (0, 99, flat.size - 1)])
+    G = np.asarray(spectral.dense(spectral.GaussNewton(deora.phi), params, batch.X, batch.y))
+    N = np.asarray(spectral.dense(spectral.Curvature(deora.phi), params, batch.X, batch.y))
+    tr = spectral.trace(deora.loss_fn, params, batch, key=jax.random.key(3), num_samples=200)
+    P = flat.size
+    rows = [
+        upper("spectral: Lanczos λmin vs eigh (relative)", "identity",
+              abs(lo.value - ev[0]) / abs(ev[0]), 1e-8, f"P={P}, {lo.num_hvps} HVPs"),
+        upper("spectral: Lanczos λmax vs eigh (relative)", "identity",
+              abs(hi.value - ev[-1]) / abs(ev[-1]), 1e-8, f"P={P}, {hi.num_hvps} HVPs"),
+        upper("spectral: HVP vs dense Hessian columns", "identity",
+              np.max(np.abs(cols - H[:, [0, 99, P - 1]].T)), 1e-12, "forward-over-reverse"),
+        upper("spectral: G + N = ∇²L̂", "identity", np.max(np.abs(G + N - H)), 1e-10,
+              "Gauss-Newton + curvature split, max entry error"),
+        upper("spectral: G is PSD (−λmin(G)/λmax(G))", "identity",
+              -np.linalg.eigvalsh(G)[0] / np.linalg.eigvalsh(G)[-1], 1e-12, "rounding level"),
+        upper("spectral: Hutchinson trace within 4 SE", "identity",
+              abs(tr.value - ev.sum()), 4 * tr.se, f"200 Rademacher probes, SE {tr.se:.2g}"),
+    ]
+    res = spectrum.run(spectrum.Config(steps=300 if not full else 3000,
+                                       **(spectrum.FULL if full else {})),
+                       out / "spectrum", progress=False)
+    trained = list(res["stages"].values())[-1]
+    mass = trained["negative_mass_slq"]
+    rows.append(upper("spectral: SLQ negative mass vs eigh (4 SE)", "identity",
+                      abs(mass["value"] - trained["dense"]["negative_mass"]), 4 * mass["se"],
+                      "after training; SLQ with 10 probes", ["spectrum/spectral_density.png"])
+                if "dense" in trained else
+                Check("spectral: SLQ negative mass", "tendency", True, mass["value"], mass["se"],
+                      0.0, "no dense reference at this size",
+                      ("spectrum/spectral_density.png",)))
+    return rows
+
+
+def check_weak_convexity(full: bool, out: Path) -> list[Check]:
+    """The weak-convexity chain along GD for several H, slopes against H, convergence."""
+    from mhatheory.experiments import weak_convexity as wc
+
+    small = dict(heads_grid=(1, 2, 4, 8, 16), seeds=3, steps=300, num_probes=4, n=64,
+                 convergence_steps=200)
+    cfg = wc.Config(**(wc.FULL if full else small))
+    folder = out / "weak-convexity"
+    summary = wc.run(cfg, folder, progress=False)
+    import json
+
+    res = json.loads((folder / "results.json").read_text())
+    records = res["records"]
+    worst = min(min(link["margin"] for link in r["links"]) for r in records)
+    figs = [f"weak-convexity/{f}" for f in res["figures"]]
+    rows = [
+        Check("weak convexity: chain holds at every probe", "theorem",
+              summary["chain_holds_everywhere"], worst, 0.0, worst,
+              f"{len(records)} probes over H={list(cfg.heads_grid)}, {cfg.seeds} seeds; "
+              "smallest link margin", (figs[0], figs[2])),
+        upper("weak convexity: negative curvature present (min λmin)", "sanity",
+              min(r["lambda_min"] for r in records), 0.0, "the check is not vacuous"),
+    ]
+    desc = [r["descent"] for r in records if r["descent"]["applicable"]]
+    dmargin = min(d["decrease"] - d["required"] for d in desc)
+    rows.append(Check("convergence: descent lemma where η·λmax ≤ 1", "theorem",
+                      summary["descent_lemma_holds_where_applicable"], dmargin, 0.0, dmargin,
+                      f"{len(desc)} of {len(records)} probed steps applicable"))
+    conv = res["convergence"]
+    ok = np.asarray(conv["descent_ok"], bool)
+    gap = float(np.min(np.asarray(conv["bound"])[ok] - np.asarray(conv["loss"])[ok]))
+    rows.append(Check("convergence: L̂(θ_K) ≤ finite-time bound, all K", "theorem",
+                      conv["holds_all"], gap, 0.0, gap,
+                      f"H={conv['heads']}; NTK margin {conv['ntk_margin']:.3g} "
+                      f"(separable: {conv['ntk_separable']})", (figs[3],)))
+    for q, label in (("neg_lambda_over_loss", "−λmin/L̂"), ("kappa_hat", "κ̂")):
+        for stage in ("init", "late"):
+            fit = summary["slopes"][q][stage]
+            se = fit["slope_se"] if fit["slope_se"] is not None else float("nan")
+            rows.append(Check(f"H-slope of {label} ({stage}, step {fit['step']})", "tendency",
+                              True, fit["slope_mean"] if fit["slope_mean"] is not None
+                              else float("nan"), -0.5, se,
+                              f"log-log slope vs H, mean ± SE over seeds ({se:.2g}); "
+                              "reference −1/2 if κ were constant", (figs[1],) if q == "kappa_hat"
+                              and stage == "init" else ()))
+    return rows
+
+
 CHECKS: dict[str, tuple[str, Callable[[bool, Path], list[Check]]]] = {
     "model": ("the Deora MHA formula", check_model),
     "train": ("gradient descent", check_training),
+    "spectral": ("spectral probes against dense references", check_spectral),
+    "weak-convexity": ("the weak-convexity chain, H-slopes, convergence", check_weak_convexity),
 }
 
 
