@@ -11,6 +11,7 @@ EXPERIMENTS = {
     "train": "mhatheory.experiments.train",
     "spectrum": "mhatheory.experiments.spectrum",
     "weak-convexity": "mhatheory.experiments.weak_convexity",
+    "seq2seq": "mhatheory.experiments.seq2seq",
 }
 
 

@@ -1,5 +1,4 @@
-"""Models: the Deora et al. MHA classifier (and, in :mod:`mhatheory.models.transformer`, the
-Vaswani-style stacks)."""
+"""Models: the Deora et al. MHA classifier and the Vaswani-style transformer stacks."""
 
 from mhatheory.models.deora import (
     DeoraMHA,
@@ -9,5 +8,13 @@ from mhatheory.models.deora import (
     parameter_count,
     phi,
 )
+from mhatheory.models.transformer import (
+    Block,
+    DecoderTransformer,
+    FeedForward,
+    Seq2SeqTransformer,
+    residual_plan,
+)
 
-__all__ = ["DeoraMHA", "head_outputs", "init_params", "loss_fn", "parameter_count", "phi"]
+__all__ = ["Block", "DecoderTransformer", "DeoraMHA", "FeedForward", "Seq2SeqTransformer",
+           "head_outputs", "init_params", "loss_fn", "parameter_count", "phi", "residual_plan"]

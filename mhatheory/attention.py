@@ -1,0 +1,157 @@
+"""Scaled dot-product attention and multi-head attention (Vaswani et al., 2017).
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + B) V
+
+Axis legend for the einsums: ``q`` query position, ``k`` key/memory position, ``h`` head,
+``d`` model feature, ``e`` per-head feature (d_k or d_v).
+
+Masks are boolean, True = may attend, and broadcast to ``[..., Tq, Tk]``. Masked scores are set
+to the dtype's most negative finite value before a max-subtracted softmax, and the weights are
+multiplied by the mask afterwards, so masked weights are exactly 0 and a fully masked row gives
+all-zero weights (and a zero output) instead of NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+def lead(x, ndim: int):
+    """``x`` with leading size-1 axes up to rank ``ndim`` (explicit broadcasting, so the code
+    runs under ``jax_numpy_rank_promotion='raise'``)."""
+    x = jnp.asarray(x)
+    return x.reshape((1,) * (ndim - x.ndim) + x.shape)
+
+
+def causal_mask(num_queries: int, num_keys: int | None = None, offset: int | None = None):
+    """``[Tq, Tk]`` boolean: query i may attend key j iff j ≤ i + offset (offset defaults to
+    Tk − Tq, so the queries are the last Tq positions, as with a Transformer-XL memory)."""
+    num_keys = num_queries if num_keys is None else num_keys
+    offset = num_keys - num_queries if offset is None else offset
+    return jnp.arange(num_keys)[None, :] <= jnp.arange(num_queries)[:, None] + offset
+
+
+def padding_mask(valid):
+    """Key-padding mask ``[..., 1, Tk]`` from ``valid [..., Tk]`` (True = a real token)."""
+    return jnp.asarray(valid, bool)[..., None, :]
+
+
+def _check_mask(mask, tq: int, tk: int):
+    shape = tuple(np.shape(mask))
+    target = (tq, tk)
+    tail = shape[-2:] if len(shape) >= 2 else ((1,) * (2 - len(shape)) + shape)
+    if any(s not in (1, t) for s, t in zip(tail, target, strict=True)):
+        raise ValueError(f"mask of shape {list(shape)} does not broadcast to [..., Tq={tq}, "
+                         f"Tk={tk}] (True = may attend).")
+
+
+def attention_weights(q, k, mask=None, bias=None):
+    """softmax(q kᵀ/√d_k + bias) over keys: ``q [..., Tq, dk]``, ``k [..., Tk, dk]`` →
+    ``[..., Tq, Tk]``. Rows sum to 1 (0 for a fully masked row); masked entries are exactly 0."""
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"query feature size {q.shape[-1]} != key feature size {k.shape[-1]} "
+                         f"(q {list(q.shape)}, k {list(k.shape)}).")
+    scores = jnp.einsum("...qe,...ke->...qk", q, k) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        scores = scores + lead(bias, scores.ndim)
+    if mask is None:
+        return jax.nn.softmax(scores, axis=-1)
+    _check_mask(mask, q.shape[-2], k.shape[-2])
+    mask = lead(jnp.asarray(mask, bool), scores.ndim)
+    scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
+    weights = jax.nn.softmax(scores, axis=-1)
+    return jnp.where(mask, weights, 0.0)
+
+
+def scaled_dot_product_attention(q, k, v, mask=None, bias=None, return_weights: bool = False):
+    """softmax(q kᵀ/√d_k + bias) v: ``q [..., Tq, dk]``, ``k [..., Tk, dk]``, ``v [..., Tk, dv]``
+    → ``[..., Tq, dv]`` (and the weights with ``return_weights``)."""
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"keys and values must have the same length, got k {list(k.shape)} "
+                         f"and v {list(v.shape)}.")
+    weights = attention_weights(q, k, mask, bias)
+    out = jnp.einsum("...qk,...ke->...qe", weights, v)
+    return (out, weights) if return_weights else out
+
+
+def _kernel(rngs, shape, fan_in, dtype):
+    return jax.random.normal(rngs.params(), shape, dtype) / math.sqrt(fan_in)
+
+
+class MultiHeadAttention(nnx.Module):
+    """h heads with d_k = d_v = d_model/h, per-head projections and the output projection W^O.
+
+    Parameters follow ``flax.nnx.MultiHeadAttention``'s layout so weights can be copied across:
+    ``query/key/value_kernel [d_in, h, e]``, ``*_bias [h, e]``, ``out_kernel [h, e, d_model]``,
+    ``out_bias [d_model]``. Self-attention: ``mha(x)``; cross-attention: ``mha(x, memory)`` with
+    a memory of another length and (``d_memory``) feature size.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, *, d_memory: int | None = None,
+                 use_bias: bool = True, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        if num_heads < 1 or d_model < 1:
+            raise ValueError(f"d_model and num_heads must be >= 1, got {d_model}, {num_heads}.")
+        if d_model % num_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}; "
+                             f"choose d_model as a multiple of num_heads (d_k = d_model/h).")
+        self.d_model, self.num_heads = d_model, num_heads
+        self.d_memory = d_model if d_memory is None else d_memory
+        e = d_model // num_heads
+        self.head_dim = e
+        dt = param_dtype
+        self.query_kernel = nnx.Param(_kernel(rngs, (d_model, num_heads, e), d_model, dt))
+        self.key_kernel = nnx.Param(_kernel(rngs, (self.d_memory, num_heads, e), self.d_memory,
+                                            dt))
+        self.value_kernel = nnx.Param(_kernel(rngs, (self.d_memory, num_heads, e),
+                                              self.d_memory, dt))
+        self.out_kernel = nnx.Param(_kernel(rngs, (num_heads, e, d_model), d_model, dt))
+        self.use_bias = use_bias
+        if use_bias:
+            self.query_bias = nnx.Param(jnp.zeros((num_heads, e), dt))
+            self.key_bias = nnx.Param(jnp.zeros((num_heads, e), dt))
+            self.value_bias = nnx.Param(jnp.zeros((num_heads, e), dt))
+            self.out_bias = nnx.Param(jnp.zeros((d_model,), dt))
+
+    def project(self, x, memory):
+        """Per-head q ``[..., h, Tq, e]``, k and v ``[..., h, Tk, e]``."""
+        q = jnp.einsum("...qd,dhe->...hqe", x, self.query_kernel[...])
+        k = jnp.einsum("...kd,dhe->...hke", memory, self.key_kernel[...])
+        v = jnp.einsum("...kd,dhe->...hke", memory, self.value_kernel[...])
+        if self.use_bias:
+            q = q + lead(self.query_bias[...][:, None, :], q.ndim)
+            k = k + lead(self.key_bias[...][:, None, :], k.ndim)
+            v = v + lead(self.value_bias[...][:, None, :], v.ndim)
+        return q, k, v
+
+    def combine(self, heads):
+        """Concat_h(heads) W^O: ``[..., h, Tq, e]`` → ``[..., Tq, d_model]``."""
+        out = jnp.einsum("...hqe,hed->...qd", heads, self.out_kernel[...])
+        return out + lead(self.out_bias[...], out.ndim) if self.use_bias else out
+
+    def check_inputs(self, x, memory):
+        if x.shape[-1] != self.d_model:
+            raise ValueError(f"inputs have feature size {x.shape[-1]}, expected d_model="
+                             f"{self.d_model} (shape {list(x.shape)}).")
+        if memory.shape[-1] != self.d_memory:
+            raise ValueError(f"memory has feature size {memory.shape[-1]}, expected d_memory="
+                             f"{self.d_memory} (shape {list(memory.shape)}).")
+
+    def __call__(self, x, memory=None, *, mask=None, return_weights: bool = False):
+        """``x [..., Tq, d_model]``, optional ``memory [..., Tk, d_memory]``, ``mask``
+        broadcastable to ``[..., Tq, Tk]`` and shared by every head. Returns ``[..., Tq,
+        d_model]`` (and weights ``[..., h, Tq, Tk]`` with ``return_weights``)."""
+        memory = x if memory is None else memory
+        self.check_inputs(x, memory)
+        q, k, v = self.project(x, memory)
+        if mask is not None:
+            _check_mask(mask, x.shape[-2], memory.shape[-2])
+            mask = jnp.asarray(mask, bool)
+            mask = mask.reshape(mask.shape[:-2] + (1,) + mask.shape[-2:])  # head axis
+        heads, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True)
+        out = self.combine(heads)
+        return (out, weights) if return_weights else out

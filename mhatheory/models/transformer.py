@@ -1,0 +1,218 @@
+"""Transformer stacks built from :mod:`mhatheory.attention`: encoder/decoder blocks (post-LN
+as in Vaswani et al., pre-LN as an option), a decoder-only :class:`DecoderTransformer` whose
+causal mask, positional encoding and residual connections are switches (for the symmetry
+study), and an encoder–decoder :class:`Seq2SeqTransformer`.
+
+Residual plans: ``True``/"all", ``False``/"none", "attention-only", "mlp-only", "off:K" (all on
+except layer K), or one entry per layer, each a bool or an ``(attention, mlp)`` pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mhatheory.attention import MultiHeadAttention, causal_mask, lead, padding_mask
+from mhatheory.positional import LearnedPositions, RelativeMultiHeadAttention, sinusoidal
+
+POSITIONAL = ("none", "sinusoidal", "learned", "relative")
+
+
+def residual_plan(spec, num_layers: int) -> tuple[tuple[bool, bool], ...]:
+    """Normalise a residual spec to one ``(attention, mlp)`` pair per layer."""
+    named = {"all": (True, True), "none": (False, False), "attention-only": (True, False),
+             "mlp-only": (False, True)}
+    if isinstance(spec, bool):
+        return ((spec, spec),) * num_layers
+    if isinstance(spec, str):
+        if spec in named:
+            return (named[spec],) * num_layers
+        if spec.startswith("off:") and spec[4:].isdigit() and int(spec[4:]) < num_layers:
+            k = int(spec[4:])
+            return tuple((i != k, i != k) for i in range(num_layers))
+        raise ValueError(f"residual={spec!r} is not one of {sorted(named)} or 'off:K' with "
+                         f"K < num_layers={num_layers}.")
+    spec = list(spec)
+    if len(spec) != num_layers:
+        raise ValueError(f"a per-layer residual spec needs {num_layers} entries, got {len(spec)}.")
+    return tuple((s, s) if isinstance(s, bool) else (bool(s[0]), bool(s[1])) for s in spec)
+
+
+class FeedForward(nnx.Module):
+    """Position-wise MLP: W_2 act(W_1 x + b_1) + b_2 (ReLU as in the paper, GELU optional)."""
+
+    def __init__(self, d_model: int, d_ff: int, *, activation: str = "relu", rngs: nnx.Rngs,
+                 param_dtype=jnp.float32):
+        if activation not in ("relu", "gelu"):
+            raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}.")
+        self.act = jax.nn.relu if activation == "relu" else jax.nn.gelu
+        self.up = nnx.Linear(d_model, d_ff, rngs=rngs, param_dtype=param_dtype)
+        self.down = nnx.Linear(d_ff, d_model, rngs=rngs, param_dtype=param_dtype)
+
+    def __call__(self, x):
+        return self.down(self.act(self.up(x)))
+
+
+class Block(nnx.Module):
+    """Self-attention (+ optional cross-attention) + MLP, each sub-layer wrapped as
+    pre-LN ``x + f(LN(x))`` or post-LN ``LN(x + f(x))`` (without the ``x +`` when its residual
+    is switched off)."""
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, *, cross: bool = False,
+                 relative: bool = False, pre_ln: bool = True, residual=(True, True),
+                 activation: str = "relu", rngs: nnx.Rngs, param_dtype=jnp.float32):
+        attn_cls = RelativeMultiHeadAttention if relative else MultiHeadAttention
+        self.self_attn = attn_cls(d_model, num_heads, rngs=rngs, param_dtype=param_dtype)
+        self.cross_attn = (MultiHeadAttention(d_model, num_heads, rngs=rngs,
+                                              param_dtype=param_dtype) if cross else None)
+        self.ff = FeedForward(d_model, d_ff, activation=activation, rngs=rngs,
+                              param_dtype=param_dtype)
+        n_ln = 3 if cross else 2
+        self.norms = nnx.List([nnx.LayerNorm(d_model, rngs=rngs, param_dtype=param_dtype)
+                               for _ in range(n_ln)])
+        self.pre_ln = pre_ln
+        self.residual = tuple(residual)
+
+    def _sublayer(self, x, f, norm, residual: bool):
+        if self.pre_ln:
+            y = f(norm(x))
+            return x + y if residual else y
+        y = f(x)
+        return norm(x + y if residual else y)
+
+    def __call__(self, x, *, mask=None, memory=None, memory_mask=None, segment=None):
+        attn_res, mlp_res = self.residual
+        x = self._sublayer(x, lambda h: self.self_attn(h, segment, mask=mask)
+                           if segment is not None else self.self_attn(h, mask=mask),
+                           self.norms[0], attn_res)
+        if self.cross_attn is not None:
+            x = self._sublayer(x, lambda h: self.cross_attn(h, memory, mask=memory_mask),
+                               self.norms[1], attn_res)
+        return self._sublayer(x, self.ff, self.norms[-1], mlp_res)
+
+
+class DecoderTransformer(nnx.Module):
+    """Decoder-only transformer: int tokens ``[..., T]`` → logits ``[..., T, vocab_size]``.
+
+    Switches: ``causal`` mask, ``positional`` in {"none", "sinusoidal", "learned", "relative"}
+    (relative = Transformer-XL attention, which also accepts a segment memory ``mems``),
+    ``residual`` plan (module docstring), ``pre_ln`` (default) or post-LN. Eval mode only
+    (no dropout), so outputs are deterministic.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, num_heads: int, num_layers: int, *,
+                 positional: str = "learned", causal: bool = True, residual=True,
+                 pre_ln: bool = True, d_ff: int | None = None, max_len: int = 64,
+                 activation: str = "gelu", rngs: nnx.Rngs, param_dtype=jnp.float32):
+        if positional not in POSITIONAL:
+            raise ValueError(f"positional must be one of {POSITIONAL}, got {positional!r}.")
+        for name, v in (("vocab_size", vocab_size), ("num_layers", num_layers)):
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}.")
+        self.positional, self.causal, self.pre_ln = positional, causal, pre_ln
+        self.plan = residual_plan(residual, num_layers)
+        self.d_model = d_model
+        self.embed = nnx.Embed(vocab_size, d_model, rngs=rngs, param_dtype=param_dtype)
+        self.positions = (LearnedPositions(max_len, d_model, rngs=rngs, param_dtype=param_dtype)
+                          if positional == "learned" else None)
+        self.layers = nnx.List([
+            Block(d_model, num_heads, d_ff or 4 * d_model, relative=positional == "relative",
+                  pre_ln=pre_ln, residual=self.plan[i], activation=activation, rngs=rngs,
+                  param_dtype=param_dtype) for i in range(num_layers)])
+        self.final_norm = nnx.LayerNorm(d_model, rngs=rngs, param_dtype=param_dtype)
+        self.head = nnx.Linear(d_model, vocab_size, rngs=rngs, param_dtype=param_dtype)
+
+    def embed_tokens(self, tokens):
+        x = self.embed(tokens)                                          # (..., T, d)
+        T = tokens.shape[-1]
+        if self.positional == "sinusoidal":
+            x = x + lead(sinusoidal(jnp.arange(T), self.d_model, x.dtype), x.ndim)
+        elif self.positional == "learned":
+            x = x + lead(self.positions(T), x.ndim)
+        return x
+
+    def __call__(self, tokens, *, valid=None, mems: Sequence | None = None,
+                 return_hidden: bool = False, return_mems: bool = False):
+        """``valid [..., T]`` marks real tokens (a key-padding mask that moves with the tokens);
+        ``mems`` one ``[..., M, d]`` array per layer (relative positions only)."""
+        tokens = jnp.asarray(tokens)
+        if not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise ValueError(f"tokens must be integers, got dtype {tokens.dtype}.")
+        if mems is not None and self.positional != "relative":
+            raise ValueError("segment memory (mems) needs positional='relative'.")
+        x = self.embed_tokens(tokens)
+        T = tokens.shape[-1]
+        M = 0 if mems is None else mems[0].shape[-2]
+        mask = causal_mask(T, M + T) if self.causal else None
+        if valid is not None:
+            keys_valid = jnp.asarray(valid, bool)
+            if M:
+                keys_valid = jnp.concatenate(
+                    [jnp.ones(keys_valid.shape[:-1] + (M,), bool), keys_valid], axis=-1)
+            pad = padding_mask(keys_valid)
+            mask = pad if mask is None else lead(mask, pad.ndim) & pad
+        hidden = [x]
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask=mask, segment=None if mems is None else mems[i])
+            hidden.append(x)
+        logits = self.head(self.final_norm(x) if self.pre_ln else x)
+        out = (logits,)
+        if return_hidden:
+            out += (hidden,)
+        if return_mems:
+            out += ([jax.lax.stop_gradient(h) for h in hidden[:-1]],)
+        return out[0] if len(out) == 1 else out
+
+
+class Seq2SeqTransformer(nnx.Module):
+    """Encoder–decoder transformer (Vaswani et al.): post-LN by default, sinusoidal positions,
+    encoder self-attention, decoder masked self-attention + cross-attention."""
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int, num_heads: int,
+                 num_layers: int, *, d_ff: int | None = None, pre_ln: bool = False,
+                 positional: str = "sinusoidal", max_len: int = 64, rngs: nnx.Rngs,
+                 param_dtype=jnp.float32):
+        if positional not in ("sinusoidal", "learned"):
+            raise ValueError(f"positional must be 'sinusoidal' or 'learned', got {positional!r}.")
+        d_ff = d_ff or 4 * d_model
+        self.d_model, self.pre_ln, self.positional = d_model, pre_ln, positional
+        self.src_embed = nnx.Embed(src_vocab, d_model, rngs=rngs, param_dtype=param_dtype)
+        self.tgt_embed = nnx.Embed(tgt_vocab, d_model, rngs=rngs, param_dtype=param_dtype)
+        self.positions = (LearnedPositions(max_len, d_model, rngs=rngs, param_dtype=param_dtype)
+                          if positional == "learned" else None)
+        kw = dict(pre_ln=pre_ln, rngs=rngs, param_dtype=param_dtype)
+        self.encoder = nnx.List([Block(d_model, num_heads, d_ff, **kw)
+                                 for _ in range(num_layers)])
+        self.decoder = nnx.List([Block(d_model, num_heads, d_ff, cross=True, **kw)
+                                 for _ in range(num_layers)])
+        self.enc_norm = nnx.LayerNorm(d_model, rngs=rngs, param_dtype=param_dtype)
+        self.dec_norm = nnx.LayerNorm(d_model, rngs=rngs, param_dtype=param_dtype)
+        self.head = nnx.Linear(d_model, tgt_vocab, rngs=rngs, param_dtype=param_dtype)
+
+    def _positions(self, x):
+        T = x.shape[-2]
+        pe = self.positions(T) if self.positional == "learned" else sinusoidal(
+            jnp.arange(T), self.d_model, x.dtype)
+        return x + lead(pe, x.ndim)
+
+    def encode(self, src, src_valid=None):
+        x = self._positions(self.src_embed(src))
+        mask = None if src_valid is None else padding_mask(src_valid)
+        for layer in self.encoder:
+            x = layer(x, mask=mask)
+        return self.enc_norm(x) if self.pre_ln else x
+
+    def decode(self, tgt_in, memory, src_valid=None):
+        y = self._positions(self.tgt_embed(tgt_in))
+        mem_mask = None if src_valid is None else padding_mask(src_valid)
+        for layer in self.decoder:
+            y = layer(y, mask=causal_mask(tgt_in.shape[-1]), memory=memory,
+                      memory_mask=mem_mask)
+        return self.head(self.dec_norm(y) if self.pre_ln else y)
+
+    def __call__(self, src, tgt_in, src_valid=None):
+        """Teacher-forced logits ``[..., T_tgt, tgt_vocab]``."""
+        return self.decode(tgt_in, self.encode(src, src_valid), src_valid)

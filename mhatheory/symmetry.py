@@ -1,0 +1,120 @@
+"""Permutation symmetries of attention stacks (Zuo & Guerzhoy, arXiv 2402.05969).
+
+**Theorem.** For a transformer with neither a causal mask nor positional encodings, every layer
+is permutation-equivariant (row-wise maps commute with a permutation P; unmasked attention maps
+PH to P·Attn(H) because softmax(P S Pᵀ) = P softmax(S) Pᵀ; residuals add equivariant terms), so
+F(PH⁰) = P F(H⁰). Reading out row n with σ(n) = n gives ℓ(x_σ) = F(H⁰)_{σ(n)} = ℓ(x): the
+prediction at the last position is invariant to permutations of positions 1..n−1.
+
+Either mechanism breaks it: positional encodings are not permuted with the tokens, and
+P M Pᵀ ≠ M for a causal mask M, except in one layer, where the last query still sees every key
+and the keys/values are plain embeddings, so a one-layer causal model is invariant at the last
+position (not at earlier ones).
+
+The checks below take any ``fn(tokens [T]) -> outputs [T, ...]`` and report the worst deviation
+and the permutation that produced it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class SymmetryResult(NamedTuple):
+    """Worst ``max |Δ|`` over the permutations tried, the permutation that gave it."""
+
+    max_deviation: float
+    worst_permutation: tuple
+    num_permutations: int
+    exhaustive: bool
+
+
+def permutations(n_free: int, *, key=None, max_exhaustive: int = 6, num_random: int = 50):
+    """All permutations of ``n_free`` items when n_free ≤ max_exhaustive (so (n−1)! for n ≤ 7),
+    else ``num_random`` random ones (the identity excluded)."""
+    if n_free <= max_exhaustive:
+        return [p for p in itertools.permutations(range(n_free)) if p != tuple(range(n_free))], True
+    key = jax.random.key(0) if key is None else key
+    return [tuple(np.asarray(jax.random.permutation(k, n_free)))
+            for k in jax.random.split(key, num_random)], False
+
+
+def _worst(fn, tokens, perms, build, compare):
+    base = np.asarray(fn(tokens))
+    batch = jnp.stack([tokens[np.asarray(build(p))] for p in perms])
+    outs = np.asarray(jax.vmap(fn)(batch))
+    devs = np.array([compare(o, base, build(p)) for o, p in zip(outs, perms, strict=True)])
+    i = int(np.argmax(devs))
+    return float(devs[i]), tuple(int(x) for x in perms[i])
+
+
+def last_position_invariance(fn, tokens, *, position: int = -1, key=None,
+                             max_exhaustive: int = 6, num_random: int = 50) -> SymmetryResult:
+    """max |fn(x_σ)[position] − fn(x)[position]| over σ permuting positions 0..position−1 (the
+    readout position stays put; later positions, if any, stay put too)."""
+    tokens = jnp.asarray(tokens)
+    n = tokens.shape[-1]
+    pos = position % n
+    perms, exhaustive = permutations(pos, key=key, max_exhaustive=max_exhaustive,
+                                     num_random=num_random)
+
+    def build(p):
+        return list(p) + list(range(pos, n))
+
+    dev, worst = _worst(fn, tokens, perms, build,
+                        lambda o, b, _: np.max(np.abs(o[pos] - b[pos])))
+    return SymmetryResult(dev, worst, len(perms), exhaustive)
+
+
+def moving_last_deviation(fn, tokens, *, key=None, num_random: int = 50) -> SymmetryResult:
+    """Negative control (a): permutations that move the last position change its output."""
+    tokens = jnp.asarray(tokens)
+    n = tokens.shape[-1]
+    key = jax.random.key(1) if key is None else key
+    perms = []
+    for k in jax.random.split(key, num_random):
+        p = np.array(jax.random.permutation(k, n))
+        if p[-1] == n - 1:
+            p[[-1, 0]] = p[[0, -1]]
+        perms.append(tuple(int(x) for x in p))
+    dev, worst = _worst(fn, tokens, perms, list,
+                        lambda o, b, _: np.max(np.abs(o[-1] - b[-1])))
+    return SymmetryResult(dev, worst, len(perms), False)
+
+
+def equivariance(fn, tokens, *, key=None, max_exhaustive: int = 6,
+                 num_random: int = 50) -> SymmetryResult:
+    """max |fn(x_σ) − σ(fn(x))| over permutations σ of the whole sequence."""
+    tokens = jnp.asarray(tokens)
+    n = tokens.shape[-1]
+    perms, exhaustive = permutations(n, key=key, max_exhaustive=max_exhaustive,
+                                     num_random=num_random)
+    dev, worst = _worst(fn, tokens, perms, list,
+                        lambda o, b, p: np.max(np.abs(o - b[np.asarray(p)])))
+    return SymmetryResult(dev, worst, len(perms), exhaustive)
+
+
+def earlier_position_deviation(fn, tokens, *, key=None, max_exhaustive: int = 6,
+                               num_random: int = 50) -> SymmetryResult:
+    """Under the theorem's permutations (positions 1..n−1 permuted, the last fixed), the largest
+    change of the outputs at the positions k < n. A one-layer causal model shows a change here
+    while being invariant at the last position."""
+    tokens = jnp.asarray(tokens)
+    n = tokens.shape[-1]
+    perms, exhaustive = permutations(n - 1, key=key, max_exhaustive=max_exhaustive,
+                                     num_random=num_random)
+    dev, worst = _worst(fn, tokens, perms, lambda p: list(p) + [n - 1],
+                        lambda o, b, _: np.max(np.abs(o[:-1] - b[:-1])))
+    return SymmetryResult(dev, worst, len(perms), exhaustive)
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (for the descriptive anchors of notes §5, C15)."""
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    return float(np.corrcoef(rx, ry)[0, 1]) if len(x) > 1 else math.nan

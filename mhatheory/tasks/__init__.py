@@ -1,0 +1,1 @@
+"""Tasks: data, tokenisation and metrics for the experiments (3-digit addition)."""

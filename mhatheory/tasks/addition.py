@@ -1,0 +1,121 @@
+"""Three-digit addition: ``abc+def=`` followed by the zero-padded 4-digit sum (optionally
+written reversed), character tokens, disjoint train/test splits, prefix-wise evaluation, and the
+accuracy ceiling that the symmetry theorem imposes on non-causal models without positions.
+
+Tokens: digits 0–9 are ids 0–9, ``+`` = 10, ``=`` = 11, padding = 12. A full sequence has 12
+tokens: the 8-token prompt and the 4 answer digits.
+
+**Prefix-wise prediction (no target leakage).** Answer digit t is predicted at the last position
+of the prefix prompt + answer[:t]; later positions are padding whose keys are masked, which for
+any model is the same as truncating the input (the padding mask moves with the tokens). Greedy
+decoding feeds its own digits back.
+
+**The ceiling (notes §1.5, by exact enumeration).** Without a causal mask and positions, the
+next-token prediction depends only on (the multiset of the input, its last token). Greedy
+decoding from a prompt ending in ``=`` is therefore a function of the prompt's multiset, so within
+each multiset class at most the most frequent answer can be right:
+ceiling = Σ_classes max_answer count / #problems. Per answer position t the key is
+(multiset of prompt + answer[:t], previous token) with target answer[t].
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+PLUS, EQUALS, PAD = 10, 11, 12
+VOCAB = 13
+PROMPT_LEN, ANSWER_LEN = 8, 4
+SEQ_LEN = PROMPT_LEN + ANSWER_LEN
+
+
+def _digits(x, width):
+    x = np.asarray(x, dtype=np.int64)
+    return np.stack([(x // 10 ** (width - 1 - i)) % 10 for i in range(width)], axis=-1)
+
+
+def encode(a, b, reverse_answer: bool = False) -> np.ndarray:
+    """``[N, 12]`` token sequences for operands ``a, b`` (arrays of ints in 0..999)."""
+    a, b = np.atleast_1d(a), np.atleast_1d(b)
+    if np.any((a < 0) | (a > 999) | (b < 0) | (b > 999)):
+        raise ValueError("operands must lie in 0..999 for 3-digit addition.")
+    ans = _digits(a + b, ANSWER_LEN)
+    if reverse_answer:
+        ans = ans[:, ::-1]
+    n = a.shape[0]
+    return np.concatenate([_digits(a, 3), np.full((n, 1), PLUS), _digits(b, 3),
+                           np.full((n, 1), EQUALS), ans], axis=1)
+
+
+def decode(tokens) -> str:
+    return "".join("0123456789+=_"[int(t)] for t in tokens)
+
+
+class Split(NamedTuple):
+    train: np.ndarray   # [N_train, 12]
+    test: np.ndarray    # [N_test, 12]
+
+
+def split(num_train: int, num_test: int, *, lo: int = 0, hi: int = 999,
+          reverse_answer: bool = False, seed: int = 0) -> Split:
+    """Disjoint train/test problems drawn without replacement from [lo, hi]²."""
+    if not 0 <= lo <= hi <= 999:
+        raise ValueError(f"need 0 <= lo <= hi <= 999, got lo={lo}, hi={hi}.")
+    m = hi - lo + 1
+    total = m * m
+    if num_train + num_test > total:
+        raise ValueError(f"num_train + num_test = {num_train + num_test} exceeds the "
+                         f"{total} distinct problems in [{lo}, {hi}]².")
+    idx = np.random.default_rng(seed).choice(total, num_train + num_test, replace=False)
+    a, b = lo + idx // m, lo + idx % m
+    seqs = encode(a, b, reverse_answer)
+    return Split(seqs[:num_train], seqs[num_train:])
+
+
+def prefix_inputs(seqs, t: int):
+    """Prefix of answer position t as a padded ``[N, 12]`` input, its validity mask, the readout
+    position and the target digit."""
+    length = PROMPT_LEN + t
+    inp = np.array(seqs, copy=True)
+    inp[:, length:] = PAD
+    valid = np.broadcast_to(np.arange(SEQ_LEN) < length, inp.shape)
+    return inp, valid, length - 1, seqs[:, length]
+
+
+def _group_max_fraction(keys, targets, num_targets: int) -> float:
+    combo = keys * num_targets + targets
+    uniq, counts = np.unique(combo, return_counts=True)
+    k = uniq // num_targets
+    order = np.argsort(k, kind="stable")
+    k, counts = k[order], counts[order]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    return float(np.maximum.reduceat(counts, starts).sum() / keys.size)
+
+
+def _multiset_key(tokens) -> np.ndarray:
+    """Injective key of the multiset of digit tokens per row (base-13 counts)."""
+    counts = np.stack([(tokens == d).sum(axis=1) for d in range(10)], axis=1)
+    return (counts * (13 ** np.arange(10))).sum(axis=1)
+
+
+@lru_cache(maxsize=8)
+def ceilings(lo: int = 0, hi: int = 999, reverse_answer: bool = False) -> dict:
+    """Exact-match ceiling and the per-position ceilings, by enumerating every problem."""
+    r = np.arange(lo, hi + 1)
+    a, b = np.repeat(r, r.size), np.tile(r, r.size)
+    seqs = encode(a, b, reverse_answer)
+    prompt_key = _multiset_key(seqs[:, :PROMPT_LEN])
+    overall = _group_max_fraction(prompt_key, a + b, 2000)
+    per_position = []
+    for t in range(ANSWER_LEN):
+        key = _multiset_key(seqs[:, : PROMPT_LEN + t]) * VOCAB + seqs[:, PROMPT_LEN + t - 1]
+        per_position.append(_group_max_fraction(key, seqs[:, PROMPT_LEN + t], 10))
+    return {"exact_match": overall, "per_position": per_position, "num_problems": int(a.size)}
+
+
+def exact_match_ceiling(lo: int = 0, hi: int = 999, reverse_answer: bool = False) -> float:
+    """The best exact-match accuracy any non-causal, position-free model can reach on
+    ``abc+def=`` with operands in [lo, hi] (greedy decoding), by exhaustive enumeration."""
+    return ceilings(lo, hi, reverse_answer)["exact_match"]
