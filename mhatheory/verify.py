@@ -58,6 +58,13 @@ def upper(name, kind, measured, bound, detail="", figures=()) -> Check:
                  tuple(figures))
 
 
+def lower(name, kind, measured, bound, detail="", figures=()) -> Check:
+    """A check of ``measured ≥ bound``."""
+    measured, bound = float(measured), float(bound)
+    return Check(name, kind, bool(measured >= bound), measured, bound, measured - bound, detail,
+                 tuple(figures))
+
+
 # --------------------------------------------------------------------------------------------
 # Foundation checks
 
@@ -163,8 +170,8 @@ def check_weak_convexity(full: bool, out: Path) -> list[Check]:
               summary["chain_holds_everywhere"], worst, 0.0, worst,
               f"{len(records)} probes over H={list(cfg.heads_grid)}, {cfg.seeds} seeds; "
               "smallest link margin", (figs[0], figs[2])),
-        upper("weak convexity: negative curvature present (min λmin)", "sanity",
-              min(r["lambda_min"] for r in records), 0.0, "the check is not vacuous"),
+        lower("weak convexity: negative curvature present (max −λmin)", "sanity",
+              max(-r["lambda_min"] for r in records), 0.0, "the check is not vacuous"),
     ]
     desc = [r["descent"] for r in records if r["descent"]["applicable"]]
     dmargin = min(d["decrease"] - d["required"] for d in desc)
@@ -191,11 +198,136 @@ def check_weak_convexity(full: bool, out: Path) -> list[Check]:
     return rows
 
 
+def check_attention(full: bool, out: Path) -> list[Check]:
+    """C1–C5 of notes/symmetry.md and equality with flax.nnx.MultiHeadAttention."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from mhatheory import attention as A
+
+    Q = jnp.array([[1.0, 2], [3, 4]], jnp.float32)
+    K = jnp.array([[4.0, 5], [6, 7], [8, 9]], jnp.float32)
+    V = jnp.array([[10.0, 11, 12], [13, 14, 15], [16, 17, 18]], jnp.float32)
+    s = np.asarray(Q, np.float64) @ np.asarray(K, np.float64).T / np.sqrt(2)
+    w = np.exp(s - s.max(1, keepdims=True))
+    ref = (w / w.sum(1, keepdims=True)) @ np.asarray(V, np.float64)
+    c1 = float(np.max(np.abs(np.asarray(A.scaled_dot_product_attention(Q, K, V)) - ref)))
+    mha = A.MultiHeadAttention(16, 4, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (7, 16))
+    perm = np.asarray(jax.random.permutation(jax.random.key(2), 7))
+    c3 = float(jnp.max(jnp.abs(mha(x[perm]) - mha(x)[perm])))
+    mem = jax.random.normal(jax.random.key(3), (9, 16))
+    pm = np.asarray(jax.random.permutation(jax.random.key(4), 9))
+    c4 = float(jnp.max(jnp.abs(mha(x, mem[pm]) - mha(x, mem))))
+    base = mha(x, mask=A.causal_mask(7))
+    c5 = max(float(jnp.max(jnp.abs(mha(x.at[k + 1:].add(1.0), mask=A.causal_mask(7))[: k + 1]
+                                   - base[: k + 1]))) for k in range(6))
+    mask = jax.random.bernoulli(jax.random.key(5), 0.5, (7, 9))
+    wts = np.asarray(A.attention_weights(x, mem, mask))
+    c2 = float(max(np.max(np.abs(wts.sum(1)[np.asarray(mask).any(1)] - 1)),
+                   np.max(np.abs(wts[~np.asarray(mask)]))))
+    with jax.default_matmul_precision("highest"):
+        ours = A.MultiHeadAttention(32, 4, rngs=nnx.Rngs(0))
+        flax_mha = nnx.MultiHeadAttention(4, 32, rngs=nnx.Rngs(1), decode=False)
+        for name in ("query", "key", "value", "out"):
+            getattr(flax_mha, name).kernel[...] = getattr(ours, f"{name}_kernel")[...]
+        x32 = jax.random.normal(jax.random.key(6), (2, 6, 32), jnp.float32)
+        eq = float(jnp.max(jnp.abs(ours(x32) - flax_mha(x32))))
+    return [
+        upper("attention C1: tutorial worked example (float32)", "identity", c1, 1e-5,
+              "vs float64 NumPy; QKᵀ row 2 is [32, 46, 60] (the tutorial prints 38, 56, 74)"),
+        upper("attention C2: rows sum to 1, masked weights 0", "identity", c2, 1e-12, "float64"),
+        upper("attention C3: self-attention equivariant", "identity", c3, 1e-12, "float64"),
+        upper("attention C4: cross-attention invariant to memory order", "identity", c4, 1e-12,
+              "float64"),
+        upper("attention C5: causal outputs ignore later tokens", "identity", c5, 0.0, "exact"),
+        upper("attention: equals flax.nnx.MultiHeadAttention", "identity", eq, 1e-6,
+              "float32, highest matmul precision"),
+    ]
+
+
+def check_symmetry(full: bool, out: Path) -> list[Check]:
+    """The Zuo–Guerzhoy theorem, its controls, and the enumerated addition ceiling."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from mhatheory import symmetry
+    from mhatheory.experiments import symmetry as sym_exp
+    from mhatheory.models import DecoderTransformer
+    from mhatheory.tasks import addition as ad
+
+    tokens = jnp.asarray(ad.encode(123, 456)[0, :8])
+
+    def fn(layers, causal=False, pe="none", residual=True):
+        m = DecoderTransformer(ad.VOCAB, 32, 4, layers, positional=pe, causal=causal,
+                               residual=residual, rngs=nnx.Rngs(layers), param_dtype=jnp.float64)
+        return lambda t: m(t)
+
+    theorem = max(symmetry.last_position_invariance(fn(L, residual=r), tokens).max_deviation
+                  for L in (1, 2, 4) for r in (True, False))
+    controls = {
+        "moves the last position": symmetry.moving_last_deviation(fn(2), tokens).max_deviation,
+        "learned PE": symmetry.last_position_invariance(fn(2, pe="learned"),
+                                                        tokens).max_deviation,
+        "sinusoidal PE": symmetry.last_position_invariance(fn(2, pe="sinusoidal"),
+                                                           tokens).max_deviation,
+        "causal, 2 layers": symmetry.last_position_invariance(fn(2, causal=True),
+                                                              tokens).max_deviation,
+    }
+    one = fn(1, causal=True)
+    rows = [upper("symmetry C6: non-causal no-PE invariant at n (L=1,2,4, ±res)", "theorem",
+                  theorem, 1e-10, "max |Δ logits| over 50 random permutations, float64")]
+    for name, dev in controls.items():
+        rows.append(lower(f"symmetry C7 control breaks it: {name}", "sanity", dev, 1e-2,
+                          "max |Δ logits| must exceed 1e-2"))
+    rows.append(upper("symmetry C8: 1-layer causal invariant at n", "theorem",
+                      symmetry.last_position_invariance(one, tokens).max_deviation, 1e-10, ""))
+    early = symmetry.earlier_position_deviation(one, tokens).max_deviation
+    rows.append(lower("symmetry C8: …but not at k < n", "sanity", early, 1e-2,
+                      "max |Δ logits| at positions k < n"))
+    # A short prefix-wise training run of a non-causal no-PE model: theorem after training
+    # (C13) and the ceiling (C10) on its held-out exact match.
+    cfg = sym_exp.Config(causal_grid=("noncausal",), positional_grid=("none",),
+                         residual_grid=("all",), seeds=1, d_model=32, layers=2,
+                         num_train=4000, num_test=1000, steps=150, warmup=10, eval_every=150,
+                         checkpoint_every=1000)
+    res = sym_exp.run(cfg, out / "symmetry", progress=False)
+    row = res["table"][0]
+    ceil = res["ceilings"]
+    noise = 2 * np.sqrt(ceil["exact_match"] * (1 - ceil["exact_match"]) / cfg.num_test)
+    rows.append(upper("symmetry C13: theorem on a trained model", "theorem",
+                      row["trained_invariance_max"], 1e-10, "float64 copy of the trained model"))
+    rows.append(upper("symmetry C10: exact match ≤ enumerated ceiling (+2σ)", "theorem",
+                      row["exact_match_mean"], ceil["exact_match"] + noise,
+                      f"ceiling {ceil['exact_match']:.4f} by enumerating 10⁶ problems",
+                      ["symmetry/learning_curves.png", "symmetry/correlations.png"]))
+    small = ad.ceilings(0, 20, True)
+    brute = _brute_ceiling(0, 20, True)
+    rows.append(upper("symmetry: vectorised ceiling = brute force (0..20)", "identity",
+                      abs(small["exact_match"] - brute), 1e-15, ""))
+    return rows
+
+
+def _brute_ceiling(lo, hi, reverse):
+    from collections import Counter, defaultdict
+
+    from mhatheory.tasks import addition as ad
+
+    groups = defaultdict(Counter)
+    for a in range(lo, hi + 1):
+        for b in range(lo, hi + 1):
+            s = ad.encode(a, b, reverse)[0]
+            groups[tuple(sorted(s[:8]))][a + b] += 1
+    return sum(max(c.values()) for c in groups.values()) / (hi - lo + 1) ** 2
+
+
 CHECKS: dict[str, tuple[str, Callable[[bool, Path], list[Check]]]] = {
     "model": ("the Deora MHA formula", check_model),
     "train": ("gradient descent", check_training),
     "spectral": ("spectral probes against dense references", check_spectral),
     "weak-convexity": ("the weak-convexity chain, H-slopes, convergence", check_weak_convexity),
+    "attention": ("attention identities C1–C5 and flax equality", check_attention),
+    "symmetry": ("the permutation theorem, its controls, the addition ceiling", check_symmetry),
 }
 
 

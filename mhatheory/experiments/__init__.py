@@ -12,6 +12,7 @@ EXPERIMENTS = {
     "spectrum": "mhatheory.experiments.spectrum",
     "weak-convexity": "mhatheory.experiments.weak_convexity",
     "seq2seq": "mhatheory.experiments.seq2seq",
+    "symmetry": "mhatheory.experiments.symmetry",
 }
 
 

@@ -1,0 +1,249 @@
+"""``mhatheory run symmetry``: 3-digit addition across {causal, non-causal} × positional encoding
+× residual connections, with the permutation-invariance theorem checked on the trained models.
+
+Each (variant, seed) cell trains a :class:`~mhatheory.models.DecoderTransformer` with AdamW
+(warm-up + cosine). Causal models use teacher forcing on the answer digits; non-causal models are
+trained and evaluated prefix-wise (one forward pass per answer digit, later positions masked), so
+no target leaks. Cells checkpoint with orbax and resume mid-training; finished cells are written
+atomically and skipped by ``--resume``. Outputs: a results table (mean ± std test exact match,
+steps to 95 %), learning curves with the enumerated ceiling for non-causal no-PE cells, residual
+ablation curves, activation-correlation heatmaps (notes §3 analyses a and b), and the theorem
+(C13) on the trained non-causal no-PE checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from mhatheory import plots, results, symmetry
+from mhatheory.experiments._sweep import run_cells
+from mhatheory.models import DecoderTransformer
+from mhatheory.tasks import addition as ad
+
+
+@dataclass(frozen=True)
+class Config:
+    causal_grid: tuple[str, ...] = ("causal", "noncausal")
+    positional_grid: tuple[str, ...] = ("none", "sinusoidal", "learned")
+    residual_grid: tuple[str, ...] = ("all", "none")
+    noncausal_residual_ablation: bool = False
+    seeds: int = 3
+    d_model: int = 64
+    heads: int = 4
+    layers: int = 2
+    num_train: int = 20_000
+    num_test: int = 2_000
+    lo: int = 0
+    hi: int = 999
+    reverse_answer: bool = True
+    batch: int = 128
+    steps: int = 2_500
+    lr: float = 3e-3
+    warmup: int = 100
+    weight_decay: float = 0.1
+    eval_every: int = 250
+    checkpoint_every: int = 500
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by heads={self.heads}.")
+        if not 0 <= self.warmup < self.steps:
+            raise ValueError(f"warmup={self.warmup} must lie in [0, steps={self.steps}).")
+        bad = set(self.causal_grid) - {"causal", "noncausal"}
+        if bad:
+            raise ValueError(f"causal_grid entries must be 'causal' or 'noncausal', got {bad}.")
+
+
+FULL = {"d_model": 128, "layers": 4, "num_train": 100_000, "num_test": 10_000, "batch": 256,
+        "steps": 10_000, "noncausal_residual_ablation": True}
+
+
+def variants(config: Config):
+    for mode in config.causal_grid:
+        for pe in config.positional_grid:
+            res_grid = (config.residual_grid if mode == "causal" or
+                        config.noncausal_residual_ablation else config.residual_grid[:1])
+            for res in res_grid:
+                yield mode, pe, res
+
+
+def build(config: Config, mode, pe, res, seed, dtype=jnp.float32):
+    return DecoderTransformer(ad.VOCAB, config.d_model, config.heads, config.layers,
+                              positional=pe, causal=mode == "causal", residual=res,
+                              max_len=ad.SEQ_LEN, rngs=nnx.Rngs(seed), param_dtype=dtype)
+
+
+def _ce(logits, targets):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+
+
+def loss(model, seqs):
+    """Teacher forcing for causal models; prefix-wise (4 masked passes) for non-causal ones."""
+    if model.causal:
+        logits = model(seqs[:, :-1])
+        return _ce(logits[:, ad.PROMPT_LEN - 1:], seqs[:, ad.PROMPT_LEN:])
+    total = 0.0
+    for t in range(ad.ANSWER_LEN):
+        length = ad.PROMPT_LEN + t
+        valid = jnp.arange(ad.SEQ_LEN) < length
+        inp = jnp.where(valid, seqs, ad.PAD)
+        logits = model(inp, valid=jnp.broadcast_to(valid, seqs.shape))
+        total = total + _ce(logits[:, length - 1], seqs[:, length])
+    return total / ad.ANSWER_LEN
+
+
+@nnx.jit
+def _step(model, optimizer, seqs):
+    value, grads = nnx.value_and_grad(loss)(model, seqs)
+    optimizer.update(model, grads)
+    return value
+
+
+@nnx.jit
+def greedy(model, seqs):
+    """Greedy answer digits from the prompts of ``seqs`` (prefix-masked, any model)."""
+    out = jnp.where(jnp.arange(ad.SEQ_LEN) < ad.PROMPT_LEN, seqs, ad.PAD)
+    for t in range(ad.ANSWER_LEN):
+        length = ad.PROMPT_LEN + t
+        valid = jnp.broadcast_to(jnp.arange(ad.SEQ_LEN) < length, seqs.shape)
+        nxt = jnp.argmax(model(out, valid=valid)[:, length - 1], axis=-1)
+        out = out.at[:, length].set(nxt)
+    return out[:, ad.PROMPT_LEN:]
+
+
+@nnx.jit
+def per_position_accuracy(model, seqs):
+    """Teacher-forced prefix-wise accuracy of each answer digit."""
+    accs = []
+    for t in range(ad.ANSWER_LEN):
+        length = ad.PROMPT_LEN + t
+        valid = jnp.broadcast_to(jnp.arange(ad.SEQ_LEN) < length, seqs.shape)
+        pred = jnp.argmax(model(jnp.where(valid, seqs, ad.PAD), valid=valid)[:, length - 1], -1)
+        accs.append(jnp.mean(pred == seqs[:, length]))
+    return jnp.stack(accs)
+
+
+def evaluate(model, test) -> dict:
+    pred = np.asarray(greedy(model, jnp.asarray(test)))
+    ans = test[:, ad.PROMPT_LEN:]
+    return {"exact_match": float(np.mean(np.all(pred == ans, axis=1))),
+            "digit_accuracy": float(np.mean(pred == ans)),
+            "per_position_tf": np.asarray(per_position_accuracy(model, jnp.asarray(test))).tolist()}
+
+
+def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -> dict:
+    import orbax.checkpoint as ocp
+
+    mode, pe, res, seed = spec["mode"], spec["positional"], spec["residual"], spec["seed"]
+    model = build(config, mode, pe, res, seed)
+    sched = optax.warmup_cosine_decay_schedule(0.0, config.lr, config.warmup, config.steps)
+    optimizer = nnx.Optimizer(model, optax.adamw(sched, weight_decay=config.weight_decay),
+                              wrt=nnx.Param)
+    ckpt = ocp.CheckpointManager(folder.resolve() / "checkpoints" / spec["name"],
+                                 options=ocp.CheckpointManagerOptions(max_to_keep=1))
+    state = {"model": nnx.state(model).to_pure_dict(),
+             "opt": nnx.state(optimizer).to_pure_dict()}
+    start, curve = 0, []
+    if ckpt.latest_step() is not None:  # resume mid-training
+        start = ckpt.latest_step()
+        restored = ckpt.restore(start, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(state), curve=ocp.args.JsonRestore()))
+        for obj, key in ((model, "model"), (optimizer, "opt")):
+            s = nnx.state(obj)
+            nnx.replace_by_pure_dict(s, restored["state"][key])
+            nnx.update(obj, s)
+        curve = restored["curve"]["curve"]
+    train, test = data
+    for step in tqdm(range(start + 1, config.steps + 1), desc=spec["name"], leave=False,
+                     disable=not progress):
+        # the batch is a function of (seed, step), so a resumed run repeats the same batches
+        idx = np.random.default_rng([seed, step]).integers(0, len(train), config.batch)
+        value = float(_step(model, optimizer, jnp.asarray(train[idx])))
+        if step % config.eval_every == 0 or step == config.steps:
+            curve.append({"step": step, "train_loss": value, **evaluate(model, test)})
+        if step % config.checkpoint_every == 0 and step < config.steps:
+            state = {"model": nnx.state(model).to_pure_dict(),
+                     "opt": nnx.state(optimizer).to_pure_dict()}
+            ckpt.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                    curve=ocp.args.JsonSave({"curve": curve})))
+    ckpt.wait_until_finished()
+    steps95 = next((c["step"] for c in curve if c["exact_match"] >= 0.95), None)
+    out = {"curve": curve, "final": curve[-1], "steps_to_95": steps95}
+    if mode == "noncausal" and pe == "none":   # C13: the theorem on the trained model, float64
+        m64 = build(config, mode, pe, res, seed, jnp.float64)
+        s = nnx.state(m64)
+        nnx.replace_by_pure_dict(s, jax.tree.map(lambda a: np.asarray(a, np.float64),
+                                                 nnx.state(model).to_pure_dict()))
+        nnx.update(m64, s)
+        tok = jnp.asarray(test[0, :ad.PROMPT_LEN])
+        out["trained_invariance"] = symmetry.last_position_invariance(
+            lambda t: m64(t), tok).max_deviation
+    out["correlations"] = correlations(model, test[:512])
+    return out
+
+
+def correlations(model, seqs) -> dict:
+    """notes §3: (a) Pearson correlation over examples between the top hidden state at k and
+    the input embedding of token j (mean over dimensions), and (b) cosine between h^L_k and
+    h^0_j, averaged over examples; both ``[T, T]`` over the prompt."""
+    _, hidden = model(jnp.asarray(seqs[:, :ad.PROMPT_LEN]), return_hidden=True)
+    h0, hL = np.asarray(hidden[0], np.float64), np.asarray(hidden[-1], np.float64)
+    z = lambda x: (x - x.mean(0)) / (x.std(0) + 1e-12)  # noqa: E731  (over examples)
+    a = np.einsum("nkd,njd->kj", z(hL), z(h0)) / (hL.shape[0] * hL.shape[-1])
+    unit = lambda x: x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-12)  # noqa: E731
+    b = np.einsum("nkd,njd->kj", unit(hL), unit(h0)) / hL.shape[0]
+    return {"slice_to_input": a.tolist(), "cosine_top_vs_input": b.tolist()}
+
+
+def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> dict:
+    out = Path(out_dir)
+    data = ad.split(config.num_train, config.num_test, lo=config.lo, hi=config.hi,
+                    reverse_answer=config.reverse_answer, seed=config.seed)
+    ceil = ad.ceilings(config.lo, config.hi, config.reverse_answer)
+    cells = [(f"{m}_{pe}_res-{r}_seed{s}",
+              {"mode": m, "positional": pe, "residual": r, "seed": config.seed + s,
+               "name": f"{m}_{pe}_res-{r}_seed{s}"})
+             for m, pe, r in variants(config) for s in range(config.seeds)]
+    payloads = run_cells(out, cells, lambda spec: train_cell(config, spec, data, out, progress),
+                         resume=resume, progress=progress, desc="symmetry cells")
+    table = summarise(payloads, ceil, config.num_test)
+    for name, fig in {"learning_curves.png": plots.addition_curves(payloads, ceil),
+                      "residual_ablation.png": plots.residual_ablation(payloads),
+                      "correlations.png": plots.correlation_heatmaps(payloads)}.items():
+        results.save_figure_atomic(fig, out / name)
+    body = {"ceilings": ceil, "table": table, "cells": payloads}
+    results.write_results(out, "symmetry", config, config.seed, body)
+    return {"ceilings": ceil, "table": table}
+
+
+def summarise(payloads, ceil, num_test) -> list[dict]:
+    """Mean ± std over seeds per variant; ceiling check with +2σ test-set noise for
+    non-causal no-PE cells (binomial σ of the ceiling at ``num_test`` examples)."""
+    rows = {}
+    for p in payloads:
+        s = p["spec"]
+        rows.setdefault((s["mode"], s["positional"], s["residual"]), []).append(p)
+    table = []
+    noise = 2 * np.sqrt(ceil["exact_match"] * (1 - ceil["exact_match"]) / num_test)
+    for (mode, pe, res), ps in rows.items():
+        em = np.array([p["final"]["exact_match"] for p in ps])
+        s95 = [p["steps_to_95"] for p in ps]
+        row = {"mode": mode, "positional": pe, "residual": res, "seeds": len(ps),
+               "exact_match_mean": float(em.mean()), "exact_match_std": float(em.std(ddof=1))
+               if len(ps) > 1 else 0.0, "steps_to_95": s95,
+               "reached_95": int(sum(x is not None for x in s95))}
+        if mode == "noncausal" and pe == "none":
+            row["ceiling"] = ceil["exact_match"]
+            row["under_ceiling"] = bool(np.all(em <= ceil["exact_match"] + noise))
+            row["trained_invariance_max"] = max(p["trained_invariance"] for p in ps)
+        table.append(row)
+    return table
