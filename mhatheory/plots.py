@@ -243,3 +243,65 @@ def correlation_heatmaps(payloads):
                          + f"\n{p['spec']['mode']}, res={p['spec']['residual']}", fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.6, label="correlation / cosine")
     return fig
+
+
+def eps1_vs_n(records, slopes):
+    """ε₁ against n on log-log axes per (H, K), with the fitted slope and an n^(−1) guide."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for s in slopes:
+        rs = sorted((r for r in records if (r["heads"], r["steps"]) == (s["heads"], s["steps"])),
+                    key=lambda r: r["n"])
+        n = np.array([r["n"] for r in rs])
+        per = np.array([r["eps1_per_seed"] for r in rs])
+        line = ax.errorbar(n, per.mean(1), yerr=per.std(1), capsize=3, marker="o",
+                           label=f"H={s['heads']}, K={s['steps']}: slope "
+                                 f"{s['slope_mean']:.2f} ± {s['slope_se']:.2f}")
+        ax.loglog(n, per.mean(1)[0] * (n / n[0]) ** -1.0, ":", color=line[0].get_color(),
+                  alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _integer_ticks(ax, sorted({r["n"] for r in records}))
+    ax.set_xlabel("training-set size n")
+    ax.set_ylabel("ε₁ = mean ‖θ_K − θ_K^(i)‖ (parameter norm)")
+    ax.set_title("Replace-one model stability (mean ± std over seeds; dotted: n^(−1))")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def gap_vs_bounds(records):
+    """Generalisation gap (± 3 SE) against the Lipschitz and smooth bounds, per cell."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(records)), 4.2))
+    x = np.arange(len(records))
+    ax.errorbar(x, [r["gen_gap"] for r in records], yerr=[3 * r["gen_gap_se"] for r in records],
+                fmt="o", capsize=3, label="generalisation gap ± 3 SE")
+    ax.plot(x, [r["bound_lipschitz"] for r in records], "v", label="G·ε₁ (Lipschitz bound)")
+    ax.plot(x, [r["bound_smooth"] for r in records], "^", label="smooth bound at best γ")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xticks(x, [f"n={r['n']}\nH={r['heads']}\nK={r['steps']}" for r in records],
+                  fontsize=7)
+    ax.set_ylabel("test − train loss (nats)")
+    ax.set_title("Stability bounds vs measured gap (expectation over seeds)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def divergence_curves(payloads, lr):
+    """Mean leave-one-out divergence ‖θ_t − θ_t^(−i)‖ along GD, seed 0, per cell."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for p in payloads:
+        r = p["record"]
+        d = np.asarray(p["seeds"][0]["divergence_mean"])
+        stride = max(1, r["steps"] // 100)
+        ax.loglog(1 + stride * np.arange(d.size), d, label=f"n={r['n']}, H={r['heads']}, "
+                                                          f"K={r['steps']}")
+    ax.set_xlabel("GD step t")
+    ax.set_ylabel("mean ‖θ_t − θ_t^(−i)‖")
+    ax.set_title(f"Leave-one-out divergence along GD (η = {lr:g})")
+    ax.legend(fontsize=6, ncol=2)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -308,6 +308,39 @@ def check_symmetry(full: bool, out: Path) -> list[Check]:
     return rows
 
 
+def check_stability(full: bool, out: Path) -> list[Check]:
+    """Replace-one stability, the Lei–Ying bounds against the gap, the ε₁ slope in n."""
+    import json
+
+    from mhatheory.experiments import stability as st
+
+    small = dict(n_grid=(32, 64, 128), steps_grid=(100,), seeds=3, subset=16)
+    cfg = st.Config(**(st.FULL if full else small))
+    summary = st.run(cfg, out / "stability", progress=False)
+    records = json.loads((out / "stability" / "results.json").read_text())["records"]
+    rows = []
+    for name, key in (("G·ε₁ (Lipschitz)", "bound_lipschitz"), ("smooth, best γ", "bound_smooth")):
+        worst = min(r[key] - (r["gen_gap"] - 3 * r["gen_gap_se"]) for r in records)
+        rows.append(Check(f"stability: gap − 3 SE ≤ {name} bound, every cell", "theorem",
+                          worst >= 0, worst, 0.0, worst,
+                          f"{len(records)} cells × {cfg.seeds} seeds; 10⁴ fresh test samples",
+                          ("stability/gap_vs_bounds.png",)))
+    rows.append(lower("stability: ε₁ > 0 (min over cells)", "sanity",
+                      min(r["eps1"] for r in records), 1e-300, "retraining differs"))
+    for sl in summary["eps1_slopes"]:
+        rows.append(Check(f"stability: slope of ε₁ vs n (H={sl['heads']}, K={sl['steps']})",
+                          "tendency", True, sl["slope_mean"], -1.0, sl["slope_se"],
+                          "log-log fit per seed, mean ± SE; GD theory suggests about −1",
+                          ("stability/eps1_vs_n.png",)))
+    for name, v in summary["influence"].items():
+        rows.append(Check(f"stability: influence-function cosine ({name} damping)", "tendency",
+                          True, v["cosine_median"], 1.0, v["relative_error_median"],
+                          "median cosine with exact retraining (1 = exact); margin column: "
+                          "median relative error", ("stability/divergence.png",)
+                          if name == "spectral" else ()))
+    return rows
+
+
 def _brute_ceiling(lo, hi, reverse):
     from collections import Counter, defaultdict
 
@@ -328,6 +361,7 @@ CHECKS: dict[str, tuple[str, Callable[[bool, Path], list[Check]]]] = {
     "weak-convexity": ("the weak-convexity chain, H-slopes, convergence", check_weak_convexity),
     "attention": ("attention identities C1–C5 and flax equality", check_attention),
     "symmetry": ("the permutation theorem, its controls, the addition ceiling", check_symmetry),
+    "stability": ("stability bounds and the ε₁ slope", check_stability),
 }
 
 

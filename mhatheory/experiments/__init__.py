@@ -13,6 +13,7 @@ EXPERIMENTS = {
     "weak-convexity": "mhatheory.experiments.weak_convexity",
     "seq2seq": "mhatheory.experiments.seq2seq",
     "symmetry": "mhatheory.experiments.symmetry",
+    "stability": "mhatheory.experiments.stability",
 }
 
 

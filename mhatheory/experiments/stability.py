@@ -1,0 +1,167 @@
+"""``mhatheory run stability``: leave-one-out and replace-one retraining of GD on the Deora
+model over a sweep of n, H and the number of steps K; on-average model stability ε₁, ε₂²; the
+generalisation gap on ≥ 10⁴ fresh samples; the Lipschitz and smooth bounds of Lei & Ying (2020);
+influence-function estimates against exact retraining.
+
+A cell is one (n, H, K); expectations over training sets are means over ``seeds`` data sets.
+Cells are written atomically and ``--resume`` skips finished ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from mhatheory import data, plots, results, stability, train
+from mhatheory.experiments._common import validate_common
+from mhatheory.experiments._sweep import run_cells
+from mhatheory.models import deora
+
+
+@dataclass(frozen=True)
+class Config:
+    n_grid: tuple[int, ...] = (32, 64, 128, 256)
+    heads_grid: tuple[int, ...] = (4,)
+    steps_grid: tuple[int, ...] = (100, 400)
+    seeds: int = 3
+    subset: int = 32
+    d: int = 8
+    T: int = 6
+    zeta: float = 0.6
+    num_irrelevant: int = 4
+    sigma: float = 0.1
+    scale: float = 1.0
+    init_scale: float = 1.0
+    lr: float = 1.0
+    num_test: int = 10_000
+    chunk: int = 64
+    influence_samples: int = 4
+    seed: int = 0
+
+    def __post_init__(self):
+        validate_common(self)
+        if min(self.n_grid) < 2 or self.seeds < 2:
+            raise ValueError("need n >= 2 for every n in n_grid and seeds >= 2 (expectations "
+                             f"over training sets), got n_grid={self.n_grid}, seeds={self.seeds}.")
+
+    def mixture(self, n: int | None = None) -> data.MixtureConfig:
+        return data.MixtureConfig(d=self.d, T=self.T, n=n or min(self.n_grid), zeta=self.zeta,
+                                  num_irrelevant=self.num_irrelevant, sigma=self.sigma,
+                                  scale=self.scale)
+
+
+FULL = {"n_grid": (32, 64, 128, 256, 512, 1024), "heads_grid": (2, 8, 32),
+        "steps_grid": (100, 1000), "seeds": 5, "subset": 128}
+
+
+def _cosine_and_error(est, true):
+    cos = np.sum(est * true, 1) / (np.linalg.norm(est, axis=1) * np.linalg.norm(true, axis=1))
+    err = np.linalg.norm(est - true, axis=1) / np.linalg.norm(true, axis=1)
+    return cos.tolist(), err.tolist()
+
+
+def one_seed(config: Config, n: int, heads: int, steps: int, seed: int, progress: bool):
+    mix = config.mixture(n)
+    k_train, k_fresh, k_test, k_init, k_sub = jax.random.split(jax.random.key(seed), 5)
+    batch = data.check_batch(data.sample(mix, k_train), config.d)
+    which = (np.arange(n) if n <= config.subset else
+             np.sort(np.asarray(jax.random.choice(k_sub, n, (config.subset,), replace=False))))
+    fresh = data.sample(mix, k_fresh, len(which))
+    pool = data.Batch(np.concatenate([batch.X, fresh.X]), np.concatenate([batch.y, fresh.y]))
+    test = data.sample(mix, k_test, config.num_test)
+    params0 = deora.init_params(k_init, config.d, heads, config.init_scale)
+    traj, base = stability.base_trajectory(deora.loss_fn, params0, batch, steps, config.lr)
+    kw = dict(steps=steps, lr=config.lr, base_traj=base, chunk=config.chunk, progress=progress)
+    rep = stability.retrain(deora.loss_fn, params0, pool, stability.replace_indices(n, which),
+                            **kw)
+    loo = stability.retrain(deora.loss_fn, params0, batch, stability.loo_indices(n, which), **kw)
+    eps1, eps2 = stability.model_stability(traj.final_params, rep.params)
+    probe_points = [traj.params(i) for i in train.log_schedule(steps, 5)]
+    probe_points += [jax.tree.map(lambda a, r=r: a[r], rep.params)
+                     for r in range(min(4, len(which)))]
+    Xc = np.concatenate([pool.X, test.X[:1000]])
+    yc = np.concatenate([pool.y, test.y[:1000]])
+    G = beta = 0.0
+    for p in probe_points:
+        g, b = stability.per_sample_constants(p, Xc, yc)
+        G, beta = max(G, float(g.max())), max(beta, float(b.max()))
+    tl, tse = stability.test_loss(traj.final_params, test)
+    out = {"eps1": eps1, "eps2": eps2, "train_loss": float(traj.loss[-1]), "test_loss": tl,
+           "test_loss_se": tse, "gen_gap": tl - float(traj.loss[-1]), "G": G, "beta": beta,
+           "divergence_mean": loo.divergence.mean(0)[:: max(1, steps // 100)].tolist()}
+    m = min(config.influence_samples, len(which))
+    theta = np.asarray(ravel_pytree(traj.final_params)[0])
+    true = np.asarray(jax.vmap(lambda q: ravel_pytree(q)[0])(
+        jax.tree.map(lambda a: a[:m], loo.params))) - theta
+    for name, damping in (("spectral", 1e-6), ("gd_ridge", 1.0 / (config.lr * steps))):
+        est, lam = stability.influence(traj.final_params, batch, which[:m], damping=damping)
+        cos, err = _cosine_and_error(est, true)
+        out[f"influence_{name}"] = {"damping": lam, "cosine": cos, "relative_error": err}
+    return out
+
+
+def run_cell(config: Config, spec: dict, progress: bool) -> dict:
+    per = [one_seed(config, spec["n"], spec["heads"], spec["steps"], config.seed + s, progress)
+           for s in range(config.seeds)]
+    S = len(per)
+    mean = lambda k: float(np.mean([p[k] for p in per]))  # noqa: E731
+    gaps = np.array([p["gen_gap"] for p in per])
+    gap_se = math.sqrt(gaps.var(ddof=1) / S + np.mean([p["test_loss_se"] ** 2 for p in per]) / S)
+    G = max(p["G"] for p in per)
+    beta = max(p["beta"] for p in per)
+    eps1, eps2 = mean("eps1"), mean("eps2")
+    b_smooth, gamma = stability.smooth_bound(beta, mean("train_loss"), eps2)
+    rec = {"n": spec["n"], "heads": spec["heads"], "steps": spec["steps"], "eps1": eps1,
+           "eps2": eps2, "gen_gap": float(gaps.mean()), "gen_gap_se": gap_se,
+           "train_loss": mean("train_loss"), "test_loss": mean("test_loss"), "G": G,
+           "beta": beta, "bound_lipschitz": G * eps1, "bound_smooth": b_smooth,
+           "best_gamma": gamma, "eps1_per_seed": [p["eps1"] for p in per]}
+    rec["holds"] = bool(rec["gen_gap"] - 3 * gap_se <= min(rec["bound_lipschitz"], b_smooth))
+    return {"record": rec, "seeds": per}
+
+
+def eps1_slopes(records) -> list[dict]:
+    """Per (H, K): log-log slope of ε₁ against n, fitted per seed; mean ± SE over seeds."""
+    out = []
+    for key in sorted({(r["heads"], r["steps"]) for r in records}):
+        rs = sorted((r for r in records if (r["heads"], r["steps"]) == key), key=lambda r: r["n"])
+        if len(rs) < 2:
+            continue
+        ns = np.log([r["n"] for r in rs])
+        per_seed = np.log(np.array([r["eps1_per_seed"] for r in rs]))      # (n values, seeds)
+        slopes = [float(np.polyfit(ns, per_seed[:, s], 1)[0]) for s in range(per_seed.shape[1])]
+        out.append({"heads": key[0], "steps": key[1], "slope_mean": float(np.mean(slopes)),
+                    "slope_se": float(np.std(slopes, ddof=1) / math.sqrt(len(slopes))),
+                    "per_seed": slopes})
+    return out
+
+
+def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> dict:
+    out = Path(out_dir)
+    cells = [(f"n{n}_H{h}_K{k}", {"n": n, "heads": h, "steps": k})
+             for h in config.heads_grid for k in config.steps_grid for n in config.n_grid]
+    payloads = run_cells(out, cells, lambda spec: run_cell(config, spec, progress),
+                         resume=resume, progress=progress, desc="stability cells")
+    records = [p["record"] for p in payloads]
+    slopes = eps1_slopes(records)
+    figs = {"eps1_vs_n.png": plots.eps1_vs_n(records, slopes),
+            "gap_vs_bounds.png": plots.gap_vs_bounds(records),
+            "divergence.png": plots.divergence_curves(payloads, config.lr)}
+    for name, fig in figs.items():
+        results.save_figure_atomic(fig, out / name)
+    infl = {name: {"cosine_median": float(np.median([c for p in payloads for s in p["seeds"]
+                                                      for c in s[f"influence_{name}"]["cosine"]])),
+                   "relative_error_median": float(np.median(
+                       [e for p in payloads for s in p["seeds"]
+                        for e in s[f"influence_{name}"]["relative_error"]]))}
+            for name in ("spectral", "gd_ridge")}
+    summary = {"all_hold": all(r["holds"] for r in records), "eps1_slopes": slopes,
+               "eps1_positive": all(r["eps1"] > 0 for r in records), "influence": infl}
+    results.write_results(out, "stability", config, config.seed,
+                          {"summary": summary, "records": records, "figures": list(figs)})
+    return summary

@@ -1,0 +1,99 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from jax.flatten_util import ravel_pytree
+
+from mhatheory import data, spectral, stability, train
+from mhatheory.models import deora
+
+ONE = [jax.devices()[0]]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    cfg = data.MixtureConfig(d=6, T=5, n=24, num_irrelevant=2)
+    batch = data.sample(cfg, jax.random.key(0))
+    params0 = deora.init_params(jax.random.key(1), 6, 3)
+    traj, base = stability.base_trajectory(deora.loss_fn, params0, batch, 40, 1.0)
+    return batch, params0, traj, base
+
+
+def test_leave_one_out_equals_training_on_the_reduced_set_bit_for_bit(problem):
+    batch, params0, _, base = problem
+    idx = stability.loo_indices(24, [5])
+    r = stability.retrain(deora.loss_fn, params0, batch, idx, steps=40, lr=1.0, base_traj=base,
+                          chunk=1, devices=ONE)
+    reduced = data.Batch(batch.X[idx[0]], batch.y[idx[0]])
+    X = np.asarray(reduced.X)
+    assert reduced.y.shape == (23,) and not np.any(np.all(X == np.asarray(batch.X[5]), axis=(1, 2)))
+    direct = train.gd(deora.loss_fn, params0, reduced, steps=40, lr=1.0).final_params
+    for k in ("W", "U"):
+        np.testing.assert_array_equal(r.params[k][0], direct[k])
+
+
+def test_vmapped_and_sequential_retraining_agree(problem):
+    batch, params0, _, base = problem
+    idx = stability.loo_indices(24, range(8))
+    kw = dict(steps=40, lr=1.0, base_traj=base, devices=ONE)
+    vm = stability.retrain(deora.loss_fn, params0, batch, idx, chunk=8, **kw)
+    for r in range(8):
+        seq = stability.retrain(deora.loss_fn, params0, batch, idx[r:r + 1], chunk=1, **kw)
+        # vmapping changes XLA's vectorisation of the matmuls: rounding-level differences
+        np.testing.assert_allclose(vm.params["W"][r], seq.params["W"][0], rtol=0, atol=1e-13)
+        np.testing.assert_allclose(vm.divergence[r], seq.divergence[0], rtol=0, atol=1e-13)
+
+
+def test_sharded_run_on_four_devices_equals_the_single_device_run(problem):
+    assert len(jax.devices()) == 4, "conftest sets --xla_force_host_platform_device_count=4"
+    batch, params0, _, base = problem
+    idx = stability.replace_indices(24, range(6))  # 6 rows: padded to 8 for 4 devices
+    fresh = data.sample(data.MixtureConfig(d=6, T=5, n=6, num_irrelevant=2), jax.random.key(7))
+    pool = data.Batch(jnp.concatenate([batch.X, fresh.X]), jnp.concatenate([batch.y, fresh.y]))
+    kw = dict(steps=40, lr=1.0, base_traj=base, chunk=8)
+    single = stability.retrain(deora.loss_fn, params0, pool, idx, devices=ONE, **kw)
+    sharded = stability.retrain(deora.loss_fn, params0, pool, idx, **kw)
+    assert sharded.params["W"].shape[0] == 6
+    np.testing.assert_allclose(sharded.params["W"], single.params["W"], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(sharded.divergence, single.divergence, rtol=0, atol=1e-13)
+
+
+def test_divergence_starts_at_the_first_step_and_stability_is_positive(problem):
+    batch, params0, traj, base = problem
+    r = stability.retrain(deora.loss_fn, params0, batch, stability.loo_indices(24, range(4)),
+                          steps=40, lr=1.0, base_traj=base, devices=ONE)
+    assert r.divergence.shape == (4, 40) and np.all(r.divergence > 0)
+    eps1, eps2 = stability.model_stability(traj.final_params, r.params)
+    np.testing.assert_allclose(eps1, r.divergence[:, -1].mean(), rtol=1e-12)
+    assert eps2 >= eps1**2 > 0  # Jensen
+
+
+def test_per_sample_constants_bound_the_true_per_sample_quantities(problem):
+    batch, _, traj, _ = problem
+    params = traj.final_params
+    g, beta = stability.per_sample_constants(params, batch.X, batch.y)
+    for i in (0, 7, 23):
+        one = data.Batch(batch.X[i:i + 1], batch.y[i:i + 1])
+        grad = ravel_pytree(jax.grad(deora.loss_fn)(params, one))[0]
+        assert abs(float(jnp.linalg.norm(grad)) - float(g[i])) < 1e-12
+        H = np.asarray(spectral.hessian(deora.loss_fn, params, one))
+        assert np.max(np.abs(np.linalg.eigvalsh(H))) <= float(beta[i]) * (1 + 1e-12)
+
+
+@given(beta=st.floats(1e-3, 10), loss=st.floats(1e-4, 1), eps2=st.floats(1e-6, 1),
+       gamma=st.floats(1e-3, 1e3))
+def test_smooth_bound_is_minimised_at_the_reported_gamma(beta, loss, eps2, gamma):
+    best, g = stability.smooth_bound(beta, loss, eps2)
+    at = (beta / g) * loss + (beta + g) / 2 * eps2
+    assert best == pytest.approx(at, rel=1e-12)
+    assert best <= (beta / gamma) * loss + (beta + gamma) / 2 * eps2 + 1e-12 * best
+
+
+def test_influence_estimates_have_the_right_shape_and_damping(problem):
+    batch, _, traj, _ = problem
+    est, lam = stability.influence(traj.final_params, batch, [0, 1], damping=0.05)
+    lo = spectral.lambda_min(deora.loss_fn, traj.final_params, batch).value
+    assert est.shape == (2, 6 * 6 * 3 + 6 * 3)
+    assert lam == pytest.approx(max(0.0, -lo) + 0.05)
