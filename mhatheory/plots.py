@@ -228,8 +228,8 @@ def correlation_heatmaps(payloads):
     """Analyses (a) and (b) of notes §3 for seed-0 cells without positional encoding."""
     cells = [p for p in payloads if p["spec"]["positional"] == "none"
              and p["spec"]["seed"] == min(q["spec"]["seed"] for q in payloads)]
-    fig, axes = plt.subplots(2, max(1, len(cells)), figsize=(3.2 * max(1, len(cells)), 6.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(2, max(1, len(cells)), figsize=(3.4 * max(1, len(cells)), 7.0),
+                             squeeze=False, constrained_layout=True)
     ticks = list("abc+def=")
     for col, p in enumerate(cells):
         for row, key in enumerate(("slice_to_input", "cosine_top_vs_input")):
@@ -242,6 +242,8 @@ def correlation_heatmaps(payloads):
             ax.set_title(("(a) corr(h^L_k, E[x_j])" if row == 0 else "(b) cos(h^L_k, h^0_j)")
                          + f"\n{p['spec']['mode']}, res={p['spec']['residual']}", fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.6, label="correlation / cosine")
+    fig.suptitle("Vertical slices (constant tokens + and = have no variance: correlation 0)",
+                 fontsize=8)
     return fig
 
 
