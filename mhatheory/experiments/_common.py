@@ -51,3 +51,31 @@ def validate_common(config) -> None:
         if hasattr(config, name):
             _validate.positive_float(name, getattr(config, name))
     config.mixture()  # validates the data fields
+
+
+@dataclass(frozen=True)
+class DeoraFields:
+    """The fields every Deora experiment shares: the tokenized-mixture data model (without n,
+    which an experiment either fixes or sweeps), the initialisation scale, the GD step size, the
+    test-set size and the seed. Experiments subclass it and may override defaults."""
+
+    d: int = 8
+    T: int = 8
+    zeta: float = 0.6
+    num_irrelevant: int = 4
+    sigma: float = 0.1
+    scale: float = 1.0
+    init_scale: float = 1.0
+    lr: float = 1.0
+    num_test: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        validate_common(self)
+
+    def mixture(self, n: int | None = None) -> data.MixtureConfig:
+        """The data config for ``n`` samples (default: the experiment's own ``n``)."""
+        n = getattr(self, "n", 2) if n is None else n
+        return data.MixtureConfig(d=self.d, T=self.T, n=n, zeta=self.zeta,
+                                  num_irrelevant=self.num_irrelevant, sigma=self.sigma,
+                                  scale=self.scale)

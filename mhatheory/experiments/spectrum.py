@@ -15,37 +15,19 @@ import jax
 import numpy as np
 
 from mhatheory import data, plots, results, spectral, train
-from mhatheory.experiments._common import make_problem, validate_common
+from mhatheory.experiments._common import DeoraFields, make_problem
 from mhatheory.models import deora
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(DeoraFields):
     heads: int = 4
-    d: int = 8
-    T: int = 8
     n: int = 128
-    zeta: float = 0.6
-    num_irrelevant: int = 4
-    sigma: float = 0.1
-    scale: float = 1.0
-    init_scale: float = 1.0
     steps: int = 1000
-    lr: float = 1.0
     krylov: int = 60
     num_probes: int = 10
     trace_samples: int = 100
     dense_max_params: int = 3000
-    num_test: int = 1000
-    seed: int = 0
-
-    def __post_init__(self):
-        validate_common(self)
-
-    def mixture(self) -> data.MixtureConfig:
-        return data.MixtureConfig(d=self.d, T=self.T, n=self.n, zeta=self.zeta,
-                                  num_irrelevant=self.num_irrelevant, sigma=self.sigma,
-                                  scale=self.scale)
 
 
 FULL = {"heads": 16, "d": 32, "n": 512, "steps": 3000}

@@ -18,41 +18,28 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from mhatheory import data, plots, results, stability, train
-from mhatheory.experiments._common import validate_common
+from mhatheory.experiments._common import DeoraFields
 from mhatheory.experiments._sweep import run_cells
 from mhatheory.models import deora
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(DeoraFields):
+    T: int = 6
+    num_test: int = 10_000
     n_grid: tuple[int, ...] = (32, 64, 128, 256)
     heads_grid: tuple[int, ...] = (4,)
     steps_grid: tuple[int, ...] = (100, 400)
     seeds: int = 3
     subset: int = 32
-    d: int = 8
-    T: int = 6
-    zeta: float = 0.6
-    num_irrelevant: int = 4
-    sigma: float = 0.1
-    scale: float = 1.0
-    init_scale: float = 1.0
-    lr: float = 1.0
-    num_test: int = 10_000
     chunk: int = 64
     influence_samples: int = 4
-    seed: int = 0
 
     def __post_init__(self):
-        validate_common(self)
+        super().__post_init__()
         if min(self.n_grid) < 2 or self.seeds < 2:
             raise ValueError("need n >= 2 for every n in n_grid and seeds >= 2 (expectations "
                              f"over training sets), got n_grid={self.n_grid}, seeds={self.seeds}.")
-
-    def mixture(self, n: int | None = None) -> data.MixtureConfig:
-        return data.MixtureConfig(d=self.d, T=self.T, n=n or min(self.n_grid), zeta=self.zeta,
-                                  num_irrelevant=self.num_irrelevant, sigma=self.sigma,
-                                  scale=self.scale)
 
 
 FULL = {"n_grid": (32, 64, 128, 256, 512, 1024), "heads_grid": (2, 8, 32),

@@ -13,33 +13,17 @@ import jax
 import numpy as np
 
 from mhatheory import data, plots, results, train
-from mhatheory.experiments._common import error_metrics, make_problem, validate_common
+from mhatheory.experiments._common import DeoraFields, error_metrics, make_problem
 from mhatheory.models import deora
 
 
 @dataclass(frozen=True)
-class Config:
-    heads: int = 8
+class Config(DeoraFields):
     d: int = 16
-    T: int = 8
-    n: int = 256
-    zeta: float = 0.6
-    num_irrelevant: int = 4
-    sigma: float = 0.1
-    scale: float = 1.0
-    init_scale: float = 1.0
-    steps: int = 2000
-    lr: float = 1.0
     num_test: int = 10_000
-    seed: int = 0
-
-    def __post_init__(self):
-        validate_common(self)
-
-    def mixture(self) -> data.MixtureConfig:
-        return data.MixtureConfig(d=self.d, T=self.T, n=self.n, zeta=self.zeta,
-                                  num_irrelevant=self.num_irrelevant, sigma=self.sigma,
-                                  scale=self.scale)
+    heads: int = 8
+    n: int = 256
+    steps: int = 2000
 
 
 def run(config: Config, out_dir, progress: bool = True) -> dict:

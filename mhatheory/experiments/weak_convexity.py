@@ -18,44 +18,29 @@ import jax
 import numpy as np
 
 from mhatheory import bounds, convergence, data, plots, results, spectral, train
-from mhatheory.experiments._common import error_metrics, make_problem, validate_common
+from mhatheory.experiments._common import DeoraFields, error_metrics, make_problem
 from mhatheory.experiments._sweep import run_cells
 from mhatheory.models import deora
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(DeoraFields):
     heads_grid: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     seeds: int = 3
-    d: int = 8
-    T: int = 8
     n: int = 128
-    zeta: float = 0.6
-    num_irrelevant: int = 4
-    sigma: float = 0.1
-    scale: float = 1.0
-    init_scale: float = 1.0
     steps: int = 2000
-    lr: float = 1.0
     num_probes: int = 8
     krylov: int = 40
     exact_max_params: int = 300
     convergence_heads: int = 8
     convergence_steps: int = 500
-    num_test: int = 1000
-    seed: int = 0
 
     def __post_init__(self):
-        validate_common(self)
+        super().__post_init__()
         if not self.heads_grid or min(self.heads_grid) < 1:
             raise ValueError(f"heads_grid must hold integers >= 1, got {self.heads_grid}.")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}.")
-
-    def mixture(self) -> data.MixtureConfig:
-        return data.MixtureConfig(d=self.d, T=self.T, n=self.n, zeta=self.zeta,
-                                  num_irrelevant=self.num_irrelevant, sigma=self.sigma,
-                                  scale=self.scale)
 
 
 FULL = {"d": 16, "n": 512, "steps": 5000, "num_probes": 12, "seeds": 5, "krylov": 80}
