@@ -150,8 +150,8 @@ def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -
                               wrt=nnx.Param)
     ckpt = ocp.CheckpointManager(folder.resolve() / "checkpoints" / spec["name"],
                                  options=ocp.CheckpointManagerOptions(max_to_keep=1))
-    state = {"model": nnx.state(model).to_pure_dict(),
-             "opt": nnx.state(optimizer).to_pure_dict()}
+    state = {"model": nnx.to_pure_dict(nnx.state(model)),
+             "opt": nnx.to_pure_dict(nnx.state(optimizer))}
     start, curve = 0, []
     if ckpt.latest_step() is not None:  # resume mid-training
         start = ckpt.latest_step()
@@ -171,8 +171,8 @@ def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -
         if step % config.eval_every == 0 or step == config.steps:
             curve.append({"step": step, "train_loss": value, **evaluate(model, test)})
         if step % config.checkpoint_every == 0 and step < config.steps:
-            state = {"model": nnx.state(model).to_pure_dict(),
-                     "opt": nnx.state(optimizer).to_pure_dict()}
+            state = {"model": nnx.to_pure_dict(nnx.state(model)),
+                     "opt": nnx.to_pure_dict(nnx.state(optimizer))}
             ckpt.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                     curve=ocp.args.JsonSave({"curve": curve})))
     ckpt.wait_until_finished()
@@ -182,7 +182,7 @@ def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -
         m64 = build(config, mode, pe, res, seed, jnp.float64)
         s = nnx.state(m64)
         nnx.replace_by_pure_dict(s, jax.tree.map(lambda a: np.asarray(a, np.float64),
-                                                 nnx.state(model).to_pure_dict()))
+                                                 nnx.to_pure_dict(nnx.state(model))))
         nnx.update(m64, s)
         tok = jnp.asarray(test[0, :ad.PROMPT_LEN])
         out["trained_invariance"] = symmetry.last_position_invariance(
