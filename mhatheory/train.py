@@ -23,6 +23,7 @@ import optax
 from tqdm.auto import tqdm
 
 from mhatheory import _validate
+from mhatheory.data import Batch, check_batch
 
 
 class DivergenceError(FloatingPointError):
@@ -127,7 +128,8 @@ def gd(
         A :class:`Trajectory`.
 
     Raises:
-        ValueError: ``steps < 1``, ``lr <= 0``, ``record_steps`` outside [0, K], non-finite data.
+        ValueError: ``steps < 1``, ``lr <= 0``, ``record_steps`` outside [0, K], non-finite data,
+            and for a :class:`~mhatheory.data.Batch` wrong shapes or labels not in {−1, +1}.
         DivergenceError: the loss or gradient became NaN/Inf (names the first such step).
     """
     steps = _validate.positive_int("steps", steps)
@@ -135,6 +137,8 @@ def gd(
     rec = np.unique(np.asarray(record_steps, dtype=int))
     if rec.size and (rec[0] < 0 or rec[-1] > steps):
         raise ValueError(f"record_steps must lie in [0, steps={steps}], got {rec.tolist()}.")
+    if isinstance(batch, Batch):
+        check_batch(batch)  # shapes, labels in {±1}, finiteness
     for i, leaf in enumerate(jax.tree.leaves(batch)):
         if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
             _validate.finite(f"batch leaf {i}", leaf)

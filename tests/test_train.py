@@ -73,3 +73,9 @@ def test_nan_in_data_raises_before_training(problem):
 def test_log_schedule():
     s = train.log_schedule(1000, 8)
     assert s[0] == 0 and s[-1] == 1000 and np.all(np.diff(s) > 0)
+
+
+def test_labels_outside_pm1_raise_before_training(problem):
+    batch, params = problem
+    with pytest.raises(ValueError, match=r"\{-1, \+1\}"):
+        train.gd(deora.loss_fn, params, batch._replace(y=(batch.y + 1) / 2), steps=5, lr=0.1)
