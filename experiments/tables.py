@@ -41,6 +41,10 @@ def bench_sections() -> list[str]:
                       "probe_over_hvps", "lanczos_mem_MB", "power100_rel_err",
                       "lanczos100_rel_err", "reference"]),
         "stability": ("Leave-one-out retraining, n=256", ["route", "seconds", "speedup"]),
+        "spectral_torch": ("Our HVP and λmax vs PyTorch double backward + 100-step power "
+                           "iteration (PyHessian's route)",
+                           ["P", "H", "d", "hvp_agreement", "ours_hvp_ms", "torch_hvp_ms",
+                            "torch_over_ours", "power100_rel_err", "lanczos100_rel_err"]),
     }
     for path in sorted((HERE / "bench" / "results").glob("*.json")):
         res = json.loads(path.read_text())
