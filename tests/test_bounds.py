@@ -89,3 +89,24 @@ def test_chain_values_match_dense_computations():
     assert ch.kappa_hat == pytest.approx(-ch.lambda_min * 2 / ch.loss)
     lan, _, _ = bounds.chain(params, batch, method="lanczos")
     assert abs(lan.lambda_min - ch.lambda_min) <= 1e-8 * abs(ch.lambda_min)
+
+
+def test_a_missed_eigenvalue_is_caught_by_L1_and_reprobed(monkeypatch):
+    """Simulate Lanczos converging to the *second* eigenvalue of N (a genuine eigenpair with a
+    tiny residual, so no residual can reveal it): L1 is then certifiably violated, which can
+    only mean a missed eigenvalue, and the chain must re-probe and recover the true λmin(N)."""
+    params, batch = _problem(H=4, init_scale=3.0)
+    N = np.asarray(spectral.dense(spectral.Curvature(deora.phi), params, batch.X, batch.y))
+    ev = np.linalg.eigvalsh(N)
+    real = spectral.lambda_min
+
+    def second_eigenvalue_for_N(op, *args, **kw):
+        r = real(op, *args, **kw)
+        if isinstance(op, spectral.Curvature):
+            return r._replace(value=float(ev[1]), interval=(float(ev[1]), float(ev[1])))
+        return r
+
+    monkeypatch.setattr(spectral, "lambda_min", second_eigenvalue_for_N)
+    ch, _, _ = bounds.chain(params, batch)
+    assert ch.reprobed == 1 and ch.holds
+    assert abs(ch.lambda_min_N - ev[0]) <= 1e-8 * abs(ev[0])
