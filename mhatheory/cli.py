@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import sys
 import typing
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
             print(f"mhatheory run {args.experiment}: {err}", file=sys.stderr)
             return 2
         kwargs = {"progress": not args.no_progress}
-        if "resume" in module.run.__code__.co_varnames:
+        if "resume" in inspect.signature(module.run).parameters:
             kwargs["resume"] = args.resume
         summary = module.run(config, args.out, **kwargs)
         print(json.dumps(results.to_jsonable(summary), indent=2))

@@ -14,17 +14,28 @@ The exit status is 1 when any theorem, identity or sanity row fails.
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
 
-from mhatheory import data, results, train
-from mhatheory.experiments._common import make_problem
-from mhatheory.models import deora, reference
+from mhatheory import attention as A
+from mhatheory import data, report, results, spectral, symmetry, train
+from mhatheory.experiments import spectrum
+from mhatheory.experiments import stability as st
+from mhatheory.experiments import symmetry as sym_exp
+from mhatheory.experiments import weak_convexity as wc
+from mhatheory.experiments._common import error_metrics, make_problem
+from mhatheory.models import DecoderTransformer, deora, reference
+from mhatheory.tasks import addition as ad
 
 
 @dataclass(frozen=True)
@@ -89,8 +100,6 @@ def check_training(full: bool, out: Path) -> list[Check]:
     # Summation rounding: each L̂ is a mean of n terms, so its float64 error is ≤ n·ε·L̂.
     tol = mixture.n * np.finfo(np.float64).eps * traj.loss[:-1]
     worst = float(np.max(np.diff(traj.loss) - tol))
-    from mhatheory.experiments._common import error_metrics
-
     mets = error_metrics(traj.final_params, prob.train, prob.test)
     bayes, se = data.bayes_error(mixture, jax.random.key(99), num=40_000)
     test_err = float(mets["test_error"])
@@ -105,8 +114,6 @@ def check_training(full: bool, out: Path) -> list[Check]:
 
 def check_spectral(full: bool, out: Path) -> list[Check]:
     """Lanczos, HVP, the G + N split and Hutchinson against the dense reference."""
-    from mhatheory import spectral
-    from mhatheory.experiments import spectrum
 
     cfg = data.MixtureConfig(d=8, T=6, n=64, num_irrelevant=3)
     batch = data.sample(cfg, jax.random.key(0))
@@ -152,15 +159,12 @@ def check_spectral(full: bool, out: Path) -> list[Check]:
 
 def check_weak_convexity(full: bool, out: Path) -> list[Check]:
     """The weak-convexity chain along GD for several H, slopes against H, convergence."""
-    from mhatheory.experiments import weak_convexity as wc
 
     small = dict(heads_grid=(1, 2, 4, 8, 16), seeds=3, steps=300, num_probes=4, n=64,
                  convergence_steps=200)
     cfg = wc.Config(**(wc.FULL if full else small))
     folder = out / "weak-convexity"
     summary = wc.run(cfg, folder, progress=False)
-    import json
-
     res = json.loads((folder / "results.json").read_text())
     records = res["records"]
     worst = min(min(link["margin"] for link in r["links"]) for r in records)
@@ -200,10 +204,7 @@ def check_weak_convexity(full: bool, out: Path) -> list[Check]:
 
 def check_attention(full: bool, out: Path) -> list[Check]:
     """C1–C5 of notes/symmetry.md and equality with flax.nnx.MultiHeadAttention."""
-    import jax.numpy as jnp
-    from flax import nnx
 
-    from mhatheory import attention as A
 
     Q = jnp.array([[1.0, 2], [3, 4]], jnp.float32)
     K = jnp.array([[4.0, 5], [6, 7], [8, 9]], jnp.float32)
@@ -248,13 +249,7 @@ def check_attention(full: bool, out: Path) -> list[Check]:
 
 def check_symmetry(full: bool, out: Path) -> list[Check]:
     """The Zuo–Guerzhoy theorem, its controls, and the enumerated addition ceiling."""
-    import jax.numpy as jnp
-    from flax import nnx
 
-    from mhatheory import symmetry
-    from mhatheory.experiments import symmetry as sym_exp
-    from mhatheory.models import DecoderTransformer
-    from mhatheory.tasks import addition as ad
 
     tokens = jnp.asarray(ad.encode(123, 456)[0, :8])
 
@@ -310,9 +305,6 @@ def check_symmetry(full: bool, out: Path) -> list[Check]:
 
 def check_stability(full: bool, out: Path) -> list[Check]:
     """Replace-one stability, the Lei–Ying bounds against the gap, the ε₁ slope in n."""
-    import json
-
-    from mhatheory.experiments import stability as st
 
     small = dict(n_grid=(32, 64, 128), steps_grid=(100,), seeds=3, subset=16)
     cfg = st.Config(**(st.FULL if full else small))
@@ -342,9 +334,7 @@ def check_stability(full: bool, out: Path) -> list[Check]:
 
 
 def _brute_ceiling(lo, hi, reverse):
-    from collections import Counter, defaultdict
 
-    from mhatheory.tasks import addition as ad
 
     groups = defaultdict(Counter)
     for a in range(lo, hi + 1):
@@ -367,7 +357,6 @@ CHECKS: dict[str, tuple[str, Callable[[bool, Path], list[Check]]]] = {
 
 def run_checks(only=None, full: bool = False, out_dir="report", progress: bool = True):
     """Run the selected checks; returns ``(rows, seconds per group)``."""
-    from tqdm.auto import tqdm
 
     names = list(CHECKS) if not only else list(only)
     unknown = [n for n in names if n not in CHECKS]
@@ -394,7 +383,6 @@ def format_table(rows: list[Check]) -> str:
 
 def write_report(rows: list[Check], timing: dict, out_dir, full: bool) -> Path:
     """``report/results.json``, ``report/index.md`` and ``report/index.html``."""
-    from mhatheory import report
 
     out = Path(out_dir)
     results.write_json_atomic(out / "results.json", {

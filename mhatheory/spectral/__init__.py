@@ -9,11 +9,12 @@ from mhatheory.spectral._density import Density, Estimate, spectral_density, tra
 from mhatheory.spectral._exact import (
     DEFAULT_DENSE_BUDGET,
     DenseTooLargeError,
+    dense,
     dense_bytes,
     hessian,
 )
 from mhatheory.spectral._lanczos import EigResult, extreme_eigs, lambda_max, lambda_min
-from mhatheory.spectral._operators import Curvature, GaussNewton, Hessian, as_operator, dense
+from mhatheory.spectral._operators import Curvature, GaussNewton, Hessian, as_operator
 from mhatheory.spectral._resample import resampled
 from mhatheory.spectral._track import track
 

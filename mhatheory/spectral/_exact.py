@@ -5,6 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from mhatheory.spectral._operators import Hessian, as_operator
 
 #: Default budget for dense routes (bytes). The dense route holds about three P×P arrays
 #: (the matrix, eigh's eigenvectors and its workspace).
@@ -34,6 +37,28 @@ def check_dense_fits(num_params: int, dtype, memory_budget_bytes: int | None = N
         )
 
 
+def dense(operator, params, *args, memory_budget_bytes: int | None = None):
+    """Materialise an operator as a ``[P, P]`` matrix (P matvecs, vmapped); guarded like
+    :func:`mhatheory.spectral.hessian`."""
+    flat, _ = ravel_pytree(params)
+    check_dense_fits(flat.size, flat.dtype, memory_budget_bytes)
+    return _dense(as_operator(operator), params, args)
+
+
+#: Basis vectors per vmapped chunk when materialising (bounds the tangent memory to 64 copies).
+DENSE_CHUNK = 64
+
+
+def _dense_impl(operator, params, args):
+    matvec, flat = operator.build(params, args)
+    eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
+    cols = jax.lax.map(matvec, eye, batch_size=min(DENSE_CHUNK, flat.shape[0]))
+    return 0.5 * (cols + cols.T)
+
+
+_dense = jax.jit(_dense_impl, static_argnums=0)
+
+
 def hessian(loss_fn, params, *args, memory_budget_bytes: int | None = None):
     """Dense ∇²_θ ``loss_fn(params, *args)`` as ``[P, P]`` over θ flattened by
     ``ravel_pytree`` (symmetrised). Refuses, before allocating, when it would not fit.
@@ -41,8 +66,6 @@ def hessian(loss_fn, params, *args, memory_budget_bytes: int | None = None):
     Cost: P forward-over-reverse Hessian–vector products (as ``jax.hessian``, but applied to the
     basis in chunks of 64 so the tangent memory stays bounded), P² memory.
     """
-    from mhatheory.spectral._operators import Hessian, dense
-
     return dense(Hessian(loss_fn), params, *args, memory_budget_bytes=memory_budget_bytes)
 
 

@@ -144,9 +144,7 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
         raise ValueError(f"k={k} must be smaller than the number of parameters P={P}.")
     t0 = time.perf_counter()
     if method == "exact":
-        from mhatheory.spectral._operators import dense
-
-        H = dense(op, params, *args, memory_budget_bytes=memory_budget_bytes)
+        H = _exact.dense(op, params, *args, memory_budget_bytes=memory_budget_bytes)
         evals, evecs = _exact.eigh_extremes(H)
         idx = range(k) if which == "smallest" else range(P - 1, P - 1 - k, -1)
         out = []

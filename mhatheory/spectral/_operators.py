@@ -91,27 +91,3 @@ def as_operator(loss_fn_or_operator):
         raise ValueError("expected a loss_fn(params, *args) -> scalar or a curvature operator, "
                          f"got {type(loss_fn_or_operator).__name__}.")
     return Hessian(loss_fn_or_operator)
-
-
-def dense(operator, params, *args, memory_budget_bytes: int | None = None):
-    """Materialise an operator as a ``[P, P]`` matrix (P matvecs, vmapped); guarded like
-    :func:`mhatheory.spectral.hessian`."""
-    from mhatheory.spectral._exact import check_dense_fits
-
-    flat, _ = ravel_pytree(params)
-    check_dense_fits(flat.size, flat.dtype, memory_budget_bytes)
-    return _dense(as_operator(operator), params, args)
-
-
-#: Basis vectors per vmapped chunk when materialising (bounds the tangent memory to 64 copies).
-DENSE_CHUNK = 64
-
-
-def _dense_impl(operator, params, args):
-    matvec, flat = operator.build(params, args)
-    eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
-    cols = jax.lax.map(matvec, eye, batch_size=min(DENSE_CHUNK, flat.shape[0]))
-    return 0.5 * (cols + cols.T)
-
-
-_dense = jax.jit(_dense_impl, static_argnums=0)
