@@ -38,7 +38,8 @@ def bench_sections() -> list[str]:
         "spectral": ("Spectral probes on the Deora loss (n=64, T=8, float64)",
                      ["P", "H", "d", "grad_ms", "hvp_ms", "hvp_over_grad", "dense_s",
                       "lanczos_s", "dense_over_lanczos", "lanczos_hvps", "lambda_min_rel_err",
-                      "probe_over_hvps", "lanczos_mem_MB", "power100_rel_err",
+                      "probe_over_hvps", "noreortho_s", "noreortho_rel_err",
+                      "noreortho_probe_over_hvps", "lanczos_mem_MB", "power100_rel_err",
                       "lanczos100_rel_err", "reference"]),
         "stability": ("Leave-one-out retraining, n=256", ["route", "seconds", "speedup"]),
         "spectral_torch": ("Our HVP and λmax vs PyTorch double backward + 100-step power "

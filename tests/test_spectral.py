@@ -45,6 +45,15 @@ def test_lanczos_extremes_match_known_spectra(name):
         np.testing.assert_allclose(jnp.linalg.norm(r.vector), 1.0, atol=1e-12)
 
 
+def test_lanczos_without_reorthogonalisation_on_the_deora_loss(deora_problem):
+    params, batch, H = deora_problem
+    ev = np.linalg.eigvalsh(H)
+    r = spectral.lambda_min(deora.loss_fn, params, batch, reortho="none", krylov=80)
+    assert abs(r.value - ev[0]) <= REL * abs(ev[0]) and r.converged
+    with pytest.raises(ValueError, match="reortho"):
+        spectral.lambda_min(deora.loss_fn, params, batch, reortho="partial")
+
+
 def test_extreme_eigs_k_smallest():
     eigs = SPECTRA["indefinite"]
     rs = spectral.extreme_eigs(quadratic, jnp.ones(200), with_spectrum(eigs), k=3, krylov=60,

@@ -106,6 +106,14 @@ def row(d, H, budget_hvps=150):
              probe_over_hvps=t_lan / (lo.num_hvps * t_hvp))
     if fits:
         r["dense_over_lanczos"] = r["dense_s"] / t_lan
+    kw_none = dict(kw, reortho="none")
+    spectral.lambda_min(deora.loss_fn, params, batch, **kw_none)  # compile
+    t0 = time.perf_counter()
+    lo_n = spectral.lambda_min(deora.loss_fn, params, batch, **kw_none)
+    t_none = time.perf_counter() - t0
+    r.update(noreortho_s=t_none, noreortho_hvps=lo_n.num_hvps,
+             noreortho_rel_err=abs(lo_n.value - ref_min) / abs(ref_min),
+             noreortho_probe_over_hvps=t_none / (lo_n.num_hvps * t_hvp))
     r["lanczos_mem_MB"] = memory_bytes(params, batch, krylov) / 2**20
 
     v0 = jax.random.normal(jax.random.key(3), (P,))
@@ -125,8 +133,8 @@ def main(quick: bool) -> None:
         print(f"done d={d} H={H} P={rows[-1]['P']}", flush=True)
     cols = ["P", "H", "d", "grad_ms", "hvp_ms", "hvp_over_grad", "dense_s", "lanczos_s",
             "dense_over_lanczos", "lanczos_hvps", "lambda_min_rel_err", "certified_rel_width",
-            "probe_over_hvps", "lanczos_mem_MB", "power100_rel_err", "lanczos100_rel_err",
-            "reference"]
+            "probe_over_hvps", "noreortho_s", "noreortho_rel_err", "noreortho_probe_over_hvps",
+            "lanczos_mem_MB", "power100_rel_err", "lanczos100_rel_err", "reference"]
     print(_util.table(rows, cols))
     out = _util.write("spectral", rows, {"problem": {"n": N, "T": T, "dtype": "float64"}})
     print(f"wrote {out}")

@@ -66,10 +66,12 @@ class EigResult(NamedTuple):
     method: str
 
 
-@functools.partial(jax.jit, static_argnames=("op", "which", "krylov", "max_restarts", "k"))
-def _restarted_lanczos(op, which, krylov, max_restarts, k, tol, params, args, v0):
+@functools.partial(jax.jit, static_argnames=("op", "which", "krylov", "max_restarts", "k",
+                                             "reortho"))
+def _restarted_lanczos(op, which, krylov, max_restarts, k, tol, params, args, v0,
+                       reortho="full"):
     matvec, _ = op.build(params, args)
-    alg = decomp.tridiag_sym(krylov, reortho="full", materialize=True, custom_vjp=False)
+    alg = decomp.tridiag_sym(krylov, reortho=reortho, materialize=True, custom_vjp=False)
     pick = jnp.arange(k) if which == "smallest" else krylov - 1 - jnp.arange(k)
     nxt = k if which == "smallest" else krylov - 1 - k
 
@@ -114,7 +116,7 @@ def _interval(value, residual, gap, which):
 
 def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
                  method: str = "lanczos", key=None, v0=None, krylov: int = 40,
-                 tol: float = 1e-10, max_restarts: int = 20,
+                 tol: float = 1e-10, max_restarts: int = 20, reortho: str = "full",
                  memory_budget_bytes: int | None = None) -> list[EigResult]:
     """The k smallest or largest eigenpairs of ∇²_θ ``loss_fn(params, *args)``.
 
@@ -128,10 +130,16 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
         key / v0: random start vector key, or an explicit start vector (warm start).
         krylov: Lanczos vectors per cycle (m); tol: stop when ρ ≤ tol·‖H‖ for all k;
         max_restarts: restart budget.
+        reortho: "full" (default; O(P·krylov²) work, Lanczos vectors stay orthonormal) or
+            "none" (O(P·krylov); cheaper when an HVP costs less than the reorthogonalisation,
+            but the Lanczos-relation residual is then only a heuristic for restarting, so
+            ``converged`` and ``residual`` always come from the recomputed true residual).
 
     Cost (lanczos): (restarts + 1)·krylov + k HVPs, O(P·krylov) memory, one compilation per
     (operator, shapes, k, krylov). Returns a list of :class:`EigResult`, most extreme first.
     """
+    if reortho not in ("full", "none"):
+        raise ValueError(f"reortho must be 'full' or 'none', got {reortho!r}.")
     if which not in ("smallest", "largest"):
         raise ValueError(f"which must be 'smallest' or 'largest', got {which!r}.")
     if method not in ("lanczos", "exact"):
@@ -162,7 +170,8 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
         raise ValueError(f"krylov={krylov} must exceed k={k}.")
     start = _start_vector(flat, key, v0)
     vals, vecs, res, gap, scale, restarts = _restarted_lanczos(
-        op, which, krylov, int(max_restarts), k, jnp.asarray(tol, flat.dtype), params, args, start)
+        op, which, krylov, int(max_restarts), k, jnp.asarray(tol, flat.dtype), params, args, start,
+        reortho=reortho)
     vals, res = np.asarray(vals), np.asarray(res)
     gap, scale, restarts = float(gap), float(scale), int(restarts)
     seconds = time.perf_counter() - t0
