@@ -10,6 +10,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _finish(fig, ax, *, xlabel: str, ylabel: str, title: str | None = None, legend: int = 7):
+    """Axis labels (quantity and unit), title, legend, log-aware grid, tight layout."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=legend)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def loss_curve(traj, title: str = "Gradient descent"):
     """Training loss (and train/test error when recorded) against GD step, log-log."""
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -142,13 +155,10 @@ def tightness(records):
             g.append(np.exp(np.mean(np.log(v))) if v else np.nan)
         ax.loglog(heads, g, "o-", label=name)
     _integer_ticks(ax, heads)
-    ax.set_xlabel("number of heads H")
-    ax.set_ylabel("loss ratio of the link (≥ 1; 1 = tight)")
-    ax.set_title("Where the weak-convexity chain is loose")
-    ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(
+        fig, ax, xlabel="number of heads H",
+        ylabel="loss ratio of the link (≥ 1; 1 = tight)",
+        title="Where the weak-convexity chain is loose", legend=7)
 
 
 def convergence(conv, lr):
@@ -158,13 +168,10 @@ def convergence(conv, lr):
     ax.loglog(K, conv["loss"], label="measured L̂(θ_K)")
     ax.loglog(K, conv["bound"], "--", label="bound L̂(θ*) + ‖θ*−θ₀‖²/(2ηK) + penalty")
     ax.axhline(np.log(2), color="gray", lw=0.8, ls=":", label="log 2 (trivial level)")
-    ax.set_xlabel("GD steps K")
-    ax.set_ylabel("training loss (nats)")
-    ax.set_title(f"Finite-time bound, H = {conv['heads']}, η = {lr:g}")
-    ax.legend(fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(
+        fig, ax, xlabel="GD steps K",
+        ylabel="training loss (nats)",
+        title=f"Finite-time bound, H = {conv['heads']}, η = {lr:g}", legend=8)
 
 
 def _label(spec):
@@ -263,13 +270,10 @@ def eps1_vs_n(records, slopes):
     ax.set_xscale("log")
     ax.set_yscale("log")
     _integer_ticks(ax, sorted({r["n"] for r in records}))
-    ax.set_xlabel("training-set size n")
-    ax.set_ylabel("ε₁ = mean ‖θ_K − θ_K^(i)‖ (parameter norm)")
-    ax.set_title("Replace-one model stability (mean ± std over seeds; dotted: n^(−1))")
-    ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(
+        fig, ax, xlabel="training-set size n",
+        ylabel="ε₁ = mean ‖θ_K − θ_K^(i)‖ (parameter norm)",
+        title="Replace-one model stability (mean ± std over seeds; dotted: n^(−1))", legend=7)
 
 
 def gap_vs_bounds(records):
@@ -283,12 +287,8 @@ def gap_vs_bounds(records):
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_xticks(x, [f"n={r['n']}\nH={r['heads']}\nK={r['steps']}" for r in records],
                   fontsize=7)
-    ax.set_ylabel("test − train loss (nats)")
-    ax.set_title("Stability bounds vs measured gap (expectation over seeds)")
-    ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="sweep cell", ylabel="test − train loss (nats)",
+                   title="Stability bounds vs measured gap (expectation over seeds)")
 
 
 def divergence_curves(payloads, lr):
@@ -300,10 +300,5 @@ def divergence_curves(payloads, lr):
         stride = max(1, r["steps"] // 100)
         ax.loglog(1 + stride * np.arange(d.size), d, label=f"n={r['n']}, H={r['heads']}, "
                                                           f"K={r['steps']}")
-    ax.set_xlabel("GD step t")
-    ax.set_ylabel("mean ‖θ_t − θ_t^(−i)‖")
-    ax.set_title(f"Leave-one-out divergence along GD (η = {lr:g})")
-    ax.legend(fontsize=6, ncol=2)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="GD step t", ylabel="mean ‖θ_t − θ_t^(−i)‖",
+                   title=f"Leave-one-out divergence along GD (η = {lr:g})", legend=6)

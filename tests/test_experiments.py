@@ -88,3 +88,18 @@ def test_seq2seq_smoke(tmp_path):
     assert 0 <= final["greedy_token_acc"] <= 1
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["disjoint"] and np.isfinite(res["curve"][-1]["train_loss"])
+
+
+def test_stability_records_bounds_and_figures(tmp_path):
+    from mhatheory.experiments import stability as st
+
+    cfg = st.Config(n_grid=(8, 16), steps_grid=(10,), seeds=2, subset=4, num_test=200, d=4,
+                    T=4, num_irrelevant=2, influence_samples=2)
+    summary = st.run(cfg, tmp_path, progress=False)
+    res = json.loads((tmp_path / "results.json").read_text())
+    for key in ("n", "heads", "steps", "eps1", "eps2", "gen_gap", "gen_gap_se",
+                "bound_lipschitz", "bound_smooth"):
+        assert key in res["records"][0]
+    assert summary["eps1_positive"] and len(summary["eps1_slopes"]) == 1
+    for f in res["figures"]:
+        assert (tmp_path / f).stat().st_size > 1000
