@@ -95,9 +95,12 @@ def weak_convexity_section() -> list[str]:
         return []
     res = json.loads(path.read_text())
     c, s = res["config"], res["summary"]
-    rows = [{"quantity": q, "stage": st, "step": v["step"], "slope": v["slope_mean"],
-             "SE": v["slope_se"], "excluded (≤ 0)": v["points_excluded_nonpositive"]}
-            for q, stages in s["slopes"].items() for st, v in stages.items()]
+    rows = [{"fit over": name, "quantity": q, "stage": st, "step": v["step"],
+             "slope": v["slope_mean"], "SE": v["slope_se"],
+             "excluded (≤ 0)": v["points_excluded_nonpositive"]}
+            for name, key in (("all H", "slopes"), (f"H ≥ {c.get('fit_min_heads', 4)}",
+                                                    f"slopes_heads_ge_{c.get('fit_min_heads', 4)}"))
+            for q, stages in s.get(key, {}).items() for st, v in stages.items()]
     conv = res["convergence"]
     lines = ["### Weak convexity against H", "", device_line(res), "",
              f"H ∈ {c['heads_grid']}, {c['seeds']} seeds, d={c['d']}, T={c['T']}, n={c['n']}, "
@@ -107,7 +110,8 @@ def weak_convexity_section() -> list[str]:
              f"{s['descent_lemma_holds_where_applicable']}; re-probes after a certified L1 "
              f"violation: {sum(r.get('reprobed', 0) for r in res['records'])}.", "",
              "Log-log slopes against H (mean ± SE over seeds):", ""]
-    lines += table(rows, ["quantity", "stage", "step", "slope", "SE", "excluded (≤ 0)"]) + [""]
+    lines += table(rows, ["fit over", "quantity", "stage", "step", "slope", "SE",
+                          "excluded (≤ 0)"]) + [""]
     lines += [f"Finite-time bound (H={conv['heads']}): holds for all K: {conv['holds_all']}; "
               f"NTK margin {conv['ntk_margin']:.3g} (separable {conv['ntk_separable']}); "
               f"bound/loss at K=1: {conv['bound'][0] / conv['loss'][0]:.3g}, at "

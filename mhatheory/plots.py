@@ -128,9 +128,11 @@ def kappa_vs_heads(records, slopes, stages):
                 lab += f": slope {fit['slope_mean']:.2f}" + (f" ± {se:.2f}" if se else "")
             ax.loglog(hs, med, "o-", label=lab)
             ax.scatter([h for h, _ in pts], [v for _, v in pts], s=8, alpha=0.4)
-            if stage == "init":
-                ax.loglog(hs, med[0] * (hs / hs[0]) ** -0.5, "k:",
-                          label="H^(−1/2) from the init median at H = 1")
+            if stage == "init":  # the 1/√H law: −λmin/L̂ ∝ H^(−1/2) ⇔ κ̂ independent of H
+                power = 0.0 if q == "kappa_hat" else -0.5
+                ax.loglog(hs, med[0] * (hs / hs[0]) ** power, "k:",
+                          label="−1/2 law (κ̂ flat), from the init median at H = 1"
+                          if q == "kappa_hat" else "H^(−1/2) from the init median at H = 1")
         _integer_ticks(ax, sorted({r["heads"] for r in records}))
         ax.set_xlabel("number of heads H")
         ax.set_ylabel(label)
