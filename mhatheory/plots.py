@@ -240,6 +240,12 @@ def correlation_heatmaps(payloads):
     fig, axes = plt.subplots(2, max(1, len(cells)), figsize=(3.4 * max(1, len(cells)), 7.0),
                              squeeze=False, constrained_layout=True)
     ticks = list("abc+def=")
+    if not cells:
+        axes[0, 0].text(0.5, 0.5, "no cells without positional encoding in this run",
+                        ha="center", va="center")
+        for ax in axes.flat:
+            ax.axis("off")
+        return fig
     for col, p in enumerate(cells):
         for row, key in enumerate(("slice_to_input", "cosine_top_vs_input")):
             ax = axes[row, col]

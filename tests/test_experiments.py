@@ -103,3 +103,12 @@ def test_stability_records_bounds_and_figures(tmp_path):
     assert summary["eps1_positive"] and len(summary["eps1_slopes"]) == 1
     for f in res["figures"]:
         assert (tmp_path / f).stat().st_size > 1000
+
+
+def test_symmetry_figures_without_position_free_cells(tmp_path):
+    cfg = symmetry.Config(**dict(TINY_SYM, causal_grid=("causal",),
+                                 positional_grid=("learned",), steps=4, eval_every=2,
+                                 checkpoint_every=2))
+    res = symmetry.run(cfg, tmp_path, progress=False)
+    assert "ceiling" not in res["table"][0]
+    assert (tmp_path / "correlations.png").exists()

@@ -77,3 +77,15 @@ def test_seq2seq_decoder_is_causal_and_encoder_padding_is_ignored():
     np.testing.assert_allclose(m(src, tgt.at[0, 3].set(2), valid)[:, :3], base[:, :3],
                                atol=1e-12)
     np.testing.assert_allclose(m(src.at[0, 4].set(5), tgt, valid), base, atol=1e-12)
+
+
+def test_sinusoidal_inputs_scale_token_embeddings_by_sqrt_d_model():
+    m = DecoderTransformer(11, 16, 2, 1, positional="sinusoidal", rngs=nnx.Rngs(0),
+                           param_dtype=jnp.float64)
+    t = jnp.array([[3, 1, 4]])
+    expected = 4.0 * m.embed(t) + positional.sinusoidal(jnp.arange(3), 16, jnp.float64)[None]
+    np.testing.assert_allclose(m.embed_tokens(t), expected, rtol=0, atol=1e-14)
+    learned = DecoderTransformer(11, 16, 2, 1, positional="learned", rngs=nnx.Rngs(0),
+                                 param_dtype=jnp.float64)
+    np.testing.assert_allclose(learned.embed_tokens(t),
+                               learned.embed(t) + learned.positions(3)[None], atol=1e-14)

@@ -3,12 +3,18 @@ as in Vaswani et al., pre-LN as an option), a decoder-only :class:`DecoderTransf
 causal mask, positional encoding and residual connections are switches (for the symmetry
 study), and an encoder–decoder :class:`Seq2SeqTransformer`.
 
+With sinusoidal encodings the token embeddings are multiplied by √d_model before the encoding
+is added (Vaswani et al. §3.4): an embedding row has norm ≈ 1 while a sinusoidal vector has norm
+√(d_model/2), so without the factor the position swamps the token (observed: causal 3-digit
+addition with sinusoidal encodings collapsed to the digit marginals in 3/3 seeds).
+
 Residual plans: ``True``/"all", ``False``/"none", "attention-only", "mlp-only", "off:K" (all on
 except layer K), or one entry per layer, each a bool or an ``(attention, mlp)`` pair.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -129,7 +135,8 @@ class DecoderTransformer(nnx.Module):
         x = self.embed(tokens)                                          # (..., T, d)
         T = tokens.shape[-1]
         if self.positional == "sinusoidal":
-            x = x + lead(sinusoidal(jnp.arange(T), self.d_model, x.dtype), x.ndim)
+            pe = sinusoidal(jnp.arange(T), self.d_model, x.dtype)
+            x = math.sqrt(self.d_model) * x + lead(pe, x.ndim)
         elif self.positional == "learned":
             x = x + lead(self.positions(T), x.ndim)
         return x
@@ -194,9 +201,10 @@ class Seq2SeqTransformer(nnx.Module):
 
     def _positions(self, x):
         T = x.shape[-2]
-        pe = self.positions(T) if self.positional == "learned" else sinusoidal(
-            jnp.arange(T), self.d_model, x.dtype)
-        return x + lead(pe, x.ndim)
+        if self.positional == "learned":
+            return x + lead(self.positions(T), x.ndim)
+        pe = sinusoidal(jnp.arange(T), self.d_model, x.dtype)
+        return math.sqrt(self.d_model) * x + lead(pe, x.ndim)
 
     def encode(self, src, src_valid=None):
         x = self._positions(self.src_embed(src))
