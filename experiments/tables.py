@@ -51,6 +51,8 @@ def bench_sections() -> list[str]:
         res = json.loads(path.read_text())
         title, cols = specs[res["benchmark"]]
         lines += [f"### {title} — `{path.name}`", "", device_line(res), ""]
+        if res.get("note"):
+            lines += [f"Note: {res['note']}.", ""]
         lines += table(res["rows"], cols) + [""]
     return lines
 
