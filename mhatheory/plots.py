@@ -193,13 +193,17 @@ def addition_curves(payloads, ceil):
         em = np.array([[100 * c["exact_match"] for c in p["curve"]] for p in ps])
         line, = ax.plot(steps, em.mean(0), label=label)
         ax.fill_between(steps, em.min(0), em.max(0), color=line.get_color(), alpha=0.15)
-    axes[1].axhline(100 * ceil["exact_match"], color="k", ls="--",
-                    label=f"ceiling, non-causal no-PE ({100 * ceil['exact_match']:.2f} %)")
+    if any(ps[0]["spec"]["mode"] == "noncausal" for ps in groups.values()):
+        axes[1].axhline(100 * ceil["exact_match"], color="k", ls="--",
+                        label=f"ceiling, non-causal no-PE ({100 * ceil['exact_match']:.2f} %)")
     for ax, title in zip(axes, ("causal", "non-causal (prefix-wise)"), strict=True):
         ax.set_xlabel("AdamW step")
         ax.set_title(title)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, f"no {title} cells in this run", ha="center", va="center",
+                    transform=ax.transAxes)
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("held-out exact match (%)")
     fig.suptitle("3-digit addition (mean over seeds; band = min–max)")
