@@ -20,8 +20,3 @@ def configure() -> None:
     if os.environ.get("MHATHEORY_X64", "1") != "0":
         jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
-
-
-def float_dtype():
-    """The default float dtype in force (float64 under x64)."""
-    return jax.numpy.zeros(()).dtype

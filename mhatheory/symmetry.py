@@ -18,7 +18,6 @@ and the permutation that produced it.
 from __future__ import annotations
 
 import itertools
-import math
 from typing import NamedTuple
 
 import jax
@@ -112,9 +111,3 @@ def earlier_position_deviation(fn, tokens, *, key=None, max_exhaustive: int = 6,
     dev, worst = _worst(fn, tokens, perms, lambda p: list(p) + [n - 1],
                         lambda o, b, _: np.max(np.abs(o[:-1] - b[:-1])))
     return SymmetryResult(dev, worst, len(perms), exhaustive)
-
-
-def spearman(x, y) -> float:
-    """Spearman rank correlation (for the descriptive anchors of notes §5, C15)."""
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
-    return float(np.corrcoef(rx, ry)[0, 1]) if len(x) > 1 else math.nan
