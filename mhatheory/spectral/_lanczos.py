@@ -1,11 +1,25 @@
-"""Extreme eigenvalues by restarted Lanczos (matfree, full reorthogonalisation) or dense eigh.
+"""Extreme eigenvalues by restarted Lanczos (partial or full reorthogonalisation) or dense eigh.
 
-**Lanczos.** ``matfree.decomp.tridiag_sym(m, reortho="full")`` builds an orthonormal Krylov
-basis Q (m × P) and tridiagonal T with  H Qᵀ = Qᵀ T + r e_mᵀ.  For an eigenpair (θ, s) of T the
-Ritz vector x = Qᵀ s has the residual  ‖H x − θ x‖ = ‖r‖·|s_m|  at no extra HVP. If the wanted
-Ritz pairs are not converged (residual > tol·‖H‖, with ‖H‖ estimated by the largest |Ritz
-value|), Lanczos restarts from the sum of the wanted Ritz vectors (explicit restart), up to
-``max_restarts`` times. At the end the true residual ‖Hx − θx‖ is recomputed (k HVPs).
+**Lanczos.** m steps build a Krylov basis Q (m × P) and a tridiagonal T with
+H Qᵀ = Qᵀ T + r e_mᵀ (up to rounding); the wanted Ritz pairs (θ, s) of T give Ritz vectors
+x = Qᵀ s. Three ways to keep Q orthonormal (``reortho``):
+
+* ``"partial"`` (default, :func:`tridiag`): Simon's partial reorthogonalisation. An O(m)
+  recurrence per step estimates how far q_{j+1} has drifted from orthogonality, and a
+  Gram–Schmidt pass against all earlier vectors runs only at the steps where that estimate
+  exceeds √ε. Semi-orthogonality is enough for T to be H projected onto span(Q) to O(ε‖H‖), so
+  the Ritz values are as accurate as with full reorthogonalisation.
+* ``"full"``: ``matfree.decomp.tridiag_sym(m, reortho="full")``, Gram–Schmidt against every
+  vector at every step: O(P·m²) work, which dominates the probe when an HVP is cheap.
+* ``"none"``: the three-term recurrence alone; ghost copies of converged Ritz values appear, so
+  it is restricted to the single most extreme pair (k = 1).
+
+(matfree has no partial reorthogonalisation, and its ``reortho="none"`` evaluates each HVP twice
+per step, hence :func:`tridiag`.) Each cycle recomputes the true residual ρ = ‖Hx − θx‖ of the
+normalised Ritz vectors (k HVPs), with θ their Rayleigh quotient xᵀHx; while some ρ exceeds
+tol·‖H‖ (‖H‖ estimated by the largest |Ritz value|) Lanczos restarts from the sum of the wanted
+Ritz vectors (explicit restart), up to ``max_restarts`` times. Reported values, residuals and
+intervals are those of the returned unit vectors, whatever the orthogonality of Q was.
 
 **Error bars (numerical).** For a unit vector x with Rayleigh quotient θ and residual ρ:
 
@@ -66,23 +80,115 @@ class EigResult(NamedTuple):
     method: str
 
 
+def tridiag(matvec, v, m: int, reortho: str = "partial"):
+    """m Lanczos steps from v, one HVP each: ``(Q [m, P], T [m, m], r [P], reorthogonalisations)``
+    with H Qᵀ = Qᵀ T + r e_mᵀ up to rounding (the contract of matfree's ``tridiag_sym``).
+
+    ``reortho="partial"`` keeps the basis semi-orthogonal, |q_iᵀ q_k| ≤ √ε (i ≠ k), by Simon's
+    recurrence for ω_{j+1,k} = q_{j+1}ᵀ q_k: from the Lanczos relation
+    H q_j = β_j q_{j−1} + α_j q_j + β_{j+1} q_{j+1} and the symmetry of H,
+
+        β_{j+1} ω_{j+1,k} = β_{k+1} ω_{j,k+1} + (α_k − α_j) ω_{j,k} + β_k ω_{j,k−1} − β_j ω_{j−1,k}
+
+    plus a rounding term ±2ε‖T‖ (added in the direction that increases |ω|, so the estimate is
+    pessimistic), and ω_{j+1,j} = ψ‖T‖/β_{j+1} for the rounding left by the local step (large
+    when β_{j+1} is small, e.g. when restarting from a nearly converged Ritz vector). When some |ω_{j+1,k}| exceeds √ε, q_{j+1} and then q_{j+2} are
+    orthogonalised against all earlier vectors (two passes of classical Gram–Schmidt, since the
+    earlier vectors are themselves only semi-orthogonal) and their ω reset to ψ = ε√P. Semi-orthogonality
+    is enough for T to be the projection of H onto span(Q) up to O(ε‖H‖) (Simon 1984), so the Ritz
+    values are as accurate as with full reorthogonalisation at O(P·m) work plus a Gram–Schmidt
+    pass only where orthogonality is lost. A breakdown (β ≤ ψ‖T‖, an invariant subspace) goes on
+    from a fresh random direction orthogonal to Q with β = 0.
+
+    ``reortho="none"`` is the plain three-term recurrence: ghost copies of converged Ritz values
+    appear once orthogonality is lost, so only the most extreme Ritz pair is trustworthy.
+    """
+    P, dtype = v.shape[0], v.dtype
+    eps = jnp.finfo(dtype).eps
+    eta = jnp.sqrt(eps)
+    psi = eps * jnp.sqrt(jnp.asarray(P, dtype))
+    idx = jnp.arange(m + 1)
+    partial = reortho == "partial"
+
+    def gram_schmidt(Q, w):             # two passes: Q is itself only semi-orthogonal
+        w = w - Q.T @ (Q @ w)
+        return w - Q.T @ (Q @ w)
+
+    def restart(Q, j):
+        z = jax.random.normal(jax.random.fold_in(jax.random.key(0), j), (P,), dtype)
+        z = gram_schmidt(Q, z)
+        return z, jnp.zeros((), dtype), jnp.linalg.norm(z)
+
+    def omega(om, om_prev, alpha, beta, a, b, j, anorm):
+        up = jnp.roll(om, -1) * jnp.roll(beta, -1)                 # β_{k+1} ω_{j,k+1}
+        down = jnp.where(idx > 0, jnp.roll(om, 1) * beta, 0.0)     # β_k ω_{j,k−1}
+        alpha_k = jnp.concatenate([alpha, jnp.zeros(1, dtype)])
+        new = up + (alpha_k - a) * om + down - beta[j] * om_prev
+        b_safe = jnp.maximum(b, psi * anorm)
+        new = (new + jnp.where(new < 0, -1.0, 1.0) * 2 * eps * anorm) / b_safe
+        local = psi * anorm / b_safe                               # ω_{j+1,j}: rounding of α_j
+        return jnp.where(idx < j, new, jnp.where(idx == j, local, (idx == j + 1).astype(dtype)))
+
+    def step(j, state):
+        Q, alpha, beta, om, om_prev, force, anorm, count, _ = state
+        q = Q[j]
+        w = matvec(q) - beta[j] * Q[jnp.maximum(j - 1, 0)]
+        a = q @ w
+        w = w - a * q
+        b = jnp.linalg.norm(w)
+        anorm = jnp.maximum(anorm, jnp.abs(a) + b + beta[j])
+        if partial:
+            new = omega(om, om_prev, alpha, beta, a, b, j, anorm)
+            need = force | (jnp.max(jnp.where(idx <= j, jnp.abs(new), 0.0)) > eta) \
+                | (b <= psi * anorm)
+
+            def reorthogonalise(w):
+                w = gram_schmidt(Q, w)
+                nw = jnp.linalg.norm(w)
+                return jax.lax.cond(nw <= psi * anorm, lambda: restart(Q, j),
+                                    lambda: (w, nw, nw))
+
+            w, b, nw = jax.lax.cond(need, reorthogonalise, lambda w: (w, b, b), w)
+            om, om_prev = jnp.where(need & (idx <= j), psi, new), om
+            force, count = need & ~force, count + need
+        else:
+            nw = b
+        q_next = w / nw
+        return (Q.at[j + 1].set(q_next), alpha.at[j].set(a), beta.at[j + 1].set(b), om, om_prev,
+                force, anorm, count, b * q_next)
+
+    Q = jnp.zeros((m + 1, P), dtype).at[0].set(v / jnp.linalg.norm(v))
+    om = (idx == 0).astype(dtype)
+    state = (Q, jnp.zeros(m, dtype), jnp.zeros(m + 1, dtype), om, jnp.zeros(m + 1, dtype),
+             jnp.asarray(False), jnp.zeros((), dtype), jnp.zeros((), jnp.int32),
+             jnp.zeros(P, dtype))
+    Q, alpha, beta, *_, count, r = jax.lax.fori_loop(0, m, step, state)
+    T = jnp.diag(alpha) + jnp.diag(beta[1:m], 1) + jnp.diag(beta[1:m], -1)
+    return Q[:m], T, r, count
+
+
 @functools.partial(jax.jit, static_argnames=("op", "which", "krylov", "max_restarts", "k",
                                              "reortho"))
 def _restarted_lanczos(op, which, krylov, max_restarts, k, tol, params, args, v0,
-                       reortho="full"):
+                       reortho="partial"):
     matvec, _ = op.build(params, args)
-    alg = decomp.tridiag_sym(krylov, reortho=reortho, materialize=True, custom_vjp=False)
+    if reortho == "full":
+        alg = decomp.tridiag_sym(krylov, reortho="full", materialize=True, custom_vjp=False)
+    else:
+        alg = functools.partial(tridiag, m=krylov, reortho=reortho)
     pick = jnp.arange(k) if which == "smallest" else krylov - 1 - jnp.arange(k)
     nxt = k if which == "smallest" else krylov - 1 - k
 
     def ritz(v):
-        Q, T, r, _ = alg(matvec, v / jnp.linalg.norm(v))
+        Q, T, _, _ = alg(matvec, v / jnp.linalg.norm(v))
         theta, S = jnp.linalg.eigh(T)                    # ascending
-        vals, s = theta[pick], S[:, pick]                # (k,), (m, k)
-        vecs = Q.T @ s                                   # (P, k)
-        res = jnp.linalg.norm(r) * jnp.abs(s[-1])        # (k,) Lanczos-relation residuals
+        vecs = Q.T @ S[:, pick]                          # (P, k) Ritz vectors
+        vecs = vecs / jnp.linalg.norm(vecs, axis=0, keepdims=True)
+        Hx = jax.vmap(matvec, in_axes=1, out_axes=1)(vecs)
+        vals = jnp.sum(vecs * Hx, axis=0)                # Rayleigh quotients
+        res = jnp.linalg.norm(Hx - vals[None] * vecs, axis=0)  # true residuals (k HVPs)
         scale = jnp.max(jnp.abs(theta))
-        return vals, vecs, res, jnp.abs(theta[nxt] - vals[-1]), scale
+        return vals, vecs, res, jnp.abs(theta[nxt] - theta[pick[-1]]), scale
 
     def cond(state):
         i, _, _, res, _, scale = state
@@ -94,9 +200,7 @@ def _restarted_lanczos(op, which, krylov, max_restarts, k, tol, params, args, v0
 
     state = (0, *ritz(v0))
     i, vals, vecs, res, gap, scale = jax.lax.while_loop(cond, body, state)
-    true_res = jax.vmap(lambda x, lam: jnp.linalg.norm(matvec(x) - lam * x),
-                        in_axes=(1, 0))(vecs, vals)
-    return vals, vecs, true_res, gap, scale, i
+    return vals, vecs, res, gap, scale, i
 
 
 def _start_vector(flat, key, v0):
@@ -116,7 +220,7 @@ def _interval(value, residual, gap, which):
 
 def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
                  method: str = "lanczos", key=None, v0=None, krylov: int = 40,
-                 tol: float = 1e-10, max_restarts: int = 20, reortho: str = "full",
+                 tol: float = 1e-10, max_restarts: int = 20, reortho: str = "partial",
                  memory_budget_bytes: int | None = None) -> list[EigResult]:
     """The k smallest or largest eigenpairs of ∇²_θ ``loss_fn(params, *args)``.
 
@@ -130,21 +234,28 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
         key / v0: random start vector key, or an explicit start vector (warm start).
         krylov: Lanczos vectors per cycle (m); tol: stop when ρ ≤ tol·‖H‖ for all k;
         max_restarts: restart budget.
-        reortho: "full" (default; O(P·krylov²) work, Lanczos vectors stay orthonormal) or
-            "none" (O(P·krylov); cheaper when an HVP costs less than the reorthogonalisation,
-            but the Lanczos-relation residual is then only a heuristic for restarting, so
-            ``converged`` and ``residual`` always come from the recomputed true residual).
+        reortho: "partial" (default; Simon's partial reorthogonalisation: semi-orthogonal
+            Lanczos vectors, which keeps the Ritz values as accurate as full
+            reorthogonalisation does, at O(P·krylov) work plus a Gram–Schmidt pass only at
+            the steps where the estimated orthogonality is lost), "full" (matfree's full
+            reorthogonalisation against every Lanczos vector at every step, O(P·krylov²)) or
+            "none" (the plain three-term recurrence; ghost copies of converged Ritz
+            values appear, so only k = 1 is allowed). ``converged`` and ``residual`` always
+            come from the recomputed true residual.
 
-    Cost (lanczos): (restarts + 1)·krylov + k HVPs, O(P·krylov) memory, one compilation per
+    Cost (lanczos): (restarts + 1)·(krylov + k) HVPs, O(P·krylov) memory, one compilation per
     (operator, shapes, k, krylov). Returns a list of :class:`EigResult`, most extreme first.
     """
-    if reortho not in ("full", "none"):
-        raise ValueError(f"reortho must be 'full' or 'none', got {reortho!r}.")
+    if reortho not in ("partial", "full", "none"):
+        raise ValueError(f"reortho must be 'partial', 'full' or 'none', got {reortho!r}.")
     if which not in ("smallest", "largest"):
         raise ValueError(f"which must be 'smallest' or 'largest', got {which!r}.")
     if method not in ("lanczos", "exact"):
         raise ValueError(f"method must be 'lanczos' or 'exact', got {method!r}.")
     k = _validate.positive_int("k", k)
+    if reortho == "none" and k > 1:
+        raise ValueError(f"reortho='none' cannot tell the {k} most extreme eigenvalues from ghost "
+                         "copies of the first; use reortho='partial' (the default) for k > 1.")
     op = as_operator(loss_fn)
     flat, _ = ravel_pytree(params)
     P = flat.size
@@ -169,15 +280,16 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
     if krylov <= k:
         raise ValueError(f"krylov={krylov} must exceed k={k}.")
     start = _start_vector(flat, key, v0)
+    # the true residual carries the rounding of one HVP, ~100·ε·‖H‖, on top of tol·‖H‖
+    threshold = tol + 100 * float(jnp.finfo(flat.dtype).eps)
     vals, vecs, res, gap, scale, restarts = _restarted_lanczos(
-        op, which, krylov, int(max_restarts), k, jnp.asarray(tol, flat.dtype), params, args, start,
-        reortho=reortho)
+        op, which, krylov, int(max_restarts), k, jnp.asarray(threshold, flat.dtype), params, args,
+        start, reortho=reortho)
     vals, res = np.asarray(vals), np.asarray(res)
     gap, scale, restarts = float(gap), float(scale), int(restarts)
     seconds = time.perf_counter() - t0
-    hvps = (restarts + 1) * krylov + k
-    # the recomputed residual carries the rounding of one HVP, ~100·ε·‖H‖, on top of tol·‖H‖
-    converged = bool(np.max(res) <= (tol + 100 * np.finfo(np.asarray(flat).dtype).eps) * scale)
+    hvps = (restarts + 1) * (krylov + k)
+    converged = bool(np.max(res) <= threshold * scale)
     return [EigResult(float(vals[j]), vecs[:, j], float(res[j]),
                       _interval(float(vals[j]), float(res[j]), gap, which), gap, hvps, restarts,
                       converged, seconds, "lanczos") for j in range(k)]
