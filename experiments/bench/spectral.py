@@ -1,11 +1,17 @@
 """Benchmark: spectral probes on the Deora loss over P = H(d² + d) from ~300 to ~1,000,000.
 
 Per row, all in this process: the dense route (``hessian`` + ``eigh``, where it fits), Lanczos
-λmin (time, HVPs, relative agreement), the cost of one HVP against one gradient, the probe's cost
-against its HVPs, the compiled program's memory, and λmax by 100 steps of power iteration (the
-PyHessian route) against Lanczos with the same 100 HVPs. Where the dense route does not fit, the
-reference is a Lanczos run with twice the Krylov space, and the certified interval of the
-budgeted run is reported too.
+λmin (time, HVPs, relative agreement) with each reorthogonalisation (partial, the default; full,
+matfree's; none), the cost of one HVP against one gradient, each probe's cost against its HVPs,
+the compiled program's memory, and λmax by 100 steps of power iteration (the PyHessian route)
+against Lanczos with the same 100 HVPs. Where the dense route does not fit, the reference is a
+Lanczos run with twice the Krylov space, and the certified interval of the budgeted run is
+reported too.
+
+A second table holds P fixed and makes the HVP dearer (n = 64 … 4,096 samples): a probe's cost
+beyond its HVPs is Lanczos vector work, O(P) per step (plus O(P·krylov) per Gram–Schmidt pass),
+independent of n, so probe/HVPs → 1 as the HVP grows; the table shows where each
+reorthogonalisation gets within 1.2× of its HVPs.
 
     python experiments/bench/spectral.py [--quick]
 """
@@ -28,6 +34,8 @@ from mhatheory.models import deora  # noqa: E402
 from mhatheory.spectral import _lanczos  # noqa: E402
 
 GRID = [(8, 4), (16, 8), (32, 8), (64, 16), (128, 16), (128, 64)]
+OVERHEAD_GRID = [(32, 8), (64, 16)]        # P = 8,448 and 66,560
+OVERHEAD_N = [64, 256, 1024, 4096]
 N, T = 64, 8
 
 
@@ -66,6 +74,17 @@ def memory_bytes(params, batch, krylov):
             if m is not None else float("nan"))
 
 
+MODES = ("partial", "full", "none")
+
+
+def probe(params, batch, **kw):
+    """A λmin probe after a compiling call: (result, seconds)."""
+    spectral.lambda_min(deora.loss_fn, params, batch, **kw)
+    t0 = time.perf_counter()
+    res = spectral.lambda_min(deora.loss_fn, params, batch, **kw)
+    return res, time.perf_counter() - t0
+
+
 def row(d, H, budget_hvps=150):
     mixture = data.MixtureConfig(d=d, T=T, n=N, num_irrelevant=min(4, d - 2))
     batch = data.sample(mixture, jax.random.key(0))
@@ -89,31 +108,23 @@ def row(d, H, budget_hvps=150):
 
     krylov = min(budget_hvps - 1, P - 1) if P > 50_000 else 60
     kw = dict(krylov=krylov, tol=1e-12, max_restarts=0 if P > 50_000 else 20)
-    spectral.lambda_min(deora.loss_fn, params, batch, **kw)  # compile
-    t0 = time.perf_counter()
-    lo = spectral.lambda_min(deora.loss_fn, params, batch, **kw)
-    t_lan = time.perf_counter() - t0
+    probes = {mode: probe(params, batch, reortho=mode, **kw) for mode in MODES}
+    lo, t_lan = probes["partial"]
     if not fits:
         ref = spectral.lambda_min(deora.loss_fn, params, batch, krylov=min(2 * krylov, P - 1),
                                   tol=1e-13, max_restarts=0, key=jax.random.key(5))
         ref_min = ref.value
         ref_max = spectral.lambda_max(deora.loss_fn, params, batch, krylov=min(2 * krylov, P - 1),
                                       tol=1e-13, max_restarts=0, key=jax.random.key(5)).value
-        r["reference"] = f"lanczos {min(2 * krylov, P - 1)} HVPs"
+        r["reference"] = f"lanczos {min(2 * krylov, P - 1) + 1} HVPs"
     r.update(lanczos_s=t_lan, lanczos_hvps=lo.num_hvps, lambda_min=lo.value,
-             lambda_min_rel_err=abs(lo.value - ref_min) / abs(ref_min),
-             certified_rel_width=(lo.interval[1] - lo.interval[0]) / abs(lo.value),
-             probe_over_hvps=t_lan / (lo.num_hvps * t_hvp))
+             certified_rel_width=(lo.interval[1] - lo.interval[0]) / abs(lo.value))
+    for mode, (res, t) in probes.items():
+        pre = "" if mode == "partial" else f"{mode}_"
+        r.update({f"{pre}lambda_min_rel_err": abs(res.value - ref_min) / abs(ref_min),
+                  f"{pre}probe_over_hvps": t / (res.num_hvps * t_hvp)})
     if fits:
         r["dense_over_lanczos"] = r["dense_s"] / t_lan
-    kw_none = dict(kw, reortho="none")
-    spectral.lambda_min(deora.loss_fn, params, batch, **kw_none)  # compile
-    t0 = time.perf_counter()
-    lo_n = spectral.lambda_min(deora.loss_fn, params, batch, **kw_none)
-    t_none = time.perf_counter() - t0
-    r.update(noreortho_s=t_none, noreortho_hvps=lo_n.num_hvps,
-             noreortho_rel_err=abs(lo_n.value - ref_min) / abs(ref_min),
-             noreortho_probe_over_hvps=t_none / (lo_n.num_hvps * t_hvp))
     r["lanczos_mem_MB"] = memory_bytes(params, batch, krylov) / 2**20
 
     v0 = jax.random.normal(jax.random.key(3), (P,))
@@ -125,6 +136,25 @@ def row(d, H, budget_hvps=150):
     return r
 
 
+def overhead_row(d, H, n):
+    """What a probe costs beyond its HVPs, per reorthogonalisation, as the HVP gets dearer
+    (n samples of T tokens) at fixed P and Krylov size."""
+    mixture = data.MixtureConfig(d=d, T=T, n=n, num_irrelevant=min(4, d - 2))
+    batch = data.sample(mixture, jax.random.key(0))
+    params = deora.init_params(jax.random.key(1), d, H)
+    P = deora.parameter_count(d, H)
+    vs = jax.random.normal(jax.random.key(2), (10, P))
+    t_hvp = _util.best_time(lambda: _hvps(params, batch, vs)) / 10
+    krylov = 149 if P > 50_000 else 60
+    r = {"P": P, "n": n, "krylov": krylov, "hvp_ms": 1e3 * t_hvp}
+    for mode in MODES:
+        res, t = probe(params, batch, reortho=mode, krylov=krylov, tol=1e-12, max_restarts=0)
+        r[f"{mode}_probe_over_hvps"] = t / (res.num_hvps * t_hvp)
+        # the Lanczos work besides the HVPs, per Lanczos step
+        r[f"{mode}_extra_ms_per_step"] = 1e3 * (t - res.num_hvps * t_hvp) / krylov
+    return r
+
+
 def main(quick: bool) -> None:
     grid = GRID[:3] if quick else GRID
     rows = []
@@ -133,10 +163,15 @@ def main(quick: bool) -> None:
         print(f"done d={d} H={H} P={rows[-1]['P']}", flush=True)
     cols = ["P", "H", "d", "grad_ms", "hvp_ms", "hvp_over_grad", "dense_s", "lanczos_s",
             "dense_over_lanczos", "lanczos_hvps", "lambda_min_rel_err", "certified_rel_width",
-            "probe_over_hvps", "noreortho_s", "noreortho_rel_err", "noreortho_probe_over_hvps",
-            "lanczos_mem_MB", "power100_rel_err", "lanczos100_rel_err", "reference"]
+            "probe_over_hvps", "full_probe_over_hvps", "none_probe_over_hvps",
+            "full_lambda_min_rel_err", "none_lambda_min_rel_err", "lanczos_mem_MB",
+            "power100_rel_err", "lanczos100_rel_err", "reference"]
     print(_util.table(rows, cols))
-    out = _util.write("spectral", rows, {"problem": {"n": N, "T": T, "dtype": "float64"}})
+    overhead = [overhead_row(d, H, n) for d, H in OVERHEAD_GRID[:1 if quick else None]
+                for n in OVERHEAD_N]
+    print(_util.table(overhead, list(overhead[0])))
+    out = _util.write("spectral", rows, {"problem": {"n": N, "T": T, "dtype": "float64"},
+                                         "overhead": overhead})
     print(f"wrote {out}")
 
 

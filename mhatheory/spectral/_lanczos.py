@@ -92,13 +92,14 @@ def tridiag(matvec, v, m: int, reortho: str = "partial"):
 
     plus a rounding term ±2ε‖T‖ (added in the direction that increases |ω|, so the estimate is
     pessimistic), and ω_{j+1,j} = ψ‖T‖/β_{j+1} for the rounding left by the local step (large
-    when β_{j+1} is small, e.g. when restarting from a nearly converged Ritz vector). When some |ω_{j+1,k}| exceeds √ε, q_{j+1} and then q_{j+2} are
-    orthogonalised against all earlier vectors (two passes of classical Gram–Schmidt, since the
-    earlier vectors are themselves only semi-orthogonal) and their ω reset to ψ = ε√P. Semi-orthogonality
-    is enough for T to be the projection of H onto span(Q) up to O(ε‖H‖) (Simon 1984), so the Ritz
-    values are as accurate as with full reorthogonalisation at O(P·m) work plus a Gram–Schmidt
-    pass only where orthogonality is lost. A breakdown (β ≤ ψ‖T‖, an invariant subspace) goes on
-    from a fresh random direction orthogonal to Q with β = 0.
+    when β_{j+1} is small, e.g. when restarting from a nearly converged Ritz vector). When some
+    |ω_{j+1,k}| exceeds √ε, q_{j+1} and then q_{j+2} are orthogonalised against all earlier
+    vectors (two passes of classical Gram–Schmidt, since the earlier vectors are themselves only
+    semi-orthogonal) and their ω reset to ψ = ε√P. Semi-orthogonality is enough for T to be the
+    projection of H onto span(Q) up to O(ε‖H‖) (Simon 1984), so the Ritz values are as accurate
+    as with full reorthogonalisation at O(P·m) work plus a Gram–Schmidt pass only where
+    orthogonality is lost. A breakdown (β ≤ ψ‖T‖, an invariant subspace) goes on from a fresh
+    random direction orthogonal to Q with β = 0.
 
     ``reortho="none"`` is the plain three-term recurrence: ghost copies of converged Ritz values
     appear once orthogonality is lost, so only the most extreme Ritz pair is trustworthy.
