@@ -111,13 +111,21 @@ def tridiag(matvec, v, m: int, reortho: str = "partial"):
     idx = jnp.arange(m + 1)
     partial = reortho == "partial"
 
-    def gram_schmidt(Q, w):             # two passes: Q is itself only semi-orthogonal
-        w = w - Q.T @ (Q @ w)
-        return w - Q.T @ (Q @ w)
+    def passes(rows, Q, w):             # two passes: Q is itself only semi-orthogonal
+        Qf = jax.lax.slice_in_dim(Q, 0, rows)
+        w = w - Qf.T @ (Qf @ w)
+        return w - Qf.T @ (Qf @ w)
+
+    # only rows 0…j of Q are filled: pick the smallest block of rows that holds them
+    block = 16
+    branches = [functools.partial(passes, min(b + block, m + 1)) for b in range(0, m + 1, block)]
+
+    def gram_schmidt(Q, w, j):
+        return jax.lax.switch(j // block, branches, Q, w)
 
     def restart(Q, j):
         z = jax.random.normal(jax.random.fold_in(jax.random.key(0), j), (P,), dtype)
-        z = gram_schmidt(Q, z)
+        z = gram_schmidt(Q, z, j)
         return z, jnp.zeros((), dtype), jnp.linalg.norm(z)
 
     def omega(om, om_prev, alpha, beta, a, b, j, anorm):
@@ -144,7 +152,7 @@ def tridiag(matvec, v, m: int, reortho: str = "partial"):
                 | (b <= psi * anorm)
 
             def reorthogonalise(w):
-                w = gram_schmidt(Q, w)
+                w = gram_schmidt(Q, w, j)
                 nw = jnp.linalg.norm(w)
                 return jax.lax.cond(nw <= psi * anorm, lambda: restart(Q, j),
                                     lambda: (w, nw, nw))
