@@ -2,6 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mhatheory import data, spectral, train
 from mhatheory.models import deora
@@ -76,6 +78,25 @@ def test_partial_reorthogonalisation_keeps_the_basis_semi_orthogonal(name):
     Qn, *_ = jax.jit(lambda v: _lanczos.tridiag(lambda x: A @ x, v, m, "none"))(
         jax.random.normal(jax.random.key(1), (len(eigs),)))
     assert np.abs(np.asarray(Qn @ Qn.T) - np.eye(m)).max() > 1e-3
+
+
+_PROPERTY_N, _PROPERTY_M = 96, 48
+_tridiag_dense = jax.jit(lambda A, v: _lanczos.tridiag(lambda x: A @ x, v, _PROPERTY_M))
+
+
+@given(base=st.lists(st.floats(-1.0, 1.0), min_size=2, max_size=_PROPERTY_N),
+       log_scale=st.floats(-6.0, 6.0), seed=st.integers(0, 10_000))
+def test_partial_reorthogonalisation_property(base, log_scale, seed):
+    """Any spectrum (repeated values, clusters, breakdowns, scales 1e-6…1e6): the basis stays
+    semi-orthogonal and T's extreme Ritz values lie inside the spectrum (to rounding), which an
+    orthonormal basis guarantees and a broken one does not."""
+    eigs = 10.0**log_scale * np.resize(np.asarray(base), _PROPERTY_N)
+    A = with_spectrum(eigs, seed)
+    Q, T, _, _ = _tridiag_dense(A, jax.random.normal(jax.random.key(seed), (_PROPERTY_N,)))
+    assert np.abs(np.asarray(Q @ Q.T) - np.eye(_PROPERTY_M)).max() <= np.sqrt(np.finfo(float).eps)
+    theta = np.linalg.eigvalsh(np.asarray(T))
+    slack = 1e-12 * np.abs(eigs).max()
+    assert eigs.min() - slack <= theta[0] and theta[-1] <= eigs.max() + slack
 
 
 def test_partial_reorthogonalisation_restarting_from_a_converged_ritz_vector():
