@@ -118,7 +118,7 @@ def tridiag(matvec, v, m: int, reortho: str = "partial"):
 
     # only rows 0…j of Q are filled: pick the smallest block of rows that holds them
     block = 16
-    branches = [functools.partial(passes, min(b + block, m + 1)) for b in range(0, m + 1, block)]
+    branches = [functools.partial(passes, min(b + block, m)) for b in range(0, m, block)]
 
     def gram_schmidt(Q, w, j):
         return jax.lax.switch(j // block, branches, Q, w)
@@ -139,9 +139,8 @@ def tridiag(matvec, v, m: int, reortho: str = "partial"):
         return jnp.where(idx < j, new, jnp.where(idx == j, local, (idx == j + 1).astype(dtype)))
 
     def step(j, state):
-        Q, alpha, beta, om, om_prev, force, anorm, count, _ = state
-        q = Q[j]
-        w = matvec(q) - beta[j] * Q[jnp.maximum(j - 1, 0)]
+        Q, q, q_prev, alpha, beta, om, om_prev, force, anorm, count = state
+        w = matvec(q) - beta[j] * q_prev
         a = q @ w
         w = w - a * q
         b = jnp.linalg.norm(w)
@@ -163,17 +162,20 @@ def tridiag(matvec, v, m: int, reortho: str = "partial"):
         else:
             nw = b
         q_next = w / nw
-        return (Q.at[j + 1].set(q_next), alpha.at[j].set(a), beta.at[j + 1].set(b), om, om_prev,
-                force, anorm, count, b * q_next)
+        Q = Q.at[j + 1].set(q_next, mode="drop")      # the last q_{j+1} = q_m is not stored
+        return (Q, q_next, q, alpha.at[j].set(a), beta.at[j + 1].set(b), om, om_prev, force,
+                anorm, count)
 
-    Q = jnp.zeros((m + 1, P), dtype).at[0].set(v / jnp.linalg.norm(v))
+    q0 = v / jnp.linalg.norm(v)
+    Q = jnp.zeros((m, P), dtype).at[0].set(q0)           # q_m is not stored: r = β_m q_m
     om = (idx == 0).astype(dtype)
-    state = (Q, jnp.zeros(m, dtype), jnp.zeros(m + 1, dtype), om, jnp.zeros(m + 1, dtype),
-             jnp.asarray(False), jnp.zeros((), dtype), jnp.zeros((), jnp.int32),
-             jnp.zeros(P, dtype))
-    Q, alpha, beta, *_, count, r = jax.lax.fori_loop(0, m, step, state)
+    state = (Q, q0, jnp.zeros_like(q0), jnp.zeros(m, dtype), jnp.zeros(m + 1, dtype), om,
+             jnp.zeros(m + 1, dtype), jnp.asarray(False), jnp.zeros((), dtype),
+             jnp.zeros((), jnp.int32))
+    Q, q_last, _, alpha, beta, *_, count = jax.lax.fori_loop(0, m, step, state)
+    r = beta[m] * q_last
     T = jnp.diag(alpha) + jnp.diag(beta[1:m], 1) + jnp.diag(beta[1:m], -1)
-    return Q[:m], T, r, count
+    return Q, T, r, count
 
 
 @functools.partial(jax.jit, static_argnames=("op", "which", "krylov", "max_restarts", "k",
@@ -189,13 +191,13 @@ def _restarted_lanczos(op, which, krylov, max_restarts, k, tol, params, args, v0
     nxt = k if which == "smallest" else krylov - 1 - k
 
     def ritz(v):
-        Q, T, _, _ = alg(matvec, v / jnp.linalg.norm(v))
+        Q, T, _, _ = alg(matvec, v / jnp.linalg.norm(v))  # Q: (m, P)
         theta, S = jnp.linalg.eigh(T)                    # ascending
-        vecs = Q.T @ S[:, pick]                          # (P, k) Ritz vectors
-        vecs = vecs / jnp.linalg.norm(vecs, axis=0, keepdims=True)
-        Hx = jax.vmap(matvec, in_axes=1, out_axes=1)(vecs)
-        vals = jnp.sum(vecs * Hx, axis=0)                # Rayleigh quotients
-        res = jnp.linalg.norm(Hx - vals[None] * vecs, axis=0)  # true residuals (k HVPs)
+        vecs = S[:, pick].T @ Q                          # (k, P) Ritz vectors, one pass over Q
+        vecs = vecs / jnp.linalg.norm(vecs, axis=1, keepdims=True)
+        Hx = jax.vmap(matvec)(vecs)
+        vals = jnp.sum(vecs * Hx, axis=1)                # Rayleigh quotients
+        res = jnp.linalg.norm(Hx - vals[:, None] * vecs, axis=1)  # true residuals (k HVPs)
         scale = jnp.max(jnp.abs(theta))
         return vals, vecs, res, jnp.abs(theta[nxt] - theta[pick[-1]]), scale
 
@@ -205,11 +207,11 @@ def _restarted_lanczos(op, which, krylov, max_restarts, k, tol, params, args, v0
 
     def body(state):
         i, _, vecs, _, _, _ = state
-        return (i + 1, *ritz(jnp.sum(vecs, axis=1)))
+        return (i + 1, *ritz(jnp.sum(vecs, axis=0)))
 
     state = (0, *ritz(v0))
     i, vals, vecs, res, gap, scale = jax.lax.while_loop(cond, body, state)
-    return vals, vecs, res, gap, scale, i
+    return vals, vecs.T, res, gap, scale, i
 
 
 def _start_vector(flat, key, v0):
