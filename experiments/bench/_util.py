@@ -35,9 +35,11 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write(name: str, rows: list[dict], extra: dict | None = None) -> Path:
-    """``experiments/bench/results/{name}_{backend}.json`` with provenance."""
-    out = Path(__file__).parent / "results" / f"{name}_{jax.default_backend()}.json"
+def write(name: str, rows: list[dict], extra: dict | None = None, quick: bool = False) -> Path:
+    """``experiments/bench/results/{name}_{backend}.json`` with provenance (under
+    ``results/quick/``, which is not rendered or committed, for a reduced ``--quick`` run)."""
+    folder = Path(__file__).parent / "results" / ("quick" if quick else "")
+    out = folder / f"{name}_{jax.default_backend()}.json"
     payload = {"benchmark": name, **results.provenance(), "rows": rows, **(extra or {})}
     results.write_json_atomic(out, payload)
     return out

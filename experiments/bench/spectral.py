@@ -4,11 +4,10 @@ Per row, all in this process: the dense route (``hessian`` + ``eigh``, where it 
 λmin (time, HVPs, relative agreement) with each reorthogonalisation (partial, the default; full,
 matfree's; none), the cost of one HVP against one gradient (both amortised over 10 sequential
 evaluations in one program, one P-vector in and one out each), each probe's cost (best of 3)
-against its HVPs,
-the compiled program's memory, and λmax by 100 steps of power iteration (the PyHessian route)
-against Lanczos with the same 100 HVPs. Where the dense route does not fit, the reference is a
-Lanczos run with twice the Krylov space, and the certified interval of the budgeted run is
-reported too.
+against its HVPs, the compiled program's memory, and λmax by 100 steps of power iteration (the
+PyHessian route) against Lanczos with the same 100 HVPs. Where the dense route does not fit, the
+reference is a Lanczos run with twice the Krylov space, and the certified interval of the
+budgeted run is reported too.
 
 A second table holds P fixed and makes the HVP dearer (n = 64 … 4,096 samples): a probe's cost
 beyond its HVPs is Lanczos vector work, O(P) per step (plus O(P·krylov) per Gram–Schmidt pass),
@@ -16,6 +15,8 @@ independent of n, so probe/HVPs → 1 as the HVP grows; the table shows where ea
 reorthogonalisation gets within 1.2× of its HVPs.
 
     python experiments/bench/spectral.py [--quick]
+
+``--quick`` (P ≤ ~8,000) writes under ``results/quick/`` so that it never replaces the full run.
 """
 
 from __future__ import annotations
@@ -89,19 +90,28 @@ def probe(params, batch, **kw):
                                                              **kw).vector)
 
 
-def row(d, H, budget_hvps=150):
-    mixture = data.MixtureConfig(d=d, T=T, n=N, num_irrelevant=min(4, d - 2))
+def problem(d, H, n):
+    """Deora parameters, data (n samples), P, 10 random P-vectors and the amortised HVP time."""
+    mixture = data.MixtureConfig(d=d, T=T, n=n, num_irrelevant=min(4, d - 2))
     batch = data.sample(mixture, jax.random.key(0))
     params = deora.init_params(jax.random.key(1), d, H)
     P = deora.parameter_count(d, H)
-    unravel = ravel_pytree(params)[1]
-    r = {"d": d, "H": H, "P": P}
-
     vs = jax.random.normal(jax.random.key(2), (10, P))
+    return params, batch, P, vs, _util.best_time(lambda: _hvps(params, batch, vs)) / 10
+
+
+def krylov_for(P, budget_hvps=150):
+    """One cycle within the HVP budget at large P; 60 vectors with restarts below."""
+    return min(budget_hvps - 1, P - 1) if P > 50_000 else 60
+
+
+def row(d, H):
+    params, batch, P, vs, t_hvp = problem(d, H, N)
+    r = {"d": d, "H": H, "P": P}
+    unravel = ravel_pytree(params)[1]
     points = jax.vmap(lambda v: jax.tree.map(lambda a, b: a + 1e-3 * b, params,
                                              unravel(v)))(vs)
     t_grad = _util.best_time(lambda: _grads(points, batch)) / 10
-    t_hvp = _util.best_time(lambda: _hvps(params, batch, vs)) / 10
     r.update(grad_ms=1e3 * t_grad, hvp_ms=1e3 * t_hvp, hvp_over_grad=t_hvp / t_grad)
 
     fits = spectral.dense_bytes(P, jnp.float64) <= spectral.DEFAULT_DENSE_BUDGET
@@ -113,7 +123,7 @@ def row(d, H, budget_hvps=150):
         ref_min, ref_max = ex.value, exmax.value
         r["reference"] = "dense eigh"
 
-    krylov = min(budget_hvps - 1, P - 1) if P > 50_000 else 60
+    krylov = krylov_for(P)
     kw = dict(krylov=krylov, tol=1e-12, max_restarts=0 if P > 50_000 else 20)
     probes = {mode: probe(params, batch, reortho=mode, **kw) for mode in MODES}
     lo, t_lan = probes["partial"]
@@ -146,13 +156,8 @@ def row(d, H, budget_hvps=150):
 def overhead_row(d, H, n):
     """What a probe costs beyond its HVPs, per reorthogonalisation, as the HVP gets dearer
     (n samples of T tokens) at fixed P and Krylov size."""
-    mixture = data.MixtureConfig(d=d, T=T, n=n, num_irrelevant=min(4, d - 2))
-    batch = data.sample(mixture, jax.random.key(0))
-    params = deora.init_params(jax.random.key(1), d, H)
-    P = deora.parameter_count(d, H)
-    vs = jax.random.normal(jax.random.key(2), (10, P))
-    t_hvp = _util.best_time(lambda: _hvps(params, batch, vs)) / 10
-    krylov = 149 if P > 50_000 else 60
+    params, batch, P, _, t_hvp = problem(d, H, n)
+    krylov = krylov_for(P)
     r = {"P": P, "n": n, "krylov": krylov, "hvp_ms": 1e3 * t_hvp}
     for mode in MODES:
         res, t = probe(params, batch, reortho=mode, krylov=krylov, tol=1e-12, max_restarts=0)
@@ -178,7 +183,7 @@ def main(quick: bool) -> None:
                 for n in OVERHEAD_N]
     print(_util.table(overhead, list(overhead[0])))
     out = _util.write("spectral", rows, {"problem": {"n": N, "T": T, "dtype": "float64"},
-                                         "overhead": overhead})
+                                         "overhead": overhead}, quick=quick)
     print(f"wrote {out}")
 
 
