@@ -86,6 +86,8 @@ def test_partial_reorthogonalisation_keeps_the_basis_semi_orthogonal(name):
     Qn, *_ = jax.jit(lambda v: _lanczos.tridiag(lambda x: A @ x, v, m, "none"))(
         jax.random.normal(jax.random.key(1), (len(eigs),)))
     assert orthogonality_loss(Qn) > 1e-3
+    with pytest.raises(ValueError, match="reortho"):
+        _lanczos.tridiag(lambda x: A @ x, jnp.ones(len(eigs)), m, "full")
 
 
 _PROPERTY_N, _PROPERTY_M = 96, 48

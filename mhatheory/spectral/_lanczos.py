@@ -104,6 +104,9 @@ def tridiag(matvec, v, m: int, reortho: str = "partial"):
     ``reortho="none"`` is the plain three-term recurrence: ghost copies of converged Ritz values
     appear once orthogonality is lost, so only the most extreme Ritz pair is trustworthy.
     """
+    if reortho not in ("partial", "none"):
+        raise ValueError(f"tridiag: reortho must be 'partial' or 'none', got {reortho!r} (full "
+                         "reorthogonalisation is matfree.decomp.tridiag_sym(m, reortho='full')).")
     P, dtype = v.shape[0], v.dtype
     eps = jnp.finfo(dtype).eps
     eta = jnp.sqrt(eps)
