@@ -23,22 +23,44 @@ def _finish(fig, ax, *, xlabel: str, ylabel: str, title: str | None = None, lege
     return fig
 
 
-def loss_curve(traj, title: str = "Gradient descent"):
-    """Training loss (and train/test error when recorded) against GD step, log-log."""
+def _step_axis(ax):
+    """GD-step x axis that shows step 0: linear on [0, 1], logarithmic beyond."""
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("GD step k (linear on [0, 1], log beyond)")
+
+
+def loss_curve(traj, title: str = "Gradient descent", bayes_error: float | None = None,
+               bayes_error_se: float | None = None):
+    """Left: training loss, gradient norm and any recorded ``*_loss`` metric (nats) against GD
+    step; right: the recorded ``*_error`` metrics in % with the Bayes-error floor (a labelled
+    horizontal line, its ±1 SE band shaded) when ``bayes_error`` (a fraction) is given. Step 0
+    is kept (symlog step axis)."""
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
     steps = np.arange(len(traj.loss))
-    ax[0].loglog(steps[1:], traj.loss[1:], label="training loss L̂(θ_k)")
-    ax[0].loglog(steps[1:], traj.grad_norm[1:], "--", label="‖∇L̂(θ_k)‖₂")
-    ax[0].set_xlabel("GD step k")
-    ax[0].set_ylabel("loss (nats) / gradient norm")
-    ax[0].legend()
-    ax[0].grid(True, which="both", alpha=0.3)
+    ax[0].semilogy(steps, traj.loss, label="training loss L̂(θ_k)")
+    ax[0].semilogy(steps, traj.grad_norm, "--", label="‖∇L̂(θ_k)‖₂")
+    errors = {k: v for k, v in traj.metrics.items() if k.endswith("error")}
     for name, values in traj.metrics.items():
-        ax[1].semilogx(steps[1:], 100 * np.asarray(values)[1:], label=name.replace("_", " "))
-    ax[1].set_xlabel("GD step k")
-    ax[1].set_ylabel("error (%)")
-    if traj.metrics:
-        ax[1].legend()
+        if name not in errors:
+            ax[0].semilogy(steps, np.asarray(values), ":", label=name.replace("_", " "))
+    _step_axis(ax[0])
+    ax[0].set_ylabel("loss (nats) / gradient norm")
+    ax[0].legend(fontsize=8)
+    ax[0].grid(True, which="both", alpha=0.3)
+    for name, values in errors.items():
+        ax[1].plot(steps, 100 * np.asarray(values), label=name.replace("_", " "))
+    if bayes_error is not None:
+        se = 100 * (bayes_error_se or 0.0)
+        ax[1].axhline(100 * bayes_error, color="k", ls="--", lw=1,
+                      label=f"Bayes error {100 * bayes_error:.2f} ± {se:.2f} % (±1 SE)")
+        if se:
+            ax[1].axhspan(100 * bayes_error - se, 100 * bayes_error + se, color="k", alpha=0.12)
+    _step_axis(ax[1])
+    ax[1].set_ylim(bottom=0)
+    ax[1].set_ylabel("0-1 error (%)")
+    if ax[1].get_legend_handles_labels()[0]:
+        ax[1].legend(fontsize=8)
     ax[1].grid(True, which="both", alpha=0.3)
     fig.suptitle(f"{title} (η = {traj.lr:g})")
     fig.tight_layout()
@@ -74,6 +96,23 @@ def _by_heads(records, seed):
                              key=lambda r: r["step"]) for h in heads}
 
 
+def _symlog_fit(ax, values, pad: float = 2.0):
+    """A symlog y axis fitted to ``values``: the linear threshold a decade below the smallest
+    nonzero |value| (so every point lies in the logarithmic part) and the limits a factor
+    ``pad`` beyond the data on either side, so no half of the axis is left empty when all the
+    values share one sign."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    nonzero = np.abs(v[v != 0])
+    linthresh = float(nonzero.min()) / 10 if nonzero.size else 1.0
+    ax.set_yscale("symlog", linthresh=linthresh)
+    if not v.size:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    bottom = lo * pad if lo < 0 else (lo / pad if lo > 0 else -linthresh)
+    top = hi / pad if hi < 0 else (hi * pad if hi > 0 else linthresh)
+    ax.set_ylim(bottom, top)
+
+
 def chain_vs_step(records, seed: int = 0):
     """λmin(∇²L̂), λmin(N) and the bound −κ_blk·L̂/√H against GD step, one panel per H."""
     heads, by = _by_heads(records, seed)
@@ -87,7 +126,7 @@ def chain_vs_step(records, seed: int = 0):
         ax.plot(st, [r["lambda_min_N"] for r in rs], ".:", label="λmin(N)")
         ax.plot(st, [r["bound"] for r in rs], "s--", label="−κ_blk·L̂/√H")
         ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=1e-5)
+        _symlog_fit(ax, [r[k] for r in rs for k in ("lambda_min", "lambda_min_N", "bound")])
         ax.set_title(f"H = {h}")
         ax.set_xlabel("GD step (step 0 drawn at 0.5)")
         ax.set_ylabel("eigenvalue / bound")

@@ -112,3 +112,47 @@ def test_symmetry_figures_without_position_free_cells(tmp_path):
     res = symmetry.run(cfg, tmp_path, progress=False)
     assert "ceiling" not in res["table"][0]
     assert (tmp_path / "correlations.png").exists()
+
+
+def _fake_trajectory(steps=20):
+    from types import SimpleNamespace
+
+    k = np.arange(steps + 1)
+    err = 0.4 * np.exp(-k / 5) + 0.05
+    return SimpleNamespace(loss=0.7 * np.exp(-k / 10), grad_norm=0.2 * np.exp(-k / 10),
+                           lr=1.0, metrics={"train_error": err, "test_error": err + 0.01,
+                                            "test_loss": 0.8 * np.exp(-k / 12)})
+
+
+def test_loss_curve_plots_error_in_percent_from_step_0_with_the_bayes_floor():
+    from mhatheory import plots
+
+    traj = _fake_trajectory()
+    fig = plots.loss_curve(traj, bayes_error=0.04, bayes_error_se=0.002)
+    loss_ax, err_ax = fig.axes
+    assert "%" in err_ax.get_ylabel() and "%" not in loss_ax.get_ylabel()
+    lines = {ln.get_label(): ln for ax in fig.axes for ln in ax.get_lines()}
+    test_err = lines["test error"]
+    assert test_err.axes is err_ax
+    assert test_err.get_xdata()[0] == 0                      # step 0 is kept
+    np.testing.assert_allclose(test_err.get_ydata(), 100 * traj.metrics["test_error"])
+    assert lines["test loss"].axes is loss_ax                # a loss is not an error in %
+    np.testing.assert_allclose(lines["test loss"].get_ydata(), traj.metrics["test_loss"])
+    floor = next(ln for name, ln in lines.items() if name.startswith("Bayes error"))
+    assert floor.axes is err_ax and np.allclose(floor.get_ydata(), 4.0)
+    assert "0.20" in floor.get_label()                       # its standard error, in %
+
+
+def test_chain_vs_step_axis_spans_the_data_only():
+    from mhatheory import plots
+
+    records = [{"heads": h, "seed": 0, "step": s, "lambda_min": -1e-2 / (s + 1) / h,
+                "lambda_min_N": -2e-2 / (s + 1) / h, "bound": -1e-1 / (s + 1) / h}
+               for h in (1, 4) for s in (0, 10, 100)]
+    fig = plots.chain_vs_step(records)
+    for ax, h in zip(fig.axes, (1, 4), strict=False):
+        bottom, top = ax.get_ylim()
+        values = [r[k] for r in records if r["heads"] == h
+                  for k in ("lambda_min", "lambda_min_N", "bound")]
+        assert top < 0 and top >= max(values) and bottom <= min(values)
+        assert bottom >= 10 * min(values)    # no empty decades below the data either

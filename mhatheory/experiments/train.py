@@ -45,7 +45,8 @@ def run(config: Config, out_dir, progress: bool = True) -> dict:
         "parameters": deora.parameter_count(config.d, config.heads),
     }
     out = Path(out_dir)
-    results.save_figure_atomic(plots.loss_curve(traj, f"Deora MHA, H={config.heads}"),
+    results.save_figure_atomic(plots.loss_curve(traj, f"Deora MHA, H={config.heads}",
+                                                bayes_error=bayes, bayes_error_se=bayes_se),
                                out / "loss_curve.png")
     stride = max(1, config.steps // 500)
     curves = {"step": np.arange(0, config.steps + 1, stride), "loss": traj.loss[::stride],
