@@ -248,3 +248,15 @@ def test_bad_arguments(deora_problem, kwargs, match):
     params, batch, _ = deora_problem
     with pytest.raises(ValueError, match=match):
         spectral.extreme_eigs(deora.loss_fn, params, batch, **kwargs)
+
+
+def test_density_cdf_accepts_scalars_and_arrays():
+    nodes = np.array([[-1.0, 0.5, 2.0], [-0.5, 1.0, 3.0]])
+    weights = np.array([[0.2, 0.3, 0.5], [0.4, 0.4, 0.2]])
+    dens = spectral.Density(nodes, weights, dim=10)
+    at0 = dens.cdf(0.0)
+    assert isinstance(at0, float) and at0 == pytest.approx((0.2 + 0.4) / 2)
+    assert dens.cdf(10) == pytest.approx(1.0) and dens.cdf(-10.0) == 0.0
+    grid = np.array([[-2.0, 0.0], [0.75, 5.0]])
+    np.testing.assert_allclose(dens.cdf(grid), [[0.0, 0.3], [0.45, 1.0]])
+    np.testing.assert_allclose(dens.cdf([0.0, 0.75]), [0.3, 0.45])

@@ -75,10 +75,14 @@ class Density(NamedTuple):
         kern = np.exp(-0.5 * z**2) / (sigma * math.sqrt(2 * math.pi))
         return np.mean(np.sum(self.weights[None] * kern, axis=2), axis=1)
 
-    def cdf(self, x) -> np.ndarray:
-        """Estimated fraction of eigenvalues ≤ x."""
+    def cdf(self, x) -> float | np.ndarray:
+        """Estimated fraction of eigenvalues ≤ x: a float for a scalar ``x``, else an array of
+        ``x``'s shape."""
         x = np.asarray(x, dtype=float)
-        return np.array([np.mean(np.sum(self.weights * (self.nodes <= v), axis=1)) for v in x])
+        # [*x.shape, N, m] → mean over probes of the weight below each x
+        below = self.nodes <= x[..., None, None]
+        out = np.mean(np.sum(self.weights * below, axis=-1), axis=-1)
+        return float(out) if x.ndim == 0 else out
 
     def negative_count(self, threshold: float = 0.0) -> tuple[float, float]:
         """Estimated number of eigenvalues < −threshold, with standard error."""
