@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
-import tempfile
 from pathlib import Path
 
 from mhatheory import results
@@ -19,10 +17,7 @@ _KIND_TEXT = {
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    results.write_text_atomic(path, text)
 
 
 def write(rows, timing: dict, out: Path) -> Path:

@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -80,15 +81,32 @@ def to_jsonable(obj):
     return obj
 
 
-def write_json_atomic(path, payload) -> Path:
-    """Write ``payload`` as JSON to ``path`` atomically; returns the path."""
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process umask."""
+    mask = os.umask(0o022)  # read the umask (the only portable way is to set it) and restore
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_atomic(path, write: Callable[[str], None]) -> Path:
+    """Create or replace ``path`` atomically; returns the path.
+
+    ``write(tmp)`` writes the content to ``tmp``, a temporary file in the same folder whose name
+    ends with ``path``'s suffix (so e.g. matplotlib infers the format). The file then gets the
+    mode a plain ``open()`` would give (0o666 less the umask, so 0644 under the usual 022;
+    ``tempfile.mkstemp`` creates 0600) and is renamed over ``path`` with ``os.replace``. On any
+    error the temporary file is removed and ``path`` is left as it was. The one atomic writer
+    behind :func:`write_text_atomic`, :func:`write_json_atomic`, :func:`save_figure_atomic`
+    and the report pages.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
+                               dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(to_jsonable(payload), f, indent=2)
-            f.write("\n")
+        write(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -96,22 +114,53 @@ def write_json_atomic(path, payload) -> Path:
     return path
 
 
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path, payload) -> Path:
+    """Write ``payload`` as JSON to ``path`` atomically; returns the path. The payload is
+    serialised before any file is created."""
+    text = json.dumps(to_jsonable(payload), indent=2) + "\n"
+    return write_text_atomic(path, text)
+
+
 def save_figure_atomic(fig, path) -> Path:
     """Save a matplotlib figure atomically (PNG by suffix); closes the figure."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
     finally:
         plt.close(fig)
+
+
+def check_out_dir(path, flag: str = "--out") -> Path:
+    """Make sure ``path`` is a folder we can write into, before any work starts; returns it.
+
+    Creates the folder (and its parents) when missing, then creates and removes a probe file
+    in it, so a read-only file system or a missing permission is found too. Raises
+    :class:`ValueError` naming ``flag`` (as the user typed it) and the fix when ``path`` is an
+    existing file, lies under a file, or cannot be created or written.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} is an existing file, not a folder; name a folder "
+                         "(new, or an existing one to add to) instead, or move the file away.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{flag} {str(path)!r}: cannot create this folder ({err.strerror or err})"
+                         "; name a folder in a writable location.") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"{flag} {str(path)!r}: cannot write into this folder "
+                         f"({err.strerror or err}); name a writable folder or fix its "
+                         "permissions.") from None
     return path
 
 
