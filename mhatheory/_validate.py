@@ -83,3 +83,110 @@ def shape(name: str, x, expected: Sequence, leading: bool = False) -> None:
         what = f"[{', '.join('*' if e is None else str(e) for e in exp)}]"
     if not ok:
         raise ValueError(f"{name} must have shape {what}, got {list(got)}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# One input check for every public entry point that takes ``loss_fn(params, *args)``.
+
+
+def leaf_paths(tree, prefix: str):
+    """``[(name, leaf)]`` with names as the user would write them (``params['W']``)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [(prefix + jax.tree_util.keystr(path), leaf) for path, leaf in flat]
+
+
+def float_params(params, name: str = "params") -> None:
+    """Every leaf of ``params`` is a floating-point array (the Hessian is over real numbers).
+
+    Integer or boolean leaves usually mean a whole ``nnx.state(model)`` (with RNG counters) was
+    passed instead of its parameters.
+    """
+    leaves = leaf_paths(params, name)
+    if not leaves:
+        raise ValueError(f"{name} has no array leaves; pass the parameter pytree, e.g. "
+                         "nnx.split(model, nnx.Param)[1] or a dict of arrays.")
+    for path, leaf in leaves:
+        dt = np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.result_type(type(leaf))
+        if not np.issubdtype(dt, np.floating):
+            raise ValueError(
+                f"{path} has dtype {dt}, but every parameter leaf must be floating point "
+                "(the Hessian is taken in the parameters). Pass only the trainable parameters: "
+                "for a flax.nnx model, `graphdef, params, rest = nnx.split(model, nnx.Param, ...)`"
+                " and probe `params`; cast integer leaves with .astype(float).")
+
+
+def finite_tree(tree, name: str) -> None:
+    """Raise, naming the leaf, if a concrete floating leaf of ``tree`` holds NaN or Inf."""
+    for path, leaf in leaf_paths(tree, name):
+        if leaf is None or not _concrete(leaf):
+            continue
+        arr = np.asarray(leaf)
+        if np.issubdtype(arr.dtype, np.inexact) and not bool(np.all(np.isfinite(arr))):
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise ValueError(f"{path} contains {bad} NaN/Inf value(s) (shape {list(arr.shape)}); "
+                             "every probe and bound needs finite inputs: clean the data or "
+                             "restore finite parameters before probing.")
+
+
+def scalar_loss(loss_fn, params, args, name: str = "loss_fn") -> None:
+    """``loss_fn(params, *args)`` traces to a real scalar (checked abstractly: no compute)."""
+    if not callable(loss_fn):
+        raise ValueError(f"{name} must be callable as loss_fn(params, *args) -> scalar, got "
+                         f"{type(loss_fn).__name__}.")
+    try:
+        out = jax.eval_shape(loss_fn, params, *args)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}(params, *args) could not be evaluated on these inputs: {err}"
+                         ) from err
+    if isinstance(out, tuple) or not hasattr(out, "shape"):
+        raise ValueError(f"{name} must return one scalar array, got {type(out).__name__}; "
+                         "return only the loss (e.g. use has_aux-free loss_fn).")
+    if out.shape != ():
+        raise ValueError(f"{name} must return a scalar, got shape {list(out.shape)}; reduce it "
+                         "(e.g. jnp.mean over samples) so the Hessian is that of one number.")
+    if not np.issubdtype(out.dtype, np.floating):
+        raise ValueError(f"{name} must return a floating-point scalar, got dtype {out.dtype}.")
+
+
+def probe_inputs(fn, params, args) -> None:
+    """The one check before a probe, assertion or training run starts any compilation:
+    floating, finite parameters; finite data; a scalar loss (or an operator's own checks);
+    and the loss's own argument check when it declares one (``fn.check_args``, e.g. labels in
+    {−1, +1} for the Deora loss; see :func:`checks_args`)."""
+    float_params(params)
+    finite_tree(params, "params")
+    finite_tree(tuple(args), "args")
+    if hasattr(fn, "build"):                      # a curvature operator
+        check = getattr(fn, "validate", None)
+        if check is not None:
+            check(params, tuple(args))
+        return
+    loss_inputs(fn, params, args)
+
+
+def loss_inputs(loss_fn, params, args) -> None:
+    """A scalar loss, then the loss's own ``check_args`` when it declares one."""
+    scalar_loss(loss_fn, params, args)
+    check = getattr(loss_fn, "check_args", None)
+    if check is not None:
+        check(params, *args)
+
+
+def checks_args(check):
+    """Decorator: attach ``check(params, *args)`` to a loss function as ``loss.check_args``, so
+    every probe validates the loss's data (labels, shapes) before any work."""
+    def attach(loss_fn):
+        loss_fn.check_args = check
+        return loss_fn
+    return attach
+
+
+def non_negative_float(name: str, value) -> float:
+    """``value`` as a finite float ≥ 0."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}.") from None
+    if not np.isfinite(f) or f < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return f

@@ -79,6 +79,20 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None, return_weights: 
     return (out, weights) if return_weights else out
 
 
+def flax_attention_fn(query, key, value, bias=None, mask=None, **_):
+    """A drop-in ``attention_fn`` for ``flax.nnx.MultiHeadAttention`` that computes in the
+    inputs' dtype: flax's default routes through ``jax.nn.dot_product_attention``, whose softmax
+    runs in float32 even for float64 inputs (see :mod:`mhatheory.precision`). Takes flax's
+    layout ``[..., T, heads, head_dim]``; dropout and the other keyword options are not
+    supported (they are ignored, as in a deterministic module)::
+
+        nnx.MultiHeadAttention(..., param_dtype=jnp.float64, attention_fn=flax_attention_fn)
+    """
+    q, k, v = (jnp.swapaxes(x, -3, -2) for x in (query, key, value))   # [..., heads, T, e]
+    out = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias)
+    return jnp.swapaxes(out, -3, -2)
+
+
 def _kernel(rngs, shape, fan_in, dtype):
     return jax.random.normal(rngs.params(), shape, dtype) / math.sqrt(fan_in)
 

@@ -58,9 +58,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from mhatheory import spectral
-from mhatheory.data import Batch
+from mhatheory.data import Batch, check_batch
 from mhatheory.losses import logistic_d1
 from mhatheory.models import deora
+from mhatheory.verdicts import ESCALATION, Interval, Verdict, combine, compare, escalated
 
 #: Relative slack for float64 rounding in a link's two sides. HVPs, eigh and length-n sums have
 #: backward errors of a few hundred ε (ε = 2.2e-16) times the magnitude of the *terms summed*,
@@ -106,22 +107,28 @@ def kappa_analytic_blocks(params, X):
 
 
 class Link(NamedTuple):
-    """One inequality lhs ≥ rhs of the chain: ``margin = lhs − rhs + slack`` (≥ 0 holds);
-    ``loss_ratio`` = how much the link loses (|rhs| / |lhs| for the negative sides, ≥ 1)."""
+    """One inequality lhs ≥ rhs of the chain, decided from intervals (:mod:`mhatheory.verdicts`):
+    ``margin`` = lhs_interval.lo − rhs_interval.hi (≥ 0 exactly when HOLDS); ``loss_ratio`` =
+    how much the link loses (|rhs| / |lhs| for the negative sides, ≥ 1)."""
 
     name: str
     lhs: float
     rhs: float
-    slack: float
+    lhs_interval: Interval
+    rhs_interval: Interval
     margin: float
-    holds: bool
+    verdict: Verdict
     loss_ratio: float
 
+    @property
+    def holds(self) -> bool:
+        return self.verdict == Verdict.HOLDS
 
-def _link(name, lhs, rhs, slack, loss_ratio) -> Link:
-    margin = lhs - rhs + slack
-    return Link(name, float(lhs), float(rhs), float(slack), float(margin), bool(margin >= 0),
-                float(loss_ratio))
+
+def _link(name, lhs, rhs, lhs_iv, rhs_iv, loss_ratio) -> Link:
+    verdict, margin = compare(Interval(*lhs_iv), Interval(*rhs_iv))
+    return Link(name, float(lhs), float(rhs), Interval(*lhs_iv), Interval(*rhs_iv), float(margin),
+                verdict, float(loss_ratio))
 
 
 def _neg(x):
@@ -152,15 +159,23 @@ class Chain(NamedTuple):
     links: tuple
     hvps: int
     reprobed: int = 0
+    escalations: int = 0
+    converged: bool = True
+
+    @property
+    def verdict(self) -> Verdict:
+        return combine(link.verdict for link in self.links)
 
     @property
     def holds(self) -> bool:
-        return all(link.holds for link in self.links)
+        return self.verdict == Verdict.HOLDS
 
     def record(self) -> dict:
         out = {k: v for k, v in self._asdict().items() if k != "links"}
         out["holds"] = self.holds
-        out["links"] = [link._asdict() for link in self.links]
+        out["verdict"] = str(self.verdict)
+        out["links"] = [dict(link._asdict(), verdict=str(link.verdict), holds=link.holds)
+                        for link in self.links]
         return out
 
 
@@ -180,23 +195,42 @@ def _lowest(op, args, params, method, key, v0, careful, **lanczos):
                                  max_restarts=50)[0]
 
 
+def _eig_links(lo, loN, weighted, eps):
+    """L1 and L2, the links whose sides are eigenvalue intervals."""
+    return (
+        _link("L1: λmin(∇²L̂) ≥ λmin(N)", lo.value, loN.value, lo.interval, loN.interval,
+              _ratio(_neg(loN.value), _neg(lo.value))),
+        _link("L2: λmin(N) ≥ −S_w", loN.value, -weighted, loN.interval,
+              Interval.around(-weighted, eps), _ratio(weighted, _neg(loN.value))),
+    )
+
+
 def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
           v0_N=None, **lanczos) -> tuple[Chain, jax.Array, jax.Array]:
     """Evaluate the weak-convexity chain at θ = ``params`` on ``batch``.
+
+    Every link is decided from intervals (:func:`mhatheory.verdicts.compare`): the eigenvalue
+    sides carry their certified intervals, the closed-form sides ± ``ROUNDING``·scale. A link
+    whose eigenvalue side leaves it INCONCLUSIVE is re-probed with more HVPs
+    (:data:`mhatheory.verdicts.ESCALATION`, counted in ``Chain.escalations``) before it is
+    reported INCONCLUSIVE.
 
     Returns ``(Chain, eigenvector of ∇²L̂, eigenvector of N)``; pass the vectors back as
     ``v0`` / ``v0_N`` to warm-start the next probe along a trajectory (they are mixed with a
     random vector, see the module docstring).
     Cost: two Lanczos runs (∇²L̂ and N) + n·H eigenproblems of size 2d.
     """
+    deora.check_params(params)
+    check_batch(batch, params["W"].shape[1])
     H = params["U"].shape[0]
+    P = deora.parameter_count(params["W"].shape[1], H)
     loss = float(deora.loss_fn(params, batch))
     hess, curv = (deora.loss_fn, (batch,)), (spectral.Curvature(deora.phi), (batch.X, batch.y))
     k1, k2 = jax.random.split(jax.random.key(0) if key is None else key)
     lo = _lowest(*hess, params, method, key, _warm(v0, k1), False, **lanczos)
     loN = _lowest(*curv, params, method, key, _warm(v0_N, k2), False, **lanczos)
     hvps, reprobed = lo.num_hvps + loN.num_hvps, 0
-    if lo.interval[1] < loN.interval[0] - ROUNDING * max(abs(lo.value), abs(loN.value)):
+    if lo.interval[1] < loN.interval[0]:
         # L1 is a theorem: a certified violation means a missed eigenvalue; probe again, cold.
         reprobed = 1
         lo2 = _lowest(*hess, params, method, k1, None, True, **lanczos)
@@ -214,18 +248,27 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     bound_ana = -kana / math.sqrt(H) * loss
     scale = max(abs(lo.value), abs(loN.value), weighted, weighted_ana, 1e-300)
     eps = ROUNDING * scale
-    w_h = lo.interval[1] - lo.interval[0]
-    w_n = loN.interval[1] - loN.interval[0]
+    l1, l2 = _eig_links(lo, loN, weighted, eps)
+    escalations = 0
+    if method != "exact":
+        for level in range(1, len(ESCALATION) + 1):
+            if Verdict.INCONCLUSIVE not in (l1.verdict, l2.verdict):
+                break
+            escalations = level
+            opts = escalated(lanczos, level, P)
+            lo = _lowest(*hess, params, method, k1, _warm(lo.vector, k1), False, **opts)
+            loN = _lowest(*curv, params, method, k2, _warm(loN.vector, k2), False, **opts)
+            hvps += lo.num_hvps + loN.num_hvps
+            l1, l2 = _eig_links(lo, loN, weighted, eps)
     links = (
-        _link("L1: λmin(∇²L̂) ≥ λmin(N)", lo.value, loN.value, w_h + w_n + eps,
-              _ratio(_neg(loN.value), _neg(lo.value))),
-        _link("L2: λmin(N) ≥ −S_w", loN.value, -weighted, w_n + eps,
-              _ratio(weighted, _neg(loN.value))),
-        _link("L3: −S_w ≥ −κ_blk·L̂/√H", -weighted, bound, eps, _ratio(-bound, weighted)),
-        _link("L4: −κ_blk·L̂/√H ≥ −κ_ana·L̂/√H", bound, bound_ana, eps,
-              _ratio(-bound_ana, -bound)),
+        l1, l2,
+        _link("L3: −S_w ≥ −κ_blk·L̂/√H", -weighted, bound, Interval.around(-weighted, eps),
+              Interval.around(bound, eps), _ratio(-bound, weighted)),
+        _link("L4: −κ_blk·L̂/√H ≥ −κ_ana·L̂/√H", bound, bound_ana, Interval.around(bound, eps),
+              Interval.around(bound_ana, eps), _ratio(-bound_ana, -bound)),
     )
     kappa_hat = _neg(lo.value) * math.sqrt(H) / loss
     return (Chain(H, loss, lo.value, lo.interval, lo.residual, loN.value, loN.interval,
                   weighted, weighted_ana, kblk, kana, kappa_hat, bound, bound_ana, links,
-                  hvps, reprobed), lo.vector, loN.vector)
+                  hvps, reprobed, escalations, bool(lo.converged and loN.converged)),
+            lo.vector, loN.vector)

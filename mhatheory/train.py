@@ -1,4 +1,4 @@
-"""Full-batch gradient descent on any ``loss_fn(params, batch)``, as scanned XLA programs.
+"""Full-batch gradient descent on any ``loss_fn(params, *args)``, as scanned XLA programs.
 
 θ_{k+1} = θ_k − η ∇L̂(θ_k), through ``optax.sgd(η)``. The whole run is ``lax.scan`` over steps
 (split into equal chunks only so a progress bar can advance between them); each step records
@@ -64,11 +64,12 @@ def log_schedule(steps: int, num: int, include_zero: bool = True) -> np.ndarray:
 
 
 def make_step(loss_fn: Callable, lr):
-    """One GD step ``(params, opt_state, batch) -> (params, opt_state, loss, grad_norm)``."""
+    """One GD step ``(params, opt_state, *args) -> (params, opt_state, loss, grad_norm)`` for
+    ``loss_fn(params, *args)``."""
     opt = optax.sgd(lr)
 
-    def step(params, opt_state, batch):
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+    def step(params, opt_state, *args):
+        loss, grads = jax.value_and_grad(loss_fn)(params, *args)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, optax.tree.norm(grads)
 
@@ -76,7 +77,7 @@ def make_step(loss_fn: Callable, lr):
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "metrics_fn"))
-def _run_chunk(loss_fn, metrics_fn, lr, carry, ks, record_steps, batch, metric_args):
+def _run_chunk(loss_fn, metrics_fn, lr, carry, ks, record_steps, args, metric_args):
     """Scan GD over the steps ``ks``; returns the new carry and per-step (loss, ‖g‖, metrics)."""
     _, step = make_step(loss_fn, lr)
     num_rec = record_steps.shape[0]
@@ -88,7 +89,7 @@ def _run_chunk(loss_fn, metrics_fn, lr, carry, ks, record_steps, batch, metric_a
             hit, lambda b: jax.tree.map(lambda B, p: B.at[idx].set(p), b, params), lambda b: b, buf
         )
         mets = metrics_fn(params, *metric_args) if metrics_fn is not None else {}
-        new_params, new_state, loss, gnorm = step(params, opt_state, batch)
+        new_params, new_state, loss, gnorm = step(params, opt_state, *args)
         bad = jnp.where((bad < 0) & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm)), k, bad)
         frozen = bad >= 0
         params = jax.tree.map(lambda a, b: jnp.where(frozen, a, b), params, new_params)
@@ -101,8 +102,7 @@ def _run_chunk(loss_fn, metrics_fn, lr, carry, ks, record_steps, batch, metric_a
 def gd(
     loss_fn: Callable,
     params,
-    batch,
-    *,
+    *args,
     steps: int,
     lr: float,
     record_steps: Sequence[int] = (),
@@ -111,13 +111,15 @@ def gd(
     progress: bool = False,
     num_chunks: int | None = None,
 ) -> Trajectory:
-    """Run K = ``steps`` steps of full-batch GD with step size η = ``lr``.
+    """Run K = ``steps`` steps of full-batch GD with step size η = ``lr`` on
+    ``loss_fn(params, *args)``: the same contract as the probes (``gd(loss_fn, params, batch)``
+    with one data argument is the common case).
 
     Args:
-        loss_fn: pure ``loss_fn(params, batch) -> scalar``. Pass a module-level function (not a
+        loss_fn: pure ``loss_fn(params, *args) -> scalar``. Pass a module-level function (not a
             fresh lambda) so repeated calls reuse the compiled program.
         params: initial θ_0, any pytree of float arrays.
-        batch: the training data, any pytree; passed as an argument, never closed over.
+        *args: the training data, any pytrees; passed as arguments, never closed over.
         record_steps: steps k ∈ [0, K] at which θ_k is stored.
         metrics_fn: optional pure ``metrics_fn(params, *metric_args) -> dict of scalars``,
             recorded at every step (e.g. train/test error).
@@ -128,8 +130,10 @@ def gd(
         A :class:`Trajectory`.
 
     Raises:
-        ValueError: ``steps < 1``, ``lr <= 0``, ``record_steps`` outside [0, K], non-finite data,
-            and for a :class:`~mhatheory.data.Batch` wrong shapes or labels not in {−1, +1}.
+        ValueError: ``steps < 1``, ``lr <= 0``, ``record_steps`` outside [0, K], no data
+            argument, non-float or non-finite parameters (naming the leaf), non-finite data, a
+            non-scalar loss, and the loss's own ``check_args`` (for the Deora loss: shapes and
+            labels in {−1, +1}).
         DivergenceError: the loss or gradient became NaN/Inf (names the first such step).
     """
     steps = _validate.positive_int("steps", steps)
@@ -137,13 +141,13 @@ def gd(
     rec = np.unique(np.asarray(record_steps, dtype=int))
     if rec.size and (rec[0] < 0 or rec[-1] > steps):
         raise ValueError(f"record_steps must lie in [0, steps={steps}], got {rec.tolist()}.")
-    if isinstance(batch, Batch):
-        check_batch(batch)  # shapes, labels in {±1}, finiteness
-    for i, leaf in enumerate(jax.tree.leaves(batch)):
-        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
-            _validate.finite(f"batch leaf {i}", leaf)
-    for i, leaf in enumerate(jax.tree.leaves(params)):
-        _validate.finite(f"params leaf {i}", leaf)
+    if not args:
+        raise ValueError("gd needs the training data: gd(loss_fn, params, *args) with "
+                         "loss_fn(params, *args) -> scalar.")
+    for a in args:
+        if isinstance(a, Batch):
+            check_batch(a)  # shapes, labels in {±1}, finiteness
+    _validate.probe_inputs(loss_fn, params, args)
 
     opt, _ = make_step(loss_fn, lr)
     rec_dev = jnp.asarray(rec if rec.size else np.array([-1]))
@@ -157,7 +161,7 @@ def gd(
     lr_dev = jnp.asarray(lr)
     for start in range(0, steps, size):
         ks = jnp.arange(start, min(start + size, steps), dtype=jnp.int32)
-        carry, (lo, gn, me) = _run_chunk(loss_fn, metrics_fn, lr_dev, carry, ks, rec_dev, batch,
+        carry, (lo, gn, me) = _run_chunk(loss_fn, metrics_fn, lr_dev, carry, ks, rec_dev, args,
                                          tuple(metric_args))
         bad = int(carry[4])
         if bad >= 0:
@@ -172,7 +176,7 @@ def gd(
 
     # Evaluate at θ_K (the scan evaluated θ_0..θ_{K-1}) and store it if scheduled.
     params, _, buf, idx, _ = carry
-    final_loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+    final_loss, grads = jax.value_and_grad(loss_fn)(params, *args)
     final_mets = metrics_fn(params, *metric_args) if metrics_fn is not None else {}
     if not (np.isfinite(float(final_loss)) and np.isfinite(float(optax.tree.norm(grads)))):
         raise DivergenceError(

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from mhatheory import bounds, data, spectral
 from mhatheory.models import deora
+from mhatheory.verdicts import Verdict
 
 
 def _full_block_norm(params, X, h):
@@ -73,9 +74,15 @@ def test_chain_has_no_counterexample(init_scale, token_scale, label_flip, seed):
     if label_flip:
         batch = batch._replace(y=-batch.y)
     ch, _, _ = bounds.chain(params, batch, method="exact")
-    assert ch.holds, [link for link in ch.links if not link.holds]
+    # a theorem is never certified violated; a link may be INCONCLUSIVE only where it is tight
+    # to within its two sides' certified widths (e.g. L2 when one sample and head dominate)
+    for link in ch.links:
+        assert link.verdict != Verdict.VIOLATED, link
+        if link.verdict == Verdict.INCONCLUSIVE:
+            assert abs(link.lhs - link.rhs) <= link.lhs_interval.width + link.rhs_interval.width
     assert ch.kappa_ana >= ch.kappa_blk
-    assert ch.lambda_min >= ch.bound - ch.links[0].slack - ch.links[1].slack
+    assert ch.lambda_min_interval[1] >= ch.bound - (ch.links[1].rhs_interval.width
+                                                    + ch.links[2].rhs_interval.width)
 
 
 def test_chain_values_match_dense_computations():

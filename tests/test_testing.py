@@ -1,14 +1,31 @@
+import warnings
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+from flax import nnx
 
-from mhatheory import data, testing
+from mhatheory import data, spectral, testing
 from mhatheory.models import deora
+from mhatheory.verdicts import Interval, Verdict, compare
 
 
-def test_assert_inequality_passes_and_reports_margin():
+def test_assert_inequality_passes_and_reports_the_certified_margin():
     assert testing.assert_inequality(2.0, 1.0) == 1.0
-    assert testing.assert_inequality(1.0, 2.0, relation="<=", slack=0.5) == 1.5
+    # the slack is uncertainty of lhs − rhs, so it shrinks the certified margin
+    assert testing.assert_inequality(1.0, 2.0, relation="<=", slack=0.5) == 0.5
+    assert testing.assert_inequality((2.0, 3.0), (0.5, 1.5)) == 0.5
+
+
+def test_assert_inequality_never_passes_within_its_uncertainty():
+    # on main the slack was added in the lenient direction: 1.0 >= 1.2 "passed" with slack 0.5
+    with pytest.raises(testing.InconclusiveError, match="INCONCLUSIVE"):
+        testing.assert_inequality(1.0, 1.2, slack=0.5)
+    with pytest.raises(testing.InconclusiveError):
+        testing.assert_inequality((0.0, 2.0), 1.0)
+    with pytest.raises(testing.InequalityError, match="failed"):
+        testing.assert_inequality(1.0, 2.0, slack=0.5)
 
 
 def test_assert_inequality_failure_message_shows_both_sides_margin_and_theta():
@@ -16,6 +33,16 @@ def test_assert_inequality_failure_message_shows_both_sides_margin_and_theta():
         testing.assert_inequality(-1.0, 0.5, name="toy", where=testing.describe({"w": jnp.ones(3)}))
     msg = str(exc.value)
     assert "lhs = -1" in msg and "rhs = 0.5" in msg and "margin -1.5" in msg and "['w'][3]" in msg
+
+
+@pytest.mark.parametrize("lhs, rhs, relation, verdict", [
+    ((1, 2), (0, 1), ">=", Verdict.HOLDS), ((1, 2), (0, 1.5), ">=", Verdict.INCONCLUSIVE),
+    ((1, 2), (3, 4), ">=", Verdict.VIOLATED), ((1, 2), (3, 4), "<=", Verdict.HOLDS),
+    ((3, 4), (1, 2), "<=", Verdict.VIOLATED), ((-np.inf, 2), (0, 1), ">=", Verdict.INCONCLUSIVE),
+    ((np.nan, 2), (0, 1), ">=", Verdict.INCONCLUSIVE),
+])
+def test_compare_is_three_valued(lhs, rhs, relation, verdict):
+    assert compare(Interval(*lhs), Interval(*rhs), relation)[0] == verdict
 
 
 def test_assert_weakly_convex_on_the_deora_model():
@@ -27,3 +54,64 @@ def test_assert_weakly_convex_on_the_deora_model():
                                         heads=4) > 0
     with pytest.raises(testing.InequalityError, match="λmin"):
         testing.assert_weakly_convex(deora.loss_fn, params, batch, kappa=0.0, heads=4)
+
+
+class MLP(nnx.Module):
+    def __init__(self, rngs):
+        self.l1 = nnx.Linear(4, 16, rngs=rngs, param_dtype=jnp.float64)
+        self.l2 = nnx.Linear(16, 1, rngs=rngs, param_dtype=jnp.float64)
+
+    def __call__(self, x):
+        return self.l2(jnp.tanh(self.l1(x)))[..., 0]
+
+
+def _mlp_problem():
+    graphdef, params = nnx.split(MLP(nnx.Rngs(0)), nnx.Param)
+    x = jax.random.normal(jax.random.key(1), (32, 4))
+    y = jnp.sin(3 * x[:, 0]) + x[:, 1] ** 2
+
+    def loss(p, x, y):
+        return jnp.mean((nnx.merge(graphdef, p)(x) - y) ** 2)
+
+    return loss, params, x, y
+
+
+def test_an_unconverged_lanczos_never_passes_the_assertion():
+    """The reproduced false PASS: krylov=5, max_restarts=0 on an MLP gives a Ritz value far
+    above λmin; a κ between the two used to pass. Now the unconverged interval is open below,
+    the check escalates, and the certified answer (a violation) is raised."""
+    loss, params, x, y = _mlp_problem()
+    true = np.linalg.eigvalsh(np.asarray(spectral.hessian(loss, params, x, y)))[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", spectral.ConvergenceWarning)
+        rough = spectral.lambda_min(loss, params, x, y, krylov=5, max_restarts=0)
+    assert not rough.converged and rough.value > true + 0.1 * abs(true)
+    assert rough.interval[0] == -np.inf          # not certified on its outer side
+    L = float(loss(params, x, y))
+    kappa = -0.5 * (rough.value + true) / L      # bound between truth and the rough estimate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", spectral.ConvergenceWarning)
+        with pytest.raises(testing.InequalityError, match="failed"):
+            testing.assert_weakly_convex(loss, params, x, y, kappa=kappa, heads=1, krylov=5,
+                                         max_restarts=0)
+
+
+def test_an_undecidable_check_raises_inconclusive_not_pass():
+    loss, params, x, y = _mlp_problem()
+    L = float(loss(params, x, y))
+    true = np.linalg.eigvalsh(np.asarray(spectral.hessian(loss, params, x, y)))[0]
+    # the bound sits exactly on λmin: no finite amount of arithmetic certifies either side
+    with pytest.raises(testing.InconclusiveError, match="INCONCLUSIVE"):
+        testing.assert_weakly_convex(loss, params, x, y, kappa=-true / L, heads=1,
+                                     method="exact")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"kappa": 1.0, "heads": 0}, "heads must be an integer >= 1"),
+    ({"kappa": -1.0, "heads": 2}, "kappa must be a finite number >= 0"),
+    ({"kappa": float("nan"), "heads": 2}, "kappa must be"),
+])
+def test_assert_weakly_convex_rejects_bad_arguments(kwargs, match):
+    loss, params, x, y = _mlp_problem()
+    with pytest.raises(ValueError, match=match):
+        testing.assert_weakly_convex(loss, params, x, y, **kwargs)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mhatheory import _validate
-from mhatheory.data import Batch
+from mhatheory.data import Batch, check_batch
 from mhatheory.losses import margin_loss
 
 
@@ -48,12 +48,26 @@ def phi(params, X):
     return jnp.sum(head_outputs(params, X), axis=-1) / math.sqrt(num_heads)
 
 
+def _check_loss_args(params, batch=None, *rest) -> None:
+    if rest or not isinstance(batch, Batch):
+        raise ValueError("deora.loss_fn takes (params, batch) with batch a mhatheory.data.Batch"
+                         f"(X, y); got {1 + len(rest)} data argument(s) of type "
+                         f"{type(batch).__name__}.")
+    H, d = check_params(params)
+    check_batch(batch, d)
+
+
+@_validate.checks_args(_check_loss_args)
 def loss_fn(params, batch: Batch):
     """L̂(θ) = Σ_i w_i ℓ(y_i Φ(X_i; θ)) / Σ_i w_i with ℓ the logistic loss (w_i = 1 by default).
 
     This is the loss-function contract between models and probes: a pure function of
-    ``(params, batch)`` whose data travels as an argument.
+    ``(params, batch)`` whose data travels as an argument. Called on concrete arrays it checks
+    its inputs first (labels in {−1, +1}, shapes, finiteness); probes run the same check
+    (``loss_fn.check_args``) before compiling.
     """
+    if not isinstance(batch.y, jax.core.Tracer):
+        _check_loss_args(params, batch)
     return margin_loss(phi(params, batch.X), batch.y, batch.w)
 
 

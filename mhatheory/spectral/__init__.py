@@ -13,7 +13,13 @@ from mhatheory.spectral._exact import (
     dense_bytes,
     hessian,
 )
-from mhatheory.spectral._lanczos import EigResult, extreme_eigs, lambda_max, lambda_min
+from mhatheory.spectral._lanczos import (
+    ConvergenceWarning,
+    EigResult,
+    extreme_eigs,
+    lambda_max,
+    lambda_min,
+)
 from mhatheory.spectral._operators import Curvature, GaussNewton, Hessian, as_operator
 from mhatheory.spectral._resample import resampled
 from mhatheory.spectral._track import track
@@ -30,7 +36,8 @@ def hvp(loss_fn, params, *args):
 
 
 __all__ = [
-    "DEFAULT_DENSE_BUDGET", "Curvature", "Density", "DenseTooLargeError", "EigResult",
+    "DEFAULT_DENSE_BUDGET", "ConvergenceWarning", "Curvature", "Density", "DenseTooLargeError",
+    "EigResult",
     "Estimate", "GaussNewton", "Hessian", "as_operator", "dense", "dense_bytes", "extreme_eigs",
     "hessian", "hvp", "lambda_max", "lambda_min", "resampled", "spectral_density", "trace",
     "track",

@@ -26,7 +26,7 @@ from jax.flatten_util import ravel_pytree
 from matfree import decomp, stochtrace
 
 from mhatheory import _validate
-from mhatheory.spectral._operators import as_operator
+from mhatheory.spectral._operators import as_operator, check_probe
 
 
 class Estimate(NamedTuple):
@@ -49,8 +49,10 @@ def _hutchinson(op, num_samples, params, args, key):
 def trace(loss_fn, params, *args, key=None, num_samples: int = 100) -> Estimate:
     """Hutchinson estimate of tr ∇²L̂ with its standard error (``num_samples`` HVPs)."""
     num_samples = _validate.positive_int("num_samples", num_samples, minimum=2)
+    op = as_operator(loss_fn)
+    check_probe(op, params, args)
     key = jax.random.key(0) if key is None else key
-    mean, sem = _hutchinson(as_operator(loss_fn), num_samples, params, args, key)
+    mean, sem = _hutchinson(op, num_samples, params, args, key)
     return Estimate(float(mean), float(sem), num_samples)
 
 
@@ -118,8 +120,10 @@ def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8,
                      krylov: int = 60) -> Density:
     """SLQ estimate of the Hessian's spectral density (num_probes·krylov HVPs)."""
     num_probes = _validate.positive_int("num_probes", num_probes, minimum=2)
+    op = as_operator(loss_fn)
+    check_probe(op, params, args)
     flat, _ = ravel_pytree(params)
     krylov = _validate.positive_int("krylov", min(krylov, flat.size))
     key = jax.random.key(0) if key is None else key
-    nodes, weights = _slq(as_operator(loss_fn), num_probes, krylov, params, args, key)
+    nodes, weights = _slq(op, num_probes, krylov, params, args, key)
     return Density(np.asarray(nodes), np.asarray(weights), int(flat.size))

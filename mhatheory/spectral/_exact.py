@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from mhatheory.spectral._operators import Hessian, as_operator
+from mhatheory.spectral._operators import Hessian, as_operator, check_probe
 
-#: Default budget for dense routes (bytes). The dense route holds about three P×P arrays
-#: (the matrix, eigh's eigenvectors and its workspace).
+#: Default budget for dense routes (bytes). The dense route holds about four P×P arrays
+#: (the columns, their symmetrisation and asymmetry, eigh's eigenvectors and workspace).
 DEFAULT_DENSE_BUDGET = 2 * 2**30
-_DENSE_COPIES = 3
+_DENSE_COPIES = 4
 
 
 class DenseTooLargeError(MemoryError, ValueError):
@@ -37,12 +37,28 @@ def check_dense_fits(num_params: int, dtype, memory_budget_bytes: int | None = N
         )
 
 
+def _checked(operator, params, args, memory_budget_bytes):
+    op = as_operator(operator)
+    check_probe(op, params, args)
+    flat, _ = ravel_pytree(params)
+    check_dense_fits(flat.size, flat.dtype, memory_budget_bytes)
+    return op
+
+
 def dense(operator, params, *args, memory_budget_bytes: int | None = None):
     """Materialise an operator as a ``[P, P]`` matrix (P matvecs, vmapped); guarded like
     :func:`mhatheory.spectral.hessian`."""
-    flat, _ = ravel_pytree(params)
-    check_dense_fits(flat.size, flat.dtype, memory_budget_bytes)
-    return _dense(as_operator(operator), params, args)
+    op = _checked(operator, params, args, memory_budget_bytes)
+    return _dense(op, params, args)[0]
+
+
+def dense_with_asymmetry(operator, params, *args, memory_budget_bytes: int | None = None):
+    """``(symmetrised matrix, ‖Ĥ − Ĥᵀ‖_F)``: the asymmetry of the materialised columns is pure
+    rounding (H is symmetric), an estimate of the columns' error used by the exact route's
+    certified interval."""
+    op = _checked(operator, params, args, memory_budget_bytes)
+    H, asym = _dense(op, params, args)
+    return H, float(asym)
 
 
 #: Basis vectors per vmapped chunk when materialising (bounds the tangent memory to 64 copies).
@@ -53,7 +69,7 @@ def _dense_impl(operator, params, args):
     matvec, flat = operator.build(params, args)
     eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
     cols = jax.lax.map(matvec, eye, batch_size=min(DENSE_CHUNK, flat.shape[0]))
-    return 0.5 * (cols + cols.T)
+    return 0.5 * (cols + cols.T), jnp.linalg.norm(cols - cols.T)
 
 
 _dense = jax.jit(_dense_impl, static_argnums=0)

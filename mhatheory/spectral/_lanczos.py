@@ -38,7 +38,9 @@ unlikely but cannot exclude).
 from __future__ import annotations
 
 import functools
+import math
 import time
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -49,7 +51,7 @@ from matfree import decomp
 
 from mhatheory import _validate
 from mhatheory.spectral import _exact
-from mhatheory.spectral._operators import as_operator
+from mhatheory.spectral._operators import as_operator, check_probe
 
 
 class EigResult(NamedTuple):
@@ -66,6 +68,9 @@ class EigResult(NamedTuple):
         converged: residual ≤ tol·‖H‖ within the restart budget.
         seconds: wall time (compilation included on a first call).
         method: "lanczos" or "exact".
+        rounding: τ, the bound on |value − xᵀHx| from rounding (module docstring).
+        hvp_error: δ, the estimated rounding error ‖Ĥx − Hx‖ of one HVP (for ``exact``: the
+            asymmetry ‖Ĥ − Ĥᵀ‖_F of the dense matrix).
     """
 
     value: float
@@ -78,6 +83,8 @@ class EigResult(NamedTuple):
     converged: bool
     seconds: float
     method: str
+    rounding: float = 0.0
+    hvp_error: float = 0.0
 
 
 def tridiag(matvec, v, m: int, reortho: str = "partial"):
@@ -181,55 +188,148 @@ def tridiag(matvec, v, m: int, reortho: str = "partial"):
     return Q, T, r, count
 
 
+def work_dtype(dtype):
+    """The dtype of the Lanczos recurrence for an HVP in ``dtype``: float64 when JAX has x64
+    enabled (mixed precision: a float32 model's HVP runs in float32, while the recurrence,
+    Rayleigh quotients, tridiagonal and certificate run in float64), else ``dtype``."""
+    if jax.config.jax_enable_x64 and jnp.finfo(dtype).bits < 64:
+        return jnp.dtype(jnp.float64)
+    return jnp.dtype(dtype)
+
+
+def pairwise_sum(v):
+    """Σ over the last axis by pairwise (tree) summation, ``⌈log₂ P⌉`` levels, so the rounding
+    of the sum is at most γ_{⌈log₂P⌉}·Σ|v_i| (Higham, *Accuracy and Stability*, §4.2) whatever
+    order XLA would otherwise pick."""
+    n = v.shape[-1]
+    levels = max(1, math.ceil(math.log2(max(n, 2))))
+    v = jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 2**levels - n)])
+    for _ in range(levels):
+        v = v[..., 0::2] + v[..., 1::2]
+    return v[..., 0]
+
+
+def _gamma(n_ops: int, u):
+    return n_ops * u / (1 - n_ops * u)
+
+
+def _certify(matvec, vecs, Hx, z, hvp_dtype):
+    """Rayleigh quotients, residual bounds and rounding bounds of unit vectors (module docstring,
+    "Rounding"): returns ``(θ, ρ*, τ, δ)`` per vector."""
+    wdt = vecs.dtype
+    P = vecs.shape[-1]
+    u = jnp.finfo(wdt).eps / 2
+    u_h = jnp.asarray(jnp.finfo(hvp_dtype).eps / 2, wdt)
+    g = _gamma(math.ceil(math.log2(max(P, 2))) + 2, u)
+    nx2 = pairwise_sum(vecs * vecs)
+    nx = jnp.sqrt(nx2)
+    theta = pairwise_sum(vecs * Hx) / nx2
+    nHx = jnp.sqrt(pairwise_sum(Hx * Hx))
+    # δ: the HVP's own rounding, estimated by its linearity defect Ĥ(x+z) − Ĥ(z) − Ĥ(x) (zero
+    # in exact arithmetic), ×4, plus one rounding of the output
+    nd = min(2, vecs.shape[0])
+    Hs = jax.vmap(matvec)(jnp.concatenate([z[None], vecs[:nd] + z[None]]))   # one traced HVP copy
+    defect = jnp.sqrt(pairwise_sum((Hs[1:] - Hs[:1] - Hx[:nd]) ** 2))
+    delta = 4 * jnp.max(defect) + u_h * jnp.max(nHx)
+    # τ: |θ̂ − xᵀHx/xᵀx| from δ, the two pairwise dot products and the division
+    tau = (delta * nx + g * pairwise_sum(jnp.abs(vecs * Hx)) + g * jnp.abs(theta) * nx2) / nx2 \
+        + u * jnp.abs(theta)
+    r = Hx - theta[:, None] * vecs
+    rho_hat = jnp.sqrt(pairwise_sum(r * r))
+    rho = (rho_hat * (1 + g) + 2 * u * (nHx + jnp.abs(theta) * nx) + delta * nx) / nx + tau
+    return theta, rho, tau, delta
+
+
 @functools.partial(jax.jit, static_argnames=("op", "which", "krylov", "max_restarts", "k",
                                              "reortho"))
-def _restarted_lanczos(op, which, krylov, max_restarts, k, tol, params, args, v0,
+def _restarted_lanczos(op, which, krylov, max_restarts, k, tol, params, args, v0, key,
                        reortho="partial"):
-    matvec, _ = op.build(params, args)
+    matvec_h, flat = op.build(params, args)
+    wdt = v0.dtype
+    if wdt != flat.dtype:                      # mixed precision: HVP in the model's dtype
+        def matvec(v):
+            return matvec_h(v.astype(flat.dtype)).astype(wdt)
+    else:
+        matvec = matvec_h
     if reortho == "full":
         alg = decomp.tridiag_sym(krylov, reortho="full", materialize=True, custom_vjp=False)
     else:
         alg = functools.partial(tridiag, m=krylov, reortho=reortho)
-    pick = jnp.arange(k) if which == "smallest" else krylov - 1 - jnp.arange(k)
-    nxt = k if which == "smallest" else krylov - 1 - k
+    kk = min(k + 1, krylov)                     # the k wanted pairs and one neighbour (the gap)
+    pick = jnp.arange(kk) if which == "smallest" else krylov - 1 - jnp.arange(kk)
 
     def ritz(v):
         Q, T, _, _ = alg(matvec, v / jnp.linalg.norm(v))  # Q: (m, P)
         theta, S = jnp.linalg.eigh(T)                    # ascending
-        vecs = S[:, pick].T @ Q                          # (k, P) Ritz vectors, one pass over Q
+        vecs = S[:, pick].T @ Q                          # (kk, P) Ritz vectors, one pass over Q
         vecs = vecs / jnp.linalg.norm(vecs, axis=1, keepdims=True)
         Hx = jax.vmap(matvec)(vecs)
         vals = jnp.sum(vecs * Hx, axis=1)                # Rayleigh quotients
-        res = jnp.linalg.norm(Hx - vals[:, None] * vecs, axis=1)  # true residuals (k HVPs)
-        scale = jnp.max(jnp.abs(theta))
-        return vals, vecs, res, jnp.abs(theta[nxt] - theta[pick[-1]]), scale
+        res = jnp.linalg.norm(Hx - vals[:, None] * vecs, axis=1)  # true residuals (kk HVPs)
+        return vecs, Hx, res, jnp.max(jnp.abs(theta))
 
     def cond(state):
-        i, _, _, res, _, scale = state
-        return (i < max_restarts) & (jnp.max(res) > tol * scale)
+        i, _, _, res, scale = state
+        return (i < 0) | ((i < max_restarts) & (jnp.max(res[:k]) > tol * scale))
 
     def body(state):
-        i, _, vecs, _, _, _ = state
-        return (i + 1, *ritz(jnp.sum(vecs, axis=0)))
+        i, vecs, *_ = state
+        # cycle 0 starts from v0, restarts from the sum of the wanted Ritz vectors (one traced
+        # copy of the Lanczos program instead of two)
+        return (i + 1, *ritz(jnp.where(i < 0, v0, jnp.sum(vecs[:k], axis=0))))
 
-    state = (0, *ritz(v0))
-    i, vals, vecs, res, gap, scale = jax.lax.while_loop(cond, body, state)
-    return vals, vecs.T, res, gap, scale, i
+    P = v0.shape[0]
+    init = (-1, jnp.zeros((kk, P), wdt), jnp.zeros((kk, P), wdt), jnp.zeros(kk, wdt),
+            jnp.zeros((), wdt))
+    i, vecs, Hx, res, scale = jax.lax.while_loop(cond, body, init)
+    z = jax.random.normal(key, v0.shape, wdt)
+    theta, rho, tau, delta = _certify(matvec, vecs, Hx, z / jnp.linalg.norm(z), flat.dtype)
+    return theta, vecs.T, res, rho, tau, delta, scale, i
 
 
-def _start_vector(flat, key, v0):
+def _start_vector(flat, key, v0, dtype):
     if v0 is not None:
-        v0 = jnp.asarray(v0, flat.dtype).reshape(-1)
+        v0 = jnp.asarray(v0).reshape(-1).astype(dtype)
         if v0.shape != flat.shape:
             raise ValueError(f"v0 must have P={flat.size} entries, got {v0.size}.")
         return v0
-    key = jax.random.key(0) if key is None else key
-    return jax.random.normal(key, flat.shape, flat.dtype)
+    return jax.random.normal(key, flat.shape, dtype)
 
 
-def _interval(value, residual, gap, which):
-    slack = min(residual, residual**2 / gap) if gap > 0 else residual
-    return (value - slack, value) if which == "smallest" else (value, value + slack)
+#: Kato–Temple's ρ²/gap replaces the Bauer–Fike ρ only when the gap lower bound exceeds this
+#: many residuals: an eigenvalue hidden inside an unresolved cluster (closer than the HVP's
+#: rounding can separate) makes the measured gap meaningless, and then ρ is the safe spread.
+KATO_TEMPLE_RATIO = 1e3
+
+
+def intervals(which: str, theta, rho, tau, converged: bool):
+    """Certified intervals and gap lower bounds for the k most extreme of ``len(theta)`` Ritz
+    pairs (the last one is only a neighbour): see the module docstring, "Certificate"."""
+    theta, rho, tau = (np.asarray(a, float) for a in (theta, rho, tau))
+    sign = 1.0 if which == "smallest" else -1.0
+    out = []
+    for j in range(len(theta) - 1 if len(theta) > 1 else 1):
+        nbs = [i for i in (j - 1, j + 1) if 0 <= i < len(theta)]
+        # the nearest other eigenvalue is at least this far away (under the Krylov assumption)
+        gap = min((abs(theta[i] - theta[j]) - tau[i] - tau[j] - rho[i] for i in nbs),
+                  default=0.0)
+        # Kato–Temple only where the gap is resolved by a wide margin (see "Certificate")
+        spread = rho[j] ** 2 / gap if gap > KATO_TEMPLE_RATIO * rho[j] else rho[j]
+        inner, outer = theta[j] + sign * tau[j], theta[j] - sign * (tau[j] + spread)
+        if j > 0:
+            inner = theta[j] + sign * (tau[j] + spread)
+        if not converged:
+            outer = -sign * math.inf
+            if j > 0:
+                inner = sign * math.inf
+        lo, hi = (outer, inner) if which == "smallest" else (inner, outer)
+        out.append(((float(lo), float(hi)), max(float(gap), 0.0)))
+    return out
+
+
+class ConvergenceWarning(UserWarning):
+    """Lanczos stopped before the residual met the tolerance: the interval is not certified on
+    its outer side (``-inf`` for λmin, ``+inf`` for λmax)."""
 
 
 def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
@@ -241,7 +341,7 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
     Args:
         loss_fn: ``loss_fn(params, *args) -> scalar``, or a curvature operator
             (:class:`~mhatheory.spectral.GaussNewton`, :class:`~mhatheory.spectral.Curvature`).
-        params: any pytree; the Hessian is in these parameters.
+        params: any pytree of floating arrays; the Hessian is in these parameters.
         *args: data, passed as traced arguments (not constants).
         k: how many; which: "smallest" or "largest".
         method: "lanczos" (matrix-free) or "exact" (dense ``eigh``; memory guarded).
@@ -257,8 +357,15 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
             values appear, so only k = 1 is allowed). ``converged`` and ``residual`` always
             come from the recomputed true residual.
 
-    Cost (lanczos): (restarts + 1)·(krylov + k) HVPs, O(P·krylov) memory, one compilation per
-    (operator, shapes, k, krylov). Returns a list of :class:`EigResult`, most extreme first.
+    Before any compilation the inputs are checked (floating, finite parameters; finite data; a
+    scalar loss; the loss's own ``check_args``), and a float64 loss with lower-precision
+    operations inside raises a :class:`~mhatheory.precision.PrecisionWarning`. An unconverged
+    run raises a :class:`ConvergenceWarning` and its interval is open on the outer side.
+
+    Cost (lanczos): (restarts + 1)·(krylov + k + 1) + 3 HVPs (the extra pair per cycle gives the
+    gap for Kato–Temple, the 3 at the end the HVP rounding estimate), O(P·krylov) memory, one
+    compilation per (operator, shapes, k, krylov). Returns a list of :class:`EigResult`, most
+    extreme first.
     """
     if reortho not in ("partial", "full", "none"):
         raise ValueError(f"reortho must be 'partial', 'full' or 'none', got {reortho!r}.")
@@ -271,42 +378,65 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
         raise ValueError(f"reortho='none' cannot tell the {k} most extreme eigenvalues from ghost "
                          "copies of the first; use reortho='partial' (the default) for k > 1.")
     op = as_operator(loss_fn)
+    check_probe(op, params, args)
     flat, _ = ravel_pytree(params)
     P = flat.size
     if k >= P:
         raise ValueError(f"k={k} must be smaller than the number of parameters P={P}.")
     t0 = time.perf_counter()
     if method == "exact":
-        H = _exact.dense(op, params, *args, memory_budget_bytes=memory_budget_bytes)
-        evals, evecs = _exact.eigh_extremes(H)
-        idx = range(k) if which == "smallest" else range(P - 1, P - 1 - k, -1)
-        out = []
-        for i in idx:
-            nb = i + 1 if which == "smallest" else i - 1
-            gap = float(abs(evals[nb] - evals[i])) if 0 <= nb < P else float("inf")
-            val, vec = float(evals[i]), evecs[:, i]
-            res = _exact.residual_norm(H, val, vec)
-            out.append(EigResult(val, vec, res, _interval(val, res, gap, which), gap, P, 0, True,
-                                 time.perf_counter() - t0, "exact"))
-        return out
+        return _exact_eigs(op, params, args, k, which, memory_budget_bytes, t0)
 
     krylov = _validate.positive_int("krylov", min(krylov, P))
     if krylov <= k:
         raise ValueError(f"krylov={krylov} must exceed k={k}.")
-    start = _start_vector(flat, key, v0)
+    tol = _validate.positive_float("tol", tol)
+    max_restarts = _validate.positive_int("max_restarts", max_restarts, minimum=0)
+    wdt = work_dtype(flat.dtype)
+    key = jax.random.key(0) if key is None else key
+    k_start, k_defect = jax.random.split(key)
+    start = _start_vector(flat, k_start, v0, wdt)
     # the true residual carries the rounding of one HVP, ~100·ε·‖H‖, on top of tol·‖H‖
     threshold = tol + 100 * float(jnp.finfo(flat.dtype).eps)
-    vals, vecs, res, gap, scale, restarts = _restarted_lanczos(
-        op, which, krylov, int(max_restarts), k, jnp.asarray(threshold, flat.dtype), params, args,
-        start, reortho=reortho)
-    vals, res = np.asarray(vals), np.asarray(res)
-    gap, scale, restarts = float(gap), float(scale), int(restarts)
+    theta, vecs, res, rho, tau, delta, scale, restarts = _restarted_lanczos(
+        op, which, krylov, max_restarts, k, jnp.asarray(threshold, wdt), params, args, start,
+        k_defect, reortho=reortho)
+    res, scale, restarts = np.asarray(res), float(scale), int(restarts)
     seconds = time.perf_counter() - t0
-    hvps = (restarts + 1) * (krylov + k)
-    converged = bool(np.max(res) <= threshold * scale)
-    return [EigResult(float(vals[j]), vecs[:, j], float(res[j]),
-                      _interval(float(vals[j]), float(res[j]), gap, which), gap, hvps, restarts,
-                      converged, seconds, "lanczos") for j in range(k)]
+    kk = min(k + 1, krylov)
+    hvps = (restarts + 1) * (krylov + kk) + 1 + min(2, kk)
+    converged = bool(np.max(res[:k]) <= threshold * scale)
+    if not converged:
+        warnings.warn(
+            f"Lanczos did not converge: residual {np.max(res[:k]):.3g} > tol·‖H‖ = "
+            f"{threshold * scale:.3g} after {restarts} restarts of {krylov} vectors ({hvps} "
+            "HVPs); the interval is open on its outer side. Raise krylov or max_restarts.",
+            ConvergenceWarning, stacklevel=3)
+    iv = intervals(which, theta, rho, tau, converged)
+    delta = float(delta)
+    return [EigResult(float(theta[j]), vecs[:, j], float(rho[j]), iv[j][0], iv[j][1], hvps,
+                      restarts, converged, seconds, "lanczos", float(tau[j]), delta)
+            for j in range(k)]
+
+
+def _exact_eigs(op, params, args, k, which, memory_budget_bytes, t0) -> list[EigResult]:
+    H, asym = _exact.dense_with_asymmetry(op, params, *args,
+                                          memory_budget_bytes=memory_budget_bytes)
+    evals, evecs = _exact.eigh_extremes(H)
+    evals = np.asarray(evals)
+    P = evals.size
+    u = float(jnp.finfo(H.dtype).eps) / 2
+    # Weyl: |λ(Ĥ_sym) − λ(H)| ≤ ‖E_sym‖₂ ≤ ‖Ĥ − Ĥᵀ‖_F/√2 · 2 (columns' errors, estimated by
+    # the asymmetry, ×2 margin), plus eigh's backward error ≤ P·u·‖H‖₂ (LAPACK, generous)
+    tau = 2.0 * float(asym) + P * u * float(np.max(np.abs(evals)))
+    idx = list(range(k + 1)) if which == "smallest" else list(range(P - 1, P - 2 - k, -1))
+    idx = [i for i in idx if 0 <= i < P]
+    theta = evals[idx]
+    rho = np.array([_exact.residual_norm(H, float(evals[i]), evecs[:, i]) for i in idx]) + tau
+    iv = intervals(which, theta, rho, np.full(len(idx), tau), True)
+    seconds = time.perf_counter() - t0
+    return [EigResult(float(theta[j]), evecs[:, idx[j]], float(rho[j]), iv[j][0], iv[j][1], P,
+                      0, True, seconds, "exact", tau, float(asym)) for j in range(k)]
 
 
 def lambda_min(loss_fn, params, *args, method: str = "lanczos", key=None, **kwargs) -> EigResult:

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from mhatheory import _validate, precision
 from mhatheory.losses import logistic_d1, logistic_d2
 
 
@@ -43,6 +44,10 @@ class Hessian:
 
     loss_fn: Callable
 
+    def validate(self, params, args) -> None:
+        """A scalar loss, and the loss's own ``check_args`` when it declares one."""
+        _validate.loss_inputs(self.loss_fn, params, args)
+
     def build(self, params, args):
         flat, unravel = ravel_pytree(params)
 
@@ -53,8 +58,29 @@ class Hessian:
         return matvec, flat
 
 
+class _MarginSplit:
+    """Shared input checks of the logistic split: args ``(X, y)``, ``f(params, X)`` of the
+    same shape as ``y``, labels y ∈ {−1, +1} (the split uses y² = 1)."""
+
+    def validate(self, params, args) -> None:
+        if len(args) != 2:
+            raise ValueError(f"{type(self).__name__} takes the data as (inputs, labels), got "
+                             f"{len(args)} argument(s).")
+        X, y = args
+        out = jax.eval_shape(self.f, params, X)
+        if tuple(out.shape) != tuple(jnp.shape(y)):
+            raise ValueError(f"{type(self).__name__}: f(params, inputs) has shape "
+                             f"{list(out.shape)} but the labels have shape "
+                             f"{list(jnp.shape(y))}; they must match (one output per label).")
+        _validate.labels_pm1("labels", y)
+
+    def precision_fn(self, params, X, y):
+        """A scalar function of the same computation, for the precision guard."""
+        return jnp.sum(self.f(params, X))
+
+
 @dataclass(frozen=True)
-class GaussNewton:
+class GaussNewton(_MarginSplit):
     """G = (1/n) Σ ℓ''(y_i f_i) ∇f_i ∇f_iᵀ for ``f(params, X) -> [n]``; args ``(X, y)``."""
 
     f: Callable
@@ -69,7 +95,7 @@ class GaussNewton:
 
 
 @dataclass(frozen=True)
-class Curvature:
+class Curvature(_MarginSplit):
     """N = (1/n) Σ ℓ'(y_i f_i) y_i ∇²f_i for ``f(params, X) -> [n]``; args ``(X, y)``."""
 
     f: Callable
@@ -91,3 +117,12 @@ def as_operator(loss_fn_or_operator):
         raise ValueError("expected a loss_fn(params, *args) -> scalar or a curvature operator, "
                          f"got {type(loss_fn_or_operator).__name__}.")
     return Hessian(loss_fn_or_operator)
+
+
+def check_probe(op, params, args) -> None:
+    """Every probe's checks before compiling: :func:`mhatheory._validate.probe_inputs`, then the
+    precision guard (:mod:`mhatheory.precision`) on the loss behind the operator."""
+    _validate.probe_inputs(op, params, args)
+    fn = op.loss_fn if isinstance(op, Hessian) else getattr(op, "precision_fn", None)
+    if fn is not None:
+        precision.warn_lower_precision(fn, params, *args, stacklevel=5)

@@ -1,0 +1,136 @@
+"""Precision guard: find operations that silently run below the precision of the parameters.
+
+The toolkit's verdicts are certified to the rounding of the dtype the loss is evaluated in. A
+float64 loss that routes part of its computation through float32 (a common case:
+``flax.nnx.MultiHeadAttention`` computes its attention weights in the module's ``dtype``, and a
+module built with ``param_dtype=float64`` but the default ``dtype`` promotes inconsistently, or an
+explicit ``.astype(jnp.float32)`` inside a model) has float32 rounding, about 1e-7 relative,
+hidden inside a float64 result; a Lanczos interval certified to 1e-15 would then be wrong.
+
+:func:`lower_precision_ops` traces ``loss_fn(params, *args)`` to a jaxpr (no computation) and
+lists every equation, including those inside nested jaxprs (``jit``, ``custom_jvp``, ``scan``,
+``cond`` …), whose floating-point output has fewer bits than the parameters.
+:func:`warn_lower_precision` turns the list into a :class:`PrecisionWarning` naming the
+operations and where they come from. Probes call it once per (function, shapes).
+
+Fix for flax attention: ``flax.nnx.MultiHeadAttention`` calls ``jax.nn.dot_product_attention``,
+which computes its softmax in float32 whatever the inputs' dtype. Use
+:class:`mhatheory.attention.MultiHeadAttention` (float64 throughout), or keep the flax module and
+pass ``attention_fn=mhatheory.attention.flax_attention_fn``, which computes in the inputs'
+dtype.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax.extend import core as jex_core
+
+
+class PrecisionWarning(UserWarning):
+    """A loss evaluated in float64 contains lower-precision floating-point operations."""
+
+
+class LowPrecisionOp(NamedTuple):
+    """One equation whose output dtype is below the parameters' precision."""
+
+    primitive: str
+    dtype: str
+    where: str
+
+
+def _source(eqn) -> str:
+    try:  # jax's own summary of the user frame that created the equation (private API)
+        from jax._src import source_info_util
+
+        return source_info_util.summarize(eqn.source_info)
+    except Exception:  # noqa: BLE001 - best effort only: the op name is still reported
+        return "?"
+
+
+def _sub_jaxprs(value):
+    if isinstance(value, jex_core.ClosedJaxpr):
+        yield value.jaxpr
+    elif isinstance(value, jex_core.Jaxpr):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _sub_jaxprs(v)
+
+
+def _walk(jaxpr, bits: int, found: list) -> None:
+    for eqn in jaxpr.eqns:
+        for var in eqn.outvars:
+            dt = getattr(getattr(var, "aval", None), "dtype", None)
+            if dt is not None and np.issubdtype(dt, np.floating) and np.finfo(dt).bits < bits:
+                found.append(LowPrecisionOp(eqn.primitive.name, str(np.dtype(dt)), _source(eqn)))
+                break
+        for value in eqn.params.values():
+            for sub in _sub_jaxprs(value):
+                _walk(sub, bits, found)
+
+
+def param_bits(params) -> int:
+    """The largest floating-point width among the parameter leaves (0 if none)."""
+    dtypes = [np.dtype(x.dtype) if hasattr(x, "dtype") else np.result_type(x)
+              for x in jax.tree.leaves(params)]
+    bits = [np.finfo(dt).bits for dt in dtypes if np.issubdtype(dt, np.floating)]
+    return max(bits, default=0)
+
+
+def lower_precision_ops(loss_fn, params, *args) -> list[LowPrecisionOp]:
+    """Every equation of ``loss_fn(params, *args)`` with a floating output narrower than the
+    parameters (traced abstractly, nothing is computed)."""
+    bits = param_bits(params)
+    closed = jax.make_jaxpr(loss_fn)(params, *args)
+    found: list[LowPrecisionOp] = []
+    _walk(closed.jaxpr, bits, found)
+    return found
+
+
+def _signature(tree):
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
+
+
+def warn_lower_precision(loss_fn, params, *args, stacklevel: int = 3) -> list[LowPrecisionOp]:
+    """Warn (:class:`PrecisionWarning`) when float64 parameters meet lower-precision operations
+    in ``loss_fn``; returns the list. Only runs when the parameters are float64 (a float32 model
+    is probed in float32 on purpose). Cached per (function, shapes and dtypes)."""
+    if param_bits(params) < 64:
+        return []
+    key = (_signature(params), _signature(tuple(args)))
+    try:
+        found = _lookup(loss_fn, key, params, args)
+    except Exception:  # noqa: BLE001 - a guard must never break a probe that would run
+        return []
+    if found:
+        ops = sorted({f"{op.primitive} → {op.dtype} at {op.where}" for op in found})
+        shown = "; ".join(ops[:5]) + (f"; … {len(ops) - 5} more" if len(ops) > 5 else "")
+        warnings.warn(
+            f"the loss has float64 parameters but {len(found)} operation(s) compute in lower "
+            f"precision ({shown}). Its Hessian carries that rounding (≈1e-7 relative for "
+            "float32), which certified float64 intervals do not cover. Fix: compute in float64 "
+            "throughout; for flax attention use mhatheory.attention.MultiHeadAttention, or "
+            "nnx.MultiHeadAttention(..., attention_fn=mhatheory.attention.flax_attention_fn).",
+            PrecisionWarning, stacklevel=stacklevel)
+    return found
+
+
+_SEEN: dict = {}
+
+
+def _lookup(fn, key, params, args):
+    try:
+        cache_key = (fn, key)
+        hash(cache_key)
+    except TypeError:
+        return lower_precision_ops(fn, params, *args)
+    if cache_key not in _SEEN:
+        if len(_SEEN) > 256:
+            _SEEN.clear()
+        _SEEN[cache_key] = lower_precision_ops(fn, params, *args)
+    return _SEEN[cache_key]

@@ -1,0 +1,76 @@
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mhatheory import attention, precision, spectral
+
+
+def _flax_attention_loss(module):
+    graphdef, params = nnx.split(module, nnx.Param)
+    x = jax.random.normal(jax.random.key(1), (3, 5, 8))
+
+    def loss(p, x):
+        return jnp.mean(nnx.merge(graphdef, p)(x) ** 2)
+
+    return loss, params, x
+
+
+def test_flax_attention_with_float64_params_is_flagged_with_the_operation_named():
+    """flax.nnx.MultiHeadAttention(param_dtype=float64) computes its attention weights in
+    float32 (the module's default dtype): λmin came out wrong by 2.8e-9 relative on main, with
+    no warning."""
+    mha = nnx.MultiHeadAttention(2, 8, rngs=nnx.Rngs(0), decode=False, param_dtype=jnp.float64)
+    loss, params, x = _flax_attention_loss(mha)
+    ops = precision.lower_precision_ops(loss, params, x)
+    assert ops and all(op.dtype == "float32" for op in ops)
+    assert any("dot_product_attention" in op.where for op in ops)
+    with pytest.warns(precision.PrecisionWarning, match=r"float32.*dot_product_attention"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", spectral.ConvergenceWarning)
+            r = spectral.lambda_min(loss, params, x, krylov=20, max_restarts=2)
+    # the float32 rounding inside shows up in the HVP error estimate and widens the interval
+    assert r.hvp_error > 1e-9 * abs(r.value)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: nnx.MultiHeadAttention(2, 8, rngs=nnx.Rngs(0), decode=False,
+                                   param_dtype=jnp.float64,
+                                   attention_fn=attention.flax_attention_fn),
+    lambda: attention.MultiHeadAttention(8, 2, rngs=nnx.Rngs(0), param_dtype=jnp.float64),
+])
+def test_the_documented_fixes_compute_in_float64(build):
+    loss, params, x = _flax_attention_loss(build())
+    assert precision.lower_precision_ops(loss, params, x) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", precision.PrecisionWarning)
+        r = spectral.lambda_min(loss, params, x)
+    assert r.converged and r.hvp_error < 1e-12 * max(abs(r.value), 1.0)
+
+
+def test_a_float32_model_is_not_flagged():
+    params = {"w": jnp.ones(4, jnp.float32)}
+    assert precision.warn_lower_precision(lambda p, x: jnp.sum(p["w"] * x), params,
+                                          np.ones(4, np.float32)) == []
+
+
+def test_an_explicit_cast_inside_a_loss_is_found():
+    def loss(p, x):
+        return jnp.sum((p["w"].astype(jnp.float32) * x.astype(jnp.float32)) ** 2)
+
+    ops = precision.lower_precision_ops(loss, {"w": jnp.ones(3)}, jnp.ones(3))
+    assert [op.primitive for op in ops][:1] == ["convert_element_type"]
+
+
+def test_flax_attention_fn_equals_flax_attention():
+    kw = dict(decode=False, param_dtype=jnp.float64)
+    ours = nnx.MultiHeadAttention(2, 8, rngs=nnx.Rngs(0), **kw,
+                                  attention_fn=attention.flax_attention_fn)
+    theirs = nnx.MultiHeadAttention(2, 8, rngs=nnx.Rngs(0), **kw)
+    x = jax.random.normal(jax.random.key(1), (3, 5, 8))
+    mask = nnx.make_causal_mask(jnp.ones((3, 5)))
+    # flax's float32 softmax is the only difference: agreement to float32 rounding
+    np.testing.assert_allclose(ours(x, mask=mask), theirs(x, mask=mask), atol=1e-6)
