@@ -5,7 +5,9 @@
     mhatheory info
 
 Experiment options are generated from each experiment's frozen ``Config`` dataclass, so every
-field is a flag (``--heads 8``; tuples as comma lists, ``--heads-grid 1,2,4``).
+field is a flag (``--heads 8``; tuples as comma lists, ``--heads-grid 1,2,4``) whose help text is
+the field's line in the ``Attributes:`` section of the class docstring (Google style; inherited
+fields from the base classes' docstrings). Errors name the flag as typed (``--heads``).
 """
 
 from __future__ import annotations
@@ -14,33 +16,117 @@ import argparse
 import dataclasses
 import inspect
 import json
+import re
 import sys
 import typing
 
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+_ABBREVIATIONS = ("e.g.", "i.e.", "al.", "cf.", "vs.", "etc.")
 
-def _parse_tuple(kind):
+
+def _plain(doc: str | None) -> str:
+    """A docstring as terminal text: dedented, Sphinx roles and backticks removed
+    (``:class:`~a.B``` → ``B``)."""
+    text = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2),
+                     inspect.cleandoc(doc or ""))
+    return text.replace("`", "")
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of the first paragraph (lines joined), without a leading
+    ``mhatheory run NAME:`` prefix."""
+    para = " ".join(text.strip().split("\n\n")[0].split())
+    para = re.sub(r"^mhatheory run [\w-]+:\s*", "", para)
+    for m in re.finditer(r"[.!?](?=\s|$)", para):
+        if not para[:m.end()].endswith(_ABBREVIATIONS):
+            return para[:m.end()]
+    return para
+
+
+def _attributes(doc: str | None) -> dict[str, str]:
+    """``{name: text}`` from the ``Attributes:`` section of a Google-style docstring; an entry
+    is ``name: text`` with continuation lines indented further; a blank or less indented line
+    ends the section."""
+    out: dict[str, str] = {}
+    lines = inspect.cleandoc(doc or "").splitlines()
+    if "Attributes:" not in [x.strip() for x in lines]:
+        return out
+    start = [x.strip() for x in lines].index("Attributes:") + 1
+    indent, name = None, None
+    for line in lines[start:]:
+        depth = len(line) - len(line.lstrip())
+        if not line.strip() or (indent is not None and depth < indent):
+            break
+        entry = re.match(r"\s*(\w+)\s*:\s*(.*)$", line)
+        if indent is None or (depth == indent and entry):
+            if not entry:
+                break
+            indent, name = depth, entry.group(1)
+            out[name] = entry.group(2).strip()
+        else:
+            out[name] += " " + line.strip()
+    return out
+
+
+def field_docs(config_cls) -> dict[str, str]:
+    """Each dataclass field's documentation, from the ``Attributes:`` sections of the class and
+    its bases (the most derived class wins), as plain text."""
+    docs: dict[str, str] = {}
+    for klass in reversed(config_cls.__mro__):
+        docs.update(_attributes(klass.__dict__.get("__doc__")))
+    return {k: _plain(v) for k, v in docs.items()}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_tuple(kind, flag: str, example: str):
     def parse(text: str):
-        return tuple(kind(x) for x in text.split(",") if x.strip())
+        items = [x.strip() for x in text.split(",") if x.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list such as "
+                                             f"{flag} {example}, got {text!r}")
+        try:
+            return tuple(kind(x) for x in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__} values such as {flag} {example}, "
+                f"got {text!r}") from None
 
     return parse
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
     hints = typing.get_type_hints(config_cls)
+    docs = field_docs(config_cls)
     for f in dataclasses.fields(config_cls):
-        flag = "--" + f.name.replace("_", "-")
+        flag = _flag(f.name)
         default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        doc = docs.get(f.name, "").rstrip(".")
+        help_text = f"{doc} (default: {shown})".strip().replace("%", "%%")
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"(default: {default})")
+                                help=help_text)
         elif isinstance(default, tuple):
             args = typing.get_args(hints[f.name])
             kind = args[0] if args else str
-            parser.add_argument(flag, type=_parse_tuple(kind), default=None,
-                                help=f"comma-separated (default: {','.join(map(str, default))})")
+            parser.add_argument(flag, type=_parse_tuple(kind, flag, shown), default=None,
+                                metavar=f"{kind.__name__.upper()},...",
+                                help=f"{doc}; comma-separated (default: {shown})"
+                                .replace("%", "%%"))
         else:
-            parser.add_argument(flag, type=type(default), default=None,
-                                help=f"(default: {default})")
+            parser.add_argument(flag, type=type(default), default=None, help=help_text)
+
+
+def _flags_in(message: str, names) -> str:
+    """``message`` with every config field name written as its flag (``d_model`` →
+    ``--d-model``), leaving quoted text alone."""
+    names = sorted(names, key=len, reverse=True)
+    pattern = re.compile(r"'[^']*'|\"[^\"]*\"|(?<![\w-])(" + "|".join(map(re.escape, names))
+                         + r")(?![\w-])")
+    return pattern.sub(lambda m: _flag(m.group(1)) if m.group(1) else m.group(0), message)
 
 
 def _config_from_args(module, args):
@@ -76,12 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     exps = run.add_subparsers(dest="experiment", required=True)
     for name in experiments.EXPERIMENTS:
         module = experiments.load(name)
-        e = exps.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0],
-                            description=module.__doc__)
-        e.add_argument("--out", required=True, help="output folder")
+        doc = _plain(module.__doc__)
+        e = exps.add_parser(name, help=_first_sentence(doc).replace("%", "%%"), description=doc,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        e.add_argument("--out", required=True,
+                       help="output folder (created if missing; must be writable)")
         e.add_argument("--full", action="store_true", help="the large (GPU-sized) configuration")
-        e.add_argument("--resume", action="store_true",
-                       help="skip sweep cells already finished in --out")
+        if "resume" in inspect.signature(module.run).parameters:
+            e.add_argument("--resume", action="store_true",
+                           help="reuse the sweep cells in --out whose recorded config matches "
+                                "this run's; recompute the others (changed or corrupt)")
         e.add_argument("--no-progress", action="store_true", help="no progress bars")
         _add_config_arguments(e, module.Config)
 
@@ -104,10 +194,17 @@ def main(argv=None) -> int:
         try:
             config = _config_from_args(module, args)
         except ValueError as err:
+            names = [f.name for f in dataclasses.fields(module.Config)]
+            print(f"mhatheory run {args.experiment}: {_flags_in(str(err), names)} "
+                  f"(see mhatheory run {args.experiment} --help)", file=sys.stderr)
+            return 2
+        try:
+            results.check_out_dir(args.out, "--out")
+        except ValueError as err:
             print(f"mhatheory run {args.experiment}: {err}", file=sys.stderr)
             return 2
         kwargs = {"progress": not args.no_progress}
-        if "resume" in inspect.signature(module.run).parameters:
+        if hasattr(args, "resume"):
             kwargs["resume"] = args.resume
         summary = module.run(config, args.out, **kwargs)
         print(json.dumps(results.to_jsonable(summary), indent=2))
@@ -116,14 +213,17 @@ def main(argv=None) -> int:
 
     from mhatheory import verify
 
+    try:
+        results.check_out_dir(args.out, "--out")
+    except ValueError as err:
+        print(f"mhatheory verify: {err}", file=sys.stderr)
+        return 2
     rows, timing = verify.run_checks(args.only, args.full, args.out,
                                      progress=not args.no_progress)
     print(verify.format_table(rows))
     page = verify.write_report(rows, timing, args.out, args.full)
-    ok = verify.all_pass(rows)
-    print(f"\n{'ALL CHECKS PASS' if ok else 'SOME CHECKS FAIL'}; report: {page} "
-          f"({sum(timing.values()):.0f} s)")
-    return 0 if ok else 1
+    print(f"\n{verify.summary_line(rows)}; report: {page} ({sum(timing.values()):.0f} s)")
+    return verify.exit_status(rows)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
+import inspect
 import json
+import os
+import stat
+import sys
 
 import pytest
 
@@ -27,7 +31,8 @@ def test_every_command_has_help(argv, capsys):
 
 def test_bad_config_value_is_reported(capsys, tmp_path):
     assert cli.main(["run", "train", "--out", str(tmp_path), "--heads", "0"]) == 2
-    assert "num_heads must be" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--heads must be" in err and "num_heads" not in err
     assert not (tmp_path / "results.json").exists()
 
 
@@ -56,3 +61,232 @@ def test_verify_exits_1_when_a_theorem_fails(tmp_path, monkeypatch):
     res = json.loads((tmp_path / "results.json").read_text())
     assert not res["all_pass"] and [c["status"] for c in res["checks"]] == ["FAIL", "REPORT"]
     assert "FAIL" in (tmp_path / "index.md").read_text()
+
+
+# --- sweeps you can trust: --resume after a config change (issue 13) ----------------------
+
+
+class _SweepDone(Exception):
+    pass
+
+
+@pytest.fixture
+def fake_weak_convexity(monkeypatch):
+    """``mhatheory run weak-convexity`` through the CLI down to its sweep, with each cell's
+    GD/Lanczos work replaced by a stub that records its calls; the run stops once the sweep
+    returns (its payloads are kept in ``sweeps``), so the test does not depend on what the
+    experiment does with the records."""
+    from mhatheory.experiments import _sweep
+    from mhatheory.experiments import weak_convexity as wc
+
+    calls, sweeps = [], []
+
+    def probe_cell(config, heads, seed):
+        calls.append((heads, seed, config.steps))
+        return {"records": [{"heads": heads, "seed": seed, "step": s}
+                            for s in (0, config.steps)]}
+
+    def run_cells(*args, **kwargs):
+        sweeps.append(_sweep.run_cells(*args, **kwargs))
+        raise _SweepDone
+
+    monkeypatch.setattr(wc, "probe_cell", probe_cell)
+    monkeypatch.setattr(wc, "run_cells", run_cells)
+
+    def run(argv):
+        with pytest.raises(_SweepDone):
+            cli.main(argv)
+        return sweeps[-1]
+
+    return calls, run
+
+
+def test_resume_after_changing_steps_recomputes_the_cells(tmp_path, capsys, fake_weak_convexity):
+    """The reproduced bug: --steps 30, then --steps 60 --resume reused the step-30 cells."""
+    calls, run = fake_weak_convexity
+    argv = ["run", "weak-convexity", "--out", str(tmp_path), "--heads-grid", "1,2",
+            "--seeds", "1", "--no-progress"]
+    old = os.umask(0o022)
+    try:
+        run(argv + ["--steps", "30"])
+        cells = run(argv + ["--steps", "60", "--resume"])
+    finally:
+        os.umask(old)
+    assert {r["step"] for c in cells for r in c["records"]} == {0, 60}
+    assert calls == [(1, 0, 30), (2, 0, 30), (1, 0, 60), (2, 0, 60)]
+    assert cells.info["recomputed_config_changed"] == 2 and cells.info["reused"] == 0
+    err = capsys.readouterr().err
+    assert "reused 0, recomputed 2 (config changed (steps))" in err
+    cell = json.loads((tmp_path / "cells" / "H1_seed0.json").read_text())
+    assert cell["config"]["steps"] == 60 and cell["versions"]["mhatheory"]
+    assert "heads_grid" not in cell["config"] and "seeds" not in cell["config"]
+    for path in (tmp_path / "cells").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    # a wider grid keeps the finished cells
+    cells = run(argv[:5] + ["1,2,4", *argv[6:], "--steps", "60", "--resume"])
+    assert calls[4:] == [(4, 0, 60)] and len(cells) == 3
+    assert "reused 2, recomputed 0 (config changed), recomputed 0 (corrupt), computed 1 new" \
+        in capsys.readouterr().err
+
+
+def test_resume_recomputes_a_corrupt_cell_naming_it(tmp_path, capsys, fake_weak_convexity):
+    calls, run = fake_weak_convexity
+    argv = ["run", "weak-convexity", "--out", str(tmp_path), "--heads-grid", "1,2",
+            "--seeds", "1", "--steps", "5", "--no-progress"]
+    run(argv)
+    (tmp_path / "cells" / "H2_seed0.json").write_text('{"cell": "H2_se')
+    with pytest.warns(RuntimeWarning, match=r"H2_seed0\.json is corrupt"):
+        run(argv + ["--resume"])
+    assert calls[2:] == [(2, 0, 5)]
+    assert "recomputed 1 (corrupt)" in capsys.readouterr().err
+
+
+# --- --out checked before any work ---------------------------------------------------------
+
+
+def _no_work(monkeypatch):
+    from mhatheory import verify
+    from mhatheory.experiments import train
+
+    def fail(*args, **kwargs):
+        raise AssertionError("work started before --out was checked")
+
+    monkeypatch.setattr(train, "run", fail)
+    monkeypatch.setattr(verify, "run_checks", fail)
+
+
+@pytest.mark.parametrize("command", [["run", "train"], ["verify", "--only", "model"]])
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_bad_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch, command, where):
+    _no_work(monkeypatch)
+    (tmp_path / "taken").write_text("precious")
+    out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "sub"
+    assert cli.main([*command, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and str(out) in err and "folder" in err and "Traceback" not in err
+    assert (tmp_path / "taken").read_text() == "precious"
+
+
+def test_unwritable_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    from mhatheory import results
+
+    _no_work(monkeypatch)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(results.tempfile, "mkstemp", denied)
+    assert cli.main(["run", "train", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+# --- --resume only where it means something --------------------------------------------------
+
+
+def test_resume_flag_only_on_commands_that_resume(capsys):
+    from mhatheory import experiments
+
+    for name in experiments.EXPERIMENTS:
+        module = experiments.load(name)
+        resumes = "resume" in inspect.signature(module.run).parameters
+        with pytest.raises(SystemExit):
+            cli.main(["run", name, "--help"])
+        assert ("--resume" in capsys.readouterr().out) == resumes, name
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "train", "--out", "x", "--resume"])
+    assert exc.value.code == 2 and "--resume" in capsys.readouterr().err
+
+
+# --- help text and flag names ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["train", "spectrum", "weak-convexity", "seq2seq", "symmetry",
+                                  "stability"])
+def test_every_config_flag_has_help_from_the_field_docs(name, capsys):
+    import dataclasses
+
+    from mhatheory import experiments
+
+    config = experiments.load(name).Config
+    docs = cli.field_docs(config)
+    missing = [f.name for f in dataclasses.fields(config) if not docs.get(f.name)]
+    assert not missing, f"{name}: fields without an Attributes: entry: {missing}"
+    with pytest.raises(SystemExit):
+        cli.main(["run", name, "--help"])
+    out = "".join(capsys.readouterr().out.split())   # argparse wraps lines, also at hyphens
+    assert "`" not in out
+    for f in dataclasses.fields(config):
+        assert "".join(docs[f.name].rstrip(".").split()) in out, (name, f.name)
+
+
+def test_field_docs_parse_google_attributes_with_continuations_and_inheritance():
+    from mhatheory.experiments import stability
+
+    docs = cli.field_docs(stability.Config)
+    assert docs["lr"] == "GD step size η."                                 # from DeoraFields
+    assert docs["influence_samples"].endswith("exact leave-one-out retraining.")
+    assert docs["seeds"].startswith("training sets per cell")               # not DeoraFields'
+
+
+def test_run_help_lists_whole_first_sentences_without_backticks(capsys):
+    from mhatheory import experiments
+
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "`" not in out
+    for name in experiments.EXPERIMENTS:
+        short = cli._first_sentence(cli._plain(experiments.load(name).__doc__))
+        assert short.endswith((".", "?", "!")) and short in out, name
+    assert "as in Vaswani et al.) learns to reverse (or copy) token sequences." in out
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["run", "weak-convexity", "--heads-grid", "1,x"],
+     "argument --heads-grid: expected comma-separated int values such as --heads-grid 1,2,4"),
+    (["run", "weak-convexity", "--heads-grid", ","], "argument --heads-grid: expected a comma"),
+    (["run", "stability", "--n-grid", "8,1.5"], "argument --n-grid: expected comma-separated"),
+    (["run", "train", "--heads", "two"], "argument --heads: invalid int value: 'two'"),
+])
+def test_malformed_values_name_the_flag(argv, expect, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert expect in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["run", "symmetry", "--d-model", "10", "--heads", "4"], "--d-model=10 is not divisible by "
+                                                              "--heads=4"),
+    (["run", "symmetry", "--positional-grid", "none,rotary"], "--positional-grid entries"),
+    (["run", "symmetry", "--residual-grid", "all,sideways"], "--residual-grid entries"),
+    (["run", "weak-convexity", "--heads-grid", "0,2"], "--heads-grid must hold"),
+    (["run", "stability", "--steps-grid", "0"], "--steps-grid must hold"),
+    (["run", "train", "--d", "3"], "--d=3 is too small"),
+    (["run", "seq2seq", "--task", "sort"], "--task must be 'reverse' or 'copy', got 'sort'"),
+])
+def test_invalid_values_name_the_flag_as_typed(argv, expect, tmp_path, capsys):
+    assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 2
+    assert expect in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_flag_translation_leaves_quoted_values_alone():
+    message = cli._flags_in("task must be 'seed', got seed=1 and d_model",
+                            ["seed", "task", "d_model"])
+    assert message == "--task must be 'seed', got --seed=1 and --d-model"
+
+
+# --- notebooks -------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib")
+def test_dev_extra_can_execute_notebooks():
+    import pathlib
+
+    import tomllib
+
+    pyproject = pathlib.Path(__file__).parents[1] / "pyproject.toml"
+    dev = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]["dev"]
+    assert any(req.split(">")[0].split("=")[0].strip() == "nbconvert" for req in dev)

@@ -1,6 +1,8 @@
 """Tiny-config smoke tests of every experiment, and resume behaviour."""
 
+import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -156,3 +158,108 @@ def test_chain_vs_step_axis_spans_the_data_only():
                   for k in ("lambda_min", "lambda_min_N", "bound")]
         assert top < 0 and top >= max(values) and bottom <= min(values)
         assert bottom >= 10 * min(values)    # no empty decades below the data either
+
+
+# --- resumable sweeps (mhatheory.experiments._sweep) --------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _SweepConfig:
+    heads_grid: tuple = (1, 2)
+    seeds: int = 2
+    steps: int = 5
+    lr: float = 0.5
+
+
+def _sweep(tmp_path, config, calls, resume=True, **kw):
+    from mhatheory.experiments._sweep import run_cells
+
+    cells = [(f"H{h}_seed{s}", {"heads": h, "seed": s})
+             for h in config.heads_grid for s in range(config.seeds)]
+
+    def compute(spec):
+        calls.append((spec["heads"], spec["seed"]))
+        return {"value": spec["heads"] * config.steps * config.lr + spec["seed"]}
+
+    return run_cells(tmp_path, cells, compute, resume=resume, progress=False, desc="cells",
+                     config=config, **kw)
+
+
+def test_resume_recomputes_cells_whose_config_changed(tmp_path, capsys):
+    import mhatheory
+
+    calls = []
+    _sweep(tmp_path, _SweepConfig(), calls, resume=False)
+    cell = json.loads((tmp_path / "cells" / "H1_seed0.json").read_text())
+    assert cell["config"] == {"steps": 5, "lr": 0.5} and cell["spec"] == {"heads": 1, "seed": 0}
+    assert cell["versions"]["mhatheory"] == mhatheory.__version__
+    calls.clear()
+    again = _sweep(tmp_path, _SweepConfig(), calls)
+    assert calls == [] and again.info["reused"] == 4
+    assert "reused 4" in capsys.readouterr().err
+    out = _sweep(tmp_path, _SweepConfig(steps=10), calls)
+    assert len(calls) == 4 and [p["value"] for p in out] == [10 * 0.5 * h + s
+                                                               for h in (1, 2) for s in (0, 1)]
+    assert out.info["recomputed_config_changed"] == 4 and out.info["changed_fields"] == ["steps"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "recomputed 4 (config changed (steps))" in err[0]
+
+
+def test_resume_keeps_cells_when_only_the_grids_or_seed_count_change(tmp_path):
+    calls = []
+    _sweep(tmp_path, _SweepConfig(), calls, resume=False)
+    calls.clear()
+    out = _sweep(tmp_path, _SweepConfig(heads_grid=(1, 2, 4), seeds=3), calls)
+    assert sorted(calls) == [(1, 2), (2, 2), (4, 0), (4, 1), (4, 2)]
+    assert out.info["reused"] == 4 and out.info["computed_new"] == 5
+    assert out.info["recomputed_config_changed"] == 0
+    calls.clear()
+    assert len(_sweep(tmp_path, _SweepConfig(heads_grid=(2,), seeds=1), calls)) == 1
+    assert calls == []
+
+
+def test_resume_ignore_keeps_a_selector_that_enters_the_cells(tmp_path):
+    from mhatheory.experiments._sweep import selector_fields
+
+    calls = []
+    cfg = _SweepConfig()
+    assert selector_fields(cfg) == {"heads_grid", "seeds"}
+    _sweep(tmp_path, cfg, calls, resume=False, ignore={"heads_grid"})
+    calls.clear()
+    out = _sweep(tmp_path, _SweepConfig(seeds=1), calls, ignore={"heads_grid"})
+    assert out.info["recomputed_config_changed"] == 2 and out.info["changed_fields"] == ["seeds"]
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[1, 2]", "drop_key", "drop_result", "old"])
+def test_resume_names_and_recomputes_a_corrupt_cell(tmp_path, damage):
+    calls = []
+    _sweep(tmp_path, _SweepConfig(), calls, resume=False)
+    path = tmp_path / "cells" / "H2_seed1.json"
+    cell = json.loads(path.read_text())
+    if damage == "drop_key":
+        del cell["spec"]
+    elif damage == "drop_result":
+        del cell["value"]
+    elif damage == "old":   # a cell file from before configs were recorded
+        cell = {"cell": cell["cell"], "spec": cell["spec"], "value": cell["value"]}
+    path.write_text(damage if damage.startswith(("{", "[")) else json.dumps(cell))
+    calls.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = _sweep(tmp_path, _SweepConfig(), calls)
+    assert calls == [(2, 1)] and out[-1]["value"] == 2 * 5 * 0.5 + 1
+    named = [str(w.message) for w in caught if "H2_seed1.json" in str(w.message)]
+    if damage == "old":
+        assert out.info["recomputed_config_changed"] == 1 and not named
+    else:
+        assert out.info["recomputed_corrupt"] == 1 and len(named) == 1 and "corrupt" in named[0]
+    assert json.loads(path.read_text())["config"] == {"steps": 5, "lr": 0.5}
+
+
+def test_cell_digest_follows_the_cell_config_only():
+    from mhatheory.experiments._sweep import cell_digest
+
+    base = cell_digest(_SweepConfig(), {"heads": 1})
+    assert cell_digest(_SweepConfig(heads_grid=(1,), seeds=5), {"heads": 1}) == base
+    assert cell_digest(_SweepConfig(lr=0.25), {"heads": 1}) != base
+    assert cell_digest(_SweepConfig(), {"heads": 2}) != base

@@ -46,7 +46,7 @@ def validate_common(config) -> None:
     """Validate the fields experiment configs share, before any work starts."""
     for name in ("heads", "steps", "num_test"):
         if hasattr(config, name):
-            _validate.positive_int(name.replace("heads", "num_heads"), getattr(config, name))
+            _validate.positive_int(name, getattr(config, name))
     for name in ("lr", "init_scale"):
         if hasattr(config, name):
             _validate.positive_float(name, getattr(config, name))
@@ -57,7 +57,20 @@ def validate_common(config) -> None:
 class DeoraFields:
     """The fields every Deora experiment shares: the tokenized-mixture data model (without n,
     which an experiment either fixes or sweeps), the initialisation scale, the GD step size, the
-    test-set size and the seed. Experiments subclass it and may override defaults."""
+    test-set size and the seed. Experiments subclass it and may override defaults.
+
+    Attributes:
+        d: token dimension d (each head has a d×d W_h and a d-vector U_h; d ≥ num_irrelevant + 2).
+        T: tokens per sample (≥ 2; the first token is the query).
+        zeta: probability ζ that a token is label-relevant (drawn near the mean of its label).
+        num_irrelevant: number K of label-irrelevant cluster means.
+        sigma: standard deviation σ of the Gaussian noise on every token (> 0).
+        scale: norm of every cluster mean.
+        init_scale: initialisation scale: W_h and U_h entries ~ N(0, init_scale²/d).
+        lr: GD step size η.
+        num_test: fresh test samples for the test error and test loss.
+        seed: base random seed (training data, test data and initialisation).
+    """
 
     d: int = 8
     T: int = 8

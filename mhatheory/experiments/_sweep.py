@@ -1,30 +1,152 @@
-"""Resumable sweeps: each finished cell is one JSON file written atomically; ``resume`` skips
-cells whose file exists, so a killed sweep loses at most the cell in progress."""
+"""Resumable sweeps: each finished cell is one JSON file written atomically; ``resume`` reuses
+cells whose file holds the same cell config, so a killed sweep loses at most the cell in
+progress, and a changed setting never reuses a stale cell.
+
+A cell file holds ``cell`` (its name), ``spec`` (what distinguishes it from its siblings, e.g.
+``{"heads": 4, "seed": 1}``), ``config`` (every experiment config field that can change the
+cell's result, see :func:`cell_config`), ``versions`` (:func:`mhatheory.results.versions`, the
+package version included; recorded, not compared), ``result_keys`` and the result itself.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-from collections.abc import Callable, Iterable
+import sys
+import warnings
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from mhatheory import results
 
+_META = ("cell", "spec", "config", "versions", "result_keys")
+
+
+def selector_fields(config) -> set[str]:
+    """The config fields that only select *which* cells exist: every field whose name ends in
+    ``_grid`` (``heads_grid``, ``n_grid``, ...) and ``seeds`` (the number of seeds). Changing
+    them adds or drops cells but leaves the others valid."""
+    return {f.name for f in dataclasses.fields(config)
+            if f.name.endswith("_grid") or f.name == "seeds"}
+
+
+def cell_config(config, ignore: Collection[str] | None = None) -> dict | None:
+    """The part of an experiment's frozen dataclass ``config`` that a cell's result depends on,
+    as JSON values: every field except those in ``ignore`` (default :func:`selector_fields`).
+    An experiment whose cells do depend on a selector (stability averages each cell over
+    ``seeds``) or that has fields no cell reads (weak-convexity's ``convergence_*``) passes its
+    own ``ignore``; when in doubt keep a field (a needless recompute, never a stale cell)."""
+    if config is None:
+        return None
+    ignore = selector_fields(config) if ignore is None else set(ignore)
+    return {f.name: results.to_jsonable(getattr(config, f.name))
+            for f in dataclasses.fields(config) if f.name not in ignore}
+
+
+def cell_digest(config, spec: dict, ignore: Collection[str] | None = None) -> str:
+    """A short hash of (cell config, spec): a name for state that must not outlive a config
+    change (e.g. mid-training checkpoints)."""
+    text = json.dumps([cell_config(config, ignore), results.to_jsonable(spec)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class Cells(list):
+    """The cell payloads in order (a list), with ``info``: how many cells were ``reused``,
+    ``recomputed_config_changed``, ``recomputed_corrupt`` and ``computed_new``, and
+    ``changed_fields`` (the config/spec keys that differed)."""
+
+    info: dict
+
+
+def _load(path: Path, name: str) -> tuple[dict | None, str | None]:
+    """The payload of a cell file, or ``(None, why it is corrupt)``."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"unreadable JSON ({err})"
+    if not isinstance(payload, dict):
+        return None, "not a JSON object"
+    # files written before configs were recorded lack config/versions/result_keys: those are
+    # not corrupt, their config is unknown (see run_cells)
+    missing = [k for k in ("cell", "spec") if k not in payload]
+    result_keys = payload.get("result_keys", [])
+    if not missing and isinstance(result_keys, list):
+        missing = [k for k in result_keys if k not in payload]
+    if missing:
+        return None, f"missing keys {missing}"
+    if payload["cell"] != name:
+        return None, f"names cell {payload['cell']!r}"
+    return payload, None
+
+
+def _changed(stored: dict, want: dict) -> list[str]:
+    keys = sorted(set(stored) | set(want))
+    return [k for k in keys if stored.get(k, _changed) != want.get(k, _changed)]
+
 
 def run_cells(out_dir, cells: Iterable[tuple[str, dict]], compute: Callable[[dict], dict],
-              *, resume: bool, progress: bool, desc: str) -> list[dict]:
-    """Compute (or, with ``resume``, load) every cell; returns their payloads in order."""
+              *, resume: bool, progress: bool, desc: str, config=None,
+              ignore: Collection[str] | None = None) -> Cells:
+    """Compute (or, with ``resume``, load) every cell; returns their payloads in order.
+
+    ``cells`` are ``(name, spec)`` pairs; ``compute(spec)`` returns the cell's result (a dict).
+    ``config`` is the experiment's frozen dataclass config: each cell file stores
+    :func:`cell_config` ``(config, ignore)`` next to its spec, and with ``resume`` a cell is
+    reused only when both match the current ones; otherwise it is recomputed. A corrupt cell
+    file (bad JSON, missing keys) is named in a warning and recomputed. With ``resume``, one line
+    on stderr says how many cells were reused, recomputed (config changed / corrupt) and newly
+    computed; the same counts are in the result's ``info``.
+    """
     cells = list(cells)
     folder = Path(out_dir) / "cells"
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
+    want_config = cell_config(config, ignore)
+    versions = results.versions()
+    counts = dict.fromkeys(("reused", "recomputed_config_changed", "recomputed_corrupt",
+                            "computed_new"), 0)
+    changed_fields: set[str] = set()
+    out = Cells()
     for name, spec in tqdm(cells, desc=desc, unit="cell", disable=not progress):
         path = folder / f"{name}.json"
+        want_spec = results.to_jsonable(spec)
+        why = "computed_new"
         if resume and path.exists():
-            out.append(json.loads(path.read_text()))
-            continue
-        payload = results.to_jsonable({"cell": name, "spec": spec, **compute(spec)})
+            payload, corrupt = _load(path, name)
+            if corrupt:
+                warnings.warn(f"cell file {path} is corrupt ({corrupt}); recomputing it.",
+                              RuntimeWarning, stacklevel=2)
+                why = "recomputed_corrupt"
+            else:
+                stored_spec = payload["spec"]
+                diff = (_changed(stored_spec, want_spec) if isinstance(stored_spec, dict)
+                        else ["spec"])
+                if want_config is not None:
+                    stored = payload.get("config")
+                    diff += (_changed(stored, want_config) if isinstance(stored, dict)
+                             else ["config (not recorded)"])
+                if not diff:
+                    counts["reused"] += 1
+                    out.append(payload)
+                    continue
+                changed_fields.update(diff)
+                why = "recomputed_config_changed"
+        counts[why] += 1
+        result = compute(spec)
+        clash = set(result) & set(_META)
+        if clash:
+            raise ValueError(f"cell results may not use the keys {sorted(clash)}.")
+        payload = results.to_jsonable({"cell": name, "spec": spec, "config": want_config,
+                                       "versions": versions, "result_keys": sorted(result),
+                                       **result})
         results.write_json_atomic(path, payload)
         out.append(payload)
+    out.info = {**counts, "changed_fields": sorted(changed_fields)}
+    if resume:
+        detail = f" ({', '.join(sorted(changed_fields))})" if changed_fields else ""
+        print(f"{desc}: reused {counts['reused']}, recomputed {counts['recomputed_config_changed']}"
+              f" (config changed{detail}), recomputed {counts['recomputed_corrupt']} (corrupt), "
+              f"computed {counts['computed_new']} new", file=sys.stderr)
     return out

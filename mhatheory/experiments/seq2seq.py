@@ -27,6 +27,25 @@ FIRST = 2  # tokens FIRST..vocab-1 are content; 0 is unused padding
 
 @dataclass(frozen=True)
 class Config:
+    """An encoder–decoder transformer on sequence reversal or copying.
+
+    Attributes:
+        task: what the decoder must output: reverse or copy (the source sequence).
+        length: tokens per sequence (≥ 2).
+        vocab: vocabulary size, padding and BOS included (> 3).
+        d_model: model width (divisible by heads).
+        heads: attention heads per layer.
+        layers: encoder and decoder layers.
+        train_pool: random sequences drawn for training (test sequences are removed).
+        num_test: held-out test sequences (duplicates removed).
+        batch: sequences per AdamW step.
+        steps: AdamW steps.
+        lr: peak learning rate (linear warm-up, then cosine decay).
+        warmup: warm-up steps.
+        eval_every: evaluate on the test set every this many steps.
+        seed: random seed (data and initialisation).
+    """
+
     task: str = "reverse"
     length: int = 8
     vocab: int = 12

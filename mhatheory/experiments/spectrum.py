@@ -21,6 +21,19 @@ from mhatheory.models import deora
 
 @dataclass(frozen=True)
 class Config(DeoraFields):
+    """Hessian spectrum at initialisation and after GD (data and GD fields: see
+    ``DeoraFields``).
+
+    Attributes:
+        heads: number of heads H.
+        n: training-set size.
+        steps: GD steps before the second probe.
+        krylov: Krylov dimension of Lanczos and of each SLQ probe.
+        num_probes: SLQ probe vectors (the density's standard errors come from their spread).
+        trace_samples: Hutchinson samples (one HVP each) for the trace.
+        dense_max_params: also compute the dense Hessian spectrum when P is at most this.
+    """
+
     heads: int = 4
     n: int = 128
     steps: int = 1000

@@ -19,12 +19,25 @@ from jax.flatten_util import ravel_pytree
 
 from mhatheory import data, plots, results, stability, train
 from mhatheory.experiments._common import DeoraFields
-from mhatheory.experiments._sweep import run_cells
+from mhatheory.experiments._sweep import run_cells, selector_fields
 from mhatheory.models import deora
 
 
 @dataclass(frozen=True)
 class Config(DeoraFields):
+    """The stability sweep over (n, H, K) (data and GD fields: see ``DeoraFields``).
+
+    Attributes:
+        n_grid: training-set sizes n to sweep (each ≥ 2).
+        heads_grid: numbers of heads H to sweep.
+        steps_grid: numbers of GD steps K to sweep.
+        seeds: training sets per cell (≥ 2); expectations are means over them.
+        subset: retrain for at most this many sample indices i per training set (all if n ≤ subset).
+        chunk: retrainings per vmapped batch (memory against speed).
+        influence_samples: samples whose influence-function estimate is checked against exact
+            leave-one-out retraining.
+    """
+
     T: int = 6
     num_test: int = 10_000
     n_grid: tuple[int, ...] = (32, 64, 128, 256)
@@ -37,7 +50,11 @@ class Config(DeoraFields):
 
     def __post_init__(self):
         super().__post_init__()
-        if min(self.n_grid) < 2 or self.seeds < 2:
+        for name in ("heads_grid", "steps_grid"):
+            grid = getattr(self, name)
+            if not grid or min(grid) < 1:
+                raise ValueError(f"{name} must hold integers >= 1, got {grid}.")
+        if not self.n_grid or min(self.n_grid) < 2 or self.seeds < 2:
             raise ValueError("need n >= 2 for every n in n_grid and seeds >= 2 (expectations "
                              f"over training sets), got n_grid={self.n_grid}, seeds={self.seeds}.")
 
@@ -132,8 +149,10 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
     out = Path(out_dir)
     cells = [(f"n{n}_H{h}_K{k}", {"n": n, "heads": h, "steps": k})
              for h in config.heads_grid for k in config.steps_grid for n in config.n_grid]
+    # every cell averages over `seeds` data sets, so `seeds` enters each cell's result
     payloads = run_cells(out, cells, lambda spec: run_cell(config, spec, progress),
-                         resume=resume, progress=progress, desc="stability cells")
+                         resume=resume, progress=progress, desc="stability cells",
+                         config=config, ignore=selector_fields(config) - {"seeds"})
     records = [p["record"] for p in payloads]
     slopes = eps1_slopes(records)
     figs = {"eps1_vs_n.png": plots.eps1_vs_n(records, slopes),
@@ -150,5 +169,6 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
     summary = {"all_hold": all(r["holds"] for r in records), "eps1_slopes": slopes,
                "eps1_positive": all(r["eps1"] > 0 for r in records), "influence": infl}
     results.write_results(out, "stability", config, config.seed,
-                          {"summary": summary, "records": records, "figures": list(figs)})
+                          {"summary": summary, "records": records, "figures": list(figs),
+                           "sweep": payloads.info})
     return summary

@@ -24,13 +24,41 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from mhatheory import plots, results, symmetry
-from mhatheory.experiments._sweep import run_cells
+from mhatheory.experiments._sweep import cell_digest, run_cells, selector_fields
 from mhatheory.models import DecoderTransformer
+from mhatheory.models.transformer import POSITIONAL, residual_plan
 from mhatheory.tasks import addition as ad
 
 
 @dataclass(frozen=True)
 class Config:
+    """The 3-digit addition sweep over mask × positional encoding × residuals.
+
+    Attributes:
+        causal_grid: attention masks to sweep: causal, noncausal.
+        positional_grid: positional encodings to sweep: none, sinusoidal, learned, relative.
+        residual_grid: residual connections to sweep: all, none, attention-only, mlp-only, off:K.
+        noncausal_residual_ablation: sweep residual_grid for non-causal models too (else only
+            its first entry).
+        seeds: training seeds per variant (seed, seed + 1, ...).
+        d_model: model width (divisible by heads).
+        heads: attention heads per layer.
+        layers: decoder layers.
+        num_train: training additions.
+        num_test: held-out test additions.
+        lo: smallest operand.
+        hi: largest operand.
+        reverse_answer: write the answer digits least significant first.
+        batch: examples per AdamW step.
+        steps: AdamW steps.
+        lr: peak learning rate (linear warm-up, then cosine decay).
+        warmup: warm-up steps (< steps).
+        weight_decay: AdamW weight decay.
+        eval_every: evaluate on the test set every this many steps.
+        checkpoint_every: save an orbax checkpoint every this many steps (to resume mid-training).
+        seed: base random seed (data split and the seeds of the cells).
+    """
+
     causal_grid: tuple[str, ...] = ("causal", "noncausal")
     positional_grid: tuple[str, ...] = ("none", "sinusoidal", "learned")
     residual_grid: tuple[str, ...] = ("all", "none")
@@ -61,10 +89,30 @@ class Config:
         bad = set(self.causal_grid) - {"causal", "noncausal"}
         if bad:
             raise ValueError(f"causal_grid entries must be 'causal' or 'noncausal', got {bad}.")
+        bad = set(self.positional_grid) - set(POSITIONAL)
+        if bad:
+            raise ValueError(f"positional_grid entries must be among {sorted(POSITIONAL)}, "
+                             f"got {bad}.")
+        for res in self.residual_grid:
+            try:
+                residual_plan(res, self.layers)
+            except ValueError:
+                raise ValueError("residual_grid entries must be 'all', 'none', 'attention-only', "
+                                 f"'mlp-only' or 'off:K' with K < layers={self.layers}, got "
+                                 f"{res!r}.") from None
+        for name in ("causal_grid", "positional_grid", "residual_grid"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must hold at least one entry.")
 
 
 FULL = {"d_model": 128, "layers": 4, "num_train": 100_000, "num_test": 10_000, "batch": 256,
         "steps": 10_000, "noncausal_residual_ablation": True}
+
+
+def _not_in_cells(config: Config) -> set[str]:
+    """Config fields that only choose which cells exist (the grids, ``seeds`` and whether
+    non-causal cells get the residual ablation)."""
+    return selector_fields(config) | {"noncausal_residual_ablation"}
 
 
 def variants(config: Config):
@@ -148,7 +196,9 @@ def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -
     sched = optax.warmup_cosine_decay_schedule(0.0, config.lr, config.warmup, config.steps)
     optimizer = nnx.Optimizer(model, optax.adamw(sched, weight_decay=config.weight_decay),
                               wrt=nnx.Param)
-    ckpt = ocp.CheckpointManager(folder.resolve() / "checkpoints" / spec["name"],
+    # checkpoints are keyed by the cell's config, so a changed setting never restores them
+    ckpt_dir = f"{spec['name']}-{cell_digest(config, spec, _not_in_cells(config))}"
+    ckpt = ocp.CheckpointManager(folder.resolve() / "checkpoints" / ckpt_dir,
                                  options=ocp.CheckpointManagerOptions(max_to_keep=1))
     state = {"model": nnx.to_pure_dict(nnx.state(model)),
              "opt": nnx.to_pure_dict(nnx.state(optimizer))}
@@ -214,13 +264,14 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
                "name": f"{m}_{pe}_res-{r}_seed{s}"})
              for m, pe, r in variants(config) for s in range(config.seeds)]
     payloads = run_cells(out, cells, lambda spec: train_cell(config, spec, data, out, progress),
-                         resume=resume, progress=progress, desc="symmetry cells")
+                         resume=resume, progress=progress, desc="symmetry cells",
+                         config=config, ignore=_not_in_cells(config))
     table = summarise(payloads, ceil, config.num_test)
     for name, fig in {"learning_curves.png": plots.addition_curves(payloads, ceil),
                       "residual_ablation.png": plots.residual_ablation(payloads),
                       "correlations.png": plots.correlation_heatmaps(payloads)}.items():
         results.save_figure_atomic(fig, out / name)
-    body = {"ceilings": ceil, "table": table, "cells": payloads}
+    body = {"ceilings": ceil, "table": table, "cells": list(payloads), "sweep": payloads.info}
     results.write_results(out, "symmetry", config, config.seed, body)
     return {"ceilings": ceil, "table": table}
 

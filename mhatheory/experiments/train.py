@@ -19,6 +19,14 @@ from mhatheory.models import deora
 
 @dataclass(frozen=True)
 class Config(DeoraFields):
+    """GD on the tokenized mixture (data and GD fields: see ``DeoraFields``).
+
+    Attributes:
+        heads: number of heads H.
+        n: training-set size.
+        steps: GD steps K.
+    """
+
     d: int = 16
     num_test: int = 10_000
     heads: int = 8

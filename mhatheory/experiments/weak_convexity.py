@@ -19,12 +19,27 @@ import numpy as np
 
 from mhatheory import bounds, convergence, data, plots, results, spectral, train
 from mhatheory.experiments._common import DeoraFields, error_metrics, make_problem
-from mhatheory.experiments._sweep import run_cells
+from mhatheory.experiments._sweep import run_cells, selector_fields
 from mhatheory.models import deora
 
 
 @dataclass(frozen=True)
 class Config(DeoraFields):
+    """The H-sweep of the weak-convexity chain (data and GD fields: see ``DeoraFields``).
+
+    Attributes:
+        heads_grid: numbers of heads H to sweep (one cell per H and seed).
+        seeds: seeds per H (seed, seed + 1, ...); slopes are mean ± SE over them.
+        n: training-set size.
+        steps: GD steps K in every cell.
+        num_probes: about how many log-spaced GD steps to probe (step 0 is added).
+        krylov: Lanczos Krylov dimension for λmin and λmax (when not exact).
+        exact_max_params: use the dense Hessian when the parameter count P is at most this.
+        convergence_heads: number of heads H of the finite-time convergence check.
+        convergence_steps: GD steps of the finite-time convergence check.
+        fit_min_heads: smallest H in the restricted (large-H) slope fits.
+    """
+
     heads_grid: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     seeds: int = 3
     n: int = 128
@@ -119,8 +134,11 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
     out = Path(out_dir)
     cells = [(f"H{h}_seed{s}", {"heads": h, "seed": config.seed + s})
              for h in config.heads_grid for s in range(config.seeds)]
+    # the convergence run and the fits read these fields, no cell does
+    not_in_cells = {"convergence_heads", "convergence_steps", "fit_min_heads"}
     payloads = run_cells(out, cells, lambda c: probe_cell(config, c["heads"], c["seed"]),
-                         resume=resume, progress=progress, desc="weak-convexity cells")
+                         resume=resume, progress=progress, desc="weak-convexity cells",
+                         config=config, ignore=selector_fields(config) | not_in_cells)
     records = [r for p in payloads for r in p["records"]]
     for r in records:
         r["neg_lambda_over_loss"] = -r["lambda_min"] / r["loss"]
@@ -156,5 +174,5 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
     }
     results.write_results(out, "weak-convexity", config, config.seed,
                           {"summary": summary, "records": records, "convergence": conv,
-                           "figures": list(figs)})
+                           "figures": list(figs), "sweep": payloads.info})
     return summary
