@@ -47,6 +47,7 @@ from jax.flatten_util import ravel_pytree
 
 from mhatheory import spectral
 from mhatheory.models import deora
+from mhatheory.verdicts import Interval, Verdict, compare
 
 
 @jax.jit
@@ -104,19 +105,27 @@ def max_margin(params0, X, y) -> MaxMargin:
 
 
 def descent_check(params, batch, lr: float, key=None, krylov: int = 40) -> dict:
-    """The descent lemma on the step from θ = ``params`` with measured λmax at 3 points."""
+    """The descent lemma on the step from θ = ``params`` with measured λmax at 3 points.
+
+    ``applicable`` when η times the certified upper end of λmax is ≤ 1 at all three points;
+    ``verdict`` compares the decrease (± the rounding of two loss sums) with (η/2)‖g‖²."""
     loss, g = jax.value_and_grad(deora.loss_fn)(params, batch)
     nxt = jax.tree.map(lambda p, gi: p - lr * gi, params, g)
     mid = jax.tree.map(lambda p, gi: p - 0.5 * lr * gi, params, g)
-    M = max(spectral.lambda_max(deora.loss_fn, p, batch, key=key, krylov=krylov).value
-            for p in (params, mid, nxt))
+    tops = [spectral.lambda_max(deora.loss_fn, p, batch, key=key, krylov=krylov)
+            for p in (params, mid, nxt)]
+    M = max(t.value for t in tops)
+    M_hi = max(t.interval[1] for t in tops)      # certified upper ends (+inf if unconverged)
     gsq = float(sum(jnp.vdot(x, x) for x in jax.tree.leaves(g)))
     decrease = float(loss - deora.loss_fn(nxt, batch))
     required = 0.5 * lr * gsq
-    applicable = lr * M <= 1.0
+    applicable = lr * M_hi <= 1.0
     slack = 1e-12 * float(loss)  # float64 rounding of two length-n loss sums
+    verdict, margin = compare(Interval.around(decrease, slack),
+                              Interval.around(required, 1e-12 * required))
     return {"eta_lambda_max": lr * M, "decrease": decrease, "required": required,
-            "applicable": bool(applicable), "holds": bool(decrease + slack >= required)}
+            "applicable": bool(applicable), "verdict": str(verdict), "margin": margin,
+            "holds": verdict == Verdict.HOLDS}
 
 
 def _u_norms(flat_params, unravel):
@@ -172,5 +181,6 @@ def finite_time_bound(params_all, losses, grad_norms, lr, batch, params0,
         best_alpha = np.where(better, a, best_alpha)
     losses = np.asarray(losses)
     slack = 1e-12 * losses[:-1]  # rounding of the length-n loss sums
-    cond = lr * np.asarray(grad_norms)[:-1] ** 2 <= 2 * (losses[:-1] - losses[1:]) + slack
+    # (D) must be certified (rounding counted against it), or the bound is not claimed
+    cond = lr * np.asarray(grad_norms)[:-1] ** 2 <= 2 * (losses[:-1] - losses[1:]) - slack
     return ConvergenceBound(Ks, losses[1:], best, best_alpha, np.cumprod(cond).astype(bool), mm)

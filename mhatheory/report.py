@@ -20,23 +20,33 @@ def _write_text_atomic(path: Path, text: str) -> None:
     results.write_text_atomic(path, text)
 
 
+_STATUS_TEXT = {
+    "PASS": "certified to hold",
+    "FAIL": "certified to fail (a bug or a finding)",
+    "INCONCLUSIVE": "could not be decided numerically, even after more work (never a pass)",
+    "REPORT": "a measured tendency, not gated",
+}
+
+
 def write(rows, timing: dict, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     prov = results.provenance()
     figures = [f for r in rows for f in r.figures]
-    n_fail = sum(r.status == "FAIL" for r in rows)
-    md = ["# mhatheory verification report", "",
-          f"{len(rows)} checks, {n_fail} failing; device: {prov['device']['backend']} "
-          f"({prov['device']['device_kind']}), x64={prov['device']['x64']}; "
-          f"jax {prov['versions']['jax']}, mhatheory {prov['versions']['mhatheory']}; "
-          f"{prov['created_utc']}.", "",
+    counts = {s: sum(r.status == s for r in rows) for s in _STATUS_TEXT}
+    header = (f"{len(rows)} checks: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+              + f"; device: {prov['device']['backend']} ({prov['device']['device_kind']}), "
+              f"x64={prov['device']['x64']}; jax {prov['versions']['jax']}, mhatheory "
+              f"{prov['versions']['mhatheory']}; {prov['created_utc']}.")
+    legend = ("Kinds: " + "; ".join(f"**{k}**: {v}" for k, v in _KIND_TEXT.items()) + ". "
+              "Statuses: " + "; ".join(f"**{k}**: {v}" for k, v in _STATUS_TEXT.items()) + ".")
+    times = "Time per group (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items())
+    md = ["# mhatheory verification report", "", header, "",
           "| status | kind | check | measured | reference | margin | detail |",
           "|---|---|---|---:|---:|---:|---|"]
     for r in rows:
         md.append(f"| {r.status} | {r.kind} | {r.name} | {r.measured:.4g} | {r.reference:.4g} | "
                   f"{r.margin:.3g} | {r.detail} |")
-    md += ["", "Kinds: " + "; ".join(f"**{k}**: {v}" for k, v in _KIND_TEXT.items()) + ".", "",
-           "Time per group (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items()), ""]
+    md += ["", legend, "", times, ""]
     for f in figures:
         md += [f"![{f}]({f})", ""]
     _write_text_atomic(out / "index.md", "\n".join(md))
@@ -52,10 +62,11 @@ def write(rows, timing: dict, out: Path) -> Path:
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mhatheory verify</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}td,th{{padding:2px 8px;
 border-bottom:1px solid #ddd;font-size:13px}}tr.fail td:first-child{{color:#b00;font-weight:bold}}
+tr.inconclusive td:first-child{{color:#b60;font-weight:bold}}
 tr.pass td:first-child{{color:#070}}img{{max-width:100%}}</style></head><body>
-<h1>mhatheory verification report</h1><p>{html.escape(md[2])}</p>
+<h1>mhatheory verification report</h1><p>{html.escape(header)}</p>
 <table><tr><th>status</th><th>kind</th><th>check</th><th>measured</th><th>reference</th>
 <th>margin</th><th>detail</th></tr>{rows_html}</table>
-<p>{html.escape(md[-len(figures) * 2 - 4] if figures else md[-2])}</p>{imgs}</body></html>"""
+<p>{html.escape(legend).replace("**", "")}</p><p>{html.escape(times)}</p>{imgs}</body></html>"""
     _write_text_atomic(out / "index.html", page)
     return out / "index.html"

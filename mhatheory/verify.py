@@ -9,7 +9,10 @@ Each check returns :class:`Check` rows. Kinds:
 * ``tendency``: an empirical trend from a paper, measured and reported with its uncertainty; it
   is never gated (status REPORT; for these rows ``margin`` holds the standard error).
 
-The exit status is 1 when any theorem, identity or sanity row fails.
+Gated rows carry a three-valued :class:`~mhatheory.verdicts.Verdict`: status PASS when certified
+to hold, FAIL when certified to fail, INCONCLUSIVE when the check could not decide (after
+spending more HVPs where that can help). The exit status (:func:`exit_status`) is 1 when any
+row FAILs, 3 when none fails but some is INCONCLUSIVE, 0 when every gated row passes.
 """
 
 from __future__ import annotations
@@ -36,19 +39,24 @@ from mhatheory.experiments import weak_convexity as wc
 from mhatheory.experiments._common import error_metrics, make_problem
 from mhatheory.models import DecoderTransformer, deora, reference
 from mhatheory.tasks import addition as ad
+from mhatheory.verdicts import Verdict, combine
+
+_STATUS = {Verdict.HOLDS: "PASS", Verdict.VIOLATED: "FAIL",
+           Verdict.INCONCLUSIVE: "INCONCLUSIVE"}
 
 
 @dataclass(frozen=True)
 class Check:
     """One row of the verification table.
 
-    ``margin`` is signed so that ≥ 0 means the check holds (e.g. bound − measured for an upper
-    bound, tolerance − error for an identity).
+    ``verdict`` is a :class:`~mhatheory.verdicts.Verdict` for gated rows (``None`` for a
+    tendency). ``margin`` is signed so that ≥ 0 means the check holds (e.g. bound − measured for
+    an upper bound, tolerance − error for an identity).
     """
 
     name: str
     kind: str
-    passed: bool
+    verdict: Verdict | None
     measured: float
     reference: float
     margin: float
@@ -59,28 +67,46 @@ class Check:
     def status(self) -> str:
         if self.kind == "tendency":
             return "REPORT"
-        return "PASS" if self.passed else "FAIL"
+        return _STATUS[self.verdict]
+
+    @property
+    def passed(self) -> bool:
+        return self.kind == "tendency" or self.verdict == Verdict.HOLDS
+
+
+def _two_valued(ok: bool, *values) -> Verdict:
+    """An exact comparison (a stated tolerance): HOLDS or VIOLATED; NaN is INCONCLUSIVE."""
+    if any(v != v for v in values):
+        return Verdict.INCONCLUSIVE
+    return Verdict.HOLDS if ok else Verdict.VIOLATED
 
 
 def upper(name, kind, measured, bound, detail="", figures=()) -> Check:
-    """A check of ``measured ≤ bound``."""
+    """A check of ``measured ≤ bound`` (a stated tolerance or an exact bound)."""
     measured, bound = float(measured), float(bound)
-    return Check(name, kind, bool(measured <= bound), measured, bound, bound - measured, detail,
-                 tuple(figures))
+    return Check(name, kind, _two_valued(measured <= bound, measured, bound), measured, bound,
+                 bound - measured, detail, tuple(figures))
 
 
 def lower(name, kind, measured, bound, detail="", figures=()) -> Check:
     """A check of ``measured ≥ bound``."""
     measured, bound = float(measured), float(bound)
-    return Check(name, kind, bool(measured >= bound), measured, bound, measured - bound, detail,
-                 tuple(figures))
+    return Check(name, kind, _two_valued(measured >= bound, measured, bound), measured, bound,
+                 measured - bound, detail, tuple(figures))
+
+
+def tendency(name, measured, reference, se, detail="", figures=()) -> Check:
+    """An empirical trend, reported with its standard error in the margin column."""
+    nan = float("nan")
+    return Check(name, "tendency", None, nan if measured is None else float(measured),
+                 float(reference), nan if se is None else float(se), detail, tuple(figures))
 
 
 # --------------------------------------------------------------------------------------------
 # Foundation checks
 
 
-def check_model(full: bool, out: Path) -> list[Check]:
+def check_model(full: bool, out: Path, progress: bool = False) -> list[Check]:
     """DeoraMHA (JAX einsums) against the NumPy loop reference, float64, tolerance 1e-12."""
     cfg = data.MixtureConfig(d=8, T=6, n=32)
     batch = data.sample(cfg, jax.random.key(0))
@@ -92,7 +118,7 @@ def check_model(full: bool, out: Path) -> list[Check]:
                   "max |Φ_jax − Φ_numpy| over 32 samples, H=4, d=8 (float64)")]
 
 
-def check_training(full: bool, out: Path) -> list[Check]:
+def check_training(full: bool, out: Path, progress: bool = False) -> list[Check]:
     """GD with a small step decreases L̂ monotonically; test error against the Bayes floor."""
     mixture = data.MixtureConfig(n=128)
     prob = make_problem(mixture, heads=4, init_scale=1.0, seed=0, num_test=4000)
@@ -106,13 +132,13 @@ def check_training(full: bool, out: Path) -> list[Check]:
     return [
         upper("train: GD loss monotone (η=0.5, 400 steps)", "theorem", worst, 0.0,
               "max_k L̂(θ_{k+1}) − L̂(θ_k) − n·ε·L̂(θ_k); descent lemma with η below 1/λmax"),
-        Check("train: test error vs Bayes floor", "tendency", True, test_err, bayes,
-              bayes - test_err, f"test error {test_err:.4f} on 4000 fresh samples; Bayes error "
-              f"{bayes:.4f} ± {se:.4f}"),
+        tendency("train: test error vs Bayes floor", test_err, bayes, se,
+                 f"test error {test_err:.4f} on 4000 fresh samples; Bayes error "
+                 f"{bayes:.4f} ± {se:.4f} (margin column: the floor's SE)"),
     ]
 
 
-def check_spectral(full: bool, out: Path) -> list[Check]:
+def check_spectral(full: bool, out: Path, progress: bool = False) -> list[Check]:
     """Lanczos, HVP, the G + N split and Hutchinson against the dense reference."""
 
     cfg = data.MixtureConfig(d=8, T=6, n=64, num_irrelevant=3)
@@ -120,6 +146,7 @@ def check_spectral(full: bool, out: Path) -> list[Check]:
     params = deora.init_params(jax.random.key(1), 8, 4, init_scale=2.0)
     H = np.asarray(spectral.hessian(deora.loss_fn, params, batch))
     ev = np.linalg.eigvalsh(H)
+    P_ = ev.size
     lo = spectral.lambda_min(deora.loss_fn, params, batch)
     hi = spectral.lambda_max(deora.loss_fn, params, batch)
     matvec, flat = spectral.hvp(deora.loss_fn, params, batch)
@@ -128,7 +155,16 @@ def check_spectral(full: bool, out: Path) -> list[Check]:
     N = np.asarray(spectral.dense(spectral.Curvature(deora.phi), params, batch.X, batch.y))
     tr = spectral.trace(deora.loss_fn, params, batch, key=jax.random.key(3), num_samples=200)
     P = flat.size
+    _, asym = spectral.dense_with_asymmetry(spectral.Hessian(deora.loss_fn), params, batch)
+    ref_err = 2 * asym + P_ * np.finfo(np.float64).eps * np.abs(ev).max()
     rows = [
+        upper("spectral: certified λmin interval ∋ eigh value (± ref. error)", "identity",
+              max(lo.interval[0] - ev[0], ev[0] - lo.interval[1], 0.0), ref_err,
+              f"interval width {lo.interval[1] - lo.interval[0]:.2g}; eigh's own rounding "
+              f"{ref_err:.2g} (2‖Ĥ − Ĥᵀ‖_F + P·ε·‖H‖)"),
+        upper("spectral: certified λmax interval ∋ eigh value (± ref. error)", "identity",
+              max(hi.interval[0] - ev[-1], ev[-1] - hi.interval[1], 0.0), ref_err,
+              f"interval width {hi.interval[1] - hi.interval[0]:.2g}"),
         upper("spectral: Lanczos λmin vs eigh (relative)", "identity",
               abs(lo.value - ev[0]) / abs(ev[0]), 1e-8, f"P={P}, {lo.num_hvps} HVPs"),
         upper("spectral: Lanczos λmax vs eigh (relative)", "identity",
@@ -151,58 +187,69 @@ def check_spectral(full: bool, out: Path) -> list[Check]:
                       abs(mass["value"] - trained["dense"]["negative_mass"]), 4 * mass["se"],
                       "after training; SLQ with 10 probes", ["spectrum/spectral_density.png"])
                 if "dense" in trained else
-                Check("spectral: SLQ negative mass", "tendency", True, mass["value"], mass["se"],
-                      0.0, "no dense reference at this size",
-                      ("spectrum/spectral_density.png",)))
+                tendency("spectral: SLQ negative mass", mass["value"], 0.0, mass["se"],
+                         "no dense reference at this size", ("spectrum/spectral_density.png",)))
     return rows
 
 
-def check_weak_convexity(full: bool, out: Path) -> list[Check]:
+def check_weak_convexity(full: bool, out: Path, progress: bool = False) -> list[Check]:
     """The weak-convexity chain along GD for several H, slopes against H, convergence."""
 
     small = dict(heads_grid=(1, 2, 4, 8, 16), seeds=3, steps=300, num_probes=4, n=64,
                  convergence_steps=200)
     cfg = wc.Config(**(wc.FULL if full else small))
     folder = out / "weak-convexity"
-    summary = wc.run(cfg, folder, progress=False)
+    summary = wc.run(cfg, folder, progress=progress)
     res = json.loads((folder / "results.json").read_text())
     records = res["records"]
     worst = min(min(link["margin"] for link in r["links"]) for r in records)
-    figs = [f"weak-convexity/{f}" for f in res["figures"]]
+    figs = {f: f"weak-convexity/{f}" for f in res["figures"]}
+    counts = summary["chain_verdict_counts"]
     rows = [
         Check("weak convexity: chain holds at every probe", "theorem",
-              summary["chain_holds_everywhere"], worst, 0.0, worst,
+              Verdict(summary["chain_verdict"]), worst, 0.0, worst,
               f"{len(records)} probes over H={list(cfg.heads_grid)}, {cfg.seeds} seeds; "
-              "smallest link margin", (figs[0], figs[2])),
+              f"smallest certified link margin; verdicts {counts}; "
+              f"{summary['unconverged_probes']} unconverged, {summary['escalations']} escalated",
+              (figs["chain_vs_step.png"], figs["tightness.png"])),
         lower("weak convexity: negative curvature present (max −λmin)", "sanity",
               max(-r["lambda_min"] for r in records), 0.0, "the check is not vacuous"),
     ]
     desc = [r["descent"] for r in records if r["descent"]["applicable"]]
-    dmargin = min(d["decrease"] - d["required"] for d in desc)
+    dmargin = min(d["margin"] for d in desc) if desc else float("nan")
     rows.append(Check("convergence: descent lemma where η·λmax ≤ 1", "theorem",
-                      summary["descent_lemma_holds_where_applicable"], dmargin, 0.0, dmargin,
-                      f"{len(desc)} of {len(records)} probed steps applicable"))
+                      Verdict(summary["descent_verdict"]) if desc else Verdict.INCONCLUSIVE,
+                      dmargin, 0.0, dmargin,
+                      f"{len(desc)} of {len(records)} probed steps applicable (η times the "
+                      "certified upper end of λmax ≤ 1)"))
     conv = res["convergence"]
     ok = np.asarray(conv["descent_ok"], bool)
     gap = float(np.min(np.asarray(conv["bound"])[ok] - np.asarray(conv["loss"])[ok]))
-    rows.append(Check("convergence: L̂(θ_K) ≤ finite-time bound, all K", "theorem",
-                      conv["holds_all"], gap, 0.0, gap,
-                      f"H={conv['heads']}; NTK margin {conv['ntk_margin']:.3g} "
-                      f"(separable: {conv['ntk_separable']})", (figs[3],)))
-    for q, label in (("neg_lambda_over_loss", "−λmin/L̂"), ("kappa_hat", "κ̂")):
+    rows.append(upper("convergence: L̂(θ_K) ≤ finite-time bound, all K", "theorem",
+                      -gap, 0.0, f"H={conv['heads']}; {int(ok.sum())} K with certified descent; "
+                      f"NTK margin {conv['ntk_margin']:.3g} (separable: {conv['ntk_separable']});"
+                      " measured: max_K L̂(θ_K) − bound", (figs["convergence.png"],)))
+    # −λmin/L̂ ∝ H^(−1/2) is the law (κ constant); κ̂ = −λmin·√H/L̂ is then flat (slope 0)
+    laws = {"neg_lambda_over_loss": ("−λmin/L̂", -0.5, "−1/2 (constant κ)"),
+            "kappa_hat": ("κ̂", 0.0, "0 (constant κ)")}
+    restricted = f"slopes_heads_ge_{cfg.fit_min_heads}"
+    for q, (label, ref, ref_text) in laws.items():
         for stage in ("init", "late"):
-            fit = summary["slopes"][q][stage]
-            se = fit["slope_se"] if fit["slope_se"] is not None else float("nan")
-            rows.append(Check(f"H-slope of {label} ({stage}, step {fit['step']})", "tendency",
-                              True, fit["slope_mean"] if fit["slope_mean"] is not None
-                              else float("nan"), -0.5, se,
-                              f"log-log slope vs H, mean ± SE over seeds ({se:.2g}); "
-                              "reference −1/2 if κ were constant", (figs[1],) if q == "kappa_hat"
-                              and stage == "init" else ()))
+            for fits, which in ((summary["slopes"], "all H"),
+                                (summary.get(restricted, {}), f"H ≥ {cfg.fit_min_heads}")):
+                if q not in fits:
+                    continue
+                fit = fits[q][stage]
+                rows.append(tendency(
+                    f"H-slope of {label} ({stage}, step {fit['step']}, {which})",
+                    fit["slope_mean"], ref, fit["slope_se"],
+                    f"log-log slope vs H, mean ± SE over seeds; reference {ref_text}",
+                    (figs["kappa_vs_heads.png"],) if q == "kappa_hat" and stage == "init"
+                    and which == "all H" else ()))
     return rows
 
 
-def check_attention(full: bool, out: Path) -> list[Check]:
+def check_attention(full: bool, out: Path, progress: bool = False) -> list[Check]:
     """C1–C5 of notes/symmetry.md and equality with flax.nnx.MultiHeadAttention."""
 
 
@@ -247,7 +294,7 @@ def check_attention(full: bool, out: Path) -> list[Check]:
     ]
 
 
-def check_symmetry(full: bool, out: Path) -> list[Check]:
+def check_symmetry(full: bool, out: Path, progress: bool = False) -> list[Check]:
     """The Zuo–Guerzhoy theorem, its controls, and the enumerated addition ceiling."""
 
 
@@ -286,7 +333,7 @@ def check_symmetry(full: bool, out: Path) -> list[Check]:
                          residual_grid=("all",), seeds=1, d_model=32, layers=2,
                          num_train=4000, num_test=1000, steps=150, warmup=10, eval_every=150,
                          checkpoint_every=1000)
-    res = sym_exp.run(cfg, out / "symmetry", progress=False)
+    res = sym_exp.run(cfg, out / "symmetry", progress=progress)
     row = res["table"][0]
     ceil = res["ceilings"]
     noise = 2 * np.sqrt(ceil["exact_match"] * (1 - ceil["exact_match"]) / cfg.num_test)
@@ -303,33 +350,34 @@ def check_symmetry(full: bool, out: Path) -> list[Check]:
     return rows
 
 
-def check_stability(full: bool, out: Path) -> list[Check]:
+def check_stability(full: bool, out: Path, progress: bool = False) -> list[Check]:
     """Replace-one stability, the Lei–Ying bounds against the gap, the ε₁ slope in n."""
 
     small = dict(n_grid=(32, 64, 128), steps_grid=(100,), seeds=3, subset=16)
     cfg = st.Config(**(st.FULL if full else small))
-    summary = st.run(cfg, out / "stability", progress=False)
+    summary = st.run(cfg, out / "stability", progress=progress)
     records = json.loads((out / "stability" / "results.json").read_text())["records"]
     rows = []
     for name, key in (("G·ε₁ (Lipschitz)", "bound_lipschitz"), ("smooth, best γ", "bound_smooth")):
-        worst = min(r[key] - (r["gen_gap"] - 3 * r["gen_gap_se"]) for r in records)
-        rows.append(Check(f"stability: gap − 3 SE ≤ {name} bound, every cell", "theorem",
-                          worst >= 0, worst, 0.0, worst,
-                          f"{len(records)} cells × {cfg.seeds} seeds; 10⁴ fresh test samples",
-                          ("stability/gap_vs_bounds.png",)))
+        worst = min(r[f"{key}_margin"] for r in records)
+        rows.append(Check(f"stability: gap + 3 SE ≤ {name} bound, every cell", "theorem",
+                          combine(Verdict(r[f"{key}_verdict"]) for r in records), worst, 0.0,
+                          worst, f"{len(records)} cells × {cfg.seeds} seeds; 10⁴ fresh test "
+                          "samples; HOLDS needs the whole ±3 SE interval of the gap under the "
+                          "bound", ("stability/gap_vs_bounds.png",)))
     rows.append(lower("stability: ε₁ > 0 (min over cells)", "sanity",
                       min(r["eps1"] for r in records), 1e-300, "retraining differs"))
     for sl in summary["eps1_slopes"]:
-        rows.append(Check(f"stability: slope of ε₁ vs n (H={sl['heads']}, K={sl['steps']})",
-                          "tendency", True, sl["slope_mean"], -1.0, sl["slope_se"],
-                          "log-log fit per seed, mean ± SE; GD theory suggests about −1",
-                          ("stability/eps1_vs_n.png",)))
+        rows.append(tendency(f"stability: slope of ε₁ vs n (H={sl['heads']}, K={sl['steps']})",
+                             sl["slope_mean"], -1.0, sl["slope_se"],
+                             "log-log fit per seed, mean ± SE; GD theory suggests about −1",
+                             ("stability/eps1_vs_n.png",)))
     for name, v in summary["influence"].items():
-        rows.append(Check(f"stability: influence-function cosine ({name} damping)", "tendency",
-                          True, v["cosine_median"], 1.0, v["relative_error_median"],
-                          "median cosine with exact retraining (1 = exact); margin column: "
-                          "median relative error", ("stability/divergence.png",)
-                          if name == "spectral" else ()))
+        rows.append(tendency(f"stability: influence-function cosine ({name} damping)",
+                             v["cosine_median"], 1.0, v["relative_error_median"],
+                             "median cosine with exact retraining (1 = exact); margin column: "
+                             "median relative error", ("stability/divergence.png",)
+                             if name == "spectral" else ()))
     return rows
 
 
@@ -344,7 +392,7 @@ def _brute_ceiling(lo, hi, reverse):
     return sum(max(c.values()) for c in groups.values()) / (hi - lo + 1) ** 2
 
 
-CHECKS: dict[str, tuple[str, Callable[[bool, Path], list[Check]]]] = {
+CHECKS: dict[str, tuple[str, Callable[..., list[Check]]]] = {
     "model": ("the Deora MHA formula", check_model),
     "train": ("gradient descent", check_training),
     "spectral": ("spectral probes against dense references", check_spectral),
@@ -356,7 +404,8 @@ CHECKS: dict[str, tuple[str, Callable[[bool, Path], list[Check]]]] = {
 
 
 def run_checks(only=None, full: bool = False, out_dir="report", progress: bool = True):
-    """Run the selected checks; returns ``(rows, seconds per group)``."""
+    """Run the selected checks; returns ``(rows, seconds per group)``. With ``progress`` the
+    outer bar advances per group and the long groups show their own inner bars."""
 
     names = list(CHECKS) if not only else list(only)
     unknown = [n for n in names if n not in CHECKS]
@@ -364,19 +413,23 @@ def run_checks(only=None, full: bool = False, out_dir="report", progress: bool =
         raise ValueError(f"unknown check(s) {unknown}; choose from {list(CHECKS)}.")
     out = Path(out_dir)
     rows, timing = [], {}
-    for name in tqdm(names, desc="verify", unit="check", disable=not progress):
+    bar = tqdm(names, desc="verify", unit="group", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
         t0 = time.perf_counter()
-        rows.extend(CHECKS[name][1](full, out))
+        rows.extend(CHECKS[name][1](full, out, progress=progress))
         timing[name] = time.perf_counter() - t0
     return rows, timing
 
 
 def format_table(rows: list[Check]) -> str:
-    head = (f"{'status':<7} {'kind':<9} {'check':<52} {'measured':>11} {'reference':>11} "
+    """The terminal table; the check column is as wide as the longest name (never cut)."""
+    width = max([len("check")] + [len(r.name) for r in rows])
+    head = (f"{'status':<12} {'kind':<9} {'check':<{width}} {'measured':>11} {'reference':>11} "
             f"{'margin':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.status:<7} {r.kind:<9} {r.name[:52]:<52} {r.measured:>11.3g} "
+        lines.append(f"{r.status:<12} {r.kind:<9} {r.name:<{width}} {r.measured:>11.3g} "
                      f"{r.reference:>11.3g} {r.margin:>11.3g}")
     return "\n".join(lines)
 
@@ -387,10 +440,27 @@ def write_report(rows: list[Check], timing: dict, out_dir, full: bool) -> Path:
     out = Path(out_dir)
     results.write_json_atomic(out / "results.json", {
         "experiment": "verify", **results.provenance({"full": full, "checks": list(timing)}, 0),
-        "checks": [dict(r.__dict__, status=r.status) for r in rows], "seconds": timing,
-        "all_pass": all_pass(rows)})
+        "checks": [dict(r.__dict__, verdict=None if r.verdict is None else str(r.verdict),
+                        status=r.status) for r in rows],
+        "seconds": timing, "all_pass": all_pass(rows), "exit_status": exit_status(rows)})
     return report.write(rows, timing, out)
 
 
 def all_pass(rows: list[Check]) -> bool:
-    return all(r.passed for r in rows if r.kind != "tendency")
+    """Every gated row certified to hold (INCONCLUSIVE is not a pass)."""
+    return all(r.passed for r in rows)
+
+
+def exit_status(rows: list[Check]) -> int:
+    """0: every gated row PASS; 1: some row FAILs; 3: none fails but some is INCONCLUSIVE."""
+    statuses = {r.status for r in rows}
+    return 1 if "FAIL" in statuses else (3 if "INCONCLUSIVE" in statuses else 0)
+
+
+def summary_line(rows: list[Check]) -> str:
+    """One line: how many rows PASS / FAIL / INCONCLUSIVE / REPORT."""
+    counts = Counter(r.status for r in rows)
+    verdict = {0: "ALL CHECKS PASS", 1: "SOME CHECKS FAIL",
+               3: "SOME CHECKS INCONCLUSIVE (none fails)"}[exit_status(rows)]
+    return verdict + " (" + ", ".join(f"{counts[s]} {s}" for s in
+                                      ("PASS", "FAIL", "INCONCLUSIVE", "REPORT")) + ")"

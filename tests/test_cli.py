@@ -49,20 +49,6 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_verify_exits_1_when_a_theorem_fails(tmp_path, monkeypatch):
-    from mhatheory import verify
-
-    def failing(full, out):
-        return [verify.upper("a false inequality", "theorem", 2.0, 1.0),
-                verify.Check("a trend", "tendency", True, 0.3, -0.5, 0.1)]
-
-    monkeypatch.setitem(verify.CHECKS, "model", ("fails on purpose", failing))
-    assert cli.main(["verify", "--only", "model", "--out", str(tmp_path), "--no-progress"]) == 1
-    res = json.loads((tmp_path / "results.json").read_text())
-    assert not res["all_pass"] and [c["status"] for c in res["checks"]] == ["FAIL", "REPORT"]
-    assert "FAIL" in (tmp_path / "index.md").read_text()
-
-
 # --- sweeps you can trust: --resume after a config change (issue 13) ----------------------
 
 

@@ -112,3 +112,13 @@ def test_the_upper_end_of_an_unconverged_lambda_min_is_still_rigorous():
         for m in (2, 3, 5):
             lo = spectral.lambda_min(deora.loss_fn, params, batch, krylov=m, max_restarts=0)
             assert ev[0] <= lo.interval[1]
+
+
+def test_track_records_show_convergence():
+    params, batch = _deora(0, False)
+    stacked = jax.tree.map(lambda a: a[None], params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", spectral.ConvergenceWarning)
+        rec = spectral.track(deora.loss_fn, stacked, batch, krylov=3, max_restarts=0)[0]
+    assert rec["lambda_min_converged"] is False and rec["lambda_min_interval"][0] == -np.inf
+    assert "lambda_max_converged" in rec

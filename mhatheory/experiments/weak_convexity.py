@@ -21,6 +21,7 @@ from mhatheory import bounds, convergence, data, plots, results, spectral, train
 from mhatheory.experiments._common import DeoraFields, error_metrics, make_problem
 from mhatheory.experiments._sweep import run_cells, selector_fields
 from mhatheory.models import deora
+from mhatheory.verdicts import Verdict, combine
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def probe_cell(config: Config, heads: int, seed: int) -> dict:
         hi = spectral.lambda_max(deora.loss_fn, params, prob.train, method=method, key=key,
                                  **kw)
         rec = {"heads": heads, "seed": seed, "step": int(step), **ch.record(),
-               "lambda_max": hi.value, "lambda_max_residual": hi.residual, "method": method,
+               "lambda_max": hi.value, "lambda_max_residual": hi.residual,
+               "lambda_max_converged": hi.converged, "method": method,
                "descent": convergence.descent_check(params, prob.train, config.lr, key=key,
                                                     krylov=min(config.krylov, P - 1))}
         records.append(rec)
@@ -162,8 +164,16 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
     }
     for name, fig in figs.items():
         results.save_figure_atomic(fig, out / name)
+    chain_verdict = combine(Verdict(r["verdict"]) for r in records)
+    descent = [Verdict(r["descent"]["verdict"]) for r in records if r["descent"]["applicable"]]
     summary = {
-        "chain_holds_everywhere": all(r["holds"] for r in records),
+        "chain_holds_everywhere": chain_verdict == Verdict.HOLDS,
+        "chain_verdict": str(chain_verdict),
+        "chain_verdict_counts": {str(v): sum(r["verdict"] == v for r in records)
+                                 for v in Verdict},
+        "unconverged_probes": sum(not r["converged"] for r in records),
+        "escalations": sum(r["escalations"] for r in records),
+        "descent_verdict": str(combine(descent)),
         "num_probes": len(records),
         "negative_curvature_found": any(r["lambda_min"] < 0 for r in records),
         "descent_lemma_holds_where_applicable": all(

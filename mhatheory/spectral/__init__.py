@@ -11,6 +11,7 @@ from mhatheory.spectral._exact import (
     DenseTooLargeError,
     dense,
     dense_bytes,
+    dense_with_asymmetry,
     hessian,
 )
 from mhatheory.spectral._lanczos import (
@@ -37,8 +38,8 @@ def hvp(loss_fn, params, *args):
 
 __all__ = [
     "DEFAULT_DENSE_BUDGET", "ConvergenceWarning", "Curvature", "Density", "DenseTooLargeError",
-    "EigResult",
-    "Estimate", "GaussNewton", "Hessian", "as_operator", "dense", "dense_bytes", "extreme_eigs",
+    "EigResult", "Estimate", "GaussNewton", "Hessian", "as_operator", "dense", "dense_bytes",
+    "dense_with_asymmetry", "extreme_eigs",
     "hessian", "hvp", "lambda_max", "lambda_min", "resampled", "spectral_density", "trace",
     "track",
 ]

@@ -12,9 +12,10 @@ def track(loss_fn, params_at, *args, steps=None, which=("smallest", "largest"), 
     """Extreme eigenvalues at each stored θ (a pytree stacked over a leading axis, e.g.
     ``Trajectory.params_at``), each Lanczos run started from the previous probe's eigenvector.
 
-    Returns one record per stored θ: ``step``, and for each ``which`` its ``value``,
-    ``residual``, ``interval``, ``num_hvps`` and ``seconds`` (keys ``lambda_min_*`` and
-    ``lambda_max_*``).
+    Returns one record per stored θ: ``step`` and, for each ``which`` (``name`` =
+    ``lambda_min`` for "smallest", ``lambda_max`` for "largest"), the keys ``name`` (the value),
+    ``name_residual``, ``name_interval`` (certified; open on its outer side when unconverged),
+    ``name_converged``, ``name_hvps`` and ``name_seconds``.
     """
     from tqdm.auto import tqdm
 
@@ -32,7 +33,8 @@ def track(loss_fn, params_at, *args, steps=None, which=("smallest", "largest"), 
             last[w] = r.vector
             name = "lambda_min" if w == "smallest" else "lambda_max"
             rec.update({name: r.value, f"{name}_residual": r.residual,
-                        f"{name}_interval": list(r.interval), f"{name}_hvps": r.num_hvps,
+                        f"{name}_interval": list(r.interval),
+                        f"{name}_converged": r.converged, f"{name}_hvps": r.num_hvps,
                         f"{name}_seconds": r.seconds})
         records.append(rec)
     return records
