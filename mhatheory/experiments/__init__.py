@@ -14,6 +14,7 @@ EXPERIMENTS = {
     "seq2seq": "mhatheory.experiments.seq2seq",
     "symmetry": "mhatheory.experiments.symmetry",
     "stability": "mhatheory.experiments.stability",
+    "heads": "mhatheory.experiments.heads",
 }
 
 
