@@ -17,6 +17,11 @@ def _concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def is_concrete(x) -> bool:
+    """True for a host value (not a tracer under ``jit``): value checks only run on these."""
+    return _concrete(x)
+
+
 def positive_int(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int ≥ ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:

@@ -78,7 +78,7 @@ def test_a_non_scalar_loss_is_refused_with_the_fix(probe):
 
 def test_gauss_newton_output_shape_must_match_the_labels(problem):
     params, batch = problem
-    with pytest.raises(ValueError, match=r"f\(params, inputs\) has shape \[12\] but the labels"):
+    with pytest.raises(ValueError, match=r"f\(params, inputs\) has shape \[12\] but the targets"):
         spectral.lambda_min(spectral.GaussNewton(deora.phi), params, batch.X, batch.y[:5])
 
 

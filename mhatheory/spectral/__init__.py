@@ -21,8 +21,9 @@ from mhatheory.spectral._lanczos import (
     lambda_max,
     lambda_min,
 )
-from mhatheory.spectral._operators import Curvature, GaussNewton, Hessian, as_operator
+from mhatheory.spectral._operators import Hessian, as_operator
 from mhatheory.spectral._resample import resampled
+from mhatheory.spectral._split import LOSSES, Curvature, GaussNewton
 from mhatheory.spectral._track import track
 
 
@@ -38,8 +39,8 @@ def hvp(loss_fn, params, *args):
 
 __all__ = [
     "DEFAULT_DENSE_BUDGET", "ConvergenceWarning", "Curvature", "Density", "DenseTooLargeError",
-    "EigResult", "Estimate", "GaussNewton", "Hessian", "as_operator", "dense", "dense_bytes",
-    "dense_with_asymmetry", "extreme_eigs",
+    "EigResult", "Estimate", "LOSSES", "GaussNewton", "Hessian", "as_operator", "dense",
+    "dense_bytes", "dense_with_asymmetry", "extreme_eigs",
     "hessian", "hvp", "lambda_max", "lambda_min", "resampled", "spectral_density", "trace",
     "track",
 ]

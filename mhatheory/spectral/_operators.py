@@ -10,13 +10,7 @@ repeated probes with the same operator and shapes reuse one compiled program, an
 probe, after which each product Hv runs only the tangent program (about the cost of one
 gradient, instead of the primal + tangent of a fresh ``jvp``).
 
-**Split for margin losses.** For L̂(θ) = (1/n) Σ_i ℓ(y_i f_i(θ)),
-
-    ∇²L̂ = G + N,  G = (1/n) Σ_i ℓ''(y_i f_i) ∇f_i ∇f_iᵀ   (y_i² = 1; PSD since ℓ'' ≥ 0)
-                   N = (1/n) Σ_i ℓ'(y_i f_i) y_i ∇²f_i.
-
-G v = Jᵀ diag(ℓ''/n) J v (one JVP + one VJP); N v is the Hessian–vector product of
-θ ↦ Σ_i c_i f_i(θ) with c_i = ℓ'(y_i f_i) y_i / n held fixed.
+The Gauss–Newton / curvature split for any model and loss is in :mod:`._split`.
 """
 
 from __future__ import annotations
@@ -25,11 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from mhatheory import _validate, precision
-from mhatheory.losses import logistic_d1, logistic_d2
 
 
 def flat_fn(fn, params):
@@ -55,57 +47,6 @@ class Hessian:
             return ravel_pytree(jax.grad(self.loss_fn)(unravel(x), *args))[0]
 
         _, matvec = jax.linearize(grad_flat, flat)
-        return matvec, flat
-
-
-class _MarginSplit:
-    """Shared input checks of the logistic split: args ``(X, y)``, ``f(params, X)`` of the
-    same shape as ``y``, labels y ∈ {−1, +1} (the split uses y² = 1)."""
-
-    def validate(self, params, args) -> None:
-        if len(args) != 2:
-            raise ValueError(f"{type(self).__name__} takes the data as (inputs, labels), got "
-                             f"{len(args)} argument(s).")
-        X, y = args
-        out = jax.eval_shape(self.f, params, X)
-        if tuple(out.shape) != tuple(jnp.shape(y)):
-            raise ValueError(f"{type(self).__name__}: f(params, inputs) has shape "
-                             f"{list(out.shape)} but the labels have shape "
-                             f"{list(jnp.shape(y))}; they must match (one output per label).")
-        _validate.labels_pm1("labels", y)
-
-    def precision_fn(self, params, X, y):
-        """A scalar function of the same computation, for the precision guard."""
-        return jnp.sum(self.f(params, X))
-
-
-@dataclass(frozen=True)
-class GaussNewton(_MarginSplit):
-    """G = (1/n) Σ ℓ''(y_i f_i) ∇f_i ∇f_iᵀ for ``f(params, X) -> [n]``; args ``(X, y)``."""
-
-    f: Callable
-
-    def build(self, params, args):
-        X, y = args[0], args[1]
-        fx, flat = flat_fn(lambda p: self.f(p, X), params)
-        out, jvp = jax.linearize(fx, flat)
-        _, vjp = jax.vjp(fx, flat)
-        c = logistic_d2(y * out) / out.shape[0]
-        return (lambda v: vjp(c * jvp(v))[0]), flat
-
-
-@dataclass(frozen=True)
-class Curvature(_MarginSplit):
-    """N = (1/n) Σ ℓ'(y_i f_i) y_i ∇²f_i for ``f(params, X) -> [n]``; args ``(X, y)``."""
-
-    f: Callable
-
-    def build(self, params, args):
-        X, y = args[0], args[1]
-        fx, flat = flat_fn(lambda p: self.f(p, X), params)
-        out = fx(flat)
-        c = jax.lax.stop_gradient(logistic_d1(y * out) * y / out.shape[0])
-        _, matvec = jax.linearize(jax.grad(lambda x: jnp.sum(c * fx(x))), flat)
         return matvec, flat
 
 

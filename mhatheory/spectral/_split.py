@@ -1,0 +1,198 @@
+"""The Gauss–Newton / curvature split of the Hessian, for any model and any per-example loss.
+
+For a model ``f(params, inputs) -> outputs`` and a per-example loss ℓ(z, t) of an output z and
+its target t, with example weights w_i ≥ 0 (a mask is a 0/1 weight),
+
+    L̂(θ) = Σ_i w_i ℓ(f_i(θ), t_i) / Σ_i w_i
+
+where i runs over every *example*: every index of the outputs' leading axes (samples, and
+sequence positions for a sequence model). The chain rule gives, with J_i = ∂f_i/∂θ,
+
+    ∇²L̂ = G + N,   G = Σ_i ŵ_i J_iᵀ ∇²_z ℓ_i J_i,   N = Σ_i ŵ_i Σ_c ∂ℓ_i/∂z_c ∇²f_{i,c},
+
+ŵ_i = w_i/Σw. G ⪰ 0 whenever every ∇²_z ℓ_i ⪰ 0 (a loss convex in the output: all built-ins),
+so λmin(∇²L̂) ≥ λmin(N) (Weyl) for every model; N is the only source of negative curvature.
+
+**Losses** (``loss=``): ``"logistic"`` ℓ(z, y) = log(1 + e^{−yz}) with labels y ∈ {−1, +1}
+(scalar output per example; the default, the Deora setting); ``"cross_entropy"``
+ℓ(z, t) = logsumexp(z) − z_t with integer classes t ∈ [0, C) and logits z ∈ ℝ^C (the last
+output axis); ``"mse"`` ℓ(z, t) = (z − t)², elementwise (every output entry is an example, so
+L̂ = mean((f − t)²)); or a callable ``loss(z, t) -> scalar`` on one example's output, whose
+trailing ``output_ndim`` axes belong to one example (0: a scalar per example).
+
+**Cost.** G v: one JVP of f, one Hessian–vector product of ℓ in z per example (a JVP of its
+gradient: O(C) for cross-entropy), one VJP of f: about 2–3 gradients. N v: an HVP of
+θ ↦ Σ_i c_i·f_i(θ) with c_i = ŵ_i ∂ℓ_i/∂z held fixed (forward-over-reverse, ~1 gradient after
+one linearisation). Memory: one output-shaped vector per product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mhatheory import _validate
+from mhatheory.spectral._operators import flat_fn
+
+
+def _logistic(z, y):
+    return jnp.logaddexp(0.0, -y * z)
+
+
+def _cross_entropy(z, t):
+    return jax.nn.logsumexp(z) - jnp.take(z, t)
+
+
+def _mse(z, t):
+    return (z - t) ** 2
+
+
+#: name → (per-example loss, trailing output axes of one example)
+LOSSES = {"logistic": (_logistic, 0), "cross_entropy": (_cross_entropy, 1), "mse": (_mse, 0)}
+
+
+def _resolve(loss, output_ndim):
+    if callable(loss):
+        return loss, output_ndim
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable loss(output, "
+                         f"target) -> scalar, got {loss!r}.")
+    return LOSSES[loss]
+
+
+class _Split:
+    """Shared by :class:`GaussNewton` and :class:`Curvature`: the loss, its checks and L̂."""
+
+    f: Callable
+    loss: str | Callable
+    output_ndim: int
+
+    def _per_example(self):
+        return _resolve(self.loss, self.output_ndim)
+
+    def _parts(self, params, args):
+        inputs, targets = args[0], args[1]
+        weights = args[2] if len(args) > 2 else None
+        ell, event = self._per_example()
+        return inputs, targets, weights, ell, event
+
+    def validate(self, params, args) -> None:
+        """Argument checks before any compilation (names the argument and the fix)."""
+        if len(args) not in (2, 3):
+            raise ValueError(f"{type(self).__name__} takes the data as (inputs, targets) or "
+                             f"(inputs, targets, weights), got {len(args)} argument(s).")
+        inputs, targets, weights, ell, event = self._parts(params, args)
+        out = jax.eval_shape(self.f, params, inputs)
+        lead = tuple(out.shape[:out.ndim - event]) if event else tuple(out.shape)
+        tshape = tuple(np.shape(targets))
+        name = self.loss if isinstance(self.loss, str) else "a callable loss"
+        if self.loss == "cross_entropy":
+            if not event or out.ndim < 1:
+                raise ValueError("cross_entropy needs outputs with a class axis [..., C].")
+            if tshape != lead:
+                raise ValueError(f"cross_entropy: outputs {list(out.shape)} need integer targets "
+                                 f"of shape {list(lead)} (one class index per example), got "
+                                 f"{list(tshape)}.")
+            dt = np.dtype(targets.dtype) if hasattr(targets, "dtype") else np.result_type(targets)
+            if not np.issubdtype(dt, np.integer):
+                raise ValueError(f"cross_entropy targets must be integer class indices in "
+                                 f"[0, {out.shape[-1]}), got dtype {dt}; ±1 labels belong to "
+                                 "loss='logistic'.")
+            if _validate.is_concrete(targets):
+                t = np.asarray(targets)
+                if t.size and (t.min() < 0 or t.max() >= out.shape[-1]):
+                    raise ValueError(f"cross_entropy targets must lie in [0, C={out.shape[-1]}), "
+                                     f"found {int(t.min())}..{int(t.max())}.")
+        elif isinstance(self.loss, str):
+            if tshape != lead:
+                raise ValueError(f"{name}: f(params, inputs) has shape {list(out.shape)} but "
+                                 f"the targets have shape {list(tshape)}; they must match (one "
+                                 "output per target).")
+            if self.loss == "logistic":
+                _validate.labels_pm1("targets", targets)
+        else:
+            tlead = tshape[:len(lead)]
+            if tlead != lead:
+                raise ValueError(f"{name}: the outputs' example axes {list(lead)} (output_ndim="
+                                 f"{event}) must lead the targets' shape {list(tshape)}.")
+        if weights is not None:
+            if tuple(np.shape(weights)) != lead:
+                raise ValueError(f"weights must have the examples' shape {list(lead)}, got "
+                                 f"{list(np.shape(weights))}.")
+            if _validate.is_concrete(weights):
+                w = np.asarray(weights)
+                if np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
+                    raise ValueError("weights must be finite, ≥ 0 and not all 0.")
+
+    def _stats(self, out, targets, weights, event):
+        """Per-example loss function on flattened examples, and normalised weights ŵ."""
+        ell, _ = self._per_example()
+        lead = out.shape[:out.ndim - event] if event else out.shape
+        zs = out.reshape((-1,) + out.shape[out.ndim - event:])
+        ts = jnp.reshape(targets, (zs.shape[0],) + jnp.shape(targets)[len(lead):])
+        w = jnp.ones(zs.shape[0], out.dtype) if weights is None else \
+            jnp.reshape(weights, (-1,)).astype(out.dtype)
+        return ell, zs, ts, w / jnp.sum(w)
+
+    def value(self, params, inputs, targets, weights=None):
+        """L̂(θ) = Σ ŵ_i ℓ(f_i, t_i): the loss whose Hessian G + N is."""
+        _, event = self._per_example()
+        out = self.f(params, inputs)
+        ell, zs, ts, w = self._stats(out, targets, weights, event)
+        return jnp.sum(w * jax.vmap(ell)(zs, ts))
+
+    def precision_fn(self, params, inputs, targets, weights=None):
+        """The same computation as a scalar, for the precision guard."""
+        return self.value(params, inputs, targets, weights)
+
+
+@dataclass(frozen=True)
+class GaussNewton(_Split):
+    """G = Σ_i ŵ_i J_iᵀ ∇²_z ℓ_i J_i for ``f(params, inputs) -> outputs`` (module docstring);
+    args ``(inputs, targets[, weights])``. PSD for the built-in losses."""
+
+    f: Callable
+    loss: str | Callable = "logistic"
+    output_ndim: int = 0
+
+    def build(self, params, args):
+        inputs, targets, weights, _, event = self._parts(params, args)
+        fx, flat = flat_fn(lambda p: self.f(p, inputs), params)
+        out, jvp = jax.linearize(fx, flat)
+        _, vjp = jax.vjp(fx, flat)
+        ell, zs, ts, w = self._stats(out, targets, weights, event)
+        grad_z = jax.grad(ell)
+
+        def hz(z, t, u):                 # ∇²_z ℓ(z, t) u, one example
+            return jax.jvp(lambda z: grad_z(z, t), (z,), (u,))[1]
+
+        def matvec(v):
+            u = jvp(v).reshape(zs.shape)
+            wu = jax.vmap(hz)(zs, ts, u) * w.reshape((-1,) + (1,) * event)
+            return vjp(wu.reshape(out.shape))[0]
+
+        return matvec, flat
+
+
+@dataclass(frozen=True)
+class Curvature(_Split):
+    """N = Σ_i ŵ_i Σ_c ∂ℓ_i/∂z_c ∇²f_{i,c} for ``f(params, inputs) -> outputs`` (module
+    docstring); args ``(inputs, targets[, weights])``."""
+
+    f: Callable
+    loss: str | Callable = "logistic"
+    output_ndim: int = 0
+
+    def build(self, params, args):
+        inputs, targets, weights, _, event = self._parts(params, args)
+        fx, flat = flat_fn(lambda p: self.f(p, inputs), params)
+        out = fx(flat)
+        ell, zs, ts, w = self._stats(out, targets, weights, event)
+        c = jax.vmap(jax.grad(ell))(zs, ts) * w.reshape((-1,) + (1,) * event)
+        c = jax.lax.stop_gradient(c.reshape(out.shape))
+        _, matvec = jax.linearize(jax.grad(lambda x: jnp.sum(c * fx(x))), flat)
+        return matvec, flat

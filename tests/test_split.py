@@ -1,0 +1,142 @@
+"""G + N = ∇²L̂ for any model and loss, against dense references (jax.jacrev + jax.hessian)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.flatten_util import ravel_pytree
+
+from mhatheory import spectral
+from mhatheory.models import DecoderTransformer
+
+C = 3
+
+
+def _mlp():
+    """A user's flax.nnx MLP: inputs [n, 4] → logits [n, C] (or one output for mse)."""
+    class MLP(nnx.Module):
+        def __init__(self, out, rngs):
+            self.l1 = nnx.Linear(4, 8, rngs=rngs, param_dtype=jnp.float64)
+            self.l2 = nnx.Linear(8, out, rngs=rngs, param_dtype=jnp.float64)
+
+        def __call__(self, x):
+            return self.l2(jnp.tanh(self.l1(x)))
+
+    return MLP
+
+
+def _nnx_f(module):
+    graphdef, params = nnx.split(module, nnx.Param)
+    return (lambda p, x: nnx.merge(graphdef, p)(x)), params
+
+
+def _transformer():
+    model = DecoderTransformer(5, 4, 2, 1, positional="learned", rngs=nnx.Rngs(0),
+                               param_dtype=jnp.float64)
+    return _nnx_f(model)
+
+
+def _reference(f, ell, params, x, t, w, event):
+    """G, N and ∇²L̂ densely: J by jacrev, ∇²_z ℓ and ∇²f by jax.hessian (jitted)."""
+    flat, unravel = ravel_pytree(params)
+
+    @jax.jit
+    def ref(flat, x, t, w):
+        out = f(unravel(flat), x)
+        lead = out.shape[:out.ndim - event] if event else out.shape
+        m = int(np.prod(lead))
+        zs = out.reshape((m,) + out.shape[out.ndim - event:])
+        ts = jnp.reshape(t, (m,) + jnp.shape(t)[len(lead):])
+        wn = jnp.reshape(w, (-1,)) / jnp.sum(w)
+        J = jax.jacrev(lambda v: f(unravel(v), x).reshape(m, -1))(flat)         # [m, c, P]
+        Hz = jax.vmap(jax.hessian(ell))(zs, ts).reshape(m, J.shape[1], -1)
+        G = jnp.einsum("i,icp,icd,idq->pq", wn, J, Hz, J)
+        dz = jax.vmap(jax.grad(ell))(zs, ts).reshape(m, -1)
+        N = jax.hessian(lambda v: jnp.sum(wn[:, None] * dz * f(unravel(v), x).reshape(m, -1)))(
+            flat)
+        H = jax.hessian(lambda v: jnp.sum(wn * jax.vmap(ell)(
+            f(unravel(v), x).reshape(zs.shape), ts)))(flat)
+        return G, N, H
+
+    lead = jax.eval_shape(f, params, x).shape
+    lead = lead[:len(lead) - event] if event else lead
+    w = jnp.ones(lead) if w is None else w
+    return tuple(np.asarray(a) for a in ref(flat, x, t, w))
+
+
+CASES = {
+    "mlp-cross_entropy": lambda: (*_nnx_f(_mlp()(C, nnx.Rngs(0))),
+                                  jax.random.normal(jax.random.key(1), (10, 4)),
+                                  jax.random.randint(jax.random.key(2), (10,), 0, C),
+                                  "cross_entropy", 1),
+    "mlp-mse": lambda: (*_nnx_f(_mlp()(2, nnx.Rngs(0))),
+                        jax.random.normal(jax.random.key(1), (10, 4)),
+                        jax.random.normal(jax.random.key(2), (10, 2)), "mse", 0),
+    "transformer-cross_entropy": lambda: (*_transformer(),
+                                          jax.random.randint(jax.random.key(1), (2, 3), 0, 5),
+                                          jax.random.randint(jax.random.key(2), (2, 3), 0, 5),
+                                          "cross_entropy", 1),
+}
+
+
+@pytest.mark.parametrize("case, weighted", [
+    ("mlp-cross_entropy", False), ("mlp-cross_entropy", True), ("mlp-mse", True),
+    ("transformer-cross_entropy", True)])
+def test_split_equals_dense_references(case, weighted):
+    f, params, x, t, loss, event = CASES[case]()
+    ell = spectral.LOSSES[loss][0]
+    lead = f(params, x).shape[:f(params, x).ndim - event]
+    w = (jax.random.uniform(jax.random.key(3), lead) > 0.3).astype(jnp.float64) if weighted \
+        else None
+    args = (x, t) if w is None else (x, t, w)
+    G = np.asarray(spectral.dense(spectral.GaussNewton(f, loss=loss), params, *args))
+    N = np.asarray(spectral.dense(spectral.Curvature(f, loss=loss), params, *args))
+    G_ref, N_ref, H_ref = _reference(f, ell, params, x, t, w, event)
+    scale = np.abs(H_ref).max()
+    # float64: a few hundred roundings on O(1) entries
+    assert np.abs(G - G_ref).max() <= 1e-10 * scale
+    assert np.abs(N - N_ref).max() <= 1e-10 * scale
+    assert np.abs(G + N - H_ref).max() <= 1e-10 * scale
+    assert np.linalg.eigvalsh(G)[0] >= -1e-12 * scale                      # G ⪰ 0
+    if case.startswith("mlp"):
+        # the split's own L̂ has that Hessian; Weyl λmin(∇²L̂) ≥ λmin(N), through the probes
+        value = spectral.GaussNewton(f, loss=loss).value
+        assert np.abs(np.asarray(spectral.hessian(value, params, *args)) - H_ref).max() <= \
+            1e-10 * scale
+        lo = spectral.lambda_min(value, params, *args)
+        loN = spectral.lambda_min(spectral.Curvature(f, loss=loss), params, *args)
+        assert lo.interval[1] >= loN.interval[0]
+
+
+def test_a_callable_loss_with_vector_outputs():
+    f, params = _nnx_f(_mlp()(2, nnx.Rngs(0)))
+    x = jax.random.normal(jax.random.key(1), (6, 4))
+    t = jax.random.normal(jax.random.key(2), (6, 2))
+
+    def huberish(z, t):
+        return jnp.sum(jnp.sqrt(1.0 + (z - t) ** 2))
+
+    G = spectral.dense(spectral.GaussNewton(f, loss=huberish, output_ndim=1), params, x, t)
+    N = spectral.dense(spectral.Curvature(f, loss=huberish, output_ndim=1), params, x, t)
+    _, _, H_ref = _reference(f, huberish, params, x, t, None, 1)
+    assert np.abs(np.asarray(G + N) - H_ref).max() <= 1e-10 * np.abs(H_ref).max()
+
+
+def test_bad_inputs_are_named_before_compilation():
+    f, params = _nnx_f(_mlp()(C, nnx.Rngs(0)))
+    x = jnp.ones((4, 4))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        spectral.lambda_min(spectral.GaussNewton(f, loss="hinge"), params, x, jnp.zeros(4, int))
+    with pytest.raises(ValueError, match=r"must lie in \[0, C=3\)"):
+        spectral.lambda_min(spectral.GaussNewton(f, loss="cross_entropy"), params, x,
+                            jnp.array([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="±1 labels belong to loss='logistic'"):
+        spectral.lambda_min(spectral.Curvature(f, loss="cross_entropy"), params, x,
+                            jnp.array([1.0, -1.0, 1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"need integer targets of shape \[4\]"):
+        spectral.lambda_min(spectral.Curvature(f, loss="cross_entropy"), params, x,
+                            jnp.zeros((4, 2), int))
+    with pytest.raises(ValueError, match=r"weights must have the examples' shape \[4\]"):
+        spectral.lambda_min(spectral.Curvature(f, loss="cross_entropy"), params, x,
+                            jnp.zeros(4, int), jnp.ones(3))
