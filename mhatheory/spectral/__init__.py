@@ -5,6 +5,14 @@ spectral density, the Gauss–Newton / curvature split, and tracking along train
 Probes never import a model: they see a loss function (or a curvature operator) only.
 """
 
+from mhatheory.spectral._blocks import (
+    Block,
+    BlockSpectrum,
+    block_mask,
+    head_blocks,
+    per_block,
+    subtree_blocks,
+)
 from mhatheory.spectral._density import Density, Estimate, spectral_density, trace
 from mhatheory.spectral._exact import (
     DEFAULT_DENSE_BUDGET,
@@ -38,6 +46,7 @@ def hvp(loss_fn, params, *args):
 
 
 __all__ = [
+    "Block", "BlockSpectrum", "block_mask", "head_blocks", "per_block", "subtree_blocks",
     "DEFAULT_DENSE_BUDGET", "ConvergenceWarning", "Curvature", "Density", "DenseTooLargeError",
     "EigResult", "Estimate", "LOSSES", "GaussNewton", "Hessian", "as_operator", "dense",
     "dense_bytes", "dense_with_asymmetry", "extreme_eigs",

@@ -22,11 +22,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from matfree import decomp, stochtrace
 
 from mhatheory import _validate
-from mhatheory.spectral._operators import as_operator, check_probe
+from mhatheory.spectral._operators import as_operator, check_probe, operator_flat
 
 
 class Estimate(NamedTuple):
@@ -122,7 +121,7 @@ def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8,
     num_probes = _validate.positive_int("num_probes", num_probes, minimum=2)
     op = as_operator(loss_fn)
     check_probe(op, params, args)
-    flat, _ = ravel_pytree(params)
+    flat = operator_flat(op, params)
     krylov = _validate.positive_int("krylov", min(krylov, flat.size))
     key = jax.random.key(0) if key is None else key
     nodes, weights = _slq(op, num_probes, krylov, params, args, key)

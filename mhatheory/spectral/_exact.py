@@ -5,9 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
-from mhatheory.spectral._operators import Hessian, as_operator, check_probe
+from mhatheory.spectral._operators import Hessian, as_operator, check_probe, operator_flat
 
 #: Default budget for dense routes (bytes). The dense route holds about four P×P arrays
 #: (the columns, their symmetrisation and asymmetry, eigh's eigenvectors and workspace).
@@ -40,7 +39,7 @@ def check_dense_fits(num_params: int, dtype, memory_budget_bytes: int | None = N
 def _checked(operator, params, args, memory_budget_bytes):
     op = as_operator(operator)
     check_probe(op, params, args)
-    flat, _ = ravel_pytree(params)
+    flat = operator_flat(op, params)
     check_dense_fits(flat.size, flat.dtype, memory_budget_bytes)
     return op
 

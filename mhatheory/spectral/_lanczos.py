@@ -46,12 +46,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from matfree import decomp
 
 from mhatheory import _validate
 from mhatheory.spectral import _exact
-from mhatheory.spectral._operators import as_operator, check_probe
+from mhatheory.spectral._operators import as_operator, check_probe, operator_flat
 
 
 class EigResult(NamedTuple):
@@ -379,7 +378,7 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
                          "copies of the first; use reortho='partial' (the default) for k > 1.")
     op = as_operator(loss_fn)
     check_probe(op, params, args)
-    flat, _ = ravel_pytree(params)
+    flat = operator_flat(op, params)
     P = flat.size
     if k >= P:
         raise ValueError(f"k={k} must be smaller than the number of parameters P={P}.")

@@ -67,3 +67,10 @@ def check_probe(op, params, args) -> None:
     fn = op.loss_fn if isinstance(op, Hessian) else getattr(op, "precision_fn", None)
     if fn is not None:
         precision.warn_lower_precision(fn, params, *args, stacklevel=5)
+
+
+def operator_flat(op, params):
+    """The vector an operator acts on: θ flattened (``ravel_pytree``), or an operator's own
+    (e.g. a :class:`~mhatheory.spectral.Block`'s sub-vector)."""
+    own = getattr(op, "flat", None)
+    return own(params) if own is not None else ravel_pytree(params)[0]

@@ -1,0 +1,77 @@
+"""Per-layer and per-head blocks: the principal sub-matrix, against the dense reference."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mhatheory import data, spectral
+from mhatheory.models import deora
+
+
+@pytest.fixture(scope="module")
+def deora_problem():
+    batch = data.sample(data.MixtureConfig(d=5, T=4, n=16, num_irrelevant=2), jax.random.key(0))
+    params = deora.init_params(jax.random.key(1), 5, 3, init_scale=2.0)
+    return params, batch
+
+
+def test_per_head_blocks_equal_the_dense_principal_submatrix(deora_problem):
+    params, batch = deora_problem
+    N_op = spectral.Curvature(deora.phi)
+    N = np.asarray(spectral.dense(N_op, params, batch.X, batch.y))
+    rows = spectral.per_block(N_op, params, batch.X, batch.y,
+                              blocks=spectral.head_blocks("", 0, 3))
+    for h, row in enumerate(rows):
+        idx = np.flatnonzero(spectral.block_mask(params, "", 0, h))
+        ev = np.linalg.eigvalsh(N[np.ix_(idx, idx)])
+        assert row.size == idx.size == 5 * 5 + 5
+        assert abs(row.lambda_min - ev[0]) <= 1e-10 * np.abs(ev).max()
+        assert abs(row.lambda_max - ev[-1]) <= 1e-10 * np.abs(ev).max()
+        assert row.lambda_min_interval[0] - 1e-14 <= ev[0] <= row.lambda_min_interval[1] + 1e-14
+    # N is block-diagonal over heads (∇²Φ = blockdiag_h ∇²φ_h / √H): the blocks give λmin(N)
+    assert abs(min(r.lambda_min for r in rows) - np.linalg.eigvalsh(N)[0]) <= 1e-10 * np.abs(
+        N).max()
+
+
+def test_subtree_blocks_of_a_users_mlp():
+    class MLP(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(3, 5, rngs=rngs, param_dtype=jnp.float64)
+            self.l2 = nnx.Linear(5, 1, rngs=rngs, param_dtype=jnp.float64)
+
+        def __call__(self, x):
+            return self.l2(jnp.tanh(self.l1(x)))[..., 0]
+
+    graphdef, params = nnx.split(MLP(nnx.Rngs(0)), nnx.Param)
+    x = jax.random.normal(jax.random.key(1), (20, 3))
+    y = jnp.sin(x[:, 0])
+
+    def loss(p, x, y):
+        return jnp.mean((nnx.merge(graphdef, p)(x) - y) ** 2)
+
+    H = np.asarray(spectral.hessian(loss, params, x, y))
+    blocks = spectral.subtree_blocks(params)
+    assert list(blocks) == ["['l1']", "['l2']"]
+    for row, (name, (select, _, _)) in zip(spectral.per_block(loss, params, x, y, blocks=blocks),
+                                           blocks.items(), strict=True):
+        idx = np.flatnonzero(spectral.block_mask(params, select))
+        ev = np.linalg.eigvalsh(H[np.ix_(idx, idx)])
+        assert row.name == name and abs(row.lambda_min - ev[0]) <= 1e-10 * np.abs(ev).max()
+        # interlacing: a block's extremes lie inside the full spectrum
+        full = np.linalg.eigvalsh(H)
+        assert full[0] - 1e-12 <= row.lambda_min and row.lambda_max <= full[-1] + 1e-12
+    tr = spectral.trace(spectral.Block(loss, "l2"), params, x, y, num_samples=400)
+    idx = np.flatnonzero(spectral.block_mask(params, "l2"))
+    assert abs(tr.value - np.trace(H[np.ix_(idx, idx)])) <= 5 * tr.se
+
+
+def test_a_selection_that_matches_nothing_is_named(deora_problem):
+    params, batch = deora_problem
+    with pytest.raises(ValueError, match=r"matches no parameter; the leaf paths are \[\"\['U'\]\""):
+        spectral.lambda_min(spectral.Block(deora.loss_fn, "attn"), params, batch)
+    with pytest.raises(ValueError, match="has no index 7 along axis 0"):
+        spectral.lambda_min(spectral.Block(deora.loss_fn, "W", 0, 7), params, batch)
+    with pytest.raises(ValueError, match="at least one block"):
+        spectral.per_block(deora.loss_fn, params, batch, blocks={})
