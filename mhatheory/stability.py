@@ -56,8 +56,22 @@ def replace_indices(n: int, which) -> np.ndarray:
     return idx
 
 
-def _gather(batch: Batch, idx) -> Batch:
-    return Batch(X=batch.X[idx], y=batch.y[idx])
+def gather(pool, idx):
+    """The samples ``idx`` of a data pytree whose leaves share a leading sample axis (a
+    :class:`~mhatheory.data.Batch`, a tuple ``(x, y)``, a dict …)."""
+    return jax.tree.map(lambda a: a[idx], pool)
+
+
+def _sample_count(pool) -> int:
+    leaves = jax.tree.leaves(pool)
+    if not leaves:
+        raise ValueError("pool has no array leaves; pass the training data (followed by any "
+                         "fresh draws) with a leading sample axis.")
+    sizes = {int(np.shape(a)[0]) if np.ndim(a) else -1 for a in leaves}
+    if len(sizes) != 1 or -1 in sizes:
+        raise ValueError(f"every leaf of pool must have the same leading sample axis, got "
+                         f"leading sizes {sorted(sizes)}.")
+    return sizes.pop()
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "steps"))
@@ -66,11 +80,11 @@ def _retrain(loss_fn, steps, lr, params0, pool, idx, base_traj):
     opt, step = train.make_step(loss_fn, lr)
 
     def one(rows):
-        batch = _gather(pool, rows)
+        data = gather(pool, rows)
 
         def body(c, base_next):
             p, s = c
-            p, s, _, _ = step(p, s, batch)
+            p, s, _, _ = step(p, s, data)
             d = ravel_pytree(p)[0] - base_next
             return (p, s), jnp.sqrt(d @ d)
 
@@ -87,16 +101,28 @@ class Retrained(NamedTuple):
     divergence: np.ndarray
 
 
-def retrain(loss_fn, params0, pool: Batch, idx, *, steps: int, lr: float, base_traj,
+def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
             chunk: int = 64, devices=None, progress: bool = False) -> Retrained:
     """Run one GD per row of ``idx`` (see module docstring), vmapped in chunks of ``chunk``
     and sharded over ``devices`` (default ``jax.devices()``) when there are several.
-    ``base_traj`` is the full-data trajectory θ_1..θ_K flattened, ``[K, P]``."""
+
+    ``loss_fn(params, data)`` is any loss and ``pool`` any data pytree whose leaves share a
+    leading sample axis (a :class:`~mhatheory.data.Batch`, ``(x, y)``, a dict): retraining r
+    trains on ``gather(pool, idx[r])``. ``base_traj`` is the full-data trajectory θ_1..θ_K
+    flattened, ``[K, P]``."""
     from tqdm.auto import tqdm
 
     steps = _validate.positive_int("steps", steps)
     lr = _validate.positive_float("lr", lr)
     idx = np.asarray(idx)
+    n = _sample_count(pool)
+    if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer) or idx.size == 0:
+        raise ValueError(f"idx must be a non-empty integer array [R, m] of sample indices (e.g. "
+                         f"loo_indices or replace_indices), got shape {list(idx.shape)} and "
+                         f"dtype {idx.dtype}.")
+    if idx.min() < 0 or idx.max() >= n:
+        raise ValueError(f"idx must index the pool's {n} samples, found {idx.min()}..{idx.max()}.")
+    _validate.probe_inputs(loss_fn, params0, (gather(pool, idx[0]),))
     devices = list(jax.devices() if devices is None else devices)
     ndev = len(devices)
     chunk = max(ndev, (chunk // ndev) * ndev)
@@ -170,7 +196,7 @@ def influence(params, batch: Batch, which, *, damping: float = 1e-6, key=None,
     _, unravel = ravel_pytree(params)
 
     def g_i(i):
-        return ravel_pytree(jax.grad(deora.loss_fn)(params, _gather(batch, jnp.array([i]))))[0]
+        return ravel_pytree(jax.grad(deora.loss_fn)(params, gather(batch, jnp.array([i]))))[0]
 
     out = []
     for i in which:
