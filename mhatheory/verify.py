@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from mhatheory import attention as A
 from mhatheory import data, report, results, spectral, symmetry, train
-from mhatheory.experiments import spectrum
+from mhatheory.experiments import heads, spectrum
 from mhatheory.experiments import stability as st
 from mhatheory.experiments import symmetry as sym_exp
 from mhatheory.experiments import weak_convexity as wc
@@ -381,6 +381,19 @@ def check_stability(full: bool, out: Path, progress: bool = False) -> list[Check
     return rows
 
 
+def check_heads(full: bool, out: Path, progress: bool = False) -> list[Check]:
+    """The seed's claims about the number of heads, measured on a small H × η grid (tendency
+    rows: each answered yes / no / undecided from its slope against H and that slope's SE)."""
+    cfg = heads.Config(**(heads.FULL if full else heads.VERIFY))
+    summary = heads.run(cfg, out / "heads", progress=progress)
+    rows = []
+    for c in summary["claims"]:
+        rows.append(tendency(f"heads: {c['name']} → {c['answer']}", c["measured"],
+                             c["reference"], c["se"], c["detail"],
+                             ("heads/claims.png",) if not rows else ()))
+    return rows
+
+
 def _brute_ceiling(lo, hi, reverse):
 
 
@@ -400,6 +413,7 @@ CHECKS: dict[str, tuple[str, Callable[..., list[Check]]]] = {
     "attention": ("attention identities C1–C5 and flax equality", check_attention),
     "symmetry": ("the permutation theorem, its controls, the addition ceiling", check_symmetry),
     "stability": ("stability bounds and the ε₁ slope", check_stability),
+    "heads": ("do more heads help? the seed's claims as tendencies", check_heads),
 }
 
 
