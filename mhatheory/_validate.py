@@ -41,7 +41,11 @@ def positive_float(name: str, value) -> float:
 
 
 def probability(name: str, value) -> float:
-    f = float(value)
+    """``value`` as a float in [0, 1]."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.") from None
     if not 0.0 <= f <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}.")
     return f
@@ -170,11 +174,12 @@ def probe_inputs(fn, params, args) -> None:
 
 
 def loss_inputs(loss_fn, params, args) -> None:
-    """A scalar loss, then the loss's own ``check_args`` when it declares one."""
-    scalar_loss(loss_fn, params, args)
+    """The loss's own ``check_args`` when it declares one (first: it names the wrong shape or
+    label precisely, where tracing would fail with an einsum error), then a scalar loss."""
     check = getattr(loss_fn, "check_args", None)
     if check is not None:
         check(params, *args)
+    scalar_loss(loss_fn, params, args)
 
 
 def checks_args(check):
@@ -195,3 +200,66 @@ def non_negative_float(name: str, value) -> float:
     if not np.isfinite(f) or f < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
     return f
+
+
+def callable_arg(name: str, fn, signature: str) -> None:
+    """Raise unless ``fn`` is callable; ``signature`` shows how it is called."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable as {signature}, got {type(fn).__name__}.")
+
+
+def prng_key(name: str, key) -> None:
+    """Raise unless ``key`` is one JAX random key: a typed key (``jax.random.key(0)``) or a
+    raw ``uint32`` key (``jax.random.PRNGKey(0)``)."""
+    if isinstance(key, jax.core.Tracer):
+        return
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.shape(key) == ():
+            return
+    elif dtype is not None and np.dtype(dtype) == np.uint32 and np.ndim(key) == 1:
+        return
+    raise TypeError(f"{name} must be one JAX random key such as jax.random.key(0), got "
+                    f"{type(key).__name__}"
+                    + (f" of dtype {dtype} and shape {list(np.shape(key))}" if dtype is not None
+                       else f" {key!r}"[:60]) + ".")
+
+
+def floating_dtype(name: str, dtype) -> None:
+    """Raise unless ``dtype`` (None = the default float) is a floating-point dtype."""
+    if dtype is None:
+        return
+    try:
+        ok = np.issubdtype(np.dtype(dtype), np.floating)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a floating-point dtype such as jnp.float64 or "
+                         f"jnp.float32, got {dtype!r}.")
+
+
+def tree_leaves(name: str, tree) -> list:
+    """The array leaves of ``tree``; raise if there are none."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        raise ValueError(f"{name} has no array leaves; pass a pytree of arrays.")
+    return leaves
+
+
+def num_params(params) -> tuple[int, np.dtype]:
+    """``(P, dtype)`` of a parameter pytree as ``ravel_pytree`` would flatten it, computed on
+    the host (no device work)."""
+    leaves = jax.tree.leaves(params)
+    size = sum(int(np.size(x)) for x in leaves)
+    dtype = np.result_type(*[x.dtype if hasattr(x, "dtype") else np.result_type(x)
+                             for x in leaves]) if leaves else np.dtype(float)
+    return size, dtype
+
+
+def rngs(name: str, value) -> None:
+    """Raise unless ``value`` is a ``flax.nnx.Rngs``."""
+    from flax import nnx
+
+    if not isinstance(value, nnx.Rngs):
+        raise TypeError(f"{name} must be a flax.nnx.Rngs, e.g. rngs=nnx.Rngs(0), got "
+                        f"{type(value).__name__}.")

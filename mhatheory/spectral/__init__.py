@@ -29,7 +29,7 @@ from mhatheory.spectral._lanczos import (
     lambda_max,
     lambda_min,
 )
-from mhatheory.spectral._operators import Hessian, as_operator
+from mhatheory.spectral._operators import Hessian, as_operator, check_probe
 from mhatheory.spectral._resample import resampled
 from mhatheory.spectral._split import LOSSES, Curvature, GaussNewton
 from mhatheory.spectral._track import track
@@ -40,9 +40,12 @@ def hvp(loss_fn, params, *args):
 
     ``matvec(v) = ∇²L̂(θ) v`` by forward-over-reverse (``jax.linearize`` of the gradient; one
     linearisation, then each product costs about one gradient). Vectors are in the order of
-    ``jax.flatten_util.ravel_pytree(params)``.
+    ``jax.flatten_util.ravel_pytree(params)``. The inputs are checked first, as by every probe
+    (a curvature operator in place of ``loss_fn`` gives its own matvec).
     """
-    return Hessian(loss_fn).build(params, args)
+    op = as_operator(loss_fn)
+    check_probe(op, params, args)
+    return op.build(params, args)
 
 
 __all__ = [

@@ -48,6 +48,8 @@ def _hutchinson(op, num_samples, params, args, key):
 def trace(loss_fn, params, *args, key=None, num_samples: int = 100) -> Estimate:
     """Hutchinson estimate of tr ∇²L̂ with its standard error (``num_samples`` HVPs)."""
     num_samples = _validate.positive_int("num_samples", num_samples, minimum=2)
+    if key is not None:
+        _validate.prng_key("key", key)
     op = as_operator(loss_fn)
     check_probe(op, params, args)
     key = jax.random.key(0) if key is None else key
@@ -119,10 +121,13 @@ def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8,
                      krylov: int = 60) -> Density:
     """SLQ estimate of the Hessian's spectral density (num_probes·krylov HVPs)."""
     num_probes = _validate.positive_int("num_probes", num_probes, minimum=2)
+    krylov = _validate.positive_int("krylov", krylov)
+    if key is not None:
+        _validate.prng_key("key", key)
     op = as_operator(loss_fn)
     check_probe(op, params, args)
     flat = operator_flat(op, params)
-    krylov = _validate.positive_int("krylov", min(krylov, flat.size))
+    krylov = min(krylov, flat.size)
     key = jax.random.key(0) if key is None else key
     nodes, weights = _slq(op, num_probes, krylov, params, args, key)
     return Density(np.asarray(nodes), np.asarray(weights), int(flat.size))

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mhatheory.spectral._operators import Hessian, as_operator, check_probe, operator_flat
+from mhatheory.spectral._operators import Hessian, as_operator, check_probe, operator_size
 
 #: Default budget for dense routes (bytes). The dense route holds about four P×P arrays
 #: (the columns, their symmetrisation and asymmetry, eigh's eigenvectors and workspace).
@@ -23,8 +23,21 @@ def dense_bytes(num_params: int, dtype) -> int:
     return _DENSE_COPIES * num_params * num_params * np.dtype(dtype).itemsize
 
 
+def check_budget(memory_budget_bytes) -> None:
+    """``memory_budget_bytes`` is None (the default budget) or a number of bytes ≥ 0."""
+    if memory_budget_bytes is None:
+        return
+    if (isinstance(memory_budget_bytes, bool)
+            or not isinstance(memory_budget_bytes, (int, float, np.integer, np.floating))
+            or not memory_budget_bytes >= 0 or memory_budget_bytes == float("inf")):
+        raise ValueError(f"memory_budget_bytes must be a finite number of bytes >= 0 (or None "
+                         f"for the default {DEFAULT_DENSE_BUDGET / 2**30:.0f} GiB), got "
+                         f"{memory_budget_bytes!r}.")
+
+
 def check_dense_fits(num_params: int, dtype, memory_budget_bytes: int | None = None) -> None:
     """Raise :class:`DenseTooLargeError` (before allocating) if P² does not fit."""
+    check_budget(memory_budget_bytes)
     budget = DEFAULT_DENSE_BUDGET if memory_budget_bytes is None else memory_budget_bytes
     need = dense_bytes(num_params, dtype)
     if need > budget:
@@ -37,10 +50,10 @@ def check_dense_fits(num_params: int, dtype, memory_budget_bytes: int | None = N
 
 
 def _checked(operator, params, args, memory_budget_bytes):
+    check_budget(memory_budget_bytes)
     op = as_operator(operator)
     check_probe(op, params, args)
-    flat = operator_flat(op, params)
-    check_dense_fits(flat.size, flat.dtype, memory_budget_bytes)
+    check_dense_fits(*operator_size(op, params), memory_budget_bytes)
     return op
 
 

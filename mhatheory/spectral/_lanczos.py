@@ -21,18 +21,35 @@ tol·‖H‖ (‖H‖ estimated by the largest |Ritz value|) Lanczos restarts fr
 Ritz vectors (explicit restart), up to ``max_restarts`` times. Reported values, residuals and
 intervals are those of the returned unit vectors, whatever the orthogonality of Q was.
 
-**Error bars (numerical).** For a unit vector x with Rayleigh quotient θ and residual ρ:
+**Rounding.** The certificate is computed from the final Ritz vectors x_j (k wanted + one
+neighbour) and their HVPs Ĥx_j = Hx_j + e_j. With u the unit roundoff of the recurrence's dtype
+(float64 under x64, also for a float32 model), m = ⌈log₂ P⌉ + 2 and γ = m·u/(1 − m·u):
 
-* there is an eigenvalue in [θ − ρ, θ + ρ] (the symmetric Bauer–Fike bound), and
-* Kato–Temple: if (a, b) ∋ θ contains exactly that one eigenvalue λ,
-  θ − ρ²/(b − θ) ≤ λ ≤ θ + ρ²/(θ − a).
+* every dot product and norm is a *pairwise* sum (:func:`pairwise_sum`), so its rounding is at
+  most γ·Σ|terms| (Higham, Accuracy and Stability, §4.2), whatever order XLA picks;
+* the HVP's own error is estimated, not bounded a priori (an HVP is an arbitrary program): for a
+  random unit z, Ĥ(x+z) − Ĥz − Ĥx is zero in exact arithmetic (linearity), so its norm measures
+  the rounding of three HVPs; δ = 4·max_j ‖that defect‖ + u_h‖Ĥx‖ (u_h of the HVP's dtype). A
+  float32 softmax inside a float64 loss shows up here as a δ of ≈1e-7·‖H‖;
+* the computed quotient θ̂ = fl(xᵀĤx)/fl(xᵀx) then satisfies |θ̂ − xᵀHx/xᵀx| ≤ τ with
+  τ = (δ‖x‖ + γΣ|x_i(Ĥx)_i| + γ|θ̂|‖x‖²)/‖x‖² + u|θ̂|, and the true residual of x/‖x‖ satisfies
+  ρ ≤ (ρ̂(1 + γ) + 2u(‖Ĥx‖ + |θ̂|‖x‖) + δ‖x‖)/‖x‖ + τ.
 
-For λmin, θ ≥ λmin always (Rayleigh quotient), and with the gap δ = θ₂ − θ estimated from the
-next Ritz value, λmin ≥ θ − min(ρ, ρ²/δ). So the reported ``interval`` is
-[θ − min(ρ, ρ²/δ), θ] for the smallest and [θ, θ + min(ρ, ρ²/δ)] for the largest eigenvalue; it
-is certified under the assumption that Lanczos has not missed a more extreme eigenvalue (the
-usual caveat of any Krylov method, which full reorthogonalisation and a random start make
-unlikely but cannot exclude).
+**Certificate.** For λmin, λmin ≤ xᵀHx/xᵀx ≤ θ̂ + τ always (Rayleigh quotient): the upper end
+is rigorous up to the estimate δ. For the lower end, Bauer–Fike puts an eigenvalue within ρ of
+the exact quotient, and Kato–Temple sharpens it: if no other eigenvalue lies within g of it,
+λ ≥ θ − ρ²/g. The gap lower bound is g = |θ̂_nb − θ̂| − τ_nb − τ − ρ_nb from the neighbouring
+Ritz pair, and Kato–Temple is used only when g > 1000·ρ (:data:`KATO_TEMPLE_RATIO`): an
+eigenvalue hidden in a cluster the HVP's rounding cannot resolve makes a measured gap
+meaningless (a test found it: a float32 problem with eigenvalues −1e-3 and 1.5e-3 at ‖H‖ = 1e3).
+So the interval is [θ̂ − τ − s, θ̂ + τ] with s = ρ or ρ²/g (mirrored for λmax). It assumes, as
+every Krylov method must, that Lanczos has not missed a more extreme eigenvalue (a random start
+and the extra neighbour pair make that unlikely, but no residual can exclude it). An
+**unconverged** run (ρ̂ > tol·‖H‖ after the restart budget) warns with a
+:class:`ConvergenceWarning` and reports (−∞, θ̂ + τ] for λmin ([θ̂ − τ, +∞) for λmax): only the
+Rayleigh side is claimed. The exact route's interval is ±(2‖Ĥ − Ĥᵀ‖_F + P·u·‖H‖): the asymmetry
+of the materialised columns estimates their rounding, and P·u·‖H‖ covers ``eigh``'s backward
+error.
 """
 
 from __future__ import annotations
@@ -50,7 +67,12 @@ from matfree import decomp
 
 from mhatheory import _validate
 from mhatheory.spectral import _exact
-from mhatheory.spectral._operators import as_operator, check_probe, operator_flat
+from mhatheory.spectral._operators import (
+    as_operator,
+    check_probe,
+    operator_flat,
+    operator_size,
+)
 
 
 class EigResult(NamedTuple):
@@ -295,6 +317,53 @@ def _start_vector(flat, key, v0, dtype):
     return jax.random.normal(key, flat.shape, dtype)
 
 
+def check_options(*, k: int = 1, which: str = "smallest", method: str = "lanczos", key=None,
+                  v0=None, krylov: int = 40, tol: float = 1e-10, max_restarts: int = 20,
+                  reortho: str = "partial", memory_budget_bytes: int | None = None,
+                  num_params: int | None = None, v0_name: str = "v0") -> None:
+    """Check the options of :func:`extreme_eigs` on the host, before any work; each error names
+    the option. Entry points that compute something before probing (``bounds.chain``,
+    ``testing.assert_weakly_convex``, ``track``) call it first with their ``**lanczos``; an
+    unknown option raises ``TypeError`` naming it. With ``num_params`` the start vector's size
+    is checked too."""
+    if reortho not in ("partial", "full", "none"):
+        raise ValueError(f"reortho must be 'partial', 'full' or 'none', got {reortho!r}.")
+    if which not in ("smallest", "largest"):
+        raise ValueError(f"which must be 'smallest' or 'largest', got {which!r}.")
+    if method not in ("lanczos", "exact"):
+        raise ValueError(f"method must be 'lanczos' or 'exact', got {method!r}.")
+    k = _validate.positive_int("k", k)
+    if reortho == "none" and k > 1:
+        raise ValueError(f"reortho='none' cannot tell the {k} most extreme eigenvalues from ghost "
+                         "copies of the first; use reortho='partial' (the default) for k > 1.")
+    krylov = _validate.positive_int("krylov", krylov)
+    if krylov <= k:
+        raise ValueError(f"krylov={krylov} must exceed k={k}.")
+    _validate.positive_float("tol", tol)
+    _validate.positive_int("max_restarts", max_restarts, minimum=0)
+    if key is not None:
+        _validate.prng_key("key", key)
+    _exact.check_budget(memory_budget_bytes)
+    if num_params is not None and k >= num_params:
+        raise ValueError(f"k={k} must be smaller than the number of parameters P={num_params}.")
+    if v0 is not None:
+        if not _validate.is_concrete(v0):
+            return
+        arr = np.asarray(v0)
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise ValueError(f"{v0_name} must be a real vector (a warm start), got dtype "
+                             f"{arr.dtype}.")
+        if num_params is not None and arr.size != num_params:
+            raise ValueError(f"{v0_name} must have P={num_params} entries (one per parameter), "
+                             f"got {arr.size} (shape {list(arr.shape)}).")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{v0_name} contains NaN/Inf; pass a finite start vector (e.g. the "
+                             "previous probe's .vector) or None for a random start.")
+        if not np.any(arr):
+            raise ValueError(f"{v0_name} is the zero vector, which spans no Krylov space; pass "
+                             "a non-zero start vector or None for a random start.")
+
+
 #: Kato–Temple's ρ²/gap replaces the Bauer–Fike ρ only when the gap lower bound exceeds this
 #: many residuals: an eigenvalue hidden inside an unresolved cluster (closer than the HVP's
 #: rounding can separate) makes the measured gap meaningless, and then ρ is the safe spread.
@@ -366,31 +435,22 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
     compilation per (operator, shapes, k, krylov). Returns a list of :class:`EigResult`, most
     extreme first.
     """
-    if reortho not in ("partial", "full", "none"):
-        raise ValueError(f"reortho must be 'partial', 'full' or 'none', got {reortho!r}.")
-    if which not in ("smallest", "largest"):
-        raise ValueError(f"which must be 'smallest' or 'largest', got {which!r}.")
-    if method not in ("lanczos", "exact"):
-        raise ValueError(f"method must be 'lanczos' or 'exact', got {method!r}.")
-    k = _validate.positive_int("k", k)
-    if reortho == "none" and k > 1:
-        raise ValueError(f"reortho='none' cannot tell the {k} most extreme eigenvalues from ghost "
-                         "copies of the first; use reortho='partial' (the default) for k > 1.")
+    options = dict(k=k, which=which, method=method, key=key, v0=v0, krylov=krylov, tol=tol,
+                   max_restarts=max_restarts, reortho=reortho,
+                   memory_budget_bytes=memory_budget_bytes)
+    check_options(**options)
     op = as_operator(loss_fn)
     check_probe(op, params, args)
-    flat = operator_flat(op, params)
-    P = flat.size
-    if k >= P:
-        raise ValueError(f"k={k} must be smaller than the number of parameters P={P}.")
+    P, dtype = operator_size(op, params)
+    check_options(**options, num_params=P)
+    if method == "exact":
+        _exact.check_dense_fits(P, dtype, memory_budget_bytes)
     t0 = time.perf_counter()
     if method == "exact":
         return _exact_eigs(op, params, args, k, which, memory_budget_bytes, t0)
 
-    krylov = _validate.positive_int("krylov", min(krylov, P))
-    if krylov <= k:
-        raise ValueError(f"krylov={krylov} must exceed k={k}.")
-    tol = _validate.positive_float("tol", tol)
-    max_restarts = _validate.positive_int("max_restarts", max_restarts, minimum=0)
+    flat = operator_flat(op, params)
+    krylov, tol, max_restarts = min(int(krylov), P), float(tol), int(max_restarts)
     wdt = work_dtype(flat.dtype)
     key = jax.random.key(0) if key is None else key
     k_start, k_defect = jax.random.split(key)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from mhatheory import _validate, precision
@@ -67,6 +68,13 @@ def check_probe(op, params, args) -> None:
     fn = op.loss_fn if isinstance(op, Hessian) else getattr(op, "precision_fn", None)
     if fn is not None:
         precision.warn_lower_precision(fn, params, *args, stacklevel=5)
+
+
+def operator_size(op, params) -> tuple[int, np.dtype]:
+    """``(P, dtype)`` of the vector an operator acts on, by abstract evaluation of
+    :func:`operator_flat` (no device work): what the checks before a probe need."""
+    out = jax.eval_shape(lambda p: operator_flat(op, p), params)
+    return int(out.size), np.dtype(out.dtype)
 
 
 def operator_flat(op, params):

@@ -21,7 +21,15 @@ def resampled(probe, params, batch, *, key, num: int = 20) -> tuple[float, float
     deviation (the spread of the probe under resampling of the data set).
     """
     num = _validate.positive_int("num", num, minimum=2)
+    _validate.callable_arg("probe", probe, "probe(params, batch) -> float")
+    _validate.prng_key("key", key)
+    _validate.finite_tree(params, "params")
+    _validate.finite_tree(batch, "batch")
     leaves = [x for x in jax.tree.leaves(batch) if x is not None]
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
+    if len(sizes) != 1 or None in sizes or 0 in sizes:
+        raise ValueError("every leaf of batch must hold the same number of samples n >= 1 "
+                         f"along its leading axis, got leading sizes {sorted(sizes, key=str)}.")
     n = leaves[0].shape[0]
     values = []
     for k in jax.random.split(key, num):

@@ -82,6 +82,8 @@ class _Split:
 
     def validate(self, params, args) -> None:
         """Argument checks before any compilation (names the argument and the fix)."""
+        _validate.callable_arg(f"{type(self).__name__}(f): f", self.f,
+                               "f(params, inputs) -> outputs")
         if len(args) not in (2, 3):
             raise ValueError(f"{type(self).__name__} takes the data as (inputs, targets) or "
                              f"(inputs, targets, weights), got {len(args)} argument(s).")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import jax
+import numpy as np
 
-from mhatheory.spectral._lanczos import extreme_eigs
+from mhatheory import _validate
+from mhatheory.spectral._lanczos import check_options, extreme_eigs
+from mhatheory.spectral._operators import as_operator, check_probe
 
 
 def track(loss_fn, params_at, *args, steps=None, which=("smallest", "largest"), key=None,
@@ -19,8 +22,25 @@ def track(loss_fn, params_at, *args, steps=None, which=("smallest", "largest"), 
     """
     from tqdm.auto import tqdm
 
-    num = jax.tree.leaves(params_at)[0].shape[0]
+    # every check before the first probe: a bad θ at the last step must not cost the others
+    if "v0" in kwargs:
+        raise TypeError("track takes no v0: each probe starts from the previous probe's "
+                        "eigenvector (warm_start=True) or a random vector.")
+    which = (which,) if isinstance(which, str) else tuple(which)
+    for w in which:
+        check_options(which=w, key=key, **kwargs)
+    _validate.float_params(params_at, "params_at")
+    _validate.finite_tree(params_at, "params_at")
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(params_at)}
+    if len(sizes) != 1 or None in sizes or 0 in sizes:
+        raise ValueError("params_at must stack the parameters over a leading axis of the same "
+                         f"length S >= 1 on every leaf (e.g. Trajectory.params_at), got leading "
+                         f"sizes {sorted(sizes, key=str)}.")
+    num = sizes.pop()
     steps = list(range(num)) if steps is None else list(steps)
+    if len(steps) != num:
+        raise ValueError(f"steps must hold one step per stored θ ({num}), got {len(steps)}.")
+    check_probe(as_operator(loss_fn), jax.tree.map(lambda a: np.asarray(a)[0], params_at), args)
     key = jax.random.key(0) if key is None else key
     last = {w: None for w in which}
     records = []
