@@ -238,14 +238,6 @@ def floating_dtype(name: str, dtype) -> None:
                          f"jnp.float32, got {dtype!r}.")
 
 
-def tree_leaves(name: str, tree) -> list:
-    """The array leaves of ``tree``; raise if there are none."""
-    leaves = jax.tree.leaves(tree)
-    if not leaves:
-        raise ValueError(f"{name} has no array leaves; pass a pytree of arrays.")
-    return leaves
-
-
 def num_params(params) -> tuple[int, np.dtype]:
     """``(P, dtype)`` of a parameter pytree as ``ravel_pytree`` would flatten it, computed on
     the host (no device work)."""

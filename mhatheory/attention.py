@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mhatheory import _validate
+
 
 def lead(x, ndim: int):
     """``x`` with leading size-1 axes up to rank ``ndim`` (explicit broadcasting, so the code
@@ -50,9 +52,34 @@ def _check_mask(mask, tq: int, tk: int):
                          f"Tk={tk}] (True = may attend).")
 
 
+def _check_array(name: str, x, what: str) -> None:
+    """``x`` is a numeric array of rank ≥ 2 (``what`` names its axes); finite when concrete."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{name} must be an array {what}, got {type(x).__name__}.")
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have shape {what}, got {list(x.shape)}.")
+    if not jnp.issubdtype(x.dtype, jnp.number):
+        raise ValueError(f"{name} must be numeric, got dtype {x.dtype}.")
+    if not isinstance(x, jax.core.Tracer) and not bool(np.all(np.isfinite(np.asarray(x)))):
+        raise ValueError(f"{name} contains {int(np.size(x) - np.isfinite(np.asarray(x)).sum())} "
+                         "NaN/Inf value(s); attention needs finite inputs.")
+
+
+def _check_mask_dtype(mask) -> None:
+    dt = np.dtype(mask.dtype) if hasattr(mask, "dtype") else np.asarray(mask).dtype
+    if not (dt == np.bool_ or np.issubdtype(dt, np.integer)):
+        raise ValueError(f"mask must be boolean (True = may attend), got dtype {dt}; an additive "
+                         "float mask (0 / -inf) belongs in bias=, not mask=.")
+
+
 def attention_weights(q, k, mask=None, bias=None):
     """softmax(q kᵀ/√d_k + bias) over keys: ``q [..., Tq, dk]``, ``k [..., Tk, dk]`` →
     ``[..., Tq, Tk]``. Rows sum to 1 (0 for a fully masked row); masked entries are exactly 0."""
+    _check_array("q", q, "[..., Tq, dk]")
+    _check_array("k", k, "[..., Tk, dk]")
+    if mask is not None:
+        _check_mask_dtype(mask)
+        _check_mask(mask, q.shape[-2], k.shape[-2])
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"query feature size {q.shape[-1]} != key feature size {k.shape[-1]} "
                          f"(q {list(q.shape)}, k {list(k.shape)}).")
@@ -71,6 +98,9 @@ def attention_weights(q, k, mask=None, bias=None):
 def scaled_dot_product_attention(q, k, v, mask=None, bias=None, return_weights: bool = False):
     """softmax(q kᵀ/√d_k + bias) v: ``q [..., Tq, dk]``, ``k [..., Tk, dk]``, ``v [..., Tk, dv]``
     → ``[..., Tq, dv]`` (and the weights with ``return_weights``)."""
+    _check_array("q", q, "[..., Tq, dk]")
+    _check_array("k", k, "[..., Tk, dk]")
+    _check_array("v", v, "[..., Tk, dv]")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"keys and values must have the same length, got k {list(k.shape)} "
                          f"and v {list(v.shape)}.")
@@ -89,6 +119,8 @@ def flax_attention_fn(query, key, value, bias=None, mask=None, **_):
         nnx.MultiHeadAttention(..., param_dtype=jnp.float64, attention_fn=flax_attention_fn)
     """
     q, k, v = (jnp.swapaxes(x, -3, -2) for x in (query, key, value))   # [..., heads, T, e]
+    if mask is not None:   # flax's masks (nnx.make_attention_mask) are 0/1 in a float dtype
+        mask = jnp.asarray(mask).astype(bool)
     out = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias)
     return jnp.swapaxes(out, -3, -2)
 
@@ -108,8 +140,11 @@ class MultiHeadAttention(nnx.Module):
 
     def __init__(self, d_model: int, num_heads: int, *, d_memory: int | None = None,
                  use_bias: bool = True, rngs: nnx.Rngs, param_dtype=jnp.float32):
-        if num_heads < 1 or d_model < 1:
-            raise ValueError(f"d_model and num_heads must be >= 1, got {d_model}, {num_heads}.")
+        _validate.positive_int("d_model", d_model)
+        _validate.positive_int("num_heads", num_heads)
+        if d_memory is not None:
+            _validate.positive_int("d_memory", d_memory)
+        _validate.rngs("rngs", rngs)
         if d_model % num_heads:
             raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}; "
                              f"choose d_model as a multiple of num_heads (d_k = d_model/h).")
@@ -148,6 +183,9 @@ class MultiHeadAttention(nnx.Module):
         return out + lead(self.out_bias[...], out.ndim) if self.use_bias else out
 
     def check_inputs(self, x, memory):
+        _check_array("x", x, "[..., Tq, d_model]")
+        if memory is not x:
+            _check_array("memory", memory, "[..., Tk, d_memory]")
         if x.shape[-1] != self.d_model:
             raise ValueError(f"inputs have feature size {x.shape[-1]}, expected d_model="
                              f"{self.d_model} (shape {list(x.shape)}).")
@@ -161,9 +199,11 @@ class MultiHeadAttention(nnx.Module):
         d_model]`` (and weights ``[..., h, Tq, Tk]`` with ``return_weights``)."""
         memory = x if memory is None else memory
         self.check_inputs(x, memory)
+        if mask is not None:
+            _check_mask_dtype(mask)
+            _check_mask(mask, x.shape[-2], memory.shape[-2])
         q, k, v = self.project(x, memory)
         if mask is not None:
-            _check_mask(mask, x.shape[-2], memory.shape[-2])
             mask = jnp.asarray(mask, bool)
             mask = mask.reshape(mask.shape[:-2] + (1,) + mask.shape[-2:])  # head axis
         heads, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True)

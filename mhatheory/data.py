@@ -37,6 +37,9 @@ class Batch(NamedTuple):
 
 def check_batch(batch: Batch, d: int | None = None) -> Batch:
     """Validate shapes, labels and finiteness of a batch; returns it."""
+    if not isinstance(batch, Batch):
+        raise TypeError(f"batch must be a mhatheory.data.Batch(X, y), got "
+                        f"{type(batch).__name__}; wrap arrays as Batch(X=X, y=y).")
     X, y = batch.X, batch.y
     if jnp.ndim(X) != 3:
         raise ValueError(f"batch.X must have shape [n, T, d], got {list(jnp.shape(X))}.")
@@ -109,6 +112,12 @@ def sample_latents(config: MixtureConfig, key, n: int | None = None):
 
 def sample(config: MixtureConfig, key, n: int | None = None) -> Batch:
     """Draw ``n`` (default ``config.n``) samples. Pure and jit-able with ``config`` static."""
+    if not isinstance(config, MixtureConfig):
+        raise TypeError(f"config must be a mhatheory.data.MixtureConfig, got "
+                        f"{type(config).__name__}.")
+    _validate.prng_key("key", key)
+    if n is not None:
+        _validate.positive_int("n", n)
     k_lat, k_noise = jax.random.split(key)
     y, clusters = sample_latents(config, k_lat, n)
     means = cluster_means(config)

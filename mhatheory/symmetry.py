@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mhatheory import _validate
+
 
 class SymmetryResult(NamedTuple):
     """Worst ``max |Δ|`` over the permutations tried, the permutation that gave it."""
@@ -34,9 +36,31 @@ class SymmetryResult(NamedTuple):
     exhaustive: bool
 
 
+def _check(fn, tokens, min_len: int, key=None, num_random: int = 1,
+           max_exhaustive: int = 0):
+    """The symmetry checks' shared input check (before any work); returns the tokens."""
+    _validate.callable_arg("fn", fn, "fn(tokens [T]) -> outputs [T, ...]")
+    if np.ndim(tokens) != 1:
+        raise ValueError(f"tokens must be one sequence [T] (fn is vmapped over permutations of "
+                         f"it), got shape {list(np.shape(tokens))}.")
+    if np.shape(tokens)[0] < min_len:
+        raise ValueError(f"tokens must hold at least {min_len} positions for this check to have a "
+                         f"permutation to try, got {np.shape(tokens)[0]}.")
+    _validate.positive_int("num_random", num_random)
+    _validate.positive_int("max_exhaustive", max_exhaustive, minimum=0)
+    if key is not None:
+        _validate.prng_key("key", key)
+    return jnp.asarray(tokens)
+
+
 def permutations(n_free: int, *, key=None, max_exhaustive: int = 6, num_random: int = 50):
     """All permutations of ``n_free`` items when n_free ≤ max_exhaustive (so (n−1)! for n ≤ 7),
     else ``num_random`` random ones (the identity excluded)."""
+    _validate.positive_int("n_free", n_free, minimum=0)
+    _validate.positive_int("max_exhaustive", max_exhaustive, minimum=0)
+    _validate.positive_int("num_random", num_random)
+    if key is not None:
+        _validate.prng_key("key", key)
     if n_free <= max_exhaustive:
         return [p for p in itertools.permutations(range(n_free)) if p != tuple(range(n_free))], True
     key = jax.random.key(0) if key is None else key
@@ -57,8 +81,13 @@ def last_position_invariance(fn, tokens, *, position: int = -1, key=None,
                              max_exhaustive: int = 6, num_random: int = 50) -> SymmetryResult:
     """max |fn(x_σ)[position] − fn(x)[position]| over σ permuting positions 0..position−1 (the
     readout position stays put; later positions, if any, stay put too)."""
-    tokens = jnp.asarray(tokens)
+    tokens = _check(fn, tokens, 3, key, num_random, max_exhaustive)
     n = tokens.shape[-1]
+    if (isinstance(position, bool) or not isinstance(position, (int, np.integer))
+            or not (2 <= position < n or -n + 2 <= position < 0)):
+        raise ValueError(f"position must be an integer readout position with at least two "
+                         f"positions before it: 2..{n - 1} or {-n + 2}..-1 for T={n}, got "
+                         f"{position!r}.")
     pos = position % n
     perms, exhaustive = permutations(pos, key=key, max_exhaustive=max_exhaustive,
                                      num_random=num_random)
@@ -73,7 +102,7 @@ def last_position_invariance(fn, tokens, *, position: int = -1, key=None,
 
 def moving_last_deviation(fn, tokens, *, key=None, num_random: int = 50) -> SymmetryResult:
     """Negative control (a): permutations that move the last position change its output."""
-    tokens = jnp.asarray(tokens)
+    tokens = _check(fn, tokens, 2, key, num_random)
     n = tokens.shape[-1]
     key = jax.random.key(1) if key is None else key
     perms = []
@@ -90,7 +119,7 @@ def moving_last_deviation(fn, tokens, *, key=None, num_random: int = 50) -> Symm
 def equivariance(fn, tokens, *, key=None, max_exhaustive: int = 6,
                  num_random: int = 50) -> SymmetryResult:
     """max |fn(x_σ) − σ(fn(x))| over permutations σ of the whole sequence."""
-    tokens = jnp.asarray(tokens)
+    tokens = _check(fn, tokens, 2, key, num_random, max_exhaustive)
     n = tokens.shape[-1]
     perms, exhaustive = permutations(n, key=key, max_exhaustive=max_exhaustive,
                                      num_random=num_random)
@@ -104,7 +133,7 @@ def earlier_position_deviation(fn, tokens, *, key=None, max_exhaustive: int = 6,
     """Under the theorem's permutations (positions 1..n−1 permuted, the last fixed), the largest
     change of the outputs at the positions k < n. A one-layer causal model shows a change here
     while being invariant at the last position."""
-    tokens = jnp.asarray(tokens)
+    tokens = _check(fn, tokens, 3, key, num_random, max_exhaustive)
     n = tokens.shape[-1]
     perms, exhaustive = permutations(n - 1, key=key, max_exhaustive=max_exhaustive,
                                      num_random=num_random)

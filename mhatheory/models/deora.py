@@ -21,6 +21,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from mhatheory import _validate
@@ -43,7 +44,13 @@ def head_outputs(params, X):
 
 
 def phi(params, X):
-    """Φ(X; θ) = (1/√H) Σ_h φ_h(X): ``X [..., T, d]`` → ``[...]``."""
+    """Φ(X; θ) = (1/√H) Σ_h φ_h(X): ``X [..., T, d]`` → ``[...]``. On concrete (not traced)
+    inputs the parameters and tokens are checked first (:func:`check_params`,
+    :func:`check_tokens`)."""
+    if _validate.is_concrete(X) and not any(isinstance(a, jax.core.Tracer)
+                                            for a in jax.tree.leaves(params)):
+        _, d = check_params(params)
+        check_tokens(X, d)
     num_heads = params["U"].shape[0]
     return jnp.sum(head_outputs(params, X), axis=-1) / math.sqrt(num_heads)
 
@@ -66,7 +73,7 @@ def loss_fn(params, batch: Batch):
     its inputs first (labels in {−1, +1}, shapes, finiteness); probes run the same check
     (``loss_fn.check_args``) before compiling.
     """
-    if not isinstance(batch.y, jax.core.Tracer):
+    if not isinstance(batch, Batch) or not isinstance(batch.y, jax.core.Tracer):
         _check_loss_args(params, batch)
     return margin_loss(phi(params, batch.X), batch.y, batch.w)
 
@@ -74,8 +81,15 @@ def loss_fn(params, batch: Batch):
 def check_params(params) -> tuple[int, int]:
     """Validate a Deora parameter dict; returns ``(H, d)``."""
     if not isinstance(params, dict) or set(params) != {"W", "U"}:
-        raise ValueError("params must be a dict with exactly the keys 'W' and 'U'.")
+        raise ValueError("params must be a dict with exactly the keys 'W' and 'U', got "
+                         + (f"keys {sorted(map(str, params))}" if isinstance(params, dict)
+                            else type(params).__name__) + ".")
     W, U = params["W"], params["U"]
+    for name, a in (("W", W), ("U", U)):
+        dt = np.dtype(a.dtype) if hasattr(a, "dtype") else np.result_type(a)
+        if not np.issubdtype(dt, np.floating):
+            raise ValueError(f"{name} has dtype {dt}, but the parameters must be floating point; "
+                             "cast with .astype(float).")
     if jnp.ndim(W) != 3 or W.shape[1] != W.shape[2]:
         raise ValueError(f"W must have shape [H, d, d], got {list(jnp.shape(W))}.")
     H, d = W.shape[0], W.shape[1]
@@ -107,6 +121,8 @@ def init_params(key, d: int, num_heads: int, init_scale: float = 1.0, dtype=None
     d = _validate.positive_int("d", d)
     num_heads = _validate.positive_int("num_heads", num_heads)
     init_scale = _validate.positive_float("init_scale", init_scale)
+    _validate.floating_dtype("dtype", dtype)
+    _validate.prng_key("key", key)
     dtype = dtype or jnp.zeros(()).dtype
     std = init_scale / math.sqrt(d)
     keys = jax.random.split(key, num_heads)
@@ -139,6 +155,11 @@ class DeoraMHA(nnx.Module):
 
     def __init__(self, d: int, num_heads: int, *, init_scale: float = 1.0, rngs: nnx.Rngs,
                  dtype=None):
+        _validate.positive_int("d", d)
+        _validate.positive_int("num_heads", num_heads)
+        _validate.positive_float("init_scale", init_scale)
+        _validate.floating_dtype("dtype", dtype)
+        _validate.rngs("rngs", rngs)
         p = init_params(rngs.params(), d, num_heads, init_scale, dtype)
         self.W = nnx.Param(p["W"])
         self.U = nnx.Param(p["U"])

@@ -19,8 +19,10 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from mhatheory import _validate
 from mhatheory.attention import MultiHeadAttention, causal_mask, lead, padding_mask
 from mhatheory.positional import LearnedPositions, RelativeMultiHeadAttention, sinusoidal
 
@@ -41,6 +43,9 @@ def residual_plan(spec, num_layers: int) -> tuple[tuple[bool, bool], ...]:
             return tuple((i != k, i != k) for i in range(num_layers))
         raise ValueError(f"residual={spec!r} is not one of {sorted(named)} or 'off:K' with "
                          f"K < num_layers={num_layers}.")
+    if not isinstance(spec, (list, tuple, np.ndarray)):
+        raise ValueError(f"residual={spec!r} must be a bool, one of {sorted(named)}, 'off:K' or "
+                         "one entry per layer.")
     spec = list(spec)
     if len(spec) != num_layers:
         raise ValueError(f"a per-layer residual spec needs {num_layers} entries, got {len(spec)}.")
@@ -115,9 +120,19 @@ class DecoderTransformer(nnx.Module):
                  activation: str = "gelu", rngs: nnx.Rngs, param_dtype=jnp.float32):
         if positional not in POSITIONAL:
             raise ValueError(f"positional must be one of {POSITIONAL}, got {positional!r}.")
-        for name, v in (("vocab_size", vocab_size), ("num_layers", num_layers)):
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}.")
+        for name, v in (("vocab_size", vocab_size), ("d_model", d_model),
+                        ("num_heads", num_heads), ("num_layers", num_layers),
+                        ("max_len", max_len)) + ((("d_ff", d_ff),) if d_ff is not None else ()):
+            _validate.positive_int(name, v)
+        if d_model % num_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}; "
+                             "choose d_model as a multiple of num_heads (d_k = d_model/h).")
+        if activation not in ("relu", "gelu"):
+            raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}.")
+        _validate.floating_dtype("param_dtype", param_dtype)
+        _validate.rngs("rngs", rngs)
+        residual_plan(residual, num_layers)  # raises on a bad plan, before any parameter
+        self.vocab_size, self.max_len = vocab_size, max_len
         self.positional, self.causal, self.pre_ln = positional, causal, pre_ln
         self.plan = residual_plan(residual, num_layers)
         self.d_model = d_model
@@ -130,6 +145,22 @@ class DecoderTransformer(nnx.Module):
                   param_dtype=param_dtype) for i in range(num_layers)])
         self.final_norm = nnx.LayerNorm(d_model, rngs=rngs, param_dtype=param_dtype)
         self.head = nnx.Linear(d_model, vocab_size, rngs=rngs, param_dtype=param_dtype)
+
+    def _check_tokens(self, tokens, valid) -> None:
+        """Token ids in [0, vocab_size) (an embedding lookup would silently clamp them), at most
+        ``max_len`` positions for learned encodings, and a ``valid`` mask of the tokens' shape."""
+        T = tokens.shape[-1]
+        if self.positional == "learned" and T > self.max_len:
+            raise ValueError(f"tokens hold T={T} positions but the learned position table has "
+                             f"max_len={self.max_len}; build the model with a larger max_len.")
+        if valid is not None and tuple(jnp.shape(valid)) != tuple(tokens.shape):
+            raise ValueError(f"valid must have shape {list(tokens.shape)} (one flag per token), "
+                             f"got {list(jnp.shape(valid))}.")
+        if _validate.is_concrete(tokens) and tokens.size:
+            t = np.asarray(tokens)
+            if t.min() < 0 or t.max() >= self.vocab_size:
+                raise ValueError(f"tokens must lie in [0, vocab_size={self.vocab_size}), found "
+                                 f"{int(t.min())}..{int(t.max())}.")
 
     def embed_tokens(self, tokens):
         x = self.embed(tokens)                                          # (..., T, d)
@@ -145,11 +176,16 @@ class DecoderTransformer(nnx.Module):
                  return_hidden: bool = False, return_mems: bool = False):
         """``valid [..., T]`` marks real tokens (a key-padding mask that moves with the tokens);
         ``mems`` one ``[..., M, d]`` array per layer (relative positions only)."""
-        tokens = jnp.asarray(tokens)
+        if not hasattr(tokens, "dtype"):
+            tokens = np.asarray(tokens)
         if not jnp.issubdtype(tokens.dtype, jnp.integer):
             raise ValueError(f"tokens must be integers, got dtype {tokens.dtype}.")
+        if tokens.ndim < 1:
+            raise ValueError(f"tokens must have shape [..., T], got a scalar {tokens!r}.")
         if mems is not None and self.positional != "relative":
             raise ValueError("segment memory (mems) needs positional='relative'.")
+        self._check_tokens(tokens, valid)
+        tokens = jnp.asarray(tokens)
         x = self.embed_tokens(tokens)
         T = tokens.shape[-1]
         M = 0 if mems is None else mems[0].shape[-2]

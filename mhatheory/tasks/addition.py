@@ -58,16 +58,36 @@ class Split(NamedTuple):
     test: np.ndarray    # [N_test, 12]
 
 
-def split(num_train: int, num_test: int, *, lo: int = 0, hi: int = 999,
-          reverse_answer: bool = False, seed: int = 0) -> Split:
-    """Disjoint train/test problems drawn without replacement from [lo, hi]²."""
-    if not 0 <= lo <= hi <= 999:
+def check_range(lo, hi, reverse_answer=False) -> None:
+    """``lo``, ``hi`` integers with 0 <= lo <= hi <= 999 and ``reverse_answer`` a bool."""
+    for name, v in (("lo", lo), ("hi", hi)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= 999:
+            raise ValueError(f"{name} must be an integer operand in 0..999 (3-digit addition), "
+                             f"got {v!r}.")
+    if lo > hi:
         raise ValueError(f"need 0 <= lo <= hi <= 999, got lo={lo}, hi={hi}.")
-    m = hi - lo + 1
-    total = m * m
+    if not isinstance(reverse_answer, (bool, np.bool_)):
+        raise ValueError(f"reverse_answer must be True or False, got {reverse_answer!r}.")
+
+
+def check_sizes(num_train, num_test, lo: int = 0, hi: int = 999) -> None:
+    """``num_train``, ``num_test`` ≥ 1 and together at most the (hi − lo + 1)² problems."""
+    for name, v in (("num_train", num_train), ("num_test", num_test)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
+    total = (hi - lo + 1) ** 2
     if num_train + num_test > total:
         raise ValueError(f"num_train + num_test = {num_train + num_test} exceeds the "
                          f"{total} distinct problems in [{lo}, {hi}]².")
+
+
+def split(num_train: int, num_test: int, *, lo: int = 0, hi: int = 999,
+          reverse_answer: bool = False, seed: int = 0) -> Split:
+    """Disjoint train/test problems drawn without replacement from [lo, hi]²."""
+    check_range(lo, hi, reverse_answer)
+    check_sizes(num_train, num_test, lo, hi)
+    m = hi - lo + 1
+    total = m * m
     idx = np.random.default_rng(seed).choice(total, num_train + num_test, replace=False)
     a, b = lo + idx // m, lo + idx % m
     seqs = encode(a, b, reverse_answer)
@@ -103,6 +123,7 @@ def _multiset_key(tokens) -> np.ndarray:
 @lru_cache(maxsize=8)
 def ceilings(lo: int = 0, hi: int = 999, reverse_answer: bool = False) -> dict:
     """Exact-match ceiling and the per-position ceilings, by enumerating every problem."""
+    check_range(lo, hi, reverse_answer)
     r = np.arange(lo, hi + 1)
     a, b = np.repeat(r, r.size), np.tile(r, r.size)
     seqs = encode(a, b, reverse_answer)
@@ -118,4 +139,5 @@ def ceilings(lo: int = 0, hi: int = 999, reverse_answer: bool = False) -> dict:
 def exact_match_ceiling(lo: int = 0, hi: int = 999, reverse_answer: bool = False) -> float:
     """The best exact-match accuracy any non-causal, position-free model can reach on
     ``abc+def=`` with operands in [lo, hi] (greedy decoding), by exhaustive enumeration."""
+    check_range(lo, hi, reverse_answer)
     return ceilings(lo, hi, reverse_answer)["exact_match"]
