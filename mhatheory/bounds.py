@@ -61,6 +61,7 @@ from mhatheory import spectral
 from mhatheory.data import Batch, check_batch
 from mhatheory.losses import logistic_d1
 from mhatheory.models import deora
+from mhatheory.spectral._lanczos import check_options
 from mhatheory.verdicts import ESCALATION, Interval, Verdict, combine, compare, escalated
 
 #: Relative slack for float64 rounding in a link's two sides. HVPs, eigh and length-n sums have
@@ -220,10 +221,13 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     random vector, see the module docstring).
     Cost: two Lanczos runs (∇²L̂ and N) + n·H eigenproblems of size 2d.
     """
+    check_options(method=method, key=key, **lanczos)
     deora.check_params(params)
     check_batch(batch, params["W"].shape[1])
     H = params["U"].shape[0]
     P = deora.parameter_count(params["W"].shape[1], H)
+    for name, v in (("v0", v0), ("v0_N", v0_N)):
+        check_options(v0=v, v0_name=name, num_params=P)
     loss = float(deora.loss_fn(params, batch))
     hess, curv = (deora.loss_fn, (batch,)), (spectral.Curvature(deora.phi), (batch.X, batch.y))
     k1, k2 = jax.random.split(jax.random.key(0) if key is None else key)

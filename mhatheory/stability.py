@@ -122,8 +122,18 @@ def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
                          f"dtype {idx.dtype}.")
     if idx.min() < 0 or idx.max() >= n:
         raise ValueError(f"idx must index the pool's {n} samples, found {idx.min()}..{idx.max()}.")
-    _validate.probe_inputs(loss_fn, params0, (gather(pool, idx[0]),))
+    chunk = _validate.positive_int("chunk", chunk)
+    # the whole pool (every retraining's data), checked on the host before any work
+    _validate.float_params(params0, "params0")
+    _validate.finite_tree(params0, "params0")
+    _validate.finite_tree(pool, "pool")
+    _validate.loss_inputs(loss_fn, params0, (pool,))
+    P, _ = _validate.num_params(params0)
+    _validate.shape("base_traj", base_traj, (steps, P))
+    _validate.finite("base_traj", base_traj)
     devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must name at least one device (default: jax.devices()).")
     ndev = len(devices)
     chunk = max(ndev, (chunk // ndev) * ndev)
     mesh = Mesh(np.array(devices), ("r",)) if ndev > 1 else None
@@ -153,6 +163,24 @@ def base_trajectory(loss_fn, params0, batch, steps, lr):
 
 def model_stability(theta_K, retrained_params) -> tuple[float, float]:
     """ε₁ = mean ‖θ_K − θ_K^{(r)}‖ and ε₂² = mean ‖θ_K − θ_K^{(r)}‖²."""
+    _validate.float_params(theta_K, "theta_K")
+    _validate.finite_tree(theta_K, "theta_K")
+    _validate.finite_tree(retrained_params, "retrained_params")
+    if jax.tree.structure(retrained_params) != jax.tree.structure(theta_K):
+        raise ValueError("retrained_params must have the structure of theta_K (each leaf stacked "
+                         f"over the retrainings), got {jax.tree.structure(retrained_params)} "
+                         f"against {jax.tree.structure(theta_K)}.")
+    lead = set()
+    for (path, a), b in zip(_validate.leaf_paths(retrained_params, "retrained_params"),
+                            jax.tree.leaves(theta_K), strict=True):
+        if np.shape(a)[1:] != np.shape(b) or np.ndim(a) != np.ndim(b) + 1:
+            raise ValueError(f"{path} must have shape [R, {', '.join(map(str, np.shape(b)))}] "
+                             f"(theta_K's leaf stacked over R retrainings), got "
+                             f"{list(np.shape(a))}.")
+        lead.add(np.shape(a)[0])
+    if len(lead) != 1 or 0 in lead:
+        raise ValueError(f"retrained_params must stack R >= 1 retrainings on every leaf, got "
+                         f"leading sizes {sorted(lead)}.")
     flat = ravel_pytree(theta_K)[0]
     others = jax.vmap(lambda p: ravel_pytree(p)[0])(retrained_params)
     d = np.linalg.norm(np.asarray(others - flat[None]), axis=1)

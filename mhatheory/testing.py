@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from mhatheory import _validate, bounds, spectral
+from mhatheory.spectral._lanczos import check_options
 from mhatheory.verdicts import ESCALATION, Interval, Verdict, compare, escalated
 
 
@@ -41,13 +42,17 @@ def describe(params) -> str:
     return "; ".join(parts)
 
 
-def _as_interval(x) -> Interval:
-    if isinstance(x, (tuple, list)):
-        lo, hi = (float(v) for v in x)
-        if not lo <= hi:
-            raise ValueError(f"an interval must be (lo, hi) with lo <= hi, got {x!r}.")
-        return Interval(lo, hi)
-    return Interval(float(x), float(x))
+def _as_interval(x, name: str = "value") -> Interval:
+    """A number or a ``(lo, hi)`` pair as an :class:`Interval`; ``name`` (``lhs``/``rhs``) is
+    named in the error for anything else, a NaN or a reversed pair."""
+    try:
+        lo, hi = ((float(v) for v in x) if isinstance(x, (tuple, list)) else (float(x),) * 2)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or a (lo, hi) interval, got {x!r}.") from None
+    if math.isnan(lo) or math.isnan(hi) or not lo <= hi:
+        raise ValueError(f"{name} must be a number or a (lo, hi) interval with lo <= hi (no NaN), "
+                         f"got {x!r}.")
+    return Interval(lo, hi)
 
 
 def _raise(verdict: Verdict, msg: str, where: str | None):
@@ -67,7 +72,9 @@ def assert_inequality(lhs, rhs, *, relation: str = ">=", name: str = "inequality
     overlap the boundary.
     """
     slack = _validate.non_negative_float("slack", slack)
-    a, b = _as_interval(lhs), _as_interval(rhs)
+    if relation not in (">=", "<="):
+        raise ValueError(f"relation must be '>=' or '<=', got {relation!r}.")
+    a, b = _as_interval(lhs, "lhs"), _as_interval(rhs, "rhs")
     a = Interval(a.lo - slack, a.hi + slack)
     verdict, margin = compare(a, b, relation)
     if verdict != Verdict.HOLDS:
@@ -93,7 +100,9 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     """
     kappa = _validate.non_negative_float("kappa", kappa)
     heads = _validate.positive_int("heads", heads)
+    check_options(method=method, key=key, **lanczos)
     _validate.probe_inputs(loss_fn, params, args)
+    check_options(method=method, key=key, **lanczos, num_params=_validate.num_params(params)[0])
     loss = float(loss_fn(params, *args))
     dtype = jax.tree.leaves(params)[0].dtype
     rhs = -kappa / math.sqrt(heads) * loss

@@ -138,6 +138,11 @@ def gd(
     """
     steps = _validate.positive_int("steps", steps)
     lr = _validate.positive_float("lr", lr)
+    if metrics_fn is not None:
+        _validate.callable_arg("metrics_fn", metrics_fn, "metrics_fn(params, *metric_args) -> "
+                               "dict of scalars")
+    if num_chunks is not None:
+        num_chunks = _validate.positive_int("num_chunks", num_chunks)
     rec = np.unique(np.asarray(record_steps, dtype=int))
     if rec.size and (rec[0] < 0 or rec[-1] > steps):
         raise ValueError(f"record_steps must lie in [0, steps={steps}], got {rec.tolist()}.")
