@@ -179,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_out(out: str) -> None:
+    """``--out`` names a writable folder (``results.check_out_dir``); an empty or blank value
+    (an unset shell variable: ``--out "$DIR"``) would mean the current directory, so it is
+    refused too."""
+    from mhatheory import results
+
+    if not out.strip():
+        raise ValueError(f"--out {out!r} is empty; name a folder (e.g. --out results/run1).")
+    results.check_out_dir(out, "--out")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from mhatheory import results
@@ -199,7 +210,7 @@ def main(argv=None) -> int:
                   f"(see mhatheory run {args.experiment} --help)", file=sys.stderr)
             return 2
         try:
-            results.check_out_dir(args.out, "--out")
+            _check_out(args.out)
         except ValueError as err:
             print(f"mhatheory run {args.experiment}: {err}", file=sys.stderr)
             return 2
@@ -214,7 +225,7 @@ def main(argv=None) -> int:
     from mhatheory import verify
 
     try:
-        results.check_out_dir(args.out, "--out")
+        _check_out(args.out)
     except ValueError as err:
         print(f"mhatheory verify: {err}", file=sys.stderr)
         return 2

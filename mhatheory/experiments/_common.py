@@ -42,15 +42,60 @@ def error_metrics(params, train: data.Batch, test: data.Batch) -> dict:
     }
 
 
+#: Config fields validated the same way in every experiment that has them (the smallest
+#: allowed integer; numbers > 0; numbers >= 0), before any work; errors name the field, which
+#: the CLI writes as its flag (``--heads``). An experiment's own ``__post_init__`` adds the
+#: checks that involve several fields.
+MIN_INT = {
+    "heads": 1, "steps": 1, "num_test": 1, "seed": 0, "krylov": 2, "num_probes": 1,
+    "trace_samples": 2, "dense_max_params": 0, "exact_max_params": 0, "seeds": 1,
+    "convergence_heads": 1, "convergence_steps": 1, "fit_min_heads": 1, "d_model": 1,
+    "layers": 1, "train_pool": 1, "batch": 1, "warmup": 0, "eval_every": 1, "num_train": 1,
+    "checkpoint_every": 1, "lo": 0, "hi": 0, "subset": 1, "chunk": 1, "influence_samples": 1,
+    "bayes_samples": 1,
+}
+POSITIVE_FLOAT = ("lr", "init_scale")
+NON_NEGATIVE_FLOAT = ("weight_decay",)
+
+
 def validate_common(config) -> None:
-    """Validate the fields experiment configs share, before any work starts."""
-    for name in ("heads", "steps", "num_test"):
+    """Validate the fields experiment configs share (:data:`MIN_INT`, :data:`POSITIVE_FLOAT`,
+    :data:`NON_NEGATIVE_FLOAT`, the data fields, the dense-Hessian memory guard), before any
+    work starts."""
+    for name, minimum in MIN_INT.items():
         if hasattr(config, name):
-            _validate.positive_int(name, getattr(config, name))
-    for name in ("lr", "init_scale"):
+            _validate.positive_int(name, getattr(config, name), minimum=minimum)
+    for name in POSITIVE_FLOAT:
         if hasattr(config, name):
             _validate.positive_float(name, getattr(config, name))
-    config.mixture()  # validates the data fields
+    for name in NON_NEGATIVE_FLOAT:
+        if hasattr(config, name):
+            _validate.non_negative_float(name, getattr(config, name))
+    if hasattr(config, "mixture"):
+        config.mixture()  # validates the data fields
+        check_dense_guard(config)
+
+
+def check_dense_guard(config) -> None:
+    """A ``dense_max_params`` / ``exact_max_params`` threshold must not send a cell to a dense
+    Hessian that cannot fit the memory budget (:func:`mhatheory.spectral.dense_bytes`): the
+    run would fail only after training."""
+    from mhatheory import spectral
+
+    for field in ("dense_max_params", "exact_max_params"):
+        limit = getattr(config, field, None)
+        if limit is None:
+            continue
+        heads = getattr(config, "heads_grid", None) or (getattr(config, "heads", None),)
+        for h in (h for h in heads if isinstance(h, int) and h >= 1):
+            P = deora.parameter_count(config.d, h)
+            need = spectral.dense_bytes(P, jax.dtypes.canonicalize_dtype(float))
+            if P <= limit and need > spectral.DEFAULT_DENSE_BUDGET:
+                raise ValueError(
+                    f"{field}={limit} sends H={h} (P={P:,} parameters) to the dense Hessian, "
+                    f"which needs about {need / 2**30:,.0f} GiB (over the "
+                    f"{spectral.DEFAULT_DENSE_BUDGET / 2**30:.0f} GiB budget); use a threshold "
+                    f"below {P:,} (Lanczos is used above it).")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from mhatheory import results
+from mhatheory.experiments._common import validate_common
 from mhatheory.models import Seq2SeqTransformer
 
 BOS = 1
@@ -62,6 +63,9 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
+        validate_common(self)
+        if not self.warmup < self.steps:
+            raise ValueError(f"warmup={self.warmup} must lie in [0, steps={self.steps}).")
         if self.task not in ("reverse", "copy"):
             raise ValueError(f"task must be 'reverse' or 'copy', got {self.task!r}.")
         if self.vocab <= FIRST + 1 or self.length < 2 or self.d_model % self.heads:

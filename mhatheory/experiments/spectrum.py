@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mhatheory import data, plots, results, spectral, train
+from mhatheory import _validate, data, plots, results, spectral, train
 from mhatheory.experiments._common import DeoraFields, make_problem
 from mhatheory.models import deora
 
@@ -41,6 +41,10 @@ class Config(DeoraFields):
     num_probes: int = 10
     trace_samples: int = 100
     dense_max_params: int = 3000
+
+    def __post_init__(self):
+        super().__post_init__()
+        _validate.positive_int("num_probes", self.num_probes, minimum=2)  # SLQ's SE needs two
 
 
 FULL = {"heads": 16, "d": 32, "n": 512, "steps": 3000}

@@ -24,6 +24,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from mhatheory import plots, results, symmetry
+from mhatheory.experiments._common import validate_common
 from mhatheory.experiments._sweep import cell_digest, run_cells, selector_fields
 from mhatheory.models import DecoderTransformer
 from mhatheory.models.transformer import POSITIONAL, residual_plan
@@ -82,6 +83,9 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
+        validate_common(self)
+        ad.check_range(self.lo, self.hi, self.reverse_answer)
+        ad.check_sizes(self.num_train, self.num_test, self.lo, self.hi)
         if self.d_model % self.heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by heads={self.heads}.")
         if not 0 <= self.warmup < self.steps:
