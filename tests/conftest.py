@@ -22,3 +22,10 @@ settings.register_profile("mhatheory", deadline=None,
                           max_examples=int(os.environ.get("MHATHEORY_EXAMPLES", "25")),
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("mhatheory")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The robustness campaign's tally (tests/test_robustness.py sets it when it runs)."""
+    line = getattr(config, "robustness_summary", lambda: None)()
+    if line:
+        terminalreporter.write_sep("=", line)
