@@ -55,39 +55,45 @@ def phase_diagrams(records, n: int):
     inits = sorted({r["init_scale"] for r in rs})
     heads = sorted({r["heads"] for r in rs})
     lrs = sorted({r["lr"] for r in rs})
-    fig, axes = plt.subplots(2, len(inits), figsize=(1.0 + 0.55 * len(heads) * len(inits) + 1.5,
-                                                     1.2 + 0.9 * len(lrs)), squeeze=False)
-    rows = (("diverged_frac", "diverged (fraction of seeds)", "Reds", (0, 1)),
-            ("test_error", "test error (fraction; — = all seeds diverged)", "viridis", None))
-    for col, init in enumerate(inits):
-        for row, (key, label, cmap, lim) in enumerate(rows):
-            ax = axes[row, col]
+    fig, axes = plt.subplots(2, len(inits), figsize=(0.55 * len(heads) * len(inits) + 2.5,
+                                                     1.6 + 0.85 * len(lrs)), squeeze=False,
+                             constrained_layout=True)
+    rows = (("diverged_frac", "fraction of seeds diverged", "Reds"),
+            ("test_error", "test error (—: all seeds diverged)", "viridis_r"))
+    for row, (key, label, cmap) in enumerate(rows):
+        mats, lam = {}, {}
+        for init in inits:
             M = np.full((len(lrs), len(heads)), np.nan)
-            lam = {}
             for r in _select(rs, init_scale=init):
                 v = r.get(key)
                 M[lrs.index(r["lr"]), heads.index(r["heads"])] = np.nan if v is None else v
                 if r.get("eta_lambda_max0") is not None:
-                    lam.setdefault(r["lr"], []).append(r["eta_lambda_max0"])
-            vals = M[np.isfinite(M)]
-            lo, hi = lim or ((vals.min(), vals.max()) if vals.size else (0, 1))
+                    lam.setdefault((init, r["lr"]), []).append(r["eta_lambda_max0"])
+            mats[init] = M
+        vals = np.concatenate([M[np.isfinite(M)] for M in mats.values()])
+        lo, hi = (0.0, 1.0) if key == "diverged_frac" else (
+            (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0))
+        for col, init in enumerate(inits):
+            ax, M = axes[row, col], mats[init]
             im = ax.imshow(M, origin="lower", cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
             for i in range(len(lrs)):
                 for j in range(len(heads)):
-                    txt = "—" if not np.isfinite(M[i, j]) else f"{M[i, j]:.2f}"
-                    ax.text(j, i, txt, ha="center", va="center", fontsize=6.5,
-                            color="w" if np.isfinite(M[i, j]) and cmap == "viridis"
-                            and M[i, j] < lo + 0.5 * (hi - lo) else "k")
+                    v = M[i, j]
+                    dark = np.isfinite(v) and (v - lo) > 0.55 * (hi - lo + 1e-300)
+                    if cmap == "viridis_r":
+                        dark = np.isfinite(v) and (v - lo) > 0.45 * (hi - lo + 1e-300)
+                    ax.text(j, i, "—" if not np.isfinite(v) else f"{v:.2f}", ha="center",
+                            va="center", fontsize=6.5, color="w" if dark else "k")
             ax.set_xticks(range(len(heads)), heads)
-            ax.set_yticks(range(len(lrs)),
-                          [f"{lr:g} ({np.median(lam[lr]):.2g})" if lr in lam else f"{lr:g}"
-                           for lr in lrs], fontsize=7)
+            ax.set_yticks(range(len(lrs)), [
+                f"{lr:g} ({np.median(lam[(init, lr)]):.2g})" if (init, lr) in lam else f"{lr:g}"
+                for lr in lrs], fontsize=7)
             ax.set_xlabel("number of heads H")
-            ax.set_ylabel("η (median η·λmax(θ₀))")
-            ax.set_title(f"init scale {init:g}: {label.split(' (')[0]}", fontsize=9)
-            fig.colorbar(im, ax=ax, shrink=0.85, label=label)
-    fig.suptitle(f"Phase diagrams at n = {n} (each cell: mean over seeds)")
-    fig.tight_layout()
+            ax.set_ylabel("η  (median η·λmax(θ₀))", fontsize=8)
+            ax.set_title(f"init scale {init:g}: {'diverged' if row == 0 else 'test error'}",
+                         fontsize=9)
+        fig.colorbar(im, ax=list(axes[row]), shrink=0.9, label=label)
+    fig.suptitle(f"Phase diagrams over H × η at n = {n} (each cell: mean over seeds)")
     return fig
 
 
@@ -194,7 +200,8 @@ def claims_forest(slopes, claim_rows):
         unit = "exponent" if QUANTITIES[q][1] == "log" else "per doubling of H"
         ax.set_xlabel(f"slope of {q} ({unit})", fontsize=8)
         m = "n/a" if row.measured is None else f"{row.measured:+.3g} ± {row.se or 0:.2g}"
-        ax.set_title(f"{name.replace('more heads → ', '→ ')}\noverall {m}: {row.answer}",
+        cond = " (conditional)" if row.detail.startswith("conditional") else ""
+        ax.set_title(f"{name.replace('more heads → ', '→ ')}\noverall {m}: {row.answer}{cond}",
                      fontsize=8)
         ax.grid(True, axis="x", alpha=0.3)
         if not rows:

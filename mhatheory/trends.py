@@ -16,8 +16,11 @@ fit). A slope summarises a trend; it does not claim a power law holds.
 **Claims.** Each claim says a quantity *decreases* with H. Per slice the verdict is "yes" when
 b + 2·SE < 0, "no" when b − 2·SE > 0 (it increases), else "undecided". The overall row averages
 each seed's slopes over the slices (so seeds, the independent units, carry the uncertainty), and
-answers the same way; its detail counts the per-slice verdicts. Divergence rows use only slices
-where some run diverged (elsewhere the slope is exactly 0 and says nothing).
+answers the same way, except that when some slices resolve a decrease and others an increase the
+claim is conditional and the row says "undecided" with the minority's slices in its detail. The
+detail counts the per-slice verdicts. Divergence rows use only slices where some run diverged
+(elsewhere the slope is exactly 0 and says nothing). For 0/1 data such as divergence, seeds whose
+curves coincide give SE = 0: the seeds agree exactly.
 """
 
 from __future__ import annotations
@@ -194,13 +197,26 @@ def claims(summary: dict) -> list[Claim]:
             if v:
                 per_seed.append(float(np.mean(v)))
         measured, se = mean_se(per_seed)
-        verdicts = [sl["quantities"][q]["verdict"] for sl in slices]
-        counts = {k: verdicts.count(k) for k in ("yes", "no", "undecided")}
+        by = {k: [sl for sl in slices if sl["quantities"][q]["verdict"] == k]
+              for k in ("yes", "no", "undecided")}
         detail = (f"slope of {QUANTITIES[q][0]} ({unit}), seed-averaged over {len(slices)} "
-                  f"slice(s) (η, init, n); per slice: {counts['yes']} decrease, {counts['no']} "
-                  f"increase, {counts['undecided']} unresolved at 2 SE")
-        rows.append(Claim(name, measured, se, 0.0, verdict(measured, se), detail))
+                  f"slice(s) (η, init, n); per slice: {len(by['yes'])} decrease, "
+                  f"{len(by['no'])} increase, {len(by['undecided'])} unresolved at 2 SE")
+        answer = verdict(measured, se)
+        if by["yes"] and by["no"]:
+            # resolved slices disagree: the claim holds under some conditions only
+            answer = "undecided"
+            few = min((by["yes"], "decreases"), (by["no"], "increases"), key=lambda x: len(x[0]))
+            detail = f"conditional: {few[1]} only at {_where(few[0])}; " + detail
+        rows.append(Claim(name, measured, se, 0.0, answer, detail))
     return rows
+
+
+def _where(slices, limit: int = 6) -> str:
+    """``η=…/init=…/n=…`` for a few slices."""
+    names = [f"η={sl['lr']:g}/init={sl['init_scale']:g}/n={sl['n']}" for sl in slices]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def claim_slices(slopes, q) -> list[dict]:

@@ -163,6 +163,11 @@ def test_claims_answer_yes_no_and_undecided_from_the_slopes():
     assert by["more heads → smaller ε₁ (replace-one stability)"].answer == "no"
     by = {c.name: c for c in heads.claims(_summary([0.5, -0.6, 0.4, -0.55]))}
     assert by["more heads → smaller ε₁ (replace-one stability)"].answer == "undecided"
+    two = _summary([-0.5, -0.6, -0.4, -0.55])
+    two["slopes"].append(dict(_summary([0.2, 0.3, 0.25, 0.2])["slopes"][0], init_scale=30.0))
+    row = {c.name: c for c in heads.claims(two)}["more heads → smaller ε₁ (replace-one stability)"]
+    assert row.answer == "undecided" and row.detail.startswith("conditional:")
+    assert "1 decrease, 1 increase" in row.detail
     no_div = {c.name: c for c in heads.claims(_summary([0.0] * 4, "diverged", (0.0, 0.0)))}
     row = no_div["more heads → fewer divergences at the same η"]
     assert row.answer == "undecided" and "no run diverged" in row.detail

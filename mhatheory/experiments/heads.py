@@ -48,9 +48,10 @@ import numpy as np
 from mhatheory import convergence, data, results, spectral, stability
 from mhatheory.experiments import _batched
 from mhatheory.experiments._common import DeoraFields, make_problem
+from mhatheory.experiments._heads_records import make_record
 from mhatheory.experiments._sweep import run_cells
 from mhatheory.models import deora
-from mhatheory.trends import QUANTITIES, Claim, claims, gap_resolution, mean_se, slopes_by_slice
+from mhatheory.trends import QUANTITIES, Claim, claims, gap_resolution, slopes_by_slice
 
 __all__ = ["Claim", "Config", "FULL", "QUANTITIES", "VERIFY", "claims", "run"]
 
@@ -143,17 +144,14 @@ FULL = {"full_product": True, "seeds": 10, "replace": 8, "probe_seeds": 5, "step
         "init_scale_grid": (0.3, 1.0, 3.0, 10.0, 30.0), "n_grid": (32, 128, 512, 2048)}
 
 #: A grid for ``mhatheory verify`` (tendency rows): well under a minute on 2 CPU cores.
-VERIFY = {"heads_grid": (1, 4, 16), "lr_grid": (16.0, 1024.0), "init_scale_grid": (3.0,),
-          "n_grid": (32,), "n": 32, "seeds": 4, "steps": 150, "replace": 2, "probe_seeds": 0,
+VERIFY = {"heads_grid": (1, 2, 8), "lr_grid": (16.0, 1024.0), "init_scale_grid": (3.0,),
+          "n_grid": (32,), "n": 32, "seeds": 4, "steps": 100, "replace": 2, "probe_seeds": 0,
           "num_test": 2000, "const_test": 32, "bayes_samples": 20_000}
 
 
 def probe_steps(steps: int) -> tuple[int, ...]:
     """θ_0, θ_{K/10}, θ_K: the "init", "early" and "late" probes."""
     return tuple(sorted({0, max(1, steps // 10), steps}))
-
-
-STAGES = ("init", "early", "late")
 
 
 def _stage(k: int, steps: int) -> str:
@@ -331,80 +329,6 @@ def run_cell(config: Config, spec: dict) -> dict:
             "probe_steps": list(steps_p), "seconds": time.perf_counter() - t0, "timing": timing}
 
 
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-def _restore(obj):
-    """Cell files store non-finite floats as strings (JSON has no NaN); turn them back."""
-    if isinstance(obj, dict):
-        return {k: _restore(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_restore(v) for v in obj]
-    return _NONFINITE.get(obj, obj) if isinstance(obj, str) else obj
-
-
-def make_record(spec: dict, part: dict, init: dict, bayes: float, config: Config) -> dict:
-    """One record per (H, η, init, n): means ± SE over seeds (the non-diverged ones for every
-    quantity but divergence), the Lei–Ying bounds and the per-seed values."""
-    part, init = _restore(part), _restore(init)
-    S = spec["seeds"]
-    sd = dict(part["seeds"])
-    stable = [not d for d in sd["diverged"]]
-    sd["excess_error"] = [v - bayes for v in sd["test_error"]]
-    sd["gen_gap"] = [tl - fl for tl, fl in zip(sd["test_loss"], sd["final_loss"], strict=True)]
-    sd["eps2"] = [None if v is None else math.sqrt(v) for v in sd["eps2sq"]]
-    sd["lambda_max0"] = list(init["lambda_max0"])
-    sd["eta_lambda_max0"] = [part["lr"] * v for v in init["lambda_max0"]]
-    sd["ntk_margin"] = list(init["ntk_margin"])
-    G, beta = part["G"], part["beta"]
-    sd["bound_lipschitz"] = [None if v is None else G * v for v in sd["eps1"]]
-    sd["bound_smooth"] = [None if v is None else stability.smooth_bound(beta, fl, v)[0]
-                          for v, fl in zip(sd["eps2sq"], sd["final_loss"], strict=True)]
-    for name in ("lipschitz", "smooth"):
-        sd[f"tightness_{name}"] = [None if b is None or g <= 0 else b / g for b, g in
-                                   zip(sd[f"bound_{name}"], sd["gen_gap"], strict=True)]
-    for stage in STAGES:
-        for q in ("neg_lambda_over_loss", "kappa_hat", "eta_lambda_max"):
-            vals = [None] * S
-            for pr in part["probes"]:
-                if pr["stage"] == stage:
-                    vals[pr["seed"]] = pr[q]
-            sd[f"{q}_{stage}"] = vals
-    rec = {"heads": spec["heads"], "lr": part["lr"], "init_scale": spec["init_scale"],
-           "n": spec["n"], "seeds": S, "stable_seeds": sum(stable),
-           "diverged_frac": float(np.mean(sd["diverged"])),
-           "spiked_frac": float(np.mean(sd["spiked"])),
-           "diverged_steps": [v for v in sd["diverged_step"] if v is not None],
-           "bayes_error": bayes, "ntk_separable_frac": float(np.mean(init["ntk_separable"])),
-           "G": G, "beta": beta}
-    for q, (_, _, stable_only) in QUANTITIES.items():
-        if q in ("diverged", "spiked"):
-            continue
-        vals = [v for v, ok in zip(sd[q], stable, strict=True) if ok or not stable_only]
-        rec[q], rec[f"{q}_se"] = mean_se(vals)
-    # the gap's SE: spread over training sets plus the test-sample SE of each test loss
-    gaps = [g for g, ok in zip(sd["gen_gap"], stable, strict=True) if ok]
-    tses = [t for t, ok in zip(sd["test_loss_se"], stable, strict=True) if ok]
-    if len(gaps) >= 2:
-        rec["gen_gap_se"] = math.sqrt(np.var(gaps, ddof=1) / len(gaps)
-                                      + np.mean(np.square(tses)) / len(gaps))
-    eps1 = [v for v, ok in zip(sd["eps1"], stable, strict=True) if ok and v is not None]
-    eps2sq = [v for v, ok in zip(sd["eps2sq"], stable, strict=True) if ok and v is not None]
-    fl = [v for v, ok in zip(sd["final_loss"], stable, strict=True) if ok]
-    if eps1 and rec["gen_gap"] is not None:
-        rec["bound_lipschitz"] = G * float(np.mean(eps1))
-        rec["bound_smooth"], rec["best_gamma"] = stability.smooth_bound(
-            beta, float(np.mean(fl)), float(np.mean(eps2sq)))
-        for name in ("lipschitz", "smooth"):
-            b = rec[f"bound_{name}"]
-            rec[f"tightness_{name}"] = b / rec["gen_gap"] if rec["gen_gap"] > 0 else None
-        se = rec["gen_gap_se"] or 0.0
-        rec["bounds_hold"] = bool(rec["gen_gap"] - 3 * se
-                                  <= min(rec["bound_lipschitz"], rec["bound_smooth"]))
-    rec["per_seed"] = sd
-    return rec
-
-
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
         figures: bool = True) -> dict:
     """Run (or resume) the sweep; write ``results.json`` and (unless ``figures=False``) the
@@ -425,7 +349,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
                          progress=progress, desc="heads cells", **kwargs)
     bayes, bayes_se = data.bayes_error(config.mixture(), jax.random.key(config.seed + 99),
                                        num=config.bayes_samples)
-    records = [make_record(p["spec"], part, p["init"], bayes, config)
+    records = [make_record(p["spec"], part, p["init"], bayes)
                for p in payloads for part in p["per_lr"]]
     slopes = slopes_by_slice(records)
     rows = claims({"slopes": slopes})
