@@ -29,12 +29,17 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def _as_float(name: str, value, what: str) -> float:
+    """``float(value)``, or a ValueError saying ``name`` must be ``what``."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {what}, got {value!r}.") from None
+
+
 def positive_float(name: str, value) -> float:
     """``value`` as a finite float > 0."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}.") from None
+    f = _as_float(name, value, "a positive number")
     if not np.isfinite(f) or f <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
     return f
@@ -42,10 +47,7 @@ def positive_float(name: str, value) -> float:
 
 def probability(name: str, value) -> float:
     """``value`` as a float in [0, 1]."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.") from None
+    f = _as_float(name, value, "a number in [0, 1]")
     if not 0.0 <= f <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}.")
     return f
@@ -193,10 +195,7 @@ def checks_args(check):
 
 def non_negative_float(name: str, value) -> float:
     """``value`` as a finite float ≥ 0."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}.") from None
+    f = _as_float(name, value, "a number >= 0")
     if not np.isfinite(f) or f < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
     return f

@@ -64,12 +64,14 @@ def _resolve(loss, output_ndim):
     return LOSSES[loss]
 
 
+@dataclass(frozen=True)
 class _Split:
-    """Shared by :class:`GaussNewton` and :class:`Curvature`: the loss, its checks and L̂."""
+    """Shared by :class:`GaussNewton` and :class:`Curvature`: the model ``f``, the loss, its
+    checks and L̂."""
 
     f: Callable
-    loss: str | Callable
-    output_ndim: int
+    loss: str | Callable = "logistic"
+    output_ndim: int = 0
 
     def _per_example(self):
         return _resolve(self.loss, self.output_ndim)
@@ -147,6 +149,12 @@ class _Split:
         ell, zs, ts, w = self._stats(out, targets, weights, event)
         return jnp.sum(w * jax.vmap(ell)(zs, ts))
 
+    def _model(self, params, args):
+        """``(x ↦ f(unravel(x), inputs), flat θ, targets, weights, example axes)``."""
+        inputs, targets, weights, _, event = self._parts(params, args)
+        fx, flat = flat_fn(lambda p: self.f(p, inputs), params)
+        return fx, flat, targets, weights, event
+
     def precision_fn(self, params, inputs, targets, weights=None):
         """The same computation as a scalar, for the precision guard."""
         return self.value(params, inputs, targets, weights)
@@ -157,13 +165,8 @@ class GaussNewton(_Split):
     """G = Σ_i ŵ_i J_iᵀ ∇²_z ℓ_i J_i for ``f(params, inputs) -> outputs`` (module docstring);
     args ``(inputs, targets[, weights])``. PSD for the built-in losses."""
 
-    f: Callable
-    loss: str | Callable = "logistic"
-    output_ndim: int = 0
-
     def build(self, params, args):
-        inputs, targets, weights, _, event = self._parts(params, args)
-        fx, flat = flat_fn(lambda p: self.f(p, inputs), params)
+        fx, flat, targets, weights, event = self._model(params, args)
         out, jvp = jax.linearize(fx, flat)
         _, vjp = jax.vjp(fx, flat)
         ell, zs, ts, w = self._stats(out, targets, weights, event)
@@ -185,13 +188,8 @@ class Curvature(_Split):
     """N = Σ_i ŵ_i Σ_c ∂ℓ_i/∂z_c ∇²f_{i,c} for ``f(params, inputs) -> outputs`` (module
     docstring); args ``(inputs, targets[, weights])``."""
 
-    f: Callable
-    loss: str | Callable = "logistic"
-    output_ndim: int = 0
-
     def build(self, params, args):
-        inputs, targets, weights, _, event = self._parts(params, args)
-        fx, flat = flat_fn(lambda p: self.f(p, inputs), params)
+        fx, flat, targets, weights, event = self._model(params, args)
         out = fx(flat)
         ell, zs, ts, w = self._stats(out, targets, weights, event)
         c = jax.vmap(jax.grad(ell))(zs, ts) * w.reshape((-1,) + (1,) * event)
