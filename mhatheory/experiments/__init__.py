@@ -15,6 +15,7 @@ EXPERIMENTS = {
     "symmetry": "mhatheory.experiments.symmetry",
     "stability": "mhatheory.experiments.stability",
     "heads": "mhatheory.experiments.heads",
+    "transformer-curvature": "mhatheory.experiments.transformer_curvature",
 }
 
 

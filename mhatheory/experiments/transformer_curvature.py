@@ -1,0 +1,387 @@
+"""``mhatheory run transformer-curvature``: the λmin–H law beyond one layer, on a causal
+:class:`~mhatheory.models.DecoderTransformer` trained on 3-digit addition.
+
+Each cell (scaling, H, layers, seed) trains with AdamW exactly as ``mhatheory run symmetry`` does
+(teacher forcing on the answer digits, :func:`mhatheory.experiments.symmetry.loss`, warm-up +
+cosine, batches a function of (seed, step)) and probes, on one FIXED training batch of
+``probe_batch`` sequences, at three stages (init = step 0, early = ``early_step``, late =
+``steps``):
+
+* L̂: cross-entropy on the answer tokens only (``weights`` = the answer mask over
+  [batch, positions]), the same loss the model trains on;
+* λmin, λmax of ∇²L̂ and λmin(N), N the curvature term of the split ∇²L̂ = G + N
+  (:class:`mhatheory.spectral.Curvature` with ``loss="cross_entropy"``), all certified intervals;
+* −λmin/L̂, the quantity whose H-dependence the one-layer theory predicts (≤ κ/√H);
+* per-layer block λmin of ∇²L̂ (:func:`mhatheory.spectral.subtree_blocks` under ``layers``) and
+  per-head block λmin of N in the first layer (query/key/value kernels and biases of head h,
+  whose head axis is −2 in :class:`mhatheory.attention.MultiHeadAttention`; the output kernel
+  mixes heads and is left out).
+
+The theorem row λmin(∇²L̂) ≥ λmin(N) (Weyl, G ⪰ 0) is decided at every probe from the certified
+intervals (:func:`mhatheory.verdicts.compare`). The tendency rows are log-log slopes of −λmin/L̂
+against H per (scaling, layers, stage), mean ± SE over seeds (:func:`mhatheory.trends.fit_slope`),
+set beside the H^(−1/2) of the one-layer Deora bound.
+
+Scalings: ``fixed_d_model`` (Vaswani: head size d_model/H) and ``fixed_head_dim`` (d_model =
+head_dim·H, the width grows with H as in the Deora model).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from mhatheory import results, spectral, trends
+from mhatheory.experiments import symmetry
+from mhatheory.experiments._common import validate_common
+from mhatheory.experiments._sweep import run_cells
+from mhatheory.models import DecoderTransformer
+from mhatheory.tasks import addition as ad
+from mhatheory.verdicts import Interval, Verdict, compare
+
+SCALINGS = ("fixed_d_model", "fixed_head_dim")
+STAGES = ("init", "early", "late")
+
+#: the attention parameters of one head (head axis −2: query/key/value kernels [d, H, e] and
+#: biases [H, e]) in the first layer
+HEAD_SELECT = r"\['layers'\]\[0\]\['self_attn'\]\['(query|key|value)_(kernel|bias)'\]"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The λmin–H law on a causal decoder Transformer trained on 3-digit addition.
+
+    Attributes:
+        heads_grid: numbers of heads H per layer to sweep.
+        layers_grid: numbers of decoder layers to sweep (each ≥ 1).
+        scaling_grid: how the width follows H: fixed_d_model (head size d_model/H) or
+            fixed_head_dim (d_model = head_dim·H).
+        seeds: training seeds per (scaling, H, layers) (seed, seed + 1, ...).
+        d_model: model width for fixed_d_model (divisible by every H).
+        head_dim: head size for fixed_head_dim.
+        num_train: training additions (the AdamW pool; the probe batch is its first sequences).
+        probe_batch: sequences in the fixed probe batch.
+        batch: examples per AdamW step.
+        steps: AdamW steps (the late probe).
+        early_step: the step of the early probe (1 ≤ early_step < steps).
+        lr: peak AdamW learning rate (linear warm-up, then cosine decay).
+        warmup: warm-up steps (< steps).
+        weight_decay: AdamW weight decay.
+        krylov: Lanczos vectors per cycle.
+        tol: Lanczos stopping tolerance (relative residual).
+        max_restarts: Lanczos restart budget per eigenvalue.
+        head_blocks: probe the per-head blocks of N (H Lanczos runs per probe).
+        seed: base random seed (data split and the seeds of the cells).
+    """
+
+    heads_grid: tuple[int, ...] = (1, 2, 4, 8, 16)
+    layers_grid: tuple[int, ...] = (1, 2)
+    scaling_grid: tuple[str, ...] = SCALINGS
+    seeds: int = 3
+    d_model: int = 16
+    head_dim: int = 2
+    num_train: int = 2_000
+    probe_batch: int = 32
+    batch: int = 64
+    steps: int = 150
+    early_step: int = 15
+    lr: float = 3e-3
+    warmup: int = 10
+    weight_decay: float = 0.1
+    krylov: int = 30
+    tol: float = 1e-6
+    max_restarts: int = 8
+    head_blocks: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("heads_grid", "layers_grid", "scaling_grid"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must hold at least one entry.")
+        validate_common(self)
+        for name in ("heads_grid", "layers_grid"):
+            for v in getattr(self, name):
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                    raise ValueError(f"{name} entries must be integers ≥ 1, got {v!r}.")
+        bad = set(self.scaling_grid) - set(SCALINGS)
+        if bad:
+            raise ValueError(f"scaling_grid entries must be among {list(SCALINGS)}, got "
+                             f"{sorted(bad)}.")
+        for name in ("head_dim", "probe_batch", "krylov", "max_restarts"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) \
+                    or getattr(self, name) < (2 if name == "krylov" else 1 if name != "max_restarts"
+                                              else 0):
+                raise ValueError(f"{name} must be a positive integer, got "
+                                 f"{getattr(self, name)!r}.")
+        if not (isinstance(self.tol, (int, float)) and 0 < self.tol < 1):
+            raise ValueError(f"tol must lie in (0, 1), got {self.tol!r}.")
+        if "fixed_d_model" in self.scaling_grid:
+            bad_h = [h for h in self.heads_grid if self.d_model % h]
+            if bad_h:
+                raise ValueError(f"heads_grid entries {bad_h} do not divide d_model="
+                                 f"{self.d_model} (scaling fixed_d_model needs head size "
+                                 "d_model/H); choose d_model as a multiple of every H.")
+        if not 0 <= self.warmup < self.steps:
+            raise ValueError(f"warmup={self.warmup} must lie in [0, steps={self.steps}).")
+        if not 1 <= self.early_step < self.steps:
+            raise ValueError(f"early_step={self.early_step} must lie in [1, steps={self.steps}).")
+        if self.probe_batch > self.num_train:
+            raise ValueError(f"probe_batch={self.probe_batch} exceeds num_train="
+                             f"{self.num_train}.")
+        ad.check_sizes(self.num_train, 1)
+
+
+#: a tiny grid for ``mhatheory verify`` (≤ 60 s on 2 CPU cores)
+VERIFY = dict(heads_grid=(1, 4), layers_grid=(1,), scaling_grid=("fixed_d_model",), seeds=2,
+              d_model=8, num_train=200, probe_batch=8, batch=16, steps=10, early_step=2,
+              warmup=2, krylov=20, max_restarts=4, head_blocks=True)
+
+
+def width(config: Config, scaling: str, heads: int) -> int:
+    return config.d_model if scaling == "fixed_d_model" else config.head_dim * heads
+
+
+def answer_problem(seqs):
+    """(inputs, targets, weights) of teacher forcing: inputs = tokens but the last, targets the
+    next tokens, weights the answer positions (the loss :func:`symmetry.loss` trains on)."""
+    seqs = np.asarray(seqs)
+    inputs, targets = seqs[:, :-1], seqs[:, 1:]
+    w = np.zeros(targets.shape)
+    w[:, ad.PROMPT_LEN - 1:] = 1.0
+    return jnp.asarray(inputs), jnp.asarray(targets), jnp.asarray(w)
+
+
+def _params64(model):
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
+                        nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+
+
+def probe(f, params, data, layers: int, heads: int, config: Config, key) -> dict:
+    """Every curvature quantity of one probe (see the module docstring)."""
+    curv = spectral.Curvature(f, loss="cross_entropy")
+    hess = curv.value                       # L̂(params, inputs, targets, weights)
+    opts = dict(krylov=config.krylov, tol=config.tol, max_restarts=config.max_restarts,
+                key=key)
+    loss = float(hess(params, *data))
+    lo = spectral.lambda_min(hess, params, *data, **opts)
+    hi = spectral.lambda_max(hess, params, *data, **opts)
+    loN = spectral.lambda_min(curv, params, *data, **opts)
+    verdict, margin = compare(Interval(*lo.interval), Interval(*loN.interval))
+    rec = {"loss": loss,
+           "lambda_min": lo.value, "lambda_min_interval": list(lo.interval),
+           "lambda_min_converged": bool(lo.converged),
+           "lambda_max": hi.value, "lambda_max_interval": list(hi.interval),
+           "lambda_max_converged": bool(hi.converged),
+           "lambda_min_N": loN.value, "lambda_min_N_interval": list(loN.interval),
+           "lambda_min_N_converged": bool(loN.converged),
+           "neg_lambda_over_loss": (-lo.value / loss) if loss > 0 else None,
+           "theorem_verdict": str(verdict), "theorem_margin": float(margin)}
+    layer_rows = []
+    for i in range(layers):
+        r = spectral.lambda_min(spectral.Block(hess, rf"^\['layers'\]\[{i}\]"), params, *data,
+                                **opts)
+        layer_rows.append({"layer": i, "lambda_min": r.value, "interval": list(r.interval),
+                           "converged": bool(r.converged)})
+    rec["layer_blocks"] = layer_rows
+    if config.head_blocks:
+        head_rows = []
+        for h in range(heads):
+            r = spectral.lambda_min(spectral.Block(curv, HEAD_SELECT, -2, h), params, *data,
+                                    **opts)
+            head_rows.append({"head": h, "lambda_min_N": r.value, "interval": list(r.interval),
+                              "converged": bool(r.converged)})
+        rec["head_blocks_N"] = head_rows
+        rec["head_block_min_N"] = min(r["lambda_min_N"] for r in head_rows)
+    return rec
+
+
+def run_cell(config: Config, spec: dict, train, progress: bool) -> dict:
+    scaling, heads, layers, seed = spec["scaling"], spec["heads"], spec["layers"], spec["seed"]
+    d = width(config, scaling, heads)
+    model = DecoderTransformer(ad.VOCAB, d, heads, layers, positional="learned", causal=True,
+                               max_len=ad.SEQ_LEN, rngs=nnx.Rngs(seed), param_dtype=jnp.float64)
+    graphdef, _ = nnx.split(model)
+    rest = nnx.state(model, nnx.Not(nnx.Param))
+
+    def f(params, inputs):
+        return nnx.merge(graphdef, nnx.State(params), rest)(inputs)
+
+    data = answer_problem(train[:config.probe_batch])
+    sched = optax.warmup_cosine_decay_schedule(0.0, config.lr, config.warmup, config.steps)
+    optimizer = nnx.Optimizer(model, optax.adamw(sched, weight_decay=config.weight_decay),
+                              wrt=nnx.Param)
+    stage_at = {0: "init", config.early_step: "early", config.steps: "late"}
+    key = jax.random.key(seed)
+    records = []
+    P = int(sum(np.size(x) for x in jax.tree.leaves(_params64(model))))
+    for step in tqdm(range(config.steps + 1), desc=spec["name"], leave=False,
+                     disable=not progress):
+        if step:
+            idx = np.random.default_rng([seed, step]).integers(0, len(train), config.batch)
+            symmetry._step(model, optimizer, jnp.asarray(train[idx]))
+        if step in stage_at:
+            rec = probe(f, _params64(model), data, layers, heads, config, key)
+            records.append({"scaling": scaling, "heads": heads, "layers": layers,
+                            "d_model": d, "head_dim": d // heads, "params": P,
+                            "step": step, "stage": stage_at[step], "seed": seed, **rec})
+    return {"records": records}
+
+
+def summarise(records: list[dict], config: Config) -> dict:
+    counts = {v.value: 0 for v in Verdict}
+    for r in records:
+        counts[r["theorem_verdict"]] += 1
+    margins = [r["theorem_margin"] for r in records]
+    slopes = []
+    for scaling in config.scaling_grid:
+        for layers in config.layers_grid:
+            for stage in STAGES:
+                sel = [r for r in records if r["scaling"] == scaling and r["layers"] == layers
+                       and r["stage"] == stage]
+                seeds = sorted({r["seed"] for r in sel})
+                heads = sorted({r["heads"] for r in sel})
+                table = {(r["heads"], r["seed"]): r["neg_lambda_over_loss"] for r in sel}
+                per_seed = [[table.get((h, s)) for s in seeds] for h in heads]
+                fit = trends.fit_slope(heads, per_seed, "log") if len(heads) >= 2 else None
+                slopes.append({"scaling": scaling, "layers": layers, "stage": stage,
+                               "heads": heads, "seeds": len(seeds),
+                               "slope": fit and fit["slope"], "se": fit and fit["se"],
+                               "per_seed": fit and fit["per_seed"],
+                               "means": fit and fit["means"],
+                               "excluded_nonpositive": fit and fit["excluded"],
+                               "verdict": fit["verdict"] if fit else "undecided"})
+    unconverged = sum(not (r["lambda_min_converged"] and r["lambda_min_N_converged"])
+                      for r in records)
+    return {"theorem": {"counts": counts, "probes": len(records),
+                        "min_margin": min(margins) if margins else None,
+                        "unconverged_probes": unconverged},
+            "slopes": slopes}
+
+
+def rows(summary: dict) -> list[dict]:
+    """Verify rows: the theorem λmin(∇²L̂) ≥ λmin(N) over every probe, and one tendency row per
+    (scaling, layers, stage) slope of −λmin/L̂ against H (reference −1/2)."""
+    th = summary["theorem"]
+    c = th["counts"]
+    verdict = ("VIOLATED" if c.get("VIOLATED") else "HOLDS"
+               if c.get("HOLDS") == th["probes"] and th["probes"] else "INCONCLUSIVE")
+    out = [{"name": "Transformer: λmin(∇²L̂) ≥ λmin(N) (cross-entropy, answer tokens)",
+            "kind": "theorem", "verdict": verdict, "measured": th["min_margin"],
+            "reference": 0.0, "margin": th["min_margin"],
+            "detail": f"{c.get('HOLDS', 0)} HOLDS, {c.get('VIOLATED', 0)} VIOLATED, "
+                      f"{c.get('INCONCLUSIVE', 0)} INCONCLUSIVE of {th['probes']} probes"}]
+    for s in summary["slopes"]:
+        out.append({"name": f"Transformer −λmin/L̂ ∝ H^b ({s['scaling']}, {s['layers']} layer"
+                            f"{'s' if s['layers'] > 1 else ''}, {s['stage']})",
+                    "kind": "tendency", "verdict": s["verdict"], "measured": s["slope"],
+                    "reference": -0.5, "se": s["se"],
+                    "detail": f"H ∈ {s['heads']}, {s['seeds']} seeds; "
+                              f"{s['excluded_nonpositive']} points with λmin ≥ 0 excluded"})
+    return out
+
+
+def _fmt(v, se):
+    return "n/a" if v is None else f"{v:+.2f}" + ("" if se is None else f" ± {se:.2f}")
+
+
+def plot_law(records: list[dict], summary: dict, config: Config):
+    """−λmin/L̂ against H (log-log), one panel per (scaling, stage), one line per depth, mean ±
+    SE over seeds (positive values only), with an H^(−1/2) reference through the H=1 mean."""
+    import matplotlib.pyplot as plt
+
+    scalings = list(config.scaling_grid)
+    fig, axes = plt.subplots(len(scalings), len(STAGES), figsize=(4.2 * len(STAGES),
+                                                                 3.4 * len(scalings)),
+                             squeeze=False, constrained_layout=True)
+    for i, scaling in enumerate(scalings):
+        for j, stage in enumerate(STAGES):
+            ax = axes[i, j]
+            for layers in config.layers_grid:
+                sel = [r for r in records if r["scaling"] == scaling and r["stage"] == stage
+                       and r["layers"] == layers]
+                hs = sorted({r["heads"] for r in sel})
+                m, e = [], []
+                for h in hs:
+                    v = [r["neg_lambda_over_loss"] for r in sel if r["heads"] == h
+                         and r["neg_lambda_over_loss"] is not None
+                         and r["neg_lambda_over_loss"] > 0]
+                    mean, se = trends.mean_se(v)
+                    m.append(np.nan if mean is None else mean)
+                    e.append(0.0 if se is None else se)
+                fit = next((s for s in summary["slopes"] if s["scaling"] == scaling
+                            and s["layers"] == layers and s["stage"] == stage), None)
+                ax.errorbar(hs, m, yerr=e, marker="o", capsize=3,
+                            label=f"{layers} layer{'s' if layers > 1 else ''}: b = "
+                                  f"{_fmt(fit and fit['slope'], fit and fit['se'])}")
+                if layers == config.layers_grid[0] and np.isfinite(m[0]):
+                    hh = np.array(hs, float)
+                    ax.plot(hh, m[0] * (hh / hh[0]) ** -0.5, "k--", lw=1, label="∝ H^(−1/2)")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("heads H per layer")
+            ax.set_ylabel("−λmin(∇²L̂)/L̂  (1/param²)")
+            ax.set_title(f"{scaling}, {stage}", fontsize=10)
+            ax.legend(fontsize=7)
+    fig.suptitle("Negative curvature relative to the loss vs heads (3-digit addition, "
+                 "answer-token cross-entropy)", fontsize=10)
+    return fig
+
+
+def plot_head_blocks(records: list[dict], config: Config):
+    """Per-head block λmin of N (first layer, Q/K/V of head h) at the late probe against H, each
+    head of each seed a point, beside λmin(N) of the whole model (line: seed mean)."""
+    import matplotlib.pyplot as plt
+
+    combos = [(s, L) for s in config.scaling_grid for L in config.layers_grid]
+    fig, axes = plt.subplots(1, len(combos), figsize=(4.2 * len(combos), 3.4), squeeze=False,
+                             constrained_layout=True)
+    for ax, (scaling, layers) in zip(axes[0], combos, strict=True):
+        sel = [r for r in records if r["scaling"] == scaling and r["layers"] == layers
+               and r["stage"] == "late"]
+        hs = sorted({r["heads"] for r in sel})
+        for r in sel:
+            vals = [b["lambda_min_N"] for b in r.get("head_blocks_N", [])]
+            jitter = np.linspace(0.9, 1.1, len(vals)) if len(vals) > 1 else np.ones(len(vals))
+            ax.scatter(r["heads"] * jitter, vals, s=8, alpha=0.5, color="C0")
+        full = [np.mean([r["lambda_min_N"] for r in sel if r["heads"] == h]) for h in hs]
+        ax.plot(hs, full, "C3o-", label="λmin(N), whole model (seed mean)")
+        ax.scatter([], [], s=8, color="C0", label="λmin of a head block of N (layer 1)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.axhline(0.0, color="k", lw=0.5)
+        ax.set_xlabel("heads H per layer")
+        ax.set_ylabel("eigenvalue (1/param²)")
+        ax.set_title(f"{scaling}, {layers} layer{'s' if layers > 1 else ''}, late", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle("Per-head blocks of the curvature term N at the end of training", fontsize=10)
+    return fig
+
+
+def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> dict:
+    out = Path(out_dir)
+    train = np.asarray(ad.split(config.num_train, 1, seed=config.seed)[0])
+    cells = [(f"{sc}_H{h}_L{L}_seed{s}",
+              {"scaling": sc, "heads": h, "layers": L, "seed": config.seed + s,
+               "name": f"{sc}_H{h}_L{L}_seed{s}"})
+             for sc in config.scaling_grid for L in config.layers_grid
+             for h in config.heads_grid for s in range(config.seeds)]
+    payloads = run_cells(out, cells, lambda spec: run_cell(config, spec, train, progress),
+                         resume=resume, progress=progress, desc="transformer-curvature cells",
+                         config=config)
+    records = [r for p in payloads for r in p["records"]]
+    summary = summarise(records, config)
+    for name, fig in {"law.png": plot_law(records, summary, config),
+                      "head_blocks.png": plot_head_blocks(records, config)}.items():
+        results.save_figure_atomic(fig, out / name)
+    results.write_results(out, "transformer-curvature", config, config.seed,
+                          {"records": records, "summary": summary, "rows": rows(summary),
+                           "sweep": payloads.info})
+    return {"summary": summary, "rows": rows(summary)}
