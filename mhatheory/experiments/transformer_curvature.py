@@ -28,7 +28,6 @@ head_dim·H, the width grows with H as in the Deora model).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,10 +163,20 @@ def _params64(model):
                         nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
-def probe(f, params, data, layers: int, heads: int, config: Config, key) -> dict:
-    """Every curvature quantity of one probe (see the module docstring)."""
+def operators(f, layers: int, heads: int, config: Config) -> dict:
+    """The loss, N and the block operators of one cell, built once so that every probe of the
+    cell reuses their compiled Lanczos programs (a new callable would compile afresh)."""
     curv = spectral.Curvature(f, loss="cross_entropy")
     hess = curv.value                       # L̂(params, inputs, targets, weights)
+    return {"curv": curv, "hess": hess,
+            "layers": [spectral.Block(hess, rf"^\['layers'\]\[{i}\]") for i in range(layers)],
+            "heads": ([spectral.Block(curv, HEAD_SELECT, -2, h) for h in range(heads)]
+                      if config.head_blocks else [])}
+
+
+def probe(ops: dict, params, data, config: Config, key) -> dict:
+    """Every curvature quantity of one probe (see the module docstring)."""
+    curv, hess = ops["curv"], ops["hess"]
     opts = dict(krylov=config.krylov, tol=config.tol, max_restarts=config.max_restarts,
                 key=key)
     loss = float(hess(params, *data))
@@ -185,17 +194,15 @@ def probe(f, params, data, layers: int, heads: int, config: Config, key) -> dict
            "neg_lambda_over_loss": (-lo.value / loss) if loss > 0 else None,
            "theorem_verdict": str(verdict), "theorem_margin": float(margin)}
     layer_rows = []
-    for i in range(layers):
-        r = spectral.lambda_min(spectral.Block(hess, rf"^\['layers'\]\[{i}\]"), params, *data,
-                                **opts)
+    for i, blk in enumerate(ops["layers"]):
+        r = spectral.lambda_min(blk, params, *data, **opts)
         layer_rows.append({"layer": i, "lambda_min": r.value, "interval": list(r.interval),
                            "converged": bool(r.converged)})
     rec["layer_blocks"] = layer_rows
     if config.head_blocks:
         head_rows = []
-        for h in range(heads):
-            r = spectral.lambda_min(spectral.Block(curv, HEAD_SELECT, -2, h), params, *data,
-                                    **opts)
+        for h, blk in enumerate(ops["heads"]):
+            r = spectral.lambda_min(blk, params, *data, **opts)
             head_rows.append({"head": h, "lambda_min_N": r.value, "interval": list(r.interval),
                               "converged": bool(r.converged)})
         rec["head_blocks_N"] = head_rows
@@ -218,6 +225,7 @@ def run_cell(config: Config, spec: dict, train, progress: bool) -> dict:
     sched = optax.warmup_cosine_decay_schedule(0.0, config.lr, config.warmup, config.steps)
     optimizer = nnx.Optimizer(model, optax.adamw(sched, weight_decay=config.weight_decay),
                               wrt=nnx.Param)
+    ops = operators(f, layers, heads, config)
     stage_at = {0: "init", config.early_step: "early", config.steps: "late"}
     key = jax.random.key(seed)
     records = []
@@ -228,7 +236,7 @@ def run_cell(config: Config, spec: dict, train, progress: bool) -> dict:
             idx = np.random.default_rng([seed, step]).integers(0, len(train), config.batch)
             symmetry._step(model, optimizer, jnp.asarray(train[idx]))
         if step in stage_at:
-            rec = probe(f, _params64(model), data, layers, heads, config, key)
+            rec = probe(ops, _params64(model), data, config, key)
             records.append({"scaling": scaling, "heads": heads, "layers": layers,
                             "d_model": d, "head_dim": d // heads, "params": P,
                             "step": step, "stage": stage_at[step], "seed": seed, **rec})
