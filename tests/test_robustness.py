@@ -1002,9 +1002,17 @@ RANGES = {
     "probe_seeds": ints_at_most(-1).map(str),
     "const_test": ints_at_most(0).map(str),
     "bayes_samples": ints_at_most(0).map(str),
+    "layers_grid": _grid(ints_at_most(0)) | st.just(""),
+    "scaling_grid": _grid(_words_not_in("fixed_d_model", "fixed_head_dim"),
+                          st.just("fixed_d_model")),
+    "head_dim": ints_at_most(0).map(str),
+    "probe_batch": ints_at_most(0).map(str),
+    "early_step": ints_at_most(0).map(str),
+    "tol": _nonpositive_floats(),
+    "max_restarts": ints_at_most(-1).map(str),
 }
 #: Boolean switches: only malformed values can be wrong.
-SWITCHES = {"noncausal_residual_ablation", "reverse_answer", "full_product"}
+SWITCHES = {"noncausal_residual_ablation", "reverse_answer", "full_product", "head_blocks"}
 
 
 def _fields(name):
