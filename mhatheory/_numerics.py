@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 
 
 def configure() -> None:
@@ -20,3 +21,27 @@ def configure() -> None:
     if os.environ.get("MHATHEORY_X64", "1") != "0":
         jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def map_chunks(f, xs, chunk: int):
+    """``f`` applied to every row of ``xs`` (a pytree with a leading axis), ``chunk`` rows at a
+    time under ``vmap``, sequentially over the chunks; the result has ``xs``'s leading length.
+
+    Unlike ``jax.lax.map(f, xs, batch_size=chunk)`` this has no separate remainder computation:
+    the rows are padded with copies of the first row up to a multiple of ``chunk`` and the padded
+    results dropped. The remainder branch of ``lax.map`` is independent of its scan, so XLA's CPU
+    runtime may run both at once; when ``f`` holds a batched LAPACK call (``eigvalsh``), each
+    of the two waits in jaxlib's ``ParallelBatchMap`` for work queued on the intra-op pool that
+    the two of them occupy, and on a 2-core machine that pool has 2 threads: a deadlock at 0 %
+    CPU (observed with ``bounds.block_norms`` on jax 0.10.2; stacks in the session note).
+    """
+    n = jax.tree.leaves(xs)[0].shape[0]
+    chunk = max(1, min(chunk, n))
+    pad = -n % chunk
+
+    def padded(a):
+        a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
+        return a.reshape((a.shape[0] // chunk, chunk) + a.shape[1:])
+
+    out = jax.lax.map(jax.vmap(f), jax.tree.map(padded, xs))
+    return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)

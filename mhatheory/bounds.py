@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mhatheory import spectral
+from mhatheory._numerics import map_chunks
 from mhatheory.data import Batch, check_batch
 from mhatheory.losses import logistic_d1
 from mhatheory.models import deora
@@ -93,8 +94,7 @@ def _block_norm(W, U, X):
 def block_norms(params, X):
     """``[n, H]`` exact spectral norms ‖∇²φ_{h,i}‖₂ of the per-head, per-sample Hessians."""
     per_head = jax.vmap(_block_norm, in_axes=(0, 0, None))
-    return jax.lax.map(lambda x: per_head(params["W"], params["U"], x), X,
-                       batch_size=min(64, X.shape[0]))
+    return map_chunks(lambda x: per_head(params["W"], params["U"], x), X, 64)
 
 
 @jax.jit

@@ -416,11 +416,8 @@ CHECKS: dict[str, tuple[str, Callable[..., list[Check]]]] = {
     "heads": ("do more heads help? the seed's claims as tendencies", check_heads),
 }
 
-#: The groups a plain ``mhatheory verify`` runs. ``heads`` is opt-in (``--only heads``): twice
-#: on this CPU its run stopped forever inside XLA, waiting for the result of
-#: ``stability.per_sample_constants`` (0 % CPU, main thread blocked in
-#: ``tsl::BlockUntilReady``); until that hang is understood it must not be able to stall CI.
-DEFAULT = tuple(name for name in CHECKS if name != "heads")
+#: The groups a plain ``mhatheory verify`` runs (all of them).
+DEFAULT = tuple(CHECKS)
 
 
 def run_checks(only=None, full: bool = False, out_dir="report", progress: bool = True):

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mhatheory._numerics import map_chunks
 from mhatheory.spectral._operators import Hessian, as_operator, check_probe, operator_size
 
 #: Default budget for dense routes (bytes). The dense route holds about four P×P arrays
@@ -80,7 +81,7 @@ DENSE_CHUNK = 64
 def _dense_impl(operator, params, args):
     matvec, flat = operator.build(params, args)
     eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
-    cols = jax.lax.map(matvec, eye, batch_size=min(DENSE_CHUNK, flat.shape[0]))
+    cols = map_chunks(matvec, eye, DENSE_CHUNK)
     return 0.5 * (cols + cols.T), jnp.linalg.norm(cols - cols.T)
 
 
