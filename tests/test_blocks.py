@@ -75,3 +75,28 @@ def test_a_selection_that_matches_nothing_is_named(deora_problem):
         spectral.lambda_min(spectral.Block(deora.loss_fn, "W", 0, 7), params, batch)
     with pytest.raises(ValueError, match="at least one block"):
         spectral.per_block(deora.loss_fn, params, batch, blocks={})
+
+
+def test_indexed_block_equals_block_and_compiles_once(deora_problem):
+    params, batch = deora_problem
+    traces = []
+
+    def loss(p, X, y):                      # counts how often the probe traces the loss
+        traces.append(1)
+        return deora.loss_fn(p, data.Batch(X, y))
+
+    shared = spectral.IndexedBlock(loss, "", 0)
+    values = []
+    for h in range(3):
+        ref = spectral.lambda_min(spectral.Block(loss, "", 0, h), params, batch.X, batch.y)
+        before = len(traces)
+        got = spectral.lambda_min(shared, params, np.int32(h), batch.X, batch.y)
+        values.append(len(traces) - before)
+        assert abs(got.value - ref.value) <= 1e-12 * abs(ref.value)
+        assert got.vector.shape == ref.vector.shape
+    # the first index traces the loss; the others reuse the compiled program
+    assert values[0] > 0 and values[1:] == [0, 0]
+    with pytest.raises(ValueError, match=r"integer in \[0, 3\) along axis 0; got 3"):
+        spectral.lambda_min(shared, params, np.int32(3), batch.X, batch.y)
+    with pytest.raises(ValueError, match="pass the block index as the first argument"):
+        spectral.lambda_min(spectral.IndexedBlock(loss, "", 0), params)

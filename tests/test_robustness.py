@@ -1012,7 +1012,8 @@ RANGES = {
     "max_restarts": ints_at_most(-1).map(str),
 }
 #: Boolean switches: only malformed values can be wrong.
-SWITCHES = {"noncausal_residual_ablation", "reverse_answer", "full_product", "head_blocks"}
+SWITCHES = {"noncausal_residual_ablation", "reverse_answer", "full_product", "head_blocks",
+            "layer_blocks"}
 
 
 def _fields(name):

@@ -8,6 +8,7 @@ Probes never import a model: they see a loss function (or a curvature operator) 
 from mhatheory.spectral._blocks import (
     Block,
     BlockSpectrum,
+    IndexedBlock,
     block_mask,
     head_blocks,
     per_block,
@@ -49,7 +50,8 @@ def hvp(loss_fn, params, *args):
 
 
 __all__ = [
-    "Block", "BlockSpectrum", "block_mask", "head_blocks", "per_block", "subtree_blocks",
+    "Block", "BlockSpectrum", "IndexedBlock", "block_mask", "head_blocks", "per_block",
+    "subtree_blocks",
     "DEFAULT_DENSE_BUDGET", "ConvergenceWarning", "Curvature", "Density", "DenseTooLargeError",
     "EigResult", "Estimate", "LOSSES", "GaussNewton", "Hessian", "as_operator", "dense",
     "dense_bytes", "dense_with_asymmetry", "extreme_eigs",

@@ -103,6 +103,71 @@ class Block:
         return block_matvec, flat[idx]
 
 
+@dataclass(frozen=True)
+class IndexedBlock:
+    """``Block(op, select, axis, index)`` for every ``index`` at once: the index is the first
+    argument of the operator, traced (``lambda_min(IndexedBlock(op, sel, axis), params, h,
+    *args)``), so all heads share one compiled program where a ``Block`` per head compiles once
+    per head. Along ``axis`` coordinate h of a leaf sits ``h·stride`` after coordinate 0
+    (row-major; ``stride`` = the product of the sizes after ``axis``), so the selected indices
+    are ``base + h·stride`` with ``base``, ``stride`` fixed by the shapes."""
+
+    op: Any
+    select: str | Callable
+    axis: int
+
+    def _base_stride(self, params):
+        leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+        strides = []
+        for path, leaf in leaves:
+            shape = np.shape(leaf)
+            if _matches(self.select, jax.tree_util.keystr(path), leaf) and shape:
+                ax = self.axis % len(shape) if -len(shape) <= self.axis < len(shape) else None
+                stride = int(np.prod(shape[ax + 1:])) if ax is not None else 0
+            else:
+                stride = 0
+            strides.append(np.full(int(np.prod(shape)), stride))
+        base = np.flatnonzero(block_mask(params, self.select, self.axis, 0))
+        return base, np.concatenate(strides)[base]
+
+    def _size(self, params) -> int:
+        """How many indices the block has: the smallest length along ``axis`` of the selected
+        leaves (every index below it exists in all of them)."""
+        return min(np.shape(leaf)[self.axis]
+                   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+                   if _matches(self.select, jax.tree_util.keystr(path), leaf))
+
+    def flat(self, params):
+        return ravel_pytree(params)[0][jnp.asarray(self._base_stride(params)[0])]
+
+    def validate(self, params, args) -> None:
+        self._base_stride(params)                          # raises when nothing matches
+        if not args:
+            raise ValueError("IndexedBlock: pass the block index as the first argument, e.g. "
+                             "lambda_min(IndexedBlock(op, select, axis), params, h, *args).")
+        h, num = args[0], self._size(params)
+        if np.ndim(h) or not np.issubdtype(np.asarray(h).dtype, np.integer) \
+                or not 0 <= int(h) < num:
+            raise ValueError(f"IndexedBlock: the first argument is the block index, an integer "
+                             f"in [0, {num}) along axis {self.axis}; got {h}.")
+        check = getattr(as_operator(self.op), "validate", None)
+        if check is not None:
+            check(params, tuple(args[1:]))
+
+    def precision_fn(self, params, index, *args):
+        return Block(self.op, self.select).precision_fn(params, *args)
+
+    def build(self, params, args):
+        matvec, flat = as_operator(self.op).build(params, tuple(args[1:]))
+        base, stride = self._base_stride(params)
+        idx = jnp.asarray(base) + jnp.asarray(args[0]) * jnp.asarray(stride)
+
+        def block_matvec(v):
+            return matvec(jnp.zeros_like(flat).at[idx].set(v))[idx]
+
+        return block_matvec, flat[idx]
+
+
 class BlockSpectrum(NamedTuple):
     """One row of :func:`per_block`: a block's size and certified extreme eigenvalues."""
 
@@ -134,15 +199,19 @@ def subtree_blocks(params, depth: int = 1) -> dict:
 def per_block(loss_fn, params, *args, blocks: dict, key=None, **lanczos) -> list[BlockSpectrum]:
     """λmin and λmax (certified) of every block: ``blocks`` maps a name to ``(select, axis,
     index)`` (see :func:`head_blocks`, :func:`subtree_blocks`). Cost: two Lanczos runs per
-    block (one compilation per block shape)."""
+    block (one compilation per block shape; the blocks of one (select, axis) share it)."""
     if not blocks:
         raise ValueError("per_block needs at least one block, e.g. head_blocks(...) or "
                          "subtree_blocks(params).")
-    rows = []
+    rows, shared = [], {}
     for name, (select, axis, index) in blocks.items():
-        blk = Block(loss_fn, select, axis, index)
-        lo = extreme_eigs(blk, params, *args, which="smallest", key=key, **lanczos)[0]
-        hi = extreme_eigs(blk, params, *args, which="largest", key=key, **lanczos)[0]
+        if index is None:
+            blk, bargs = Block(loss_fn, select, axis, index), args
+        else:                                   # one compiled program per (select, axis)
+            blk = shared.setdefault((select, axis), IndexedBlock(loss_fn, select, axis))
+            bargs = (np.int32(index), *args)
+        lo = extreme_eigs(blk, params, *bargs, which="smallest", key=key, **lanczos)[0]
+        hi = extreme_eigs(blk, params, *bargs, which="largest", key=key, **lanczos)[0]
         rows.append(BlockSpectrum(name, int(lo.vector.shape[0]), lo.value, lo.interval,
                                   hi.value, hi.interval, lo.converged and hi.converged))
     return rows
