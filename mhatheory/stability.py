@@ -1,4 +1,5 @@
-"""Algorithmic stability of GD on the Deora model, and the generalisation bounds it implies.
+"""Algorithmic stability of GD on any ``loss_fn(params, data)``, and the generalisation bounds
+it implies. Model-free: the Deora constants (G, β) live in :mod:`mhatheory.deora`.
 
 **Retraining as one program.** Retraining r uses the samples ``idx[r]`` of an extended pool
 (the training set followed by fresh draws): leave-one-out (sample i removed, the mean over the
@@ -15,10 +16,8 @@ devices (``jax.sharding``) when there are several. Each retraining records
 * if ℓ(·; z) ≥ 0 is β-smooth: E[gen] ≤ (β/γ) E[L̂] + ((β + γ)/2) ε₂² for every γ > 0; the best
   γ* = √(2βE[L̂]/ε₂²) gives √(2β E[L̂] ε₂²) + β ε₂²/2.
 
-G is measured as the largest per-sample gradient norm along the trajectories (an empirical
-constant). β is a certified per-sample bound at the probed points: for ℓ_i = ℓ(y_iΦ_i),
-∇²ℓ_i = ℓ''_i ∇Φ_i∇Φ_iᵀ + ℓ'_i y_i ∇²Φ_i, so ‖∇²ℓ_i‖ ≤ ℓ''_i‖∇Φ_i‖² + |ℓ'_i|·max_h‖∇²φ_{h,i}‖/√H
-(triangle inequality; the block norms are exact, :func:`mhatheory.bounds.block_norms`).
+G and β are properties of the model and the loss; for the Deora model they come from
+:func:`mhatheory.deora.per_sample_constants`.
 
 **Influence functions.** θ^{(−i)} − θ ≈ (1/(n−1)) (∇²L̂ + λI)^{-1} ∇ℓ_i(θ) (one Newton step on
 the leave-one-out objective), solved by conjugate gradients on HVPs, damped by
@@ -38,10 +37,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as Pspec
 
-from mhatheory import _validate, bounds, spectral, train
-from mhatheory.data import Batch
-from mhatheory.losses import logistic, logistic_d1, logistic_d2
-from mhatheory.models import deora
+from mhatheory import _validate, spectral, train
 
 
 def loo_indices(n: int, which) -> np.ndarray:
@@ -187,25 +183,6 @@ def model_stability(theta_K, retrained_params) -> tuple[float, float]:
     return float(d.mean()), float((d**2).mean())
 
 
-@jax.jit
-def per_sample_constants(params, X, y):
-    """Per sample: ‖∇_θ ℓ_i‖ and the certified smoothness bound β_i (module docstring)."""
-    flat, unravel = ravel_pytree(params)
-    H = params["U"].shape[0]
-    grads = jax.vmap(lambda x: jax.grad(lambda v: deora.phi(unravel(v), x))(flat))(X)  # (n, P)
-    m = y * deora.phi(params, X)
-    gnorm = jnp.abs(logistic_d1(m)) * jnp.linalg.norm(grads, axis=1)
-    hess = jnp.max(bounds.block_norms(params, X), axis=1) / math.sqrt(H)
-    beta = logistic_d2(m) * jnp.sum(grads**2, axis=1) + jnp.abs(logistic_d1(m)) * hess
-    return gnorm, beta
-
-
-def test_loss(params, test: Batch) -> tuple[float, float]:
-    """Mean test loss on fresh samples and its standard error."""
-    per = np.asarray(logistic(test.y * deora.phi(params, test.X)))
-    return float(per.mean()), float(per.std(ddof=1) / math.sqrt(per.size))
-
-
 def smooth_bound(beta: float, train_loss: float, eps2: float) -> tuple[float, float]:
     """min_γ (β/γ)L + ((β+γ)/2)ε₂² = √(2βLε₂²) + βε₂²/2, and the best γ."""
     if eps2 <= 0:
@@ -214,17 +191,22 @@ def smooth_bound(beta: float, train_loss: float, eps2: float) -> tuple[float, fl
     return math.sqrt(2 * beta * train_loss * eps2) + beta * eps2 / 2, gamma
 
 
-def influence(params, batch: Batch, which, *, damping: float = 1e-6, key=None,
+def influence(loss_fn, params, data, which, *, damping: float = 1e-6, key=None,
               maxiter: int = 200) -> tuple[np.ndarray, float]:
-    """Influence estimates of θ^{(−i)} − θ for i in ``which`` (``[R, P]``) and the damping used."""
-    n = batch.y.shape[0]
-    lo = spectral.lambda_min(deora.loss_fn, params, batch, key=key)
+    """Influence estimates of θ^{(−i)} − θ for i in ``which`` (``[R, P]``, flat in
+    ``ravel_pytree`` order) and the damping λ used (module docstring).
+
+    ``loss_fn(params, data)`` is a mean over the samples of ``data`` (any pytree whose leaves
+    share a leading sample axis); ∇ℓ_i is the gradient of ``loss_fn`` on sample i alone. Cost:
+    one λmin probe and, per i, a conjugate-gradient solve of at most ``maxiter`` HVPs.
+    """
+    n = _sample_count(data)
+    lo = spectral.lambda_min(loss_fn, params, data, key=key)
     lam = max(0.0, -lo.value) + damping
-    matvec, flat = spectral.hvp(deora.loss_fn, params, batch)
-    _, unravel = ravel_pytree(params)
+    matvec, _ = spectral.hvp(loss_fn, params, data)
 
     def g_i(i):
-        return ravel_pytree(jax.grad(deora.loss_fn)(params, gather(batch, jnp.array([i]))))[0]
+        return ravel_pytree(jax.grad(loss_fn)(params, gather(data, jnp.array([i]))))[0]
 
     out = []
     for i in which:

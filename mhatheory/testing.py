@@ -20,7 +20,7 @@ import math
 import jax
 import numpy as np
 
-from mhatheory import _validate, bounds, spectral
+from mhatheory import _validate, spectral
 from mhatheory.spectral._lanczos import check_options
 from mhatheory.verdicts import ESCALATION, Interval, Verdict, compare, escalated
 
@@ -129,20 +129,7 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
 
 def loss_rounding(value: float, dtype) -> float:
     """A bound on the rounding of a loss-derived value: 4,500·ε·|value| (1e-12 relative in
-    float64, as :data:`mhatheory.bounds.ROUNDING`: a mean over n ≤ 10⁴ terms of depth-O(10)
+    float64, as :data:`mhatheory.deora.ROUNDING`: a mean over n ≤ 10⁴ terms of depth-O(10)
     expressions, pairwise-summed, stays well inside it; about 5e-4 relative in float32)."""
     eps = float(np.finfo(np.dtype(dtype)).eps)
     return 4500 * eps * abs(float(value))
-
-
-def assert_chain(params, batch, **kwargs):
-    """Assert every link of the Deora weak-convexity chain at θ (see :mod:`mhatheory.bounds`),
-    certified; returns the :class:`~mhatheory.bounds.Chain`."""
-    ch, _, _ = bounds.chain(params, batch, **kwargs)
-    for link in ch.links:
-        if link.verdict != Verdict.HOLDS:
-            word = "failed" if link.verdict == Verdict.VIOLATED else "is INCONCLUSIVE"
-            _raise(link.verdict, f"{link.name} {word}: lhs ∈ {_fmt(link.lhs_interval)}, rhs ∈ "
-                   f"{_fmt(link.rhs_interval)} (certified margin {link.margin:.3g})",
-                   describe(params))
-    return ch

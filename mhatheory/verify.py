@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 from mhatheory import attention as A
 from mhatheory import data, report, results, spectral, symmetry, train
 from mhatheory.experiments import heads, spectrum
-from mhatheory.experiments import stability as st
-from mhatheory.experiments import symmetry as sym_exp
+from mhatheory.experiments import stability_sweep as st
+from mhatheory.experiments import symmetry_sweep as sym_exp
 from mhatheory.experiments import weak_convexity as wc
 from mhatheory.experiments._common import error_metrics, make_problem
 from mhatheory.models import DecoderTransformer, deora, reference

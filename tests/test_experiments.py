@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from mhatheory.experiments import seq2seq, spectrum, symmetry
+from mhatheory.experiments import seq2seq, spectrum, symmetry_sweep
 from mhatheory.experiments import weak_convexity as wc
 
 TINY_WC = dict(heads_grid=(1, 2), seeds=2, d=4, T=4, n=16, num_irrelevant=2, steps=20,
@@ -59,9 +59,9 @@ TINY_SYM = dict(causal_grid=("noncausal",), positional_grid=("none",), residual_
 
 
 def test_symmetry_resumes_mid_training_from_an_orbax_checkpoint(tmp_path, monkeypatch):
-    cfg = symmetry.Config(**TINY_SYM)
-    full = symmetry.run(cfg, tmp_path / "a", progress=False)
-    real_step, calls = symmetry._step, {"n": 0}
+    cfg = symmetry_sweep.Config(**TINY_SYM)
+    full = symmetry_sweep.run(cfg, tmp_path / "a", progress=False)
+    real_step, calls = symmetry_sweep._step, {"n": 0}
 
     def dying_step(*args):
         calls["n"] += 1
@@ -69,12 +69,12 @@ def test_symmetry_resumes_mid_training_from_an_orbax_checkpoint(tmp_path, monkey
             raise KeyboardInterrupt("killed")
         return real_step(*args)
 
-    monkeypatch.setattr(symmetry, "_step", dying_step)
+    monkeypatch.setattr(symmetry_sweep, "_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        symmetry.run(cfg, tmp_path / "b", progress=False)
+        symmetry_sweep.run(cfg, tmp_path / "b", progress=False)
     assert not list((tmp_path / "b" / "cells").glob("*.json"))
-    monkeypatch.setattr(symmetry, "_step", real_step)
-    resumed = symmetry.run(cfg, tmp_path / "b", progress=False, resume=True)
+    monkeypatch.setattr(symmetry_sweep, "_step", real_step)
+    resumed = symmetry_sweep.run(cfg, tmp_path / "b", progress=False, resume=True)
     cell_a = json.loads(next((tmp_path / "a" / "cells").glob("*.json")).read_text())
     cell_b = json.loads(next((tmp_path / "b" / "cells").glob("*.json")).read_text())
     assert cell_a["curve"] == cell_b["curve"]  # same batches, restored optimiser state
@@ -93,7 +93,7 @@ def test_seq2seq_smoke(tmp_path):
 
 
 def test_stability_records_bounds_and_figures(tmp_path):
-    from mhatheory.experiments import stability as st
+    from mhatheory.experiments import stability_sweep as st
 
     cfg = st.Config(n_grid=(8, 16), steps_grid=(10,), seeds=2, subset=4, num_test=200, d=4,
                     T=4, num_irrelevant=2, influence_samples=2)
@@ -108,10 +108,10 @@ def test_stability_records_bounds_and_figures(tmp_path):
 
 
 def test_symmetry_figures_without_position_free_cells(tmp_path):
-    cfg = symmetry.Config(**dict(TINY_SYM, causal_grid=("causal",),
+    cfg = symmetry_sweep.Config(**dict(TINY_SYM, causal_grid=("causal",),
                                  positional_grid=("learned",), steps=4, eval_every=2,
                                  checkpoint_every=2))
-    res = symmetry.run(cfg, tmp_path, progress=False)
+    res = symmetry_sweep.run(cfg, tmp_path, progress=False)
     assert "ceiling" not in res["table"][0]
     assert (tmp_path / "correlations.png").exists()
 

@@ -1,7 +1,7 @@
 """``mhatheory run weak-convexity``: λmin(∇²L̂) against −κ/√H·L̂ along GD, for H = 1..64 heads.
 
 For every (H, seed) cell: GD on the tokenized mixture from a per-head initialisation that does not
-depend on H, the weak-convexity chain of :mod:`mhatheory.bounds` at log-spaced steps
+depend on H, the weak-convexity chain of :mod:`mhatheory.deora` at log-spaced steps
 (warm-started Lanczos), λmax and the descent lemma there. Then the log-log slopes of −λmin/L̂ and
 κ̂ against H (per seed, mean ± standard error over seeds) at initialisation, early and late in
 training, and the finite-time convergence bound for one H. Figures: the chain against step per
@@ -17,10 +17,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mhatheory import bounds, convergence, data, plots, results, spectral, train
+from mhatheory import data, deora, plots, results, spectral, train
 from mhatheory.experiments._common import DeoraFields, error_metrics, make_problem
 from mhatheory.experiments._sweep import run_cells, selector_fields
-from mhatheory.models import deora
 from mhatheory.verdicts import Verdict, combine
 
 
@@ -78,7 +77,7 @@ def probe_cell(config: Config, heads: int, seed: int) -> dict:
     for i, step in enumerate(traj.record_steps):
         params = traj.params(i)
         kw = {} if method == "exact" else {"krylov": min(config.krylov, P - 1)}
-        ch, v0, v0_N = bounds.chain(params, prob.train, method=method, key=key,
+        ch, v0, v0_N = deora.chain(params, prob.train, method=method, key=key,
                                     v0=None if method == "exact" else v0,
                                     v0_N=None if method == "exact" else v0_N, **kw)
         hi = spectral.lambda_max(deora.loss_fn, params, prob.train, method=method, key=key,
@@ -86,7 +85,7 @@ def probe_cell(config: Config, heads: int, seed: int) -> dict:
         rec = {"heads": heads, "seed": seed, "step": int(step), **ch.record(),
                "lambda_max": hi.value, "lambda_max_residual": hi.residual,
                "lambda_max_converged": hi.converged, "method": method,
-               "descent": convergence.descent_check(params, prob.train, config.lr, key=key,
+               "descent": deora.descent_check(params, prob.train, config.lr, key=key,
                                                     krylov=min(config.krylov, P - 1))}
         records.append(rec)
     test = error_metrics(traj.final_params, prob.train, prob.test)
@@ -121,7 +120,7 @@ def run_convergence(config: Config) -> dict:
     K = config.convergence_steps
     traj = train.gd(deora.loss_fn, prob.params0, prob.train, steps=K, lr=config.lr,
                     record_steps=range(K + 1))
-    cb = convergence.finite_time_bound(traj.params_at, traj.loss, traj.grad_norm, config.lr,
+    cb = deora.finite_time_bound(traj.params_at, traj.loss, traj.grad_norm, config.lr,
                                        prob.train, prob.params0)
     applicable = cb.descent_ok
     return {"heads": H, "K": cb.K, "loss": cb.loss, "bound": cb.bound, "alpha": cb.alpha,
@@ -129,7 +128,7 @@ def run_convergence(config: Config) -> dict:
             "holds_all": bool(np.all(cb.loss[applicable] <= cb.bound[applicable])),
             "ntk_margin": cb.margin.margin, "ntk_margin_upper": cb.margin.upper,
             "ntk_separable": cb.margin.separable,
-            "constants": {"c1": 1.0, "c2": 0.5, "source": "mhatheory.convergence docstring"}}
+            "constants": {"c1": 1.0, "c2": 0.5, "source": "mhatheory.deora._convergence docstring"}}
 
 
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> dict:

@@ -23,8 +23,14 @@ import numpy as np
 from flax import nnx
 
 from mhatheory import _validate
-from mhatheory.attention import MultiHeadAttention, causal_mask, lead, padding_mask
-from mhatheory.positional import LearnedPositions, RelativeMultiHeadAttention, sinusoidal
+from mhatheory.attention import (
+    MultiHeadAttention,
+    RelativeMultiHeadAttention,
+    causal_mask,
+    lead,
+    padding_mask,
+)
+from mhatheory.positional import LearnedPositions, sinusoidal
 
 POSITIONAL = ("none", "sinusoidal", "learned", "relative")
 

@@ -17,10 +17,9 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from mhatheory import data, plots, results, stability, train
+from mhatheory import data, deora, plots, results, stability, train
 from mhatheory.experiments._common import DeoraFields
 from mhatheory.experiments._sweep import run_cells, selector_fields
-from mhatheory.models import deora
 from mhatheory.verdicts import Interval, Verdict, combine, compare
 
 
@@ -93,9 +92,9 @@ def one_seed(config: Config, n: int, heads: int, steps: int, seed: int, progress
     yc = np.concatenate([pool.y, test.y[:1000]])
     G = beta = 0.0
     for p in probe_points:
-        g, b = stability.per_sample_constants(p, Xc, yc)
+        g, b = deora.per_sample_constants(p, Xc, yc)
         G, beta = max(G, float(g.max())), max(beta, float(b.max()))
-    tl, tse = stability.test_loss(traj.final_params, test)
+    tl, tse = deora.test_loss(traj.final_params, test)
     out = {"eps1": eps1, "eps2": eps2, "train_loss": float(traj.loss[-1]), "test_loss": tl,
            "test_loss_se": tse, "gen_gap": tl - float(traj.loss[-1]), "G": G, "beta": beta,
            "divergence_mean": loo.divergence.mean(0)[:: max(1, steps // 100)].tolist()}
@@ -104,7 +103,8 @@ def one_seed(config: Config, n: int, heads: int, steps: int, seed: int, progress
     true = np.asarray(jax.vmap(lambda q: ravel_pytree(q)[0])(
         jax.tree.map(lambda a: a[:m], loo.params))) - theta
     for name, damping in (("spectral", 1e-6), ("gd_ridge", 1.0 / (config.lr * steps))):
-        est, lam = stability.influence(traj.final_params, batch, which[:m], damping=damping)
+        est, lam = stability.influence(deora.loss_fn, traj.final_params, batch, which[:m],
+                                       damping=damping)
         cos, err = _cosine_and_error(est, true)
         out[f"influence_{name}"] = {"damping": lam, "cosine": cos, "relative_error": err}
     return out

@@ -24,7 +24,7 @@ k < K and using L̂(θ_K) ≤ L̂(θ_{k+1}) (from D):
 
     L̂(θ_K) ≤ L̂(θ*) + ‖θ* − θ_0‖²/(2ηK) + (1/2K) Σ_{k<K} μ_k ‖θ_k − θ*‖².
 
-Self-bounded weak convexity supplies μ_k: by the chain in :mod:`mhatheory.bounds`,
+Self-bounded weak convexity supplies μ_k: by the chain in :mod:`mhatheory.deora`,
 λmin(∇²L̂(θ)) ≥ −(1/√H)(1/n)Σ_i |ℓ'_i| max_h κ_ana,h,i(θ) with |ℓ'_i| ≤ min(ℓ_i, 1). On the
 segment ‖U_h(t)‖ ≤ max(‖U_h^k‖, ‖U_h^*‖) (convexity of the norm; κ_ana grows with ‖U_h‖) and
 |Φ_i| ≤ (R_i/√H) Σ_h ‖U_h‖ (attention outputs are convex combinations of tokens), so

@@ -1,8 +1,7 @@
 import jax
 import numpy as np
 
-from mhatheory import convergence, data, train
-from mhatheory.models import deora
+from mhatheory import data, deora, train
 
 
 def _problem():
@@ -13,8 +12,8 @@ def _problem():
 
 def test_max_margin_certificate_brackets_gamma():
     batch, params = _problem()
-    mm = convergence.max_margin(params, batch.X, batch.y)
-    F = convergence.ntk_features(params, batch.X)
+    mm = deora.max_margin(params, batch.X, batch.y)
+    F = deora.ntk_features(params, batch.X)
     assert abs(float(np.linalg.norm(mm.u)) - 1) < 1e-12
     assert mm.margin == float(np.min(batch.y * (F @ mm.u)))
     assert mm.margin <= mm.upper + 1e-12
@@ -24,7 +23,7 @@ def test_max_margin_certificate_brackets_gamma():
 
 def test_ntk_features_are_gradients_of_phi():
     batch, params = _problem()
-    F = convergence.ntk_features(params, batch.X)
+    F = deora.ntk_features(params, batch.X)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     g = jax.grad(lambda v: deora.phi(unravel(v), batch.X[3]))(flat)
     np.testing.assert_allclose(F[3], g, rtol=0, atol=1e-14)
@@ -32,10 +31,10 @@ def test_ntk_features_are_gradients_of_phi():
 
 def test_descent_lemma_and_finite_time_bound_hold_along_gd():
     batch, params = _problem()
-    check = convergence.descent_check(params, batch, lr=1.0)
+    check = deora.descent_check(params, batch, lr=1.0)
     assert check["applicable"] and check["holds"]
     traj = train.gd(deora.loss_fn, params, batch, steps=60, lr=1.0, record_steps=range(61))
-    cb = convergence.finite_time_bound(traj.params_at, traj.loss, traj.grad_norm, 1.0, batch,
+    cb = deora.finite_time_bound(traj.params_at, traj.loss, traj.grad_norm, 1.0, batch,
                                        params)
     assert cb.descent_ok.all()
     assert np.all(cb.loss <= cb.bound)

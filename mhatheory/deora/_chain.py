@@ -63,6 +63,7 @@ from mhatheory.data import Batch, check_batch
 from mhatheory.losses import logistic_d1
 from mhatheory.models import deora
 from mhatheory.spectral._lanczos import check_options
+from mhatheory.testing import _fmt, _raise, describe
 from mhatheory.verdicts import ESCALATION, Interval, Verdict, combine, compare, escalated
 
 #: Relative slack for float64 rounding in a link's two sides. HVPs, eigh and length-n sums have
@@ -276,3 +277,17 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
                   weighted, weighted_ana, kblk, kana, kappa_hat, bound, bound_ana, links,
                   hvps, reprobed, escalations, bool(lo.converged and loN.converged)),
             lo.vector, loN.vector)
+
+
+def assert_chain(params, batch, **kwargs) -> Chain:
+    """Assert every link of the weak-convexity chain at θ (module docstring), certified;
+    returns the :class:`Chain`. Raises :class:`mhatheory.testing.InequalityError` on a certified
+    violation and :class:`mhatheory.testing.InconclusiveError` on an undecided link."""
+    ch, _, _ = chain(params, batch, **kwargs)
+    for link in ch.links:
+        if link.verdict != Verdict.HOLDS:
+            word = "failed" if link.verdict == Verdict.VIOLATED else "is INCONCLUSIVE"
+            _raise(link.verdict, f"{link.name} {word}: lhs ∈ {_fmt(link.lhs_interval)}, rhs ∈ "
+                   f"{_fmt(link.rhs_interval)} (certified margin {link.margin:.3g})",
+                   describe(params))
+    return ch
