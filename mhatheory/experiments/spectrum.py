@@ -89,7 +89,7 @@ def run(config: Config, out_dir, progress: bool = True) -> dict:
         if eigs is not None:
             exact[label] = eigs
     out = Path(out_dir)
-    results.save_figure_atomic(plots.spectral_density(dens, exact), out / "spectral_density.png")
+    results.save_figure_atomic(plots.slq_density(dens, exact), out / "spectral_density.png")
     body = {"parameters": deora.parameter_count(config.d, config.heads), "stages": stages}
     results.write_results(out, "spectrum", config, config.seed, body)
     return body
