@@ -47,6 +47,14 @@ def map_chunks(f, xs, chunk: int):
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
 
 
+def ravel_stacked(tree):
+    """``[R, P]``: every slice along the leading axis of a stacked pytree, flattened in
+    ``jax.flatten_util.ravel_pytree`` order (the rows of a batch of parameter vectors)."""
+    from jax.flatten_util import ravel_pytree
+
+    return jax.vmap(lambda t: ravel_pytree(t)[0])(tree)
+
+
 def lead(x, ndim: int):
     """``x`` with leading size-1 axes up to rank ``ndim`` (explicit broadcasting, so the code
     runs under ``jax_numpy_rank_promotion='raise'``)."""

@@ -103,7 +103,16 @@ def attention_weights(q, k, mask=None, bias=None):
 
 def scaled_dot_product_attention(q, k, v, mask=None, bias=None, return_weights: bool = False):
     """softmax(q kᵀ/√d_k + bias) v: ``q [..., Tq, dk]``, ``k [..., Tk, dk]``, ``v [..., Tk, dv]``
-    → ``[..., Tq, dv]`` (and the weights with ``return_weights``)."""
+    → ``[..., Tq, dv]`` (and the weights with ``return_weights``).
+
+    Example (a causal mask: the first query sees only the first key):
+        >>> import jax.numpy as jnp
+        >>> q = k = jnp.eye(2)
+        >>> v = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+        >>> out = scaled_dot_product_attention(q, k, v, mask=causal_mask(2))
+        >>> out.shape, [round(float(x), 6) for x in out[0]]
+        ((2, 2), [1.0, 0.0])
+    """
     _check_array("q", q, "[..., Tq, dk]")
     _check_array("k", k, "[..., Tk, dk]")
     _check_array("v", v, "[..., Tk, dv]")
@@ -116,11 +125,12 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None, return_weights: 
 
 
 def flax_attention_fn(query, key, value, bias=None, mask=None, **_):
-    """A drop-in ``attention_fn`` for ``flax.nnx.MultiHeadAttention`` that computes in the
-    inputs' dtype: flax's default routes through ``jax.nn.dot_product_attention``, whose softmax
+    """A drop-in ``attention_fn`` for ``flax.nnx.MultiHeadAttention`` in the inputs' dtype.
+
+    Flax's default routes through ``jax.nn.dot_product_attention``, whose softmax
     runs in float32 even for float64 inputs (see :mod:`mhatheory.precision`). Takes flax's
     layout ``[..., T, heads, head_dim]``; dropout and the other keyword options are not
-    supported (they are ignored, as in a deterministic module)::
+    supported (they are ignored, as in a deterministic module). For example::
 
         nnx.MultiHeadAttention(..., param_dtype=jnp.float64, attention_fn=flax_attention_fn)
     """
@@ -189,6 +199,7 @@ class MultiHeadAttention(nnx.Module):
         return out + lead(self.out_bias[...], out.ndim) if self.use_bias else out
 
     def check_inputs(self, x, memory):
+        """Validate ``x [..., Tq, d]`` and ``memory [..., Tk, d]`` before any work."""
         _check_array("x", x, "[..., Tq, d_model]")
         if memory is not x:
             _check_array("memory", memory, "[..., Tk, d_memory]")

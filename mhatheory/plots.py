@@ -237,8 +237,8 @@ def addition_curves(payloads, ceil):
         line, = ax.plot(steps, em.mean(0), label=label)
         ax.fill_between(steps, em.min(0), em.max(0), color=line.get_color(), alpha=0.15)
     if any(ps[0]["spec"]["mode"] == "noncausal" for ps in groups.values()):
-        axes[1].axhline(100 * ceil["exact_match"], color="k", ls="--",
-                        label=f"ceiling, non-causal no-PE ({100 * ceil['exact_match']:.2f} %)")
+        axes[1].axhline(100 * ceil.exact_match, color="k", ls="--",
+                        label=f"ceiling, non-causal no-PE ({100 * ceil.exact_match:.2f} %)")
     for ax, title in zip(axes, ("causal", "non-causal (prefix-wise)"), strict=True):
         ax.set_xlabel("AdamW step")
         ax.set_title(title)

@@ -32,6 +32,7 @@ class LearnedPositions(nnx.Module):
                                                         param_dtype))
 
     def __call__(self, length: int):
+        """The first ``length`` rows of the table, ``[length, d_model]``."""
         if length > self.table.shape[0]:
             raise ValueError(f"sequence length {length} exceeds max_len={self.table.shape[0]} "
                              "of the learned positional table; raise max_len.")

@@ -1,9 +1,9 @@
-"""Algorithmic stability of GD on any ``loss_fn(params, data)``, and the generalisation bounds
+r"""Algorithmic stability of GD on any ``loss_fn(params, data)``, and the generalisation bounds
 it implies. Model-free: the Deora constants (G, β) live in :mod:`mhatheory.deora`.
 
 **Retraining as one program.** Retraining r uses the samples ``idx[r]`` of an extended pool
 (the training set followed by fresh draws): leave-one-out (sample i removed, the mean over the
-n − 1 others) is ``idx[r] = [0..n) \\ {i}``; replace-one (sample i swapped for a fresh draw) is
+n − 1 others) is ``idx[r] = [0..n) \ {i}``; replace-one (sample i swapped for a fresh draw) is
 ``[0..n)`` with i pointing into the fresh part. Every retraining runs the same scanned GD from the
 same θ_0, vmapped over r, in chunks to a memory budget, with the retraining axis sharded over the
 devices (``jax.sharding``) when there are several. Each retraining records
@@ -38,6 +38,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as Pspec
 
 from mhatheory import _validate, spectral, train
+from mhatheory._numerics import ravel_stacked
 
 
 def loo_indices(n: int, which) -> np.ndarray:
@@ -88,6 +89,27 @@ def _retrain(loss_fn, steps, lr, params0, pool, idx, base_traj):
         return p, dist
 
     return jax.vmap(one)(idx)
+
+
+class ModelStability(NamedTuple):
+    """On-average model stability over R retrainings."""
+
+    eps1: float  #: ε₁ = mean_r ‖θ_K − θ_K^{(r)}‖
+    eps2: float  #: ε₂² = mean_r ‖θ_K − θ_K^{(r)}‖² (the square, as in the bound)
+
+
+class SmoothBound(NamedTuple):
+    """The smooth-loss bound at its best γ (:func:`smooth_bound`)."""
+
+    bound: float  #: min_γ (β/γ)L + ((β+γ)/2)ε₂²
+    gamma: float  #: the minimising γ* = √(2βL/ε₂²) (inf when ε₂² = 0)
+
+
+class Influence(NamedTuple):
+    """Influence-function estimates (:func:`influence`)."""
+
+    delta: np.ndarray  #: ``[R, P]`` estimates of θ^{(−i)} − θ, flat in ``ravel_pytree`` order
+    damping: float     #: λ = max(0, −λmin) + δ, the damping used
 
 
 class Retrained(NamedTuple):
@@ -153,11 +175,11 @@ def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
 def base_trajectory(loss_fn, params0, batch, steps, lr):
     """Full-data GD: (trajectory over all steps, θ_1..θ_K flattened ``[K, P]``)."""
     traj = train.gd(loss_fn, params0, batch, steps=steps, lr=lr, record_steps=range(steps + 1))
-    flat = jax.vmap(lambda p: ravel_pytree(p)[0])(traj.params_at)
+    flat = ravel_stacked(traj.params_at)
     return traj, flat[1:]
 
 
-def model_stability(theta_K, retrained_params) -> tuple[float, float]:
+def model_stability(theta_K, retrained_params) -> ModelStability:
     """ε₁ = mean ‖θ_K − θ_K^{(r)}‖ and ε₂² = mean ‖θ_K − θ_K^{(r)}‖²."""
     _validate.float_params(theta_K, "theta_K")
     _validate.finite_tree(theta_K, "theta_K")
@@ -178,23 +200,32 @@ def model_stability(theta_K, retrained_params) -> tuple[float, float]:
         raise ValueError(f"retrained_params must stack R >= 1 retrainings on every leaf, got "
                          f"leading sizes {sorted(lead)}.")
     flat = ravel_pytree(theta_K)[0]
-    others = jax.vmap(lambda p: ravel_pytree(p)[0])(retrained_params)
+    others = ravel_stacked(retrained_params)
     d = np.linalg.norm(np.asarray(others - flat[None]), axis=1)
-    return float(d.mean()), float((d**2).mean())
+    return ModelStability(float(d.mean()), float((d**2).mean()))
 
 
-def smooth_bound(beta: float, train_loss: float, eps2: float) -> tuple[float, float]:
-    """min_γ (β/γ)L + ((β+γ)/2)ε₂² = √(2βLε₂²) + βε₂²/2, and the best γ."""
+def smooth_bound(beta: float, train_loss: float, eps2: float) -> SmoothBound:
+    """min_γ (β/γ)L + ((β+γ)/2)ε₂² = √(2βLε₂²) + βε₂²/2, and the best γ.
+
+    The objective is convex in γ > 0; its derivative −βL/γ² + ε₂²/2 vanishes at
+    γ* = √(2βL/ε₂²), where the two terms βL/γ* and γ*ε₂²/2 are equal.
+
+    Example:
+        >>> b = smooth_bound(beta=2.0, train_loss=0.5, eps2=0.01)   # γ* = √200, √0.02 + 0.01
+        >>> round(b.gamma, 6), round(b.bound, 6)
+        (14.142136, 0.151421)
+    """
     if eps2 <= 0:
-        return 0.0, math.inf
+        return SmoothBound(0.0, math.inf)
     gamma = math.sqrt(2 * beta * train_loss / eps2) if train_loss > 0 else 0.0
-    return math.sqrt(2 * beta * train_loss * eps2) + beta * eps2 / 2, gamma
+    return SmoothBound(math.sqrt(2 * beta * train_loss * eps2) + beta * eps2 / 2, gamma)
 
 
 def influence(loss_fn, params, data, which, *, damping: float = 1e-6, key=None,
-              maxiter: int = 200) -> tuple[np.ndarray, float]:
-    """Influence estimates of θ^{(−i)} − θ for i in ``which`` (``[R, P]``, flat in
-    ``ravel_pytree`` order) and the damping λ used (module docstring).
+              maxiter: int = 200) -> Influence:
+    """Influence estimates of θ^{(−i)} − θ for i in ``which`` and the damping λ used (module
+    docstring), as an :class:`Influence`.
 
     ``loss_fn(params, data)`` is a mean over the samples of ``data`` (any pytree whose leaves
     share a leading sample axis); ∇ℓ_i is the gradient of ``loss_fn`` on sample i alone. Cost:
@@ -213,4 +244,4 @@ def influence(loss_fn, params, data, which, *, damping: float = 1e-6, key=None,
         x, _ = jax.scipy.sparse.linalg.cg(lambda v: matvec(v) + lam * v, g_i(int(i)),
                                           tol=1e-10, maxiter=maxiter)
         out.append(np.asarray(x) / (n - 1))
-    return np.stack(out), lam
+    return Influence(np.stack(out), lam)

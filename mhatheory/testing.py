@@ -11,6 +11,10 @@ is *certified* to hold. A certified violation raises :class:`InequalityError`; a
 not be decided (an unconverged eigenvalue, or an interval that straddles the bound even after
 :data:`~mhatheory.verdicts.ESCALATION` spent more HVPs) raises :class:`InconclusiveError`, a
 subclass, so it never passes silently.
+
+For identities (two computations of one quantity) :func:`assert_allclose` compares with the
+tolerance of :data:`TOL` for the arrays' dtype, the one tolerance table of the toolkit's own
+tests; a test that needs another tolerance passes it explicitly with a comment saying why.
 """
 
 from __future__ import annotations
@@ -31,6 +35,44 @@ class InequalityError(AssertionError):
 
 class InconclusiveError(InequalityError):
     """A checked inequality could not be decided numerically (never a pass)."""
+
+
+#: Default absolute tolerance of an identity between O(1) quantities, by dtype: a few hundred
+#: roundings at the dtype's ε (float64: ε = 2.2e-16 → 1e-12; float32 at the highest matmul
+#: precision, which importing ``mhatheory`` sets: ε = 1.2e-7 → 1e-6). Relative tolerances are
+#: the same numbers.
+TOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
+
+
+def tolerance(*arrays) -> float:
+    """The :data:`TOL` entry of the least precise floating dtype among ``arrays`` (float64 when
+    none is floating, e.g. for Python floats under x64).
+
+    Example:
+        >>> import numpy as np
+        >>> tolerance(np.ones(3, np.float32), np.ones(3))
+        1e-06
+    """
+    floats = [np.dtype(np.result_type(a)) for a in arrays]
+    floats = [d for d in floats if np.issubdtype(d, np.floating)] or [np.dtype(np.float64)]
+    return max(TOL.get(d, 1e-6) for d in floats)
+
+
+def assert_allclose(actual, desired, *, atol: float | None = None, rtol: float = 0.0,
+                    err_msg: str = "") -> None:
+    """``|actual − desired| ≤ atol + rtol·|desired|`` elementwise, ``atol`` defaulting to the
+    :data:`TOL` entry of the arrays' dtype (:func:`tolerance`); NaNs must match.
+
+    Example:
+        >>> assert_allclose(0.1 + 0.2, 0.3)
+        >>> assert_allclose(1.0, 1.0 + 1e-9)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        AssertionError: ...
+    """
+    atol = tolerance(actual, desired) if atol is None else atol
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(desired), rtol=rtol, atol=atol,
+                               err_msg=err_msg)
 
 
 def describe(params) -> str:

@@ -1,8 +1,9 @@
 """Shared test settings.
 
-Tolerances (one table, by dtype; overrides are commented where used):
-  float64 identities: 1e-12 absolute on O(1) quantities (a few hundred flops of rounding at
-  ε = 2.2e-16); float32 at highest matmul precision: 1e-6 (ε = 1.2e-7 times small depth).
+Tolerances: one table by dtype, :data:`mhatheory.testing.TOL` (float64 1e-12, float32 1e-6 on
+O(1) quantities), used through :func:`mhatheory.testing.assert_allclose` and
+:func:`mhatheory.testing.tolerance`; a test that needs another tolerance passes it explicitly
+with a comment saying why.
 """
 
 import os
@@ -15,8 +16,6 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 import mhatheory  # noqa: E402,F401  (enables float64)
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-
-TOL = {"float64": 1e-12, "float32": 1e-6}
 
 settings.register_profile("mhatheory", deadline=None,
                           max_examples=int(os.environ.get("MHATHEORY_EXAMPLES", "25")),

@@ -18,14 +18,16 @@ TINY_WC = dict(heads_grid=(1, 2), seeds=2, d=4, T=4, n=16, num_irrelevant=2, ste
 def test_weak_convexity_records_and_figures(tmp_path):
     summary = wc.run(wc.Config(**TINY_WC), tmp_path, progress=False)
     res = json.loads((tmp_path / "results.json").read_text())
-    assert summary["chain_holds_everywhere"] and summary["negative_curvature_found"]
+    assert summary.chain_holds_everywhere and summary.negative_curvature_found
+    assert summary.chain_verdict == "HOLDS" and summary.worst_link_margin >= 0
     rec = res["records"][0]
     for key in ("heads", "step", "loss", "lambda_min", "kappa_hat", "bound", "holds",
                 "kappa_blk", "kappa_ana", "lambda_max", "lambda_min_residual"):
         assert key in rec
     assert res["config"]["heads_grid"] == [1, 2] and res["versions"]["jax"]
-    for f in res["figures"]:
-        assert (tmp_path / f).stat().st_size > 1000
+    assert sorted(res["figures"]) == sorted(p.name for p in summary.figures.values())
+    for f in summary.figures.values():
+        assert f.parent == tmp_path and f.stat().st_size > 1000
     assert set(res["summary"]["slopes"]["kappa_hat"]) == {"init", "early", "late"}
 
 
@@ -44,13 +46,16 @@ def test_killed_sweep_resumes_without_recomputing_finished_cells(tmp_path):
 
 
 def test_spectrum_smoke(tmp_path):
-    body = spectrum.run(spectrum.Config(heads=2, d=4, T=4, n=16, num_irrelevant=2, steps=20,
-                                        krylov=20, num_probes=3, trace_samples=10,
-                                        num_test=20), tmp_path, progress=False)
-    stage = list(body["stages"].values())[0]
+    summary = spectrum.run(spectrum.Config(heads=2, d=4, T=4, n=16, num_irrelevant=2, steps=20,
+                                           krylov=20, num_probes=3, trace_samples=10,
+                                           num_test=20), tmp_path, progress=False)
+    stage = summary.initial
+    saved = json.loads((tmp_path / "results.json").read_text())["stages"]
+    assert list(saved.values()) == [summary.initial, summary.trained]
     assert stage["lambda_min"]["value"] <= stage["lambda_max"]["value"]
     assert abs(stage["lambda_min"]["value"] - stage["dense"]["lambda_min"]) < 1e-8
-    assert (tmp_path / "spectral_density.png").exists()
+    assert summary.figures["spectral_density"] == tmp_path / "spectral_density.png"
+    assert summary.figures["spectral_density"].exists()
 
 
 TINY_SYM = dict(causal_grid=("noncausal",), positional_grid=("none",), residual_grid=("all",),
@@ -78,8 +83,8 @@ def test_symmetry_resumes_mid_training_from_an_orbax_checkpoint(tmp_path, monkey
     cell_a = json.loads(next((tmp_path / "a" / "cells").glob("*.json")).read_text())
     cell_b = json.loads(next((tmp_path / "b" / "cells").glob("*.json")).read_text())
     assert cell_a["curve"] == cell_b["curve"]  # same batches, restored optimiser state
-    assert resumed["table"] == full["table"]
-    row = resumed["table"][0]
+    assert resumed.table == full.table
+    row = resumed.table[0]
     assert row["trained_invariance_max"] <= 1e-10 and row["under_ceiling"]
 
 
@@ -102,9 +107,11 @@ def test_stability_records_bounds_and_figures(tmp_path):
     for key in ("n", "heads", "steps", "eps1", "eps2", "gen_gap", "gen_gap_se",
                 "bound_lipschitz", "bound_smooth"):
         assert key in res["records"][0]
-    assert summary["eps1_positive"] and len(summary["eps1_slopes"]) == 1
-    for f in res["figures"]:
-        assert (tmp_path / f).stat().st_size > 1000
+    assert summary.eps1_positive and len(summary.eps1_slopes) == 1
+    assert summary.num_cells == 2 and summary.lipschitz.verdict in ("HOLDS", "VIOLATED",
+                                                                    "INCONCLUSIVE")
+    for f in summary.figures.values():
+        assert f.stat().st_size > 1000
 
 
 def test_symmetry_figures_without_position_free_cells(tmp_path):
@@ -112,7 +119,7 @@ def test_symmetry_figures_without_position_free_cells(tmp_path):
                                  positional_grid=("learned",), steps=4, eval_every=2,
                                  checkpoint_every=2))
     res = symmetry_sweep.run(cfg, tmp_path, progress=False)
-    assert "ceiling" not in res["table"][0]
+    assert "ceiling" not in res.table[0]
     assert (tmp_path / "correlations.png").exists()
 
 

@@ -20,6 +20,7 @@ The model's own functions are re-exported (``deora.loss_fn``, ``deora.phi``, …
 from mhatheory.deora._chain import (
     ROUNDING,
     Chain,
+    ChainProbe,
     Link,
     assert_chain,
     block_norms,
@@ -28,6 +29,7 @@ from mhatheory.deora._chain import (
 )
 from mhatheory.deora._convergence import (
     ConvergenceBound,
+    Descent,
     MaxMargin,
     descent_check,
     finite_time_bound,
@@ -46,7 +48,8 @@ from mhatheory.models.deora import (
 )
 
 __all__ = [
-    "ROUNDING", "Chain", "ConvergenceBound", "DeoraMHA", "Link", "MaxMargin",
+    "ROUNDING", "Chain", "ChainProbe", "ConvergenceBound", "DeoraMHA", "Descent", "Link",
+    "MaxMargin",
     "assert_chain", "block_norms", "chain", "check_params", "descent_check", "finite_time_bound",
     "head_outputs", "init_params", "kappa_analytic_blocks", "loss_fn", "max_margin",
     "ntk_features", "parameter_count", "per_sample_constants", "phi", "test_loss",

@@ -178,10 +178,12 @@ class DeoraMHA(nnx.Module):
 
     @property
     def num_heads(self) -> int:
+        """H."""
         return self.W.shape[0]
 
     @property
     def d(self) -> int:
+        """The token dimension d."""
         return self.W.shape[1]
 
     def params(self) -> dict:
@@ -189,5 +191,6 @@ class DeoraMHA(nnx.Module):
         return {"W": self.W[...], "U": self.U[...]}
 
     def __call__(self, X):
+        """Φ(X; θ) for ``X [..., T, d]`` → ``[...]``."""
         check_tokens(X, self.d)
         return phi(self.params(), X)
