@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -10,30 +11,27 @@ import pytest
 from mhatheory.experiments import seq2seq, spectrum, symmetry_sweep
 from mhatheory.experiments import weak_convexity as wc
 
-TINY_WC = dict(heads_grid=(1, 2), seeds=2, d=4, T=4, n=16, num_irrelevant=2, steps=20,
-               num_probes=3, krylov=10, convergence_heads=2, convergence_steps=15,
-               num_test=50)
 
-
-def test_weak_convexity_records_and_figures(tmp_path):
-    summary = wc.run(wc.Config(**TINY_WC), tmp_path, progress=False)
-    res = json.loads((tmp_path / "results.json").read_text())
+def test_weak_convexity_records_and_figures(weak_convexity_run):
+    config, summary, out = weak_convexity_run
+    res = json.loads((out / "results.json").read_text())
     assert summary.chain_holds_everywhere and summary.negative_curvature_found
     assert summary.chain_verdict == "HOLDS" and summary.worst_link_margin >= 0
     rec = res["records"][0]
     for key in ("heads", "step", "loss", "lambda_min", "kappa_hat", "bound", "holds",
                 "kappa_blk", "kappa_ana", "lambda_max", "lambda_min_residual"):
         assert key in rec
-    assert res["config"]["heads_grid"] == [1, 2] and res["versions"]["jax"]
+    assert res["config"]["heads_grid"] == list(config.heads_grid) and res["versions"]["jax"]
+    assert res["summary"]["num_probes"] == len(res["records"]) == summary.num_probes
     assert sorted(res["figures"]) == sorted(p.name for p in summary.figures.values())
     for f in summary.figures.values():
-        assert f.parent == tmp_path and f.stat().st_size > 1000
+        assert f.parent == out and f.stat().st_size > 1000
     assert set(res["summary"]["slopes"]["kappa_hat"]) == {"init", "early", "late"}
 
 
-def test_killed_sweep_resumes_without_recomputing_finished_cells(tmp_path):
-    cfg = wc.Config(**TINY_WC)
-    wc.run(cfg, tmp_path, progress=False)
+def test_killed_sweep_resumes_without_recomputing_finished_cells(weak_convexity_run, tmp_path):
+    cfg, _, finished = weak_convexity_run
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
     cells = sorted((tmp_path / "cells").glob("*.json"))
     kept, lost = cells[0], cells[-1]
     before = kept.stat().st_mtime_ns

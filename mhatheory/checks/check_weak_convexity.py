@@ -20,7 +20,12 @@ LAWS = {"neg_lambda_over_loss": ("−λmin/L̂", -0.5, "−1/2 (constant κ)"),
 def rows(full: bool, out, progress: bool = False) -> list[Check]:
     """The weak-convexity chain along GD for several H, slopes against H, convergence."""
     cfg = wc.Config(**(wc.FULL if full else SMALL))
-    s = wc.run(cfg, Path(out) / "weak-convexity", progress=progress)
+    return summary_rows(wc.run(cfg, Path(out) / "weak-convexity", progress=progress), cfg, out)
+
+
+def summary_rows(s: wc.Summary, cfg: wc.Config, out) -> list[Check]:
+    """The rows of a finished run: its :class:`~mhatheory.experiments.weak_convexity.Summary`,
+    its config, and the report folder ``out`` (figure paths are made relative to it)."""
     fig = {name: figure(path, out) for name, path in s.figures.items()}
     out_rows = [
         Check("weak convexity: chain holds at every probe", "theorem", s.chain_verdict,
