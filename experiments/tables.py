@@ -114,12 +114,15 @@ def weak_convexity_section() -> list[str]:
         return []
     res = json.loads(path.read_text())
     c, s = res["config"], res["summary"]
+    # "slopes_restricted"; results written before it was named say "slopes_heads_ge_<H>"
+    restricted = s.get("slopes_restricted", s.get(f"slopes_heads_ge_{c.get('fit_min_heads', 4)}",
+                                                  {}))
     rows = [{"fit over": name, "quantity": q, "stage": st, "step": v["step"],
              "slope": v["slope_mean"], "SE": v["slope_se"],
              "excluded (≤ 0)": v["points_excluded_nonpositive"]}
-            for name, key in (("all H", "slopes"), (f"H ≥ {c.get('fit_min_heads', 4)}",
-                                                    f"slopes_heads_ge_{c.get('fit_min_heads', 4)}"))
-            for q, stages in s.get(key, {}).items() for st, v in stages.items()]
+            for name, fits in (("all H", s.get("slopes", {})),
+                               (f"H ≥ {c.get('fit_min_heads', 4)}", restricted))
+            for q, stages in fits.items() for st, v in stages.items()]
     conv = res["convergence"]
     lines = ["### Weak convexity against H", "", device_line(res), "",
              f"H ∈ {c['heads_grid']}, {c['seeds']} seeds, d={c['d']}, T={c['T']}, n={c['n']}, "

@@ -33,7 +33,7 @@ def map_chunks(f, xs, chunk: int):
     runtime may run both at once; when ``f`` holds a batched LAPACK call (``eigvalsh``), each
     of the two waits in jaxlib's ``ParallelBatchMap`` for work queued on the intra-op pool that
     the two of them occupy, and on a 2-core machine that pool has 2 threads: a deadlock at 0 %
-    CPU (observed with ``bounds.block_norms`` on jax 0.10.2; stacks in the session note).
+    CPU (observed with ``deora.block_norms`` on jax 0.10.2; stacks in the session note).
     """
     n = jax.tree.leaves(xs)[0].shape[0]
     chunk = max(1, min(chunk, n))
@@ -45,3 +45,18 @@ def map_chunks(f, xs, chunk: int):
 
     out = jax.lax.map(jax.vmap(f), jax.tree.map(padded, xs))
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
+
+
+def ravel_stacked(tree):
+    """``[R, P]``: every slice along the leading axis of a stacked pytree, flattened in
+    ``jax.flatten_util.ravel_pytree`` order (the rows of a batch of parameter vectors)."""
+    from jax.flatten_util import ravel_pytree
+
+    return jax.vmap(lambda t: ravel_pytree(t)[0])(tree)
+
+
+def lead(x, ndim: int):
+    """``x`` with leading size-1 axes up to rank ``ndim`` (explicit broadcasting, so the code
+    runs under ``jax_numpy_rank_promotion='raise'``)."""
+    x = jnp.asarray(x)
+    return x.reshape((1,) * (ndim - x.ndim) + x.shape)

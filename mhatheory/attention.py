@@ -9,6 +9,17 @@ Masks are boolean, True = may attend, and broadcast to ``[..., Tq, Tk]``. Masked
 to the dtype's most negative finite value before a max-subtracted softmax, and the weights are
 multiplied by the mask afterwards, so masked weights are exactly 0 and a fully masked row gives
 all-zero weights (and a zero output) instead of NaN.
+
+**Transformer-XL relative attention** (Dai et al., 2019; :class:`RelativeMultiHeadAttention`).
+For query position i and key position j the score is
+
+    (q_i + u)ᵀ k_j  +  (q_i + v)ᵀ W_R r_{i−j}
+
+with r_δ the sinusoidal embedding (:func:`mhatheory.positional.sinusoidal`) of the distance
+δ = i − j (no absolute positions anywhere), u, v learned per-head biases, and W_R a per-head
+projection. With a segment memory of M cached hidden states the keys are [memory; current
+segment], query i sits at absolute position M + i, and the memory carries no gradient
+(``stop_gradient``), as in the paper; ``r`` indexes relative distances in the einsums.
 """
 
 from __future__ import annotations
@@ -21,13 +32,8 @@ import numpy as np
 from flax import nnx
 
 from mhatheory import _validate
-
-
-def lead(x, ndim: int):
-    """``x`` with leading size-1 axes up to rank ``ndim`` (explicit broadcasting, so the code
-    runs under ``jax_numpy_rank_promotion='raise'``)."""
-    x = jnp.asarray(x)
-    return x.reshape((1,) * (ndim - x.ndim) + x.shape)
+from mhatheory._numerics import lead
+from mhatheory.positional import sinusoidal
 
 
 def causal_mask(num_queries: int, num_keys: int | None = None, offset: int | None = None):
@@ -97,7 +103,16 @@ def attention_weights(q, k, mask=None, bias=None):
 
 def scaled_dot_product_attention(q, k, v, mask=None, bias=None, return_weights: bool = False):
     """softmax(q kᵀ/√d_k + bias) v: ``q [..., Tq, dk]``, ``k [..., Tk, dk]``, ``v [..., Tk, dv]``
-    → ``[..., Tq, dv]`` (and the weights with ``return_weights``)."""
+    → ``[..., Tq, dv]`` (and the weights with ``return_weights``).
+
+    Example (a causal mask: the first query sees only the first key):
+        >>> import jax.numpy as jnp
+        >>> q = k = jnp.eye(2)
+        >>> v = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+        >>> out = scaled_dot_product_attention(q, k, v, mask=causal_mask(2))
+        >>> out.shape, [round(float(x), 6) for x in out[0]]
+        ((2, 2), [1.0, 0.0])
+    """
     _check_array("q", q, "[..., Tq, dk]")
     _check_array("k", k, "[..., Tk, dk]")
     _check_array("v", v, "[..., Tk, dv]")
@@ -110,11 +125,12 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None, return_weights: 
 
 
 def flax_attention_fn(query, key, value, bias=None, mask=None, **_):
-    """A drop-in ``attention_fn`` for ``flax.nnx.MultiHeadAttention`` that computes in the
-    inputs' dtype: flax's default routes through ``jax.nn.dot_product_attention``, whose softmax
+    """A drop-in ``attention_fn`` for ``flax.nnx.MultiHeadAttention`` in the inputs' dtype.
+
+    Flax's default routes through ``jax.nn.dot_product_attention``, whose softmax
     runs in float32 even for float64 inputs (see :mod:`mhatheory.precision`). Takes flax's
     layout ``[..., T, heads, head_dim]``; dropout and the other keyword options are not
-    supported (they are ignored, as in a deterministic module)::
+    supported (they are ignored, as in a deterministic module). For example::
 
         nnx.MultiHeadAttention(..., param_dtype=jnp.float64, attention_fn=flax_attention_fn)
     """
@@ -183,6 +199,7 @@ class MultiHeadAttention(nnx.Module):
         return out + lead(self.out_bias[...], out.ndim) if self.use_bias else out
 
     def check_inputs(self, x, memory):
+        """Validate ``x [..., Tq, d]`` and ``memory [..., Tk, d]`` before any work."""
         _check_array("x", x, "[..., Tq, d_model]")
         if memory is not x:
             _check_array("memory", memory, "[..., Tk, d_memory]")
@@ -207,5 +224,46 @@ class MultiHeadAttention(nnx.Module):
             mask = jnp.asarray(mask, bool)
             mask = mask.reshape(mask.shape[:-2] + (1,) + mask.shape[-2:])  # head axis
         heads, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True)
+        out = self.combine(heads)
+        return (out, weights) if return_weights else out
+
+
+class RelativeMultiHeadAttention(MultiHeadAttention):
+    """Multi-head self-attention with Transformer-XL relative positions and segment memory."""
+
+    def __init__(self, d_model: int, num_heads: int, *, rngs: nnx.Rngs, use_bias: bool = True,
+                 param_dtype=jnp.float32):
+        super().__init__(d_model, num_heads, use_bias=use_bias, rngs=rngs,
+                         param_dtype=param_dtype)
+        e = self.head_dim
+        self.rel_kernel = nnx.Param(jax.random.normal(rngs.params(), (d_model, num_heads, e),
+                                                      param_dtype) / math.sqrt(d_model))
+        self.content_bias = nnx.Param(jnp.zeros((num_heads, e), param_dtype))   # u
+        self.position_bias = nnx.Param(jnp.zeros((num_heads, e), param_dtype))  # v
+
+    def __call__(self, x, memory=None, *, mask=None, return_weights: bool = False):
+        """``x [..., T, d]``; ``memory [..., M, d]`` the previous segment's hidden states (no
+        gradient flows into it); ``mask`` broadcastable to ``[..., T, M + T]``."""
+        keys_in = x if memory is None else jnp.concatenate(
+            [jax.lax.stop_gradient(memory), x], axis=-2)
+        self.check_inputs(x, keys_in)
+        T, Tk = x.shape[-2], keys_in.shape[-2]
+        q, k, v = self.project(x, keys_in)                                   # (..., h, T/Tk, e)
+        dist = jnp.arange(Tk - T, Tk)[:, None] - jnp.arange(Tk)[None, :]     # (T, Tk): i − j
+        rel = jnp.arange(-(Tk - 1), Tk)                                      # all distances
+        R = jnp.einsum("rd,dhe->hre", sinusoidal(rel, self.d_model, x.dtype),
+                       self.rel_kernel[...])                                 # (h, r, e)
+        q_v = q + lead(self.position_bias[...][:, None, :], q.ndim)
+        pos = jnp.einsum("...hqe,hre->...hqr", q_v, R)
+        idx = jnp.broadcast_to(lead(dist + (Tk - 1), pos.ndim), pos.shape[:-1] + (Tk,))
+        pos = jnp.take_along_axis(pos, idx, axis=-1)                         # (..., h, T, Tk)
+        # content term (q + u)ᵀk = qᵀk + uᵀk: add uᵀk as a bias; all scaled by 1/√e as qᵀk is
+        u_k = jnp.einsum("he,...hke->...hk", self.content_bias[...], k)[..., None, :]
+        bias = (pos + jnp.broadcast_to(u_k, pos.shape)) / math.sqrt(self.head_dim)
+        if mask is not None:
+            mask = jnp.asarray(mask, bool)
+            mask = mask.reshape(mask.shape[:-2] + (1,) + mask.shape[-2:])
+        heads, weights = scaled_dot_product_attention(q, k, v, mask, bias=bias,
+                                                      return_weights=True)
         out = self.combine(heads)
         return (out, weights) if return_weights else out

@@ -5,14 +5,11 @@ a log₂ axis."""
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
-
-from mhatheory.trends import CLAIMS, QUANTITIES, claim_slices  # noqa: E402
+from mhatheory.trends import CLAIMS, QUANTITIES, claim_slices
 
 #: the panels of :func:`heads_curves`
 CURVES = ("diverged", "final_loss", "steps_to_0.01", "eta_lambda_max0", "kappa_hat_late",

@@ -1,13 +1,16 @@
 """Figures. Every axis is labelled with its quantity and unit ("step" for GD iterations);
-log axes where the quantity spans decades."""
+log axes where the quantity spans decades.
+
+Importing this module leaves matplotlib's backend alone: Jupyter's inline backend shows the
+figures, a headless process (CI, ``mhatheory run``) gets matplotlib's non-interactive default
+(``MPLBACKEND`` overrides it). Every function returns the figure; experiments save it with
+:func:`mhatheory.results.save_figure_atomic`, which closes it.
+"""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _finish(fig, ax, *, xlabel: str, ylabel: str, title: str | None = None, legend: int = 7):
@@ -67,9 +70,10 @@ def loss_curve(traj, title: str = "Gradient descent", bayes_error: float | None 
     return fig
 
 
-def spectral_density(densities: dict, exact: dict | None = None, sigma: float | None = None):
-    """One panel per label: the SLQ density (Gaussian-smoothed) on a symlog-free linear axis,
-    with the dense eigenvalue histogram overlaid when ``exact[label]`` is given."""
+def slq_density(densities: dict, exact: dict | None = None, sigma: float | None = None):
+    """One panel per label: the SLQ density (a :class:`mhatheory.spectral.Density` from
+    :func:`mhatheory.spectral.spectral_density`, Gaussian-smoothed) on a linear axis, with the
+    dense eigenvalue histogram overlaid when ``exact[label]`` is given."""
     fig, axes = plt.subplots(1, len(densities), figsize=(5.2 * len(densities), 3.8),
                              squeeze=False)
     for ax, (label, dens) in zip(axes[0], densities.items(), strict=True):
@@ -233,8 +237,8 @@ def addition_curves(payloads, ceil):
         line, = ax.plot(steps, em.mean(0), label=label)
         ax.fill_between(steps, em.min(0), em.max(0), color=line.get_color(), alpha=0.15)
     if any(ps[0]["spec"]["mode"] == "noncausal" for ps in groups.values()):
-        axes[1].axhline(100 * ceil["exact_match"], color="k", ls="--",
-                        label=f"ceiling, non-causal no-PE ({100 * ceil['exact_match']:.2f} %)")
+        axes[1].axhline(100 * ceil.exact_match, color="k", ls="--",
+                        label=f"ceiling, non-causal no-PE ({100 * ceil.exact_match:.2f} %)")
     for ax, title in zip(axes, ("causal", "non-causal (prefix-wise)"), strict=True):
         ax.set_xlabel("AdamW step")
         ax.set_title(title)

@@ -16,10 +16,6 @@ _KIND_TEXT = {
 }
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    results.write_text_atomic(path, text)
-
-
 _STATUS_TEXT = {
     "PASS": "certified to hold",
     "FAIL": "certified to fail (a bug or a finding)",
@@ -29,6 +25,7 @@ _STATUS_TEXT = {
 
 
 def write(rows, timing: dict, out: Path) -> Path:
+    """Write ``index.md`` and the self-contained ``index.html`` into ``out``; returns the page."""
     out.mkdir(parents=True, exist_ok=True)
     prov = results.provenance()
     figures = [f for r in rows for f in r.figures]
@@ -49,7 +46,7 @@ def write(rows, timing: dict, out: Path) -> Path:
     md += ["", legend, "", times, ""]
     for f in figures:
         md += [f"![{f}]({f})", ""]
-    _write_text_atomic(out / "index.md", "\n".join(md))
+    results.write_text_atomic(out / "index.md", "\n".join(md))
 
     rows_html = "".join(
         f"<tr class='{r.status.lower()}'><td>{r.status}</td><td>{r.kind}</td>"
@@ -68,5 +65,5 @@ tr.pass td:first-child{{color:#070}}img{{max-width:100%}}</style></head><body>
 <table><tr><th>status</th><th>kind</th><th>check</th><th>measured</th><th>reference</th>
 <th>margin</th><th>detail</th></tr>{rows_html}</table>
 <p>{html.escape(legend).replace("**", "")}</p><p>{html.escape(times)}</p>{imgs}</body></html>"""
-    _write_text_atomic(out / "index.html", page)
+    results.write_text_atomic(out / "index.html", page)
     return out / "index.html"

@@ -25,6 +25,7 @@ _PACKAGES = ("mhatheory", "jax", "jaxlib", "flax", "optax", "matfree", "numpy", 
 
 
 def versions() -> dict:
+    """Python and package versions (None for a package that is not installed)."""
     out = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:
@@ -35,6 +36,7 @@ def versions() -> dict:
 
 
 def device_info() -> dict:
+    """Backend, devices, x64 and matmul precision settings, platform."""
     devs = jax.devices()
     return {
         "backend": jax.default_backend(),

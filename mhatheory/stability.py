@@ -1,8 +1,9 @@
-"""Algorithmic stability of GD on the Deora model, and the generalisation bounds it implies.
+r"""Algorithmic stability of GD on any ``loss_fn(params, data)``, and the generalisation bounds
+it implies. Model-free: the Deora constants (G, β) live in :mod:`mhatheory.deora`.
 
 **Retraining as one program.** Retraining r uses the samples ``idx[r]`` of an extended pool
 (the training set followed by fresh draws): leave-one-out (sample i removed, the mean over the
-n − 1 others) is ``idx[r] = [0..n) \\ {i}``; replace-one (sample i swapped for a fresh draw) is
+n − 1 others) is ``idx[r] = [0..n) \ {i}``; replace-one (sample i swapped for a fresh draw) is
 ``[0..n)`` with i pointing into the fresh part. Every retraining runs the same scanned GD from the
 same θ_0, vmapped over r, in chunks to a memory budget, with the retraining axis sharded over the
 devices (``jax.sharding``) when there are several. Each retraining records
@@ -15,10 +16,8 @@ devices (``jax.sharding``) when there are several. Each retraining records
 * if ℓ(·; z) ≥ 0 is β-smooth: E[gen] ≤ (β/γ) E[L̂] + ((β + γ)/2) ε₂² for every γ > 0; the best
   γ* = √(2βE[L̂]/ε₂²) gives √(2β E[L̂] ε₂²) + β ε₂²/2.
 
-G is measured as the largest per-sample gradient norm along the trajectories (an empirical
-constant). β is a certified per-sample bound at the probed points: for ℓ_i = ℓ(y_iΦ_i),
-∇²ℓ_i = ℓ''_i ∇Φ_i∇Φ_iᵀ + ℓ'_i y_i ∇²Φ_i, so ‖∇²ℓ_i‖ ≤ ℓ''_i‖∇Φ_i‖² + |ℓ'_i|·max_h‖∇²φ_{h,i}‖/√H
-(triangle inequality; the block norms are exact, :func:`mhatheory.bounds.block_norms`).
+G and β are properties of the model and the loss; for the Deora model they come from
+:func:`mhatheory.deora.per_sample_constants`.
 
 **Influence functions.** θ^{(−i)} − θ ≈ (1/(n−1)) (∇²L̂ + λI)^{-1} ∇ℓ_i(θ) (one Newton step on
 the leave-one-out objective), solved by conjugate gradients on HVPs, damped by
@@ -38,10 +37,8 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as Pspec
 
-from mhatheory import _validate, bounds, spectral, train
-from mhatheory.data import Batch
-from mhatheory.losses import logistic, logistic_d1, logistic_d2
-from mhatheory.models import deora
+from mhatheory import _validate, spectral, train
+from mhatheory._numerics import ravel_stacked
 
 
 def loo_indices(n: int, which) -> np.ndarray:
@@ -92,6 +89,27 @@ def _retrain(loss_fn, steps, lr, params0, pool, idx, base_traj):
         return p, dist
 
     return jax.vmap(one)(idx)
+
+
+class ModelStability(NamedTuple):
+    """On-average model stability over R retrainings."""
+
+    eps1: float  #: ε₁ = mean_r ‖θ_K − θ_K^{(r)}‖
+    eps2: float  #: ε₂² = mean_r ‖θ_K − θ_K^{(r)}‖² (the square, as in the bound)
+
+
+class SmoothBound(NamedTuple):
+    """The smooth-loss bound at its best γ (:func:`smooth_bound`)."""
+
+    bound: float  #: min_γ (β/γ)L + ((β+γ)/2)ε₂²
+    gamma: float  #: the minimising γ* = √(2βL/ε₂²) (inf when ε₂² = 0)
+
+
+class Influence(NamedTuple):
+    """Influence-function estimates (:func:`influence`)."""
+
+    delta: np.ndarray  #: ``[R, P]`` estimates of θ^{(−i)} − θ, flat in ``ravel_pytree`` order
+    damping: float     #: λ = max(0, −λmin) + δ, the damping used
 
 
 class Retrained(NamedTuple):
@@ -157,11 +175,11 @@ def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
 def base_trajectory(loss_fn, params0, batch, steps, lr):
     """Full-data GD: (trajectory over all steps, θ_1..θ_K flattened ``[K, P]``)."""
     traj = train.gd(loss_fn, params0, batch, steps=steps, lr=lr, record_steps=range(steps + 1))
-    flat = jax.vmap(lambda p: ravel_pytree(p)[0])(traj.params_at)
+    flat = ravel_stacked(traj.params_at)
     return traj, flat[1:]
 
 
-def model_stability(theta_K, retrained_params) -> tuple[float, float]:
+def model_stability(theta_K, retrained_params) -> ModelStability:
     """ε₁ = mean ‖θ_K − θ_K^{(r)}‖ and ε₂² = mean ‖θ_K − θ_K^{(r)}‖²."""
     _validate.float_params(theta_K, "theta_K")
     _validate.finite_tree(theta_K, "theta_K")
@@ -182,53 +200,48 @@ def model_stability(theta_K, retrained_params) -> tuple[float, float]:
         raise ValueError(f"retrained_params must stack R >= 1 retrainings on every leaf, got "
                          f"leading sizes {sorted(lead)}.")
     flat = ravel_pytree(theta_K)[0]
-    others = jax.vmap(lambda p: ravel_pytree(p)[0])(retrained_params)
+    others = ravel_stacked(retrained_params)
     d = np.linalg.norm(np.asarray(others - flat[None]), axis=1)
-    return float(d.mean()), float((d**2).mean())
+    return ModelStability(float(d.mean()), float((d**2).mean()))
 
 
-@jax.jit
-def per_sample_constants(params, X, y):
-    """Per sample: ‖∇_θ ℓ_i‖ and the certified smoothness bound β_i (module docstring)."""
-    flat, unravel = ravel_pytree(params)
-    H = params["U"].shape[0]
-    grads = jax.vmap(lambda x: jax.grad(lambda v: deora.phi(unravel(v), x))(flat))(X)  # (n, P)
-    m = y * deora.phi(params, X)
-    gnorm = jnp.abs(logistic_d1(m)) * jnp.linalg.norm(grads, axis=1)
-    hess = jnp.max(bounds.block_norms(params, X), axis=1) / math.sqrt(H)
-    beta = logistic_d2(m) * jnp.sum(grads**2, axis=1) + jnp.abs(logistic_d1(m)) * hess
-    return gnorm, beta
+def smooth_bound(beta: float, train_loss: float, eps2: float) -> SmoothBound:
+    """min_γ (β/γ)L + ((β+γ)/2)ε₂² = √(2βLε₂²) + βε₂²/2, and the best γ.
 
+    The objective is convex in γ > 0; its derivative −βL/γ² + ε₂²/2 vanishes at
+    γ* = √(2βL/ε₂²), where the two terms βL/γ* and γ*ε₂²/2 are equal.
 
-def test_loss(params, test: Batch) -> tuple[float, float]:
-    """Mean test loss on fresh samples and its standard error."""
-    per = np.asarray(logistic(test.y * deora.phi(params, test.X)))
-    return float(per.mean()), float(per.std(ddof=1) / math.sqrt(per.size))
-
-
-def smooth_bound(beta: float, train_loss: float, eps2: float) -> tuple[float, float]:
-    """min_γ (β/γ)L + ((β+γ)/2)ε₂² = √(2βLε₂²) + βε₂²/2, and the best γ."""
+    Example:
+        >>> b = smooth_bound(beta=2.0, train_loss=0.5, eps2=0.01)   # γ* = √200, √0.02 + 0.01
+        >>> round(b.gamma, 6), round(b.bound, 6)
+        (14.142136, 0.151421)
+    """
     if eps2 <= 0:
-        return 0.0, math.inf
+        return SmoothBound(0.0, math.inf)
     gamma = math.sqrt(2 * beta * train_loss / eps2) if train_loss > 0 else 0.0
-    return math.sqrt(2 * beta * train_loss * eps2) + beta * eps2 / 2, gamma
+    return SmoothBound(math.sqrt(2 * beta * train_loss * eps2) + beta * eps2 / 2, gamma)
 
 
-def influence(params, batch: Batch, which, *, damping: float = 1e-6, key=None,
-              maxiter: int = 200) -> tuple[np.ndarray, float]:
-    """Influence estimates of θ^{(−i)} − θ for i in ``which`` (``[R, P]``) and the damping used."""
-    n = batch.y.shape[0]
-    lo = spectral.lambda_min(deora.loss_fn, params, batch, key=key)
+def influence(loss_fn, params, data, which, *, damping: float = 1e-6, key=None,
+              maxiter: int = 200) -> Influence:
+    """Influence estimates of θ^{(−i)} − θ for i in ``which`` and the damping λ used (module
+    docstring), as an :class:`Influence`.
+
+    ``loss_fn(params, data)`` is a mean over the samples of ``data`` (any pytree whose leaves
+    share a leading sample axis); ∇ℓ_i is the gradient of ``loss_fn`` on sample i alone. Cost:
+    one λmin probe and, per i, a conjugate-gradient solve of at most ``maxiter`` HVPs.
+    """
+    n = _sample_count(data)
+    lo = spectral.lambda_min(loss_fn, params, data, key=key)
     lam = max(0.0, -lo.value) + damping
-    matvec, flat = spectral.hvp(deora.loss_fn, params, batch)
-    _, unravel = ravel_pytree(params)
+    matvec, _ = spectral.hvp(loss_fn, params, data)
 
     def g_i(i):
-        return ravel_pytree(jax.grad(deora.loss_fn)(params, gather(batch, jnp.array([i]))))[0]
+        return ravel_pytree(jax.grad(loss_fn)(params, gather(data, jnp.array([i]))))[0]
 
     out = []
     for i in which:
         x, _ = jax.scipy.sparse.linalg.cg(lambda v: matvec(v) + lam * v, g_i(int(i)),
                                           tol=1e-10, maxiter=maxiter)
         out.append(np.asarray(x) / (n - 1))
-    return np.stack(out), lam
+    return Influence(np.stack(out), lam)

@@ -11,6 +11,10 @@ is *certified* to hold. A certified violation raises :class:`InequalityError`; a
 not be decided (an unconverged eigenvalue, or an interval that straddles the bound even after
 :data:`~mhatheory.verdicts.ESCALATION` spent more HVPs) raises :class:`InconclusiveError`, a
 subclass, so it never passes silently.
+
+For identities (two computations of one quantity) :func:`assert_allclose` compares with the
+tolerance of :data:`TOL` for the arrays' dtype, the one tolerance table of the toolkit's own
+tests; a test that needs another tolerance passes it explicitly with a comment saying why.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import math
 import jax
 import numpy as np
 
-from mhatheory import _validate, bounds, spectral
+from mhatheory import _validate, spectral
 from mhatheory.spectral._lanczos import check_options
 from mhatheory.verdicts import ESCALATION, Interval, Verdict, compare, escalated
 
@@ -31,6 +35,44 @@ class InequalityError(AssertionError):
 
 class InconclusiveError(InequalityError):
     """A checked inequality could not be decided numerically (never a pass)."""
+
+
+#: Default absolute tolerance of an identity between O(1) quantities, by dtype: a few hundred
+#: roundings at the dtype's ε (float64: ε = 2.2e-16 → 1e-12; float32 at the highest matmul
+#: precision, which importing ``mhatheory`` sets: ε = 1.2e-7 → 1e-6). Relative tolerances are
+#: the same numbers.
+TOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
+
+
+def tolerance(*arrays) -> float:
+    """The :data:`TOL` entry of the least precise floating dtype among ``arrays`` (float64 when
+    none is floating, e.g. for Python floats under x64).
+
+    Example:
+        >>> import numpy as np
+        >>> tolerance(np.ones(3, np.float32), np.ones(3))
+        1e-06
+    """
+    floats = [np.dtype(np.result_type(a)) for a in arrays]
+    floats = [d for d in floats if np.issubdtype(d, np.floating)] or [np.dtype(np.float64)]
+    return max(TOL.get(d, 1e-6) for d in floats)
+
+
+def assert_allclose(actual, desired, *, atol: float | None = None, rtol: float = 0.0,
+                    err_msg: str = "") -> None:
+    """``|actual − desired| ≤ atol + rtol·|desired|`` elementwise, ``atol`` defaulting to the
+    :data:`TOL` entry of the arrays' dtype (:func:`tolerance`); NaNs must match.
+
+    Example:
+        >>> assert_allclose(0.1 + 0.2, 0.3)
+        >>> assert_allclose(1.0, 1.0 + 1e-9)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        AssertionError: ...
+    """
+    atol = tolerance(actual, desired) if atol is None else atol
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(desired), rtol=rtol, atol=atol,
+                               err_msg=err_msg)
 
 
 def describe(params) -> str:
@@ -129,20 +171,7 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
 
 def loss_rounding(value: float, dtype) -> float:
     """A bound on the rounding of a loss-derived value: 4,500·ε·|value| (1e-12 relative in
-    float64, as :data:`mhatheory.bounds.ROUNDING`: a mean over n ≤ 10⁴ terms of depth-O(10)
+    float64, as :data:`mhatheory.deora.ROUNDING`: a mean over n ≤ 10⁴ terms of depth-O(10)
     expressions, pairwise-summed, stays well inside it; about 5e-4 relative in float32)."""
     eps = float(np.finfo(np.dtype(dtype)).eps)
     return 4500 * eps * abs(float(value))
-
-
-def assert_chain(params, batch, **kwargs):
-    """Assert every link of the Deora weak-convexity chain at θ (see :mod:`mhatheory.bounds`),
-    certified; returns the :class:`~mhatheory.bounds.Chain`."""
-    ch, _, _ = bounds.chain(params, batch, **kwargs)
-    for link in ch.links:
-        if link.verdict != Verdict.HOLDS:
-            word = "failed" if link.verdict == Verdict.VIOLATED else "is INCONCLUSIVE"
-            _raise(link.verdict, f"{link.name} {word}: lhs ∈ {_fmt(link.lhs_interval)}, rhs ∈ "
-                   f"{_fmt(link.rhs_interval)} (certified margin {link.margin:.3g})",
-                   describe(params))
-    return ch

@@ -7,6 +7,10 @@ L̂(θ_k), ‖∇L̂(θ_k)‖ and optional metrics, and the parameters θ_k are 
 
 A non-finite loss or gradient freezes the parameters inside the program (so no further work is
 wasted on NaNs) and raises :class:`DivergenceError` naming the first bad step.
+
+For the stochastic training of ``flax.nnx`` models (the transformer experiments),
+:func:`warmup_cosine_adamw` builds the optimiser and :func:`nnx_step` the jitted step of a loss
+``loss(model, *batch)``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 from tqdm.auto import tqdm
 
 from mhatheory import _validate
@@ -120,9 +125,12 @@ def gd(
             fresh lambda) so repeated calls reuse the compiled program.
         params: initial θ_0, any pytree of float arrays.
         *args: the training data, any pytrees; passed as arguments, never closed over.
+        steps: K, the number of GD steps (≥ 1).
+        lr: η, the step size (> 0).
         record_steps: steps k ∈ [0, K] at which θ_k is stored.
         metrics_fn: optional pure ``metrics_fn(params, *metric_args) -> dict of scalars``,
             recorded at every step (e.g. train/test error).
+        metric_args: the arguments of ``metrics_fn`` after ``params`` (e.g. the test set).
         progress: show a progress bar (rate and ETA) advancing once per chunk.
         num_chunks: scan chunks (default 1, or 20 with ``progress``).
 
@@ -203,3 +211,27 @@ def gd(
         final_params=params,
         lr=lr,
     )
+
+
+def warmup_cosine_adamw(model: nnx.Module, *, lr: float, warmup: int, steps: int,
+                        weight_decay: float) -> nnx.Optimizer:
+    """AdamW on the ``nnx.Param`` leaves of ``model``, its step size rising linearly from 0 to
+    ``lr`` over ``warmup`` steps, then decaying to 0 at ``steps`` along a cosine
+    (``optax.warmup_cosine_decay_schedule``)."""
+    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, steps)
+    return nnx.Optimizer(model, optax.adamw(schedule, weight_decay=weight_decay), wrt=nnx.Param)
+
+
+def nnx_step(loss: Callable) -> Callable:
+    """The jitted training step ``step(model, optimizer, *batch) -> loss value`` of a loss
+    ``loss(model, *batch) -> scalar``: one gradient, one optimiser update, both applied to
+    ``model`` and ``optimizer`` in place. Build it once (at module level) so its compiled
+    program is reused."""
+
+    @nnx.jit
+    def step(model, optimizer, *batch):
+        value, grads = nnx.value_and_grad(loss)(model, *batch)
+        optimizer.update(model, grads)
+        return value
+
+    return step

@@ -73,6 +73,7 @@ def fit_slope(heads, per_seed, kind: str, min_points: int = 2) -> dict:
         heads: the H values, one per row of ``per_seed``.
         per_seed: rows of per-seed values (None or non-finite = missing).
         kind: "log" (log-log; exponent) or "linear" (per doubling of H).
+        min_points: the fewest distinct H with a valid value for a seed's slope.
     """
     if kind not in ("log", "linear"):
         raise ValueError(f"kind must be 'log' or 'linear', got {kind!r}.")

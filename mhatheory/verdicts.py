@@ -46,6 +46,7 @@ class Interval(NamedTuple):
 
     @property
     def width(self) -> float:
+        """hi − lo."""
         return self.hi - self.lo
 
 
@@ -55,6 +56,12 @@ def compare(lhs: Interval, rhs: Interval, relation: str = ">=") -> tuple[Verdict
     The margin is the certified distance from the boundary: ``lhs.lo − rhs.hi`` (≥ 0 when
     HOLDS) for ``>=``; when the verdict is not HOLDS it is the worst case, which is < 0.
     NaN anywhere gives INCONCLUSIVE.
+
+    Example:
+        >>> compare(Interval(2.0, 3.0), Interval(0.5, 1.0))
+        (<Verdict.HOLDS: 'HOLDS'>, 1.0)
+        >>> compare(Interval(0.0, 2.0), Interval(0.5, 1.0))[0]
+        <Verdict.INCONCLUSIVE: 'INCONCLUSIVE'>
     """
     if relation == "<=":
         lhs, rhs = rhs, lhs

@@ -1,8 +1,12 @@
 """Shared test settings.
 
-Tolerances (one table, by dtype; overrides are commented where used):
-  float64 identities: 1e-12 absolute on O(1) quantities (a few hundred flops of rounding at
-  ε = 2.2e-16); float32 at highest matmul precision: 1e-6 (ε = 1.2e-7 times small depth).
+Tolerances: one table by dtype, :data:`mhatheory.testing.TOL` (float64 1e-12, float32 1e-6 on
+O(1) quantities), used through :func:`mhatheory.testing.assert_allclose` and
+:func:`mhatheory.testing.tolerance`; a test that needs another tolerance passes it explicitly
+with a comment saying why.
+
+Speed: experiments compile one XLA program per shape, so a run is shared by every test that can
+read it (session fixtures below) instead of being repeated at slightly different sizes.
 """
 
 import os
@@ -10,18 +14,35 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import mhatheory  # noqa: E402,F401  (enables float64)
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-TOL = {"float64": 1e-12, "float32": 1e-6}
-
 settings.register_profile("mhatheory", deadline=None,
                           max_examples=int(os.environ.get("MHATHEORY_EXAMPLES", "25")),
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("mhatheory")
+
+
+#: The weak-convexity run shared by the experiment smoke test, its resume test and the verify
+#: rows test: three H (two of them ≥ fit_min_heads, so both slope fits exist), two seeds.
+WEAK_CONVEXITY = dict(heads_grid=(1, 2, 4), seeds=2, d=4, T=3, n=8, num_irrelevant=2, steps=8,
+                      num_probes=2, krylov=10, convergence_heads=2, convergence_steps=6,
+                      num_test=16, fit_min_heads=2)
+
+
+@pytest.fixture(scope="session")
+def weak_convexity_run(tmp_path_factory):
+    """``(config, summary, out_dir)`` of one tiny ``mhatheory run weak-convexity``; tests must
+    not write into ``out_dir`` (copy it first)."""
+    from mhatheory.experiments import weak_convexity as wc
+
+    config = wc.Config(**WEAK_CONVEXITY)
+    out = tmp_path_factory.mktemp("weak-convexity")
+    return config, wc.run(config, out, progress=False), out
 
 
 def pytest_terminal_summary(terminalreporter, config):

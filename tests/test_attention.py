@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mhatheory import attention as A
+from mhatheory.testing import TOL
 
-F32 = 1e-6  # float32 at highest matmul precision (conftest tolerance table)
-F64 = 1e-12
+F32, F64 = TOL[np.dtype(np.float32)], TOL[np.dtype(np.float64)]  # the tolerance table
 
 
 def test_c1_tutorial_worked_example_float32():

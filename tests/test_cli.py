@@ -132,12 +132,12 @@ def test_resume_recomputes_a_corrupt_cell_naming_it(tmp_path, capsys, fake_weak_
 
 def _no_work(monkeypatch):
     from mhatheory import verify
-    from mhatheory.experiments import train
+    from mhatheory.experiments import learning_curve
 
     def fail(*args, **kwargs):
         raise AssertionError("work started before --out was checked")
 
-    monkeypatch.setattr(train, "run", fail)
+    monkeypatch.setattr(learning_curve, "run", fail)
     monkeypatch.setattr(verify, "run_checks", fail)
 
 
@@ -206,9 +206,9 @@ def test_every_config_flag_has_help_from_the_field_docs(name, capsys):
 
 
 def test_field_docs_parse_google_attributes_with_continuations_and_inheritance():
-    from mhatheory.experiments import stability
+    from mhatheory.experiments import stability_sweep
 
-    docs = cli.field_docs(stability.Config)
+    docs = cli.field_docs(stability_sweep.Config)
     assert docs["lr"] == "GD step size η."                                 # from DeoraFields
     assert docs["influence_samples"].endswith("exact leave-one-out retraining.")
     assert docs["seeds"].startswith("training sets per cell")               # not DeoraFields'

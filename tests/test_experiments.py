@@ -2,36 +2,36 @@
 
 import dataclasses
 import json
+import shutil
 import warnings
 
 import numpy as np
 import pytest
 
-from mhatheory.experiments import seq2seq, spectrum, symmetry
+from mhatheory.experiments import seq2seq, spectrum, symmetry_sweep
 from mhatheory.experiments import weak_convexity as wc
 
-TINY_WC = dict(heads_grid=(1, 2), seeds=2, d=4, T=4, n=16, num_irrelevant=2, steps=20,
-               num_probes=3, krylov=10, convergence_heads=2, convergence_steps=15,
-               num_test=50)
 
-
-def test_weak_convexity_records_and_figures(tmp_path):
-    summary = wc.run(wc.Config(**TINY_WC), tmp_path, progress=False)
-    res = json.loads((tmp_path / "results.json").read_text())
-    assert summary["chain_holds_everywhere"] and summary["negative_curvature_found"]
+def test_weak_convexity_records_and_figures(weak_convexity_run):
+    config, summary, out = weak_convexity_run
+    res = json.loads((out / "results.json").read_text())
+    assert summary.chain_holds_everywhere and summary.negative_curvature_found
+    assert summary.chain_verdict == "HOLDS" and summary.worst_link_margin >= 0
     rec = res["records"][0]
     for key in ("heads", "step", "loss", "lambda_min", "kappa_hat", "bound", "holds",
                 "kappa_blk", "kappa_ana", "lambda_max", "lambda_min_residual"):
         assert key in rec
-    assert res["config"]["heads_grid"] == [1, 2] and res["versions"]["jax"]
-    for f in res["figures"]:
-        assert (tmp_path / f).stat().st_size > 1000
+    assert res["config"]["heads_grid"] == list(config.heads_grid) and res["versions"]["jax"]
+    assert res["summary"]["num_probes"] == len(res["records"]) == summary.num_probes
+    assert sorted(res["figures"]) == sorted(p.name for p in summary.figures.values())
+    for f in summary.figures.values():
+        assert f.parent == out and f.stat().st_size > 1000
     assert set(res["summary"]["slopes"]["kappa_hat"]) == {"init", "early", "late"}
 
 
-def test_killed_sweep_resumes_without_recomputing_finished_cells(tmp_path):
-    cfg = wc.Config(**TINY_WC)
-    wc.run(cfg, tmp_path, progress=False)
+def test_killed_sweep_resumes_without_recomputing_finished_cells(weak_convexity_run, tmp_path):
+    cfg, _, finished = weak_convexity_run
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
     cells = sorted((tmp_path / "cells").glob("*.json"))
     kept, lost = cells[0], cells[-1]
     before = kept.stat().st_mtime_ns
@@ -44,13 +44,16 @@ def test_killed_sweep_resumes_without_recomputing_finished_cells(tmp_path):
 
 
 def test_spectrum_smoke(tmp_path):
-    body = spectrum.run(spectrum.Config(heads=2, d=4, T=4, n=16, num_irrelevant=2, steps=20,
-                                        krylov=20, num_probes=3, trace_samples=10,
-                                        num_test=20), tmp_path, progress=False)
-    stage = list(body["stages"].values())[0]
+    summary = spectrum.run(spectrum.Config(heads=2, d=4, T=4, n=16, num_irrelevant=2, steps=20,
+                                           krylov=20, num_probes=3, trace_samples=10,
+                                           num_test=20), tmp_path, progress=False)
+    stage = summary.initial
+    saved = json.loads((tmp_path / "results.json").read_text())["stages"]
+    assert list(saved.values()) == [summary.initial, summary.trained]
     assert stage["lambda_min"]["value"] <= stage["lambda_max"]["value"]
     assert abs(stage["lambda_min"]["value"] - stage["dense"]["lambda_min"]) < 1e-8
-    assert (tmp_path / "spectral_density.png").exists()
+    assert summary.figures["spectral_density"] == tmp_path / "spectral_density.png"
+    assert summary.figures["spectral_density"].exists()
 
 
 TINY_SYM = dict(causal_grid=("noncausal",), positional_grid=("none",), residual_grid=("all",),
@@ -59,9 +62,9 @@ TINY_SYM = dict(causal_grid=("noncausal",), positional_grid=("none",), residual_
 
 
 def test_symmetry_resumes_mid_training_from_an_orbax_checkpoint(tmp_path, monkeypatch):
-    cfg = symmetry.Config(**TINY_SYM)
-    full = symmetry.run(cfg, tmp_path / "a", progress=False)
-    real_step, calls = symmetry._step, {"n": 0}
+    cfg = symmetry_sweep.Config(**TINY_SYM)
+    full = symmetry_sweep.run(cfg, tmp_path / "a", progress=False)
+    real_step, calls = symmetry_sweep._step, {"n": 0}
 
     def dying_step(*args):
         calls["n"] += 1
@@ -69,17 +72,17 @@ def test_symmetry_resumes_mid_training_from_an_orbax_checkpoint(tmp_path, monkey
             raise KeyboardInterrupt("killed")
         return real_step(*args)
 
-    monkeypatch.setattr(symmetry, "_step", dying_step)
+    monkeypatch.setattr(symmetry_sweep, "_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        symmetry.run(cfg, tmp_path / "b", progress=False)
+        symmetry_sweep.run(cfg, tmp_path / "b", progress=False)
     assert not list((tmp_path / "b" / "cells").glob("*.json"))
-    monkeypatch.setattr(symmetry, "_step", real_step)
-    resumed = symmetry.run(cfg, tmp_path / "b", progress=False, resume=True)
+    monkeypatch.setattr(symmetry_sweep, "_step", real_step)
+    resumed = symmetry_sweep.run(cfg, tmp_path / "b", progress=False, resume=True)
     cell_a = json.loads(next((tmp_path / "a" / "cells").glob("*.json")).read_text())
     cell_b = json.loads(next((tmp_path / "b" / "cells").glob("*.json")).read_text())
     assert cell_a["curve"] == cell_b["curve"]  # same batches, restored optimiser state
-    assert resumed["table"] == full["table"]
-    row = resumed["table"][0]
+    assert resumed.table == full.table
+    row = resumed.table[0]
     assert row["trained_invariance_max"] <= 1e-10 and row["under_ceiling"]
 
 
@@ -93,7 +96,7 @@ def test_seq2seq_smoke(tmp_path):
 
 
 def test_stability_records_bounds_and_figures(tmp_path):
-    from mhatheory.experiments import stability as st
+    from mhatheory.experiments import stability_sweep as st
 
     cfg = st.Config(n_grid=(8, 16), steps_grid=(10,), seeds=2, subset=4, num_test=200, d=4,
                     T=4, num_irrelevant=2, influence_samples=2)
@@ -102,17 +105,19 @@ def test_stability_records_bounds_and_figures(tmp_path):
     for key in ("n", "heads", "steps", "eps1", "eps2", "gen_gap", "gen_gap_se",
                 "bound_lipschitz", "bound_smooth"):
         assert key in res["records"][0]
-    assert summary["eps1_positive"] and len(summary["eps1_slopes"]) == 1
-    for f in res["figures"]:
-        assert (tmp_path / f).stat().st_size > 1000
+    assert summary.eps1_positive and len(summary.eps1_slopes) == 1
+    assert summary.num_cells == 2 and summary.lipschitz.verdict in ("HOLDS", "VIOLATED",
+                                                                    "INCONCLUSIVE")
+    for f in summary.figures.values():
+        assert f.stat().st_size > 1000
 
 
 def test_symmetry_figures_without_position_free_cells(tmp_path):
-    cfg = symmetry.Config(**dict(TINY_SYM, causal_grid=("causal",),
+    cfg = symmetry_sweep.Config(**dict(TINY_SYM, causal_grid=("causal",),
                                  positional_grid=("learned",), steps=4, eval_every=2,
                                  checkpoint_every=2))
-    res = symmetry.run(cfg, tmp_path, progress=False)
-    assert "ceiling" not in res["table"][0]
+    res = symmetry_sweep.run(cfg, tmp_path, progress=False)
+    assert "ceiling" not in res.table[0]
     assert (tmp_path / "correlations.png").exists()
 
 

@@ -6,13 +6,14 @@ from flax import nnx
 
 from mhatheory import positional
 from mhatheory.models import DecoderTransformer, Seq2SeqTransformer, residual_plan
+from mhatheory.testing import assert_allclose
 
 
 def test_sinusoidal_formula():
     pe = positional.sinusoidal(jnp.arange(5), 6, jnp.float64)
     p, i = 3, 2
-    assert abs(pe[p, 2 * i] - np.sin(p / 10000 ** (2 * i / 6))) < 1e-12
-    assert abs(pe[p, 2 * i + 1] - np.cos(p / 10000 ** (2 * i / 6))) < 1e-12
+    assert_allclose(pe[p, 2 * i], np.sin(p / 10000 ** (2 * i / 6)))
+    assert_allclose(pe[p, 2 * i + 1], np.cos(p / 10000 ** (2 * i / 6)))
 
 
 def _txl(seed=0):
@@ -42,7 +43,7 @@ def test_relative_attention_is_translation_invariant_in_position():
     x = jnp.array([[3, 1, 4, 1, 5]])
     a = model(x)
     b = model(jnp.concatenate([x, x], axis=1))[:, :5]  # causal: the first 5 outputs agree
-    np.testing.assert_allclose(a, b, atol=1e-12)
+    assert_allclose(a, b)
 
 
 def test_residual_plans():
@@ -74,9 +75,8 @@ def test_seq2seq_decoder_is_causal_and_encoder_padding_is_ignored():
     valid = src > 0
     tgt = jnp.array([[1, 4, 5, 6]])
     base = m(src, tgt, valid)
-    np.testing.assert_allclose(m(src, tgt.at[0, 3].set(2), valid)[:, :3], base[:, :3],
-                               atol=1e-12)
-    np.testing.assert_allclose(m(src.at[0, 4].set(5), tgt, valid), base, atol=1e-12)
+    assert_allclose(m(src, tgt.at[0, 3].set(2), valid)[:, :3], base[:, :3])
+    assert_allclose(m(src.at[0, 4].set(5), tgt, valid), base)
 
 
 def test_sinusoidal_inputs_scale_token_embeddings_by_sqrt_d_model():
@@ -84,8 +84,9 @@ def test_sinusoidal_inputs_scale_token_embeddings_by_sqrt_d_model():
                            param_dtype=jnp.float64)
     t = jnp.array([[3, 1, 4]])
     expected = 4.0 * m.embed(t) + positional.sinusoidal(jnp.arange(3), 16, jnp.float64)[None]
+    # override 1e-14: the same two operations in the same order, so agreement to a few ε
     np.testing.assert_allclose(m.embed_tokens(t), expected, rtol=0, atol=1e-14)
     learned = DecoderTransformer(11, 16, 2, 1, positional="learned", rngs=nnx.Rngs(0),
                                  param_dtype=jnp.float64)
     np.testing.assert_allclose(learned.embed_tokens(t),
-                               learned.embed(t) + learned.positions(3)[None], atol=1e-14)
+                               learned.embed(t) + learned.positions(3)[None], atol=1e-14)  # ditto

@@ -49,9 +49,9 @@ from hypothesis import strategies as st
 
 from mhatheory import (
     attention,
-    bounds,
     cli,
     data,
+    deora,
     experiments,
     spectral,
     stability,
@@ -59,7 +59,7 @@ from mhatheory import (
     testing,
     train,
 )
-from mhatheory.models import DecoderTransformer, DeoraMHA, deora
+from mhatheory.models import DecoderTransformer, DeoraMHA
 from mhatheory.tasks import addition
 
 EXAMPLES = int(os.environ.get("MHATHEORY_ROBUSTNESS_EXAMPLES", "4"))
@@ -517,41 +517,41 @@ def assertion_rows() -> list[Row]:
             lambda v: testing.assert_inequality(1.0, 0.0, relation=v), r"relation must be"),
         Row("testing.assert_inequality", "slack", bad_non_negative_float(),
             lambda v: testing.assert_inequality(1.0, 0.0, slack=v), r"slack must be"),
-        Row("testing.assert_chain", "batch type", st.sampled_from(
+        Row("deora.assert_chain", "batch type", st.sampled_from(
             [(BATCH.X, BATCH.y), None, {"X": BATCH.X, "y": BATCH.y}]),
-            lambda v: testing.assert_chain(PARAMS, v), r"batch must be a mhatheory\.data\.Batch"),
-        Row("testing.assert_chain", "method", text_not_in("lanczos", "exact"),
-            lambda v: testing.assert_chain(PARAMS, BATCH, method=v), r"method must be"),
-        Row("testing.assert_chain", "krylov", bad_positive_int(2),
-            lambda v: testing.assert_chain(PARAMS, BATCH, krylov=v), r"krylov"),
+            lambda v: deora.assert_chain(PARAMS, v), r"batch must be a mhatheory\.data\.Batch"),
+        Row("deora.assert_chain", "method", text_not_in("lanczos", "exact"),
+            lambda v: deora.assert_chain(PARAMS, BATCH, method=v), r"method must be"),
+        Row("deora.assert_chain", "krylov", bad_positive_int(2),
+            lambda v: deora.assert_chain(PARAMS, BATCH, krylov=v), r"krylov"),
     ]
 
 
 def chain_rows() -> list[Row]:
     return [
-        Row("bounds.chain", "params NaN/Inf", poisoned(PARAMS),
-            lambda v: bounds.chain(v[0], BATCH), r"\b(W|U) contains \d+ NaN/Inf"),
-        Row("bounds.chain", "params dtype", non_float_dtype(PARAMS),
-            lambda v: bounds.chain(v[0], BATCH), r"\b(W|U) has dtype"),
-        Row("bounds.chain", "params keys", st.sampled_from(
+        Row("deora.chain", "params NaN/Inf", poisoned(PARAMS),
+            lambda v: deora.chain(v[0], BATCH), r"\b(W|U) contains \d+ NaN/Inf"),
+        Row("deora.chain", "params dtype", non_float_dtype(PARAMS),
+            lambda v: deora.chain(v[0], BATCH), r"\b(W|U) has dtype"),
+        Row("deora.chain", "params keys", st.sampled_from(
             [{"W": PARAMS["W"]}, {**PARAMS, "b": PARAMS["U"]}, [PARAMS["W"], PARAMS["U"]]]),
-            lambda v: bounds.chain(v, BATCH), r"params must be a dict with exactly the keys"),
-        Row("bounds.chain", "batch.y labels", bad_labels(BATCH.y),
-            lambda v: bounds.chain(PARAMS, BATCH._replace(y=v)), r"batch\.y must hold labels"),
-        Row("bounds.chain", "batch.X NaN/Inf", poisoned(BATCH.X),
-            lambda v: bounds.chain(PARAMS, BATCH._replace(X=v[0])), r"batch\.X contains"),
-        Row("bounds.chain", "batch type", st.sampled_from([(BATCH.X, BATCH.y), None, "batch"]),
-            lambda v: bounds.chain(PARAMS, v), r"batch must be a mhatheory\.data\.Batch"),
-        Row("bounds.chain", "method", text_not_in("lanczos", "exact"),
-            lambda v: bounds.chain(PARAMS, BATCH, method=v), r"method must be"),
-        Row("bounds.chain", "krylov", bad_positive_int(2),
-            lambda v: bounds.chain(PARAMS, BATCH, krylov=v), r"krylov"),
-        Row("bounds.chain", "key", st.sampled_from(["abc", 1.5]),
-            lambda v: bounds.chain(PARAMS, BATCH, key=v), r"\bkey must be"),
-        Row("bounds.chain", "v0", reshaped((P,)).map(np.ones),
-            lambda v: bounds.chain(PARAMS, BATCH, v0=v), r"\bv0 must have P=40"),
-        Row("bounds.chain", "v0_N", reshaped((P,)).map(np.ones),
-            lambda v: bounds.chain(PARAMS, BATCH, v0_N=v), r"\bv0_N must have P=40"),
+            lambda v: deora.chain(v, BATCH), r"params must be a dict with exactly the keys"),
+        Row("deora.chain", "batch.y labels", bad_labels(BATCH.y),
+            lambda v: deora.chain(PARAMS, BATCH._replace(y=v)), r"batch\.y must hold labels"),
+        Row("deora.chain", "batch.X NaN/Inf", poisoned(BATCH.X),
+            lambda v: deora.chain(PARAMS, BATCH._replace(X=v[0])), r"batch\.X contains"),
+        Row("deora.chain", "batch type", st.sampled_from([(BATCH.X, BATCH.y), None, "batch"]),
+            lambda v: deora.chain(PARAMS, v), r"batch must be a mhatheory\.data\.Batch"),
+        Row("deora.chain", "method", text_not_in("lanczos", "exact"),
+            lambda v: deora.chain(PARAMS, BATCH, method=v), r"method must be"),
+        Row("deora.chain", "krylov", bad_positive_int(2),
+            lambda v: deora.chain(PARAMS, BATCH, krylov=v), r"krylov"),
+        Row("deora.chain", "key", st.sampled_from(["abc", 1.5]),
+            lambda v: deora.chain(PARAMS, BATCH, key=v), r"\bkey must be"),
+        Row("deora.chain", "v0", reshaped((P,)).map(np.ones),
+            lambda v: deora.chain(PARAMS, BATCH, v0=v), r"\bv0 must have P=40"),
+        Row("deora.chain", "v0_N", reshaped((P,)).map(np.ones),
+            lambda v: deora.chain(PARAMS, BATCH, v0_N=v), r"\bv0_N must have P=40"),
     ]
 
 

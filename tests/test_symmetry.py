@@ -1,7 +1,6 @@
 """Checks C6–C9 of notes/symmetry.md: the theorem, its negative controls, the one-layer causal
 edge case, no target leakage, and the enumerated ceiling."""
 
-from collections import Counter, defaultdict
 
 import jax.numpy as jnp
 import numpy as np
@@ -72,36 +71,22 @@ def test_c9_no_target_leakage_in_prefix_inputs():
         inp, valid, pos, target = addition.prefix_inputs(seqs, t)
         assert np.all(inp[:, pos + 1:] == addition.PAD)
         base = m(jnp.asarray(inp), valid=jnp.asarray(valid))[:, pos]
-        leaked = inp.copy()
+        leaked = np.array(inp)
         leaked[:, pos + 1:] = seqs[:, pos + 1:]  # put the answer where padding was
         out = m(jnp.asarray(leaked), valid=jnp.asarray(valid))[:, pos]
         np.testing.assert_array_equal(out, base)
         np.testing.assert_array_equal(target, seqs[:, addition.PROMPT_LEN + t])
 
 
-def _brute_ceiling(lo, hi, reverse):
-    groups = defaultdict(Counter)
-    pos = [defaultdict(Counter) for _ in range(4)]
-    seqs = []
-    for a in range(lo, hi + 1):
-        for b in range(lo, hi + 1):
-            s = addition.encode(a, b, reverse)[0]
-            seqs.append(s)
-            groups[tuple(sorted(s[:8]))][a + b] += 1
-            for t in range(4):
-                pos[t][(tuple(sorted(s[:8 + t])), s[7 + t])][s[8 + t]] += 1
-    n = len(seqs)
-    overall = sum(max(c.values()) for c in groups.values()) / n
-    return overall, [sum(max(c.values()) for c in p.values()) / n for p in pos]
-
-
 @pytest.mark.parametrize("lo, hi, reverse", [(0, 12, False), (5, 30, True), (95, 120, False)])
 def test_ceiling_matches_brute_force_enumeration(lo, hi, reverse):
     c = addition.ceilings(lo, hi, reverse)
-    overall, per = _brute_ceiling(lo, hi, reverse)
-    assert c["exact_match"] == pytest.approx(overall, abs=1e-15)
-    np.testing.assert_allclose(c["per_position"], per, atol=1e-15)
-    assert 0 < c["exact_match"] < 1
+    brute = addition.ceilings_by_counting(lo, hi, reverse)
+    # both are ratios of the same integer counts: equal up to one rounding of the division
+    assert c.exact_match == pytest.approx(brute.exact_match, abs=1e-15)
+    np.testing.assert_allclose(c.per_position, brute.per_position, rtol=0, atol=1e-15)
+    assert c.num_problems == brute.num_problems == (hi - lo + 1) ** 2
+    assert 0 < c.exact_match < 1
 
 
 def test_exact_match_ceiling_is_the_same_forward_and_reversed():

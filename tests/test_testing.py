@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mhatheory import data, spectral, testing
-from mhatheory.models import deora
+from mhatheory import data, deora, spectral, testing
 from mhatheory.verdicts import Interval, Verdict, compare
 
 
@@ -49,7 +48,7 @@ def test_assert_weakly_convex_on_the_deora_model():
     cfg = data.MixtureConfig(d=6, T=4, n=16, num_irrelevant=2)
     batch = data.sample(cfg, jax.random.key(0))
     params = deora.init_params(jax.random.key(1), 6, 4, init_scale=2.0)
-    ch = testing.assert_chain(params, batch)
+    ch = deora.assert_chain(params, batch)
     assert testing.assert_weakly_convex(deora.loss_fn, params, batch, kappa=ch.kappa_blk,
                                         heads=4) > 0
     with pytest.raises(testing.InequalityError, match="λmin"):

@@ -40,16 +40,18 @@ def test_long_check_names_are_not_cut_in_the_table():
     assert name in table
 
 
-def test_slope_rows_use_the_right_reference(tmp_path, monkeypatch):
+def test_slope_rows_use_the_right_reference(weak_convexity_run, monkeypatch):
     """A constant κ means −λmin/L̂ ∝ H^(−1/2) and a flat κ̂: the κ̂ rows' reference is 0 (it was
-    −1/2 on main), and both fits (all H and H ≥ fit_min_heads) are shown."""
+    −1/2 on main), and both fits (all H and H ≥ fit_min_heads) are shown. The group runs the
+    shared tiny sweep (its run() answers with that sweep's summary)."""
     from mhatheory.experiments import weak_convexity as wc
 
-    cfg = wc.Config(heads_grid=(1, 2, 4, 8), seeds=2, steps=4, n=8, d=4, T=3,
-                    num_irrelevant=2, num_probes=2, num_test=16, convergence_steps=3,
-                    convergence_heads=2, krylov=10, fit_min_heads=2)
+    cfg, summary, out = weak_convexity_run
     monkeypatch.setattr(wc, "Config", lambda **_: cfg)
-    rows = verify.check_weak_convexity(False, tmp_path)
+    monkeypatch.setattr(wc, "run", lambda config, folder, progress: summary)
+    rows = verify.check_weak_convexity(False, out.parent)
+    assert {r.status for r in rows if r.kind != "tendency"} == {"PASS"}
+    assert all((out.parent / f).exists() for r in rows for f in r.figures)
     for quantity, reference in (("κ̂", 0.0), ("−λmin/L̂", -0.5)):
         mine = [r for r in rows if r.kind == "tendency" and f"of {quantity} " in r.name]
         assert {r.reference for r in mine} == {reference}

@@ -97,7 +97,7 @@ def flat_distance(a, b):
 
 def classify(loss_curve, nonfinite_step: int) -> dict:
     """Per-run optimisation outcome from its loss curve L̂(θ_0..θ_K) (definitions used in the
-    heads sweep):
+    heads sweep).
 
     * ``diverged``: GD failed: a non-finite loss/gradient, or L̂(θ_K) ≥ L̂(θ_0) (no net progress
       after K steps). ``diverged_step``: the first non-finite step, else the first k ≥ 1 with

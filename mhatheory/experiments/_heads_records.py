@@ -3,7 +3,7 @@
 Means ± SE are over seeds, the non-diverged ones for every quantity but divergence; the gap's SE
 adds the test-sample SE of each seed's test loss to the spread over training sets. The Lei–Ying
 bounds use the cell's G and β (largest per-sample gradient norm and certified smoothness over the
-probed points, :func:`mhatheory.stability.per_sample_constants`): G·ε₁ and
+probed points, :func:`mhatheory.deora.per_sample_constants`): G·ε₁ and
 min_γ (β/γ)L̂ + ((β+γ)/2)ε₂² (:func:`mhatheory.stability.smooth_bound`), per seed and for the
 seed means; tightness = bound / gap where the gap is positive.
 """

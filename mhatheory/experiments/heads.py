@@ -10,7 +10,7 @@ one (H, init scale, n); inside it every step size η of its slice, every seed (t
   never overflows here, so a failed run ends with a *finite* large loss) and its step; whether
   the loss ever rose above L̂(θ_0) (a catapult); L̂(θ_K); the steps to L̂ ≤ 0.1 and ≤ 0.01;
   λmax(θ_0) and η·λmax(θ_0) (Lanczos; dense for P ≤ 300); ‖θ_K − θ_0‖; the NTK max margin at θ_0
-  and separability (:func:`mhatheory.convergence.max_margin`);
+  and separability (:func:`mhatheory.deora.max_margin`);
 * curvature (on the first ``probe_seeds`` seeds): λmin, λmax, −λmin/L̂, κ̂ = max(0, −λmin)·√H/L̂
   and η·λmax at θ_0, θ_{K/10} and θ_K;
 * generalisation: test loss and error on ``num_test`` fresh samples, the gap test − train loss,
@@ -45,12 +45,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mhatheory import convergence, data, results, spectral, stability
+from mhatheory import data, deora, results, spectral
 from mhatheory.experiments import _batched
 from mhatheory.experiments._common import DeoraFields, make_problem
 from mhatheory.experiments._heads_records import make_record
 from mhatheory.experiments._sweep import run_cells
-from mhatheory.models import deora
 from mhatheory.trends import QUANTITIES, Claim, claims, gap_resolution, slopes_by_slice
 
 __all__ = ["Claim", "Config", "FULL", "QUANTITIES", "VERIFY", "claims", "run"]
@@ -260,7 +259,7 @@ def run_cell(config: Config, spec: dict) -> dict:
     lmin0 = []
     for s, p in enumerate(probs):
         hi = _eig(spectral.lambda_max, p.params0, p.train, config, method, key)
-        mm = convergence.max_margin(p.params0, p.train.X, p.train.y)
+        mm = deora.max_margin(p.params0, p.train.X, p.train.y)
         for k, v in (("loss0", float(curves[0, s, 0, 0])), ("lambda_max0", hi.value),
                      ("lambda_max0_residual", hi.residual), ("ntk_margin", mm.margin),
                      ("ntk_margin_upper", mm.upper), ("ntk_separable", bool(mm.separable))):
@@ -319,7 +318,7 @@ def run_cell(config: Config, spec: dict) -> dict:
         t2 = time.perf_counter()
         G = beta = 0.0
         for s, theta in points:
-            g, b = stability.per_sample_constants(theta, *pools[s])
+            g, b = deora.per_sample_constants(theta, *pools[s])
             G, beta = max(G, float(g.max())), max(beta, float(b.max()))
         timing["probes"] += t2 - t1
         timing["constants"] += time.perf_counter() - t2

@@ -18,7 +18,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from mhatheory import results
+from mhatheory import results, train
 from mhatheory.experiments._common import validate_common
 from mhatheory.models import Seq2SeqTransformer
 
@@ -75,6 +75,7 @@ class Config:
 
 
 def make_data(config: Config):
+    """``(pool, test)``: random training sequences and disjoint held-out ones."""
     rng = np.random.default_rng(config.seed)
     draw = lambda n: rng.integers(FIRST, config.vocab, (n, config.length))  # noqa: E731
     test = np.unique(draw(config.num_test), axis=0)
@@ -85,6 +86,7 @@ def make_data(config: Config):
 
 
 def target(config: Config, src):
+    """The decoder's target for ``src``: reversed or copied."""
     return src[..., ::-1] if config.task == "reverse" else src
 
 
@@ -94,11 +96,7 @@ def _loss(model, src, tgt):
     return optax.softmax_cross_entropy_with_integer_labels(logits, tgt).mean()
 
 
-@nnx.jit
-def _train_step(model, optimizer, src, tgt):
-    loss, grads = nnx.value_and_grad(_loss)(model, src, tgt)
-    optimizer.update(model, grads)
-    return loss
+_train_step = train.nnx_step(_loss)
 
 
 @nnx.jit
@@ -120,6 +118,7 @@ def _teacher_forced(model, src, tgt):
 
 
 def evaluate(model, config: Config, test):
+    """Greedy and teacher-forced held-out accuracy and exact match."""
     src = jnp.asarray(test)
     tgt = target(config, src)
     greedy = _greedy(model, src)
@@ -130,12 +129,13 @@ def evaluate(model, config: Config, test):
 
 
 def run(config: Config, out_dir, progress: bool = True) -> dict:
+    """Train with AdamW, write ``results.json`` and the learning curve; returns the final row."""
     pool, test = make_data(config)
     model = Seq2SeqTransformer(config.vocab, config.vocab, config.d_model, config.heads,
                                config.layers, max_len=config.length + 1,
                                rngs=nnx.Rngs(config.seed))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, config.lr, config.warmup, config.steps)
-    optimizer = nnx.Optimizer(model, optax.adamw(schedule, weight_decay=0.01), wrt=nnx.Param)
+    optimizer = train.warmup_cosine_adamw(model, lr=config.lr, warmup=config.warmup,
+                                          steps=config.steps, weight_decay=0.01)
     rng = np.random.default_rng(config.seed + 1)
     curve, losses = [], []
     for step in tqdm(range(1, config.steps + 1), desc="seq2seq", disable=not progress):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -51,6 +52,8 @@ FULL = {"heads": 16, "d": 32, "n": 512, "steps": 3000}
 
 
 def probe(config: Config, params, batch, key) -> tuple[dict, spectral.Density, np.ndarray | None]:
+    """Every spectral probe at θ = ``params``: ``(record, SLQ density, dense eigenvalues)``
+    (the eigenvalues are None above ``dense_max_params``)."""
     k1, k2, k3 = jax.random.split(key, 3)
     lo = spectral.lambda_min(deora.loss_fn, params, batch, key=k1, krylov=config.krylov)
     hi = spectral.lambda_max(deora.loss_fn, params, batch, key=k1, krylov=config.krylov)
@@ -75,7 +78,24 @@ def probe(config: Config, params, batch, key) -> tuple[dict, spectral.Density, n
     return rec, dens, eigs
 
 
-def run(config: Config, out_dir, progress: bool = True) -> dict:
+class Summary(NamedTuple):
+    """What :func:`run` returns (``results.json`` holds ``parameters`` and ``stages``).
+
+    Attributes:
+        parameters: P.
+        initial: the probes at θ_0 (:func:`probe`'s record).
+        trained: the probes after ``steps`` GD steps.
+        figures: figure name → file written.
+    """
+
+    parameters: int
+    initial: dict
+    trained: dict
+    figures: dict
+
+
+def run(config: Config, out_dir, progress: bool = True) -> Summary:
+    """Probe at θ_0 and after GD; write ``results.json`` and ``spectral_density.png``."""
     prob = make_problem(config.mixture(), config.heads, config.init_scale, config.seed,
                         config.num_test)
     data.check_batch(prob.train, config.d)
@@ -89,7 +109,10 @@ def run(config: Config, out_dir, progress: bool = True) -> dict:
         if eigs is not None:
             exact[label] = eigs
     out = Path(out_dir)
-    results.save_figure_atomic(plots.spectral_density(dens, exact), out / "spectral_density.png")
-    body = {"parameters": deora.parameter_count(config.d, config.heads), "stages": stages}
-    results.write_results(out, "spectrum", config, config.seed, body)
-    return body
+    figure = results.save_figure_atomic(plots.slq_density(dens, exact),
+                                        out / "spectral_density.png")
+    P = deora.parameter_count(config.d, config.heads)
+    results.write_results(out, "spectrum", config, config.seed,
+                          {"parameters": P, "stages": stages})
+    initial, trained = stages.values()
+    return Summary(P, initial, trained, {"spectral_density": figure})

@@ -40,7 +40,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from mhatheory import results, spectral, trends
-from mhatheory.experiments import symmetry
+from mhatheory.experiments import symmetry_sweep as symmetry
 from mhatheory.experiments._common import validate_common
 from mhatheory.experiments._sweep import run_cells
 from mhatheory.models import DecoderTransformer

@@ -1,7 +1,7 @@
 """``mhatheory run weak-convexity``: λmin(∇²L̂) against −κ/√H·L̂ along GD, for H = 1..64 heads.
 
 For every (H, seed) cell: GD on the tokenized mixture from a per-head initialisation that does not
-depend on H, the weak-convexity chain of :mod:`mhatheory.bounds` at log-spaced steps
+depend on H, the weak-convexity chain of :mod:`mhatheory.deora` at log-spaced steps
 (warm-started Lanczos), λmax and the descent lemma there. Then the log-log slopes of −λmin/L̂ and
 κ̂ against H (per seed, mean ± standard error over seeds) at initialisation, early and late in
 training, and the finite-time convergence bound for one H. Figures: the chain against step per
@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from mhatheory import bounds, convergence, data, plots, results, spectral, train
+from mhatheory import data, deora, plots, results, spectral, train
 from mhatheory.experiments._common import DeoraFields, error_metrics, make_problem
 from mhatheory.experiments._sweep import run_cells, selector_fields
-from mhatheory.models import deora
 from mhatheory.verdicts import Verdict, combine
 
 
@@ -78,7 +78,7 @@ def probe_cell(config: Config, heads: int, seed: int) -> dict:
     for i, step in enumerate(traj.record_steps):
         params = traj.params(i)
         kw = {} if method == "exact" else {"krylov": min(config.krylov, P - 1)}
-        ch, v0, v0_N = bounds.chain(params, prob.train, method=method, key=key,
+        ch, v0, v0_N = deora.chain(params, prob.train, method=method, key=key,
                                     v0=None if method == "exact" else v0,
                                     v0_N=None if method == "exact" else v0_N, **kw)
         hi = spectral.lambda_max(deora.loss_fn, params, prob.train, method=method, key=key,
@@ -86,8 +86,8 @@ def probe_cell(config: Config, heads: int, seed: int) -> dict:
         rec = {"heads": heads, "seed": seed, "step": int(step), **ch.record(),
                "lambda_max": hi.value, "lambda_max_residual": hi.residual,
                "lambda_max_converged": hi.converged, "method": method,
-               "descent": convergence.descent_check(params, prob.train, config.lr, key=key,
-                                                    krylov=min(config.krylov, P - 1))}
+               "descent": deora.descent_check(params, prob.train, config.lr, key=key,
+                                              krylov=min(config.krylov, P - 1)).record()}
         records.append(rec)
     test = error_metrics(traj.final_params, prob.train, prob.test)
     return {"records": records, "final_test_error": float(test["test_error"]),
@@ -116,23 +116,82 @@ def fit_slopes(records: list[dict], quantity: str, steps_by_stage: dict) -> dict
 
 
 def run_convergence(config: Config) -> dict:
+    """GD for ``convergence_heads`` heads and the finite-time bound at every K."""
     H = config.convergence_heads
     prob = make_problem(config.mixture(), H, config.init_scale, config.seed, config.num_test)
     K = config.convergence_steps
     traj = train.gd(deora.loss_fn, prob.params0, prob.train, steps=K, lr=config.lr,
                     record_steps=range(K + 1))
-    cb = convergence.finite_time_bound(traj.params_at, traj.loss, traj.grad_norm, config.lr,
-                                       prob.train, prob.params0)
+    cb = deora.finite_time_bound(traj.params_at, traj.loss, traj.grad_norm, config.lr,
+                                 prob.train, prob.params0)
     applicable = cb.descent_ok
+    excess = cb.loss[applicable] - cb.bound[applicable]
     return {"heads": H, "K": cb.K, "loss": cb.loss, "bound": cb.bound, "alpha": cb.alpha,
             "descent_ok": cb.descent_ok,
-            "holds_all": bool(np.all(cb.loss[applicable] <= cb.bound[applicable])),
+            "holds_all": bool(np.all(excess <= 0)),
+            "certified_steps": int(applicable.sum()),
+            "max_excess": float(excess.max()) if excess.size else math.nan,
             "ntk_margin": cb.margin.margin, "ntk_margin_upper": cb.margin.upper,
             "ntk_separable": cb.margin.separable,
-            "constants": {"c1": 1.0, "c2": 0.5, "source": "mhatheory.convergence docstring"}}
+            "constants": {"c1": 1.0, "c2": 0.5, "source": "mhatheory.deora._convergence docstring"}}
 
 
-def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> dict:
+class Summary(NamedTuple):
+    """What :func:`run` returns (and writes as ``summary`` in ``results.json``).
+
+    Attributes:
+        chain_verdict: the combined verdict of every link at every probe.
+        chain_verdict_counts: probes per verdict.
+        chain_holds_everywhere: ``chain_verdict`` is HOLDS.
+        worst_link_margin: the smallest certified link margin over all probes.
+        num_probes: probed (H, seed, step) points.
+        unconverged_probes: probes whose λmin did not converge.
+        escalations: probes that spent more HVPs before deciding.
+        negative_curvature_found: some probe has λmin < 0 (the check is not vacuous).
+        max_neg_lambda_min: max over probes of −λmin.
+        descent_verdict: the combined verdict of the descent lemma where applicable.
+        descent_applicable: probes where η·λmax ≤ 1 is certified.
+        descent_min_margin: the smallest descent margin there (NaN if none).
+        descent_lemma_holds_where_applicable: every applicable descent check HOLDS.
+        convergence_heads: H of the finite-time convergence run.
+        convergence_bound_holds: L̂(θ_K) ≤ bound for every K with certified descent.
+        convergence_certified_steps: the K with certified descent.
+        convergence_max_excess: max over those K of L̂(θ_K) − bound (≤ 0 when it holds).
+        ntk_margin: the attained NTK margin at θ_0 of the convergence run.
+        ntk_separable: ``ntk_margin > 0``.
+        slopes: log-log slopes against H, per quantity and stage (:func:`fit_slopes`).
+        slopes_restricted: the same over H ≥ ``fit_min_heads`` (empty with < 2 such H).
+        fit_min_heads: the smallest H of ``slopes_restricted``.
+        figures: figure name → file written.
+    """
+
+    chain_verdict: Verdict
+    chain_verdict_counts: dict
+    chain_holds_everywhere: bool
+    worst_link_margin: float
+    num_probes: int
+    unconverged_probes: int
+    escalations: int
+    negative_curvature_found: bool
+    max_neg_lambda_min: float
+    descent_verdict: Verdict
+    descent_applicable: int
+    descent_min_margin: float
+    descent_lemma_holds_where_applicable: bool
+    convergence_heads: int
+    convergence_bound_holds: bool
+    convergence_certified_steps: int
+    convergence_max_excess: float
+    ntk_margin: float
+    ntk_separable: bool
+    slopes: dict
+    slopes_restricted: dict
+    fit_min_heads: int
+    figures: dict
+
+
+def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> Summary:
+    """Every (H, seed) cell (resumable), the slopes, convergence, figures, ``results.json``."""
     out = Path(out_dir)
     cells = [(f"H{h}_seed{s}", {"heads": h, "seed": config.seed + s})
              for h in config.heads_grid for s in range(config.seeds)]
@@ -157,32 +216,43 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
                     if len({r["heads"] for r in large}) >= 2 else {})
     conv = run_convergence(config)
     figs = {
-        "chain_vs_step.png": plots.chain_vs_step(records, config.seed),
-        "kappa_vs_heads.png": plots.kappa_vs_heads(records, slopes, stages),
-        "tightness.png": plots.tightness(records),
-        "convergence.png": plots.convergence(conv, config.lr),
+        "chain_vs_step": plots.chain_vs_step(records, config.seed),
+        "kappa_vs_heads": plots.kappa_vs_heads(records, slopes, stages),
+        "tightness": plots.tightness(records),
+        "convergence": plots.convergence(conv, config.lr),
     }
-    for name, fig in figs.items():
-        results.save_figure_atomic(fig, out / name)
+    figures = {name: results.save_figure_atomic(fig, out / f"{name}.png")
+               for name, fig in figs.items()}
     chain_verdict = combine(Verdict(r["verdict"]) for r in records)
-    descent = [Verdict(r["descent"]["verdict"]) for r in records if r["descent"]["applicable"]]
-    summary = {
-        "chain_holds_everywhere": chain_verdict == Verdict.HOLDS,
-        "chain_verdict": str(chain_verdict),
-        "chain_verdict_counts": {str(v): sum(r["verdict"] == v for r in records)
-                                 for v in Verdict},
-        "unconverged_probes": sum(not r["converged"] for r in records),
-        "escalations": sum(r["escalations"] for r in records),
-        "descent_verdict": str(combine(descent)),
-        "num_probes": len(records),
-        "negative_curvature_found": any(r["lambda_min"] < 0 for r in records),
-        "descent_lemma_holds_where_applicable": all(
-            r["descent"]["holds"] for r in records if r["descent"]["applicable"]),
-        "convergence_bound_holds": conv["holds_all"],
-        "slopes": slopes,
-        f"slopes_heads_ge_{config.fit_min_heads}": slopes_large,
-    }
+    applicable = [r["descent"] for r in records if r["descent"]["applicable"]]
+    summary = Summary(
+        chain_verdict=chain_verdict,
+        chain_verdict_counts={str(v): sum(r["verdict"] == v for r in records) for v in Verdict},
+        chain_holds_everywhere=chain_verdict == Verdict.HOLDS,
+        worst_link_margin=min(link["margin"] for r in records for link in r["links"]),
+        num_probes=len(records),
+        unconverged_probes=sum(not r["converged"] for r in records),
+        escalations=sum(r["escalations"] for r in records),
+        negative_curvature_found=any(r["lambda_min"] < 0 for r in records),
+        max_neg_lambda_min=max(-r["lambda_min"] for r in records),
+        descent_verdict=(combine(Verdict(d["verdict"]) for d in applicable) if applicable
+                         else Verdict.INCONCLUSIVE),
+        descent_applicable=len(applicable),
+        descent_min_margin=min((d["margin"] for d in applicable), default=math.nan),
+        descent_lemma_holds_where_applicable=all(d["holds"] for d in applicable),
+        convergence_heads=conv["heads"],
+        convergence_bound_holds=conv["holds_all"],
+        convergence_certified_steps=conv["certified_steps"],
+        convergence_max_excess=conv["max_excess"],
+        ntk_margin=conv["ntk_margin"],
+        ntk_separable=conv["ntk_separable"],
+        slopes=slopes,
+        slopes_restricted=slopes_large,
+        fit_min_heads=config.fit_min_heads,
+        figures=figures,
+    )
     results.write_results(out, "weak-convexity", config, config.seed,
                           {"summary": summary, "records": records, "convergence": conv,
-                           "figures": list(figs), "sweep": payloads.info})
+                           "figures": [p.name for p in figures.values()],
+                           "sweep": payloads.info})
     return summary

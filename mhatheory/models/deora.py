@@ -8,7 +8,8 @@ Tokens X ∈ ℝ^{T×d} (rows x_1..x_T), parameters θ = (W_h ∈ ℝ^{d×d}, U_
     Φ(X; θ) = (1/√H) Σ_h φ_h
 
 P = H(d² + d) parameters. The 1/√H scaling is what the weak-convexity bound's 1/√H comes from
-(see :mod:`mhatheory.bounds`). Axis legend in the einsums: h head, t token, d/e feature.
+(see :mod:`mhatheory.deora`, the model's theory). Axis legend in the einsums: h head, t token,
+d/e feature.
 
 The pure functions :func:`head_outputs`, :func:`phi` and :func:`loss_fn` take
 ``params = {"W": [H, d, d], "U": [H, d]}``; :class:`DeoraMHA` is the ``flax.nnx`` face over them
@@ -177,10 +178,12 @@ class DeoraMHA(nnx.Module):
 
     @property
     def num_heads(self) -> int:
+        """H."""
         return self.W.shape[0]
 
     @property
     def d(self) -> int:
+        """The token dimension d."""
         return self.W.shape[1]
 
     def params(self) -> dict:
@@ -188,5 +191,6 @@ class DeoraMHA(nnx.Module):
         return {"W": self.W[...], "U": self.U[...]}
 
     def __call__(self, X):
+        """Φ(X; θ) for ``X [..., T, d]`` → ``[...]``."""
         check_tokens(X, self.d)
         return phi(self.params(), X)

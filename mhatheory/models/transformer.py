@@ -23,8 +23,14 @@ import numpy as np
 from flax import nnx
 
 from mhatheory import _validate
-from mhatheory.attention import MultiHeadAttention, causal_mask, lead, padding_mask
-from mhatheory.positional import LearnedPositions, RelativeMultiHeadAttention, sinusoidal
+from mhatheory.attention import (
+    MultiHeadAttention,
+    RelativeMultiHeadAttention,
+    causal_mask,
+    lead,
+    padding_mask,
+)
+from mhatheory.positional import LearnedPositions, sinusoidal
 
 POSITIONAL = ("none", "sinusoidal", "learned", "relative")
 
@@ -64,6 +70,7 @@ class FeedForward(nnx.Module):
         self.down = nnx.Linear(d_ff, d_model, rngs=rngs, param_dtype=param_dtype)
 
     def __call__(self, x):
+        """The position-wise feed-forward map of ``x [..., T, d]``."""
         return self.down(self.act(self.up(x)))
 
 
@@ -95,6 +102,7 @@ class Block(nnx.Module):
         return norm(x + y if residual else y)
 
     def __call__(self, x, *, mask=None, memory=None, memory_mask=None, segment=None):
+        """One block on ``x [..., T, d]`` (self-attention, optional cross-attention, MLP)."""
         attn_res, mlp_res = self.residual
         x = self._sublayer(x, lambda h: self.self_attn(h, segment, mask=mask)
                            if segment is not None else self.self_attn(h, mask=mask),
@@ -163,6 +171,9 @@ class DecoderTransformer(nnx.Module):
                                  f"{int(t.min())}..{int(t.max())}.")
 
     def embed_tokens(self, tokens):
+        """Embeddings ``[..., T, d]`` of ``tokens [..., T]`` plus absolute positions (sinusoidal:
+        embeddings scaled by √d_model first, as in Vaswani et al.; learned: a table; none and
+        relative: no absolute positions)."""
         x = self.embed(tokens)                                          # (..., T, d)
         T = tokens.shape[-1]
         if self.positional == "sinusoidal":
@@ -243,6 +254,7 @@ class Seq2SeqTransformer(nnx.Module):
         return math.sqrt(self.d_model) * x + lead(pe, x.ndim)
 
     def encode(self, src, src_valid=None):
+        """The encoder's memory ``[..., S, d]`` for source tokens ``src [..., S]``."""
         x = self._positions(self.src_embed(src))
         mask = None if src_valid is None else padding_mask(src_valid)
         for layer in self.encoder:
@@ -250,6 +262,7 @@ class Seq2SeqTransformer(nnx.Module):
         return self.enc_norm(x) if self.pre_ln else x
 
     def decode(self, tgt_in, memory, src_valid=None):
+        """Logits ``[..., T, vocab]`` for decoder inputs ``tgt_in`` attending to ``memory``."""
         y = self._positions(self.tgt_embed(tgt_in))
         mem_mask = None if src_valid is None else padding_mask(src_valid)
         for layer in self.decoder:

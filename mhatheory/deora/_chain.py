@@ -63,6 +63,7 @@ from mhatheory.data import Batch, check_batch
 from mhatheory.losses import logistic_d1
 from mhatheory.models import deora
 from mhatheory.spectral._lanczos import check_options
+from mhatheory.testing import _fmt, _raise, describe
 from mhatheory.verdicts import ESCALATION, Interval, Verdict, combine, compare, escalated
 
 #: Relative slack for float64 rounding in a link's two sides. HVPs, eigh and length-n sums have
@@ -97,14 +98,22 @@ def block_norms(params, X):
     return map_chunks(lambda x: per_head(params["W"], params["U"], x), X, 64)
 
 
+def token_radii(X):
+    """Per sample: R_i = max_t ‖x_t‖ and r_i = ‖x_1‖ (the query's norm), two ``[n]`` arrays."""
+    return jnp.max(jnp.linalg.norm(X, axis=-1), axis=-1), jnp.linalg.norm(X[:, 0], axis=-1)
+
+
+def kappa_analytic(R, r, u_norms):
+    """``[n, H]``: κ_ana = R³r²‖U‖ + √(R⁶r⁴‖U‖² + R⁴r²) (module docstring) for token radii
+    ``R, r [n]`` and head norms ``u_norms [H]`` (any ‖U_h‖ bound: the formula grows with it)."""
+    c = (R**3 * r**2)[:, None] * u_norms[None, :]                  # (n, H)
+    return c + jnp.sqrt(c**2 + (R**4 * r**2)[:, None])
+
+
 @jax.jit
 def kappa_analytic_blocks(params, X):
     """``[n, H]`` closed-form bounds κ_ana,h,i ≥ ‖∇²φ_{h,i}‖₂ (module docstring)."""
-    R = jnp.max(jnp.linalg.norm(X, axis=-1), axis=-1)[:, None]    # (n, 1)
-    r = jnp.linalg.norm(X[:, 0], axis=-1)[:, None]                  # (n, 1)
-    u = jnp.linalg.norm(params["U"], axis=-1)[None, :]              # (1, H)
-    c = R**3 * r**2 * u
-    return c + jnp.sqrt(c**2 + R**4 * r**2)
+    return kappa_analytic(*token_radii(X), jnp.linalg.norm(params["U"], axis=-1))
 
 
 class Link(NamedTuple):
@@ -180,6 +189,15 @@ class Chain(NamedTuple):
         return out
 
 
+class ChainProbe(NamedTuple):
+    """What :func:`chain` returns: the :class:`Chain` and the two eigenvectors to warm-start the
+    next probe along a trajectory (unpacks as ``chain, vector, vector_N``)."""
+
+    chain: Chain
+    vector: jax.Array
+    vector_N: jax.Array
+
+
 def _warm(v, key):
     """A warm start: the previous eigenvector mixed with an equal-norm random vector."""
     if v is None:
@@ -207,7 +225,7 @@ def _eig_links(lo, loN, weighted, eps):
 
 
 def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
-          v0_N=None, **lanczos) -> tuple[Chain, jax.Array, jax.Array]:
+          v0_N=None, **lanczos) -> ChainProbe:
     """Evaluate the weak-convexity chain at θ = ``params`` on ``batch``.
 
     Every link is decided from intervals (:func:`mhatheory.verdicts.compare`): the eigenvalue
@@ -216,7 +234,8 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     (:data:`mhatheory.verdicts.ESCALATION`, counted in ``Chain.escalations``) before it is
     reported INCONCLUSIVE.
 
-    Returns ``(Chain, eigenvector of ∇²L̂, eigenvector of N)``; pass the vectors back as
+    Returns a :class:`ChainProbe` ``(chain, vector, vector_N)``: the :class:`Chain` and the
+    eigenvectors of ∇²L̂ and of N at their λmin; pass the vectors back as
     ``v0`` / ``v0_N`` to warm-start the next probe along a trajectory (they are mixed with a
     random vector, see the module docstring).
     Cost: two Lanczos runs (∇²L̂ and N) + n·H eigenproblems of size 2d.
@@ -272,7 +291,22 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
               Interval.around(bound_ana, eps), _ratio(-bound_ana, -bound)),
     )
     kappa_hat = _neg(lo.value) * math.sqrt(H) / loss
-    return (Chain(H, loss, lo.value, lo.interval, lo.residual, loN.value, loN.interval,
-                  weighted, weighted_ana, kblk, kana, kappa_hat, bound, bound_ana, links,
-                  hvps, reprobed, escalations, bool(lo.converged and loN.converged)),
-            lo.vector, loN.vector)
+    return ChainProbe(Chain(H, loss, lo.value, lo.interval, lo.residual, loN.value,
+                            loN.interval, weighted, weighted_ana, kblk, kana, kappa_hat, bound,
+                            bound_ana, links, hvps, reprobed, escalations,
+                            bool(lo.converged and loN.converged)),
+                      lo.vector, loN.vector)
+
+
+def assert_chain(params, batch, **kwargs) -> Chain:
+    """Assert every link of the weak-convexity chain at θ (module docstring), certified;
+    returns the :class:`Chain`. Raises :class:`mhatheory.testing.InequalityError` on a certified
+    violation and :class:`mhatheory.testing.InconclusiveError` on an undecided link."""
+    ch = chain(params, batch, **kwargs).chain
+    for link in ch.links:
+        if link.verdict != Verdict.HOLDS:
+            word = "failed" if link.verdict == Verdict.VIOLATED else "is INCONCLUSIVE"
+            _raise(link.verdict, f"{link.name} {word}: lhs ∈ {_fmt(link.lhs_interval)}, rhs ∈ "
+                   f"{_fmt(link.rhs_interval)} (certified margin {link.margin:.3g})",
+                   describe(params))
+    return ch

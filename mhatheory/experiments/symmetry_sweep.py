@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from mhatheory import plots, results, symmetry
+from mhatheory import plots, results, symmetry, train
 from mhatheory.experiments._common import validate_common
 from mhatheory.experiments._sweep import cell_digest, run_cells, selector_fields
 from mhatheory.models import DecoderTransformer
@@ -120,6 +121,7 @@ def _not_in_cells(config: Config) -> set[str]:
 
 
 def variants(config: Config):
+    """The (mask, positional encoding, residual) variants the config sweeps."""
     for mode in config.causal_grid:
         for pe in config.positional_grid:
             res_grid = (config.residual_grid if mode == "causal" or
@@ -129,6 +131,7 @@ def variants(config: Config):
 
 
 def build(config: Config, mode, pe, res, seed, dtype=jnp.float32):
+    """The decoder-only transformer of one variant."""
     return DecoderTransformer(ad.VOCAB, config.d_model, config.heads, config.layers,
                               positional=pe, causal=mode == "causal", residual=res,
                               max_len=ad.SEQ_LEN, rngs=nnx.Rngs(seed), param_dtype=dtype)
@@ -139,36 +142,28 @@ def _ce(logits, targets):
 
 
 def loss(model, seqs):
-    """Teacher forcing for causal models; prefix-wise (4 masked passes) for non-causal ones."""
+    """Teacher forcing for causal models; prefix-wise (4 masked passes,
+    :func:`mhatheory.tasks.addition.prefix_inputs`) for non-causal ones."""
     if model.causal:
         logits = model(seqs[:, :-1])
         return _ce(logits[:, ad.PROMPT_LEN - 1:], seqs[:, ad.PROMPT_LEN:])
     total = 0.0
     for t in range(ad.ANSWER_LEN):
-        length = ad.PROMPT_LEN + t
-        valid = jnp.arange(ad.SEQ_LEN) < length
-        inp = jnp.where(valid, seqs, ad.PAD)
-        logits = model(inp, valid=jnp.broadcast_to(valid, seqs.shape))
-        total = total + _ce(logits[:, length - 1], seqs[:, length])
+        inp, valid, pos, target = ad.prefix_inputs(seqs, t)
+        total = total + _ce(model(inp, valid=valid)[:, pos], target)
     return total / ad.ANSWER_LEN
 
 
-@nnx.jit
-def _step(model, optimizer, seqs):
-    value, grads = nnx.value_and_grad(loss)(model, seqs)
-    optimizer.update(model, grads)
-    return value
+_step = train.nnx_step(loss)
 
 
 @nnx.jit
 def greedy(model, seqs):
     """Greedy answer digits from the prompts of ``seqs`` (prefix-masked, any model)."""
-    out = jnp.where(jnp.arange(ad.SEQ_LEN) < ad.PROMPT_LEN, seqs, ad.PAD)
+    out = ad.prefix_inputs(seqs, 0)[0]
     for t in range(ad.ANSWER_LEN):
-        length = ad.PROMPT_LEN + t
-        valid = jnp.broadcast_to(jnp.arange(ad.SEQ_LEN) < length, seqs.shape)
-        nxt = jnp.argmax(model(out, valid=valid)[:, length - 1], axis=-1)
-        out = out.at[:, length].set(nxt)
+        inp, valid, pos, _ = ad.prefix_inputs(out, t)
+        out = out.at[:, pos + 1].set(jnp.argmax(model(inp, valid=valid)[:, pos], axis=-1))
     return out[:, ad.PROMPT_LEN:]
 
 
@@ -177,14 +172,13 @@ def per_position_accuracy(model, seqs):
     """Teacher-forced prefix-wise accuracy of each answer digit."""
     accs = []
     for t in range(ad.ANSWER_LEN):
-        length = ad.PROMPT_LEN + t
-        valid = jnp.broadcast_to(jnp.arange(ad.SEQ_LEN) < length, seqs.shape)
-        pred = jnp.argmax(model(jnp.where(valid, seqs, ad.PAD), valid=valid)[:, length - 1], -1)
-        accs.append(jnp.mean(pred == seqs[:, length]))
+        inp, valid, pos, target = ad.prefix_inputs(seqs, t)
+        accs.append(jnp.mean(jnp.argmax(model(inp, valid=valid)[:, pos], -1) == target))
     return jnp.stack(accs)
 
 
 def evaluate(model, test) -> dict:
+    """Greedy exact match, digit accuracy and teacher-forced per-position accuracy."""
     pred = np.asarray(greedy(model, jnp.asarray(test)))
     ans = test[:, ad.PROMPT_LEN:]
     return {"exact_match": float(np.mean(np.all(pred == ans, axis=1))),
@@ -193,13 +187,14 @@ def evaluate(model, test) -> dict:
 
 
 def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -> dict:
+    """Train one (variant, seed) cell with checkpoints; its curve, final row and analyses."""
     import orbax.checkpoint as ocp
 
     mode, pe, res, seed = spec["mode"], spec["positional"], spec["residual"], spec["seed"]
     model = build(config, mode, pe, res, seed)
-    sched = optax.warmup_cosine_decay_schedule(0.0, config.lr, config.warmup, config.steps)
-    optimizer = nnx.Optimizer(model, optax.adamw(sched, weight_decay=config.weight_decay),
-                              wrt=nnx.Param)
+    optimizer = train.warmup_cosine_adamw(model, lr=config.lr, warmup=config.warmup,
+                                          steps=config.steps,
+                                          weight_decay=config.weight_decay)
     # checkpoints are keyed by the cell's config, so a changed setting never restores them
     ckpt_dir = f"{spec['name']}-{cell_digest(config, spec, _not_in_cells(config))}"
     ckpt = ocp.CheckpointManager(folder.resolve() / "checkpoints" / ckpt_dir,
@@ -216,12 +211,12 @@ def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -
             nnx.replace_by_pure_dict(s, restored["state"][key])
             nnx.update(obj, s)
         curve = restored["curve"]["curve"]
-    train, test = data
+    train_seqs, test = data
     for step in tqdm(range(start + 1, config.steps + 1), desc=spec["name"], leave=False,
                      disable=not progress):
         # the batch is a function of (seed, step), so a resumed run repeats the same batches
-        idx = np.random.default_rng([seed, step]).integers(0, len(train), config.batch)
-        value = float(_step(model, optimizer, jnp.asarray(train[idx])))
+        idx = np.random.default_rng([seed, step]).integers(0, len(train_seqs), config.batch)
+        value = float(_step(model, optimizer, jnp.asarray(train_seqs[idx])))
         if step % config.eval_every == 0 or step == config.steps:
             curve.append({"step": step, "train_loss": value, **evaluate(model, test)})
         if step % config.checkpoint_every == 0 and step < config.steps:
@@ -258,7 +253,22 @@ def correlations(model, seqs) -> dict:
     return {"slice_to_input": a.tolist(), "cosine_top_vs_input": b.tolist()}
 
 
-def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> dict:
+class Summary(NamedTuple):
+    """What :func:`run` returns.
+
+    Attributes:
+        ceilings: the enumerated accuracy ceilings of non-causal, position-free models.
+        table: one row per variant (:func:`summarise`).
+        figures: figure name → file written.
+    """
+
+    ceilings: ad.Ceilings
+    table: list
+    figures: dict
+
+
+def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> Summary:
+    """Every cell (resumable), the table against the ceilings, the figures, ``results.json``."""
     out = Path(out_dir)
     data = ad.split(config.num_train, config.num_test, lo=config.lo, hi=config.hi,
                     reverse_answer=config.reverse_answer, seed=config.seed)
@@ -271,13 +281,14 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
                          resume=resume, progress=progress, desc="symmetry cells",
                          config=config, ignore=_not_in_cells(config))
     table = summarise(payloads, ceil, config.num_test)
-    for name, fig in {"learning_curves.png": plots.addition_curves(payloads, ceil),
-                      "residual_ablation.png": plots.residual_ablation(payloads),
-                      "correlations.png": plots.correlation_heatmaps(payloads)}.items():
-        results.save_figure_atomic(fig, out / name)
+    figs = {"learning_curves": plots.addition_curves(payloads, ceil),
+            "residual_ablation": plots.residual_ablation(payloads),
+            "correlations": plots.correlation_heatmaps(payloads)}
+    figures = {name: results.save_figure_atomic(fig, out / f"{name}.png")
+               for name, fig in figs.items()}
     body = {"ceilings": ceil, "table": table, "cells": list(payloads), "sweep": payloads.info}
     results.write_results(out, "symmetry", config, config.seed, body)
-    return {"ceilings": ceil, "table": table}
+    return Summary(ceil, table, figures)
 
 
 def summarise(payloads, ceil, num_test) -> list[dict]:
@@ -289,7 +300,7 @@ def summarise(payloads, ceil, num_test) -> list[dict]:
         s = p["spec"]
         rows.setdefault((s["mode"], s["positional"], s["residual"]), []).append(p)
     table = []
-    noise = 2 * np.sqrt(ceil["exact_match"] * (1 - ceil["exact_match"]) / num_test)
+    noise = 2 * np.sqrt(ceil.exact_match * (1 - ceil.exact_match) / num_test)
     for (mode, pe, res), ps in rows.items():
         em = np.array([p["final"]["exact_match"] for p in ps])
         s95 = [p["steps_to_95"] for p in ps]
@@ -298,11 +309,11 @@ def summarise(payloads, ceil, num_test) -> list[dict]:
                if len(ps) > 1 else 0.0, "steps_to_95": s95,
                "reached_95": int(sum(x is not None for x in s95))}
         if mode == "noncausal" and pe == "none":
-            row["ceiling"] = ceil["exact_match"]
+            row["ceiling"] = ceil.exact_match
             per = np.array([p["final"]["per_position_tf"] for p in ps])       # (seeds, 4)
-            cp = np.asarray(ceil["per_position"])
+            cp = np.asarray(ceil.per_position)
             row["per_position_tf"] = per.mean(0).tolist()
-            row["under_ceiling"] = bool(np.all(em <= ceil["exact_match"] + noise)
+            row["under_ceiling"] = bool(np.all(em <= ceil.exact_match + noise)
                                         and np.all(per <= cp + 2 * np.sqrt(cp * (1 - cp)
                                                                            / num_test)))
             row["trained_invariance_max"] = max(p["trained_invariance"] for p in ps)

@@ -35,6 +35,7 @@ class Config(DeoraFields):
 
 
 def run(config: Config, out_dir, progress: bool = True) -> dict:
+    """Train, write ``results.json`` and ``loss_curve.png`` to ``out_dir``; returns the summary."""
     mixture = config.mixture()
     prob = make_problem(mixture, config.heads, config.init_scale, config.seed, config.num_test)
     data.check_batch(prob.train, config.d)

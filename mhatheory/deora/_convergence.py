@@ -9,10 +9,13 @@ a bound on it) and check the decrease wherever η·M ≤ 1.
 
 **Realizability certificate.** The NTK features f_i = ∇_θΦ(X_i; θ_0) ∈ ℝ^P. Their max margin
 γ = max_{‖u‖≤1} min_i y_i⟨u, f_i⟩ equals the distance from 0 to conv{y_i f_i} when positive
-(hard-margin SVM duality): we minimise ½‖Σ_i α_i y_i f_i‖² over the simplex by accelerated
-projected gradient; z = Σ α_i y_i f_i gives the direction u = z/‖z‖, whose attained margin
-m = min_i y_i⟨u, f_i⟩ ≤ γ ≤ ‖z‖ brackets γ (the data are certified separable when m > 0). The
-reference points are θ*(α) = θ_0 + α u.
+(hard-margin SVM duality): we minimise f(α) = ½‖Σ_i α_i y_i f_i‖² = ½αᵀKα over the simplex by
+accelerated projected gradient (FISTA, ``optax.projections.projection_simplex``), stopping when
+the Frank–Wolfe gap αᵀKα − min_i (Kα)_i, an upper bound on f(α) − min f, falls below
+``tol``·αᵀKα. z = Σ α_i y_i f_i gives the direction u = z/‖z‖, whose attained margin
+m = min_i y_i⟨u, f_i⟩ ≤ γ ≤ ‖z‖ brackets γ for *any* α in the simplex (the data are certified
+separable when m > 0), so the stopping rule affects how tight the bracket is, never its
+validity. The reference points are θ*(α) = θ_0 + α u.
 
 **Finite-time bound (our derivation; constants c₁ = 1, c₂ = 1/2).** Suppose every step satisfies
 the measured descent condition (D) η‖g_k‖² ≤ 2(L̂(θ_k) − L̂(θ_{k+1})) and let μ_k ≥ 0 bound the
@@ -24,7 +27,7 @@ k < K and using L̂(θ_K) ≤ L̂(θ_{k+1}) (from D):
 
     L̂(θ_K) ≤ L̂(θ*) + ‖θ* − θ_0‖²/(2ηK) + (1/2K) Σ_{k<K} μ_k ‖θ_k − θ*‖².
 
-Self-bounded weak convexity supplies μ_k: by the chain in :mod:`mhatheory.bounds`,
+Self-bounded weak convexity supplies μ_k: by the chain in :mod:`mhatheory.deora`,
 λmin(∇²L̂(θ)) ≥ −(1/√H)(1/n)Σ_i |ℓ'_i| max_h κ_ana,h,i(θ) with |ℓ'_i| ≤ min(ℓ_i, 1). On the
 segment ‖U_h(t)‖ ≤ max(‖U_h^k‖, ‖U_h^*‖) (convexity of the norm; κ_ana grows with ‖U_h‖) and
 |Φ_i| ≤ (R_i/√H) Σ_h ‖U_h‖ (attention outputs are convex combinations of tokens), so
@@ -37,6 +40,7 @@ segment ‖U_h(t)‖ ≤ max(‖U_h^k‖, ‖U_h^*‖) (convexity of the norm; �
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -44,8 +48,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from optax.projections import projection_simplex
 
 from mhatheory import spectral
+from mhatheory._numerics import ravel_stacked
+from mhatheory.deora._chain import kappa_analytic, token_radii
 from mhatheory.models import deora
 from mhatheory.verdicts import Interval, Verdict, compare
 
@@ -57,29 +64,42 @@ def ntk_features(params, X):
     return jax.vmap(lambda x: jax.grad(lambda v: deora.phi(unravel(v), x))(flat))(X)
 
 
-def _project_simplex(v):
-    """Euclidean projection onto {α ≥ 0, Σα = 1} (sort-based)."""
-    u = jnp.sort(v)[::-1]
-    css = jnp.cumsum(u) - 1.0
-    idx = jnp.arange(1, v.shape[0] + 1)
-    rho = jnp.max(jnp.where(u - css / idx > 0, idx, 0))
-    return jnp.maximum(v - css[rho - 1] / rho, 0.0)
+class HullPoint(NamedTuple):
+    """The minimiser α of ½αᵀKα over the simplex as found by :func:`min_norm_hull`."""
+
+    alpha: jax.Array    #: ``[n]`` weights in the simplex
+    gap: jax.Array      #: Frank–Wolfe gap αᵀKα − min_i (Kα)_i ≥ f(α) − min f
+    iterations: jax.Array
 
 
-@jax.jit
-def _min_norm_hull(Z, iters: int = 20_000):
+def _fw_gap(K, a):
+    g = K @ a
+    return a @ g - jnp.min(g)
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter",))
+def min_norm_hull(Z, tol: float = 1e-10, max_iter: int = 20_000) -> HullPoint:
+    """The point of conv{rows of ``Z``} nearest the origin, as simplex weights (module docstring).
+
+    FISTA on f(α) = ½αᵀKα, K = ZZᵀ, with step 1/λmax(K), until the Frank–Wolfe gap is at most
+    ``tol``·αᵀKα or ``max_iter`` iterations. Cost per iteration: one n×n matvec and a sort.
+    """
     K = Z @ Z.T
     step = 1.0 / jnp.linalg.eigvalsh(K)[-1]
     a0 = jnp.full(Z.shape[0], 1.0 / Z.shape[0])
 
-    def body(_, c):                                   # FISTA on ½ αᵀKα over the simplex
-        a, b, t = c
-        a_new = _project_simplex(b - step * (K @ b))
-        t_new = 0.5 * (1 + jnp.sqrt(1 + 4 * t * t))
-        return a_new, a_new + (t - 1) / t_new * (a_new - a), t_new
+    def running(c):
+        a, _, _, k = c
+        return (k < max_iter) & (_fw_gap(K, a) > tol * (a @ K @ a))
 
-    a, _, _ = jax.lax.fori_loop(0, iters, body, (a0, a0, 1.0))
-    return a
+    def body(c):
+        a, b, t, k = c
+        a_new = projection_simplex(b - step * (K @ b))
+        t_new = 0.5 * (1 + jnp.sqrt(1 + 4 * t * t))
+        return a_new, a_new + (t - 1) / t_new * (a_new - a), t_new, k + 1
+
+    a, _, _, k = jax.lax.while_loop(running, body, (a0, a0, jnp.asarray(1.0, K.dtype), 0))
+    return HullPoint(a, _fw_gap(K, a), k)
 
 
 class MaxMargin(NamedTuple):
@@ -96,7 +116,7 @@ def max_margin(params0, X, y) -> MaxMargin:
     """Max-margin direction of the NTK features ∇_θΦ(X_i; θ_0) (module docstring)."""
     F = ntk_features(params0, X)
     Z = y[:, None] * F
-    alpha = _min_norm_hull(Z)
+    alpha = min_norm_hull(Z).alpha
     z = Z.T @ alpha
     upper = float(jnp.linalg.norm(z))
     u = z / upper
@@ -104,11 +124,38 @@ def max_margin(params0, X, y) -> MaxMargin:
     return MaxMargin(u, margin, upper, margin > 0)
 
 
-def descent_check(params, batch, lr: float, key=None, krylov: int = 40) -> dict:
-    """The descent lemma on the step from θ = ``params`` with measured λmax at 3 points.
+class Descent(NamedTuple):
+    """The descent lemma on one GD step (:func:`descent_check`).
 
-    ``applicable`` when η times the certified upper end of λmax is ≤ 1 at all three points;
-    ``verdict`` compares the decrease (± the rounding of two loss sums) with (η/2)‖g‖²."""
+    Attributes:
+        eta_lambda_max: η·M with M the largest measured λmax of the three points.
+        decrease: L̂(θ) − L̂(θ − ηg) (measured).
+        required: (η/2)‖g‖², the decrease the lemma promises when ``applicable``.
+        applicable: η times the certified upper end of λmax is ≤ 1 at all three points.
+        verdict: ``decrease ≥ required``, each side ± its float64 rounding.
+        margin: the certified margin of that comparison (≥ 0 exactly when it HOLDS).
+    """
+
+    eta_lambda_max: float
+    decrease: float
+    required: float
+    applicable: bool
+    verdict: Verdict
+    margin: float
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict == Verdict.HOLDS
+
+    def record(self) -> dict:
+        """The JSON record (``verdict`` as text, ``holds`` added)."""
+        return dict(self._asdict(), verdict=str(self.verdict), holds=self.holds)
+
+
+def descent_check(params, batch, lr: float, key=None, krylov: int = 40) -> Descent:
+    """The descent lemma on the step from θ = ``params`` with measured λmax at 3 points
+    (module docstring). Cost: 3 Lanczos runs of ``krylov`` HVPs (or more, restarted) and one
+    gradient."""
     loss, g = jax.value_and_grad(deora.loss_fn)(params, batch)
     nxt = jax.tree.map(lambda p, gi: p - lr * gi, params, g)
     mid = jax.tree.map(lambda p, gi: p - 0.5 * lr * gi, params, g)
@@ -123,9 +170,7 @@ def descent_check(params, batch, lr: float, key=None, krylov: int = 40) -> dict:
     slack = 1e-12 * float(loss)  # float64 rounding of two length-n loss sums
     verdict, margin = compare(Interval.around(decrease, slack),
                               Interval.around(required, 1e-12 * required))
-    return {"eta_lambda_max": lr * M, "decrease": decrease, "required": required,
-            "applicable": bool(applicable), "verdict": str(verdict), "margin": margin,
-            "holds": verdict == Verdict.HOLDS}
+    return Descent(float(lr * M), decrease, required, bool(applicable), verdict, float(margin))
 
 
 def _u_norms(flat_params, unravel):
@@ -151,15 +196,13 @@ def finite_time_bound(params_all, losses, grad_norms, lr, batch, params0,
     H = params0["U"].shape[0]
     mm = max_margin(params0, batch.X, batch.y)
     flat0, unravel = ravel_pytree(params0)
-    thetas = jax.vmap(lambda p: ravel_pytree(p)[0])(params_all)            # (K+1, P)
+    thetas = ravel_stacked(params_all)                                     # (K+1, P)
     alphas = np.geomspace(1e-2, 1e3, 61) if alphas is None else np.asarray(alphas)
-    R = jnp.max(jnp.linalg.norm(batch.X, axis=-1), axis=-1)                 # (n,)
-    r = jnp.linalg.norm(batch.X[:, 0], axis=-1)                            # (n,)
+    R, r = token_radii(batch.X)                                            # (n,), (n,)
 
     def mu(u_k, u_s):                                                      # (H,), (H,) → scalar
         umax = jnp.maximum(u_k, u_s)
-        c = (R**3 * r**2)[:, None] * umax[None, :]
-        kap = jnp.max(c + jnp.sqrt(c**2 + (R**4 * r**2)[:, None]), axis=1)  # (n,)
+        kap = jnp.max(kappa_analytic(R, r, umax), axis=1)                  # (n,)
         M = R * jnp.sum(umax) / math.sqrt(H)
         lbar = jnp.minimum(jnp.logaddexp(0.0, M), 1.0)
         return jnp.mean(lbar * kap) / math.sqrt(H)

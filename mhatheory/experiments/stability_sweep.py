@@ -12,15 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from mhatheory import data, plots, results, stability, train
+from mhatheory import data, deora, plots, results, stability, train
+from mhatheory._numerics import ravel_stacked
 from mhatheory.experiments._common import DeoraFields
 from mhatheory.experiments._sweep import run_cells, selector_fields
-from mhatheory.models import deora
 from mhatheory.verdicts import Interval, Verdict, combine, compare
 
 
@@ -71,6 +72,7 @@ def _cosine_and_error(est, true):
 
 
 def one_seed(config: Config, n: int, heads: int, steps: int, seed: int, progress: bool):
+    """One training set of a cell: retrainings, ε₁, ε₂², the gap, G, β and influence estimates."""
     mix = config.mixture(n)
     k_train, k_fresh, k_test, k_init, k_sub = jax.random.split(jax.random.key(seed), 5)
     batch = data.check_batch(data.sample(mix, k_train), config.d)
@@ -93,24 +95,25 @@ def one_seed(config: Config, n: int, heads: int, steps: int, seed: int, progress
     yc = np.concatenate([pool.y, test.y[:1000]])
     G = beta = 0.0
     for p in probe_points:
-        g, b = stability.per_sample_constants(p, Xc, yc)
+        g, b = deora.per_sample_constants(p, Xc, yc)
         G, beta = max(G, float(g.max())), max(beta, float(b.max()))
-    tl, tse = stability.test_loss(traj.final_params, test)
+    tl, tse = deora.test_loss(traj.final_params, test)
     out = {"eps1": eps1, "eps2": eps2, "train_loss": float(traj.loss[-1]), "test_loss": tl,
            "test_loss_se": tse, "gen_gap": tl - float(traj.loss[-1]), "G": G, "beta": beta,
            "divergence_mean": loo.divergence.mean(0)[:: max(1, steps // 100)].tolist()}
     m = min(config.influence_samples, len(which))
     theta = np.asarray(ravel_pytree(traj.final_params)[0])
-    true = np.asarray(jax.vmap(lambda q: ravel_pytree(q)[0])(
-        jax.tree.map(lambda a: a[:m], loo.params))) - theta
+    true = np.asarray(ravel_stacked(jax.tree.map(lambda a: a[:m], loo.params))) - theta
     for name, damping in (("spectral", 1e-6), ("gd_ridge", 1.0 / (config.lr * steps))):
-        est, lam = stability.influence(traj.final_params, batch, which[:m], damping=damping)
+        est, lam = stability.influence(deora.loss_fn, traj.final_params, batch, which[:m],
+                                       damping=damping)
         cos, err = _cosine_and_error(est, true)
         out[f"influence_{name}"] = {"damping": lam, "cosine": cos, "relative_error": err}
     return out
 
 
 def run_cell(config: Config, spec: dict, progress: bool) -> dict:
+    """One (n, H, K) cell: the means over ``seeds`` training sets and both bounds' verdicts."""
     per = [one_seed(config, spec["n"], spec["heads"], spec["steps"], config.seed + s, progress)
            for s in range(config.seeds)]
     S = len(per)
@@ -154,7 +157,50 @@ def eps1_slopes(records) -> list[dict]:
     return out
 
 
-def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> dict:
+class BoundCheck(NamedTuple):
+    """One bound against the gap over every cell: ``gap + 3 SE ≤ bound`` (HOLDS only when the
+    whole ±3 SE interval of the gap lies under the bound)."""
+
+    verdict: Verdict      #: combined over the cells
+    worst_margin: float   #: smallest certified margin (bound − (gap + 3 SE)) over the cells
+
+
+class Summary(NamedTuple):
+    """What :func:`run` returns (and writes as ``summary`` in ``results.json``).
+
+    Attributes:
+        all_hold: both bounds HOLD in every cell.
+        lipschitz: G·ε₁ against the gap (:class:`BoundCheck`).
+        smooth: the smooth bound at its best γ against the gap.
+        num_cells: (n, H, K) cells.
+        seeds: training sets per cell.
+        min_eps1: the smallest ε₁ over the cells (> 0: retraining differs).
+        eps1_positive: ``min_eps1 > 0``.
+        eps1_slopes: log-log slopes of ε₁ against n per (H, K) (:func:`eps1_slopes`).
+        influence: per damping, the median cosine and relative error of the influence
+            estimates against exact leave-one-out retraining.
+        figures: figure name → file written.
+    """
+
+    all_hold: bool
+    lipschitz: BoundCheck
+    smooth: BoundCheck
+    num_cells: int
+    seeds: int
+    min_eps1: float
+    eps1_positive: bool
+    eps1_slopes: list
+    influence: dict
+    figures: dict
+
+
+def _bound_check(records, name: str) -> BoundCheck:
+    return BoundCheck(combine(Verdict(r[f"{name}_verdict"]) for r in records),
+                      min(r[f"{name}_margin"] for r in records))
+
+
+def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> Summary:
+    """Every cell (resumable), the ε₁ slopes, the figures and ``results.json``."""
     out = Path(out_dir)
     cells = [(f"n{n}_H{h}_K{k}", {"n": n, "heads": h, "steps": k})
              for h in config.heads_grid for k in config.steps_grid for n in config.n_grid]
@@ -164,20 +210,25 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
                          config=config, ignore=selector_fields(config) - {"seeds"})
     records = [p["record"] for p in payloads]
     slopes = eps1_slopes(records)
-    figs = {"eps1_vs_n.png": plots.eps1_vs_n(records, slopes),
-            "gap_vs_bounds.png": plots.gap_vs_bounds(records),
-            "divergence.png": plots.divergence_curves(payloads, config.lr)}
-    for name, fig in figs.items():
-        results.save_figure_atomic(fig, out / name)
+    figs = {"eps1_vs_n": plots.eps1_vs_n(records, slopes),
+            "gap_vs_bounds": plots.gap_vs_bounds(records),
+            "divergence": plots.divergence_curves(payloads, config.lr)}
+    figures = {name: results.save_figure_atomic(fig, out / f"{name}.png")
+               for name, fig in figs.items()}
     infl = {name: {"cosine_median": float(np.median([c for p in payloads for s in p["seeds"]
                                                       for c in s[f"influence_{name}"]["cosine"]])),
                    "relative_error_median": float(np.median(
                        [e for p in payloads for s in p["seeds"]
                         for e in s[f"influence_{name}"]["relative_error"]]))}
             for name in ("spectral", "gd_ridge")}
-    summary = {"all_hold": all(r["holds"] for r in records), "eps1_slopes": slopes,
-               "eps1_positive": all(r["eps1"] > 0 for r in records), "influence": infl}
+    min_eps1 = min(r["eps1"] for r in records)
+    summary = Summary(all_hold=all(r["holds"] for r in records),
+                      lipschitz=_bound_check(records, "bound_lipschitz"),
+                      smooth=_bound_check(records, "bound_smooth"), num_cells=len(records),
+                      seeds=config.seeds, min_eps1=min_eps1, eps1_positive=min_eps1 > 0,
+                      eps1_slopes=slopes, influence=infl, figures=figures)
     results.write_results(out, "stability", config, config.seed,
-                          {"summary": summary, "records": records, "figures": list(figs),
+                          {"summary": summary, "records": records,
+                           "figures": [p.name for p in figures.values()],
                            "sweep": payloads.info})
     return summary

@@ -1,0 +1,19 @@
+import importlib
+
+import matplotlib
+import matplotlib.pyplot as plt
+
+from mhatheory import heads_plots, plots
+
+
+def test_importing_the_figure_modules_leaves_the_backend_alone():
+    """In Jupyter the inline backend must survive ``import mhatheory.plots`` (it used to force
+    Agg, and notebook figures did not show): any backend chosen before the import is kept."""
+    before = matplotlib.get_backend()
+    plt.switch_backend("pdf")  # stands in for Jupyter's inline backend: not the Agg default
+    try:
+        for module in (plots, heads_plots):
+            importlib.reload(module)
+            assert matplotlib.get_backend() == "pdf", module.__name__
+    finally:
+        plt.switch_backend(before)
