@@ -36,6 +36,8 @@ GROUPS: dict[str, tuple[str, str]] = {
     "symmetry": ("the permutation theorem, its controls, the addition ceiling", "check_symmetry"),
     "stability": ("stability bounds and the ε₁ slope", "check_stability"),
     "heads": ("do more heads help? the seed's claims as tendencies", "check_heads"),
+    "transformer-curvature": ("the λmin–H law on a decoder Transformer (theorem + slopes)",
+                              "check_transformer_curvature"),
 }
 
 
@@ -68,6 +70,7 @@ check_attention = CHECKS["attention"][1]
 check_symmetry = CHECKS["symmetry"][1]
 check_stability = CHECKS["stability"][1]
 check_heads = CHECKS["heads"][1]
+check_transformer_curvature = CHECKS["transformer-curvature"][1]
 
 
 def run_checks(only=None, full: bool = False, out_dir="report", progress: bool = True):

@@ -1,4 +1,4 @@
-"""``verify`` group ``heads`` (opt-in): the seed's claims about the number of heads, measured on
+"""``verify`` group ``heads``: the seed's claims about the number of heads, measured on
 a small H × η grid."""
 
 from __future__ import annotations
