@@ -17,6 +17,7 @@ no token is relevant and the label is a coin flip, and because clusters overlap 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -118,6 +119,12 @@ def sample(config: MixtureConfig, key, n: int | None = None) -> Batch:
     _validate.prng_key("key", key)
     if n is not None:
         _validate.positive_int("n", n)
+    return _sample(config, key, config.n if n is None else int(n))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "n"))
+def _sample(config: MixtureConfig, key, n: int) -> Batch:
+    """:func:`sample` as one compiled program per (config, n)."""
     k_lat, k_noise = jax.random.split(key)
     y, clusters = sample_latents(config, k_lat, n)
     means = cluster_means(config)

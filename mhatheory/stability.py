@@ -234,14 +234,22 @@ def influence(loss_fn, params, data, which, *, damping: float = 1e-6, key=None,
     n = _sample_count(data)
     lo = spectral.lambda_min(loss_fn, params, data, key=key)
     lam = max(0.0, -lo.value) + damping
-    matvec, _ = spectral.hvp(loss_fn, params, data)
+    which = jnp.asarray(np.asarray(which, dtype=int).reshape(-1))
+    delta = _damped_newton_steps(spectral.Hessian(loss_fn), maxiter, params, data, which,
+                                 jnp.asarray(lam))
+    return Influence(np.asarray(delta) / (n - 1), lam)
 
-    def g_i(i):
-        return ravel_pytree(jax.grad(loss_fn)(params, gather(data, jnp.array([i]))))[0]
 
-    out = []
-    for i in which:
-        x, _ = jax.scipy.sparse.linalg.cg(lambda v: matvec(v) + lam * v, g_i(int(i)),
-                                          tol=1e-10, maxiter=maxiter)
-        out.append(np.asarray(x) / (n - 1))
-    return Influence(np.stack(out), lam)
+@functools.partial(jax.jit, static_argnames=("hessian", "maxiter"))
+def _damped_newton_steps(hessian, maxiter, params, data, which, lam):
+    """``[R, P]``: (∇²L̂ + λI)⁻¹ ∇ℓ_i for i in ``which``, by CG on HVPs, vmapped over i (one
+    compiled program per shape, whatever the samples and λ)."""
+    matvec, _ = hessian.build(params, (data,))
+
+    def one(i):
+        g = ravel_pytree(jax.grad(hessian.loss_fn)(params, gather(data, i[None])))[0]
+        x, _ = jax.scipy.sparse.linalg.cg(lambda v: matvec(v) + lam * v, g, tol=1e-10,
+                                          maxiter=maxiter)
+        return x
+
+    return jax.vmap(one)(which)
