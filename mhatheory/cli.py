@@ -315,8 +315,9 @@ def _run(args) -> int:
     try:
         summary = module.run(config, args.out, **kwargs)
     except distributed.DistributedError as err:
-        print(f"{prog}: {err} Cells finished so far are in {args.out}/cells (on process 0); "
-              "run the same command with --resume to continue.", file=sys.stderr)
+        print(f"{prog}: {err} (The cells finished so far are in process 0's --out/cells; "
+              "once the cause is fixed, the same command with --resume continues.)",
+              file=sys.stderr)
         return 1
     except BaseException as err:
         distributed.report_failure(f"{type(err).__name__}: {err}")

@@ -22,6 +22,7 @@ checks for reports and for processes that stopped heartbeating, so no process wa
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 from pathlib import Path
 
@@ -128,6 +129,8 @@ def run_shared(folder: Path, cells: list, compute, *, want_config, versions: dic
         if collector is not None:
             collector.halt.set()
         bar.close()
+    print(f"{desc}: process {distributed.process_index()} computed {len(mine)} of {len(todo)} "
+          f"cells ({', '.join(mine) or 'none'})", file=sys.stderr)
     written = collector.written if collector is not None else {}
     out = _sweep.Cells(mine.get(name) or written.get(name) or channel.get(f"result/{name}")
                        for name, _ in cells)
