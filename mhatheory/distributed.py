@@ -1,4 +1,5 @@
-"""Past one process: starting ``jax.distributed``, and the coordination a multi-process sweep needs.
+"""Past one process: starting ``jax.distributed``, the coordination a multi-process sweep needs,
+and data split over devices for data-parallel probes.
 
 **Model.** Multi-controller JAX: every process runs the same program (``mhatheory run …`` with the
 same flags, only ``--process-id`` differs); process 0 hosts JAX's coordination service and is the
@@ -9,22 +10,22 @@ home-made process pool, no shared file system.
 **Starting.** :func:`initialize` first checks what JAX would only find out by aborting the process
 (a ``LOG(FATAL)`` that blames "another task"): a coordinator that cannot be reached, processes
 that never arrive, two processes with one id, processes started with different settings. It does
-so with a short handshake on the coordinator's port before JAX binds it: process 0 listens,
-every other process connects and sends its id, ``num_processes`` and an *identity* (the resolved
-experiment config); process 0 answers "ok" once all have arrived and agree, or the same error to
-all of them. Every failure is a :class:`DistributedError` naming the flag, within
-``connect_timeout`` seconds. Then ``jax.distributed.initialize`` runs with the same values; on
-CPU, cross-process collectives use JAX's gloo implementation, so the whole path runs on one
-machine with several processes.
+so with a short handshake on the coordinator's port before JAX binds it
+(:mod:`mhatheory._rendezvous`): process 0 listens, every other process connects and sends its
+id, ``num_processes`` and an *identity* (the resolved experiment config); process 0 answers "ok"
+once all have arrived and agree, or the same error to all of them. Every failure is a
+:class:`DistributedError` naming the flag, within ``connect_timeout`` seconds. Then
+``jax.distributed.initialize`` runs with the same values; on CPU, cross-process collectives use
+JAX's gloo implementation, so the whole path runs on one machine with several processes.
 
 **Failures while running.** A process that raises publishes its error in the store
-(:func:`report_failure`); the others notice at their next wait (:meth:`Channel.get`) or before
-their next cell, and stop with that message. A process that dies without a word (killed, out
-of memory) stops sending heartbeats; after ``heartbeat_timeout`` seconds JAX's coordination
-service stops the others ("The following tasks are unhealthy (stopped sending heartbeats)",
-then an abort with JAX's own message). Either way no process hangs,
-and because process 0 writes each finished cell atomically as it arrives, ``--resume`` loses at
-most the cells that were in progress.
+(:func:`report_failure`); the others stop with that message at once (between two JAX calls,
+:func:`stop_on_peer_failure`) or at their next wait (:meth:`Channel.get`). A process that dies
+without a word (killed, out of memory) stops sending heartbeats; after ``heartbeat_timeout``
+seconds JAX's coordination service stops the others ("The following tasks are unhealthy
+(stopped sending heartbeats)", then an abort with JAX's own message). Either way no process
+hangs, and because process 0 writes each finished cell atomically as it arrives, ``--resume``
+loses at most the cells that were in progress.
 
 **Data-parallel probes.** :func:`shard_samples` places a data pytree with its sample axis split
 over a mesh of (local) devices; every probe then runs data-parallel, since ``jit`` follows the
@@ -34,12 +35,12 @@ all-reduce). Results equal one device up to the order of the summation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
-import secrets
-import socket
-import time
+import signal
+import threading
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -49,7 +50,6 @@ import numpy as np
 #: prefix of every key this package puts in the coordination service's store
 _PREFIX = "mhatheory"
 _FAILURE = f"{_PREFIX}/failure"
-_MAX_LINE = 1 << 20
 
 
 class DistributedError(RuntimeError):
@@ -160,182 +160,6 @@ def _resolve(launch: Launch):
     return resolved, values[3]
 
 
-# --- the handshake before JAX starts -------------------------------------------------------
-
-
-def _send(conn: socket.socket, obj) -> None:
-    conn.sendall(json.dumps(obj).encode() + b"\n")
-
-
-def _receive(conn: socket.socket, deadline: float):
-    """One JSON line from ``conn`` before ``deadline``; ``None`` on EOF, timeout or garbage."""
-    buf = b""
-    while b"\n" not in buf and len(buf) < _MAX_LINE:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        conn.settimeout(min(left, 1.0))
-        try:
-            chunk = conn.recv(65536)
-        except TimeoutError:
-            continue
-        except OSError:
-            return None
-        if not chunk:
-            return None
-        buf += chunk
-    try:
-        return json.loads(buf.split(b"\n", 1)[0])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-
-
-def differences(mine: dict, theirs: dict) -> list[str]:
-    """The keys whose values differ between two identity dicts (missing counts as differing)."""
-    missing = object()
-    return sorted(k for k in set(mine) | set(theirs)
-                  if mine.get(k, missing) != theirs.get(k, missing))
-
-
-def _mismatch(pid: int, mine: dict, theirs: dict) -> str | None:
-    keys = differences(mine, theirs)
-    if not keys:
-        return None
-    shown = "; ".join(f"{k} is {theirs.get(k, '(unset)')!r} on process {pid} but "
-                      f"{mine.get(k, '(unset)')!r} on process 0" for k in keys[:5])
-    more = f" (and {len(keys) - 5} more)" if len(keys) > 5 else ""
-    return (f"the processes were started with different settings: {shown}{more}. Every process "
-            "must get the same experiment flags; only process_id differs.")
-
-
-def _serve_handshake(port: int, host: str, n: int, identity: dict, timeout: float) -> None:
-    """Process 0: wait for processes 1..n−1, check them, answer all; raise on any problem."""
-    deadline = time.monotonic() + timeout
-    try:
-        if socket.has_dualstack_ipv6():
-            server = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
-        else:
-            server = socket.create_server(("", port))
-    except OSError as err:
-        raise DistributedError(f"coordinator port {port} cannot be opened on this machine "
-                               f"(process 0): {err.strerror or err}; pick a free port.") from None
-    nonce = secrets.token_hex(8)
-    peers: dict[int, socket.socket] = {}
-    reached_self = False
-    probe = None
-    try:
-        try:  # does coordinator's HOST lead back to this machine? (process 0 must own it)
-            probe = socket.create_connection((host, port), timeout=min(10.0, timeout))
-            _send(probe, {"self": nonce})
-        except OSError as err:
-            raise DistributedError(
-                f"coordinator {host}:{port}: process 0 cannot reach its own coordinator "
-                f"address ({err.strerror or err}); give process 0's own address, reachable "
-                "from every host, as coordinator.") from None
-        error = None
-        while (len(peers) < n - 1 or not reached_self) and error is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                if not reached_self:
-                    error = (f"coordinator {host}:{port} does not lead back to process 0's "
-                             "machine; give process 0's own address (reachable from every "
-                             "host) as coordinator.")
-                else:
-                    missing = sorted(set(range(1, n)) - set(peers))
-                    error = (f"only {len(peers) + 1} of num_processes {n} processes arrived "
-                             f"within connect_timeout {timeout:g} s; missing process_id "
-                             f"{', '.join(map(str, missing))}. Start every process with the "
-                             f"same coordinator {host}:{port} and its own process_id.")
-                break
-            server.settimeout(min(left, 1.0))
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            hello = _receive(conn, min(deadline, time.monotonic() + 10))
-            if not isinstance(hello, dict):
-                conn.close()              # not one of ours (a port scanner, a stale client)
-                continue
-            if hello.get("self") == nonce:
-                reached_self = True
-                conn.close()
-                continue
-            pid, their_n = hello.get("process_id"), hello.get("num_processes")
-            if their_n != n:
-                error = (f"num_processes differs: {their_n} on process {pid} but {n} on "
-                         "process 0; give every process the same num_processes.")
-            elif not isinstance(pid, int) or not 1 <= pid < n:
-                error = f"a process arrived with process_id {pid!r}, outside [1, {n})."
-            elif pid in peers:
-                error = (f"two processes were started with process_id {pid}; give each "
-                         "process its own id in [0, N).")
-            else:
-                error = _mismatch(pid, identity, hello.get("identity") or {})
-            if error is None:
-                peers[pid] = conn
-            else:                         # tell this one too, then everyone below
-                _safe_send(conn, {"error": error})
-                conn.close()
-        reply = {"error": error} if error is not None else {"ok": True}
-        for conn in peers.values():
-            _safe_send(conn, reply)
-        # let each client close first, so the port is not left in TIME_WAIT for JAX's bind
-        for conn in peers.values():
-            _receive(conn, time.monotonic() + 2.0)
-            conn.close()
-        if error is not None:
-            raise DistributedError(error)
-    finally:
-        if probe is not None:
-            probe.close()
-        server.close()
-
-
-def _safe_send(conn, obj) -> None:
-    try:
-        _send(conn, obj)
-    except OSError:
-        pass
-
-
-def _join_handshake(host: str, port: int, pid: int, n: int, identity: dict,
-                    timeout: float) -> None:
-    """Process i > 0: reach process 0, introduce itself, wait for its verdict."""
-    deadline = time.monotonic() + timeout
-    try:
-        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as err:
-        raise DistributedError(f"coordinator {host}:{port}: cannot resolve host {host!r} "
-                               f"({err.strerror or err}).") from None
-    conn, last = None, None
-    while conn is None:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise DistributedError(
-                f"coordinator {host}:{port} could not be reached within connect_timeout "
-                f"{timeout:g} s ({last or 'no answer'}): is process 0 running, and is "
-                f"{host}:{port} its address as seen from this host?")
-        try:
-            conn = socket.create_connection((host, port), timeout=min(left, 5.0))
-        except OSError as err:
-            last = err.strerror or str(err)
-            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-    try:
-        _send(conn, {"process_id": pid, "num_processes": n, "identity": identity})
-        reply = _receive(conn, deadline)
-    except OSError as err:
-        reply, last = None, err
-    finally:
-        conn.close()
-    if isinstance(reply, dict) and reply.get("ok"):
-        return
-    if isinstance(reply, dict) and "error" in reply:
-        raise DistributedError(str(reply["error"]))
-    raise DistributedError(f"coordinator {host}:{port} accepted the connection but not all "
-                           f"num_processes {n} processes arrived within connect_timeout "
-                           f"{timeout:g} s (or process 0 stopped); see process 0's message.")
-
-
 # --- initialize ------------------------------------------------------------------------------
 
 
@@ -361,6 +185,8 @@ def initialize(launch: Launch, identity: dict | None = None) -> Session:
     """
     from jax._src import xla_bridge
 
+    from mhatheory import _rendezvous
+
     if jax.distributed.is_initialized():
         raise DistributedError("jax.distributed is already initialized in this process.")
     if xla_bridge.backends_are_initialized():
@@ -372,9 +198,9 @@ def initialize(launch: Launch, identity: dict | None = None) -> Session:
     n, pid = launch.num_processes, launch.process_id
     if n > 1:
         if pid == 0:
-            _serve_handshake(port, host, n, identity, launch.connect_timeout)
+            _rendezvous.serve(port, host, n, identity, launch.connect_timeout)
         else:
-            _join_handshake(host, port, pid, n, identity, launch.connect_timeout)
+            _rendezvous.join(host, port, pid, n, identity, launch.connect_timeout)
         if jax.config.jax_cpu_collectives_implementation is None:
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(
@@ -439,6 +265,60 @@ def check_peers() -> None:
     except jax.errors.JaxRuntimeError:            # NOT_FOUND: nobody has failed
         return
     raise DistributedError(f"stopping: {failure}")
+
+
+class _Watchdog(threading.Thread):
+    """Polls the failure key; on another process's report, interrupts the main thread."""
+
+    def __init__(self, poll_s: float):
+        super().__init__(name="mhatheory-failure-watchdog", daemon=True)
+        self.poll_s, self.failure, self.halt = poll_s, None, threading.Event()
+        self.own = f"process {process_index()}:"
+        self.main = threading.main_thread().ident
+
+    def run(self) -> None:
+        client = _client()
+        while not self.halt.wait(self.poll_s):
+            try:
+                failure = client.key_value_try_get(_FAILURE)
+            except jax.errors.JaxRuntimeError:       # NOT_FOUND, or the service is gone
+                continue
+            if not failure.startswith(self.own):
+                self.failure = failure
+                # a real signal (not _thread.interrupt_main): it also wakes a sleeping main
+                # thread; it is sent before run() returns, so before the handler is restored
+                signal.pthread_kill(self.main, signal.SIGUSR1)
+            return
+
+
+@contextlib.contextmanager
+def stop_on_peer_failure(poll_s: float = 1.0):
+    """Within the block, a failure another process reports (:func:`report_failure`) stops this
+    process at once, as a :class:`DistributedError` raised in the main thread between two
+    Python steps (a running XLA computation finishes first), instead of at the next cell.
+
+    A thread polls the store every ``poll_s`` seconds and delivers the stop as ``SIGUSR1`` to
+    the main thread, whose handler (installed for the block, the previous one restored after the
+    thread has ended) raises the error. Does nothing in a single-process run or outside the
+    main thread."""
+    if (process_count() <= 1
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+    dog = _Watchdog(poll_s)
+
+    def stop(signum, frame):
+        if dog.failure is not None:
+            raise DistributedError(f"stopping: {dog.failure}")
+
+    previous = signal.signal(signal.SIGUSR1, stop)
+    dog.start()
+    try:
+        yield
+    finally:
+        dog.halt.set()
+        dog.join()
+        signal.signal(signal.SIGUSR1, previous)
 
 
 class Channel:
@@ -534,5 +414,6 @@ def describe(session: Session) -> str:
 
 
 __all__ = ["Channel", "DistributedError", "Launch", "Session", "cluster_environment",
-           "check_peers", "describe", "differences", "initialize", "is_writer", "parse_address",
-           "process_count", "process_index", "report_failure", "shard_samples"]
+           "check_peers", "describe", "initialize", "is_writer", "parse_address",
+           "process_count", "process_index", "report_failure", "shard_samples",
+           "stop_on_peer_failure"]

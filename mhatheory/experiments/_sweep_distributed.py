@@ -100,35 +100,36 @@ def run_shared(folder: Path, cells: list, compute, *, want_config, versions: dic
                disable=not (progress and writer))
     collector = _Collector(channel, folder, len(todo), bar) if writer else None
     mine: dict[str, dict] = {}
-    try:
-        if collector is not None:
-            collector.start()
-        while True:
-            distributed.check_peers()
+    with distributed.stop_on_peer_failure():
+        try:
             if collector is not None:
-                collector.check()
-            i = channel.ticket("next")
-            if i >= len(todo):
-                break
-            name = todo[i]
-            try:
-                result = compute(specs[name])
-            except BaseException as err:
-                distributed.report_failure(f"cell {name} failed: {type(err).__name__}: {err}")
-                raise
-            payload = _sweep._payload(name, specs[name], want_config, versions, result)
+                collector.start()
+            while True:
+                distributed.check_peers()
+                if collector is not None:
+                    collector.check()
+                i = channel.ticket("next")
+                if i >= len(todo):
+                    break
+                name = todo[i]
+                try:
+                    result = compute(specs[name])
+                except BaseException as err:
+                    distributed.report_failure(f"cell {name} failed: {type(err).__name__}: {err}")
+                    raise
+                payload = _sweep._payload(name, specs[name], want_config, versions, result)
+                if collector is not None:
+                    results.write_json_atomic(folder / f"{name}.json", payload)
+                    collector.mark_written(name, payload)
+                channel.put(f"result/{name}", payload)
+                channel.put(f"done/{channel.ticket('finished')}", name)
+                mine[name] = payload
             if collector is not None:
-                results.write_json_atomic(folder / f"{name}.json", payload)
-                collector.mark_written(name, payload)
-            channel.put(f"result/{name}", payload)
-            channel.put(f"done/{channel.ticket('finished')}", name)
-            mine[name] = payload
-        if collector is not None:
-            collector.finish()
-    finally:
-        if collector is not None:
-            collector.halt.set()
-        bar.close()
+                collector.finish()
+        finally:
+            if collector is not None:
+                collector.halt.set()
+            bar.close()
     print(f"{desc}: process {distributed.process_index()} computed {len(mine)} of {len(todo)} "
           f"cells ({', '.join(mine) or 'none'})", file=sys.stderr)
     written = collector.written if collector is not None else {}
