@@ -2,6 +2,7 @@
 
     mhatheory verify [--full] [--only NAME ...] [--out report]
     mhatheory run EXPERIMENT --out DIR [--full] [--resume] [--<config field> VALUE ...]
+        [--coordinator HOST:PORT --num-processes N --process-id I]   (sweeps: several processes)
     mhatheory info
 
 Experiment options are generated from each experiment's frozen ``Config`` dataclass, so every
@@ -168,15 +169,78 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument("--out", required=True,
                        help="output folder (created if missing; must be writable)")
         e.add_argument("--full", action="store_true", help="the large (GPU-sized) configuration")
-        if "resume" in inspect.signature(module.run).parameters:
+        sweep = "resume" in inspect.signature(module.run).parameters
+        if sweep:
             e.add_argument("--resume", action="store_true",
                            help="reuse the sweep cells in --out whose recorded config matches "
                                 "this run's; recompute the others (changed or corrupt)")
         e.add_argument("--no-progress", action="store_true", help="no progress bars")
         _add_config_arguments(e, module.Config)
+        if sweep:
+            _add_distributed_arguments(e)
 
     sub.add_parser("info", help="print versions and devices as JSON")
     return parser
+
+
+def _add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``jax.distributed`` flags of the sweep experiments (see :mod:`mhatheory.distributed`
+    and the README's "Running at scale")."""
+    from mhatheory import distributed
+
+    docs = field_docs(distributed.Launch)
+    g = parser.add_argument_group(
+        "multi-process runs (jax.distributed)",
+        "Start the same command once per process, all with the same flags except "
+        "--process-id; the sweep cells are shared out among the processes and process 0 "
+        "writes --out. Under srun/mpirun the values come from the environment.")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help=docs["coordinator"])
+    g.add_argument("--num-processes", type=int, metavar="N", help=docs["num_processes"])
+    g.add_argument("--process-id", type=int, metavar="I", help=docs["process_id"])
+    g.add_argument("--distributed", action=argparse.BooleanOptionalAction, default=None,
+                   help="start jax.distributed, taking what the three flags above leave out "
+                        "from the cluster environment (SLURM, Open MPI, ...); default: on when "
+                        "one of them is given or srun/mpirun started several tasks; "
+                        "--no-distributed forces one process")
+    g.add_argument("--connect-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help=docs["connect_timeout"] + " (default: 120)")
+    g.add_argument("--heartbeat-timeout", type=int, default=60, metavar="SECONDS",
+                   help=docs["heartbeat_timeout"] + " (default: 60)")
+
+
+def _launch(args):
+    """The :class:`~mhatheory.distributed.Launch` asked for by the flags (or the cluster
+    environment), or ``None`` for a single-process run. Raises ``ValueError`` on bad values."""
+    from mhatheory import distributed
+
+    if not hasattr(args, "coordinator") or args.distributed is False:
+        return None
+    launch = distributed.Launch(args.coordinator, args.num_processes, args.process_id,
+                                args.connect_timeout, args.heartbeat_timeout)
+    if args.distributed or launch.given():
+        return launch
+    env = distributed.cluster_environment()
+    if env is not None and env[1] > 1:
+        print(f"mhatheory: {env[0]} started {env[1]} tasks: running them as one multi-process "
+              "run (jax.distributed; --no-distributed to opt out).", file=sys.stderr)
+        return launch
+    return None
+
+
+def _identity(name: str, config, args) -> dict:
+    """What must be equal on every process of one run: the experiment, every config field (as
+    its flag), --resume, float64 and the package versions."""
+    import jax
+
+    from mhatheory import results
+
+    versions = results.versions()
+    out = {"experiment": name, "--resume": bool(getattr(args, "resume", False)),
+           "float64": bool(jax.config.jax_enable_x64)}
+    out.update({_flag(f.name): results.to_jsonable(getattr(config, f.name))
+                for f in dataclasses.fields(config)})
+    out.update({f"{pkg} version": versions[pkg] for pkg in ("mhatheory", "jax", "jaxlib")})
+    return out
 
 
 def _check_out(out: str) -> None:
@@ -199,28 +263,7 @@ def main(argv=None) -> int:
                          indent=2))
         return 0
     if args.command == "run":
-        from mhatheory import experiments
-
-        module = experiments.load(args.experiment)
-        try:
-            config = _config_from_args(module, args)
-        except ValueError as err:
-            names = [f.name for f in dataclasses.fields(module.Config)]
-            print(f"mhatheory run {args.experiment}: {_flags_in(str(err), names)} "
-                  f"(see mhatheory run {args.experiment} --help)", file=sys.stderr)
-            return 2
-        try:
-            _check_out(args.out)
-        except ValueError as err:
-            print(f"mhatheory run {args.experiment}: {err}", file=sys.stderr)
-            return 2
-        kwargs = {"progress": not args.no_progress}
-        if hasattr(args, "resume"):
-            kwargs["resume"] = args.resume
-        summary = module.run(config, args.out, **kwargs)
-        print(json.dumps(results.to_jsonable(summary), indent=2))
-        print(f"wrote {args.out}/results.json")
-        return 0
+        return _run(args)
 
     from mhatheory import verify
 
@@ -235,6 +278,57 @@ def main(argv=None) -> int:
     page = verify.write_report(rows, timing, args.out, args.full)
     print(f"\n{verify.summary_line(rows)}; report: {page} ({sum(timing.values()):.0f} s)")
     return verify.exit_status(rows)
+
+
+def _run(args) -> int:
+    """``mhatheory run``: flags → config → (jax.distributed) → ``--out`` → the experiment."""
+    from mhatheory import distributed, experiments, results
+
+    module = experiments.load(args.experiment)
+    prog = f"mhatheory run {args.experiment}"
+    names = [f.name for f in dataclasses.fields(module.Config)]
+    launch_names = [f.name for f in dataclasses.fields(distributed.Launch)]
+    try:
+        config = _config_from_args(module, args)
+        launch = _launch(args)
+    except ValueError as err:
+        print(f"{prog}: {_flags_in(str(err), names + launch_names)} "
+              f"(see {prog} --help)", file=sys.stderr)
+        return 2
+    if launch is not None:
+        try:
+            session = distributed.initialize(launch, _identity(args.experiment, config, args))
+        except (distributed.DistributedError, ValueError) as err:
+            print(f"{prog}: {_flags_in(str(err), launch_names)}", file=sys.stderr)
+            return 2
+        print(distributed.describe(session), file=sys.stderr)
+    try:
+        if distributed.is_writer():
+            _check_out(args.out)
+    except ValueError as err:
+        distributed.report_failure(str(err))
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    kwargs = {"progress": not args.no_progress}
+    if hasattr(args, "resume"):
+        kwargs["resume"] = args.resume
+    try:
+        summary = module.run(config, args.out, **kwargs)
+    except distributed.DistributedError as err:
+        print(f"{prog}: {err} (The cells finished so far are in process 0's --out/cells; "
+              "once the cause is fixed, the same command with --resume continues.)",
+              file=sys.stderr)
+        return 1
+    except BaseException as err:
+        distributed.report_failure(f"{type(err).__name__}: {err}")
+        raise
+    if distributed.is_writer():
+        print(json.dumps(results.to_jsonable(summary), indent=2))
+        print(f"wrote {args.out}/results.json")
+    else:
+        print(f"process {distributed.process_index()}: done; process 0 wrote "
+              f"{args.out}/results.json", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

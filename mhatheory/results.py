@@ -3,6 +3,10 @@
 Every results file records the resolved config, the seed, package versions and the device, and
 is written atomically (to a temporary file in the same folder, then ``os.replace``), so a failed
 or killed run never leaves a half-written file behind.
+
+In a multi-process run (``jax.distributed``) every process runs the same program and only
+process 0 writes: on the others the writers below return the path without touching the file
+system (the multi-controller convention; see :mod:`mhatheory.distributed`).
 """
 
 from __future__ import annotations
@@ -99,9 +103,11 @@ def write_atomic(path, write: Callable[[str], None]) -> Path:
     ``tempfile.mkstemp`` creates 0600) and is renamed over ``path`` with ``os.replace``. On any
     error the temporary file is removed and ``path`` is left as it was. The one atomic writer
     behind :func:`write_text_atomic`, :func:`write_json_atomic`, :func:`save_figure_atomic`
-    and the report pages.
+    and the report pages. In a multi-process run only process 0 writes (module docstring).
     """
     path = Path(path)
+    if jax.distributed.is_initialized() and jax.process_index() != 0:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
                                dir=path.parent)

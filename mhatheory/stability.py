@@ -122,7 +122,9 @@ class Retrained(NamedTuple):
 def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
             chunk: int = 64, devices=None, progress: bool = False) -> Retrained:
     """Run one GD per row of ``idx`` (see module docstring), vmapped in chunks of ``chunk``
-    and sharded over ``devices`` (default ``jax.devices()``) when there are several.
+    and sharded over ``devices`` (default ``jax.local_devices()``: this process's devices; in
+    a multi-process run the processes share out whole sweep cells instead) when there are
+    several.
 
     ``loss_fn(params, data)`` is any loss and ``pool`` any data pytree whose leaves share a
     leading sample axis (a :class:`~mhatheory.data.Batch`, ``(x, y)``, a dict): retraining r
@@ -149,9 +151,13 @@ def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
     P, _ = _validate.num_params(params0)
     _validate.shape("base_traj", base_traj, (steps, P))
     _validate.finite("base_traj", base_traj)
-    devices = list(jax.devices() if devices is None else devices)
+    devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
-        raise ValueError("devices must name at least one device (default: jax.devices()).")
+        raise ValueError("devices must name at least one device (default: "
+                         "jax.local_devices()).")
+    if any(getattr(d, "process_index", 0) != jax.process_index() for d in devices):
+        raise ValueError("devices must belong to this process (jax.local_devices()); in a "
+                         "multi-process run each process retrains on its own devices.")
     ndev = len(devices)
     chunk = max(ndev, (chunk // ndev) * ndev)
     mesh = Mesh(np.array(devices), ("r",)) if ndev > 1 else None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mhatheory import results
+from mhatheory import distributed, results
 
 _META = ("cell", "spec", "config", "versions", "result_keys")
 
@@ -87,6 +87,50 @@ def _changed(stored: dict, want: dict) -> list[str]:
     return [k for k in keys if stored.get(k, _changed) != want.get(k, _changed)]
 
 
+def _payload(name: str, spec: dict, want_config, versions: dict, result: dict) -> dict:
+    clash = set(result) & set(_META)
+    if clash:
+        raise ValueError(f"cell results may not use the keys {sorted(clash)}.")
+    return results.to_jsonable({"cell": name, "spec": spec, "config": want_config,
+                                "versions": versions, "result_keys": sorted(result), **result})
+
+
+def _plan(folder: Path, cells, want_config, resume: bool):
+    """Which cells to reuse (``{name: payload}``) and which to compute (``[(name, spec)]``),
+    with the counts and changed fields that :func:`run_cells` reports."""
+    counts = dict.fromkeys(("reused", "recomputed_config_changed", "recomputed_corrupt",
+                            "computed_new"), 0)
+    changed_fields: set[str] = set()
+    reused, todo = {}, []
+    for name, spec in cells:
+        path = folder / f"{name}.json"
+        want_spec = results.to_jsonable(spec)
+        why = "computed_new"
+        if resume and path.exists():
+            payload, corrupt = _load(path, name)
+            if corrupt:
+                warnings.warn(f"cell file {path} is corrupt ({corrupt}); recomputing it.",
+                              RuntimeWarning, stacklevel=3)
+                why = "recomputed_corrupt"
+            else:
+                stored_spec = payload["spec"]
+                diff = (_changed(stored_spec, want_spec) if isinstance(stored_spec, dict)
+                        else ["spec"])
+                if want_config is not None:
+                    stored = payload.get("config")
+                    diff += (_changed(stored, want_config) if isinstance(stored, dict)
+                             else ["config (not recorded)"])
+                if not diff:
+                    counts["reused"] += 1
+                    reused[name] = payload
+                    continue
+                changed_fields.update(diff)
+                why = "recomputed_config_changed"
+        counts[why] += 1
+        todo.append((name, spec))
+    return reused, todo, {**counts, "changed_fields": sorted(changed_fields)}
+
+
 def run_cells(out_dir, cells: Iterable[tuple[str, dict]], compute: Callable[[dict], dict],
               *, resume: bool, progress: bool, desc: str, config=None,
               ignore: Collection[str] | None = None) -> Cells:
@@ -99,53 +143,35 @@ def run_cells(out_dir, cells: Iterable[tuple[str, dict]], compute: Callable[[dic
     file (bad JSON, missing keys) is named in a warning and recomputed. With ``resume``, one line
     on stderr says how many cells were reused, recomputed (config changed / corrupt) and newly
     computed; the same counts are in the result's ``info``.
+
+    In a multi-process run (``jax.distributed``) the cells to compute are shared out among the
+    processes (:func:`mhatheory.experiments._sweep_distributed.run_shared`): process 0 decides
+    what to reuse and writes every cell file; every process returns all payloads.
     """
     cells = list(cells)
     folder = Path(out_dir) / "cells"
-    folder.mkdir(parents=True, exist_ok=True)
     want_config = cell_config(config, ignore)
     versions = results.versions()
-    counts = dict.fromkeys(("reused", "recomputed_config_changed", "recomputed_corrupt",
-                            "computed_new"), 0)
-    changed_fields: set[str] = set()
-    out = Cells()
-    for name, spec in tqdm(cells, desc=desc, unit="cell", disable=not progress):
-        path = folder / f"{name}.json"
-        want_spec = results.to_jsonable(spec)
-        why = "computed_new"
-        if resume and path.exists():
-            payload, corrupt = _load(path, name)
-            if corrupt:
-                warnings.warn(f"cell file {path} is corrupt ({corrupt}); recomputing it.",
-                              RuntimeWarning, stacklevel=2)
-                why = "recomputed_corrupt"
-            else:
-                stored_spec = payload["spec"]
-                diff = (_changed(stored_spec, want_spec) if isinstance(stored_spec, dict)
-                        else ["spec"])
-                if want_config is not None:
-                    stored = payload.get("config")
-                    diff += (_changed(stored, want_config) if isinstance(stored, dict)
-                             else ["config (not recorded)"])
-                if not diff:
-                    counts["reused"] += 1
-                    out.append(payload)
-                    continue
-                changed_fields.update(diff)
-                why = "recomputed_config_changed"
-        counts[why] += 1
-        result = compute(spec)
-        clash = set(result) & set(_META)
-        if clash:
-            raise ValueError(f"cell results may not use the keys {sorted(clash)}.")
-        payload = results.to_jsonable({"cell": name, "spec": spec, "config": want_config,
-                                       "versions": versions, "result_keys": sorted(result),
-                                       **result})
-        results.write_json_atomic(path, payload)
-        out.append(payload)
-    out.info = {**counts, "changed_fields": sorted(changed_fields)}
-    if resume:
-        detail = f" ({', '.join(sorted(changed_fields))})" if changed_fields else ""
+    if distributed.process_count() > 1:
+        from mhatheory.experiments import _sweep_distributed
+
+        out = _sweep_distributed.run_shared(folder, cells, compute, want_config=want_config,
+                                            versions=versions, resume=resume,
+                                            progress=progress, desc=desc)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        reused, todo, info = _plan(folder, cells, want_config, resume)
+        done = dict(reused)
+        for name, spec in tqdm(todo, desc=desc, unit="cell", disable=not progress,
+                               initial=len(reused), total=len(cells)):
+            payload = _payload(name, spec, want_config, versions, compute(spec))
+            results.write_json_atomic(folder / f"{name}.json", payload)
+            done[name] = payload
+        out = Cells(done[name] for name, _ in cells)
+        out.info = info
+    if resume and distributed.is_writer():
+        counts, changed = out.info, out.info["changed_fields"]
+        detail = f" ({', '.join(changed)})" if changed else ""
         print(f"{desc}: reused {counts['reused']}, recomputed {counts['recomputed_config_changed']}"
               f" (config changed{detail}), recomputed {counts['recomputed_corrupt']} (corrupt), "
               f"computed {counts['computed_new']} new", file=sys.stderr)

@@ -197,12 +197,15 @@ def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -
                                           weight_decay=config.weight_decay)
     # checkpoints are keyed by the cell's config, so a changed setting never restores them
     ckpt_dir = f"{spec['name']}-{cell_digest(config, spec, _not_in_cells(config))}"
-    ckpt = ocp.CheckpointManager(folder.resolve() / "checkpoints" / ckpt_dir,
-                                 options=ocp.CheckpointManagerOptions(max_to_keep=1))
+    # a multi-process run resumes whole cells only: orbax there expects arrays global to all
+    # processes, and only process 0 writes (each process trains its own cells)
+    ckpt = (ocp.CheckpointManager(folder.resolve() / "checkpoints" / ckpt_dir,
+                                  options=ocp.CheckpointManagerOptions(max_to_keep=1))
+            if jax.process_count() == 1 else None)
     state = {"model": nnx.to_pure_dict(nnx.state(model)),
              "opt": nnx.to_pure_dict(nnx.state(optimizer))}
     start, curve = 0, []
-    if ckpt.latest_step() is not None:  # resume mid-training
+    if ckpt is not None and ckpt.latest_step() is not None:  # resume mid-training
         start = ckpt.latest_step()
         restored = ckpt.restore(start, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(state), curve=ocp.args.JsonRestore()))
@@ -219,12 +222,13 @@ def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -
         value = float(_step(model, optimizer, jnp.asarray(train_seqs[idx])))
         if step % config.eval_every == 0 or step == config.steps:
             curve.append({"step": step, "train_loss": value, **evaluate(model, test)})
-        if step % config.checkpoint_every == 0 and step < config.steps:
+        if ckpt is not None and step % config.checkpoint_every == 0 and step < config.steps:
             state = {"model": nnx.to_pure_dict(nnx.state(model)),
                      "opt": nnx.to_pure_dict(nnx.state(optimizer))}
             ckpt.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                     curve=ocp.args.JsonSave({"curve": curve})))
-    ckpt.wait_until_finished()
+    if ckpt is not None:
+        ckpt.wait_until_finished()
     steps95 = next((c["step"] for c in curve if c["exact_match"] >= 0.95), None)
     out = {"curve": curve, "final": curve[-1], "steps_to_95": steps95}
     if mode == "noncausal" and pe == "none":   # C13: the theorem on the trained model, float64

@@ -10,6 +10,13 @@ repeated probes with the same operator and shapes reuse one compiled program, an
 probe, after which each product Hv runs only the tangent program (about the cost of one
 gradient, instead of the primal + tangent of a fresh ``jvp``).
 
+**Data-parallel.** ``build`` uses ``args`` exactly as given and nothing here moves them to a
+device, so a batch whose sample axis is split over devices
+(:func:`mhatheory.distributed.shard_samples`, or any ``NamedSharding``) keeps that split inside
+the jitted probes: each device evaluates the loss on its samples and an all-reduce sums the
+partial gradients of every HVP. Results equal one device's up to the order of that sum
+(``tests/test_distributed.py`` checks the partitioned program and λmin, trace, density).
+
 The Gauss–Newton / curvature split for any model and loss is in :mod:`._split`.
 """
 
