@@ -31,6 +31,7 @@ SPECTRA = {
 }
 
 
+KEY = jax.random.key(0)  # the random directions that continue a Lanczos run after a breakdown
 SEMI_ORTHOGONAL = np.sqrt(np.finfo(np.float64).eps)  # Simon's bound on |q_iᵀq_k|, i ≠ k
 
 
@@ -55,7 +56,7 @@ def test_lanczos_extremes_match_known_spectra(name):
         np.testing.assert_allclose(jnp.linalg.norm(r.vector), 1.0, atol=1e-12)
 
 
-@pytest.mark.parametrize("reortho", ["partial", "full", "none"])
+@pytest.mark.parametrize("reortho", ["selective", "partial", "full", "none"])
 def test_every_reorthogonalisation_finds_the_deora_extremes(deora_problem, reortho):
     params, batch, H = deora_problem
     ev = np.linalg.eigvalsh(H)
@@ -63,7 +64,7 @@ def test_every_reorthogonalisation_finds_the_deora_extremes(deora_problem, reort
                     (spectral.lambda_max(deora.loss_fn, params, batch, reortho=reortho), ev[-1])):
         assert abs(r.value - true) <= REL * abs(true) and r.converged
     with pytest.raises(ValueError, match="reortho"):
-        spectral.lambda_min(deora.loss_fn, params, batch, reortho="selective")
+        spectral.lambda_min(deora.loss_fn, params, batch, reortho="gram-schmidt")
 
 
 @pytest.mark.parametrize("name", list(SPECTRA) + ["few_distinct"])
@@ -74,7 +75,7 @@ def test_partial_reorthogonalisation_keeps_the_basis_semi_orthogonal(name):
     eigs = SPECTRA.get(name, np.repeat([-1.0, 0.0, 1.0, 3.0], 50))
     A = with_spectrum(eigs)
     m = 120
-    Q, T, _, count = jax.jit(lambda v: _lanczos.tridiag(lambda x: A @ x, v, m))(
+    Q, T, _, count = jax.jit(lambda v: _lanczos.tridiag(lambda x: A @ x, v, m, key=KEY))(
         jax.random.normal(jax.random.key(1), (len(eigs),)))
     loss = orthogonality_loss(Q)
     assert loss <= SEMI_ORTHOGONAL, (loss, int(count))
@@ -83,15 +84,15 @@ def test_partial_reorthogonalisation_keeps_the_basis_semi_orthogonal(name):
     assert abs(theta[0] - eigs.min()) <= 1e-12 * scale
     assert abs(theta[-1] - eigs.max()) <= 1e-12 * scale
     # …and the plain recurrence really does lose orthogonality here (the test can fail)
-    Qn, *_ = jax.jit(lambda v: _lanczos.tridiag(lambda x: A @ x, v, m, "none"))(
+    Qn, *_ = jax.jit(lambda v: _lanczos.tridiag(lambda x: A @ x, v, m, "none", key=KEY))(
         jax.random.normal(jax.random.key(1), (len(eigs),)))
     assert orthogonality_loss(Qn) > 1e-3
     with pytest.raises(ValueError, match="reortho"):
-        _lanczos.tridiag(lambda x: A @ x, jnp.ones(len(eigs)), m, "full")
+        _lanczos.tridiag(lambda x: A @ x, jnp.ones(len(eigs)), m, "gram-schmidt", key=KEY)
 
 
 _PROPERTY_N, _PROPERTY_M = 96, 48
-_tridiag_dense = jax.jit(lambda A, v: _lanczos.tridiag(lambda x: A @ x, v, _PROPERTY_M))
+_tridiag_dense = jax.jit(lambda A, v: _lanczos.tridiag(lambda x: A @ x, v, _PROPERTY_M, key=KEY))
 
 
 @given(base=st.lists(st.floats(-1.0, 1.0), min_size=2, max_size=_PROPERTY_N),
@@ -105,7 +106,9 @@ def test_partial_reorthogonalisation_property(base, log_scale, seed):
     Q, T, _, _ = _tridiag_dense(A, jax.random.normal(jax.random.key(seed), (_PROPERTY_N,)))
     assert orthogonality_loss(Q) <= SEMI_ORTHOGONAL
     theta = np.linalg.eigvalsh(np.asarray(T))
-    slack = 1e-12 * np.abs(eigs).max()
+    # relative rounding, plus XLA's flush-to-zero of subnormals (absolute, below `tiny`), which
+    # Hypothesis reaches with eigenvalues of 2.2e-309
+    slack = 1e-12 * np.abs(eigs).max() + 10 * np.finfo(np.float64).tiny
     assert eigs.min() - slack <= theta[0] and theta[-1] <= eigs.max() + slack
 
 
@@ -117,7 +120,7 @@ def test_partial_reorthogonalisation_restarting_from_a_converged_ritz_vector():
     _, V = np.linalg.eigh(np.asarray(A))
     v = jnp.asarray(V[:, 0]) + 1e-13 * jax.random.normal(jax.random.key(3), (len(eigs),))
     m = 60
-    Q, T, _, _ = jax.jit(lambda v: _lanczos.tridiag(lambda x: A @ x, v, m))(v)
+    Q, T, _, _ = jax.jit(lambda v: _lanczos.tridiag(lambda x: A @ x, v, m, key=KEY))(v)
     assert orthogonality_loss(Q) <= SEMI_ORTHOGONAL
     # with an orthonormal basis no Ritz value can fall below λmin
     assert np.linalg.eigvalsh(np.asarray(T))[0] >= eigs.min() - 1e-12

@@ -1,9 +1,10 @@
 """Benchmark: spectral probes on the Deora loss over P = H(d² + d) from ~300 to ~1,000,000.
 
 Per row, all in this process: the dense route (``hessian`` + ``eigh``, where it fits), Lanczos
-λmin (time, HVPs, relative agreement) with each reorthogonalisation (partial, the default; full,
-matfree's; none), the cost of one HVP against one gradient (both amortised over 10 sequential
-evaluations in one program, one P-vector in and one out each), each probe's cost (best of 3)
+λmin (time, HVPs, relative agreement) with each reorthogonalisation (partial, in the unprefixed
+columns as in earlier results; none, the default for k = 1; selective; full), the cost of one
+HVP against one gradient (both amortised over 10 sequential evaluations in one program, one
+P-vector in and one out each), each probe's cost (best of 3)
 against its HVPs, the compiled program's memory, and λmax by 100 steps of power iteration (the
 PyHessian route) against Lanczos with the same 100 HVPs. Where the dense route does not fit, the
 reference is a Lanczos run with twice the Krylov space, and the certified interval of the
@@ -74,13 +75,13 @@ def memory_bytes(params, batch, krylov):
     flat = jax.flatten_util.ravel_pytree(params)[0]
     compiled = _lanczos._restarted_lanczos.lower(
         spectral.Hessian(deora.loss_fn), "smallest", krylov, 0, 1, 1e-10, params, (batch,),
-        flat).compile()
+        flat, jax.random.key(0)).compile()
     m = compiled.memory_analysis()
     return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
             if m is not None else float("nan"))
 
 
-MODES = ("partial", "full", "none")
+MODES = ("none", "selective", "partial", "full")
 
 
 def probe(params, batch, **kw):
@@ -126,7 +127,7 @@ def row(d, H):
     krylov = krylov_for(P)
     kw = dict(krylov=krylov, tol=1e-12, max_restarts=0 if P > 50_000 else 20)
     probes = {mode: probe(params, batch, reortho=mode, **kw) for mode in MODES}
-    lo, t_lan = probes["partial"]
+    lo, t_lan = probes["partial"]    # unprefixed columns: partial, as in earlier results
     if not fits:
         ref = spectral.lambda_min(deora.loss_fn, params, batch, krylov=min(2 * krylov, P - 1),
                                   tol=1e-13, max_restarts=0, key=jax.random.key(5))
@@ -175,8 +176,9 @@ def main(quick: bool) -> None:
         print(f"done d={d} H={H} P={rows[-1]['P']}", flush=True)
     cols = ["P", "H", "d", "grad_ms", "hvp_ms", "hvp_over_grad", "dense_s", "lanczos_s",
             "dense_over_lanczos", "lanczos_hvps", "lambda_min_rel_err", "certified_rel_width",
-            "probe_over_hvps", "full_probe_over_hvps", "none_probe_over_hvps",
-            "full_lambda_min_rel_err", "none_lambda_min_rel_err", "lanczos_mem_MB",
+            "probe_over_hvps", "none_probe_over_hvps", "selective_probe_over_hvps",
+            "full_probe_over_hvps", "none_lambda_min_rel_err",
+            "selective_lambda_min_rel_err", "full_lambda_min_rel_err", "lanczos_mem_MB",
             "power100_rel_err", "lanczos100_rel_err", "reference"]
     print(_util.table(rows, cols))
     overhead = [overhead_row(d, H, n) for d, H in OVERHEAD_GRID[:1 if quick else None]

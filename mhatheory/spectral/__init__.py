@@ -24,13 +24,17 @@ from mhatheory.spectral._exact import (
     hessian,
 )
 from mhatheory.spectral._lanczos import (
+    DEFAULT_BASIS_BUDGET,
     ConvergenceWarning,
     EigResult,
+    Lanczos,
     extreme_eigs,
     lambda_max,
     lambda_min,
+    lanczos_bytes,
 )
 from mhatheory.spectral._operators import Hessian, as_operator, check_probe
+from mhatheory.spectral._recurrence import Reortho
 from mhatheory.spectral._resample import resampled
 from mhatheory.spectral._split import LOSSES, Curvature, GaussNewton
 from mhatheory.spectral._track import track
@@ -52,9 +56,11 @@ def hvp(loss_fn, params, *args):
 __all__ = [
     "Block", "BlockSpectrum", "IndexedBlock", "block_mask", "head_blocks", "per_block",
     "subtree_blocks",
-    "DEFAULT_DENSE_BUDGET", "ConvergenceWarning", "Curvature", "Density", "DenseTooLargeError",
+    "DEFAULT_BASIS_BUDGET", "DEFAULT_DENSE_BUDGET", "ConvergenceWarning", "Curvature",
+    "Density", "DenseTooLargeError",
     "EigResult", "Estimate", "LOSSES", "GaussNewton", "Hessian", "as_operator", "dense",
     "dense_bytes", "dense_with_asymmetry", "extreme_eigs",
-    "hessian", "hvp", "lambda_max", "lambda_min", "resampled", "spectral_density", "trace",
+    "hessian", "hvp", "lambda_max", "lambda_min", "Lanczos", "lanczos_bytes", "Reortho",
+    "resampled", "spectral_density", "trace",
     "track",
 ]

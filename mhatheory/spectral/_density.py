@@ -1,8 +1,11 @@
 """Stochastic estimates: the Hutchinson trace and the spectral density by stochastic Lanczos
 quadrature (SLQ), both with Monte-Carlo standard errors.
 
-**Hutchinson.** For Rademacher z, E[zᵀHz] = tr H; the mean over N probes has standard error
-std/√N (``matfree.stochtrace``).
+**Hutchinson.** For Rademacher z, E[zᵀHz] = tr H. The mean of N probes has the unbiased
+standard error s/√N with s² = Σ(v_i − v̄)²/(N − 1) (ddof = 1; ddof = 0 underestimates it by the
+factor √((N − 1)/N), 29% at N = 2). Probes are evaluated ``chunk`` at a time (a ``vmap`` inside
+a sequential ``lax.map``), so memory is about 2·chunk·P numbers plus the HVP's workspace
+whatever N is; the chunk is the largest that fits ``memory_budget_bytes``.
 
 **SLQ.** For a unit start vector q, m Lanczos steps give T = S diag(θ) Sᵀ, and
 qᵀ f(H) q ≈ Σ_j τ_j f(θ_j) with τ_j = (e_1ᵀ s_j)² (Gauss quadrature; exact for polynomials of
@@ -10,7 +13,14 @@ degree < 2m). With q = z/‖z‖ for Rademacher z, E[qᵀ f(H) q] = tr f(H)/P, s
 measure (1/P) Σ_i δ(λ − λ_i) is estimated by the probe average of Σ_j τ_j δ(λ − θ_j). Each
 probe's weights sum to 1, so the estimate is a probability measure. Derived quantities and their
 standard errors over probes: the fraction (and so the number, ×P) of negative eigenvalues and
-their mass Σ_{λ_i<0} |λ_i| = P·E[Σ_j τ_j |θ_j| 1{θ_j < 0}].
+their mass Σ_{λ_i<0} |λ_i| = P·E[Σ_j τ_j |θ_j| 1{θ_j < 0}]. The Lanczos runs are the toolkit's
+own recurrence (:mod:`._recurrence`, one probe at a time): ``reortho="selective"`` (default)
+keeps each basis semi-orthogonal, which makes T the projection of H to O(ε‖H‖) and the nodes as
+accurate as with full reorthogonalisation at a fraction of its O(P·m²) cost; ``"none"`` needs
+no basis (O(P) memory), and Gauss quadrature stays accurate without reorthogonalisation
+(Greenbaum 1989: the finite-precision recurrence is exact for a nearby matrix whose
+eigenvalues lie in tiny intervals around H's), at the price of ghost nodes that split the
+weight of converged ones.
 """
 
 from __future__ import annotations
@@ -22,10 +32,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matfree import decomp, stochtrace
 
 from mhatheory import _validate
-from mhatheory.spectral._operators import as_operator, check_probe, operator_flat
+from mhatheory.spectral import _exact
+from mhatheory.spectral._operators import (
+    as_operator,
+    check_probe,
+    operator_flat,
+    operator_size,
+)
+from mhatheory.spectral._recurrence import Reortho, as_reortho, eigh_tridiagonal, lanczos
 
 
 class Estimate(NamedTuple):
@@ -36,25 +52,61 @@ class Estimate(NamedTuple):
     num_hvps: int
 
 
-@functools.partial(jax.jit, static_argnames=("op", "num_samples"))
-def _hutchinson(op, num_samples, params, args, key):
+@functools.partial(jax.jit, static_argnames=("op", "num_samples", "chunk"))
+def _hutchinson(op, num_samples, chunk, params, args, key):
+    """Per-probe zᵀHz for ``num_samples`` Rademacher z, ``chunk`` HVPs at a time."""
     matvec, flat = op.build(params, args)
-    sampler = stochtrace.sampler_signs(flat, num=num_samples)
-    estimate = stochtrace.estimator_monte_carlo_mean_and_sem(stochtrace.monte_carlo_trace(),
-                                                             sampler)
-    return estimate(matvec, key)
+    num_chunks = -(-num_samples // chunk)
+    keys = jax.random.split(key, num_samples)   # the same probes whatever the chunking
+    keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], num_chunks * chunk - num_samples, 0)])
+    keys = keys.reshape(num_chunks, chunk)
+
+    def one(k):
+        z = jax.random.rademacher(k, flat.shape, flat.dtype)
+        return z @ matvec(z)
+
+    values = jax.lax.map(jax.vmap(one), keys).reshape(-1)
+    return values[:num_samples]
 
 
-def trace(loss_fn, params, *args, key=None, num_samples: int = 100) -> Estimate:
-    """Hutchinson estimate of tr ∇²L̂ with its standard error (``num_samples`` HVPs)."""
+def trace_chunk(num_params: int, dtype, memory_budget_bytes: int | None) -> int:
+    """Probes per chunk of :func:`trace`: each holds its probe and its HVP (2 P-vectors)."""
+    budget = DEFAULT_TRACE_BUDGET if memory_budget_bytes is None else memory_budget_bytes
+    per = 2 * num_params * np.dtype(dtype).itemsize
+    if per > budget:
+        raise ValueError(f"memory_budget_bytes={budget:,} is too small for one trace probe "
+                         f"(2 vectors of P={num_params:,}: {per:,} bytes); raise it to at "
+                         f"least {per:,}.")
+    return int(budget // per)
+
+
+#: Default memory budget of the trace probes in flight (bytes).
+DEFAULT_TRACE_BUDGET = 2**30
+
+
+def trace(loss_fn, params, *args, key=None, num_samples: int = 100,
+          memory_budget_bytes: int | None = None) -> Estimate:
+    """Hutchinson estimate of tr ∇²L̂ with its unbiased (ddof = 1) standard error.
+
+    ``num_samples`` HVPs, evaluated in chunks that fit ``memory_budget_bytes`` (default 1 GiB
+    for the probes and their HVPs; the chunk is balanced so that no HVP is wasted beyond
+    rounding up to a whole number of equal chunks). ``key=None`` means ``jax.random.key(0)``,
+    a fixed and reproducible draw: pass a key to vary it.
+    """
     num_samples = _validate.positive_int("num_samples", num_samples, minimum=2)
     if key is not None:
         _validate.prng_key("key", key)
+    _exact.check_budget(memory_budget_bytes)
     op = as_operator(loss_fn)
     check_probe(op, params, args)
+    P, dtype = operator_size(op, params)
+    most = min(trace_chunk(P, dtype, memory_budget_bytes), num_samples)
+    num_chunks = -(-num_samples // most)
+    chunk = -(-num_samples // num_chunks)        # equal chunks, < num_chunks padded probes
     key = jax.random.key(0) if key is None else key
-    mean, sem = _hutchinson(op, num_samples, params, args, key)
-    return Estimate(float(mean), float(sem), num_samples)
+    values = np.asarray(_hutchinson(op, num_samples, chunk, params, args, key))
+    return Estimate(float(values.mean()), float(values.std(ddof=1) / math.sqrt(num_samples)),
+                    num_chunks * chunk)
 
 
 class Density(NamedTuple):
@@ -103,25 +155,35 @@ class Density(NamedTuple):
         return m * self.dim, s * self.dim
 
 
-@functools.partial(jax.jit, static_argnames=("op", "num_probes", "krylov"))
-def _slq(op, num_probes, krylov, params, args, key):
+@functools.partial(jax.jit, static_argnames=("op", "num_probes", "krylov", "reortho"))
+def _slq(op, num_probes, krylov, params, args, key, reortho=Reortho.SELECTIVE):
     matvec, flat = op.build(params, args)
-    alg = decomp.tridiag_sym(krylov, reortho="full", materialize=True, custom_vjp=False)
-    probes = jax.random.rademacher(key, (num_probes, flat.shape[0]), flat.dtype)
+    k_probe, k_break = jax.random.split(key)
+    probes = jax.random.rademacher(k_probe, (num_probes, flat.shape[0]), flat.dtype)
+    keys = jax.random.split(k_break, num_probes)
 
-    def one(z):
-        _, T, _, _ = alg(matvec, z / jnp.linalg.norm(z))
-        theta, S = jnp.linalg.eigh(T)
+    def one(zk):
+        z, k = zk
+        kr = lanczos(matvec, z, krylov, key=k, reortho=reortho,
+                     store_basis=reortho is not Reortho.NONE)
+        # a run without a basis stops at a breakdown; the padding (zero) rows of T decouple
+        # and carry zero weight
+        i = jnp.arange(krylov)
+        theta, S = eigh_tridiagonal(jnp.where(i < kr.steps, kr.alpha, 0.0),
+                                    jnp.where(i[1:] < kr.steps, kr.beta[1:krylov], 0.0))
         return theta, S[0] ** 2
 
-    return jax.lax.map(one, probes)
+    return jax.lax.map(one, (probes, keys))
 
 
 def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8,
-                     krylov: int = 60) -> Density:
-    """SLQ estimate of the Hessian's spectral density (num_probes·krylov HVPs)."""
+                     krylov: int = 60, reortho="selective") -> Density:
+    """SLQ estimate of the Hessian's spectral density (``num_probes``·``krylov`` HVPs, one
+    probe's Lanczos run at a time; memory ``krylov``·P numbers for ``reortho="selective"`` or
+    ``"partial"``/``"full"``, O(P) for ``"none"``). ``key=None`` means ``jax.random.key(0)``."""
     num_probes = _validate.positive_int("num_probes", num_probes, minimum=2)
     krylov = _validate.positive_int("krylov", krylov)
+    reortho = as_reortho(reortho)
     if key is not None:
         _validate.prng_key("key", key)
     op = as_operator(loss_fn)
@@ -129,5 +191,5 @@ def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8,
     flat = operator_flat(op, params)
     krylov = min(krylov, flat.size)
     key = jax.random.key(0) if key is None else key
-    nodes, weights = _slq(op, num_probes, krylov, params, args, key)
+    nodes, weights = _slq(op, num_probes, krylov, params, args, key, reortho=reortho)
     return Density(np.asarray(nodes), np.asarray(weights), int(flat.size))

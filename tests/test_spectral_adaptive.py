@@ -1,0 +1,224 @@
+"""Adaptive Lanczos (the stop rule), the selective scheme, the basis-free run
+(``store_basis=False``) and the probe built by a call (:class:`mhatheory.spectral.Lanczos`)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mhatheory import data, spectral
+from mhatheory.models import deora
+from mhatheory.spectral import _lanczos, _recurrence
+
+EPS = np.finfo(np.float64).eps
+SEMI_ORTHOGONAL = np.sqrt(EPS)          # Simon's bound on |q_iᵀq_k|, i ≠ k
+KEY = jax.random.key(0)
+
+SPECTRA = {
+    "indefinite": np.linspace(-1.0, 2.0, 200),
+    "clustered": np.concatenate([[-0.3], 0.5 + 1e-3 * np.arange(198), [3.0]]),
+    "repeated_extremes": np.concatenate([[-2.0] * 3, np.linspace(-1, 1, 194), [4.0] * 3]),
+    "tiny_gap": np.concatenate([[-1.0, -1.0 + 1e-3], np.linspace(0, 1, 198)]),
+    "tinier_gap": np.concatenate([[-1.0, -1.0 + 1e-6], np.linspace(0, 1, 197), [1.0 + 1e-7]]),
+}
+
+
+def with_spectrum(eigs, seed=0):
+    Q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(seed), (len(eigs), len(eigs))))
+    A = Q @ jnp.diag(jnp.asarray(eigs)) @ Q.T
+    return 0.5 * (A + A.T)
+
+
+MATRICES = {name: with_spectrum(e) for name, e in SPECTRA.items()}
+
+
+def quadratic(x, A):
+    """½ xᵀAx: its Hessian is exactly A."""
+    return 0.5 * x @ A @ x
+
+
+def ritz_estimates(alpha, beta, j, which, k):
+    """max over the k wanted Ritz pairs of T_j of β_j|s_{j−1}| and max|θ|, in numpy."""
+    T = np.diag(alpha[:j]) + np.diag(beta[1:j], 1) + np.diag(beta[1:j], -1)
+    theta, S = np.linalg.eigh(T)
+    est = beta[j] * np.abs(S[j - 1])
+    pick = slice(0, k) if which == "smallest" else slice(j - k, j)
+    return est[pick].max(), np.abs(theta).max()
+
+
+_adaptive = jax.jit(
+    lambda A, v, tol, which: _recurrence.lanczos(lambda x: A @ x, v, 150, key=KEY,
+                                                 reortho="selective", which=which, k=1,
+                                                 tol=tol, every=1),
+    static_argnames="which")
+
+
+@pytest.mark.parametrize("name", list(SPECTRA))
+@pytest.mark.parametrize("which", ["smallest", "largest"])
+def test_the_adaptive_stop_comes_exactly_when_the_estimates_meet_the_tolerance(name, which):
+    """Checked at every step, the recurrence stops at the first j whose Ritz estimate meets
+    tol·max|θ|: never before (T_{j−1} misses it), and not later (T_j meets it); recomputed in
+    numpy from the returned α, β."""
+    tol = 1e-9
+    kr = _adaptive(MATRICES[name], jax.random.normal(jax.random.key(1), (200,)), tol, which)
+    j = int(kr.steps)
+    alpha, beta = np.asarray(kr.alpha), np.asarray(kr.beta)
+    assert 2 <= j < 150, j                       # it did stop early, and not before k + 1 steps
+    est, scale = ritz_estimates(alpha, beta, j, which, 1)
+    # the device's eigensolver and numpy's agree to ~1e-15 on T; the margin is 1e-3 relative
+    assert est <= tol * scale * (1 + 1e-3)
+    est_prev, scale_prev = ritz_estimates(alpha, beta, j - 1, which, 1)
+    assert est_prev > tol * scale_prev * (1 - 1e-3)
+
+
+@pytest.mark.parametrize("name", list(SPECTRA))
+def test_adaptive_probes_meet_the_tolerance_and_certify_the_truth(name):
+    """The stop rule only decides when Ritz vectors are formed: a converged result has a true
+    residual (recomputed here in numpy) within (tol + 100ε)·‖A‖, its interval holds the exact
+    eigenvalue, and it takes fewer HVPs than the same run checked only at the full Krylov
+    size."""
+    eigs, A = SPECTRA[name], MATRICES[name]
+    x0 = jnp.ones(len(eigs))
+    tol = 1e-10
+    for which, truth in (("smallest", eigs.min()), ("largest", eigs.max())):
+        r = spectral.extreme_eigs(quadratic, x0, A, which=which, krylov=80, tol=tol,
+                                  max_restarts=40)[0]
+        fixed = spectral.extreme_eigs(quadratic, x0, A, which=which, krylov=80, tol=tol,
+                                      max_restarts=40, check_every=80)[0]
+        assert r.converged and fixed.converged
+        v = np.asarray(r.vector)
+        resid = np.linalg.norm(np.asarray(A) @ v - r.value * v)
+        assert resid <= (tol + 100 * EPS) * np.abs(eigs).max()
+        # the exact eigenvalue, up to the float64 rounding of A's entries (~1e-15 ‖A‖)
+        assert r.interval[0] - 1e-13 <= truth <= r.interval[1] + 1e-13
+        assert r.num_hvps < fixed.num_hvps, (r.num_hvps, fixed.num_hvps)
+
+
+@pytest.mark.parametrize("name", list(SPECTRA) + ["few_distinct"])
+def test_selective_orthogonalisation_keeps_the_basis_semi_orthogonal(name):
+    """Simon's bound |q_iᵀq_k| ≤ √ε over the whole basis (breakdowns included: 4 distinct
+    eigenvalues give a 4-dimensional Krylov space), T carries the extremes to float64
+    precision, and it takes fewer Gram–Schmidt passes than partial reorthogonalisation."""
+    eigs = SPECTRA.get(name, np.repeat([-1.0, 0.0, 1.0, 3.0], 50))
+    A = MATRICES.get(name, with_spectrum(eigs))
+    v = jax.random.normal(jax.random.key(1), (len(eigs),))
+    run = jax.jit(lambda v, r: _recurrence.tridiag(lambda x: A @ x, v, 120, r, key=KEY),
+                  static_argnums=1)
+    Q, T, _, count = run(v, "selective")
+    Q = np.asarray(Q)
+    assert np.abs(Q @ Q.T - np.eye(120)).max() <= SEMI_ORTHOGONAL
+    theta = np.linalg.eigvalsh(np.asarray(T))
+    scale = np.abs(eigs).max()
+    assert abs(theta[0] - eigs.min()) <= 1e-12 * scale
+    assert abs(theta[-1] - eigs.max()) <= 1e-12 * scale
+    if name != "few_distinct":          # there every pass is a breakdown, in both schemes
+        assert int(count) < int(run(v, "partial")[3])
+
+
+@pytest.fixture(scope="module")
+def deora_problem():
+    cfg = data.MixtureConfig(d=8, T=5, n=64, num_irrelevant=3)
+    batch = data.sample(cfg, jax.random.key(0))
+    params = deora.init_params(jax.random.key(1), 8, 4, init_scale=2.0)
+    return params, batch
+
+
+@pytest.mark.parametrize("which", ["smallest", "largest"])
+def test_basis_free_lanczos_equals_the_stored_basis(deora_problem, which):
+    """store_basis=False replays the recurrence instead of storing it: the same vectors, so the
+    same value and interval as the stored plain recurrence to 1e-10 relative (the issue's
+    bound; the replay repeats the same float64 operations, so in practice far closer), and
+    the same value as the selective scheme, both converged."""
+    params, batch = deora_problem
+    free = spectral.extreme_eigs(deora.loss_fn, params, batch, which=which,
+                                 store_basis=False)[0]
+    stored = spectral.extreme_eigs(deora.loss_fn, params, batch, which=which,
+                                   store_basis=True, reortho="none")[0]
+    selective = spectral.extreme_eigs(deora.loss_fn, params, batch, which=which,
+                                      store_basis=True, reortho="selective")[0]
+    assert not free.store_basis and stored.store_basis and free.reortho == "none"
+    assert free.converged and stored.converged and selective.converged
+    for other in (stored, selective):
+        assert abs(free.value - other.value) <= 1e-10 * abs(other.value)
+    for a, b in zip(free.interval, stored.interval, strict=True):
+        assert abs(a - b) <= 1e-10 * abs(stored.value)
+    # twice the recurrence's HVPs, minus the last step, plus the same residual/rounding HVPs
+    assert free.num_hvps == stored.num_hvps + free.lanczos_steps - 1 - free.restarts
+
+
+def _temp_bytes(krylov, store_basis, P=4096):
+    lam = jnp.linspace(-1.0, 2.0, P)
+    params, args = jnp.ones(P), (lam,)
+    op = spectral.Hessian(lambda x, lam: 0.5 * jnp.sum(lam * x * x))
+    reortho = "none" if not store_basis else "selective"
+    compiled = _lanczos._restarted_lanczos.lower(
+        op, "smallest", krylov, 2, 1, 1e-10, params, args, params, KEY,
+        reortho=_lanczos.Reortho(reortho), store_basis=store_basis, every=5).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+def test_basis_free_memory_does_not_grow_with_the_krylov_size():
+    """XLA's compiled temp memory for 20 and 200 Lanczos vectors at P = 4096: the stored basis
+    grows by ≥ 180 P-vectors (the test can fail), the basis-free run by less than 10 (what
+    grows is T and its eigenvectors, 200² numbers ≈ 10 P-vectors at this P)."""
+    per = 4096 * 8
+    grow_stored = _temp_bytes(200, True) - _temp_bytes(20, True)
+    grow_free = _temp_bytes(200, False) - _temp_bytes(20, False)
+    assert grow_stored >= 180 * per, grow_stored / per
+    assert grow_free < 10 * per, grow_free / per
+
+
+def test_the_memory_budget_chooses_the_basis_free_run(deora_problem):
+    params, batch = deora_problem
+    P = deora.parameter_count(8, 4)
+    need_free = spectral.lanczos_bytes(P, 40, 1, jnp.float64, store_basis=False)
+    need_stored = spectral.lanczos_bytes(P, 40, 1, jnp.float64, store_basis=True)
+    auto = spectral.lambda_min(deora.loss_fn, params, batch, memory_budget_bytes=need_stored)
+    tight = spectral.lambda_min(deora.loss_fn, params, batch, memory_budget_bytes=need_free)
+    assert auto.store_basis and not tight.store_basis
+    assert abs(auto.value - tight.value) <= 1e-10 * abs(auto.value)
+    with pytest.raises(ValueError, match="memory_budget_bytes"):
+        spectral.lambda_min(deora.loss_fn, params, batch, memory_budget_bytes=need_free - 1)
+    with pytest.raises(ValueError, match="memory_budget_bytes"):   # k > 1 needs the basis
+        spectral.extreme_eigs(deora.loss_fn, params, batch, k=2, memory_budget_bytes=need_free)
+    with pytest.raises(ValueError, match="store_basis"):
+        spectral.extreme_eigs(deora.loss_fn, params, batch, k=2, store_basis=False)
+    with pytest.raises(ValueError, match="needs the Krylov basis"):
+        spectral.lambda_min(deora.loss_fn, params, batch, store_basis=False, reortho="partial")
+
+
+def test_a_probe_is_built_by_a_call_and_applied_later(deora_problem):
+    params, batch = deora_problem
+    probe = spectral.Lanczos(which="largest", krylov=30, tol=1e-11)
+    key = jax.random.key(3)
+    r = probe(deora.loss_fn, params, batch, key=key)[0]
+    same = spectral.lambda_max(deora.loss_fn, params, batch, key=key, krylov=30, tol=1e-11)
+    assert r.value == same.value and r.num_hvps == same.num_hvps
+    with pytest.raises(ValueError, match="key"):
+        probe(deora.loss_fn, params, batch, key=None)
+    with pytest.raises(ValueError, match="reortho"):
+        spectral.Lanczos(reortho="sideways")
+    with pytest.raises(ValueError, match="check_every"):
+        spectral.Lanczos(check_every=0)
+    assert spectral.Reortho.SELECTIVE == "selective"
+
+
+def test_trace_standard_error_is_unbiased_and_chunking_changes_nothing():
+    """For H = A (dense, P = 40), Var(zᵀAz) = 2(‖A‖_F² − Σ A_ii²) for Rademacher z. With
+    N = 2 probes the unbiased (ddof = 1) N·se² has mean exactly that variance; ddof = 0 would
+    give half of it. Over 300 independent keys the Monte-Carlo error of the mean of N·se² is
+    ≈ √(2/300)·Var·(kurtosis factor ≲ 2) ≈ 0.16·Var, so 0.75…1.3 separates the two by > 3σ."""
+    A = with_spectrum(np.linspace(-1.0, 2.0, 40), seed=2)
+    x = jnp.ones(40)
+    var = 2 * (float(jnp.sum(A**2)) - float(jnp.sum(jnp.diag(A) ** 2)))
+    se2 = [2 * spectral.trace(quadratic, x, A, key=k, num_samples=2).se ** 2
+           for k in jax.random.split(jax.random.key(5), 300)]
+    assert 0.75 <= np.mean(se2) / var <= 1.3, np.mean(se2) / var
+    # chunks of 3 probes (a budget of 7 P-vectors) give the same probes as one chunk
+    one = spectral.trace(quadratic, x, A, key=KEY, num_samples=10)
+    chunked = spectral.trace(quadratic, x, A, key=KEY, num_samples=10,
+                             memory_budget_bytes=7 * 40 * 8)
+    np.testing.assert_allclose([chunked.value, chunked.se], [one.value, one.se], rtol=1e-13)
+    assert one.num_hvps == 10 and chunked.num_hvps == 12      # 4 equal chunks of 3
+    with pytest.raises(ValueError, match="memory_budget_bytes"):
+        spectral.trace(quadratic, x, A, key=KEY, memory_budget_bytes=40 * 8)
