@@ -43,6 +43,9 @@ def bench_sections() -> list[str]:
                       "none_lambda_min_rel_err", "lanczos_mem_MB", "power100_rel_err",
                       "lanczos100_rel_err", "reference"]),
         "stability": ("Leave-one-out retraining, n=256", ["route", "seconds", "speedup"]),
+        "scale": ("Past one process: the stability sweep over processes, data-parallel λmin "
+                  "(see `experiments/bench/results/scale.md`)",
+                  ["part", "route", "seconds", "speedup", "cells", "hvps"]),
         "spectral_torch": ("Our HVP and λmax vs PyTorch double backward + 100-step power "
                            "iteration (PyHessian's route)",
                            ["P", "H", "d", "hvp_agreement", "ours_hvp_ms", "torch_hvp_ms",

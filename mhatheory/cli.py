@@ -203,9 +203,9 @@ def _add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
                         "one of them is given or srun/mpirun started several tasks; "
                         "--no-distributed forces one process")
     g.add_argument("--connect-timeout", type=float, default=120.0, metavar="SECONDS",
-                   help=docs["connect_timeout"] + " (default: 120)")
+                   help=docs["connect_timeout"].rstrip(".") + " (default: 120)")
     g.add_argument("--heartbeat-timeout", type=int, default=60, metavar="SECONDS",
-                   help=docs["heartbeat_timeout"] + " (default: 60)")
+                   help=docs["heartbeat_timeout"].rstrip(".") + " (default: 60)")
 
 
 def _launch(args):

@@ -299,9 +299,9 @@ def stop_on_peer_failure(poll_s: float = 1.0):
 
     A thread polls the store every ``poll_s`` seconds and delivers the stop as ``SIGUSR1`` to
     the main thread, whose handler (installed for the block, the previous one restored after the
-    thread has ended) raises the error. Does nothing in a single-process run or outside the
-    main thread."""
-    if (process_count() <= 1
+    thread has ended) raises the error. Does nothing in a single-process run, outside the main
+    thread, or without POSIX signals (then the next wait stops the process)."""
+    if (process_count() <= 1 or not hasattr(signal, "pthread_kill")    # (not on Windows)
             or threading.current_thread() is not threading.main_thread()):
         yield
         return

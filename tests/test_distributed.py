@@ -461,3 +461,12 @@ def test_shard_samples_refuses_uneven_splits_and_ragged_data():
         distributed.shard_samples((jnp.zeros((4, 2)), jnp.zeros((6,))),
                                   jax.local_devices()[:2])
     assert math.prod(distributed.shard_samples(x, jax.local_devices()[:2]).shape) == 30
+
+
+def test_coordinator_addresses_parse_with_ipv6_brackets():
+    assert distributed.parse_address("10.0.0.1:12345") == ("10.0.0.1", 12345)
+    assert distributed.parse_address("[::1]:8476") == ("::1", 8476)
+    assert distributed.parse_address("node-01.cluster:80") == ("node-01.cluster", 80)
+    for bad in ("::1:8476", "host:", ":123", "a b:1"):
+        with pytest.raises(ValueError, match="HOST:PORT"):
+            distributed.parse_address(bad)
