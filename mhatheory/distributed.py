@@ -187,12 +187,12 @@ def initialize(launch: Launch, identity: dict | None = None) -> Session:
 
     from mhatheory import _rendezvous
 
+    launch, local_ids = _resolve(launch)
     if jax.distributed.is_initialized():
         raise DistributedError("jax.distributed is already initialized in this process.")
     if xla_bridge.backends_are_initialized():
         raise DistributedError("jax.distributed must start before any JAX computation in the "
                                "process (call initialize first).")
-    launch, local_ids = _resolve(launch)
     identity = json.loads(json.dumps(identity or {}))
     host, port = parse_address(launch.coordinator)
     n, pid = launch.num_processes, launch.process_id
