@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from mhatheory import report, results
+from mhatheory import results
 
 
 @pytest.fixture
@@ -26,13 +26,11 @@ def test_atomic_writers_create_files_readable_by_others(tmp_path, umask_022):
     results.write_json_atomic(tmp_path / "r.json", {"a": 1.0})
     results.write_text_atomic(tmp_path / "t.md", "# hi ü\n")
     results.save_figure_atomic(plt.figure(), tmp_path / "f.png")
-    report._write_text_atomic(tmp_path / "index.html", "<p>x</p>")
-    for name in ("r.json", "t.md", "f.png", "index.html"):
+    for name in ("r.json", "t.md", "f.png"):
         assert _mode(tmp_path / name) == 0o644, name
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1.0}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "index.html", "r.json",
-                                                          "t.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "r.json", "t.md"]
 
 
 def test_atomic_writer_respects_the_umask(tmp_path):

@@ -356,6 +356,11 @@ class Lanczos:
         if key is None:
             raise ValueError("key must be a JAX random key (jax.random.key(seed)); it draws the "
                              "start vector and the HVP rounding probe.")
+        return self._probe(loss_fn, params, args, key, v0)
+
+    def _probe(self, loss_fn, params, args, key, v0) -> list[EigResult]:
+        """:meth:`__call__`, where ``key=None`` (the conveniences' default) becomes
+        ``jax.random.key(0)`` only after every input check (making a key compiles)."""
         check_options(key=key, v0=v0, **self.options())
         op = as_operator(loss_fn)
         check_probe(op, params, args)
@@ -367,7 +372,7 @@ class Lanczos:
                                            self.reortho, self.memory_budget_bytes)
         t0 = time.perf_counter()
         flat = operator_flat(op, params)
-        k_start, k_run = jax.random.split(key)
+        k_start, k_run = jax.random.split(jax.random.key(0) if key is None else key)
         start = _start_vector(flat, k_start, v0, wdt)
         threshold = float(self.tol) + 100 * float(jnp.finfo(dtype).eps)
         theta, vecs, res, rho, tau, delta, scale, restarts, hvps, steps = _restarted_lanczos(
@@ -431,8 +436,7 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
         check_options(num_params=P, **options)
         _exact.check_dense_fits(P, dtype, memory_budget_bytes)
         return _exact_eigs(op, params, args, k, which, memory_budget_bytes, time.perf_counter())
-    return Lanczos(**options)(loss_fn, params, *args,
-                              key=jax.random.key(0) if key is None else key, v0=v0)
+    return Lanczos(**options)._probe(loss_fn, params, args, key, v0)
 
 
 def _exact_eigs(op, params, args, k, which, memory_budget_bytes, t0) -> list[EigResult]:
