@@ -46,6 +46,11 @@ def bench_sections() -> list[str]:
         "scale": ("Past one process: the stability sweep over processes, data-parallel λmin "
                   "(see `experiments/bench/results/scale.md`)",
                   ["part", "route", "seconds", "speedup", "cells", "hvps"]),
+        "bounded_memory": ("Lanczos in bounded memory: λmin basis-free vs the stored Krylov basis, "
+                           "Deora d=384 up to P≈10⁷ (see "
+                           "`experiments/bench/results/bounded_memory.md`)",
+                           ["P", "krylov", "store_basis", "lambda_min", "converged", "hvps",
+                            "seconds", "first_call_s", "peak_rss_gb", "probe_gb", "basis_gb"]),
         "spectral_torch": ("Our HVP and λmax vs PyTorch double backward + 100-step power "
                            "iteration (PyHessian's route)",
                            ["P", "H", "d", "hvp_agreement", "ours_hvp_ms", "torch_hvp_ms",
@@ -66,6 +71,10 @@ def bench_sections() -> list[str]:
 
 # further tables a benchmark writes next to its rows
 EXTRA_TABLES = {
+    "bounded_memory": {"agreement": (
+        "Basis-free against stored at the same P and Krylov size (time and HVPs as ratios)",
+        ["P", "krylov", "rel_diff", "intervals_overlap", "time_ratio", "hvp_ratio",
+         "peak_saved_gb"])},
     "spectral": {"overhead": (
         "A probe's cost beyond its HVPs as the HVP gets dearer (P fixed, n samples; λmin, one "
         "Lanczos cycle; `*_extra_ms_per_step` = (probe − HVPs × HVP time) / krylov; a negative "
