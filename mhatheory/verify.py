@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mhatheory import report, results
+from mhatheory import _numerics, report, results
 from mhatheory.checks import Check, lower, tendency, upper
 
 #: The check groups: CLI name → (what it checks, module under :mod:`mhatheory.checks`).
@@ -88,6 +88,7 @@ def run_checks(only=None, full: bool = False, out_dir="report", progress: bool =
         t0 = time.perf_counter()
         rows.extend(CHECKS[name][1](full, out, progress=progress))
         timing[name] = time.perf_counter() - t0
+        _numerics.relieve_code_mappings()   # a group's programs are not reused by the next
     return rows, timing
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mhatheory import distributed, results
+from mhatheory import _numerics, distributed, results
 
 _META = ("cell", "spec", "config", "versions", "result_keys")
 
@@ -167,6 +167,7 @@ def run_cells(out_dir, cells: Iterable[tuple[str, dict]], compute: Callable[[dic
             payload = _payload(name, spec, want_config, versions, compute(spec))
             results.write_json_atomic(folder / f"{name}.json", payload)
             done[name] = payload
+            _numerics.relieve_code_mappings()
         out = Cells(done[name] for name, _ in cells)
         out.info = info
     if resume and distributed.is_writer():

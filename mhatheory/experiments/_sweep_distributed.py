@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mhatheory import distributed, results
+from mhatheory import _numerics, distributed, results
 from mhatheory.experiments import _sweep
 
 _SEQUENCE = itertools.count()  # one namespace per sweep; every process runs the same sweeps
@@ -123,6 +123,7 @@ def run_shared(folder: Path, cells: list, compute, *, want_config, versions: dic
                     collector.mark_written(name, payload)
                 channel.put(f"result/{name}", payload)
                 channel.put(f"done/{channel.ticket('finished')}", name)
+                _numerics.relieve_code_mappings()
                 mine[name] = payload
             if collector is not None:
                 collector.finish()
