@@ -5,6 +5,7 @@ Importing the package enables float64 and the highest matmul precision (see
 """
 
 from mhatheory import _numerics
+from mhatheory._numerics import relieve_code_mappings
 
 _numerics.configure()
 
@@ -14,4 +15,5 @@ from mhatheory.models import DeoraMHA  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Batch", "DeoraMHA", "MixtureConfig", "data", "losses", "train", "__version__"]
+__all__ = ["Batch", "DeoraMHA", "MixtureConfig", "data", "losses",
+           "relieve_code_mappings", "train", "__version__"]
