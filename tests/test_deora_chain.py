@@ -25,11 +25,17 @@ def _full_block_norm(params, X, h):
     return float(jnp.max(jnp.abs(jnp.linalg.eigvalsh(jax.hessian(phi_h)(theta)))))
 
 
-def _problem(d=5, T=4, H=3, n=12, seed=0, init_scale=2.0, token_scale=1.0):
-    cfg = data.MixtureConfig(d=d, T=T, n=n, num_irrelevant=2, scale=token_scale,
-                             sigma=0.3 * token_scale)
-    batch = data.sample(cfg, jax.random.key(seed))
-    params = deora.init_params(jax.random.key(seed + 1), d, H, init_scale=init_scale)
+#: the unit-scale mixture: one compiled sampler serves every draw of every test below
+UNIT = data.MixtureConfig(d=5, T=4, n=12, num_irrelevant=2, scale=1.0, sigma=0.3)
+
+
+def _problem(H=3, seed=0, init_scale=2.0, token_scale=1.0):
+    """The mixture with cluster-mean norm s and noise 0.3·s is s × the unit mixture, so the
+    tokens are drawn at unit scale and multiplied by ``token_scale`` (a config per Hypothesis
+    draw would compile a sampler per draw)."""
+    batch = data.sample(UNIT, jax.random.key(seed))
+    batch = batch._replace(X=token_scale * batch.X)
+    params = deora.init_params(jax.random.key(seed + 1), UNIT.d, H, init_scale=init_scale)
     return params, batch
 
 
