@@ -45,6 +45,32 @@ def weak_convexity_run(tmp_path_factory):
     return config, wc.run(config, out, progress=False), out
 
 
+#: The stability sweep shared by the experiment smoke test and the single-process reference of
+#: the 2-process test (tests/test_distributed.py runs the same sweep from these flags): two n
+#: (so the ε₁-vs-n slope exists), one H and K, two cells of a few compiled programs each.
+STABILITY = dict(n_grid=(4, 8), heads_grid=(1,), steps_grid=(2,), seeds=2, subset=4, num_test=4,
+                 d=4, T=4, num_irrelevant=2, influence_samples=1)
+
+
+@pytest.fixture(scope="session")
+def stability_config():
+    """:data:`STABILITY` as a ``stability_sweep.Config``."""
+    from mhatheory.experiments import stability_sweep
+
+    return stability_sweep.Config(**STABILITY)
+
+
+@pytest.fixture(scope="session")
+def stability_run(stability_config, tmp_path_factory):
+    """``(config, summary, out_dir)`` of one tiny stability sweep in this process (4 host
+    devices, as ``mhatheory run stability`` in a fresh process would see); tests must not write
+    into ``out_dir``."""
+    from mhatheory.experiments import stability_sweep
+
+    out = tmp_path_factory.mktemp("stability")
+    return (stability_config, stability_sweep.run(stability_config, out, progress=False), out)
+
+
 def pytest_terminal_summary(terminalreporter, config):
     """The robustness campaign's tally (tests/test_robustness.py sets it when it runs)."""
     line = getattr(config, "robustness_summary", lambda: None)()
