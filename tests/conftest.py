@@ -1,9 +1,9 @@
 """Shared test settings.
 
-Tolerances: one table by dtype, :data:`mhatheory.testing.TOL` (float64 1e-12, float32 1e-6 on
-O(1) quantities), used through :func:`mhatheory.testing.assert_allclose` and
-:func:`mhatheory.testing.tolerance`; a test that needs another tolerance passes it explicitly
-with a comment saying why.
+Tolerances: one table by dtype and kind, :data:`mhatheory.testing.TOLERANCES`, read with
+:func:`mhatheory.testing.tol` (``tol(np.float32, "eig")``) and, for identities, through
+:func:`mhatheory.testing.assert_allclose`; a test that needs another tolerance passes it
+explicitly with a comment saying why (a Monte-Carlo standard error, a solver's stopping rule).
 
 Speed: experiments compile one XLA program per shape, so a run is shared by every test that can
 read it (session fixtures below) instead of being repeated at slightly different sizes, and
