@@ -140,6 +140,15 @@ def _config_from_args(module, args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mhatheory`` argument parser: ``verify``, ``run EXPERIMENT`` and ``info``.
+
+    Returns:
+        The parser; each experiment's flags are generated from its ``Config`` fields.
+
+    Example:
+        >>> build_parser().parse_args(["verify", "--only", "attention"]).only
+        ['attention']
+    """
     from mhatheory import experiments, verify
 
     parser = argparse.ArgumentParser(
@@ -255,6 +264,15 @@ def _check_out(out: str) -> None:
 
 
 def main(argv=None) -> int:
+    """The ``mhatheory`` command.
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 when ``verify`` finds a failing theorem or identity
+        check, 2 for bad input (said on stderr, naming the flag, before any work).
+    """
     args = build_parser().parse_args(argv)
     from mhatheory import results
 

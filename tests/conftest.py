@@ -1,17 +1,35 @@
 """Shared test settings.
 
-Tolerances: one table by dtype, :data:`mhatheory.testing.TOL` (float64 1e-12, float32 1e-6 on
-O(1) quantities), used through :func:`mhatheory.testing.assert_allclose` and
-:func:`mhatheory.testing.tolerance`; a test that needs another tolerance passes it explicitly
-with a comment saying why.
+Tolerances: one table by dtype and kind, :data:`mhatheory.testing.TOLERANCES`, read with
+:func:`mhatheory.testing.tol` (``tol(np.float32, "eig")``) and, for identities, through
+:func:`mhatheory.testing.assert_allclose`; a test that needs another tolerance passes it
+explicitly with a comment saying why (a Monte-Carlo standard error, a solver's stopping rule).
 
 Speed: experiments compile one XLA program per shape, so a run is shared by every test that can
-read it (session fixtures below) instead of being repeated at slightly different sizes.
+read it (session fixtures below) instead of being repeated at slightly different sizes, and
+compiling is made cheaper (:data:`TEST_XLA_FLAGS`).
 """
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+#: XLA flags of the test session, added to any ``XLA_FLAGS`` already set unless it names them:
+#: 4 host devices (the sharding tests), and LLVM optimisation level 0. The suite's problems are
+#: tiny, so its time goes to compiling one XLA program per shape, not to running them; level 0
+#: compiles about 40 % faster (measured on 2 cores: test_split + test_deora_chain + the spectrum
+#: smoke test, 80 s → 49 s). The HLO and its floating-point semantics are the same (XLA does not
+#: enable fast-math on CPU; matmuls call the same Eigen/oneDNN kernels); only LLVM's own code
+#: optimisation is skipped. Set ``--xla_backend_optimization_level`` in ``XLA_FLAGS`` to test
+#: at another level.
+TEST_XLA_FLAGS = ("--xla_force_host_platform_device_count=4", "--xla_backend_optimization_level=0")
+_flags = os.environ.get("XLA_FLAGS", "")
+os.environ["XLA_FLAGS"] = " ".join([_flags] + [f for f in TEST_XLA_FLAGS
+                                               if f.split("=")[0] not in _flags]).strip()
+# The notebooks (nbmake kernels inherit this environment, XLA flags included) run at a small
+# size: each reads MHATHEORY_NOTEBOOK_SCALE (``full`` when unset, as in Jupyter) and shrinks only
+# its sweep sizes; every cell still runs and every figure is drawn. Set it to ``full`` to run
+# them at the size of their text under pytest. (Kept here, not in notebooks/conftest.py: two
+# conftest.py modules clash under --doctest-modules.)
+os.environ.setdefault("MHATHEORY_NOTEBOOK_SCALE", "small")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -43,6 +61,32 @@ def weak_convexity_run(tmp_path_factory):
     config = wc.Config(**WEAK_CONVEXITY)
     out = tmp_path_factory.mktemp("weak-convexity")
     return config, wc.run(config, out, progress=False), out
+
+
+#: The stability sweep shared by the experiment smoke test and the single-process reference of
+#: the 2-process test (tests/test_distributed.py runs the same sweep from these flags): two n
+#: (so the ε₁-vs-n slope exists), one H and K, two cells of a few compiled programs each.
+STABILITY = dict(n_grid=(4, 8), heads_grid=(1,), steps_grid=(2,), seeds=2, subset=4, num_test=4,
+                 d=4, T=4, num_irrelevant=2, influence_samples=1)
+
+
+@pytest.fixture(scope="session")
+def stability_config():
+    """:data:`STABILITY` as a ``stability_sweep.Config``."""
+    from mhatheory.experiments import stability_sweep
+
+    return stability_sweep.Config(**STABILITY)
+
+
+@pytest.fixture(scope="session")
+def stability_run(stability_config, tmp_path_factory):
+    """``(config, summary, out_dir)`` of one tiny stability sweep in this process (4 host
+    devices, as ``mhatheory run stability`` in a fresh process would see); tests must not write
+    into ``out_dir``."""
+    from mhatheory.experiments import stability_sweep
+
+    out = tmp_path_factory.mktemp("stability")
+    return (stability_config, stability_sweep.run(stability_config, out, progress=False), out)
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -8,6 +8,7 @@ from flax import nnx
 
 from mhatheory import data, spectral
 from mhatheory.models import deora
+from mhatheory.testing import tol
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,15 @@ def test_per_head_blocks_equal_the_dense_principal_submatrix(deora_problem):
         idx = np.flatnonzero(spectral.block_mask(params, "", 0, h))
         ev = np.linalg.eigvalsh(N[np.ix_(idx, idx)])
         assert row.size == idx.size == 5 * 5 + 5
-        assert abs(row.lambda_min - ev[0]) <= 1e-10 * np.abs(ev).max()
-        assert abs(row.lambda_max - ev[-1]) <= 1e-10 * np.abs(ev).max()
-        assert row.lambda_min_interval[0] - 1e-14 <= ev[0] <= row.lambda_min_interval[1] + 1e-14
+        # a 30-parameter block converges to the rounding of the dense route ("dense" row,
+        # tighter than "eig"); the interval is compared up to the dense eigh's own rounding
+        assert abs(row.lambda_min - ev[0]) <= tol(np.float64, "dense") * np.abs(ev).max()
+        assert abs(row.lambda_max - ev[-1]) <= tol(np.float64, "dense") * np.abs(ev).max()
+        slack = tol(np.float64, "reordered") * np.abs(ev).max()
+        assert row.lambda_min_interval[0] - slack <= ev[0] <= row.lambda_min_interval[1] + slack
     # N is block-diagonal over heads (∇²Φ = blockdiag_h ∇²φ_h / √H): the blocks give λmin(N)
-    assert abs(min(r.lambda_min for r in rows) - np.linalg.eigvalsh(N)[0]) <= 1e-10 * np.abs(
-        N).max()
+    assert abs(min(r.lambda_min for r in rows) - np.linalg.eigvalsh(N)[0]) <= tol(
+        np.float64, "dense") * np.abs(N).max()
 
 
 def test_subtree_blocks_of_a_users_mlp():
@@ -58,13 +62,15 @@ def test_subtree_blocks_of_a_users_mlp():
                                            blocks.items(), strict=True):
         idx = np.flatnonzero(spectral.block_mask(params, select))
         ev = np.linalg.eigvalsh(H[np.ix_(idx, idx)])
-        assert row.name == name and abs(row.lambda_min - ev[0]) <= 1e-10 * np.abs(ev).max()
+        assert row.name == name and abs(row.lambda_min - ev[0]) <= tol(
+            np.float64, "dense") * np.abs(ev).max()
         # interlacing: a block's extremes lie inside the full spectrum
         full = np.linalg.eigvalsh(H)
-        assert full[0] - 1e-12 <= row.lambda_min and row.lambda_max <= full[-1] + 1e-12
+        slack = tol(np.float64, "dense") * np.abs(full).max()
+        assert full[0] - slack <= row.lambda_min and row.lambda_max <= full[-1] + slack
     tr = spectral.trace(spectral.Block(loss, "l2"), params, x, y, num_samples=400)
     idx = np.flatnonzero(spectral.block_mask(params, "l2"))
-    assert abs(tr.value - np.trace(H[np.ix_(idx, idx)])) <= 5 * tr.se
+    assert abs(tr.value - np.trace(H[np.ix_(idx, idx)])) <= 5 * tr.se  # Monte-Carlo: 5 SE
 
 
 def test_a_selection_that_matches_nothing_is_named(deora_problem):
@@ -92,7 +98,7 @@ def test_indexed_block_equals_block_and_compiles_once(deora_problem):
         before = len(traces)
         got = spectral.lambda_min(shared, params, np.int32(h), batch.X, batch.y)
         values.append(len(traces) - before)
-        assert abs(got.value - ref.value) <= 1e-12 * abs(ref.value)
+        assert abs(got.value - ref.value) <= tol(np.float64) * abs(ref.value)
         assert got.vector.shape == ref.vector.shape
     # the first index traces the loss; the others reuse the compiled program
     assert values[0] > 0 and values[1:] == [0, 0]

@@ -15,6 +15,7 @@ loss, amplified by the condition of the Lanczos extreme eigenvalue).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -47,7 +48,10 @@ def _free_port() -> int:
 def _env(devices: int, **extra) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SLURM_", "OMPI_", "PMI_", "JAX_COORDINATOR"))}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    # this session's XLA flags (conftest.py), with the subprocess's own device count
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count")]
+    env.update(XLA_FLAGS=" ".join([f"--xla_force_host_platform_device_count={devices}", *flags]),
                PYTHONUNBUFFERED="1", **extra)
     return env
 
@@ -89,32 +93,47 @@ def _cli(*argv) -> list[str]:
 
 # --- 2 processes x 2 devices against 1 process x 4 devices: the stability records ------------
 
-# one n and one H, two K: the two cells share every compiled program but the GD scans, so each
-# process compiles about one cell's worth
-TINY_STABILITY = ["--n-grid", "4", "--heads-grid", "1", "--steps-grid", "2,3", "--seeds", "2",
-                  "--subset", "4", "--num-test", "4", "--d", "4", "--T", "4",
-                  "--num-irrelevant", "2", "--influence-samples", "1", "--no-progress"]
+def _flags(config) -> list[str]:
+    """``mhatheory run`` flags of every field of ``config`` that differs from its default."""
+    default, flags = type(config)(), []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value != getattr(default, f.name):
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            flags += [f"--{f.name.replace('_', '-')}", text]
+    return flags
 
 
-def test_two_processes_write_the_single_process_stability_records(tmp_path):
+def test_two_processes_write_the_single_process_stability_records(tmp_path, request,
+                                                                  stability_config):
+    """The reference is the session's one-process sweep (``stability_run``: 4 host devices in
+    this process, shared with the experiment smoke test); two processes of 2 devices each run
+    the same sweep from the equivalent flags, started before the reference is computed so that
+    the three runs overlap."""
+    config = stability_config
     port = _free_port()
-    one = _start(_cli("run", "stability", "--out", str(tmp_path / "one"), *TINY_STABILITY), 4)
-    multi = ["run", "stability", *TINY_STABILITY, "--coordinator", f"127.0.0.1:{port}",
-             "--num-processes", "2"]
+    multi = ["run", "stability", *_flags(config), "--no-progress",
+             "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
     p0 = _start(_cli(*multi, "--out", str(tmp_path / "two"), "--process-id", "0"), 2)
     # process 1 gets its own --out: it must not write anything there
     p1 = _start(_cli(*multi, "--out", str(tmp_path / "not-written"), "--process-id", "1"), 2)
-    (rc_one, _, err_one), (rc0, out0, err0), (rc1, out1, err1) = (
-        _finish(p, timeout=400) for p in (one, p0, p1))
-    assert rc_one == 0, err_one[-3000:]
+    try:
+        reference, _, one = request.getfixturevalue("stability_run")     # while they run
+    except BaseException:
+        for p in (p0, p1):
+            p.kill()
+        raise
+    assert reference == config
+    (rc0, out0, err0), (rc1, out1, err1) = (_finish(p, timeout=400) for p in (p0, p1))
     assert rc0 == 0 and rc1 == 0, (err0[-3000:], err1[-3000:])
     assert "process 1 of 2" in err1 and "4 global devices" in err1
     assert "stability cells: process 1 computed 1 of 2 cells" in err1      # the work was split
     assert "wrote" in out0 and "wrote" not in out1
     assert not (tmp_path / "not-written").exists()                         # only process 0 writes
-    a = json.loads((tmp_path / "one" / "results.json").read_text())
+    a = json.loads((one / "results.json").read_text())
     b = json.loads((tmp_path / "two" / "results.json").read_text())
     assert a["device"]["count"] == 4 and b["device"]["count"] == 4
+    assert a["config"] == b["config"]                  # the flags are the reference's config
     assert len(a["records"]) == 2
     assert _relative_diff(a["records"], b["records"]) <= 1e-9
     # the summary names each run's own figure files (their paths differ by output folder)
@@ -123,12 +142,13 @@ def test_two_processes_write_the_single_process_stability_records(tmp_path):
         {Path(f).name for f in b["summary"]["figures"].values()}
     assert _relative_diff(strip(a["summary"]), strip(b["summary"])) <= 1e-9
     assert a["sweep"] == b["sweep"]
-    for name in ("n4_H1_K2", "n4_H1_K3"):
-        ca = json.loads((tmp_path / "one" / "cells" / f"{name}.json").read_text())
+    names = sorted(p.stem for p in (one / "cells").glob("*.json"))
+    assert names == ["n4_H1_K2", "n8_H1_K2"]
+    for name in names:
+        ca = json.loads((one / "cells" / f"{name}.json").read_text())
         cb = json.loads((tmp_path / "two" / "cells" / f"{name}.json").read_text())
         assert _relative_diff(ca["record"], cb["record"]) <= 1e-9
-    assert {p.name for p in (tmp_path / "two").iterdir()} == {p.name for p in
-                                                              (tmp_path / "one").iterdir()}
+    assert {p.name for p in (tmp_path / "two").iterdir()} == {p.name for p in one.iterdir()}
 
 
 # --- the sweep machinery with cheap cells: kill, failure, resume, cluster detection ----------

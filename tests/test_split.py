@@ -9,6 +9,7 @@ from jax.flatten_util import ravel_pytree
 
 from mhatheory import spectral
 from mhatheory.models import DecoderTransformer
+from mhatheory.testing import tol
 
 C = 3
 
@@ -94,16 +95,17 @@ def test_split_equals_dense_references(case, weighted):
     N = np.asarray(spectral.dense(spectral.Curvature(f, loss=loss), params, *args))
     G_ref, N_ref, H_ref = _reference(f, ell, params, x, t, w, event)
     scale = np.abs(H_ref).max()
-    # float64: a few hundred roundings on O(1) entries
-    assert np.abs(G - G_ref).max() <= 1e-10 * scale
-    assert np.abs(N - N_ref).max() <= 1e-10 * scale
-    assert np.abs(G + N - H_ref).max() <= 1e-10 * scale
-    assert np.linalg.eigvalsh(G)[0] >= -1e-12 * scale                      # G ⪰ 0
+    # two AD routes to one float64 matrix ("dense" row); G ⪰ 0 up to eigh's rounding
+    DENSE = tol(np.float64, "dense")
+    assert np.abs(G - G_ref).max() <= DENSE * scale
+    assert np.abs(N - N_ref).max() <= DENSE * scale
+    assert np.abs(G + N - H_ref).max() <= DENSE * scale
+    assert np.linalg.eigvalsh(G)[0] >= -tol(np.float64) * scale                # G ⪰ 0
     if case.startswith("mlp"):
         # the split's own L̂ has that Hessian; Weyl λmin(∇²L̂) ≥ λmin(N), through the probes
         value = spectral.GaussNewton(f, loss=loss).value
         assert np.abs(np.asarray(spectral.hessian(value, params, *args)) - H_ref).max() <= \
-            1e-10 * scale
+            DENSE * scale
         lo = spectral.lambda_min(value, params, *args)
         loN = spectral.lambda_min(spectral.Curvature(f, loss=loss), params, *args)
         assert lo.interval[1] >= loN.interval[0]
@@ -120,7 +122,8 @@ def test_a_callable_loss_with_vector_outputs():
     G = spectral.dense(spectral.GaussNewton(f, loss=huberish, output_ndim=1), params, x, t)
     N = spectral.dense(spectral.Curvature(f, loss=huberish, output_ndim=1), params, x, t)
     _, _, H_ref = _reference(f, huberish, params, x, t, None, 1)
-    assert np.abs(np.asarray(G + N) - H_ref).max() <= 1e-10 * np.abs(H_ref).max()
+    assert np.abs(np.asarray(G + N) - H_ref).max() <= tol(np.float64, "dense") * np.abs(
+        H_ref).max()
 
 
 def test_bad_inputs_are_named_before_compilation():

@@ -83,8 +83,8 @@ def test_ceiling_matches_brute_force_enumeration(lo, hi, reverse):
     c = addition.ceilings(lo, hi, reverse)
     brute = addition.ceilings_by_counting(lo, hi, reverse)
     # both are ratios of the same integer counts: equal up to one rounding of the division
-    assert c.exact_match == pytest.approx(brute.exact_match, abs=1e-15)
-    np.testing.assert_allclose(c.per_position, brute.per_position, rtol=0, atol=1e-15)
+    assert c.exact_match == pytest.approx(brute.exact_match, abs=1e-15)   # override: one rounding
+    np.testing.assert_allclose(c.per_position, brute.per_position, rtol=0, atol=1e-15)  # ditto
     assert c.num_problems == brute.num_problems == (hi - lo + 1) ** 2
     assert 0 < c.exact_match < 1
 

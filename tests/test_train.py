@@ -5,6 +5,7 @@ import pytest
 
 from mhatheory import data, train
 from mhatheory.models import deora
+from mhatheory.testing import tol
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +36,12 @@ def test_recorded_params_match_shorter_runs_and_chunks_agree(problem):
                     num_chunks=3)
     short = train.gd(deora.loss_fn, params, batch, steps=7, lr=0.5)
     np.testing.assert_array_equal(full.params(0)["W"], params["W"])
-    np.testing.assert_allclose(full.params(1)["W"], short.final_params["W"], rtol=0, atol=1e-14)
+    # chunked scans: the same float64 steps, compiled in other programs
+    np.testing.assert_allclose(full.params(1)["W"], short.final_params["W"], rtol=0,
+                               atol=tol(np.float64, "reordered"))
     np.testing.assert_array_equal(full.params(2)["U"], full.final_params["U"])
     one = train.gd(deora.loss_fn, params, batch, steps=40, lr=0.5)
-    np.testing.assert_allclose(one.loss, full.loss, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(one.loss, full.loss, rtol=0, atol=tol(np.float64, "reordered"))
 
 
 def _quadratic(p, batch):

@@ -150,6 +150,21 @@ VERIFY = dict(heads_grid=(1, 4), layers_grid=(1,), scaling_grid=("fixed_d_model"
 
 
 def width(config: Config, scaling: str, heads: int) -> int:
+    """The model width d_model of one cell.
+
+    Args:
+        config: the experiment's configuration (``d_model`` and ``head_dim``).
+        scaling: ``"fixed_d_model"`` (width ``config.d_model`` for every H) or
+            ``"fixed_head_dim"`` (width ``config.head_dim · heads``).
+        heads: the number of attention heads H.
+
+    Returns:
+        The width of the cell's :class:`~mhatheory.models.DecoderTransformer`.
+
+    Example:
+        >>> width(Config(), "fixed_head_dim", 4) == 4 * Config().head_dim
+        True
+    """
     return config.d_model if scaling == "fixed_d_model" else config.head_dim * heads
 
 
@@ -221,6 +236,19 @@ def probe(ops: dict, params, data, config: Config, key) -> dict:
 
 
 def run_cell(config: Config, spec: dict, train, progress: bool) -> dict:
+    """Train one cell with AdamW and probe it at the init, early and late steps.
+
+    Args:
+        config: the experiment's configuration.
+        spec: the cell: ``scaling``, ``heads``, ``layers``, ``seed`` and ``name`` (the
+            progress bar's label).
+        train: the training sequences, ``[num_train, SEQ_LEN]`` token ids.
+        progress: show a progress bar over the training steps.
+
+    Returns:
+        ``{"records": [...]}``: one record per probed stage, the cell's coordinates, width,
+        parameter count and step beside the probe's values (:func:`probe`).
+    """
     scaling, heads, layers, seed = spec["scaling"], spec["heads"], spec["layers"], spec["seed"]
     d = width(config, scaling, heads)
     model = DecoderTransformer(ad.VOCAB, d, heads, layers, positional="learned", causal=True,
@@ -252,6 +280,18 @@ def run_cell(config: Config, spec: dict, train, progress: bool) -> dict:
 
 
 def summarise(records: list[dict], config: Config) -> dict:
+    """The theorem tally and the tendency slopes over all records.
+
+    Args:
+        records: every probe record of the sweep (:func:`run_cell`).
+        config: the experiment's configuration (its scaling and layer grids).
+
+    Returns:
+        A dict with ``theorem`` (verdict counts of λmin(∇²L̂) ≥ λmin(N) over the probes, their
+        number, the smallest margin, the number of probes whose Lanczos did not converge) and
+        ``slopes`` (per scaling, layers and stage: the log-log slope of −λmin/L̂ against H,
+        mean ± SE over seeds, ``None`` below two head counts).
+    """
     counts = {v.value: 0 for v in Verdict}
     for r in records:
         counts[r["theorem_verdict"]] += 1
@@ -382,6 +422,18 @@ def plot_head_blocks(records: list[dict], config: Config):
 
 
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> dict:
+    """Run the sweep (one cell per scaling, layers, H and seed) and write its results.
+
+    Args:
+        config: the experiment's configuration.
+        out_dir: the output folder (``cells/``, ``results.json``, ``law.png``,
+            ``head_blocks.png``).
+        progress: show progress bars.
+        resume: reuse the cells already written in ``out_dir/cells`` whose config matches.
+
+    Returns:
+        ``{"summary": ..., "rows": ...}``: :func:`summarise`'s summary and the verify rows.
+    """
     out = Path(out_dir)
     train = np.asarray(ad.split(config.num_train, 1, seed=config.seed)[0])
     cells = [(f"{sc}_H{h}_L{L}_seed{s}",
