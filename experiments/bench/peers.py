@@ -10,7 +10,8 @@ Per cell (P, dtype, point), for λmax, λmin, the trace and the spectral density
   our probe accepts (tol + 100ε of the dtype);
 * **curvlinops**: ``HessianLinearOperator(...).to_scipy()`` under the same ``eigsh``,
   ``hutchinson_trace`` (100 probes), ``fast_lanczos`` (its SLQ run, no reorthogonalisation)
-  for 8 probes × 60 nodes;
+  for 8 probes × 60 nodes up to P = ``CURVLINOPS_DENSITY_MAX`` (each matvec carries ~30 ms of
+  ``torch.func`` overhead, so past it a call costs 480 of the matvecs timed in its λ rows);
 * **pyhessian**: ``hessian(...).eigenvalues()`` at its defaults (power iteration, ≤ 100 HVPs,
   stop at a 1e-3 relative change), ``.trace(maxIter=100, tol=-inf)`` (all 100 probes: its own
   stopping rule is measured in ``peer_pitfalls.py``), ``.density(iter=60, n_v=8)``. PyHessian
@@ -34,6 +35,7 @@ Timing: the first call (our compilation; the peers' warm-up) is reported apart a
 ``first_s``; then 3 rounds in which every method of the cell runs once, in turn, and the median
 is ``median_s``; ``vs_ours`` = median_s / ours' median_s for the same quantity (> 1: ours is
 faster). The trained point is ``TRAIN_STEPS`` steps of full-batch GD (``mhatheory.train.gd``).
+Past P = ``FULL_MAX`` only λmax and λmin are measured (time budget of the run on 2 cores).
 
     pip install torch==2.13.0 && pip install -e ".[bench]"   # torch first: see pyproject
     python experiments/bench/peers.py [--quick] [--max-p P]
