@@ -38,8 +38,9 @@ def bench_sections() -> list[str]:
         "spectral": ("Spectral probes on the Deora loss (n=64, T=8, float64)",
                      ["P", "H", "d", "grad_ms", "hvp_ms", "hvp_over_grad", "dense_s",
                       "lanczos_s", "dense_over_lanczos", "lanczos_hvps", "lambda_min_rel_err",
-                      "certified_rel_width", "probe_over_hvps", "full_probe_over_hvps",
-                      "none_probe_over_hvps", "full_lambda_min_rel_err",
+                      "certified_rel_width", "probe_over_hvps", "selective_probe_over_hvps",
+                      "full_probe_over_hvps", "none_probe_over_hvps",
+                      "selective_lambda_min_rel_err", "full_lambda_min_rel_err",
                       "none_lambda_min_rel_err", "lanczos_mem_MB", "power100_rel_err",
                       "lanczos100_rel_err", "reference"]),
         "stability": ("Leave-one-out retraining, n=256", ["route", "seconds", "speedup"]),
@@ -51,6 +52,10 @@ def bench_sections() -> list[str]:
                            "`experiments/bench/results/bounded_memory.md`)",
                            ["P", "krylov", "store_basis", "lambda_min", "converged", "hvps",
                             "seconds", "first_call_s", "peak_rss_gb", "probe_gb", "basis_gb"]),
+        "track": ("`spectral.track` (λmin and λmax every k GD steps) against the training "
+                  "it watches", ["P", "steps", "every", "probes", "warm_start", "train_s",
+                                 "track_s", "track_over_train", "hvps_per_probe",
+                                 "all_converged", "first_s"]),
         "spectral_torch": ("Our HVP and λmax vs PyTorch double backward + 100-step power "
                            "iteration (PyHessian's route)",
                            ["P", "H", "d", "hvp_agreement", "ours_hvp_ms", "torch_hvp_ms",
@@ -58,6 +63,9 @@ def bench_sections() -> list[str]:
     }
     for path in sorted((HERE / "bench" / "results").glob("*.json")):
         res = json.loads(path.read_text())
+        if res["benchmark"] in CUSTOM:
+            lines += CUSTOM[res["benchmark"]](res, path)
+            continue
         title, cols = specs[res["benchmark"]]
         lines += [f"### {title} — `{path.name}`", "", device_line(res), ""]
         if res.get("note"):
@@ -80,10 +88,64 @@ EXTRA_TABLES = {
         "Lanczos cycle; `*_extra_ms_per_step` = (probe − HVPs × HVP time) / krylov; a negative "
         "value means the HVPs ran faster inside the probe than in the separately timed batch, "
         "i.e. the extra work is below the timing noise)",
-        ["P", "n", "krylov", "hvp_ms", "partial_probe_over_hvps", "full_probe_over_hvps",
-         "none_probe_over_hvps", "partial_extra_ms_per_step", "full_extra_ms_per_step",
-         "none_extra_ms_per_step"])},
+        ["P", "n", "krylov", "hvp_ms", "partial_probe_over_hvps", "selective_probe_over_hvps",
+         "full_probe_over_hvps", "none_probe_over_hvps", "partial_extra_ms_per_step",
+         "selective_extra_ms_per_step", "full_extra_ms_per_step", "none_extra_ms_per_step"])},
 }
+
+
+def peers_section(res, path) -> list[str]:
+    """``peers.py``: one table per quantity, every cell's tools side by side."""
+    c, peers = res["config"], res["peers"]
+    lines = [f"### Probes against PyHessian, curvlinops and ARPACK on the same Deora model — "
+             f"`{path.name}`", "", device_line(res), "",
+             f"Peers: torch {peers['torch']} ({peers['torch_threads']} threads), PyHessian "
+             f"{peers['pyhessian']}, curvlinops {peers['curvlinops']}, scipy {peers['scipy']}"
+             + ("; PyHessian's density ran with an eigh-based `torch.eig` (removed in torch 2)"
+                if peers.get("pyhessian_torch_eig_shim") else "") + ". "
+             f"n = {c['n']}, T = {c['T']}; trained = {c['train_steps']} GD steps at lr "
+             f"{c['lr']}; trace {c['trace_probes']} probes; SLQ {c['slq'][0]} probes × "
+             f"{c['slq'][1]} nodes; median of {c['rounds']} interleaved rounds (`median_s`), "
+             "the first call (compilation for ours) apart (`first_s`); `vs_ours` = median_s / "
+             "ours' median_s (> 1: ours faster). `rel_err`: λmax relative; λmin relative to "
+             "|λmax|; trace relative (Monte-Carlo: compare with `ref_se_rel`); density: "
+             "Wasserstein-1 to the reference measure over λmax − λmin. Reference per row.", ""]
+    cols = ["P", "dtype", "point", "tool", "value", "rel_err", "hvps", "median_s", "first_s",
+            "vs_ours"]
+    for q in ("lambda_max", "lambda_min", "trace", "density"):
+        rows = [r for r in res["rows"] if r["quantity"] == q]
+        if rows:
+            extra = ["ref_se_rel"] if q == "trace" else []
+            lines += [f"#### {q}", ""] + table(rows, cols + extra + ["reference"]) + [""]
+    return lines
+
+
+def pitfalls_section(res, path) -> list[str]:
+    """``peer_pitfalls.py``: one table per pitfall."""
+    c = res["config"]
+    lines = [f"### PyHessian's pitfalls, measured — `{path.name}`", "", device_line(res), "",
+             f"PyHessian {res['peers']['pyhessian']}, torch {res['peers']['torch']}; Deora "
+             f"d = {c['d']}, H = {c['H']} (P = {c['P']}), float64, dense reference.", ""]
+    specs = {
+        "epsilon": ("Power iteration biased low by the 1e-6 in `v / (‖v‖ + 1e-6)` (loss × c; "
+                    "`predicted_rel_err` from the fixed point of its two normalisations per "
+                    "step)", ["point", "scale_c", "lambda_max", "pyhessian", "rel_err",
+                              "predicted_rel_err"]),
+        "trace default stop": (f"`trace()` at its defaults over {c['seeds']} seeds (c = −1: "
+                               "the Hessian of −L)",
+                               ["point", "scale_c", "trace", "probes_min", "probes_median",
+                                "probes_max", "rel_err_median", "rel_err_max"]),
+        "second hessian()": ("A second `hessian(model, …)` on the same model over the first "
+                             "(same seeds)", ["point", "scenario", "first_lambda",
+                                              "second_lambda", "lambda_ratio", "trace_ratio"]),
+    }
+    for kind, (title, cols) in specs.items():
+        lines += [f"#### {title}", ""]
+        lines += table([r for r in res["rows"] if r["pitfall"] == kind], cols) + [""]
+    return lines
+
+
+CUSTOM = {"peers": peers_section, "peer_pitfalls": pitfalls_section}
 
 
 def seq2seq_section() -> list[str]:

@@ -175,9 +175,12 @@ def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: boo
             stored basis stops at a breakdown instead (T then holds exact eigenvalues).
         reortho: a :class:`Reortho`.
         store_basis: keep Q (``[m + 1, P]``); False needs ``Reortho.NONE``.
-        which, k, tol: the adaptive stop: after every ``every`` steps, stop once the Ritz
-            estimates of the k most extreme pairs at the ``which`` end are ≤ tol·max|θ|
-            (None: run all m steps).
+        which: the end of the spectrum the adaptive stop watches ("smallest" or "largest").
+        k: how many of the most extreme pairs at the ``which`` end must meet ``tol``.
+        tol: the adaptive stop: after every ``every`` steps, stop once the Ritz estimates of
+            the k most extreme pairs at the ``which`` end are ≤ tol·max|θ| (None: run all m
+            steps).
+        every: steps between two adaptive checks (each an eigh of the tridiagonal T).
 
     ``PARTIAL``: Simon's recurrence for ω_{j+1,k} = q_{j+1}ᵀ q_k, from the Lanczos relation and
     the symmetry of H,
