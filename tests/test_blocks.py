@@ -55,7 +55,7 @@ def test_subtree_blocks_of_a_users_mlp():
     def loss(p, x, y):
         return jnp.mean((nnx.merge(graphdef, p)(x) - y) ** 2)
 
-    H = np.asarray(spectral.hessian(loss, params, x, y))
+    H = np.asarray(spectral.dense_hessian(loss, params, x, y))
     blocks = spectral.subtree_blocks(params)
     assert list(blocks) == ["['l1']", "['l2']"]
     for row, (name, (select, _, _)) in zip(spectral.per_block(loss, params, x, y, blocks=blocks),

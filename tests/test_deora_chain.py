@@ -95,7 +95,7 @@ def test_chain_has_no_counterexample(init_scale, token_scale, label_flip, seed):
 def test_chain_values_match_dense_computations():
     params, batch = _problem(H=4, init_scale=3.0)
     ch, _, _ = deora.chain(params, batch, method="exact")
-    H = np.asarray(spectral.hessian(deora.loss_fn, params, batch))
+    H = np.asarray(spectral.dense_hessian(deora.loss_fn, params, batch))
     N = np.asarray(spectral.dense(spectral.Curvature(deora.phi), params, batch.X, batch.y))
     assert_allclose(ch.lambda_min, np.linalg.eigvalsh(H)[0])
     assert_allclose(ch.lambda_min_N, np.linalg.eigvalsh(N)[0])

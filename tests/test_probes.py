@@ -31,7 +31,7 @@ def problem(request):
     batch = data.sample(cfg, jax.random.key(seed))
     params = deora.init_params(jax.random.key(seed + 10), D, H, init_scale=2.0)
     params, batch = _cast(params, dtype), data.Batch(*_cast(tuple(batch), dtype))
-    H64 = np.asarray(spectral.hessian(deora.loss_fn, _cast(params, jnp.float64),
+    H64 = np.asarray(spectral.dense_hessian(deora.loss_fn, _cast(params, jnp.float64),
                                       data.Batch(*_cast(tuple(batch), jnp.float64))))
     return dtype, params, batch, H64
 

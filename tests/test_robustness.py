@@ -300,7 +300,7 @@ LOSS_ENTRIES = {
     "spectral.extreme_eigs": (spectral.extreme_eigs, "params"),
     "spectral.trace": (spectral.trace, "params"),
     "spectral.spectral_density": (spectral.spectral_density, "params"),
-    "spectral.hessian": (spectral.hessian, "params"),
+    "spectral.dense_hessian": (spectral.dense_hessian, "params"),
     "spectral.dense": (spectral.dense, "params"),
     "spectral.hvp": (spectral.hvp, "params"),
     "spectral.track": (lambda f, p, *a, **kw: spectral.track(f, stacked(p), *a, **kw),
@@ -431,7 +431,7 @@ def option_rows() -> list[Row]:
                                          key=KEY), r"batch.*same number of samples"),
     ]
     # the dense memory guard: a budget too small, or a P whose P² does not fit the default
-    dense = {"spectral.hessian": spectral.hessian, "spectral.dense": spectral.dense,
+    dense = {"spectral.dense_hessian": spectral.dense_hessian, "spectral.dense": spectral.dense,
              "spectral.lambda_min(method='exact')": lambda *a, **kw: spectral.lambda_min(
                  *a, method="exact", **kw)}
     huge = st.integers(9_000, 60_000).map(lambda p: {"w": jnp.zeros(p)})

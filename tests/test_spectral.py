@@ -138,7 +138,7 @@ def deora_problem():
     cfg = data.MixtureConfig(d=8, T=5, n=64, num_irrelevant=3)
     batch = data.sample(cfg, jax.random.key(0))
     params = deora.init_params(jax.random.key(1), 8, 4, init_scale=2.0)
-    return params, batch, np.asarray(spectral.hessian(deora.loss_fn, params, batch))
+    return params, batch, np.asarray(spectral.dense_hessian(deora.loss_fn, params, batch))
 
 
 def test_lanczos_matches_eigh_on_the_deora_loss(deora_problem):
@@ -202,7 +202,7 @@ def test_density_is_a_probability_measure_and_matches_eigh():
 def test_memory_guard_raises_before_allocating():
     params = {"w": jnp.zeros(100_000)}  # 3·P²·8 B = 240 GB
     with pytest.raises(spectral.DenseTooLargeError, match="method='lanczos'"):
-        spectral.hessian(lambda p, a: jnp.sum(p["w"] ** 2), params, None)
+        spectral.dense_hessian(lambda p, a: jnp.sum(p["w"] ** 2), params, None)
     with pytest.raises(MemoryError):
         spectral.lambda_min(lambda p: jnp.sum(p["w"] ** 2), params, method="exact")
     assert spectral.dense_bytes(100_000, jnp.float64) == 4 * 8 * 10**10

@@ -106,7 +106,7 @@ def test_an_unconverged_interval_is_open_on_its_outer_side_and_warns():
 def test_the_upper_end_of_an_unconverged_lambda_min_is_still_rigorous():
     """λmin ≤ xᵀHx/xᵀx for any x: the Rayleigh side holds even without convergence."""
     params, batch = _deora(1, True)
-    ev = np.linalg.eigvalsh(np.asarray(spectral.hessian(deora.loss_fn, params, batch)))
+    ev = np.linalg.eigvalsh(np.asarray(spectral.dense_hessian(deora.loss_fn, params, batch)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", spectral.ConvergenceWarning)
         for m in (2, 3, 5):

@@ -79,7 +79,7 @@ def test_per_sample_constants_bound_the_true_per_sample_quantities(problem):
         one = data.Batch(batch.X[i:i + 1], batch.y[i:i + 1])
         grad = ravel_pytree(jax.grad(deora.loss_fn)(params, one))[0]
         assert abs(float(jnp.linalg.norm(grad)) - float(g[i])) < tol(np.float64)
-        H = np.asarray(spectral.hessian(deora.loss_fn, params, one))
+        H = np.asarray(spectral.dense_hessian(deora.loss_fn, params, one))
         assert np.max(np.abs(np.linalg.eigvalsh(H))) <= float(beta[i]) * (1 + tol(np.float64))
 
 
@@ -101,7 +101,7 @@ def test_influence_equals_the_dense_damped_newton_step(problem):
     est, lam = stability.influence(deora.loss_fn, params, batch, [0, 5], damping=0.05)
     lo = spectral.lambda_min(deora.loss_fn, params, batch).value
     assert lam == pytest.approx(max(0.0, -lo) + 0.05, rel=tol(np.float64))
-    H = np.asarray(spectral.hessian(deora.loss_fn, params, batch))
+    H = np.asarray(spectral.dense_hessian(deora.loss_fn, params, batch))
     for row, i in zip(est, (0, 5), strict=True):
         one = data.Batch(batch.X[i:i + 1], batch.y[i:i + 1])
         g = np.asarray(ravel_pytree(jax.grad(deora.loss_fn)(params, one))[0])

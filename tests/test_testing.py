@@ -80,7 +80,7 @@ def test_an_unconverged_lanczos_never_passes_the_assertion():
     above λmin; a κ between the two used to pass. Now the unconverged interval is open below,
     the check escalates, and the certified answer (a violation) is raised."""
     loss, params, x, y = _mlp_problem()
-    true = np.linalg.eigvalsh(np.asarray(spectral.hessian(loss, params, x, y)))[0]
+    true = np.linalg.eigvalsh(np.asarray(spectral.dense_hessian(loss, params, x, y)))[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", spectral.ConvergenceWarning)
         rough = spectral.lambda_min(loss, params, x, y, krylov=5, max_restarts=0)
@@ -98,7 +98,7 @@ def test_an_unconverged_lanczos_never_passes_the_assertion():
 def test_an_undecidable_check_raises_inconclusive_not_pass():
     loss, params, x, y = _mlp_problem()
     L = float(loss(params, x, y))
-    true = np.linalg.eigvalsh(np.asarray(spectral.hessian(loss, params, x, y)))[0]
+    true = np.linalg.eigvalsh(np.asarray(spectral.dense_hessian(loss, params, x, y)))[0]
     # the bound sits exactly on λmin: no finite amount of arithmetic certifies either side
     with pytest.raises(testing.InconclusiveError, match="INCONCLUSIVE"):
         testing.assert_weakly_convex(loss, params, x, y, kappa=-true / L, heads=1,

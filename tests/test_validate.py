@@ -22,7 +22,7 @@ PROBES = {
     "lambda_max": lambda f, p, *a: spectral.lambda_max(f, p, *a),
     "trace": lambda f, p, *a: spectral.trace(f, p, *a),
     "spectral_density": lambda f, p, *a: spectral.spectral_density(f, p, *a),
-    "hessian": lambda f, p, *a: spectral.hessian(f, p, *a),
+    "hessian": lambda f, p, *a: spectral.dense_hessian(f, p, *a),
     "gd": lambda f, p, *a: train.gd(f, p, *a, steps=3, lr=0.1),
 }
 

@@ -129,7 +129,7 @@ def main() -> None:
     rows = []
     for point in ("init", "trained"):
         params, batch = setup(D, H, point)
-        Hm = np.asarray(spectral.hessian(deora.loss_fn, params, batch))
+        Hm = np.asarray(spectral.dense_hessian(deora.loss_fn, params, batch))
         ev = np.linalg.eigvalsh(Hm)
         lmax, trace = float(ev[-1]), float(np.trace(Hm))
         part = epsilon_bias(params, batch, lmax)

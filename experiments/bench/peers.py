@@ -205,7 +205,7 @@ def reference(params, batch, P, full: bool):
     t0 = time.perf_counter()
     ref = {}
     if P <= DENSE_MAX:
-        Hm = np.asarray(spectral.hessian(deora.loss_fn, params, batch))
+        Hm = np.asarray(spectral.dense_hessian(deora.loss_fn, params, batch))
         ev = np.linalg.eigvalsh(Hm)
         ref.update(lmax=float(ev[-1]), lmin=float(ev[0]), trace=float(np.trace(Hm)),
                    trace_se=0.0, measure=(ev, np.full(P, 1.0 / P)), kind="dense eigh")

@@ -19,7 +19,7 @@ def rows(full: bool, out, progress: bool = False) -> list[Check]:
     cfg = data.MixtureConfig(d=8, T=6, n=64, num_irrelevant=3)
     batch = data.sample(cfg, jax.random.key(0))
     params = deora.init_params(jax.random.key(1), 8, 4, init_scale=2.0)
-    H = np.asarray(spectral.hessian(deora.loss_fn, params, batch))
+    H = np.asarray(spectral.dense_hessian(deora.loss_fn, params, batch))
     ev = np.linalg.eigvalsh(H)
     lo = spectral.lambda_min(deora.loss_fn, params, batch)
     hi = spectral.lambda_max(deora.loss_fn, params, batch)

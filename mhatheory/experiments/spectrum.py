@@ -71,7 +71,7 @@ def probe(config: Config, params, batch, key) -> tuple[dict, spectral.Density, n
     eigs = None
     P = deora.parameter_count(config.d, config.heads)
     if P <= config.dense_max_params:
-        eigs = np.linalg.eigvalsh(np.asarray(spectral.hessian(deora.loss_fn, params, batch)))
+        eigs = np.linalg.eigvalsh(np.asarray(spectral.dense_hessian(deora.loss_fn, params, batch)))
         rec["dense"] = {"lambda_min": float(eigs[0]), "lambda_max": float(eigs[-1]),
                         "trace": float(eigs.sum()), "negative_count": int((eigs < 0).sum()),
                         "negative_mass": float(-eigs[eigs < 0].sum())}

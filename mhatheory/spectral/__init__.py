@@ -20,8 +20,8 @@ from mhatheory.spectral._exact import (
     DenseTooLargeError,
     dense,
     dense_bytes,
+    dense_hessian,
     dense_with_asymmetry,
-    hessian,
 )
 from mhatheory.spectral._lanczos import (
     DEFAULT_BASIS_BUDGET,
@@ -60,7 +60,7 @@ __all__ = [
     "Density", "DenseTooLargeError",
     "EigResult", "Estimate", "LOSSES", "GaussNewton", "Hessian", "as_operator", "dense",
     "dense_bytes", "dense_with_asymmetry", "extreme_eigs",
-    "hessian", "hvp", "lambda_max", "lambda_min", "Lanczos", "lanczos_bytes", "Reortho",
+    "dense_hessian", "hvp", "lambda_max", "lambda_min", "Lanczos", "lanczos_bytes", "Reortho",
     "resampled", "spectral_density", "trace",
     "track",
 ]

@@ -60,7 +60,7 @@ def _checked(operator, params, args, memory_budget_bytes):
 
 def dense(operator, params, *args, memory_budget_bytes: int | None = None):
     """Materialise an operator as a ``[P, P]`` matrix (P matvecs, vmapped); guarded like
-    :func:`mhatheory.spectral.hessian`."""
+    :func:`mhatheory.spectral.dense_hessian`."""
     op = _checked(operator, params, args, memory_budget_bytes)
     return _dense(op, params, args)[0]
 
@@ -88,7 +88,7 @@ def _dense_impl(operator, params, args):
 _dense = jax.jit(_dense_impl, static_argnums=0)
 
 
-def hessian(loss_fn, params, *args, memory_budget_bytes: int | None = None):
+def dense_hessian(loss_fn, params, *args, memory_budget_bytes: int | None = None):
     """Dense ∇²_θ ``loss_fn(params, *args)`` as ``[P, P]`` over θ flattened by
     ``ravel_pytree`` (symmetrised). Refuses, before allocating, when it would not fit.
 
