@@ -145,7 +145,9 @@ def pitfalls_section(res, path) -> list[str]:
     return lines
 
 
-CUSTOM = {"peers": peers_section, "peer_pitfalls": pitfalls_section}
+# peers_1e6: the P ≈ 10⁶ cells with trace and density (`peers.py --min-p 1000000 --full-max
+# 2000000 --name peers_1e6`), run apart from the main grid for its time
+CUSTOM = {"peers": peers_section, "peers_1e6": peers_section, "peer_pitfalls": pitfalls_section}
 
 
 def seq2seq_section() -> list[str]:

@@ -337,9 +337,9 @@ def error(quantity, value, ref):
     return w1(*value, *ref["measure"]) / (ref["lmax"] - ref["lmin"])
 
 
-def cell(d, H, point, dtype_name, base):
+def cell(d, H, point, dtype_name, base, full_max=FULL_MAX):
     P = deora.parameter_count(d, H)
-    full = P <= FULL_MAX
+    full = P <= full_max
     params, batch = cast(base[0], dtype_name), cast(base[1], dtype_name)
     ref = reference(cast(params, "float64"), cast(batch, "float64"), P, full)
     fns = methods(params, batch, P, dtype_name, full)
@@ -371,23 +371,25 @@ def cell(d, H, point, dtype_name, base):
     return rows
 
 
-def main(quick: bool, max_p: int | None) -> None:
+def main(quick: bool, max_p: int | None, min_p: int | None = None, full_max: int = FULL_MAX,
+         name: str = "peers") -> None:
     grid = GRID[:2] if quick else GRID
+    grid = [(d, H) for d, H in grid
+            if (max_p is None or deora.parameter_count(d, H) <= max_p)
+            and (min_p is None or deora.parameter_count(d, H) >= min_p)]
     rows = []
     for d, H in grid:
-        if max_p is not None and deora.parameter_count(d, H) > max_p:
-            continue
         for point in ("init", "trained"):
             base = setup(d, H, point)
             for dtype_name in ("float64", "float32"):
-                rows += cell(d, H, point, dtype_name, base)
+                rows += cell(d, H, point, dtype_name, base, full_max)
     print(_util.table(rows, ["P", "dtype", "point", "quantity", "tool", "value", "rel_err",
                              "hvps", "median_s", "first_s", "vs_ours"]))
     extra = {
         "config": {"grid": grid, "n": N, "T": T, "train_steps": TRAIN_STEPS, "lr": LR,
                    "dense_max": DENSE_MAX, "ref_probes": REF_PROBES,
                    "trace_probes": TRACE_PROBES, "slq": [SLQ_PROBES, SLQ_NODES],
-                   "rounds": ROUNDS, "full_max": FULL_MAX,
+                   "rounds": ROUNDS, "full_max": full_max, "min_p": min_p,
                    "curvlinops_density_max": CURVLINOPS_DENSITY_MAX, "max_p": max_p},
         "seed": SEED,
         "peers": {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
@@ -396,7 +398,7 @@ def main(quick: bool, max_p: int | None) -> None:
                   "scipy": scipy.__version__,
                   "pyhessian_torch_eig_shim": EIG_SHIM},
     }
-    out = _util.write("peers", rows, extra, quick=quick)
+    out = _util.write(name, rows, extra, quick=quick)
     print(f"wrote {out}")
 
 
@@ -404,5 +406,10 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only P ≤ ~8,500")
     ap.add_argument("--max-p", type=int, default=None, help="skip cells with P above this")
+    ap.add_argument("--min-p", type=int, default=None, help="skip cells with P below this")
+    ap.add_argument("--full-max", type=int, default=FULL_MAX,
+                    help=f"trace and density up to this P (default {FULL_MAX:,})")
+    ap.add_argument("--name", default="peers",
+                    help="results name: experiments/bench/results/NAME_{backend}.json")
     a = ap.parse_args()
-    main(a.quick, a.max_p)
+    main(a.quick, a.max_p, a.min_p, a.full_max, a.name)
