@@ -236,8 +236,18 @@ def test_bootstrap_error_bar(deora_problem):
     def probe(p, b):
         return spectral.lambda_min(deora.loss_fn, p, b).value
 
-    mean, se, values = spectral.resampled(probe, params, batch, key=jax.random.key(0), num=5)
-    assert se > 0 and values.shape == (5,) and np.isfinite(mean)
+    key = jax.random.key(0)
+    mean, se, values = spectral.resampled(probe, params, batch, key=key, num=5)
+    assert values.shape == (5,)
+    assert mean == pytest.approx(values.mean(), rel=1e-15)
+    assert se == pytest.approx(values.std(ddof=1), rel=1e-15)
+    # each replicate is the probe on the batch resampled with its own key's indices; the
+    # replicates differ from the full batch's value (a resample that changes nothing would
+    # give se = 0 and a meaningless error bar)
+    idx = jax.random.randint(jax.random.split(key, 5)[2], (batch.X.shape[0],), 0,
+                             batch.X.shape[0])
+    assert values[2] == probe(params, jax.tree.map(lambda a: a[idx], batch))
+    assert se > 0 and np.all(values != probe(params, batch))
 
 
 @pytest.mark.parametrize("kwargs, match", [
