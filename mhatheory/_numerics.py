@@ -84,7 +84,7 @@ def relieve_code_mappings(threshold: float = 0.5) -> bool:
     (65,530 by default). Past the cap every compilation fails (``LLVM compilation error: Cannot
     allocate memory``, then ``LLVM ERROR: Unable to allocate section memory!`` and an abort)
     whatever memory is free: a sweep that compiles new shapes cell after cell dies after a
-    fixed number of programs (``mhatheory run transformer-curvature`` did, after 23 of its 60
+    fixed number of programs (``mhatheory run transformer-curvature`` did, after 24 of its 60
     cells, at 3.9 GB resident on a 24 GB machine).
 
     Called between the cells of a sweep: when the mappings exceed ``threshold`` × the cap,
