@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from mhatheory import data, spectral, train
 from mhatheory.models import deora
 from mhatheory.spectral import _lanczos
+from mhatheory.testing import tol
 
 REL = 1e-8  # issue #4: Lanczos extremes to 1e-8 relative in float64
 
@@ -197,6 +198,51 @@ def test_density_is_a_probability_measure_and_matches_eigh():
     assert abs(count - 60) < 4 * se + 0.05 * 300  # + the CDF resolution bound above
     mass, mse = dens.negative_mass()
     assert abs(mass - np.abs(eigs[eigs < 0]).sum()) < 4 * mse + 1e-9
+
+
+def slq_probes(key, num_probes, P):
+    """The unit start vectors ``spectral_density`` draws from ``key`` (see ``_density._slq``)."""
+    z = np.asarray(jax.random.rademacher(jax.random.split(key)[0], (num_probes, P), jnp.float64))
+    return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("reortho", ["none", "selective"])
+def test_slq_moments_hold_without_reorthogonalisation(reortho):
+    """Gauss quadrature: Σ_j τ_j θ_jᵖ = qᵀAᵖq for p < 2m. Without reorthogonalisation the
+    outliers 6 and 9 converge early and come back as ghost nodes, yet every moment up to p = 39
+    holds to float64 rounding (Greenbaum 1989; Knizhnerman 1996): ghosts split a weight, they
+    do not add one. Tolerance: p products with ‖A/9‖ = 1 each round at ~ε, so 100ε."""
+    eigs = np.concatenate([np.linspace(-1, 0, 60), np.linspace(0.2, 3, 238), [6.0, 9.0]])
+    A = with_spectrum(eigs, seed=3)
+    key = jax.random.key(1)
+    dens = spectral.spectral_density(quadratic, jnp.ones(300), A, key=key, num_probes=4,
+                                     krylov=60, reortho=reortho)
+    q, An = slq_probes(key, 4, 300), np.asarray(A) / 9.0
+    Ap = np.eye(300)
+    for p in range(1, 40):
+        Ap = Ap @ An
+        exact = np.einsum("ni,ij,nj->n", q, Ap, q)
+        np.testing.assert_allclose(np.sum(dens.weights * (dens.nodes / 9.0) ** p, axis=1),
+                                   exact, rtol=0, atol=100 * np.finfo(np.float64).eps)
+    copies = np.sum(np.abs(dens.nodes - 9.0) < 1e-8, axis=1)
+    assert (copies > 1).all() if reortho == "none" else (copies == 1).all()
+
+
+def test_slq_of_a_float32_model_runs_its_recurrence_in_float64():
+    """Mixed precision: a float32 loss gets float64 nodes and weights whose moments match the
+    float64 model's to the float32 HVP's error (~ε₃₂·‖A‖ per product: tol 1e-5 relative)."""
+    eigs = np.linspace(-1.0, 2.0, 200)
+    A = with_spectrum(eigs, seed=4)
+    key = jax.random.key(2)
+    d64 = spectral.spectral_density(quadratic, jnp.ones(200), A, key=key, num_probes=3, krylov=30)
+    d32 = spectral.spectral_density(quadratic, jnp.ones(200, jnp.float32), A.astype(jnp.float32),
+                                    key=key, num_probes=3, krylov=30)
+    assert d32.nodes.dtype == np.float64 and d32.weights.dtype == np.float64
+    np.testing.assert_allclose(d32.weights.sum(axis=1), 1.0, atol=tol(jnp.float64, "identity"))
+    for p in (1, 2, 5):
+        np.testing.assert_allclose(np.sum(d32.weights * d32.nodes**p, axis=1),
+                                   np.sum(d64.weights * d64.nodes**p, axis=1),
+                                   rtol=0, atol=1e-5 * 2.0**p)
 
 
 def test_memory_guard_raises_before_allocating():

@@ -5,7 +5,8 @@ Per cell (P, dtype, point), for λmax, λmin, the trace and the spectral density
 
 * **ours**: ``spectral.lambda_max`` / ``lambda_min`` (defaults: adaptive Lanczos, tol = 1e-10,
   krylov = 40), ``spectral.trace`` (100 probes), ``spectral.spectral_density`` (8 probes × 60
-  nodes, selective reorthogonalisation; and ``reortho="none"``, O(P) memory);
+  nodes; its default ``reortho="none"``, O(P) memory; and ``reortho="selective"``, which stores
+  the basis);
 * **arpack+ours**: scipy ``eigsh`` (ARPACK, k = 1, ncv = 20) on our JAX HVP, at the tolerance
   our probe accepts (tol + 100ε of the dtype);
 * **curvlinops**: ``HessianLinearOperator(...).to_scipy()`` under the same ``eigsh``,
@@ -318,8 +319,8 @@ def methods(params, batch, P, dtype_name, full):
         ("trace", "ours"): ours_trace,
         ("trace", "curvlinops"): cl_trace,
         ("trace", "pyhessian"): pyh_trace,
-        ("density", "ours"): ours_density("selective"),
-        ("density", "ours reortho=none"): ours_density("none"),
+        ("density", "ours"): ours_density("none"),
+        ("density", "ours reortho=selective"): ours_density("selective"),
         ("density", "pyhessian"): pyh_density,
     })
     if P <= CURVLINOPS_DENSITY_MAX:
