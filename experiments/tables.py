@@ -109,7 +109,11 @@ def peers_section(res, path) -> list[str]:
              "the first call (compilation for ours) apart (`first_s`); `vs_ours` = median_s / "
              "ours' median_s (> 1: ours faster). `rel_err`: λmax relative; λmin relative to "
              "|λmax|; trace relative (Monte-Carlo: compare with `ref_se_rel`); density: "
-             "Wasserstein-1 to the reference measure over λmax − λmin. Reference per row.", ""]
+             "Wasserstein-1 to the reference measure over λmax − λmin. Reference per row."
+             + (f" Quantities measured: {', '.join(c['quantities'])}."
+                if set(c.get("quantities", ())) not in (set(), {"lambda_max", "lambda_min",
+                                                               "trace", "density"}) else ""),
+             ""]
     cols = ["P", "dtype", "point", "tool", "value", "rel_err", "hvps", "median_s", "first_s",
             "vs_ours"]
     for q in ("lambda_max", "lambda_min", "trace", "density"):
@@ -145,9 +149,10 @@ def pitfalls_section(res, path) -> list[str]:
     return lines
 
 
-# peers_1e6: the P ≈ 10⁶ cells with trace and density (`peers.py --min-p 1000000 --full-max
-# 2000000 --name peers_1e6`), run apart from the main grid for its time
-CUSTOM = {"peers": peers_section, "peers_1e6": peers_section, "peer_pitfalls": pitfalls_section}
+# peers_trace: the trace rows again after trace's default chunk became 1 (`peers.py --full-max
+# 2000000 --quantities trace --name peers_trace`); peers' own trace rows ran in chunks of 50-100
+CUSTOM = {"peers": peers_section, "peers_trace": peers_section,
+          "peer_pitfalls": pitfalls_section}
 
 
 def seq2seq_section() -> list[str]:

@@ -404,6 +404,8 @@ def option_rows() -> list[Row]:
         Row("spectral.trace", "num_samples", bad_positive_int(2),
             lambda v: spectral.trace(deora.loss_fn, PARAMS, BATCH, num_samples=v),
             r"num_samples must be"),
+        Row("spectral.trace", "chunk", bad_positive_int(1),
+            lambda v: spectral.trace(deora.loss_fn, PARAMS, BATCH, chunk=v), r"chunk must be"),
         Row("spectral.trace", "key", st.sampled_from(["abc", 1.5, [0, 1]]),
             lambda v: spectral.trace(deora.loss_fn, PARAMS, BATCH, key=v), r"\bkey must be"),
         Row("spectral.spectral_density", "num_probes", bad_positive_int(2),

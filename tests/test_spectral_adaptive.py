@@ -214,11 +214,14 @@ def test_trace_standard_error_is_unbiased_and_chunking_changes_nothing():
     se2 = [2 * spectral.trace(quadratic, x, A, key=k, num_samples=2).se ** 2
            for k in jax.random.split(jax.random.key(5), 300)]
     assert 0.75 <= np.mean(se2) / var <= 1.3, np.mean(se2) / var
-    # chunks of 3 probes (a budget of 7 P-vectors) give the same probes as one chunk
-    one = spectral.trace(quadratic, x, A, key=KEY, num_samples=10)
-    chunked = spectral.trace(quadratic, x, A, key=KEY, num_samples=10,
+    # chunks of 3 probes (a budget of 7 P-vectors) and one probe at a time (the default) give
+    # the same probes as one chunk
+    one = spectral.trace(quadratic, x, A, key=KEY, num_samples=10, chunk=10)
+    chunked = spectral.trace(quadratic, x, A, key=KEY, num_samples=10, chunk=10,
                              memory_budget_bytes=7 * 40 * 8)
-    np.testing.assert_allclose([chunked.value, chunked.se], [one.value, one.se], rtol=1e-13)
-    assert one.num_hvps == 10 and chunked.num_hvps == 12      # 4 equal chunks of 3
+    single = spectral.trace(quadratic, x, A, key=KEY, num_samples=10)
+    for other in (chunked, single):
+        np.testing.assert_allclose([other.value, other.se], [one.value, one.se], rtol=1e-13)
+    assert one.num_hvps == single.num_hvps == 10 and chunked.num_hvps == 12  # 4 chunks of 3
     with pytest.raises(ValueError, match="memory_budget_bytes"):
         spectral.trace(quadratic, x, A, key=KEY, memory_budget_bytes=40 * 8)

@@ -82,6 +82,7 @@ REF_PROBES = 1_000         # Hutchinson reference past DENSE_MAX
 TRACE_PROBES, SLQ_PROBES, SLQ_NODES = 100, 8, 60
 ROUNDS = 3
 LOOSE_TOL = 1e-3           # a λmax row of ours at PyHessian's stopping tolerance
+QUANTITIES = ("lambda_max", "lambda_min", "trace", "density")
 #: past this P only λmax and λmin are measured (the trace and density cells would take the
 #: run past its time budget on 2 cores; see the README)
 FULL_MAX = 200_000
@@ -204,11 +205,16 @@ def cast(tree, dtype):
     return jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
 
 
-def reference(params, batch, P, full: bool):
-    """Float64 references at (params, batch) (already rounded to the cell's dtype)."""
+def reference(params, batch, P, full: bool, quantities=QUANTITIES):
+    """Float64 references at (params, batch) (already rounded to the cell's dtype), for the
+    ``quantities`` measured (the trace alone needs no λ)."""
     t0 = time.perf_counter()
     ref = {}
-    if P <= DENSE_MAX:
+    if P > DENSE_MAX and set(quantities) == {"trace"}:
+        tr = spectral.trace(deora.loss_fn, params, batch, num_samples=REF_PROBES,
+                            key=jax.random.key(SEED + 6))
+        ref.update(trace=tr.value, trace_se=tr.se, kind=f"trace {REF_PROBES} probes")
+    elif P <= DENSE_MAX:
         Hm = np.asarray(spectral.dense_hessian(deora.loss_fn, params, batch))
         ev = np.linalg.eigvalsh(Hm)
         ref.update(lmax=float(ev[-1]), lmin=float(ev[0]), trace=float(np.trace(Hm)),
@@ -344,12 +350,13 @@ def error(quantity, value, ref):
     return w1(*value, *ref["measure"]) / (ref["lmax"] - ref["lmin"])
 
 
-def cell(d, H, point, dtype_name, base, full_max=FULL_MAX):
+def cell(d, H, point, dtype_name, base, full_max=FULL_MAX, quantities=QUANTITIES):
     P = deora.parameter_count(d, H)
     full = P <= full_max
     params, batch = cast(base[0], dtype_name), cast(base[1], dtype_name)
-    ref = reference(cast(params, "float64"), cast(batch, "float64"), P, full)
-    fns = methods(params, batch, P, dtype_name, full)
+    ref = reference(cast(params, "float64"), cast(batch, "float64"), P, full, quantities)
+    fns = {k: fn for k, fn in methods(params, batch, P, dtype_name, full).items()
+           if k[0] in quantities}
     results = {}
     for name, fn in fns.items():                       # first call: compile / warm-up
         t0 = time.perf_counter()
@@ -379,7 +386,7 @@ def cell(d, H, point, dtype_name, base, full_max=FULL_MAX):
 
 
 def main(quick: bool, max_p: int | None, min_p: int | None = None, full_max: int = FULL_MAX,
-         name: str = "peers") -> None:
+         name: str = "peers", quantities=QUANTITIES) -> None:
     grid = GRID[:2] if quick else GRID
     grid = [(d, H) for d, H in grid
             if (max_p is None or deora.parameter_count(d, H) <= max_p)
@@ -389,7 +396,7 @@ def main(quick: bool, max_p: int | None, min_p: int | None = None, full_max: int
         for point in ("init", "trained"):
             base = setup(d, H, point)
             for dtype_name in ("float64", "float32"):
-                rows += cell(d, H, point, dtype_name, base, full_max)
+                rows += cell(d, H, point, dtype_name, base, full_max, quantities)
     print(_util.table(rows, ["P", "dtype", "point", "quantity", "tool", "value", "rel_err",
                              "hvps", "median_s", "first_s", "vs_ours"]))
     extra = {
@@ -397,6 +404,7 @@ def main(quick: bool, max_p: int | None, min_p: int | None = None, full_max: int
                    "dense_max": DENSE_MAX, "ref_probes": REF_PROBES,
                    "trace_probes": TRACE_PROBES, "slq": [SLQ_PROBES, SLQ_NODES],
                    "rounds": ROUNDS, "full_max": full_max, "min_p": min_p,
+                   "quantities": list(quantities),
                    "curvlinops_density_max": CURVLINOPS_DENSITY_MAX, "max_p": max_p},
         "seed": SEED,
         "peers": {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
@@ -418,5 +426,7 @@ if __name__ == "__main__":
                     help=f"trace and density up to this P (default {FULL_MAX:,})")
     ap.add_argument("--name", default="peers",
                     help="results name: experiments/bench/results/NAME_{backend}.json")
+    ap.add_argument("--quantities", nargs="+", choices=QUANTITIES, default=QUANTITIES,
+                    help="measure only these (default: all)")
     a = ap.parse_args()
-    main(a.quick, a.max_p, a.min_p, a.full_max, a.name)
+    main(a.quick, a.max_p, a.min_p, a.full_max, a.name, tuple(a.quantities))
