@@ -11,6 +11,7 @@ compiling is made cheaper (:data:`TEST_XLA_FLAGS`).
 """
 
 import os
+import pickle
 
 #: XLA flags of the test session, added to any ``XLA_FLAGS`` already set unless it names them:
 #: 4 host devices (the sharding tests), and LLVM optimisation level 0. The suite's problems are
@@ -52,6 +53,27 @@ WEAK_CONVEXITY = dict(heads_grid=(1, 2, 4), seeds=2, d=4, T=3, n=8, num_irreleva
                       num_test=16, fit_min_heads=2)
 
 
+def shared_run(tmp_path_factory, name: str, compute):
+    """``compute(out_dir)`` once per test session, even across pytest-xdist workers: the first
+    worker to ask runs it under a file lock in the folder the workers share and pickles the
+    value; the others wait for the lock and read it. Without ``fcntl`` (Windows) each worker
+    runs it once."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent                      # pytest-of-user/pytest-N: shared by the workers
+    try:
+        import fcntl
+    except ImportError:                         # pragma: no cover
+        return compute(tmp_path_factory.mktemp(name))
+    done, out = root / f"{name}.pickle", root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            out.mkdir()
+            done.write_bytes(pickle.dumps(compute(out)))
+        return pickle.loads(done.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def weak_convexity_run(tmp_path_factory):
     """``(config, summary, out_dir)`` of one tiny ``mhatheory run weak-convexity``; tests must
@@ -59,8 +81,8 @@ def weak_convexity_run(tmp_path_factory):
     from mhatheory.experiments import weak_convexity as wc
 
     config = wc.Config(**WEAK_CONVEXITY)
-    out = tmp_path_factory.mktemp("weak-convexity")
-    return config, wc.run(config, out, progress=False), out
+    return shared_run(tmp_path_factory, "weak-convexity",
+                      lambda out: (config, wc.run(config, out, progress=False), out))
 
 
 #: The stability sweep shared by the experiment smoke test and the single-process reference of
@@ -85,12 +107,34 @@ def stability_run(stability_config, tmp_path_factory):
     into ``out_dir``."""
     from mhatheory.experiments import stability_sweep
 
-    out = tmp_path_factory.mktemp("stability")
-    return (stability_config, stability_sweep.run(stability_config, out, progress=False), out)
+    return shared_run(tmp_path_factory, "stability", lambda out: (
+        stability_config, stability_sweep.run(stability_config, out, progress=False), out))
+
+
+def _robustness_line(config):
+    """The robustness campaign's tally: tests/test_robustness.py sets ``config.robustness_summary``
+    where it runs; a pytest-xdist worker sends it to the controller (``workeroutput``)."""
+    return (getattr(config, "robustness_line", None)
+            or getattr(config, "robustness_summary", lambda: None)())
+
+
+def pytest_sessionfinish(session):
+    """On a pytest-xdist worker: pass the campaign's tally to the controller."""
+    line = _robustness_line(session.config)
+    if line and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["robustness_line"] = line
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """On the pytest-xdist controller: keep the tally a worker sent."""
+    line = getattr(node, "workeroutput", {}).get("robustness_line")
+    if line:
+        node.config.robustness_line = line
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    """The robustness campaign's tally (tests/test_robustness.py sets it when it runs)."""
-    line = getattr(config, "robustness_summary", lambda: None)()
+    """The robustness campaign's tally, printed at the end of the session."""
+    line = _robustness_line(config)
     if line:
         terminalreporter.write_sep("=", line)

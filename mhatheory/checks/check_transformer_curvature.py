@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mhatheory.checks import Check, tendency
+from mhatheory.checks import Check, figure, tendency
 from mhatheory.experiments import transformer_curvature as tc
 from mhatheory.verdicts import Verdict
 
@@ -17,7 +17,7 @@ def rows(full: bool, out, progress: bool = False) -> list[Check]:
     cfg = tc.Config() if full else tc.Config(**tc.VERIFY)
     summary = tc.run(cfg, Path(out) / "transformer-curvature", progress=progress)
     out_rows = []
-    for r in summary["rows"]:
+    for r in summary.rows:
         if r["kind"] == "tendency":
             out_rows.append(tendency(r["name"], r["measured"], r["reference"], r["se"],
                                      r["detail"]))
@@ -25,5 +25,5 @@ def rows(full: bool, out, progress: bool = False) -> list[Check]:
             out_rows.append(Check(r["name"], r["kind"], Verdict(r["verdict"]),
                                   float(r["measured"]), float(r["reference"]),
                                   float(r["margin"]), r["detail"],
-                                  ("transformer-curvature/law.png",)))
+                                  (figure(summary.figures["law"], out),)))
     return out_rows

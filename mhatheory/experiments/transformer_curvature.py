@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -344,84 +345,21 @@ def rows(summary: dict) -> list[dict]:
     return out
 
 
-def _fmt(v, se):
-    return "n/a" if v is None else f"{v:+.2f}" + ("" if se is None else f" ± {se:.2f}")
+class Summary(NamedTuple):
+    """What :func:`run` returns (``results.json`` holds the same ``summary`` and ``rows``).
+
+    Attributes:
+        summary: :func:`summarise`'s theorem verdicts and slopes.
+        rows: the verify rows (:func:`rows`).
+        figures: figure name (``law``, ``head_blocks``) → file written.
+    """
+
+    summary: dict
+    rows: list
+    figures: dict
 
 
-def plot_law(records: list[dict], summary: dict, config: Config):
-    """−λmin/L̂ against H (log-log), one panel per (scaling, stage), one line per depth, mean ±
-    SE over seeds (positive values only), with an H^(−1/2) reference through the H=1 mean."""
-    import matplotlib.pyplot as plt
-
-    scalings = list(config.scaling_grid)
-    fig, axes = plt.subplots(len(scalings), len(STAGES), figsize=(4.2 * len(STAGES),
-                                                                 3.4 * len(scalings)),
-                             squeeze=False, constrained_layout=True)
-    for i, scaling in enumerate(scalings):
-        for j, stage in enumerate(STAGES):
-            ax = axes[i, j]
-            for layers in config.layers_grid:
-                sel = [r for r in records if r["scaling"] == scaling and r["stage"] == stage
-                       and r["layers"] == layers]
-                hs = sorted({r["heads"] for r in sel})
-                m, e = [], []
-                for h in hs:
-                    v = [r["neg_lambda_over_loss"] for r in sel if r["heads"] == h
-                         and r["neg_lambda_over_loss"] is not None
-                         and r["neg_lambda_over_loss"] > 0]
-                    mean, se = trends.mean_se(v)
-                    m.append(np.nan if mean is None else mean)
-                    e.append(0.0 if se is None else se)
-                fit = next((s for s in summary["slopes"] if s["scaling"] == scaling
-                            and s["layers"] == layers and s["stage"] == stage), None)
-                ax.errorbar(hs, m, yerr=e, marker="o", capsize=3,
-                            label=f"{layers} layer{'s' if layers > 1 else ''}: b = "
-                                  f"{_fmt(fit and fit['slope'], fit and fit['se'])}")
-                if layers == config.layers_grid[0] and np.isfinite(m[0]):
-                    hh = np.array(hs, float)
-                    ax.plot(hh, m[0] * (hh / hh[0]) ** -0.5, "k--", lw=1, label="∝ H^(−1/2)")
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("heads H per layer")
-            ax.set_ylabel("−λmin(∇²L̂)/L̂  (1/param²)")
-            ax.set_title(f"{scaling}, {stage}", fontsize=10)
-            ax.legend(fontsize=7)
-    fig.suptitle("Negative curvature relative to the loss vs heads (3-digit addition, "
-                 "answer-token cross-entropy)", fontsize=10)
-    return fig
-
-
-def plot_head_blocks(records: list[dict], config: Config):
-    """Per-head block λmin of N (first layer, Q/K/V of head h) at the late probe against H, each
-    head of each seed a point, beside λmin(N) of the whole model (line: seed mean)."""
-    import matplotlib.pyplot as plt
-
-    combos = [(s, L) for s in config.scaling_grid for L in config.layers_grid]
-    fig, axes = plt.subplots(1, len(combos), figsize=(4.2 * len(combos), 3.4), squeeze=False,
-                             constrained_layout=True)
-    for ax, (scaling, layers) in zip(axes[0], combos, strict=True):
-        sel = [r for r in records if r["scaling"] == scaling and r["layers"] == layers
-               and r["stage"] == "late"]
-        hs = sorted({r["heads"] for r in sel})
-        for r in sel:
-            vals = [b["lambda_min_N"] for b in r.get("head_blocks_N", [])]
-            jitter = np.linspace(0.9, 1.1, len(vals)) if len(vals) > 1 else np.ones(len(vals))
-            ax.scatter(r["heads"] * jitter, vals, s=8, alpha=0.5, color="C0")
-        full = [np.mean([r["lambda_min_N"] for r in sel if r["heads"] == h]) for h in hs]
-        ax.plot(hs, full, "C3o-", label="λmin(N), whole model (seed mean)")
-        ax.scatter([], [], s=8, color="C0", label="λmin of a head block of N (layer 1)")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("symlog", linthresh=1e-3)
-        ax.axhline(0.0, color="k", lw=0.5)
-        ax.set_xlabel("heads H per layer")
-        ax.set_ylabel("eigenvalue (1/param²)")
-        ax.set_title(f"{scaling}, {layers} layer{'s' if layers > 1 else ''}, late", fontsize=10)
-        ax.legend(fontsize=7)
-    fig.suptitle("Per-head blocks of the curvature term N at the end of training", fontsize=10)
-    return fig
-
-
-def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> dict:
+def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> Summary:
     """Run the sweep (one cell per scaling, layers, H and seed) and write its results.
 
     Args:
@@ -432,7 +370,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
         resume: reuse the cells already written in ``out_dir/cells`` whose config matches.
 
     Returns:
-        ``{"summary": ..., "rows": ...}``: :func:`summarise`'s summary and the verify rows.
+        the :class:`Summary`: :func:`summarise`'s summary, the verify rows and the figures.
     """
     out = Path(out_dir)
     train = np.asarray(ad.split(config.num_train, 1, seed=config.seed)[0])
@@ -446,10 +384,13 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
                          config=config)
     records = [r for p in payloads for r in p["records"]]
     summary = summarise(records, config)
-    for name, fig in {"law.png": plot_law(records, summary, config),
-                      "head_blocks.png": plot_head_blocks(records, config)}.items():
-        results.save_figure_atomic(fig, out / name)
+    from mhatheory import curvature_plots
+
+    figures = {"law": out / "law.png", "head_blocks": out / "head_blocks.png"}
+    for name, fig in {"law": curvature_plots.law(records, summary, config),
+                      "head_blocks": curvature_plots.head_blocks(records, config)}.items():
+        results.save_figure_atomic(fig, figures[name])
     results.write_results(out, "transformer-curvature", config, config.seed,
                           {"records": records, "summary": summary, "rows": rows(summary),
                            "sweep": payloads.info})
-    return {"summary": summary, "rows": rows(summary)}
+    return Summary(summary, rows(summary), figures)
