@@ -51,7 +51,7 @@ from mhatheory.spectral._operators import (
     operator_flat,
     operator_size,
 )
-from mhatheory.spectral._options import work_dtype
+from mhatheory.spectral._options import in_work_dtype, work_dtype
 from mhatheory.spectral._recurrence import Reortho, as_reortho, eigh_tridiagonal, lanczos
 
 
@@ -175,10 +175,7 @@ class Density(NamedTuple):
 def _slq(op, num_probes, krylov, params, args, key, reortho=Reortho.NONE):
     matvec_h, flat = op.build(params, args)
     wdt = work_dtype(flat.dtype)
-
-    def matvec(v):                             # mixed precision: the HVP in the model's dtype
-        return matvec_h(v.astype(flat.dtype)).astype(wdt)
-
+    matvec = in_work_dtype(matvec_h, flat.dtype, wdt)
     k_probe, k_break = jax.random.split(key)
     probes = jax.random.rademacher(k_probe, (num_probes, flat.shape[0]), wdt)
     keys = jax.random.split(k_break, num_probes)

@@ -61,6 +61,7 @@ from mhatheory.spectral._options import (  # noqa: F401  (re-exported for caller
     DEFAULT_BASIS_BUDGET,
     _start_vector,
     check_options,
+    in_work_dtype,
     lanczos_bytes,
     plan_memory,
     work_dtype,
@@ -126,11 +127,7 @@ def _restarted_lanczos(op, which, krylov, max_restarts, k, tol, params, args, v0
     ``tol`` stops the recurrence (Ritz estimates) and ends the restarts (true residuals)."""
     matvec_h, flat = op.build(params, args)
     wdt = v0.dtype
-    if wdt != flat.dtype:                      # mixed precision: HVP in the model's dtype
-        def matvec(v):
-            return matvec_h(v.astype(flat.dtype)).astype(wdt)
-    else:
-        matvec = matvec_h
+    matvec = in_work_dtype(matvec_h, flat.dtype, wdt)
     kk = min(k + 1, krylov)                     # the k wanted pairs and one neighbour (the gap)
     pick = wanted(krylov, kk, which)
     k_defect, k_break = jax.random.split(key)

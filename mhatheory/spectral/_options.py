@@ -30,6 +30,18 @@ def work_dtype(dtype):
     return jnp.dtype(dtype)
 
 
+def in_work_dtype(matvec, model_dtype, wdt):
+    """``matvec`` (an HVP in ``model_dtype``) as a map of ``wdt`` vectors: mixed precision, the
+    HVP stays in the model's dtype while the recurrence around it runs in ``wdt``."""
+    if jnp.dtype(wdt) == jnp.dtype(model_dtype):
+        return matvec
+
+    def cast(v):
+        return matvec(v.astype(model_dtype)).astype(wdt)
+
+    return cast
+
+
 def lanczos_bytes(num_params: int, krylov: int, k: int, dtype, store_basis: bool) -> int:
     """Bytes of Lanczos vectors a probe holds (the HVP's own workspace comes on top): the basis
     (``krylov``·P, if stored) plus 10 + 3(k+1) P-vectors (start, q_{j−1}, q_j, w, the next q,
