@@ -102,9 +102,10 @@ def stability_config():
 
 @pytest.fixture(scope="session")
 def stability_run(stability_config, tmp_path_factory):
-    """``(config, summary, out_dir)`` of one tiny stability sweep in this process (4 host
-    devices, as ``mhatheory run stability`` in a fresh process would see); tests must not write
-    into ``out_dir``."""
+    """``(config, summary, out_dir)`` of one tiny stability sweep, run once per session in one
+    pytest process (4 host devices, as ``mhatheory run stability`` in a fresh process would
+    see; another pytest-xdist worker may have run it, see :func:`shared_run`); tests must not
+    write into ``out_dir``."""
     from mhatheory.experiments import stability_sweep
 
     return shared_run(tmp_path_factory, "stability", lambda out: (

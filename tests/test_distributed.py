@@ -107,9 +107,9 @@ def _flags(config) -> list[str]:
 def test_two_processes_write_the_single_process_stability_records(tmp_path, request,
                                                                   stability_config):
     """The reference is the session's one-process sweep (``stability_run``: 4 host devices in
-    this process, shared with the experiment smoke test); two processes of 2 devices each run
-    the same sweep from the equivalent flags, started before the reference is computed so that
-    the three runs overlap."""
+    one pytest process, shared with the experiment smoke test); two processes of 2 devices each
+    run the same sweep from the equivalent flags, started before the reference is asked for so
+    that, when this worker is the one to compute it, the three runs overlap."""
     config = stability_config
     port = _free_port()
     multi = ["run", "stability", *_flags(config), "--no-progress",
