@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mhatheory import data, spectral, train
@@ -98,6 +98,10 @@ _tridiag_dense = jax.jit(lambda A, v: _lanczos.tridiag(lambda x: A @ x, v, _PROP
 
 @given(base=st.lists(st.floats(-1.0, 1.0), min_size=2, max_size=_PROPERTY_N),
        log_scale=st.floats(-6.0, 6.0), seed=st.integers(0, 10_000))
+# found by Hypothesis (at LLVM level 0, the suite's): β₇ ≈ 1.7e-3 amplified a matvec rounding
+# that the 2ε‖T‖ term underestimated, and |q₂ᵀq₈| reached 1.6e-8 > √ε
+@example(base=[0.0, 0.5, 0.25, 0.0, 0.5625, 0.0, -0.8125, 0.75, 1e-06, 1.0, 1.0, 1.0, 1.0, 0.875],
+         log_scale=1.0, seed=115)
 def test_partial_reorthogonalisation_property(base, log_scale, seed):
     """Any spectrum (repeated values, clusters, breakdowns, scales 1e-6…1e6): the basis stays
     semi-orthogonal and T's extreme Ritz values lie inside the spectrum (to rounding), which an
