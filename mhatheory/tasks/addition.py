@@ -122,10 +122,15 @@ def _group_max_fraction(keys, targets, num_targets: int) -> float:
     return float(np.maximum.reduceat(counts, starts).sum() / keys.size)
 
 
+#: 13ᵈ for digit d, 0 for the other tokens: Σ over a row's tokens of _DIGIT_WEIGHT[token] is
+#: Σ_d count_d·13ᵈ, the row's digit counts written in base 13 (each count ≤ 12 < 13)
+_DIGIT_WEIGHT = np.array([13**d for d in range(10)] + [0] * (VOCAB - 10), dtype=np.int64)
+
+
 def _multiset_key(tokens) -> np.ndarray:
-    """Injective key of the multiset of digit tokens per row (base-13 counts)."""
-    counts = np.stack([(tokens == d).sum(axis=1) for d in range(10)], axis=1)
-    return (counts * (13 ** np.arange(10))).sum(axis=1)
+    """Injective key of the multiset of digit tokens per row: its digit counts in base 13 (rows
+    of at most 12 tokens, so every count is a base-13 digit), summed in one gather."""
+    return _DIGIT_WEIGHT[np.asarray(tokens)].sum(axis=1)
 
 
 class Ceilings(NamedTuple):
