@@ -12,6 +12,7 @@ compiling is made cheaper (:data:`TEST_XLA_FLAGS`).
 
 import os
 import pickle
+from collections import Counter
 
 #: XLA flags of the test session, added to any ``XLA_FLAGS`` already set unless it names them:
 #: 4 host devices (the sharding tests), LLVM optimisation level 0 and XLA's classic CPU fusion
@@ -115,6 +116,21 @@ def stability_run(stability_config, tmp_path_factory):
 
     return shared_run(tmp_path_factory, "stability", lambda out: (
         stability_config, stability_sweep.run(stability_config, out, progress=False), out))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the files for pytest-xdist (``--dist loadfile --no-loadscope-reorder``): the
+    notebooks first, since each is one long item (a kernel start and a whole sweep, 6–21 s on
+    2 cores) that would otherwise be handed out last and leave one worker idle at the end; then
+    the test files by their number of tests, most first (xdist's own reordering). Tests keep
+    their order within a file."""
+    counts = Counter(item.nodeid.split("::")[0] for item in items)
+
+    def key(item):
+        path = item.nodeid.split("::")[0]
+        return (not path.endswith(".ipynb"), -counts[path], path)
+
+    items.sort(key=key)
 
 
 def _robustness_line(config):
