@@ -104,6 +104,16 @@ def _run_chunk(loss_fn, metrics_fn, lr, carry, ks, record_steps, args, metric_ar
     return jax.lax.scan(body, carry, ks)
 
 
+@functools.partial(jax.jit, static_argnames=("loss_fn", "metrics_fn"))
+def _at_end(loss_fn, metrics_fn, params, args, metric_args):
+    """``(L̂(θ_K), ‖∇L̂(θ_K)‖, metrics(θ_K))`` as one program, cached per ``loss_fn`` like
+    :func:`_run_chunk` (evaluated op by op it compiled each operation of the loss anew for every
+    new shape)."""
+    loss, grads = jax.value_and_grad(loss_fn)(params, *args)
+    mets = metrics_fn(params, *metric_args) if metrics_fn is not None else {}
+    return loss, optax.tree.norm(grads), mets
+
+
 def gd(
     loss_fn: Callable,
     params,
@@ -189,9 +199,9 @@ def gd(
 
     # Evaluate at θ_K (the scan evaluated θ_0..θ_{K-1}) and store it if scheduled.
     params, _, buf, idx, _ = carry
-    final_loss, grads = jax.value_and_grad(loss_fn)(params, *args)
-    final_mets = metrics_fn(params, *metric_args) if metrics_fn is not None else {}
-    if not (np.isfinite(float(final_loss)) and np.isfinite(float(optax.tree.norm(grads)))):
+    final_loss, final_gnorm, final_mets = _at_end(loss_fn, metrics_fn, params, args,
+                                                  tuple(metric_args))
+    if not (np.isfinite(float(final_loss)) and np.isfinite(float(final_gnorm))):
         raise DivergenceError(
             f"GD diverged: the loss is NaN/Inf at step {steps} (lr={lr:g}); try a smaller step "
             f"size, e.g. lr={lr / 10:g}."
@@ -204,7 +214,7 @@ def gd(
 
     return Trajectory(
         loss=cat(losses, final_loss),
-        grad_norm=cat(gnorms, optax.tree.norm(grads)),
+        grad_norm=cat(gnorms, final_gnorm),
         metrics={k: cat([m[k] for m in mets], final_mets[k]) for k in final_mets},
         record_steps=rec,
         params_at=buf if rec.size else None,
