@@ -71,8 +71,9 @@ def permutations(n_free: int, *, key=None, max_exhaustive: int = 6, num_random: 
 def _worst(fn, tokens, perms, build, compare):
     # the unpermuted sequence is row 0 of the same batch: one compiled program for every
     # output, so a deviation measures the symmetry, not a difference between code paths
+    # (vmap of jit(fn): the program is cached per fn, so repeated checks do not recompile)
     batch = jnp.stack([tokens] + [tokens[np.asarray(build(p))] for p in perms])
-    base, *outs = np.asarray(jax.jit(jax.vmap(fn))(batch))
+    base, *outs = np.asarray(jax.vmap(jax.jit(fn))(batch))
     devs = np.array([compare(o, base, build(p)) for o, p in zip(outs, perms, strict=True)])
     i = int(np.argmax(devs))
     return float(devs[i]), tuple(int(x) for x in perms[i])
