@@ -227,9 +227,20 @@ def warmup_cosine_adamw(model: nnx.Module, *, lr: float, warmup: int, steps: int
                         weight_decay: float) -> nnx.Optimizer:
     """AdamW on the ``nnx.Param`` leaves of ``model``, its step size rising linearly from 0 to
     ``lr`` over ``warmup`` steps, then decaying to 0 at ``steps`` along a cosine
-    (``optax.warmup_cosine_decay_schedule``)."""
+    (``optax.warmup_cosine_decay_schedule``).
+
+    Equal settings share one optax transform (:func:`_adamw`): the transform is static in the
+    optimiser's graph, which ``nnx.jit`` keys its cache on, so a fresh transform per model
+    would recompile :func:`nnx_step`'s program for every cell of a sweep."""
+    return nnx.Optimizer(model, _adamw(float(lr), int(warmup), int(steps), float(weight_decay)),
+                         wrt=nnx.Param)
+
+
+@functools.lru_cache(maxsize=32)
+def _adamw(lr: float, warmup: int, steps: int, weight_decay: float) -> optax.GradientTransformation:
+    """:func:`warmup_cosine_adamw`'s transform, one object per setting."""
     schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, steps)
-    return nnx.Optimizer(model, optax.adamw(schedule, weight_decay=weight_decay), wrt=nnx.Param)
+    return optax.adamw(schedule, weight_decay=weight_decay)
 
 
 def nnx_step(loss: Callable) -> Callable:

@@ -82,3 +82,34 @@ def test_labels_outside_pm1_raise_before_training(problem):
     batch, params = problem
     with pytest.raises(ValueError, match=r"\{-1, \+1\}"):
         train.gd(deora.loss_fn, params, batch._replace(y=(batch.y + 1) / 2), steps=5, lr=0.1)
+
+
+def test_the_adamw_step_compiles_once_for_models_of_one_shape():
+    """Every cell of a sweep builds a fresh model and optimiser; with equal settings the jitted
+    step must reuse its program (a fresh optax transform per optimiser used to recompile it)."""
+    from flax import nnx
+
+    step = train.nnx_step(lambda model, x: jnp.mean(model(x) ** 2))
+    x = jnp.ones((4, 3))
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration" and \
+                kwargs.get("fun_name") == "jit(step)":
+            compiles.append(kwargs["fun_name"])
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        losses = []
+        for seed in range(3):
+            model = nnx.Linear(3, 2, rngs=nnx.Rngs(seed))
+            opt = train.warmup_cosine_adamw(model, lr=1e-2, warmup=2, steps=10, weight_decay=0.1)
+            losses.append(float(step(model, opt, x)))
+        assert len(compiles) == 1, compiles
+        other = nnx.Linear(3, 2, rngs=nnx.Rngs(0))     # another setting is another schedule
+        step(other, train.warmup_cosine_adamw(other, lr=2e-2, warmup=2, steps=10,
+                                              weight_decay=0.1), x)
+        assert len(compiles) == 2, compiles
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(set(losses)) == 3                        # three different models were stepped

@@ -36,7 +36,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -46,6 +45,7 @@ from mhatheory.experiments._common import validate_common
 from mhatheory.experiments._sweep import run_cells
 from mhatheory.models import DecoderTransformer
 from mhatheory.tasks import addition as ad
+from mhatheory.train import warmup_cosine_adamw
 from mhatheory.verdicts import Interval, Verdict, compare
 
 SCALINGS = ("fixed_d_model", "fixed_head_dim")
@@ -259,9 +259,8 @@ def run_cell(config: Config, spec: dict, train, progress: bool) -> dict:
         raise ValueError("transformer-curvature probes a model whose state is its parameters; "
                          "this DecoderTransformer carries other state (e.g. dropout RNGs).")
     data = answer_problem(train[:config.probe_batch])
-    sched = optax.warmup_cosine_decay_schedule(0.0, config.lr, config.warmup, config.steps)
-    optimizer = nnx.Optimizer(model, optax.adamw(sched, weight_decay=config.weight_decay),
-                              wrt=nnx.Param)
+    optimizer = warmup_cosine_adamw(model, lr=config.lr, warmup=config.warmup,
+                                    steps=config.steps, weight_decay=config.weight_decay)
     ops = operators(graphdef, layers, config.head_blocks)
     stage_at = {0: "init", config.early_step: "early", config.steps: "late"}
     key = jax.random.key(seed)
