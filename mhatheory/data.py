@@ -151,17 +151,21 @@ def bayes_predict(config: MixtureConfig, X):
     return jnp.where(bayes_llr(config, X) >= 0, 1.0, -1.0)
 
 
+@functools.partial(jax.jit, static_argnames=("config", "n"))
+def _bayes_mistakes(config: MixtureConfig, key, n: int):
+    """How many of ``n`` fresh samples the Bayes rule gets wrong: one program per (config, n),
+    shared by every :func:`bayes_error` call."""
+    b = _sample(config, key, n)
+    return jnp.sum(bayes_predict(config, b.X) != b.y)
+
+
 def bayes_error(config: MixtureConfig, key, num: int = 100_000, chunk: int = 20_000):
     """Monte-Carlo estimate of the Bayes error with its standard error, ``(error, se)``."""
     num = _validate.positive_int("num", num)
+    chunk = _validate.positive_int("chunk", chunk)
+    _validate.prng_key("key", key)
     keys = jax.random.split(key, -(-num // chunk))
-
-    @jax.jit
-    def errors(k):
-        b = sample(config, k, chunk)
-        return jnp.sum(bayes_predict(config, b.X) != b.y)
-
-    wrong = sum(int(errors(k)) for k in keys)
+    wrong = sum(int(_bayes_mistakes(config, k, chunk)) for k in keys)
     total = chunk * len(keys)
     p = wrong / total
     return p, math.sqrt(max(p * (1 - p), 1.0 / total) / total)
