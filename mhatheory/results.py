@@ -39,6 +39,14 @@ def versions() -> dict:
     return out
 
 
+def numerics() -> dict:
+    """The settings that change computed numbers for the same config and code: float64 on or
+    off (``MHATHEORY_X64``) and the default matmul precision. A resumed sweep reuses a cell
+    only if they match (:mod:`mhatheory.experiments._sweep`)."""
+    return {"x64": bool(jax.config.jax_enable_x64),
+            "matmul_precision": str(jax.config.jax_default_matmul_precision)}
+
+
 def device_info() -> dict:
     """Backend, devices, x64 and matmul precision settings, platform."""
     devs = jax.devices()
@@ -47,8 +55,7 @@ def device_info() -> dict:
         "devices": [str(d) for d in devs],
         "device_kind": devs[0].device_kind if devs else None,
         "count": len(devs),
-        "x64": bool(jax.config.jax_enable_x64),
-        "matmul_precision": str(jax.config.jax_default_matmul_precision),
+        **numerics(),
         "platform": platform.platform(),
     }
 

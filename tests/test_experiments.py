@@ -5,9 +5,11 @@ import json
 import shutil
 import warnings
 
+import jax
 import numpy as np
 import pytest
 
+from mhatheory import results
 from mhatheory.experiments import seq2seq, spectrum, symmetry_sweep
 from mhatheory.experiments import weak_convexity as wc
 from mhatheory.testing import tol
@@ -212,7 +214,8 @@ def test_resume_recomputes_cells_whose_config_changed(tmp_path, capsys):
     calls = []
     _sweep(tmp_path, _SweepConfig(), calls, resume=False)
     cell = json.loads((tmp_path / "cells" / "H1_seed0.json").read_text())
-    assert cell["config"] == {"steps": 5, "lr": 0.5} and cell["spec"] == {"heads": 1, "seed": 0}
+    assert cell["config"] == {"steps": 5, "lr": 0.5, "numerics": results.numerics()}
+    assert cell["spec"] == {"heads": 1, "seed": 0}
     assert cell["versions"]["mhatheory"] == mhatheory.__version__
     calls.clear()
     again = _sweep(tmp_path, _SweepConfig(), calls)
@@ -274,7 +277,29 @@ def test_resume_names_and_recomputes_a_corrupt_cell(tmp_path, damage):
         assert out.info["recomputed_config_changed"] == 1 and not named
     else:
         assert out.info["recomputed_corrupt"] == 1 and len(named) == 1 and "corrupt" in named[0]
-    assert json.loads(path.read_text())["config"] == {"steps": 5, "lr": 0.5}
+    assert json.loads(path.read_text())["config"] == {"steps": 5, "lr": 0.5,
+                                                      "numerics": results.numerics()}
+
+
+def test_resume_recomputes_cells_computed_at_another_precision(tmp_path, capsys):
+    """A sweep begun in float32 (MHATHEORY_X64=0) and resumed in float64 must not mix the
+    float32 cells into a float64 result, nor the reverse (checkpoint names follow too)."""
+    from mhatheory.experiments._sweep import cell_digest
+
+    calls = []
+    with jax.enable_x64(False):
+        _sweep(tmp_path, _SweepConfig(), calls, resume=False)
+        digest32 = cell_digest(_SweepConfig(), {"heads": 1})
+    stored = json.loads((tmp_path / "cells" / "H1_seed0.json").read_text())
+    assert stored["config"]["numerics"]["x64"] is False
+    calls.clear()
+    out = _sweep(tmp_path, _SweepConfig(), calls)       # the session's float64
+    assert len(calls) == 4 and out.info["recomputed_config_changed"] == 4
+    assert out.info["changed_fields"] == ["numerics"]
+    assert "config changed (numerics)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "cells" / "H1_seed0.json").read_text()
+                      )["config"]["numerics"]["x64"] is True
+    assert cell_digest(_SweepConfig(), {"heads": 1}) != digest32
 
 
 def test_cell_digest_follows_the_cell_config_only():

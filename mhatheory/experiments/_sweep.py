@@ -2,6 +2,10 @@
 cells whose file holds the same cell config, so a killed sweep loses at most the cell in
 progress, and a changed setting never reuses a stale cell.
 
+The numerics settings (:func:`mhatheory.results.numerics`: float64 on or off, matmul
+precision) count as config: a sweep begun with ``MHATHEORY_X64=0`` and resumed without it
+recomputes its float32 cells instead of mixing them into a float64 result.
+
 A cell file holds ``cell`` (its name), ``spec`` (what distinguishes it from its siblings, e.g.
 ``{"heads": 4, "seed": 1}``), ``config`` (every experiment config field that can change the
 cell's result, see :func:`cell_config`), ``versions`` (:func:`mhatheory.results.versions`, the
@@ -35,15 +39,17 @@ def selector_fields(config) -> set[str]:
 
 def cell_config(config, ignore: Collection[str] | None = None) -> dict | None:
     """The part of an experiment's frozen dataclass ``config`` that a cell's result depends on,
-    as JSON values: every field except those in ``ignore`` (default :func:`selector_fields`).
+    as JSON values: every field except those in ``ignore`` (default :func:`selector_fields`),
+    and ``numerics`` (:func:`mhatheory.results.numerics`, the precision settings).
     An experiment whose cells do depend on a selector (stability averages each cell over
     ``seeds``) or that has fields no cell reads (weak-convexity's ``convergence_*``) passes its
     own ``ignore``; when in doubt keep a field (a needless recompute, never a stale cell)."""
     if config is None:
         return None
     ignore = selector_fields(config) if ignore is None else set(ignore)
-    return {f.name: results.to_jsonable(getattr(config, f.name))
-            for f in dataclasses.fields(config) if f.name not in ignore}
+    return {**{f.name: results.to_jsonable(getattr(config, f.name))
+               for f in dataclasses.fields(config) if f.name not in ignore},
+            "numerics": results.numerics()}
 
 
 def cell_digest(config, spec: dict, ignore: Collection[str] | None = None) -> str:
