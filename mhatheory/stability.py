@@ -59,6 +59,20 @@ def gather(pool, idx):
     return jax.tree.map(lambda a: a[idx], pool)
 
 
+def _sample_indices(which, n: int) -> np.ndarray:
+    """``which`` as a flat integer array of sample indices in [0, n), checked: a gather inside
+    a compiled program would clamp an index ≥ n to the last sample, and an int cast would
+    truncate 2.7 to 2, both silently."""
+    arr = np.asarray(which).reshape(-1)
+    if arr.size == 0 or arr.dtype.kind not in "iu":
+        raise ValueError(f"which must be one or more integer sample indices, got {which!r}.")
+    bad = arr[(arr < 0) | (arr >= n)]
+    if bad.size:
+        raise ValueError(f"which names samples {bad.tolist()} outside the data's {n} samples "
+                         f"(indices 0..{n - 1}).")
+    return arr
+
+
 def _sample_count(pool) -> int:
     leaves = jax.tree.leaves(pool)
     if not leaves:
@@ -238,9 +252,9 @@ def influence(loss_fn, params, data, which, *, damping: float = 1e-6, key=None,
     one λmin probe and, per i, a conjugate-gradient solve of at most ``maxiter`` HVPs.
     """
     n = _sample_count(data)
+    which = jnp.asarray(_sample_indices(which, n))
     lo = spectral.lambda_min(loss_fn, params, data, key=key)
     lam = max(0.0, -lo.value) + damping
-    which = jnp.asarray(np.asarray(which, dtype=int).reshape(-1))
     delta = _damped_newton_steps(spectral.Hessian(loss_fn), maxiter, params, data, which,
                                  jnp.asarray(lam))
     return Influence(np.asarray(delta) / (n - 1), lam)

@@ -109,6 +109,16 @@ def test_influence_equals_the_dense_damped_newton_step(problem):
         np.testing.assert_allclose(row, dense, rtol=1e-7, atol=1e-7 * np.abs(dense).max())
 
 
+@pytest.mark.parametrize("which", [[10], [100], [-1], [2.7], [], ["0"]])
+def test_influence_refuses_indices_that_name_no_sample(problem, which):
+    """n = 10: a compiled gather clamps 10 and 100 to sample 9 and an int cast truncates 2.7,
+    silently; each must be refused before the λmin probe."""
+    batch, _, traj, _ = problem
+    sub = data.Batch(batch.X[:10], batch.y[:10])
+    with pytest.raises(ValueError, match="which"):
+        stability.influence(deora.loss_fn, traj.final_params, sub, which)
+
+
 def _regression_loss(p, data):
     return jnp.mean((jnp.tanh(data["x"] @ p["a"]) @ p["b"] - data["y"]) ** 2)
 
