@@ -271,6 +271,22 @@ def test_warm_starts_cut_hvps_along_a_trajectory():
     assert sum(r["lambda_min_hvps"] for r in warm[1:]) < sum(r["lambda_min_hvps"] for r in cold[1:])
 
 
+@pytest.mark.parametrize("reortho", ["none", "full"])
+def test_a_warm_start_on_another_eigenvector_still_finds_the_extreme(reortho):
+    """Started exactly on the eigenvector of λ = 2 (no component along λmin = −1's), Lanczos
+    used to stop there at once and certify λmin = 2; the warm start's random part
+    (WARM_START_MIX) makes every direction reachable, as from a random start."""
+    d = jnp.asarray(np.concatenate([[-1.0, 2.0], np.linspace(0.5, 3.0, 28)]))
+
+    def loss(p, d):
+        return 0.5 * jnp.sum(d * p["x"] ** 2)
+
+    v0 = np.zeros(30)
+    v0[1] = 1.0
+    r = spectral.lambda_min(loss, {"x": jnp.zeros(30)}, d, v0=v0, reortho=reortho)
+    assert r.converged and r.interval[0] <= -1.0 <= r.interval[1]
+
+
 def test_repeated_calls_reuse_the_compiled_program(deora_problem):
     params, batch, _ = deora_problem
     spectral.lambda_min(deora.loss_fn, params, batch)

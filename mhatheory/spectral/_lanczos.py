@@ -59,6 +59,7 @@ from mhatheory.spectral._operators import (
 )
 from mhatheory.spectral._options import (  # noqa: F401  (re-exported for callers)
     DEFAULT_BASIS_BUDGET,
+    WARM_START_MIX,
     _start_vector,
     check_options,
     in_work_dtype,
@@ -235,8 +236,8 @@ class Lanczos:
         return dataclasses.asdict(self)
 
     def __call__(self, loss_fn, params, *args, key, v0=None) -> list[EigResult]:
-        """The probe at ``params``: ``key`` draws the start vector (unless ``v0``, a warm start,
-        is given) and the rounding probe. Inputs are checked before any compilation."""
+        """The probe at ``params``: ``key`` draws the start vector (with ``v0``, a warm start,
+        its random part) and the rounding probe. Inputs are checked before any compilation."""
         if key is None:
             raise ValueError("key must be a JAX random key (jax.random.key(seed)); it draws the "
                              "start vector and the HVP rounding probe.")
@@ -300,7 +301,10 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
         key: PRNG key for the start vector and the HVP rounding probe. ``None`` means
             ``jax.random.key(0)``: a fixed, reproducible start (pass your own key to vary it;
             :class:`Lanczos` requires one).
-        v0: an explicit start vector (warm start), e.g. a previous probe's ``.vector``.
+        v0: an explicit start vector (warm start), e.g. a previous probe's ``.vector``; a
+            random unit vector of weight :data:`WARM_START_MIX` (drawn from ``key``) is
+            added to its direction, so a v0 with no component along the wanted eigenvector
+            cannot make Lanczos certify another eigenvalue.
         krylov: the most Lanczos vectors per cycle (as :class:`Lanczos`).
         tol: the residual tolerance relative to ‖H‖ (as :class:`Lanczos`).
         max_restarts: how many times a cycle may restart (as :class:`Lanczos`).
