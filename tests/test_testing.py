@@ -114,3 +114,25 @@ def test_assert_weakly_convex_rejects_bad_arguments(kwargs, match):
     loss, params, x, y = _mlp_problem()
     with pytest.raises(ValueError, match=match):
         testing.assert_weakly_convex(loss, params, x, y, **kwargs)
+
+
+def test_an_unresolved_eigenvalue_cluster_never_passes():
+    """λ₁ = −0.01 and λ₂ = λ₁ + 1e-11 (‖H‖ = 1): one Lanczos run mixes the pair and certifies
+    an interval a few 1e-15 wide around λ₁ + w·1e-11 (w the start's weight on λ₂), missing λ₁;
+    a bound −c between λ₁ and λ₂ (the inequality false by 5e-12, far above L̂'s 1e-17 rounding)
+    passed for about half the keys. Two starts must turn each into a failure or INCONCLUSIVE."""
+    P = 40
+    evals = np.concatenate([[-0.01, -0.01 + 1e-11], np.linspace(0.0, 1.0, P - 2)])
+    Q = np.linalg.qr(np.random.default_rng(0).normal(size=(P, P)))[0]
+    A = jnp.asarray(Q @ np.diag(evals) @ Q.T)
+    A = 0.5 * (A + A.T)
+
+    def loss(p, A, c):
+        return 0.5 * p["x"] @ A @ p["x"] + c
+
+    c = jnp.asarray(0.01 - 5e-12)                      # the bound −c = λ₁ + 5e-12
+    assert np.linalg.eigvalsh(np.asarray(A))[0] < -c - testing.loss_rounding(c, np.float64)
+    for seed in range(6):
+        with pytest.raises(testing.InequalityError):
+            testing.assert_weakly_convex(loss, {"x": jnp.zeros(P)}, A, c, kappa=1.0, heads=1,
+                                         key=jax.random.key(seed))
