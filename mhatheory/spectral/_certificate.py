@@ -37,7 +37,13 @@ resolve makes a measured gap meaningless (a test found it: a float32 problem wit
 −1e-3 and 1.5e-3 at ‖H‖ = 1e3). So the interval is [θ̂ − τ − s, θ̂ + τ] with s = ρ or ρ²/g
 (mirrored for λmax). It assumes, as every Krylov method must, that Lanczos has not missed a more
 extreme eigenvalue (a random start and the extra neighbour pair make that unlikely, but no
-residual can exclude it). An **unconverged** run (ρ̂ > tol·‖H‖ after the restart budget)
+residual can exclude it), nor left one unresolved next to the Ritz value: for a pair
+λ₁ < λ₂ closer than the recurrence resolves, x ≈ a·e₁ + b·e₂ gives θ = λ₁ + b²(λ₂ − λ₁) and
+ρ = |ab|(λ₂ − λ₁), so θ − λ₁ = |b/a|·ρ: beyond Bauer–Fike's ρ whenever |b| > |a| (half the
+random starts), and far beyond Kato–Temple's ρ²/g, whose gap then comes from the next,
+resolved eigenvalue (a new-user test: λ₂ − λ₁ = 1e-11, an interval 4e-15 wide, 6e-13 off).
+:func:`mhatheory.testing.assert_weakly_convex` therefore probes from two starts.
+An **unconverged** run (ρ̂ > tol·‖H‖ after the restart budget)
 reports (−∞, θ̂ + τ] for λmin ([θ̂ − τ, +∞) for λmax): only the Rayleigh side is claimed.
 """
 
