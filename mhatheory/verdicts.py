@@ -41,7 +41,10 @@ class Interval(NamedTuple):
 
     @classmethod
     def around(cls, value: float, radius: float) -> Interval:
-        """``[value − radius, value + radius]``."""
+        """``[value − radius, value + radius]``; a negative radius is an error (it would make
+        an interval narrower than its point, which :func:`compare` could then pass)."""
+        if float(radius) < 0:
+            raise ValueError(f"Interval.around needs a radius ≥ 0, got {radius!r}.")
         return cls(float(value) - float(radius), float(value) + float(radius))
 
     @property
@@ -63,6 +66,11 @@ def compare(lhs: Interval, rhs: Interval, relation: str = ">=") -> tuple[Verdict
         >>> compare(Interval(0.0, 2.0), Interval(0.5, 1.0))[0]
         <Verdict.INCONCLUSIVE: 'INCONCLUSIVE'>
     """
+    for side, iv in (("left", lhs), ("right", rhs)):
+        if iv[0] > iv[1]:
+            raise ValueError(f"compare needs intervals with lo ≤ hi; the {side}-hand side is "
+                             f"[{iv[0]!r}, {iv[1]!r}] (swap its ends, or build it with "
+                             "Interval.around(value, radius))")
     if relation == "<=":
         lhs, rhs = rhs, lhs
     elif relation != ">=":

@@ -1,3 +1,4 @@
+import math
 import warnings
 
 import jax
@@ -136,3 +137,15 @@ def test_an_unresolved_eigenvalue_cluster_never_passes():
         with pytest.raises(testing.InequalityError):
             testing.assert_weakly_convex(loss, {"x": jnp.zeros(P)}, A, c, kappa=1.0, heads=1,
                                          key=jax.random.key(seed))
+
+
+def test_compare_refuses_intervals_that_are_not_intervals():
+    """A negative radius made [1.5, 0.5] 'around' 1.0, and compare passed it against 1.2."""
+    with pytest.raises(ValueError, match="radius"):
+        Interval.around(1.0, -0.5)
+    for lhs, rhs, side in ((Interval(3.0, 1.0), Interval(0.0, 0.0), "left"),
+                           (Interval(2.0, 2.0), Interval(1.0, 0.0), "right")):
+        for relation in (">=", "<="):
+            with pytest.raises(ValueError, match=f"{side}-hand side"):
+                compare(lhs, rhs, relation)
+    assert compare(Interval(math.nan, 1.0), Interval(0.0, 0.0))[0] == Verdict.INCONCLUSIVE
