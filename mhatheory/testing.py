@@ -200,7 +200,10 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     _validate.probe_inputs(loss_fn, params, args)
     check_options(method=method, key=key, **lanczos, num_params=_validate.num_params(params)[0])
     loss = float(loss_fn(params, *args))
-    dtype = jax.tree.leaves(params)[0].dtype
+    if not math.isfinite(loss):
+        raise ValueError(f"the loss is {loss} at these params, so −κ/√H·L̂ is undefined: check "
+                         "the loss function, its data and params.")
+    dtype = jax.numpy.result_type(*jax.tree.leaves(params))
     rhs = -kappa / math.sqrt(heads) * loss
     rhs_iv = Interval.around(rhs, loss_rounding(rhs, dtype))
     P = sum(int(np.size(x)) for x in jax.tree.leaves(params))

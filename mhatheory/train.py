@@ -189,6 +189,10 @@ def gd(
         bad = int(carry[4])
         if bad >= 0:
             bar.close()
+            if bad == 0:    # θ_0 itself: no step was taken, so no step size is to blame
+                raise DivergenceError(
+                    "the loss or its gradient is NaN/Inf at the initial parameters (step 0), "
+                    "before any step: check the loss function, the data and params0.")
             raise DivergenceError(
                 f"GD diverged: the loss or gradient is NaN/Inf at step {bad} (lr={lr:g}); "
                 f"try a smaller step size, e.g. lr={lr / 10:g}."

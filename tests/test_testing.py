@@ -149,3 +149,20 @@ def test_compare_refuses_intervals_that_are_not_intervals():
             with pytest.raises(ValueError, match=f"{side}-hand side"):
                 compare(lhs, rhs, relation)
     assert compare(Interval(math.nan, 1.0), Interval(0.0, 0.0))[0] == Verdict.INCONCLUSIVE
+
+
+def test_assert_weakly_convex_names_a_loss_that_is_not_finite():
+    def loss(p, c):
+        return jnp.sum(jnp.log(p["x"] - c))
+
+    with pytest.raises(ValueError, match="the loss is nan"):
+        testing.assert_weakly_convex(loss, {"x": jnp.full(3, 0.3)}, jnp.asarray(1.0), kappa=1.0,
+                                     heads=1)
+
+
+def test_assert_weakly_convex_takes_a_python_float_leaf():
+    def loss(p, c):
+        return 0.5 * jnp.sum(p["x"] ** 2) + p["s"] ** 2 + c
+
+    testing.assert_weakly_convex(loss, {"s": 0.5, "x": jnp.ones(4)}, jnp.asarray(1.0),
+                                 kappa=0.0, heads=1, method="exact")

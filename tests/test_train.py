@@ -113,3 +113,13 @@ def test_the_adamw_step_compiles_once_for_models_of_one_shape():
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     assert len(set(losses)) == 3                        # three different models were stepped
+
+
+def test_a_loss_that_is_not_finite_at_the_start_is_not_blamed_on_the_step_size():
+    """log(x − 1) at x = 0.3 is NaN before any step; 'try lr=…' would send the user astray."""
+    def loss(p, c):
+        return jnp.sum(jnp.log(p["x"] - c))
+
+    with pytest.raises(train.DivergenceError, match="initial parameters") as err:
+        train.gd(loss, {"x": jnp.full(3, 0.3)}, jnp.asarray(1.0), steps=5, lr=0.1)
+    assert "lr" not in str(err.value)
