@@ -339,3 +339,18 @@ def test_density_cdf_accepts_scalars_and_arrays():
     grid = np.array([[-2.0, 0.0], [0.75, 5.0]])
     np.testing.assert_allclose(dens.cdf(grid), [[0.0, 0.3], [0.45, 1.0]])
     np.testing.assert_allclose(dens.cdf([0.0, 0.75]), [0.3, 0.45])
+
+
+@pytest.mark.parametrize("which", ["smallest", "largest"])
+def test_the_exact_route_takes_every_eigenpair_and_a_one_parameter_model(which):
+    """k = P (no neighbour pair) and P = 1 were refused with 'k must be smaller than P', which
+    only Lanczos needs."""
+    one = spectral.extreme_eigs(lambda p, c: (p["w"][0] ** 2 - c) ** 2, {"w": jnp.asarray([0.3])},
+                                jnp.asarray(1.0), method="exact", which=which)[0]
+    assert one.interval[0] <= 12 * 0.09 - 4.0 <= one.interval[1]       # d²/dw² (w² − 1)²
+    every = spectral.extreme_eigs(lambda p: jnp.sum(jnp.arange(1.0, 4.0) * p ** 2), jnp.ones(3),
+                                  k=3, method="exact", which=which)
+    for res, want in zip(every, [2.0, 4.0, 6.0][::1 if which == "smallest" else -1], strict=True):
+        assert res.interval[0] <= want <= res.interval[1]
+    with pytest.raises(ValueError, match="method='exact' takes k ≤ P"):
+        spectral.extreme_eigs(lambda p: jnp.sum(p ** 2), jnp.ones(3), k=3)

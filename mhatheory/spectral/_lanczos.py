@@ -328,7 +328,7 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: str = "smallest",
         op = as_operator(loss_fn)
         check_probe(op, params, args)
         P, dtype = operator_size(op, params)
-        check_options(num_params=P, **options)
+        check_options(method=method, num_params=P, **options)
         _exact.check_dense_fits(P, dtype, memory_budget_bytes)
         return _exact_eigs(op, params, args, k, which, memory_budget_bytes, time.perf_counter())
     return Lanczos(**options)._probe(loss_fn, params, args, key, v0)
@@ -348,7 +348,11 @@ def _exact_eigs(op, params, args, k, which, memory_budget_bytes, t0) -> list[Eig
     idx = [i for i in idx if 0 <= i < P]
     theta = evals[idx]
     rho = np.array([_exact.residual_norm(H, float(evals[i]), evecs[:, i]) for i in idx]) + tau
-    iv = intervals(which, theta, rho, np.full(len(idx), tau), True)
+    taus = np.full(len(idx), tau)
+    if len(idx) == k:   # k = P: no neighbour pair; the next eigenvalue is infinitely far away
+        theta = np.append(theta, np.inf if which == "smallest" else -np.inf)
+        rho, taus = np.append(rho, 0.0), np.append(taus, tau)
+    iv = intervals(which, theta, rho, taus, True)
     seconds = time.perf_counter() - t0
     return [EigResult(float(theta[j]), evecs[:, idx[j]], float(rho[j]), iv[j][0], iv[j][1], P,
                       0, True, seconds, "exact", tau, float(asym), False, "", 0)

@@ -112,8 +112,12 @@ def check_options(*, k: int = 1, which: str = "smallest", method: str = "lanczos
     if key is not None:
         _validate.prng_key("key", key)
     _exact.check_budget(memory_budget_bytes)
-    if num_params is not None and k >= num_params:
-        raise ValueError(f"k={k} must be smaller than the number of parameters P={num_params}.")
+    if num_params is not None and method == "exact" and k > num_params:
+        raise ValueError(f"k={k} is more eigenpairs than the P={num_params} parameters have.")
+    if num_params is not None and method == "lanczos" and k >= num_params:
+        raise ValueError(f"k={k} must be smaller than the number of parameters P={num_params} "
+                         "for Lanczos (its gap needs one more Ritz pair); method='exact' takes "
+                         "k ≤ P.")
     if v0 is not None:
         if not _validate.is_concrete(v0):
             return
