@@ -165,6 +165,9 @@ def probe_inputs(fn, params, args) -> None:
     and the loss's own argument check when it declares one (``fn.check_args``, e.g. labels in
     {−1, +1} for the Deora loss; see :func:`checks_args`)."""
     float_params(params)
+    if num_params(params)[0] == 0:
+        raise ValueError("params have no entries (P = 0, every leaf is empty): there is no "
+                         "Hessian to probe and nothing to train.")
     finite_tree(params, "params")
     finite_tree(tuple(args), "args")
     if hasattr(fn, "build"):                      # a curvature operator

@@ -92,3 +92,16 @@ def test_gd_takes_data_as_args_like_the_probes():
     # 300 GD steps at lr 0.1 contract the error by (1 − 0.1·λmin(2xᵀx/n))³⁰⁰ ≪ 1e-6
     np.testing.assert_allclose(traj.final_params["w"], [1.0, -2.0, 0.5], atol=1e-6)
     assert spectral.lambda_min(loss, traj.final_params, x, y).value > 0
+
+
+@pytest.mark.parametrize("call", ["trace", "spectral_density", "lambda_min", "gd"])
+def test_params_with_no_entries_are_refused_by_name(call):
+    """Every leaf empty (P = 0): trace divided by zero and spectral_density indexed past the end."""
+    def loss(p, x):
+        return jnp.sum(p["a"]) + jnp.sum(x)
+
+    params, x = {"a": jnp.zeros((0,))}, jnp.ones(2)
+    fn = {"gd": lambda: train.gd(loss, params, x, steps=2, lr=0.1)}.get(
+        call, lambda: getattr(spectral, call)(loss, params, x, key=jax.random.key(0)))
+    with pytest.raises(ValueError, match="P = 0"):
+        fn()
