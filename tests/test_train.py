@@ -59,6 +59,7 @@ def test_divergence_stops_with_the_step_named():
     ({"steps": 5, "lr": 0.0}, "lr must be"),
     ({"steps": 5, "lr": -1.0}, "lr must be"),
     ({"steps": 5, "lr": 0.1, "record_steps": [6]}, "record_steps"),
+    ({"steps": 5, "lr": 0.1, "record_steps": [0.5, 2.7]}, "record_steps must be integer"),
 ])
 def test_bad_arguments_raise(problem, kwargs, match):
     batch, params = problem
