@@ -198,7 +198,8 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     heads = _validate.positive_int("heads", heads)
     check_options(method=method, key=key, **lanczos)
     _validate.probe_inputs(loss_fn, params, args)
-    check_options(method=method, key=key, **lanczos, num_params=_validate.num_params(params)[0])
+    P = _validate.num_params(params)[0]
+    check_options(method=method, key=key, **lanczos, num_params=P)
     loss = float(loss_fn(params, *args))
     if not math.isfinite(loss):
         raise ValueError(f"the loss is {loss} at these params, so −κ/√H·L̂ is undefined: check "
@@ -206,7 +207,6 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     dtype = jax.numpy.result_type(*jax.tree.leaves(params))
     rhs = -kappa / math.sqrt(heads) * loss
     rhs_iv = Interval.around(rhs, loss_rounding(rhs, dtype))
-    P = sum(int(np.size(x)) for x in jax.tree.leaves(params))
     attempts = [lanczos] + ([escalated(lanczos, lv, P) for lv in range(1, len(ESCALATION) + 1)]
                             if method == "lanczos" else [])
     for opts in attempts:
@@ -235,7 +235,8 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
 
 
 def _two_starts(loss_fn, params, args, key, opts):
-    """λmin by Lanczos from two independent random starts: ``(first result, interval, clash)``.
+    """λmin by Lanczos from two independent random starts: ``(first result, interval, clash)``;
+    the first result's HVP count is both runs' and it is converged only if both are.
 
     Each run claims λmin ∈ [lo, hi]; hi is rigorous (a Rayleigh quotient), lo assumes no
     unresolved eigenvalue below the Ritz value. The interval is [min lo, min hi]. If the two
@@ -246,7 +247,8 @@ def _two_starts(loss_fn, params, args, key, opts):
     (lo_a, hi_a), (lo_b, hi_b) = a.interval, b.interval
     clash = (f"{_fmt(Interval(lo_a, hi_a))} and {_fmt(Interval(lo_b, hi_b))}"
              if max(lo_a, lo_b) > min(hi_a, hi_b) else None)
-    return a, Interval(min(lo_a, lo_b), min(hi_a, hi_b)), clash
+    both = a._replace(num_hvps=a.num_hvps + b.num_hvps, converged=a.converged and b.converged)
+    return both, Interval(min(lo_a, lo_b), min(hi_a, hi_b)), clash
 
 
 def loss_rounding(value: float, dtype) -> float:

@@ -62,12 +62,12 @@ WARM_START_MIX = 1e-2
 
 
 def _start_vector(flat, key, v0, dtype):
-    r = jax.random.normal(key, flat.shape, dtype)
     if v0 is None:
-        return r
+        return jax.random.normal(key, flat.shape, dtype)
     v0 = jnp.asarray(v0).reshape(-1).astype(dtype)
     if v0.shape != flat.shape:
         raise ValueError(f"v0 must have P={flat.size} entries, got {v0.size}.")
+    r = jax.random.normal(key, flat.shape, dtype)
     n0 = jnp.linalg.norm(v0)
     unit = jnp.where(n0 > 0, v0 / jnp.where(n0 > 0, n0, 1.0), 0.0)
     return unit + WARM_START_MIX * r / jnp.linalg.norm(r)
