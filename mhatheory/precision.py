@@ -7,9 +7,10 @@ module built with ``param_dtype=float64`` but the default ``dtype`` promotes inc
 explicit ``.astype(jnp.float32)`` inside a model) has float32 rounding, about 1e-7 relative,
 hidden inside a float64 result; a Lanczos interval certified to 1e-15 would then be wrong.
 
-:func:`lower_precision_ops` traces ``loss_fn(params, *args)`` to a jaxpr (no computation) and
-lists every equation, including those inside nested jaxprs (``jit``, ``custom_jvp``, ``scan``,
-``cond`` …), whose floating-point output has fewer bits than the parameters.
+:func:`lower_precision_ops` traces ``loss_fn(params, *args)`` and its Hessian–vector product to
+jaxprs (no computation) and lists every equation, including those inside nested jaxprs (``jit``,
+``custom_jvp``, ``scan``, ``cond`` …) and derivative rules, whose floating-point output has fewer
+bits than the parameters.
 :func:`warn_lower_precision` turns the list into a :class:`PrecisionWarning` naming the
 operations and where they come from. Probes call it once per (function, shapes).
 
@@ -82,13 +83,26 @@ def param_bits(params) -> int:
 
 
 def lower_precision_ops(loss_fn, params, *args) -> list[LowPrecisionOp]:
-    """Every equation of ``loss_fn(params, *args)`` with a floating output narrower than the
-    parameters (traced abstractly, nothing is computed)."""
+    """Every equation of ``loss_fn(params, *args)`` and of its Hessian–vector product with a
+    floating output narrower than the parameters (traced abstractly, nothing is computed).
+
+    The HVP (forward-over-reverse, as the probes run it) is traced too because a derivative
+    rule is not part of the loss's jaxpr: a ``custom_jvp`` activation whose rule computes in
+    float32 leaves the loss float64 but puts float32 rounding into every HVP. A loss that
+    cannot be differentiated in ``params`` is checked on its own ops."""
     bits = param_bits(params)
-    closed = jax.make_jaxpr(loss_fn)(params, *args)
     found: list[LowPrecisionOp] = []
-    _walk(closed.jaxpr, bits, found)
-    return found
+    _walk(jax.make_jaxpr(loss_fn)(params, *args).jaxpr, bits, found)
+
+    def hvp(p, *a):
+        return jax.jvp(lambda q: jax.grad(loss_fn)(q, *a), (p,), (p,))
+
+    try:
+        in_hvp: list[LowPrecisionOp] = []
+        _walk(jax.make_jaxpr(hvp)(params, *args).jaxpr, bits, in_hvp)
+    except Exception:  # noqa: BLE001 - not differentiable in params: the loss's ops only
+        in_hvp = []
+    return found + [op for op in dict.fromkeys(in_hvp) if op not in found]
 
 
 def _signature(tree):

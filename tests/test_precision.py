@@ -75,3 +75,25 @@ def test_flax_attention_fn_equals_flax_attention():
     mask = nnx.make_causal_mask(jnp.ones((3, 5)))
     # flax's float32 softmax is the only difference: agreement to float32 rounding
     np.testing.assert_allclose(ours(x, mask=mask), theirs(x, mask=mask), atol=tol(np.float32))
+
+
+def test_a_derivative_rule_in_float32_is_found():
+    """A float64 loss whose activation's custom JVP rule computes in float32: the loss's jaxpr
+    is float64 throughout, but every HVP carries float32 rounding."""
+    @jax.custom_jvp
+    def act(x):
+        return jnp.tanh(x)
+
+    @act.defjvp
+    def act_jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return act(x), (1 - jnp.tanh(x.astype(jnp.float32)) ** 2).astype(x.dtype) * t
+
+    def loss(p, x):
+        return jnp.mean(act(x @ p["w"]) ** 2)
+
+    params, x = {"w": jnp.ones((3, 2))}, jnp.ones((4, 3))
+    found = precision.lower_precision_ops(loss, params, x)
+    assert found and all("act_jvp" in op.where for op in found)
+    with pytest.warns(precision.PrecisionWarning, match="act_jvp"):
+        spectral.lambda_min(loss, params, x, method="exact")
