@@ -29,6 +29,18 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def int_array(name: str, value) -> np.ndarray:
+    """``value`` (a sequence of integers, possibly empty) as a flat int array; any other dtype
+    is an error, since a cast would truncate 2.7 to 2 silently."""
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 0:
+        return arr.astype(int)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers, got {arr.tolist()} (a cast would truncate "
+                         "2.7 to 2).")
+    return arr
+
+
 def _as_float(name: str, value, what: str) -> float:
     """``float(value)``, or a ValueError saying ``name`` must be ``what``."""
     try:

@@ -63,9 +63,9 @@ def _sample_indices(which, n: int) -> np.ndarray:
     """``which`` as a flat integer array of sample indices in [0, n), checked: a gather inside
     a compiled program would clamp an index ≥ n to the last sample, and an int cast would
     truncate 2.7 to 2, both silently."""
-    arr = np.asarray(which).reshape(-1)
-    if arr.size == 0 or arr.dtype.kind not in "iu":
-        raise ValueError(f"which must be one or more integer sample indices, got {which!r}.")
+    arr = _validate.int_array("which", which)
+    if arr.size == 0:
+        raise ValueError("which must name one or more samples, got none.")
     bad = arr[(arr < 0) | (arr >= n)]
     if bad.size:
         raise ValueError(f"which names samples {bad.tolist()} outside the data's {n} samples "

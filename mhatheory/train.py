@@ -161,11 +161,7 @@ def gd(
                                "dict of scalars")
     if num_chunks is not None:
         num_chunks = _validate.positive_int("num_chunks", num_chunks)
-    rec = np.asarray(record_steps).reshape(-1)
-    if rec.size and rec.dtype.kind not in "iu":
-        raise ValueError(f"record_steps must be integer steps, got {rec.tolist()} (a step such "
-                         "as 2.7 would be truncated to 2).")
-    rec = np.unique(rec.astype(int))
+    rec = np.unique(_validate.int_array("record_steps", record_steps))
     if rec.size and (rec[0] < 0 or rec[-1] > steps):
         raise ValueError(f"record_steps must lie in [0, steps={steps}], got {rec.tolist()}.")
     if not args:
