@@ -74,6 +74,15 @@ def _walk(jaxpr, bits: int, found: list) -> None:
                 _walk(sub, bits, found)
 
 
+def _has_custom_rule(jaxpr) -> bool:
+    """Whether ``jaxpr`` (at any depth) calls a user derivative rule (``custom_jvp``,
+    ``custom_vjp``): the only derivatives not derived by JAX from the loss's own operations."""
+    return any(eqn.primitive.name.startswith(("custom_jvp", "custom_vjp"))
+               or any(_has_custom_rule(sub) for v in eqn.params.values()
+                      for sub in _sub_jaxprs(v))
+               for eqn in jaxpr.eqns)
+
+
 def param_bits(params) -> int:
     """The largest floating-point width among the parameter leaves (0 if none)."""
     dtypes = [np.dtype(x.dtype) if hasattr(x, "dtype") else np.result_type(x)
@@ -86,13 +95,18 @@ def lower_precision_ops(loss_fn, params, *args) -> list[LowPrecisionOp]:
     """Every equation of ``loss_fn(params, *args)`` and of its Hessian–vector product with a
     floating output narrower than the parameters (traced abstractly, nothing is computed).
 
-    The HVP (forward-over-reverse, as the probes run it) is traced too because a derivative
-    rule is not part of the loss's jaxpr: a ``custom_jvp`` activation whose rule computes in
-    float32 leaves the loss float64 but puts float32 rounding into every HVP. A loss that
-    cannot be differentiated in ``params`` is checked on its own ops."""
+    The HVP (forward-over-reverse, as the probes run it) is traced too when the loss calls a
+    user derivative rule, which is not part of the loss's jaxpr: a ``custom_jvp`` activation
+    whose rule computes in float32 leaves the loss float64 but puts float32 rounding into every
+    HVP. (JAX's own rules differentiate each operation in its own dtype, so without custom
+    rules the loss's jaxpr already shows every dtype the HVP uses.) A loss that cannot be
+    differentiated in ``params`` is checked on its own ops."""
     bits = param_bits(params)
     found: list[LowPrecisionOp] = []
-    _walk(jax.make_jaxpr(loss_fn)(params, *args).jaxpr, bits, found)
+    jaxpr = jax.make_jaxpr(loss_fn)(params, *args).jaxpr
+    _walk(jaxpr, bits, found)
+    if not _has_custom_rule(jaxpr):     # JAX's own rules keep a float64 op's derivative float64
+        return found
 
     def hvp(p, *a):
         return jax.jvp(lambda q: jax.grad(loss_fn)(q, *a), (p,), (p,))
