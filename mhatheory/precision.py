@@ -5,7 +5,9 @@ float64 loss that routes part of its computation through float32 (a common case:
 ``flax.nnx.MultiHeadAttention`` computes its attention weights in the module's ``dtype``, and a
 module built with ``param_dtype=float64`` but the default ``dtype`` promotes inconsistently, or an
 explicit ``.astype(jnp.float32)`` inside a model) has float32 rounding, about 1e-7 relative,
-hidden inside a float64 result; a Lanczos interval certified to 1e-15 would then be wrong.
+hidden inside a float64 result; a Lanczos interval certified to 1e-15 would then be wrong. The
+same holds one level down: a float32 model that computes in bfloat16 or float16 (mixed-precision
+layers, an autocast) carries 4e-3 or 1e-3 relative rounding inside float32 results.
 
 :func:`lower_precision_ops` traces ``loss_fn(params, *args)`` and its Hessian–vector product to
 jaxprs (no computation) and lists every equation, including those inside nested jaxprs (``jit``,
@@ -27,12 +29,13 @@ import warnings
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
 
 class PrecisionWarning(UserWarning):
-    """A loss evaluated in float64 contains lower-precision floating-point operations."""
+    """A loss contains floating-point operations below its parameters' precision."""
 
 
 class LowPrecisionOp(NamedTuple):
@@ -66,7 +69,7 @@ def _walk(jaxpr, bits: int, found: list) -> None:
     for eqn in jaxpr.eqns:
         for var in eqn.outvars:
             dt = getattr(getattr(var, "aval", None), "dtype", None)
-            if dt is not None and np.issubdtype(dt, np.floating) and np.finfo(dt).bits < bits:
+            if dt is not None and jnp.issubdtype(dt, jnp.floating) and jnp.finfo(dt).bits < bits:
                 found.append(LowPrecisionOp(eqn.primitive.name, str(np.dtype(dt)), _source(eqn)))
                 break
         for value in eqn.params.values():
@@ -87,7 +90,7 @@ def param_bits(params) -> int:
     """The largest floating-point width among the parameter leaves (0 if none)."""
     dtypes = [np.dtype(x.dtype) if hasattr(x, "dtype") else np.result_type(x)
               for x in jax.tree.leaves(params)]
-    bits = [np.finfo(dt).bits for dt in dtypes if np.issubdtype(dt, np.floating)]
+    bits = [jnp.finfo(dt).bits for dt in dtypes if jnp.issubdtype(dt, jnp.floating)]
     return max(bits, default=0)
 
 
@@ -125,10 +128,13 @@ def _signature(tree):
 
 
 def warn_lower_precision(loss_fn, params, *args, stacklevel: int = 3) -> list[LowPrecisionOp]:
-    """Warn (:class:`PrecisionWarning`) when float64 parameters meet lower-precision operations
-    in ``loss_fn``; returns the list. Only runs when the parameters are float64 (a float32 model
-    is probed in float32 on purpose). Cached per (function, shapes and dtypes)."""
-    if param_bits(params) < 64:
+    """Warn (:class:`PrecisionWarning`) when operations in ``loss_fn`` compute below the
+    parameters' own precision (float32 inside a float64 loss, bfloat16 or float16 inside a
+    float32 one); returns the list. A loss computing in its parameters' precision is never
+    flagged (a float32 model is probed in float32 on purpose). Cached per (function, shapes and
+    dtypes)."""
+    bits = param_bits(params)
+    if bits < 32:
         return []
     key = (_signature(params), _signature(tuple(args)))
     try:
@@ -138,12 +144,18 @@ def warn_lower_precision(loss_fn, params, *args, stacklevel: int = 3) -> list[Lo
     if found:
         ops = sorted({f"{op.primitive} → {op.dtype} at {op.where}" for op in found})
         shown = "; ".join(ops[:5]) + (f"; … {len(ops) - 5} more" if len(ops) > 5 else "")
+        kind = f"float{bits}"
+        lowest = min((op.dtype for op in found), key=lambda d: jnp.finfo(d).bits)
+        rel = float(jnp.finfo(lowest).eps)
+        fix = ("compute in float64 throughout; for flax attention use "
+               "mhatheory.attention.MultiHeadAttention, or nnx.MultiHeadAttention(..., "
+               "attention_fn=mhatheory.attention.flax_attention_fn)" if bits >= 64 else
+               f"compute in {kind} throughout (e.g. the modules' dtype= and any .astype "
+               "inside the loss), or probe the model in the lower precision on purpose")
         warnings.warn(
-            f"the loss has float64 parameters but {len(found)} operation(s) compute in lower "
-            f"precision ({shown}). Its Hessian carries that rounding (≈1e-7 relative for "
-            "float32), which certified float64 intervals do not cover. Fix: compute in float64 "
-            "throughout; for flax attention use mhatheory.attention.MultiHeadAttention, or "
-            "nnx.MultiHeadAttention(..., attention_fn=mhatheory.attention.flax_attention_fn).",
+            f"the loss has {kind} parameters but {len(found)} operation(s) compute in lower "
+            f"precision ({shown}). Its Hessian carries that rounding (≈{rel:.0e} relative for "
+            f"{lowest}), which certified {kind} intervals do not cover. Fix: {fix}.",
             PrecisionWarning, stacklevel=stacklevel)
     return found
 

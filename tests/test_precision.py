@@ -58,6 +58,22 @@ def test_a_float32_model_is_not_flagged():
                                           np.ones(4, np.float32)) == []
 
 
+@pytest.mark.parametrize("low", [jnp.bfloat16, jnp.float16])
+def test_a_float32_model_computing_in_half_precision_is_flagged(low):
+    """Before, the guard looked at float64 parameters only: a float32 model with a bfloat16
+    matmul inside went unflagged, and its probes carried 4e-3 relative rounding."""
+    def loss(p, x):
+        h = (x.astype(low) @ p["w"].astype(low)).astype(jnp.float32)
+        return jnp.sum(jnp.tanh(h) ** 2)
+
+    params = {"w": jnp.ones((3, 2), jnp.float32)}
+    x = np.ones((4, 3), np.float32)
+    with pytest.warns(precision.PrecisionWarning, match=rf"float32 parameters.*{low.dtype.name}"):
+        precision.warn_lower_precision(loss, params, x)
+    with pytest.warns(precision.PrecisionWarning):
+        spectral.lambda_max(loss, params, x, key=jax.random.key(0))
+
+
 def test_an_explicit_cast_inside_a_loss_is_found():
     def loss(p, x):
         return jnp.sum((p["w"].astype(jnp.float32) * x.astype(jnp.float32)) ** 2)
