@@ -7,10 +7,11 @@ margin and the θ where they failed.
         assert_weakly_convex(my_loss, params, batch, kappa=2.0, heads=8)
 
 Every assertion is three-valued (:mod:`mhatheory.verdicts`): it passes only when the inequality
-is *certified* to hold. A certified violation raises :class:`InequalityError`; a check that could
-not be decided (an unconverged eigenvalue, or an interval that straddles the bound even after
-:data:`~mhatheory.verdicts.ESCALATION` spent more HVPs) raises :class:`InconclusiveError`, a
-subclass, so it never passes silently.
+is *certified* to hold, and an eigenvalue's outer end is certified with a stated failure
+probability over the random start, whatever the spectrum (:func:`assert_weakly_convex`). A
+certified violation raises :class:`InequalityError`; a check that could not be decided (an
+interval that straddles the bound when the HVP budget is spent) raises
+:class:`InconclusiveError`, a subclass, so it never passes silently.
 
 For identities (two computations of one quantity) :func:`assert_allclose` compares with the
 tolerance of :data:`TOL` for the arrays' dtype. :data:`TOLERANCES` (read by :func:`tol`) is the
@@ -21,13 +22,14 @@ needs another tolerance passes it explicitly with a comment saying why.
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import numpy as np
 
 from mhatheory import _validate, spectral
 from mhatheory.spectral._lanczos import check_options
-from mhatheory.verdicts import ESCALATION, Interval, Verdict, compare, escalated
+from mhatheory.verdicts import Interval, Verdict, compare
 
 
 class InequalityError(AssertionError):
@@ -174,32 +176,33 @@ def _fmt(iv: Interval) -> str:
 
 
 def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
-                         method: str = "lanczos", key=None, **lanczos) -> float:
-    """Assert λmin(∇²L̂(θ)) ≥ −κ/√H · L̂(θ) for ``L̂ = loss_fn(params, *args)``, certified.
+                         method: str = "lanczos", key=None,
+                         failure_prob: float = spectral.DEFAULT_FAILURE_PROB,
+                         **lanczos) -> float:
+    """Assert λmin(∇²L̂(θ)) ≥ −κ/√H · L̂(θ) for ``L̂ = loss_fn(params, *args)``; returns the
+    certified margin.
 
-    λmin's certified interval (Lanczos or dense, with its rounding bound; see
-    :mod:`mhatheory.spectral`) is compared with −κ/√H·L̂ ± the rounding of L̂ (see
-    :func:`loss_rounding`). HOLDS needs the interval's lower end above the bound; an
-    inconclusive result is re-probed with more HVPs (:data:`~mhatheory.verdicts.ESCALATION`)
-    and, if still inconclusive, raises :class:`InconclusiveError`. Returns the certified margin.
-
-    With Lanczos, λmin is probed from two independent random starts (:func:`_two_starts`),
-    since the lower end of one run's interval assumes the Krylov space resolved every
-    eigenvalue near the Ritz value: an eigenvalue cluster narrower than Lanczos resolves
-    (λ₁ = −0.01, λ₂ = λ₁ + 1e-11) gives a Ritz vector mixing both, whose interval (4e-15 wide)
-    can miss λ₁ by up to the cluster's width, and a bound placed in between passed. Two starts
-    mix the cluster in different proportions: the verdict uses the lower of the two lower ends
-    and the lower (still rigorous, Rayleigh) upper end, and if the two intervals are disjoint
-    it is never HOLDS (INCONCLUSIVE, or VIOLATED when the upper end is below the bound). This
-    narrows the failure, it does not close it: both starts can weight the cluster's upper
-    member alike (a block Krylov method would resolve it). Twice the HVPs of one probe.
+    With Lanczos (the default) λmin's lower end is the probabilistic one
+    (:attr:`~mhatheory.spectral.EigResult.prob_interval`): the assertion passes only when the
+    bound lies below an end that holds with probability ≥ 1 − ``failure_prob`` over the random
+    start, whatever the spectrum (a pair closer than Lanczos resolves, a cluster, a dense bulk
+    near 0); its upper end is the rigorous Rayleigh quotient. The run is sized by the margin it
+    needs: its first cycle stops as soon as that interval lies wholly above or below the bound
+    (−κ/√H·L̂ ± the rounding of L̂, :func:`loss_rounding`), or when ``max_hvps`` (default 2,000)
+    is spent, and then the answer is :class:`InconclusiveError`, naming the HVPs the a-priori
+    bound says a decision needs and the dense route where P fits. So an assertion costs the
+    HVPs its margin requires: many when the bound sits just below λmin, e.g. late in training
+    where L̂ → 0 puts it inside the bulk of eigenvalues near 0. ``method="exact"`` (dense eigh,
+    P² memory) is deterministic. ``lanczos`` options are as :func:`~mhatheory.spectral.
+    extreme_eigs`.
     """
     kappa = _validate.non_negative_float("kappa", kappa)
     heads = _validate.positive_int("heads", heads)
-    check_options(method=method, key=key, **lanczos)
+    failure_prob = spectral.check_failure_prob(failure_prob)
+    check_options(method=method, key=key, failure_prob=failure_prob, **lanczos)
     _validate.probe_inputs(loss_fn, params, args)
     P = _validate.num_params(params)[0]
-    check_options(method=method, key=key, **lanczos, num_params=P)
+    check_options(method=method, key=key, failure_prob=failure_prob, **lanczos, num_params=P)
     loss = float(loss_fn(params, *args))
     if not math.isfinite(loss):
         raise ValueError(f"the loss is {loss} at these params, so −κ/√H·L̂ is undefined: check "
@@ -207,48 +210,46 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     dtype = jax.numpy.result_type(*jax.tree.leaves(params))
     rhs = -kappa / math.sqrt(heads) * loss
     rhs_iv = Interval.around(rhs, loss_rounding(rhs, dtype))
-    attempts = [lanczos] + ([escalated(lanczos, lv, P) for lv in range(1, len(ESCALATION) + 1)]
-                            if method == "lanczos" else [])
-    for opts in attempts:
-        if method == "lanczos":
-            lo, iv, clash = _two_starts(loss_fn, params, args, key, opts)
-        else:
-            lo = spectral.lambda_min(loss_fn, params, *args, method=method, key=key, **opts)
-            iv, clash = Interval(*lo.interval), None
-        verdict, margin = compare(iv, rhs_iv)
-        if clash is not None and verdict == Verdict.HOLDS:   # HOLDS rests on the lower ends
-            verdict = Verdict.INCONCLUSIVE
-        if verdict != Verdict.INCONCLUSIVE:
-            break
+    if method == "exact":
+        lo = spectral.lambda_min(loss_fn, params, *args, method=method, key=key, **lanczos)
+        iv, which = Interval(*lo.interval), "dense eigh, deterministic"
+    else:
+        probe = spectral.Lanczos(which="smallest", failure_prob=failure_prob, **lanczos)
+        with warnings.catch_warnings():
+            # the deterministic interval's convergence does not enter the verdict
+            warnings.simplefilter("ignore", spectral.ConvergenceWarning)
+            lo = probe._probe(loss_fn, params, args, key, None, target=rhs_iv)[0]
+        iv = Interval(*lo.prob_interval)
+        which = (f"probabilistic lower end, failure probability {failure_prob:g} over the "
+                 f"random start ({lo.prob_bound}; first cycle stopped: {lo.prob_stop})")
+    verdict, margin = compare(iv, rhs_iv)
     name = f"λmin(∇²L̂) ≥ −κ/√H·L̂ (κ={kappa:g}, H={heads}, L̂={loss:.6g})"
     if verdict != Verdict.HOLDS:
         word = "failed" if verdict == Verdict.VIOLATED else "is INCONCLUSIVE (not certified)"
-        why = ("; pass a larger krylov/max_restarts or method='exact'" if clash is None else
-               f"; two random starts certified disjoint intervals {clash}: an eigenvalue "
-               "cluster narrower than Lanczos resolves; use method='exact' or a looser bound")
-        _raise(verdict, f"{name} {word}: λmin ∈ {_fmt(iv)} (Ritz value "
-               f"{lo.value:.12g}, converged={lo.converged}, {lo.num_hvps} HVPs with krylov="
-               f"{opts.get('krylov', 40)}) against the bound {_fmt(rhs_iv)}; certified margin "
-               f"{margin:.3g}" + ("" if verdict == Verdict.VIOLATED else why),
-               describe(params))
+        why = "" if verdict == Verdict.VIOLATED else _undecided_advice(lo, rhs, P, dtype,
+                                                                       failure_prob, method)
+        _raise(verdict, f"{name} {word}: λmin ∈ {_fmt(iv)} ({which}; Ritz value "
+               f"{lo.value:.12g}, {lo.num_hvps} HVPs) against the bound {_fmt(rhs_iv)}; "
+               f"certified margin {margin:.3g}{why}", describe(params))
     return margin
 
 
-def _two_starts(loss_fn, params, args, key, opts):
-    """λmin by Lanczos from two independent random starts: ``(first result, interval, clash)``;
-    the first result's HVP count is both runs' and it is converged only if both are.
-
-    Each run claims λmin ∈ [lo, hi]; hi is rigorous (a Rayleigh quotient), lo assumes no
-    unresolved eigenvalue below the Ritz value. The interval is [min lo, min hi]. If the two
-    intervals are disjoint (max lo > min hi), one lower end is wrong (an unresolved cluster,
-    see :func:`assert_weakly_convex`): ``clash`` then names both intervals, else it is None."""
-    k1, k2 = jax.random.split(jax.random.key(0) if key is None else key)
-    a, b = (spectral.lambda_min(loss_fn, params, *args, key=k, **opts) for k in (k1, k2))
-    (lo_a, hi_a), (lo_b, hi_b) = a.interval, b.interval
-    clash = (f"{_fmt(Interval(lo_a, hi_a))} and {_fmt(Interval(lo_b, hi_b))}"
-             if max(lo_a, lo_b) > min(hi_a, hi_b) else None)
-    both = a._replace(num_hvps=a.num_hvps + b.num_hvps, converged=a.converged and b.converged)
-    return both, Interval(min(lo_a, lo_b), min(hi_a, hi_b)), clash
+def _undecided_advice(lo, rhs: float, num_params: int, dtype, failure_prob, method) -> str:
+    """What an undecided assertion would need: the a-priori HVP count for its margin, and the
+    dense route where P fits memory."""
+    if method == "exact":
+        return ("; the bound is within the dense eigenvalue's rounding of λmin: no amount of "
+                "arithmetic at this precision decides it")
+    gap = lo.value - rhs
+    need = spectral.steps_needed(gap / lo.ritz_spread, spectral.start_threshold(
+        num_params, failure_prob), 10 * num_params) if gap > 0 and lo.ritz_spread > 0 else None
+    dense_ok = spectral.dense_bytes(num_params, dtype) <= spectral.DEFAULT_DENSE_BUDGET
+    route = (f"method='exact' (P = {num_params:,} fits in memory)" if dense_ok else
+             "a larger max_hvps")
+    size = "" if need is None else (
+        f"; the a-priori bound needs about {need:,} Lanczos steps to decide a margin of "
+        f"{gap:.3g}" + (f", more than P = {num_params:,}" if need > num_params else ""))
+    return f"; the run stopped on '{lo.prob_stop}'{size}; use {route}"
 
 
 def loss_rounding(value: float, dtype) -> float:

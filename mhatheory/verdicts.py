@@ -12,7 +12,7 @@ lhs ∈ [a, b] and rhs ∈ [c, d]:
 
 No slack is ever added in the lenient direction: uncertainty widens the intervals, and a wider
 interval can only move a verdict towards INCONCLUSIVE. An inconclusive check first spends more
-work (:data:`ESCALATION`), and never passes an assertion.
+work (:data:`mhatheory.spectral.ESCALATION`), and never passes an assertion.
 """
 
 from __future__ import annotations
@@ -94,19 +94,3 @@ def combine(verdicts) -> Verdict:
     if any(v == Verdict.INCONCLUSIVE for v in verdicts):
         return Verdict.INCONCLUSIVE
     return Verdict.HOLDS
-
-
-#: How an inconclusive eigenvalue check spends more HVPs: each level multiplies the Krylov size
-#: and the restart budget and tightens the tolerance, applied to the options of the first try.
-ESCALATION = ({"krylov": 2, "max_restarts": 3, "tol": 1e-2},
-              {"krylov": 4, "max_restarts": 6, "tol": 1e-4})
-
-
-def escalated(options: dict, level: int, num_params: int) -> dict:
-    """The Lanczos options of escalation ``level`` (1, 2, …) from the first try's ``options``."""
-    step = ESCALATION[level - 1]
-    out = dict(options)
-    out["krylov"] = min(int(options.get("krylov", 40) * step["krylov"]), num_params)
-    out["max_restarts"] = max(int(options.get("max_restarts", 20) * step["max_restarts"]), 1)
-    out["tol"] = max(float(options.get("tol", 1e-10)) * step["tol"], 1e-15)
-    return out

@@ -380,6 +380,11 @@ def option_rows() -> list[Row]:
             opt("method", text_not_in("lanczos", "exact"), r"method must be 'lanczos' or 'exact'"),
             opt("reortho", text_not_in("partial", "full", "none"), r"reortho must be"),
             opt("key", st.sampled_from(["abc", 0, 1.5, [0, 1], np.zeros(3)]), r"\bkey must be"),
+            opt("failure_prob", st.floats(max_value=0.0) | st.floats(min_value=1.0) | NONFINITE
+                | st.sampled_from(["rare", True]), r"failure_prob must"),
+            opt("max_hvps", bad_positive_int(1) | st.integers(1, 6), r"max_hvps"),
+            opt("warm_start_mix", st.floats(max_value=-1e-300) | NONFINITE,
+                r"warm_start_mix must be"),
             Row(entry, "krylov typo", st.just(5),
                 lambda v, c=call: c(deora.loss_fn, PARAMS, BATCH, krylv=v), r"'krylv'"),
         ]
@@ -396,6 +401,10 @@ def option_rows() -> list[Row]:
         Row("spectral.track", "params_at leading axis", st.just(None),
             lambda v: spectral.track(deora.loss_fn, {"W": STACKED3["W"], "U": STACKED["U"]},
                                      BATCH), r"params_at.*leading axis"),
+        Row("spectral.extreme_eigs", "failure_prob with a pure warm start", st.just(0.0),
+            lambda v: spectral.extreme_eigs(deora.loss_fn, PARAMS, BATCH, v0=np.ones(P),
+                                            warm_start_mix=v, failure_prob=1e-6),
+            r"warm_start_mix=0 has no probability"),
         Row("spectral.extreme_eigs", "k", bad_positive_int(1) | st.integers(P, 10**6),
             lambda v: spectral.extreme_eigs(deora.loss_fn, PARAMS, BATCH, k=v), r"\bk\b"),
         Row("spectral.extreme_eigs", "which", text_not_in("smallest", "largest"),

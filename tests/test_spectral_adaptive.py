@@ -153,6 +153,7 @@ def _temp_bytes(krylov, store_basis, P=4096):
     reortho = "none" if not store_basis else "selective"
     compiled = _lanczos._restarted_lanczos.lower(
         op, "smallest", krylov, 2, 1, 1e-10, params, args, params, KEY,
+        jnp.asarray([np.inf, np.nan, np.nan]), 10**6,
         reortho=_lanczos.Reortho(reortho), store_basis=store_basis, every=5).compile()
     return compiled.memory_analysis().temp_size_in_bytes
 

@@ -40,6 +40,9 @@ LOSSES = {n: _hadamard_loss(n) for n in (64, 256)}
 @pytest.mark.parametrize("n", [64, 256])
 @pytest.mark.parametrize("kind", ["gaussian", "tiny_gap", "small_negative"])
 def test_interval_contains_the_exact_eigenvalue(dtype, n, kind):
+    """Both intervals hold the exact eigenvalue. In float32, λmin = −1e-3 at ‖H‖ = 1e3 lies
+    below the acceptance threshold (100ε₃₂·‖H‖ ≈ 0.012, the HVP's rounding floor), so it is not
+    resolved and its deterministic interval stays open below (the probabilistic one does not)."""
     misses = []
     for seed in range(3):
         rng = np.random.default_rng(seed)
@@ -47,12 +50,19 @@ def test_interval_contains_the_exact_eigenvalue(dtype, n, kind):
         exact = np.sort(lam.astype(np.float64))
         p = {"x": jax.random.normal(jax.random.key(seed), (n,), dtype)}
         for which, truth in (("smallest", exact[0]), ("largest", exact[-1])):
-            r = spectral.extreme_eigs(LOSSES[n], p, jnp.asarray(lam), which=which,
-                                      key=jax.random.key(seed), krylov=min(60, n),
-                                      max_restarts=40, tol=1e-12)[0]
-            assert r.converged
-            if not r.interval[0] <= truth <= r.interval[1]:
-                misses.append((seed, which, truth, r.interval))
+            unresolved = dtype == jnp.float32 and kind == "small_negative" \
+                and which == "smallest"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore" if unresolved else "error",
+                                      spectral.ConvergenceWarning)
+                r = spectral.extreme_eigs(LOSSES[n], p, jnp.asarray(lam), which=which,
+                                          key=jax.random.key(seed), krylov=min(60, n),
+                                          max_restarts=40, tol=1e-12)[0]
+            assert r.converged != unresolved
+            for name, iv in (("interval", r.interval), ("prob_interval", r.prob_interval)):
+                if not iv[0] <= truth <= iv[1]:
+                    misses.append((seed, which, name, truth, iv))
+            assert np.isfinite(r.prob_interval).all()
     assert not misses, misses
 
 

@@ -118,11 +118,11 @@ def test_assert_weakly_convex_rejects_bad_arguments(kwargs, match):
 
 
 def test_an_unresolved_eigenvalue_cluster_never_passes():
-    """λ₁ = −0.01 and λ₂ = λ₁ + 1e-11 (‖H‖ = 1): one Lanczos run mixes the pair and certifies
-    an interval a few 1e-15 wide around λ₁ + w·1e-11 (w the start's weight on λ₂), missing λ₁;
-    a bound −c between λ₁ and λ₂ (the inequality false by 5e-12, far above L̂'s 1e-17 rounding)
-    passed for 1 of these 6 keys (measured on the single-run code). Two starts must turn each
-    into a failure or INCONCLUSIVE."""
+    """λ₁ = −0.01 and λ₂ = λ₁ + 1e-11 (‖H‖ = 1): a Lanczos run mixes the pair and certifies a
+    deterministic interval a few 1e-15 wide around λ₁ + w·1e-11 (w the start's weight on λ₂),
+    missing λ₁; a bound −c between λ₁ and λ₂ (the inequality false by 5e-12, far above L̂'s
+    1e-17 rounding) passed for 1 of these 6 keys when the assertion used that interval. On the
+    probabilistic lower end each key is a failure or INCONCLUSIVE."""
     P = 40
     evals = np.concatenate([[-0.01, -0.01 + 1e-11], np.linspace(0.0, 1.0, P - 2)])
     Q = np.linalg.qr(np.random.default_rng(0).normal(size=(P, P)))[0]

@@ -32,7 +32,9 @@ def summary_rows(s: wc.Summary, cfg: wc.Config, out) -> list[Check]:
               s.worst_link_margin, 0.0, s.worst_link_margin,
               f"{s.num_probes} probes over H={list(cfg.heads_grid)}, {cfg.seeds} seeds; "
               f"smallest certified link margin; verdicts {s.chain_verdict_counts}; "
-              f"{s.unconverged_probes} unconverged, {s.escalations} escalated",
+              f"{s.unconverged_probes} unconverged, {s.escalations} escalated; eigenvalue "
+              "outer ends probabilistic (each probe's holds with probability ≥ 1 − 1e-6 over "
+              "its random start, any spectrum), Rayleigh ends rigorous",
               (fig["chain_vs_step"], fig["tightness"])),
         lower("weak convexity: negative curvature present (max −λmin)", "sanity",
               s.max_neg_lambda_min, 0.0, "the check is not vacuous"),

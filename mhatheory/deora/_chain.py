@@ -39,13 +39,16 @@ c = 2R³r²‖U‖, e = R² r, whose maximum over α² + b² = 1 is λmax([[c, e
 
 independent of W (the softmax Jacobians are bounded uniformly), and κ_ana = max_{i,h}.
 
-**Missed eigenvalues.** A Lanczos Ritz value with a tiny residual is *an* eigenvalue, not
-necessarily the smallest: when the two lowest eigenvalues nearly coincide (late in training the
-gap ratio can be 1e-5) a warm start from the previous probe's eigenvector can converge to the
-second one. Two guards: warm starts are mixed with an equal-norm random vector, and since L1 is a
-theorem (N = ∇²L̂ − G ≼ ∇²L̂), a certified L1 violation can only mean a missed eigenvalue, so
-both sides are re-probed cold with the 3 smallest Ritz pairs and a doubled Krylov space before the
-link is judged (``Chain.reprobed`` counts this). A violation that survives is reported.
+**Which ends are certified how.** The closed-form sides carry ± ``ROUNDING``·scale. Each
+eigenvalue side carries its ``prob_interval`` (:mod:`mhatheory.spectral._probabilistic`): the
+Rayleigh end is rigorous, the outer end holds with probability ≥ 1 − δ over the random start
+whatever the spectrum (δ = ``failure_prob``, default 1e-6), so a chain's verdict holds with
+probability ≥ 1 − 2δ (two eigenvalue probes; ``Chain.failure_prob``). Each probe runs until its
+link is decided or its interval is as narrow as ``tol`` allows: λmin(N) is probed first against
+−S_w (L2), then λmin(∇²L̂) against λmin(N)'s interval (L1). Since L1 is a theorem
+(N = ∇²L̂ − G ≼ ∇²L̂), a certified L1 violation can only mean a missed eigenvalue: both sides are
+then re-probed cold with the 3 smallest Ritz pairs and a doubled Krylov space before the link is
+judged (``Chain.reprobed`` counts this). A violation that survives is reported.
 """
 
 from __future__ import annotations
@@ -62,9 +65,10 @@ from mhatheory._numerics import map_chunks
 from mhatheory.data import Batch, check_batch
 from mhatheory.losses import logistic_d1
 from mhatheory.models import deora
+from mhatheory.spectral import ESCALATION, escalated
 from mhatheory.spectral._lanczos import check_options
 from mhatheory.testing import _fmt, _raise, describe
-from mhatheory.verdicts import ESCALATION, Interval, Verdict, combine, compare, escalated
+from mhatheory.verdicts import Interval, Verdict, combine, compare
 
 #: Relative slack for float64 rounding in a link's two sides. HVPs, eigh and length-n sums have
 #: backward errors of a few hundred ε (ε = 2.2e-16) times the magnitude of the *terms summed*,
@@ -171,6 +175,9 @@ class Chain(NamedTuple):
     reprobed: int = 0
     escalations: int = 0
     converged: bool = True
+    lambda_min_prob_interval: tuple = (-math.inf, math.inf)
+    lambda_min_N_prob_interval: tuple = (-math.inf, math.inf)
+    failure_prob: float = 0.0
 
     @property
     def verdict(self) -> Verdict:
@@ -206,32 +213,40 @@ def _warm(v, key):
     return v / jnp.linalg.norm(v) + r / jnp.linalg.norm(r)
 
 
-def _lowest(op, args, params, method, key, v0, careful, **lanczos):
-    if not careful or method == "exact":
-        return spectral.lambda_min(op, params, *args, method=method, key=key, v0=v0, **lanczos)
-    krylov = max(2 * lanczos.get("krylov", 40), 80)
-    return spectral.extreme_eigs(op, params, *args, k=3, key=key, krylov=krylov, tol=1e-12,
-                                 max_restarts=50)[0]
+def _lowest(op, args, params, method, key, v0, target, careful, failure_prob, **lanczos):
+    """λmin of ``op``: dense, or Lanczos until its probabilistic interval decides ``target``
+    (or meets tol); ``careful``: cold, 3 pairs, a doubled Krylov space, tol 1e-12."""
+    if method == "exact":
+        return spectral.lambda_min(op, params, *args, method=method, key=key, **lanczos)
+    if careful:
+        lanczos = dict(lanczos, k=3, krylov=max(2 * lanczos.get("krylov", 40), 80), tol=1e-12,
+                       max_restarts=50)
+        v0 = None
+    probe = spectral.Lanczos(which="smallest", failure_prob=failure_prob, **lanczos)
+    return probe._probe(op, params, args, key, v0, target=target)[0]
 
 
 def _eig_links(lo, loN, weighted, eps):
-    """L1 and L2, the links whose sides are eigenvalue intervals."""
+    """L1 and L2, the links whose sides are eigenvalue intervals (their probabilistic ones)."""
     return (
-        _link("L1: λmin(∇²L̂) ≥ λmin(N)", lo.value, loN.value, lo.interval, loN.interval,
-              _ratio(_neg(loN.value), _neg(lo.value))),
-        _link("L2: λmin(N) ≥ −S_w", loN.value, -weighted, loN.interval,
+        _link("L1: λmin(∇²L̂) ≥ λmin(N)", lo.value, loN.value, lo.prob_interval,
+              loN.prob_interval, _ratio(_neg(loN.value), _neg(lo.value))),
+        _link("L2: λmin(N) ≥ −S_w", loN.value, -weighted, loN.prob_interval,
               Interval.around(-weighted, eps), _ratio(weighted, _neg(loN.value))),
     )
 
 
 def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
-          v0_N=None, **lanczos) -> ChainProbe:
+          v0_N=None, failure_prob: float = spectral.DEFAULT_FAILURE_PROB,
+          **lanczos) -> ChainProbe:
     """Evaluate the weak-convexity chain at θ = ``params`` on ``batch``.
 
     Every link is decided from intervals (:func:`mhatheory.verdicts.compare`): the eigenvalue
-    sides carry their certified intervals, the closed-form sides ± ``ROUNDING``·scale. A link
-    whose eigenvalue side leaves it INCONCLUSIVE is re-probed with more HVPs
-    (:data:`mhatheory.verdicts.ESCALATION`, counted in ``Chain.escalations``) before it is
+    sides carry their probabilistic intervals (each holds with probability ≥ 1 −
+    ``failure_prob`` over the random start, whatever the spectrum), the closed-form sides
+    ± ``ROUNDING``·scale. Each eigenvalue probe runs until its link is decided (module
+    docstring); a link still INCONCLUSIVE is re-probed with more HVPs
+    (:data:`mhatheory.spectral.ESCALATION`, counted in ``Chain.escalations``) before it is
     reported INCONCLUSIVE.
 
     Returns a :class:`ChainProbe` ``(chain, vector, vector_N)``: the :class:`Chain` and the
@@ -240,7 +255,8 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     random vector, see the module docstring).
     Cost: two Lanczos runs (∇²L̂ and N) + n·H eigenproblems of size 2d.
     """
-    check_options(method=method, key=key, **lanczos)
+    failure_prob = spectral.check_failure_prob(failure_prob)
+    check_options(method=method, key=key, failure_prob=failure_prob, **lanczos)
     deora.check_params(params)
     check_batch(batch, params["W"].shape[1])
     H = params["U"].shape[0]
@@ -248,18 +264,6 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     for name, v in (("v0", v0), ("v0_N", v0_N)):
         check_options(v0=v, v0_name=name, num_params=P)
     loss = float(deora.loss_fn(params, batch))
-    hess, curv = (deora.loss_fn, (batch,)), (spectral.Curvature(deora.phi), (batch.X, batch.y))
-    k1, k2 = jax.random.split(jax.random.key(0) if key is None else key)
-    lo = _lowest(*hess, params, method, key, _warm(v0, k1), False, **lanczos)
-    loN = _lowest(*curv, params, method, key, _warm(v0_N, k2), False, **lanczos)
-    hvps, reprobed = lo.num_hvps + loN.num_hvps, 0
-    if lo.interval[1] < loN.interval[0]:
-        # L1 is a theorem: a certified violation means a missed eigenvalue; probe again, cold.
-        reprobed = 1
-        lo2 = _lowest(*hess, params, method, k1, None, True, **lanczos)
-        loN2 = _lowest(*curv, params, method, k2, None, True, **lanczos)
-        hvps += lo2.num_hvps + loN2.num_hvps
-        lo, loN = min(lo, lo2, key=lambda r: r.value), min(loN, loN2, key=lambda r: r.value)
     norms = np.asarray(block_norms(params, batch.X))                    # (n, H)
     kana_blocks = np.asarray(kappa_analytic_blocks(params, batch.X))    # (n, H)
     kana = float(np.max(kana_blocks))
@@ -269,6 +273,27 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     kblk = float(norms.max())
     bound = -kblk / math.sqrt(H) * loss
     bound_ana = -kana / math.sqrt(H) * loss
+    hess, curv = (deora.loss_fn, (batch,)), (spectral.Curvature(deora.phi), (batch.X, batch.y))
+    k1, k2 = jax.random.split(jax.random.key(0) if key is None else key)
+    # the closed-form sides' rounding scale, before the eigenvalues are known: S_w and S_ana
+    # bound |λmin(N)|, and λmin(∇²L̂) is compared with λmin(N)
+    eps0 = ROUNDING * max(weighted, weighted_ana, 1e-300)
+
+    def probe_both(opts, warm_h, warm_n, careful=False):
+        loN = _lowest(*curv, params, method, k2, warm_n, Interval.around(-weighted, eps0),
+                      careful, failure_prob, **opts)
+        lo = _lowest(*hess, params, method, k1, warm_h, Interval(*loN.prob_interval), careful,
+                     failure_prob, **opts)
+        return lo, loN
+
+    lo, loN = probe_both(lanczos, _warm(v0, k1), _warm(v0_N, k2))
+    hvps, reprobed = lo.num_hvps + loN.num_hvps, 0
+    if lo.prob_interval[1] < loN.prob_interval[0]:
+        # L1 is a theorem: a certified violation means a missed eigenvalue; probe again, cold.
+        reprobed = 1
+        lo2, loN2 = probe_both(lanczos, None, None, careful=True)
+        hvps += lo2.num_hvps + loN2.num_hvps
+        lo, loN = min(lo, lo2, key=lambda r: r.value), min(loN, loN2, key=lambda r: r.value)
     scale = max(abs(lo.value), abs(loN.value), weighted, weighted_ana, 1e-300)
     eps = ROUNDING * scale
     l1, l2 = _eig_links(lo, loN, weighted, eps)
@@ -278,9 +303,8 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
             if Verdict.INCONCLUSIVE not in (l1.verdict, l2.verdict):
                 break
             escalations = level
-            opts = escalated(lanczos, level, P)
-            lo = _lowest(*hess, params, method, k1, _warm(lo.vector, k1), False, **opts)
-            loN = _lowest(*curv, params, method, k2, _warm(loN.vector, k2), False, **opts)
+            lo, loN = probe_both(escalated(lanczos, level, P), _warm(lo.vector, k1),
+                                 _warm(loN.vector, k2))
             hvps += lo.num_hvps + loN.num_hvps
             l1, l2 = _eig_links(lo, loN, weighted, eps)
     links = (
@@ -294,7 +318,8 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     return ChainProbe(Chain(H, loss, lo.value, lo.interval, lo.residual, loN.value,
                             loN.interval, weighted, weighted_ana, kblk, kana, kappa_hat, bound,
                             bound_ana, links, hvps, reprobed, escalations,
-                            bool(lo.converged and loN.converged)),
+                            bool(lo.converged and loN.converged), lo.prob_interval,
+                            loN.prob_interval, lo.failure_prob + loN.failure_prob),
                       lo.vector, loN.vector)
 
 

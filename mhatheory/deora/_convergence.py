@@ -131,7 +131,9 @@ class Descent(NamedTuple):
         eta_lambda_max: η·M with M the largest measured λmax of the three points.
         decrease: L̂(θ) − L̂(θ − ηg) (measured).
         required: (η/2)‖g‖², the decrease the lemma promises when ``applicable``.
-        applicable: η times the certified upper end of λmax is ≤ 1 at all three points.
+        applicable: η times the upper end of λmax's probabilistic interval (probability
+            ≥ 1 − 10⁻⁶ each over the random start, whatever the spectrum) is ≤ 1 at all three
+            points.
         verdict: ``decrease ≥ required``, each side ± its float64 rounding.
         margin: the certified margin of that comparison (≥ 0 exactly when it HOLDS).
     """
@@ -159,10 +161,14 @@ def descent_check(params, batch, lr: float, key=None, krylov: int = 40) -> Desce
     loss, g = jax.value_and_grad(deora.loss_fn)(params, batch)
     nxt = jax.tree.map(lambda p, gi: p - lr * gi, params, g)
     mid = jax.tree.map(lambda p, gi: p - 0.5 * lr * gi, params, g)
-    tops = [spectral.lambda_max(deora.loss_fn, p, batch, key=key, krylov=krylov)
-            for p in (params, mid, nxt)]
+    # λmax's upper end with probability ≥ 1 − δ over the random start, each run sized to decide
+    # η·λmax ≤ 1 (its target 1/η)
+    probe = spectral.Lanczos(which="largest", krylov=krylov,
+                             failure_prob=spectral.DEFAULT_FAILURE_PROB)
+    tops = [probe._probe(deora.loss_fn, p, (batch,), key, None,
+                         target=Interval.around(1.0 / lr, 0.0))[0] for p in (params, mid, nxt)]
     M = max(t.value for t in tops)
-    M_hi = max(t.interval[1] for t in tops)      # certified upper ends (+inf if unconverged)
+    M_hi = max(t.prob_interval[1] for t in tops)
     gsq = float(sum(jnp.vdot(x, x) for x in jax.tree.leaves(g)))
     decrease = float(loss - deora.loss_fn(nxt, batch))
     required = 0.5 * lr * gsq

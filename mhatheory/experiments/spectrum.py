@@ -63,6 +63,7 @@ def probe(config: Config, params, batch, key) -> tuple[dict, spectral.Density, n
     rec = {"loss": float(deora.loss_fn(params, batch))}
     for name, r in (("lambda_min", lo), ("lambda_max", hi)):
         rec[name] = {"value": r.value, "residual": r.residual, "interval": list(r.interval),
+                     "prob_interval": list(r.prob_interval),
                      "gap": r.gap, "hvps": r.num_hvps, "converged": r.converged}
     rec["trace_hutchinson"] = {"value": tr.value, "se": tr.se, "hvps": tr.num_hvps}
     rec["trace_slq"] = dict(zip(("value", "se"), dens.trace(), strict=True))

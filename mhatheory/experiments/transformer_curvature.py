@@ -203,7 +203,7 @@ def operators(graphdef, layers: int, head_blocks: bool) -> dict:
 def _block_row(op, params, args, opts, value_key: str, **where) -> dict:
     r = spectral.lambda_min(op, params, *args, **opts)
     return {**where, value_key: r.value, "interval": list(r.interval),
-            "converged": bool(r.converged)}
+            "prob_interval": list(r.prob_interval), "converged": bool(r.converged)}
 
 
 def probe(ops: dict, params, data, config: Config, key) -> dict:
@@ -212,17 +212,27 @@ def probe(ops: dict, params, data, config: Config, key) -> dict:
     opts = dict(krylov=config.krylov, tol=config.tol, max_restarts=config.max_restarts,
                 key=key)
     loss = float(hess(params, *data))
-    lo = spectral.lambda_min(hess, params, *data, **opts)
     hi = spectral.lambda_max(hess, params, *data, **opts)
     loN = spectral.lambda_min(curv, params, *data, **opts)
-    verdict, margin = compare(Interval(*lo.interval), Interval(*loN.interval))
+    # the theorem's left side is probed until its probabilistic interval decides it against
+    # λmin(N)'s (probability ≥ 1 − 2δ for both outer ends, whatever the spectrum)
+    probe_lo = spectral.Lanczos(krylov=config.krylov, tol=config.tol,
+                                max_restarts=config.max_restarts,
+                                failure_prob=spectral.DEFAULT_FAILURE_PROB)
+    lo = probe_lo._probe(hess, params, data, key, None,
+                         target=Interval(*loN.prob_interval))[0]
+    verdict, margin = compare(Interval(*lo.prob_interval), Interval(*loN.prob_interval))
     rec = {"loss": loss,
            "lambda_min": lo.value, "lambda_min_interval": list(lo.interval),
+           "lambda_min_prob_interval": list(lo.prob_interval),
            "lambda_min_converged": bool(lo.converged),
            "lambda_max": hi.value, "lambda_max_interval": list(hi.interval),
+           "lambda_max_prob_interval": list(hi.prob_interval),
            "lambda_max_converged": bool(hi.converged),
            "lambda_min_N": loN.value, "lambda_min_N_interval": list(loN.interval),
+           "lambda_min_N_prob_interval": list(loN.prob_interval),
            "lambda_min_N_converged": bool(loN.converged),
+           "failure_prob": lo.failure_prob + loN.failure_prob,
            "neg_lambda_over_loss": (-lo.value / loss) if loss > 0 else None,
            "theorem_verdict": str(verdict), "theorem_margin": float(margin)}
     if config.layer_blocks:

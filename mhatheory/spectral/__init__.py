@@ -14,6 +14,7 @@ from mhatheory.spectral._blocks import (
     per_block,
     subtree_blocks,
 )
+from mhatheory.spectral._coverage import Coverage, coverage, named_spectra, rotated
 from mhatheory.spectral._density import Density, Estimate, spectral_density, trace
 from mhatheory.spectral._exact import (
     DEFAULT_DENSE_BUDGET,
@@ -34,6 +35,13 @@ from mhatheory.spectral._lanczos import (
     lanczos_bytes,
 )
 from mhatheory.spectral._operators import Hessian, as_operator, check_probe
+from mhatheory.spectral._options import DEFAULT_MAX_HVPS, ESCALATION, escalated
+from mhatheory.spectral._probabilistic import (
+    DEFAULT_FAILURE_PROB,
+    check_failure_prob,
+    start_threshold,
+    steps_needed,
+)
 from mhatheory.spectral._recurrence import Reortho
 from mhatheory.spectral._resample import resampled
 from mhatheory.spectral._split import LOSSES, Curvature, GaussNewton
@@ -56,6 +64,9 @@ def hvp(loss_fn, params, *args):
 __all__ = [
     "Block", "BlockSpectrum", "IndexedBlock", "block_mask", "head_blocks", "per_block",
     "subtree_blocks",
+    "Coverage", "coverage", "named_spectra", "rotated",
+    "DEFAULT_FAILURE_PROB", "DEFAULT_MAX_HVPS", "ESCALATION", "escalated", "check_failure_prob",
+    "start_threshold", "steps_needed",
     "DEFAULT_BASIS_BUDGET", "DEFAULT_DENSE_BUDGET", "ConvergenceWarning", "Curvature",
     "Density", "DenseTooLargeError",
     "EigResult", "Estimate", "LOSSES", "GaussNewton", "Hessian", "as_operator", "dense",

@@ -169,7 +169,9 @@ class IndexedBlock:
 
 
 class BlockSpectrum(NamedTuple):
-    """One row of :func:`per_block`: a block's size and certified extreme eigenvalues."""
+    """One row of :func:`per_block`: a block's size and certified extreme eigenvalues (each with
+    its deterministic ``interval`` and its probabilistic one, see
+    :class:`~mhatheory.spectral.EigResult`)."""
 
     name: str
     size: int
@@ -178,6 +180,8 @@ class BlockSpectrum(NamedTuple):
     lambda_max: float
     lambda_max_interval: tuple
     converged: bool
+    lambda_min_prob_interval: tuple = (-np.inf, np.inf)
+    lambda_max_prob_interval: tuple = (-np.inf, np.inf)
 
 
 def head_blocks(select, axis: int, num_heads: int) -> dict:
@@ -213,5 +217,6 @@ def per_block(loss_fn, params, *args, blocks: dict, key=None, **lanczos) -> list
         lo = extreme_eigs(blk, params, *bargs, which="smallest", key=key, **lanczos)[0]
         hi = extreme_eigs(blk, params, *bargs, which="largest", key=key, **lanczos)[0]
         rows.append(BlockSpectrum(name, int(lo.vector.shape[0]), lo.value, lo.interval,
-                                  hi.value, hi.interval, lo.converged and hi.converged))
+                                  hi.value, hi.interval, lo.converged and hi.converged,
+                                  lo.prob_interval, hi.prob_interval))
     return rows

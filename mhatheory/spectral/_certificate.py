@@ -35,14 +35,14 @@ lies within τ_nb of θ̂_nb), and Kato–Temple is used only when g > 1000·ρ
 (:data:`KATO_TEMPLE_RATIO`): an eigenvalue hidden in a cluster the HVP's rounding cannot
 resolve makes a measured gap meaningless (a test found it: a float32 problem with eigenvalues
 −1e-3 and 1.5e-3 at ‖H‖ = 1e3). So the interval is [θ̂ − τ − s, θ̂ + τ] with s = ρ or ρ²/g
-(mirrored for λmax). It assumes, as every Krylov method must, that Lanczos has not missed a more
-extreme eigenvalue (a random start and the extra neighbour pair make that unlikely, but no
-residual can exclude it), nor left one unresolved next to the Ritz value: for a pair
-λ₁ < λ₂ closer than the recurrence resolves, x ≈ a·e₁ + b·e₂ gives θ = λ₁ + b²(λ₂ − λ₁) and
-ρ = |ab|(λ₂ − λ₁), so θ − λ₁ = |b/a|·ρ: beyond Bauer–Fike's ρ whenever |b| > |a| (half the
-random starts), and far beyond Kato–Temple's ρ²/g, whose gap then comes from the next,
-resolved eigenvalue (a new-user test: λ₂ − λ₁ = 1e-11, an interval 4e-15 wide, 6e-13 off).
-:func:`mhatheory.testing.assert_weakly_convex` therefore probes from two starts.
+(mirrored for λmax). It assumes, as every deterministic Krylov certificate must, that Lanczos
+has not missed a more extreme eigenvalue (no residual can exclude it), nor left one unresolved
+next to the Ritz value: for a pair λ₁ < λ₂ closer than the recurrence resolves, x ≈ a·e₁ + b·e₂
+gives θ = λ₁ + b²(λ₂ − λ₁) and ρ = |ab|(λ₂ − λ₁), so θ − λ₁ = |b/a|·ρ: beyond Bauer–Fike's ρ
+whenever |b| > |a| (half the random starts), and far beyond Kato–Temple's ρ²/g, whose gap then
+comes from the next, resolved eigenvalue (λ₂ − λ₁ = 1e-11 gives an interval 4e-15 wide, 6e-13
+off). The outer end that needs no such assumption is probabilistic
+(:mod:`._probabilistic`, ``EigResult.prob_interval``), and the toolkit's verdicts use it.
 An **unconverged** run (ρ̂ > tol·‖H‖ after the restart budget)
 reports (−∞, θ̂ + τ] for λmin ([θ̂ − τ, +∞) for λmax): only the Rayleigh side is claimed.
 """
@@ -78,6 +78,18 @@ def gamma(n_ops: int, u):
     return n_ops * u / (1 - n_ops * u)
 
 
+def hvp_error(matvec, vecs, Hx, z, hvp_dtype):
+    """δ, the HVP's own rounding (module docstring, "Rounding"): its linearity defect
+    Ĥ(x+z) − Ĥz − Ĥx (zero in exact arithmetic) for the first min(2, len(vecs)) unit vectors x
+    and a random unit z, ×4, plus one rounding of the output ‖Ĥx‖. ``Hx`` are the vectors'
+    HVPs. Costs 1 + min(2, len(vecs)) HVPs (one traced copy)."""
+    u_h = jnp.asarray(jnp.finfo(hvp_dtype).eps / 2, vecs.dtype)
+    nd = min(2, vecs.shape[0])
+    Hs = jax.vmap(matvec)(jnp.concatenate([z[None], vecs[:nd] + z[None]]))
+    defect = jnp.sqrt(pairwise_sum((Hs[1:] - Hs[:1] - Hx[:nd]) ** 2))
+    return 4 * jnp.max(defect) + u_h * jnp.max(jnp.sqrt(pairwise_sum(Hx * Hx)))
+
+
 def certify(matvec, vecs, Hx, z, hvp_dtype):
     """Rayleigh quotients, residual bounds and rounding bounds of unit vectors (module docstring,
     "Rounding"): returns ``(θ, ρ*, τ, δ)`` per vector. Costs 1 + min(2, len(vecs)) HVPs (the
@@ -85,18 +97,12 @@ def certify(matvec, vecs, Hx, z, hvp_dtype):
     wdt = vecs.dtype
     P = vecs.shape[-1]
     u = jnp.finfo(wdt).eps / 2
-    u_h = jnp.asarray(jnp.finfo(hvp_dtype).eps / 2, wdt)
     g = gamma(math.ceil(math.log2(max(P, 2))) + 2, u)
     nx2 = pairwise_sum(vecs * vecs)
     nx = jnp.sqrt(nx2)
     theta = pairwise_sum(vecs * Hx) / nx2
     nHx = jnp.sqrt(pairwise_sum(Hx * Hx))
-    # δ: the HVP's own rounding, estimated by its linearity defect Ĥ(x+z) − Ĥ(z) − Ĥ(x) (zero
-    # in exact arithmetic), ×4, plus one rounding of the output
-    nd = min(2, vecs.shape[0])
-    Hs = jax.vmap(matvec)(jnp.concatenate([z[None], vecs[:nd] + z[None]]))   # one traced HVP copy
-    defect = jnp.sqrt(pairwise_sum((Hs[1:] - Hs[:1] - Hx[:nd]) ** 2))
-    delta = 4 * jnp.max(defect) + u_h * jnp.max(nHx)
+    delta = hvp_error(matvec, vecs, Hx, z, hvp_dtype)
     # τ: |θ̂ − xᵀHx/xᵀx| from δ, the two pairwise dot products and the division
     tau = (delta * nx + g * pairwise_sum(jnp.abs(vecs * Hx)) + g * jnp.abs(theta) * nx2) / nx2 \
         + u * jnp.abs(theta)

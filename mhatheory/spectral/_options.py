@@ -15,6 +15,7 @@ import numpy as np
 
 from mhatheory import _validate
 from mhatheory.spectral import _exact
+from mhatheory.spectral._probabilistic import check_failure_prob
 from mhatheory.spectral._recurrence import Reortho, as_reortho
 
 #: Default memory budget for the Krylov basis (bytes); past it the probe runs basis-free.
@@ -52,16 +53,24 @@ def lanczos_bytes(num_params: int, krylov: int, k: int, dtype, store_basis: bool
 
 
 #: A warm start ``v0`` gets a random unit vector of this weight added to its unit direction
-#: (:func:`_start_vector`). Lanczos only sees the eigenvectors its start vector has a component
-#: along: started exactly on (or near) an eigenvector of another eigenvalue, e.g. the previous
-#: step's λmin vector after the minimum moved to another direction, it converges there and
-#: certifies the wrong eigenvalue. With the random part, every direction is present at ~1e-2/√P
-#: and the first residuals (≥ ~1e-2·gap) are far above tol, so the recurrence runs until the
-#: extreme Ritz value has absorbed it, as from a random start; the warm part still saves steps.
+#: (:func:`start_vector`), unless the probe's ``warm_start_mix`` says otherwise. Lanczos only
+#: sees the eigenvectors its start vector has a component along: started exactly on (or near)
+#: an eigenvector of another eigenvalue, e.g. the previous step's λmin vector after the minimum
+#: moved to another direction, it converges there and certifies the wrong eigenvalue. With the
+#: random part, every direction is present at ~1e-2/√P and the first residuals (≥ ~1e-2·gap)
+#: are far above tol, so the recurrence runs until the extreme Ritz value has absorbed it, as
+#: from a random start; the warm part still saves steps. The weight also enters the
+#: probabilistic end (:func:`~._probabilistic.start_threshold`).
 WARM_START_MIX = 1e-2
 
+#: The HVP budget of a run sized for its probabilistic end (``failure_prob`` given) when
+#: ``max_hvps`` is not.
+DEFAULT_MAX_HVPS = 2000
 
-def _start_vector(flat, key, v0, dtype):
+
+def start_vector(flat, key, v0, dtype, mix: float = WARM_START_MIX):
+    """The start of a run: a Gaussian vector (uniform on the sphere once normalised), or the unit
+    direction of ``v0`` plus ``mix`` times an independent uniform unit vector."""
     if v0 is None:
         return jax.random.normal(key, flat.shape, dtype)
     v0 = jnp.asarray(v0).reshape(-1).astype(dtype)
@@ -70,13 +79,15 @@ def _start_vector(flat, key, v0, dtype):
     r = jax.random.normal(key, flat.shape, dtype)
     n0 = jnp.linalg.norm(v0)
     unit = jnp.where(n0 > 0, v0 / jnp.where(n0 > 0, n0, 1.0), 0.0)
-    return unit + WARM_START_MIX * r / jnp.linalg.norm(r)
+    return unit + mix * r / jnp.linalg.norm(r)
 
 
 def check_options(*, k: int = 1, which: str = "smallest", method: str = "lanczos", key=None,
                   v0=None, krylov: int = 40, tol: float = 1e-10, max_restarts: int = 20,
                   reortho=None, memory_budget_bytes: int | None = None,
                   store_basis: bool | None = None, check_every: int = 5,
+                  failure_prob: float | None = None, max_hvps: int | None = None,
+                  warm_start_mix: float = WARM_START_MIX,
                   num_params: int | None = None, v0_name: str = "v0") -> None:
     """Check the options of :func:`extreme_eigs` on the host, before any work; each error names
     the option. Entry points that compute something before probing (``bounds.chain``,
@@ -112,6 +123,20 @@ def check_options(*, k: int = 1, which: str = "smallest", method: str = "lanczos
     if key is not None:
         _validate.prng_key("key", key)
     _exact.check_budget(memory_budget_bytes)
+    if failure_prob is not None:
+        check_failure_prob(failure_prob)
+    mix = _validate.non_negative_float("warm_start_mix", warm_start_mix)
+    if failure_prob is not None and v0 is not None and mix == 0:
+        raise ValueError(f"failure_prob={failure_prob!r} needs a random start: a warm start v0 "
+                         "with warm_start_mix=0 has no probability behind it. Mix in a uniform "
+                         "part (warm_start_mix > 0, e.g. the default 1e-2) or drop v0.")
+    if max_hvps is not None:
+        max_hvps = _validate.positive_int("max_hvps", max_hvps)
+        least = min_hvps(k, store_basis is False)
+        if max_hvps < least:
+            raise ValueError(f"max_hvps={max_hvps} is below the {least} HVPs of the shortest run "
+                             f"that can certify k={k} pair(s) (k + 1 Lanczos steps, the Ritz "
+                             "pairs' residuals and the rounding estimate); raise max_hvps.")
     if num_params is not None and method == "exact" and k > num_params:
         raise ValueError(f"k={k} is more eigenpairs than the P={num_params} parameters have.")
     if num_params is not None and method == "lanczos" and k >= num_params:
@@ -134,6 +159,32 @@ def check_options(*, k: int = 1, which: str = "smallest", method: str = "lanczos
         if not np.any(arr):
             raise ValueError(f"{v0_name} is the zero vector, which spans no Krylov space; pass "
                              "a non-zero start vector or None for a random start.")
+
+
+#: How an inconclusive eigenvalue check spends more HVPs: each level multiplies the HVP budget of
+#: a run sized for its probabilistic end (``max_hvps``, default :data:`DEFAULT_MAX_HVPS`) and its
+#: restarts, and tightens the tolerance, applied to the options of the first try.
+ESCALATION = ({"max_hvps": 2, "max_restarts": 3, "tol": 1e-2},
+              {"max_hvps": 8, "max_restarts": 6, "tol": 1e-4})
+
+
+def escalated(options: dict, level: int, num_params: int) -> dict:
+    """The Lanczos options of escalation ``level`` (1, 2, …) from the first try's ``options``
+    (``num_params`` caps the Krylov size)."""
+    step = ESCALATION[level - 1]
+    out = dict(options)
+    out["max_hvps"] = int(options.get("max_hvps") or DEFAULT_MAX_HVPS) * step["max_hvps"]
+    out["krylov"] = min(int(options.get("krylov", 40)), num_params)
+    out["max_restarts"] = max(int(options.get("max_restarts", 20) * step["max_restarts"]), 1)
+    out["tol"] = max(float(options.get("tol", 1e-10)) * step["tol"], 1e-15)
+    return out
+
+
+def min_hvps(k: int, basis_free: bool = False) -> int:
+    """HVPs of the shortest certified run: k + 1 steps (the wanted pairs and a neighbour), their
+    k + 1 residuals, the 1 + min(2, k + 1) HVPs of the rounding estimate, and k replayed steps
+    when basis-free."""
+    return (k + 1) + (k + 1) + 1 + min(2, k + 1) + (k if basis_free else 0)
 
 
 def plan_memory(num_params: int, krylov: int, k: int, dtype, store_basis, reortho,

@@ -40,6 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from mhatheory.spectral._probabilistic import posterior_gap
+
 
 class Reortho(str, enum.Enum):
     """How a Lanczos run keeps its basis orthogonal. Values compare equal to their strings
@@ -85,6 +87,9 @@ def as_reortho(value, name: str = "reortho") -> Reortho:
 
 #: Ritz pairs with Ritz estimate ≤ this × √ε·‖T‖ join the selective set (see :class:`Reortho`).
 SELECTIVE_MARGIN = 1e4
+#: Steps after which the adaptive checks thin out geometrically (:func:`lanczos`'s ``every``): a
+#: check decomposes T on the host, about 1 ms at 200 steps and 15 ms at 1,000.
+LONG_RUN = 256
 #: Rows of the Krylov basis handled per block by Gram–Schmidt: only rows 0…j are filled, so
 #: the work is on the smallest multiple of this that holds them.
 BLOCK = 16
@@ -140,21 +145,48 @@ def eigh_tridiagonal(d, e):
     return jax.pure_callback(_eigh_tridiagonal_host, out, d, e, vmap_method="sequential")
 
 
-def ritz(alpha, beta, steps, size: int, which: str, anorm):
-    """Ritz values (ascending), vectors of T (rows ≥ steps zeroed), Ritz estimates and the mask
-    of real (non-padding) pairs, from a ``size``-row block (``size ≥ steps``). The padding value
-    ±(2‖T‖ + 1) lies beyond the spectrum of T_steps (‖T‖ ≤ ``anorm`` by Gershgorin) on the side
-    away from the wanted end, so the wanted pairs keep their sorted positions."""
+def _ritz_host(alpha, beta, steps, fill, cols, which):
+    """Ritz values, the last row of T's eigenvectors and the eigenvector columns ``cols``, in a
+    ``size``-row layout whose rows ≥ ``steps`` are decoupled copies of ``fill`` (see
+    :func:`ritz`); only the leading ``steps × steps`` block is decomposed, and only the requested
+    columns travel back."""
+    size = alpha.shape[0]
+    k = int(steps)
+    dtype = alpha.dtype
+    theta = np.full(size, fill, dtype)
+    last = np.zeros(size, dtype)
+    S = np.zeros((size, len(cols)), dtype)
+    if k == 0:
+        return theta, last, S
+    w, v = _eigh_tridiagonal_host(alpha[:k], beta[1:k])
+    off = 0 if which == "smallest" else size - k     # where the k real pairs sit
+    theta[off:off + k], last[off:off + k] = w, v[k - 1]
+    for c, j in enumerate(np.asarray(cols)):
+        if off <= j < off + k:
+            S[:k, c] = v[:, j - off]
+    return theta, last, S
+
+
+def ritz(alpha, beta, steps, size: int, which: str, anorm, cols=None):
+    """Ritz values (ascending), Ritz estimates and the mask of real (non-padding) pairs of a
+    ``size``-row block (``size ≥ steps``), and T's eigenvectors at positions ``cols`` (``[size,
+    len(cols)]``, rows ≥ steps zero; None: none). The padding value ±(2‖T‖ + 1) lies beyond the
+    spectrum of T_steps (‖T‖ ≤ ``anorm`` by Gershgorin) on the side away from the wanted end, so
+    the wanted pairs keep their sorted positions. The leading ``steps × steps`` block is
+    decomposed on the host, and only the asked-for columns come back (a check of a long run
+    moves O(size), not O(size²), numbers)."""
     fill = (1.0 if which == "smallest" else -1.0) * (2 * anorm + 1)
     i = jnp.arange(size)
-    d = jnp.where(i < steps, alpha[:size], fill)
-    e = jnp.where(i[1:] < steps, beta[1:size], 0.0)
-    theta, S = eigh_tridiagonal(d, e)
-    rows = i[:, None] < steps
-    S = jnp.where(rows, S, 0.0)
-    est = beta[steps] * jnp.abs(S[jnp.maximum(steps - 1, 0)])
+    dtype = alpha.dtype
+    cols = jnp.zeros(0, jnp.int32) if cols is None else jnp.asarray(cols, jnp.int32)
+    out = (jax.ShapeDtypeStruct((size,), dtype), jax.ShapeDtypeStruct((size,), dtype),
+           jax.ShapeDtypeStruct((size, cols.shape[0]), dtype))
+    theta, last, S = jax.pure_callback(functools.partial(_ritz_host, which=which), out,
+                                       alpha[:size], beta[:size + 1], steps,
+                                       fill.astype(dtype), cols, vmap_method="sequential")
+    est = beta[steps] * jnp.abs(last)
     real = i < steps if which == "smallest" else i >= size - steps
-    return theta, S, est, real
+    return theta, est, real, S
 
 
 def wanted(size: int, count: int, which: str):
@@ -163,7 +195,8 @@ def wanted(size: int, count: int, which: str):
 
 
 def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: bool = True,
-            which: str = "smallest", k: int = 1, tol=None, every: int = 5) -> Krylov:
+            which: str = "smallest", k: int = 1, tol=None, every: int = 5,
+            prob=None, hvp_dtype=None) -> Krylov:
     """Up to m Lanczos steps from v, one HVP each (see the module docstring).
 
     Args:
@@ -180,7 +213,16 @@ def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: boo
         tol: the adaptive stop: after every ``every`` steps, stop once the Ritz estimates of
             the k most extreme pairs at the ``which`` end are ≤ tol·max|θ| (None: run all m
             steps).
-        every: steps between two adaptive checks (each an eigh of the tridiagonal T).
+        every: steps between two adaptive checks (each an eigh of the tridiagonal T) up to
+            :data:`LONG_RUN` steps; past it a check comes every ``steps // 16`` steps (rounded
+            to ``every``), so that a long run spends O(log m) checks of O(steps²) each and stops
+            at most 1/16 late.
+        prob: ``None``, or ``(log c, lo, hi)`` (traced scalars) for a run whose probabilistic
+            outer end matters (:mod:`._probabilistic`): besides the Ritz estimates, the stop
+            then needs that end within ``tol``·max|θ| of the extreme Ritz value (``log c = +inf``
+            switches this off), or the probabilistic interval wholly above ``hi`` or below
+            ``lo`` (a decision; NaN never decides).
+        hvp_dtype: the dtype the HVP computes in (default v's), for the stop rule's margin.
 
     ``PARTIAL``: Simon's recurrence for ω_{j+1,k} = q_{j+1}ᵀ q_k, from the Lanczos relation and
     the symmetry of H,
@@ -206,6 +248,7 @@ def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: boo
     the next check), and each new w is projected against them, w ← w − Yᵀ(Y w).
     """
     reortho = Reortho(reortho)
+    hvp_eps = jnp.finfo(v.dtype if hvp_dtype is None else hvp_dtype).eps / 2
     if not store_basis and reortho is not Reortho.NONE:
         raise ValueError(f"reortho={reortho.value!r} needs the Krylov basis; without it "
                          "(store_basis=False) only reortho='none' is possible.")
@@ -254,13 +297,15 @@ def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: boo
 
     def check_block(size, alpha, beta, steps, anorm, Q, Y, y_count, y_est):
         """The adaptive check (and, for SELECTIVE, the set of converged Ritz vectors)."""
-        theta, S, est, real = ritz(alpha, beta, steps, size, which, anorm)
+        theta, est, real, _ = ritz(alpha, beta, steps, size, which, anorm)
         scale = jnp.max(jnp.where(real, jnp.abs(theta), 0.0))
         if tol is None:
             stop = jnp.asarray(False)
         else:
             stop = (jnp.max(est[wanted(size, min(k, size), which)]) <= tol * scale) \
                 & (steps >= kk)
+        if prob is not None:
+            stop = prob_stop(stop, theta, real, beta, steps, anorm, scale)
         if slots:
             good = real & (est <= SELECTIVE_MARGIN * eta * anorm)
             count = jnp.minimum(jnp.sum(good), slots).astype(jnp.int32)
@@ -270,7 +315,8 @@ def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: boo
             def build():
                 # the `slots` best-converged good pairs; empty slots get zero coefficients
                 order = jnp.argsort(jnp.where(good, est, jnp.inf))[:slots]
-                coef = jnp.where(good[order][None, :], S[:, order], 0.0)     # (size, slots)
+                S = ritz(alpha, beta, steps, size, which, anorm, order)[3]
+                coef = jnp.where(good[order][None, :], S, 0.0)               # (size, slots)
                 Yn = coef.T @ jax.lax.slice_in_dim(Q, 0, size)               # one pass over Q
                 nrm = jnp.linalg.norm(Yn, axis=1, keepdims=True)
                 return jnp.where(nrm > 0, Yn / jnp.where(nrm > 0, nrm, 1.0), 0.0), count, best
@@ -279,9 +325,24 @@ def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: boo
         return stop, Y, y_count, y_est
 
 
+    def prob_stop(stop, theta, real, beta, steps, anorm, scale):
+        """The stop rule of a run whose probabilistic end matters (``prob``, see above)."""
+        log_c, lo, hi = prob
+        b = jnp.maximum(beta, psi * anorm)
+        log_beta = jnp.sum(jnp.where((idx >= 1) & (idx <= steps), jnp.log(b), 0.0))
+        s = posterior_gap(theta, real, log_beta, log_c, which)
+        # the margin η without the HVP's measured rounding (not known yet): ~8 u_h‖T‖ for it
+        eta = 2 * (jnp.sqrt(jnp.asarray(P, dtype)) + steps) * eps / 2 * anorm + 8 * hvp_eps * anorm
+        end = jnp.min(jnp.where(real, theta, jnp.inf)) if which == "smallest" else \
+            jnp.max(jnp.where(real, theta, -jnp.inf))
+        sign = 1.0 if which == "smallest" else -1.0
+        outer, inner = end - sign * (s + eta), end + sign * eta
+        decided = (jnp.minimum(outer, inner) > hi) | (jnp.maximum(outer, inner) < lo)
+        return stop & ((s + eta <= tol * scale) | decided)
+
     def step(state):
         (j, Q, q, q_prev, alpha, beta, om, om_prev, force, anorm, count, Y, y_count, y_est,
-         done) = state
+         done, next_check) = state
         w = matvec(q) - beta[j] * q_prev
         a = q @ w
         w = w - a * q
@@ -336,14 +397,17 @@ def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: boo
         alpha, beta = alpha.at[j].set(a), beta.at[j + 1].set(b)
         j = j + 1
         if tol is not None or slots:
-            at_check = (j % every == 0) | (j == m) | done
+            at_check = (j >= next_check) | (j == m) | done
+            spacing = jnp.where(j < LONG_RUN, every,
+                                jnp.maximum(every, (j // 16) // every * every))
+            next_check = jnp.where(at_check, j + spacing, next_check)
             stop, Y, y_count, y_est = jax.lax.cond(
                 at_check,
                 lambda: check_block(m, alpha, beta, j, anorm, Q, Y, y_count, y_est),
                 lambda: (jnp.asarray(False), Y, y_count, y_est))
             done = done | stop
         return (j, Q, q_next, q, alpha, beta, om, om_prev, force, anorm, count, Y, y_count,
-                y_est, done)
+                y_est, done, next_check)
 
     q0 = v / jnp.linalg.norm(v)
     Q = jnp.zeros((m + 1, P), dtype).at[0].set(q0) if store_basis else jnp.zeros((0, P), dtype)
@@ -351,8 +415,9 @@ def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: boo
     state = (jnp.zeros((), jnp.int32), Q, q0, jnp.zeros_like(q0), jnp.zeros(m, dtype),
              jnp.zeros(m + 1, dtype), om, jnp.zeros(m + 1, dtype), jnp.asarray(False),
              jnp.zeros((), dtype), jnp.zeros((), jnp.int32), jnp.zeros((slots, P), dtype),
-             jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, dtype), jnp.asarray(False))
-    state = jax.lax.while_loop(lambda s: (s[0] < m) & ~s[-1], step, state)
+             jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, dtype), jnp.asarray(False),
+             jnp.asarray(every, jnp.int32))
+    state = jax.lax.while_loop(lambda s: (s[0] < m) & ~s[-2], step, state)
     j, Q, q_last, _, alpha, beta, *_ = state
     return Krylov(Q if store_basis else None, alpha, beta, q_last, j, state[10])
 

@@ -18,6 +18,8 @@ def track(loss_fn, params_at, *args, steps=None, which=("smallest", "largest"), 
     Returns one record per stored θ: ``step`` and, for each ``which`` (``name`` =
     ``lambda_min`` for "smallest", ``lambda_max`` for "largest"), the keys ``name`` (the value),
     ``name_residual``, ``name_interval`` (certified; open on its outer side when unconverged),
+    ``name_prob_interval`` (its outer end with probability ≥ 1 − 10⁻⁶ over the random part of
+    the warm start, see :class:`~mhatheory.spectral.EigResult`),
     ``name_converged``, ``name_hvps`` and ``name_seconds``.
     """
     from tqdm.auto import tqdm
@@ -54,6 +56,7 @@ def track(loss_fn, params_at, *args, steps=None, which=("smallest", "largest"), 
             name = "lambda_min" if w == "smallest" else "lambda_max"
             rec.update({name: r.value, f"{name}_residual": r.residual,
                         f"{name}_interval": list(r.interval),
+                        f"{name}_prob_interval": list(r.prob_interval),
                         f"{name}_converged": r.converged, f"{name}_hvps": r.num_hvps,
                         f"{name}_seconds": r.seconds})
         records.append(rec)

@@ -1,0 +1,309 @@
+"""Probabilistic outer ends: where the extreme eigenvalue lies with probability ≥ 1 − δ over the
+random start vector, for every spectrum.
+
+A Lanczos run's certified interval (:mod:`._certificate`) is rigorous on its Rayleigh side only:
+its outer side assumes that the Krylov space resolved every eigenvalue near the Ritz value, which
+an eigenvalue pair closer than the tolerance, a dense cluster, or an eigenvector the start barely
+touches can break. What the start vector v₀ does touch is random, and that randomness is what
+this module turns into a statement that holds whatever the spectrum.
+
+**Setting.** H symmetric P × P with eigenpairs (λ_i, x_i); v₀ a unit start vector,
+γ_i = x_iᵀv₀. k Lanczos steps from v₀ give the tridiagonal T_k (diagonal α, off-diagonal β) and
+the next vector q_k with
+
+    p_k(H) v₀ = β_1 β_2 ⋯ β_k · q_k,        p_k(x) = det(x I − T_k) = Π_j (x − θ_j),
+
+where θ_1 ≤ … ≤ θ_k are the Ritz values and β_k the last residual norm (the three-term recurrence
+by induction: β_1 q_1 = (H − α_1) v₀, and so on). Taking norms in the eigenbasis,
+
+    Σ_i γ_i² p_k(λ_i)² = (β_1 ⋯ β_k)².                                               (1)
+
+**A-posteriori bound** (after van Dorsselaer, Hochstenbach & van der Vorst, SIAM J. Matrix Anal.
+Appl. 2000). Let c > 0 and t < θ_1. If λmin < t, every root of p_k lies above t > λmin, so
+|p_k(λmin)| > |p_k(t)| (each factor |λmin − θ_j| > |t − θ_j|), and (1) gives
+
+    |γ_min| ≤ β_1⋯β_k / |p_k(λmin)| < β_1⋯β_k / |p_k(t)|.
+
+Choose t = t_lo with |p_k(t_lo)| = β_1⋯β_k / c (it exists and is unique: |p_k(θ_1 − s)| grows
+from 0 to ∞ as s goes from 0 to ∞). Then λmin < t_lo implies |γ_min| < c: the miss event is
+contained in {|γ_min| < c}, *for every k at once*, so the bound may be read after every step and
+the run stopped whenever it is narrow enough, at no extra cost in probability. If λmin is
+repeated, γ_min is the norm of v₀'s projection on its eigenspace, which is only less likely to be
+small. The mirror image bounds λmax ≤ t_hi with p_k(t_hi) = β_1⋯β_k / c, t_hi > θ_k. The
+computation needs T_k only: t_lo = θ_1 − s with Σ_j log(θ_j − θ_1 + s) = Σ_j log β_j − log c,
+solved by bisection on log s and rounded outward (:func:`posterior_gap`).
+
+**A-priori bound** (the Kaniel–Paige–Saad argument with a random start, as in Kuczyński &
+Woźniakowski, SIAM J. Matrix Anal. Appl. 1992). Put A = λmax I − H ⪰ 0 with spread
+S = λmax − λmin = ‖A‖; the Krylov space of A from v₀ is H's (shift invariance), and its largest
+Ritz value is λmax − θ_1. For 0 < ε < 1 let q(x) = T_{k−1}(2x/((1 − ε)S) − 1) (Chebyshev), so
+|q| ≤ 1 on [0, (1 − ε)S] and q(S) = C_ε = T_{k−1}((1 + ε)/(1 − ε)). The Ritz value is at least
+the Rayleigh quotient of q(A)v₀; splitting the eigenvalues of A into those above (1 − ε)S (each
+at most εS below S) and the others (each |q| ≤ 1, at most S below S),
+
+    θ_1 − λmin ≤ S·(ε + (1 − γ_min²)/(C_ε² γ_min²)) ≤ S·(ε + 1/(C_ε² c²))   when |γ_min| ≥ c,
+
+so θ_1 − λmin ≤ ε*(k, c)·S with ε*(k, c) = min_ε (ε + 1/(C_ε c)²) (:func:`prior_error`,
+minimised on a grid; T_{k−1}(y) = cosh((k − 1) arccosh y)). The same holds for λmax on
+{|γ_max| ≥ c}. On both events, S ≤ θ_k − θ_1 + 2ε*S, so S ≤ (θ_k − θ_1)/(1 − 2ε*) for ε* < ½, and
+also S ≤ t_hi − t_lo from the a-posteriori ends. This is the a-priori statement (it depends on
+k, c and the measured spread only, not on the polynomial), and it sizes a run:
+:func:`steps_needed` is the least k with ε*(k, c) ≤ the relative margin a decision needs, the
+analogue of Kuczyński–Woźniakowski's 1.648·√P·e^(−(2k−1)√ε) ≤ δ.
+
+**The probability.** For v₀ uniform on the unit sphere (a normalised Gaussian vector), γ² of a
+fixed unit x has the Beta(½, (P − 1)/2) law, so P(|γ| < c) = I_{c²}(½, (P − 1)/2) (the
+regularised incomplete beta function). Every statement above is made on the one event
+E = {|γ_min| ≥ c and |γ_max| ≥ c}, whose complement has probability ≤ 2·P(|γ| < c) = δ with c
+from :func:`start_threshold`: both ends, both bounds, every k and every wanted pair at once (the
+j-th smallest eigenvalue is ≥ λmin ≥ t_lo). Taking the tighter of the two bounds costs nothing.
+
+*Warm starts.* A start v = u + w·r/‖r‖ (u a unit warm direction, r Gaussian, weight w > 0, as
+:func:`~mhatheory.spectral._options.start_vector` builds it) still carries the statement: with
+g = xᵀr/‖r‖, whose density is at most f = Γ(P/2)/(√π Γ((P − 1)/2)), and ‖v‖ ≤ 1 + w,
+P(|xᵀv|/‖v‖ < c) ≤ P(|xᵀu + w g| < c(1 + w)) ≤ 2c(1 + w)f/w; so c is taken w/(1 + w) times
+smaller (about 4.6 in log for w = 10⁻²). A warm start with w = 0 carries none.
+
+*Which run.* Both bounds speak of the Krylov space K_k(H, v₀) of the random start. A run that
+restarts from a Ritz vector sees a subspace of a larger Krylov space of v₀ through a polynomial
+the bounds do not track, so the statement is about the first cycle, from v₀; later cycles only
+sharpen the Rayleigh (inner) end.
+
+**Finite precision.** The computed T_k is not the exact Lanczos matrix of H. Paige (1976, 1980)
+showed that the computed recurrence satisfies H Q_k = Q_k T_k + β_k q_k e_kᵀ + F_k with
+‖F_k‖ = O(ε‖H‖) while orthogonality is lost exactly along converged Ritz vectors; Greenbaum
+(Linear Algebra Appl. 1989) showed that such a T_k is the *exact* Lanczos matrix of a larger
+matrix H̃ whose eigenvalues lie in small intervals around those of H, from a start whose squared
+components over the interval around λ_i add up to about γ_i². (Her proved interval width is
+pessimistic; Greenbaum & Strakoš 1992 observe widths of a few ε‖H‖.) Applying (1) to H̃: if
+λmin < t − η with η the interval half-width, every eigenvalue of H̃ near λmin is below t and the
+same argument bounds their joint weight, about γ_min², by c. So the statement survives with the
+end moved outward by η. An inexact HVP (Ĥv = Hv + e, ‖e‖ ≤ δ‖v‖, e.g. a float32 model) is
+Lanczos on a perturbation of H, whose eigenvalues move by at most δ (Weyl). The toolkit takes
+η = 2δ + 2(√P + k)·u·‖T‖ (δ the HVP's estimated rounding, u the unit roundoff of the
+recurrence): twice the HVP error, and twice the rounding of one recurrence step and of the
+tridiagonal eigenvalues. ``tests/test_spectral_probabilistic.py`` measures the miss frequency
+over thousands of random starts, float32 HVPs included, against δ.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+from scipy import special
+
+#: The failure probability of a probabilistic end when none is asked for.
+DEFAULT_FAILURE_PROB = 1e-6
+
+#: Bisection steps on log s: the bracket spans at most ~1,500 in log, so 80 halvings resolve s to
+#: a relative 1e-21, far below the margin η.
+_BISECTIONS = 80
+
+
+def check_failure_prob(failure_prob, name: str = "failure_prob") -> float:
+    """``failure_prob`` as a float in (0, 1); a clear error naming it otherwise."""
+    try:
+        d = float(failure_prob)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a probability in (0, 1), got {failure_prob!r}.") \
+            from None
+    if isinstance(failure_prob, bool) or not 0.0 < d < 1.0:
+        raise ValueError(f"{name} must lie strictly between 0 and 1 (the chance that the "
+                         f"probabilistic interval misses), got {failure_prob!r}; e.g. 1e-6.")
+    return d
+
+
+def _density_max(num_params: int) -> float:
+    """The largest density of xᵀr/‖r‖ for r Gaussian in ℝ^P: Γ(P/2)/(√π Γ((P − 1)/2))."""
+    return math.exp(special.gammaln(num_params / 2) - special.gammaln((num_params - 1) / 2)) \
+        / math.sqrt(math.pi)
+
+
+def start_threshold(num_params: int, failure_prob: float, mix: float | None = None) -> float:
+    """The c of the module docstring: P(|γ_min| < c or |γ_max| < c) ≤ ``failure_prob`` for a
+    uniform start (``mix=None``), or for a warm start mixed with a uniform part of weight ``mix``.
+
+    Example:
+        >>> round(start_threshold(10_000, 1e-6) * 1e9, 3)    # ≈ (δ/2)·√(π/(2P))
+        6.267
+    """
+    if num_params <= 1:
+        return 1.0                                  # P = 1: every unit vector is ±x₁
+    half = failure_prob / 2
+    linear = half / (2 * _density_max(num_params))  # from the density bound, always valid
+    if mix is not None:
+        return linear * mix / (1 + mix)
+    c = math.sqrt(special.betaincinv(0.5, (num_params - 1) / 2, half)) * (1 - 1e-9)
+    # guard the special functions' own rounding: keep c only if it verifies
+    return c if special.betainc(0.5, (num_params - 1) / 2, c * c) <= half else linear
+
+
+def posterior_gap(theta, real, log_beta, log_c, which: str, xp=jnp):
+    """s ≥ 0 with Σ_real log|θ_j − t| = log_beta − log_c at t = θ_1 − s ("smallest") or
+    t = θ_max + s ("largest"), by bisection on log s, returning the outer bracket (so that the
+    end t is at or beyond the exact root). ``theta``: Ritz values along the last axis (any
+    order, padding allowed), ``real``: their mask, ``log_beta`` = Σ_{j ≤ k} log β_j; leading
+    axes are independent runs. ``xp`` is ``jax.numpy`` (under jit and vmap, inside a run's stop
+    rule) or ``numpy`` (on the host, for thousands of runs at once). ``log_beta = -inf`` (an
+    invariant subspace) gives s = 0."""
+    sign = 1.0 if which == "smallest" else -1.0
+    u = xp.where(real, sign * theta, xp.inf)
+    base = xp.min(u, axis=-1, keepdims=True)
+    rel = xp.where(real, u - base, 0.0)                      # θ_j − θ_1 ≥ 0 (mirrored)
+    target = xp.asarray(log_beta) - log_c
+    count = xp.maximum(xp.sum(real, axis=-1), 1)
+    # an upper bracket: Σ log(rel + s) ≥ k·log s ≥ target once log s ≥ (target)₊/k
+    hi = xp.maximum(target, 0.0) / count + 1.0
+    lo = xp.full(xp.shape(hi), -745.0)                       # below the smallest double
+
+    def bisect(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        value = xp.sum(xp.where(real, xp.log(rel + xp.exp(mid)[..., None]), 0.0), axis=-1)
+        above = value >= target
+        return xp.where(above, lo, mid), xp.where(above, mid, hi)
+
+    if xp is jnp:
+        lo, hi = jax.lax.fori_loop(0, _BISECTIONS, bisect, (lo.astype(theta.dtype),
+                                                            hi.astype(theta.dtype)))
+    else:
+        for i in range(_BISECTIONS):
+            lo, hi = bisect(i, (lo, hi))
+    return xp.where(xp.isneginf(target), 0.0, xp.exp(hi))
+
+
+@functools.lru_cache(maxsize=4096)
+def prior_error(steps: int, c: float) -> float:
+    """ε*(k, c) = min_ε (ε + 1/(c·T_{k−1}((1 + ε)/(1 − ε)))²) of the module docstring: on the
+    event |γ| ≥ c, k Lanczos steps put the extreme Ritz value within ε*·S of the eigenvalue."""
+    if steps <= 1:
+        return 1.0
+    eps = np.logspace(-32, -1e-9, 4000)
+    y = (1 + eps) / (1 - eps)
+    # log T_{k−1}(y) = a + log((1 + e^{−2a})/2), a = (k − 1)·arccosh(y)
+    a = (steps - 1) * np.arccosh(y)
+    log_t = a + np.log1p(np.exp(-2 * a)) - math.log(2)
+    return float(min(1.0, np.min(eps + np.exp(-2 * (math.log(c) + log_t)))))
+
+
+def steps_needed(rel: float, c: float, cap: int) -> int:
+    """The least k ≤ ``cap`` with ε*(k, c) ≤ ``rel`` (``cap + 1`` if none): the a-priori size of a
+    run that puts the extreme Ritz value within ``rel``·S of the eigenvalue on the event."""
+    if rel >= 1.0:
+        return 1
+    if rel <= 0.0 or prior_error(cap, c) > rel:
+        return cap + 1
+    lo, hi = 1, cap
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if prior_error(mid, c) <= rel:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+class OuterEnds(NamedTuple):
+    """The probabilistic ends of runs' first cycles (module docstring), before the margin η;
+    arrays over runs from :func:`outer_ends_batch`, floats from :func:`outer_ends`.
+
+
+    Attributes:
+        lo: the lower end for λmin (on the event E); hi: the upper end for λmax.
+        lo_bound, hi_bound: which bound gave each end, "a-posteriori" or "a-priori".
+        theta_min, theta_max: the extreme Ritz values of T_k.
+        steps: k, the Lanczos steps of K_k(H, v₀) the ends speak of.
+    """
+
+    lo: float
+    hi: float
+    lo_bound: str
+    hi_bound: str
+    theta_min: float
+    theta_max: float
+    steps: int
+
+
+class RitzBatch(NamedTuple):
+    """The Ritz values of N runs' first k_n steps (:func:`ritz_batch`): ``theta [N, m]``
+    (ascending, padded with +inf), ``real`` its mask, ``log_beta [N]`` = Σ log β_j and ``steps``
+    the k_n the ends speak of."""
+
+    theta: np.ndarray
+    real: np.ndarray
+    log_beta: np.ndarray
+    steps: np.ndarray
+
+
+def ritz_batch(alpha, beta, steps, floor) -> RitzBatch:
+    """What the ends of N runs need from their tridiagonals (host, numpy): ``alpha [N, m]``,
+    ``beta [N, m + 1]``, ``steps [N]`` as :func:`~._recurrence.lanczos` returns them (β_0 = 0),
+    ``floor [N]``.
+
+    A β_j = 0 inside a run marks a breakdown after which the recurrence went on from a new
+    random vector, outside K(H, v₀): its ends then use the first j steps, with β_j taken as
+    ``floor`` (the breakdown threshold, an upper bound on the true residual). A final β below
+    ``floor`` is raised to it, so rounding never makes the product look smaller than it is."""
+    alpha, beta = np.asarray(alpha, float), np.asarray(beta, float)
+    N, m = alpha.shape
+    floor = np.broadcast_to(np.asarray(floor, float), (N,))
+    theta = np.full((N, m), np.inf)
+    log_beta = np.zeros(N)
+    ks = np.zeros(N, int)
+    for n in range(N):
+        k = int(steps[n])
+        inner = np.flatnonzero(beta[n, 1:k] == 0.0)
+        k = int(inner[0]) + 1 if inner.size else k
+        b = np.maximum(beta[n, 1:k + 1], floor[n])
+        theta[n, :k] = scipy.linalg.eigvalsh_tridiagonal(alpha[n, :k], beta[n, 1:k]) \
+            if k > 1 else alpha[n, :1]
+        log_beta[n] = np.sum(np.log(b)) if np.all(b > 0) else -math.inf
+        ks[n] = k
+    return RitzBatch(theta, np.arange(m)[None, :] < ks[:, None], log_beta, ks)
+
+
+def outer_ends_batch(ritz: RitzBatch, c: float) -> OuterEnds:
+    """The a-posteriori and a-priori ends (module docstring) of N runs at once, at threshold
+    ``c`` (:func:`start_threshold`), from their :func:`ritz_batch`."""
+    theta, real, log_beta, ks = ritz
+    N = theta.shape[0]
+    t_min = theta[:, 0]
+    t_max = np.max(np.where(real, theta, -np.inf), axis=1)
+    t_lo = t_min - posterior_gap(theta, real, log_beta, math.log(c), "smallest", np)
+    t_hi = t_max + posterior_gap(theta, real, log_beta, math.log(c), "largest", np)
+    lo_bound = np.full(N, "a-posteriori", object)
+    hi_bound = lo_bound.copy()
+    eps = np.array([prior_error(int(k), c) for k in ks])
+    ok = eps < 0.5
+    spread = np.minimum(t_hi - t_lo, (t_max - t_min) / np.where(ok, 1 - 2 * eps, 1.0))
+    prior_lo, prior_hi = t_min - eps * spread, t_max + eps * spread
+    use_lo, use_hi = ok & (prior_lo > t_lo), ok & (prior_hi < t_hi)
+    t_lo, t_hi = np.where(use_lo, prior_lo, t_lo), np.where(use_hi, prior_hi, t_hi)
+    lo_bound[use_lo], hi_bound[use_hi] = "a-priori", "a-priori"
+    return OuterEnds(t_lo, t_hi, lo_bound, hi_bound, t_min, t_max, ks)
+
+
+def outer_ends(alpha, beta, steps: int, c: float, floor: float) -> OuterEnds:
+    """:func:`outer_ends_batch` of one run, as floats."""
+    e = outer_ends_batch(ritz_batch(np.asarray(alpha)[None], np.asarray(beta)[None], [steps],
+                                    [floor]), c)
+    return OuterEnds(float(e.lo[0]), float(e.hi[0]), str(e.lo_bound[0]), str(e.hi_bound[0]),
+                     float(e.theta_min[0]), float(e.theta_max[0]), int(e.steps[0]))
+
+
+def margin(hvp_error, num_params: int, steps, tnorm, dtype):
+    """η of the module docstring: 2δ + 2(√P + k)·u·‖T‖ (elementwise over runs)."""
+    u = float(np.finfo(np.dtype(dtype)).eps) / 2
+    return 2 * np.asarray(hvp_error, float) \
+        + 2 * (math.sqrt(num_params) + np.asarray(steps, float)) * u * np.asarray(tnorm, float)
+
+
+__all__ = ["DEFAULT_FAILURE_PROB", "OuterEnds", "RitzBatch", "check_failure_prob", "margin",
+           "outer_ends", "outer_ends_batch", "posterior_gap", "prior_error", "ritz_batch",
+           "start_threshold", "steps_needed"]
