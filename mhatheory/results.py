@@ -42,7 +42,7 @@ def versions() -> dict:
 def numerics() -> dict:
     """The settings that change computed numbers for the same config and code: float64 on or
     off (``MHATHEORY_X64``) and the default matmul precision. A resumed sweep reuses a cell
-    only if they match (:mod:`mhatheory.experiments._sweep`)."""
+    only if they match (:mod:`mhatheory.experiments.sweep`)."""
     return {"x64": bool(jax.config.jax_enable_x64),
             "matmul_precision": str(jax.config.jax_default_matmul_precision)}
 

@@ -28,7 +28,6 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from mhatheory import _validate
-from mhatheory.data import Batch, check_batch
 
 
 class DivergenceError(FloatingPointError):
@@ -167,9 +166,6 @@ def gd(
     if not args:
         raise ValueError("gd needs the training data: gd(loss_fn, params, *args) with "
                          "loss_fn(params, *args) -> scalar.")
-    for a in args:
-        if isinstance(a, Batch):
-            check_batch(a)  # shapes, labels in {±1}, finiteness
     _validate.probe_inputs(loss_fn, params, args)
 
     opt, _ = make_step(loss_fn, lr)

@@ -62,7 +62,7 @@ def fake_weak_convexity(monkeypatch):
     GD/Lanczos work replaced by a stub that records its calls; the run stops once the sweep
     returns (its payloads are kept in ``sweeps``), so the test does not depend on what the
     experiment does with the records."""
-    from mhatheory.experiments import _sweep
+    from mhatheory.experiments import sweep as _sweep
     from mhatheory.experiments import weak_convexity as wc
 
     calls, sweeps = [], []
@@ -76,8 +76,8 @@ def fake_weak_convexity(monkeypatch):
         sweeps.append(_sweep.run_cells(*args, **kwargs))
         raise _SweepDone
 
-    monkeypatch.setattr(wc, "probe_cell", probe_cell)
-    monkeypatch.setattr(wc, "run_cells", run_cells)
+    monkeypatch.setattr(wc.experiment, "probe_cell", probe_cell)
+    monkeypatch.setattr(wc.experiment, "run_cells", run_cells)
 
     def run(argv):
         with pytest.raises(_SweepDone):

@@ -2,7 +2,7 @@
 one machine) and data-parallel probes (the sample axis sharded over 4 host devices).
 
 The multi-process tests start real subprocesses (``python -m mhatheory.cli`` or a small driver
-around :func:`mhatheory.experiments._sweep.run_cells`), each with its own host device count in
+around :func:`mhatheory.experiments.sweep.run_cells`), each with its own host device count in
 ``XLA_FLAGS`` and without any SLURM/Open MPI variables of the machine running the tests (those
 would start ``jax.distributed`` on their own). Ports come from the OS (bind to port 0).
 
@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mhatheory import _rendezvous, data, distributed, spectral
+from mhatheory import data, distributed, spectral
+from mhatheory.distributed import _rendezvous
 from mhatheory.models import deora
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -158,7 +159,7 @@ DRIVER = r"""
 import json, sys, time
 import jax.numpy as jnp
 from mhatheory import distributed
-from mhatheory.experiments import _sweep
+from mhatheory.experiments import sweep as _sweep
 
 out, coordinator, n, pid, resume, seconds, fail = sys.argv[1:8]
 n, pid, seconds, fail = int(n), int(pid), float(seconds), int(fail)

@@ -12,6 +12,7 @@ import pytest
 from mhatheory import results
 from mhatheory.experiments import seq2seq, spectrum, symmetry_sweep
 from mhatheory.experiments import weak_convexity as wc
+from mhatheory.tasks import addition
 from mhatheory.testing import tol
 from mhatheory.verdicts import Verdict, combine
 
@@ -70,7 +71,7 @@ TINY_SYM = dict(causal_grid=("noncausal",), positional_grid=("none",), residual_
 def test_symmetry_resumes_mid_training_from_an_orbax_checkpoint(tmp_path, monkeypatch):
     cfg = symmetry_sweep.Config(**TINY_SYM)
     full = symmetry_sweep.run(cfg, tmp_path / "a", progress=False)
-    real_step, calls = symmetry_sweep._step, {"n": 0}
+    real_step, calls = addition.train_step, {"n": 0}
 
     def dying_step(*args):
         calls["n"] += 1
@@ -78,11 +79,11 @@ def test_symmetry_resumes_mid_training_from_an_orbax_checkpoint(tmp_path, monkey
             raise KeyboardInterrupt("killed")
         return real_step(*args)
 
-    monkeypatch.setattr(symmetry_sweep, "_step", dying_step)
+    monkeypatch.setattr(addition, "train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
         symmetry_sweep.run(cfg, tmp_path / "b", progress=False)
     assert not list((tmp_path / "b" / "cells").glob("*.json"))
-    monkeypatch.setattr(symmetry_sweep, "_step", real_step)
+    monkeypatch.setattr(addition, "train_step", real_step)
     resumed = symmetry_sweep.run(cfg, tmp_path / "b", progress=False, resume=True)
     cell_a = json.loads(next((tmp_path / "a" / "cells").glob("*.json")).read_text())
     cell_b = json.loads(next((tmp_path / "b" / "cells").glob("*.json")).read_text())
@@ -169,7 +170,7 @@ def test_loss_curve_plots_error_in_percent_from_step_0_with_the_bayes_floor():
 
 
 def test_chain_vs_step_axis_spans_the_data_only():
-    from mhatheory import plots
+    from mhatheory.experiments.weak_convexity import plots
 
     records = [{"heads": h, "seed": 0, "step": s, "lambda_min": -1e-2 / (s + 1) / h,
                 "lambda_min_N": -2e-2 / (s + 1) / h, "bound": -1e-1 / (s + 1) / h}
@@ -183,7 +184,7 @@ def test_chain_vs_step_axis_spans_the_data_only():
         assert bottom >= 10 * min(values)    # no empty decades below the data either
 
 
-# --- resumable sweeps (mhatheory.experiments._sweep) --------------------------------------
+# --- resumable sweeps (mhatheory.experiments.sweep) --------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +196,7 @@ class _SweepConfig:
 
 
 def _sweep(tmp_path, config, calls, resume=True, **kw):
-    from mhatheory.experiments._sweep import run_cells
+    from mhatheory.experiments.sweep import run_cells
 
     cells = [(f"H{h}_seed{s}", {"heads": h, "seed": s})
              for h in config.heads_grid for s in range(config.seeds)]
@@ -243,7 +244,7 @@ def test_resume_keeps_cells_when_only_the_grids_or_seed_count_change(tmp_path):
 
 
 def test_resume_ignore_keeps_a_selector_that_enters_the_cells(tmp_path):
-    from mhatheory.experiments._sweep import selector_fields
+    from mhatheory.experiments.sweep import selector_fields
 
     calls = []
     cfg = _SweepConfig()
@@ -284,7 +285,7 @@ def test_resume_names_and_recomputes_a_corrupt_cell(tmp_path, damage):
 def test_resume_recomputes_cells_computed_at_another_precision(tmp_path, capsys):
     """A sweep begun in float32 (MHATHEORY_X64=0) and resumed in float64 must not mix the
     float32 cells into a float64 result, nor the reverse (checkpoint names follow too)."""
-    from mhatheory.experiments._sweep import cell_digest
+    from mhatheory.experiments.sweep import cell_digest
 
     calls = []
     with jax.enable_x64(False):
@@ -303,7 +304,7 @@ def test_resume_recomputes_cells_computed_at_another_precision(tmp_path, capsys)
 
 
 def test_cell_digest_follows_the_cell_config_only():
-    from mhatheory.experiments._sweep import cell_digest
+    from mhatheory.experiments.sweep import cell_digest
 
     base = cell_digest(_SweepConfig(), {"heads": 1})
     assert cell_digest(_SweepConfig(heads_grid=(1,), seeds=5), {"heads": 1}) == base

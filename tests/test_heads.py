@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mhatheory import cli, trends
-from mhatheory.experiments import _batched, _sweep, heads
+from mhatheory.experiments import _batched, heads
+from mhatheory.experiments import sweep as _sweep
 from mhatheory.experiments._common import make_problem
 
 # H = 1 at η = 1000 fails to train (its loss ends above L̂(θ_0)); H = 2 at the same η recovers

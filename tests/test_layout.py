@@ -1,56 +1,78 @@
-"""The import direction of the README's developer section, checked on the source (AST)."""
+"""The package's import rules are import-linter contracts (``[tool.importlinter]`` in
+pyproject.toml): checked on the source here, and shown to fail on a planted violation."""
 
-import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "mhatheory"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "mhatheory"
 
 
-def _module(path: Path) -> str:
-    parts = path.relative_to(ROOT.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def _lint(root: Path) -> subprocess.CompletedProcess:
+    """``lint-imports`` over the package under ``root`` with the contracts of ``root``'s
+    pyproject.toml (the package found first on ``sys.path``: ``root``)."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run([str(exe), "--config", str(root / "pyproject.toml"), "--no-cache"],
+                          cwd=root, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(root), "PATH": str(exe.parent)})
 
 
-def _imports(path: Path) -> set[str]:
-    """Every ``mhatheory…`` module a file imports (``from a import b`` counts as ``a.b``)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-    return {m for m in found if m.startswith("mhatheory")}
+def test_every_import_contract_is_kept():
+    out = _lint(ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
 
 
-MODULES = {_module(p): _imports(p) for p in ROOT.rglob("*.py")}
-
-#: layer → packages it must never import (the machinery sees a loss function only)
-FORBIDDEN = {
-    "mhatheory.spectral": ("models", "deora", "experiments", "checks", "verify", "cli"),
-    "mhatheory.train": ("models", "deora", "experiments", "checks", "verify", "cli"),
-    "mhatheory.stability": ("models", "deora", "experiments", "checks", "verify", "cli"),
-    "mhatheory.testing": ("models", "deora", "experiments", "checks", "verify", "cli"),
-    "mhatheory.models": ("spectral", "deora", "experiments", "checks", "verify", "cli"),
-    "mhatheory.attention": ("models", "spectral", "deora", "experiments"),
-    "mhatheory.positional": ("attention", "models", "spectral", "deora", "experiments"),
-    "mhatheory.deora": ("experiments", "checks", "verify", "cli"),
-    "mhatheory.experiments": ("checks", "verify", "cli"),
-    "mhatheory.checks": ("verify", "cli"),
-}
+@pytest.fixture(scope="module")
+def copy(tmp_path_factory):
+    """A copy of the package and its pyproject.toml, to plant violations in."""
+    root = tmp_path_factory.mktemp("layout")
+    shutil.copytree(PACKAGE, root / "mhatheory", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    return root
 
 
-@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
-def test_imports_run_one_way(layer):
-    bad = [(mod, imp) for mod, imps in MODULES.items()
-           if mod == layer or mod.startswith(layer + ".")
-           for imp in imps for pkg in FORBIDDEN[layer]
-           if imp == f"mhatheory.{pkg}" or imp.startswith(f"mhatheory.{pkg}.")]
-    assert not bad, bad
+@pytest.mark.parametrize("where, line, contract", [
+    ("spectral/_lanczos.py", "from mhatheory.models import deora  # planted", "toolkit"),
+    ("experiments/heads/plots.py", "from mhatheory.experiments.heads import check  # planted",
+     "Inside an experiment"),
+    ("experiments/spectrum/experiment.py", "from mhatheory.experiments import heads  # planted",
+     "Experiments do not import each other"),
+    ("distributed/_errors.py", "from mhatheory.distributed import _rendezvous  # planted",
+     "No import cycles"),
+])
+def test_a_planted_violation_breaks_its_contract(copy, where, line, contract):
+    path = copy / "mhatheory" / where
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n" + line + "\n")
+        out = _lint(copy)
+    finally:
+        path.write_text(original)
+    assert out.returncode != 0, out.stdout
+    broken = [ln for ln in out.stdout.splitlines() if ln.endswith("BROKEN")]
+    assert any(contract in ln for ln in broken), out.stdout
 
 
-def test_no_experiment_module_is_named_like_a_library_module():
-    library = {p.stem for p in ROOT.glob("*.py")} | {p.name for p in ROOT.iterdir() if p.is_dir()}
-    experiments = {p.stem for p in (ROOT / "experiments").glob("*.py")} - {"__init__"}
-    assert not (library & experiments), library & experiments
+def test_importing_the_toolkit_loads_none_of_the_study():
+    study = ("deora", "models", "tasks", "data", "losses", "attention", "positional",
+             "symmetry", "trends", "plots", "checks", "experiments", "report", "verify", "cli")
+    code = ("import sys, mhatheory.spectral, mhatheory.train, mhatheory.stability, "
+            "mhatheory.testing, mhatheory.distributed\n"
+            "print(sorted(m for m in sys.modules if m.startswith('mhatheory.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    loaded = {m.split(".")[1] for m in eval(out.stdout)}
+    assert not loaded & set(study), loaded & set(study)
+
+
+def test_no_experiment_is_named_like_a_library_module():
+    library = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir()
+                                                         if p.is_dir()}
+    experiments = {p.name for p in (PACKAGE / "experiments").iterdir()
+                   if (p / "experiment.py").exists()}
+    assert experiments and not (library & experiments), library & experiments

@@ -3,7 +3,8 @@ import importlib
 import matplotlib
 import matplotlib.pyplot as plt
 
-from mhatheory import heads_plots, plots
+from mhatheory import plots
+from mhatheory.experiments.heads import plots as heads_plots
 
 
 def test_importing_the_figure_modules_leaves_the_backend_alone():

@@ -26,6 +26,10 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
+
+from mhatheory import train
 
 PLUS, EQUALS, PAD = 10, 11, 12
 VOCAB = 13
@@ -110,6 +114,59 @@ def prefix_inputs(seqs, t: int):
     length = PROMPT_LEN + t
     valid = jnp.broadcast_to(jnp.arange(SEQ_LEN) < length, jnp.shape(seqs))
     return jnp.where(valid, seqs, PAD), valid, length - 1, jnp.asarray(seqs)[:, length]
+
+
+# --- training and evaluating a model on the task
+
+def _ce(logits, targets):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+
+
+def loss(model, seqs):
+    """Teacher forcing for causal models; prefix-wise (4 masked passes,
+    :func:`prefix_inputs`) for non-causal ones."""
+    if model.causal:
+        logits = model(seqs[:, :-1])
+        return _ce(logits[:, PROMPT_LEN - 1:], seqs[:, PROMPT_LEN:])
+    total = 0.0
+    for t in range(ANSWER_LEN):
+        inp, valid, pos, target = prefix_inputs(seqs, t)
+        total = total + _ce(model(inp, valid=valid)[:, pos], target)
+    return total / ANSWER_LEN
+
+
+#: One AdamW step of :func:`loss` on a batch of sequences (``train.nnx_step``).
+train_step = train.nnx_step(loss)
+
+
+@nnx.jit
+def greedy(model, seqs):
+    """Greedy answer digits from the prompts of ``seqs`` (prefix-masked, any model)."""
+    out = prefix_inputs(seqs, 0)[0]
+    for t in range(ANSWER_LEN):
+        inp, valid, pos, _ = prefix_inputs(out, t)
+        out = out.at[:, pos + 1].set(jnp.argmax(model(inp, valid=valid)[:, pos], axis=-1))
+    return out[:, PROMPT_LEN:]
+
+
+@nnx.jit
+def per_position_accuracy(model, seqs):
+    """Teacher-forced prefix-wise accuracy of each answer digit."""
+    accs = []
+    for t in range(ANSWER_LEN):
+        inp, valid, pos, target = prefix_inputs(seqs, t)
+        accs.append(jnp.mean(jnp.argmax(model(inp, valid=valid)[:, pos], -1) == target))
+    return jnp.stack(accs)
+
+
+def evaluate(model, test) -> dict:
+    """Greedy exact match, digit accuracy and teacher-forced per-position accuracy."""
+    pred = np.asarray(greedy(model, jnp.asarray(test)))
+    ans = test[:, PROMPT_LEN:]
+    return {"exact_match": float(np.mean(np.all(pred == ans, axis=1))),
+            "digit_accuracy": float(np.mean(pred == ans)),
+            "per_position_tf": np.asarray(per_position_accuracy(model, jnp.asarray(test))).tolist()}
+
 
 
 def _group_max_fraction(keys, targets, num_targets: int) -> float:

@@ -15,7 +15,8 @@ import math
 import numpy as np
 
 from mhatheory import stability
-from mhatheory.trends import QUANTITIES, mean_se
+from mhatheory.experiments.heads.claims import QUANTITIES
+from mhatheory.trends import mean_se
 
 #: the probed steps θ_0, θ_{K/10}, θ_K
 STAGES = ("init", "early", "late")

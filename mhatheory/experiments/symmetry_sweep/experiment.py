@@ -1,15 +1,5 @@
-"""``mhatheory run symmetry``: 3-digit addition across {causal, non-causal} × positional encoding
-× residual connections, with the permutation-invariance theorem checked on the trained models.
-
-Each (variant, seed) cell trains a :class:`~mhatheory.models.DecoderTransformer` with AdamW
-(warm-up + cosine). Causal models use teacher forcing on the answer digits; non-causal models are
-trained and evaluated prefix-wise (one forward pass per answer digit, later positions masked), so
-no target leaks. Cells checkpoint with orbax and resume mid-training; finished cells are written
-atomically and skipped by ``--resume``. Outputs: a results table (mean ± std test exact match,
-steps to 95 %), learning curves with the enumerated ceiling for non-causal no-PE cells, residual
-ablation curves, activation-correlation heatmaps (notes §3 analyses a and b), and the theorem
-(C13) on the trained non-causal no-PE checkpoints.
-"""
+"""The ``symmetry-sweep`` experiment's config and run; see
+:mod:`mhatheory.experiments.symmetry_sweep`."""
 
 from __future__ import annotations
 
@@ -20,13 +10,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from mhatheory import plots, results, symmetry, train
+from mhatheory import results, symmetry, train
 from mhatheory.experiments._common import validate_common
-from mhatheory.experiments._sweep import cell_digest, run_cells, selector_fields
+from mhatheory.experiments.sweep import cell_digest, run_cells, selector_fields
+from mhatheory.experiments.symmetry_sweep import plots
 from mhatheory.models import DecoderTransformer
 from mhatheory.models.transformer import POSITIONAL, residual_plan
 from mhatheory.tasks import addition as ad
@@ -137,55 +127,6 @@ def build(config: Config, mode, pe, res, seed, dtype=jnp.float32):
                               max_len=ad.SEQ_LEN, rngs=nnx.Rngs(seed), param_dtype=dtype)
 
 
-def _ce(logits, targets):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
-
-
-def loss(model, seqs):
-    """Teacher forcing for causal models; prefix-wise (4 masked passes,
-    :func:`mhatheory.tasks.addition.prefix_inputs`) for non-causal ones."""
-    if model.causal:
-        logits = model(seqs[:, :-1])
-        return _ce(logits[:, ad.PROMPT_LEN - 1:], seqs[:, ad.PROMPT_LEN:])
-    total = 0.0
-    for t in range(ad.ANSWER_LEN):
-        inp, valid, pos, target = ad.prefix_inputs(seqs, t)
-        total = total + _ce(model(inp, valid=valid)[:, pos], target)
-    return total / ad.ANSWER_LEN
-
-
-_step = train.nnx_step(loss)
-
-
-@nnx.jit
-def greedy(model, seqs):
-    """Greedy answer digits from the prompts of ``seqs`` (prefix-masked, any model)."""
-    out = ad.prefix_inputs(seqs, 0)[0]
-    for t in range(ad.ANSWER_LEN):
-        inp, valid, pos, _ = ad.prefix_inputs(out, t)
-        out = out.at[:, pos + 1].set(jnp.argmax(model(inp, valid=valid)[:, pos], axis=-1))
-    return out[:, ad.PROMPT_LEN:]
-
-
-@nnx.jit
-def per_position_accuracy(model, seqs):
-    """Teacher-forced prefix-wise accuracy of each answer digit."""
-    accs = []
-    for t in range(ad.ANSWER_LEN):
-        inp, valid, pos, target = ad.prefix_inputs(seqs, t)
-        accs.append(jnp.mean(jnp.argmax(model(inp, valid=valid)[:, pos], -1) == target))
-    return jnp.stack(accs)
-
-
-def evaluate(model, test) -> dict:
-    """Greedy exact match, digit accuracy and teacher-forced per-position accuracy."""
-    pred = np.asarray(greedy(model, jnp.asarray(test)))
-    ans = test[:, ad.PROMPT_LEN:]
-    return {"exact_match": float(np.mean(np.all(pred == ans, axis=1))),
-            "digit_accuracy": float(np.mean(pred == ans)),
-            "per_position_tf": np.asarray(per_position_accuracy(model, jnp.asarray(test))).tolist()}
-
-
 def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -> dict:
     """Train one (variant, seed) cell with checkpoints; its curve, final row and analyses."""
     import orbax.checkpoint as ocp
@@ -219,9 +160,9 @@ def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -
                      disable=not progress):
         # the batch is a function of (seed, step), so a resumed run repeats the same batches
         idx = np.random.default_rng([seed, step]).integers(0, len(train_seqs), config.batch)
-        value = float(_step(model, optimizer, jnp.asarray(train_seqs[idx])))
+        value = float(ad.train_step(model, optimizer, jnp.asarray(train_seqs[idx])))
         if step % config.eval_every == 0 or step == config.steps:
-            curve.append({"step": step, "train_loss": value, **evaluate(model, test)})
+            curve.append({"step": step, "train_loss": value, **ad.evaluate(model, test)})
         if ckpt is not None and step % config.checkpoint_every == 0 and step < config.steps:
             state = {"model": nnx.to_pure_dict(nnx.state(model)),
                      "opt": nnx.to_pure_dict(nnx.state(optimizer))}

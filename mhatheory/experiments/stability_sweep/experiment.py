@@ -1,11 +1,5 @@
-"""``mhatheory run stability``: leave-one-out and replace-one retraining of GD on the Deora
-model over a sweep of n, H and the number of steps K; on-average model stability ε₁, ε₂²; the
-generalisation gap on ≥ 10⁴ fresh samples; the Lipschitz and smooth bounds of Lei & Ying (2020);
-influence-function estimates against exact retraining.
-
-A cell is one (n, H, K); expectations over training sets are means over ``seeds`` data sets.
-Cells are written atomically and ``--resume`` skips finished ones.
-"""
+"""The ``stability-sweep`` experiment's config and run; see
+:mod:`mhatheory.experiments.stability_sweep`."""
 
 from __future__ import annotations
 
@@ -18,10 +12,11 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from mhatheory import data, deora, plots, results, stability, train
+from mhatheory import data, deora, results, stability, train
 from mhatheory._numerics import ravel_stacked
 from mhatheory.experiments._common import DeoraFields
-from mhatheory.experiments._sweep import run_cells, selector_fields
+from mhatheory.experiments.stability_sweep import plots
+from mhatheory.experiments.sweep import run_cells, selector_fields
 from mhatheory.verdicts import Interval, Verdict, combine, compare
 
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 import warnings
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mhatheory import _numerics, distributed, results
+from mhatheory import _numerics, results
 
 _META = ("cell", "spec", "config", "versions", "result_keys")
 
@@ -137,49 +136,19 @@ def _plan(folder: Path, cells, want_config, resume: bool):
     return reused, todo, {**counts, "changed_fields": sorted(changed_fields)}
 
 
-def run_cells(out_dir, cells: Iterable[tuple[str, dict]], compute: Callable[[dict], dict],
-              *, resume: bool, progress: bool, desc: str, config=None,
-              ignore: Collection[str] | None = None) -> Cells:
-    """Compute (or, with ``resume``, load) every cell; returns their payloads in order.
-
-    ``cells`` are ``(name, spec)`` pairs; ``compute(spec)`` returns the cell's result (a dict).
-    ``config`` is the experiment's frozen dataclass config: each cell file stores
-    :func:`cell_config` ``(config, ignore)`` next to its spec, and with ``resume`` a cell is
-    reused only when both match the current ones; otherwise it is recomputed. A corrupt cell
-    file (bad JSON, missing keys) is named in a warning and recomputed. With ``resume``, one line
-    on stderr says how many cells were reused, recomputed (config changed / corrupt) and newly
-    computed; the same counts are in the result's ``info``.
-
-    In a multi-process run (``jax.distributed``) the cells to compute are shared out among the
-    processes (:func:`mhatheory.experiments._sweep_distributed.run_shared`): process 0 decides
-    what to reuse and writes every cell file; every process returns all payloads.
-    """
-    cells = list(cells)
-    folder = Path(out_dir) / "cells"
-    want_config = cell_config(config, ignore)
-    versions = results.versions()
-    if distributed.process_count() > 1:
-        from mhatheory.experiments import _sweep_distributed
-
-        out = _sweep_distributed.run_shared(folder, cells, compute, want_config=want_config,
-                                            versions=versions, resume=resume,
-                                            progress=progress, desc=desc)
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        reused, todo, info = _plan(folder, cells, want_config, resume)
-        done = dict(reused)
-        for name, spec in tqdm(todo, desc=desc, unit="cell", disable=not progress,
-                               initial=len(reused), total=len(cells)):
-            payload = _payload(name, spec, want_config, versions, compute(spec))
-            results.write_json_atomic(folder / f"{name}.json", payload)
-            done[name] = payload
-            _numerics.relieve_code_mappings()
-        out = Cells(done[name] for name, _ in cells)
-        out.info = info
-    if resume and distributed.is_writer():
-        counts, changed = out.info, out.info["changed_fields"]
-        detail = f" ({', '.join(changed)})" if changed else ""
-        print(f"{desc}: reused {counts['reused']}, recomputed {counts['recomputed_config_changed']}"
-              f" (config changed{detail}), recomputed {counts['recomputed_corrupt']} (corrupt), "
-              f"computed {counts['computed_new']} new", file=sys.stderr)
+def run_local(folder: Path, cells: list, compute: Callable[[dict], dict], *, want_config,
+              versions: dict, resume: bool, progress: bool, desc: str) -> Cells:
+    """:func:`mhatheory.experiments.sweep.run_cells` in one process: plan, then compute the
+    remaining cells in order, writing each file atomically as it finishes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    reused, todo, info = _plan(folder, cells, want_config, resume)
+    done = dict(reused)
+    for name, spec in tqdm(todo, desc=desc, unit="cell", disable=not progress,
+                           initial=len(reused), total=len(cells)):
+        payload = _payload(name, spec, want_config, versions, compute(spec))
+        results.write_json_atomic(folder / f"{name}.json", payload)
+        done[name] = payload
+        _numerics.relieve_code_mappings()
+    out = Cells(done[name] for name, _ in cells)
+    out.info = info
     return out

@@ -18,7 +18,7 @@ import secrets
 import socket
 import time
 
-from mhatheory.distributed import DistributedError
+from mhatheory.distributed._errors import DistributedError
 
 _MAX_LINE = 1 << 20
 

@@ -11,9 +11,9 @@ home-made process pool, no shared file system.
 (a ``LOG(FATAL)`` that blames "another task"): a coordinator that cannot be reached, processes
 that never arrive, two processes with one id, processes started with different settings. It does
 so with a short handshake on the coordinator's port before JAX binds it
-(:mod:`mhatheory._rendezvous`): process 0 listens, every other process connects and sends its
-id, ``num_processes`` and an *identity* (the resolved experiment config); process 0 answers "ok"
-once all have arrived and agree, or the same error to all of them. Every failure is a
+(:mod:`mhatheory.distributed._rendezvous`): process 0 listens, every other process connects and
+sends its id, ``num_processes`` and an *identity* (the resolved experiment config); process 0
+answers "ok" once all have arrived and agree, or the same error to all of them. Every failure is a
 :class:`DistributedError` naming the flag, within ``connect_timeout`` seconds. Then
 ``jax.distributed.initialize`` runs with the same values; on CPU, cross-process collectives use
 JAX's gloo implementation, so the whole path runs on one machine with several processes.
@@ -47,14 +47,14 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from mhatheory.distributed import _rendezvous
+from mhatheory.distributed._errors import DistributedError
+
 #: prefix of every key this package puts in the coordination service's store
 _PREFIX = "mhatheory"
 _FAILURE = f"{_PREFIX}/failure"
 
 
-class DistributedError(RuntimeError):
-    """A multi-process run cannot start or cannot go on; the message names the flag or the
-    process at fault and what to do."""
 
 
 # --- launch settings -------------------------------------------------------------------------
@@ -185,7 +185,6 @@ def initialize(launch: Launch, identity: dict | None = None) -> Session:
     """
     from jax._src import xla_bridge
 
-    from mhatheory import _rendezvous
 
     launch, local_ids = _resolve(launch)
     if jax.distributed.is_initialized():

@@ -1,30 +1,5 @@
-"""``mhatheory run transformer-curvature``: the λmin–H law beyond one layer, on a causal
-:class:`~mhatheory.models.DecoderTransformer` trained on 3-digit addition.
-
-Each cell (scaling, H, layers, seed) trains with AdamW exactly as ``mhatheory run symmetry`` does
-(teacher forcing on the answer digits, :func:`mhatheory.experiments.symmetry.loss`, warm-up +
-cosine, batches a function of (seed, step)) and probes, on one FIXED training batch of
-``probe_batch`` sequences, at three stages (init = step 0, early = ``early_step``, late =
-``steps``):
-
-* L̂: cross-entropy on the answer tokens only (``weights`` = the answer mask over
-  [batch, positions]), the same loss the model trains on;
-* λmin, λmax of ∇²L̂ and λmin(N), N the curvature term of the split ∇²L̂ = G + N
-  (:class:`mhatheory.spectral.Curvature` with ``loss="cross_entropy"``), all certified intervals;
-* −λmin/L̂, the quantity whose H-dependence the one-layer theory predicts (≤ κ/√H);
-* per-layer block λmin of ∇²L̂ (:func:`mhatheory.spectral.subtree_blocks` under ``layers``) and
-  per-head block λmin of N in the first layer (query/key/value kernels and biases of head h,
-  whose head axis is −2 in :class:`mhatheory.attention.MultiHeadAttention`; the output kernel
-  mixes heads and is left out).
-
-The theorem row λmin(∇²L̂) ≥ λmin(N) (Weyl, G ⪰ 0) is decided at every probe from the certified
-intervals (:func:`mhatheory.verdicts.compare`). The tendency rows are log-log slopes of −λmin/L̂
-against H per (scaling, layers, stage), mean ± SE over seeds (:func:`mhatheory.trends.fit_slope`),
-set beside the H^(−1/2) of the one-layer Deora bound.
-
-Scalings: ``fixed_d_model`` (Vaswani: head size d_model/H) and ``fixed_head_dim`` (d_model =
-head_dim·H, the width grows with H as in the Deora model).
-"""
+"""The ``transformer-curvature`` experiment's config and run; see
+:mod:`mhatheory.experiments.transformer_curvature`."""
 
 from __future__ import annotations
 
@@ -40,9 +15,9 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from mhatheory import results, spectral, trends
-from mhatheory.experiments import symmetry_sweep as symmetry
 from mhatheory.experiments._common import validate_common
-from mhatheory.experiments._sweep import run_cells
+from mhatheory.experiments.sweep import run_cells
+from mhatheory.experiments.transformer_curvature import plots
 from mhatheory.models import DecoderTransformer
 from mhatheory.tasks import addition as ad
 from mhatheory.train import warmup_cosine_adamw
@@ -171,7 +146,8 @@ def width(config: Config, scaling: str, heads: int) -> int:
 
 def answer_problem(seqs):
     """(inputs, targets, weights) of teacher forcing: inputs = tokens but the last, targets the
-    next tokens, weights the answer positions (the loss :func:`symmetry.loss` trains on)."""
+    next tokens, weights the answer positions (the loss :func:`mhatheory.tasks.addition.loss`
+    trains on)."""
     seqs = np.asarray(seqs)
     inputs, targets = seqs[:, :-1], seqs[:, 1:]
     w = np.zeros(targets.shape)
@@ -280,7 +256,7 @@ def run_cell(config: Config, spec: dict, train, progress: bool) -> dict:
                      disable=not progress):
         if step:
             idx = np.random.default_rng([seed, step]).integers(0, len(train), config.batch)
-            symmetry._step(model, optimizer, jnp.asarray(train[idx]))
+            ad.train_step(model, optimizer, jnp.asarray(train[idx]))
         if step in stage_at:
             rec = probe(ops, _params64(model), data, config, key)
             records.append({"scaling": scaling, "heads": heads, "layers": layers,
@@ -393,11 +369,10 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
                          config=config)
     records = [r for p in payloads for r in p["records"]]
     summary = summarise(records, config)
-    from mhatheory import curvature_plots
 
     figures = {"law": out / "law.png", "head_blocks": out / "head_blocks.png"}
-    for name, fig in {"law": curvature_plots.law(records, summary, config),
-                      "head_blocks": curvature_plots.head_blocks(records, config)}.items():
+    for name, fig in {"law": plots.law(records, summary, config),
+                      "head_blocks": plots.head_blocks(records, config)}.items():
         results.save_figure_atomic(fig, figures[name])
     results.write_results(out, "transformer-curvature", config, config.seed,
                           {"records": records, "summary": summary, "rows": rows(summary),

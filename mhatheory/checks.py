@@ -1,10 +1,11 @@
-"""The check groups of ``mhatheory verify`` and the rows they return.
+"""The rows of ``mhatheory verify``: the :class:`Check` type and the builders that make one.
 
-Each group is one small module ``check_<group>.py`` with ``rows(full, out, progress) ->
-list[Check]``: it runs library functions or an experiment's ``run()`` at small size and turns
-the typed values they return into :class:`Check` rows (never re-reading ``results.json``).
-:mod:`mhatheory.verify` holds the registry that names the groups, runs them and writes the
-table and the report.
+A check group (an experiment's ``check.py``, or a module of :mod:`mhatheory.verify`) has
+``rows(full, out, progress) -> list[Check]``: it runs library functions or an experiment's
+``run()`` at small size and turns the typed values they return into rows with these builders
+(never re-reading ``results.json``). This module sits below the experiments, so that an
+experiment's check needs nothing from :mod:`mhatheory.verify`, which names the groups, runs them
+and writes the table and the report.
 
 Row kinds:
 

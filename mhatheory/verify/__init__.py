@@ -1,15 +1,16 @@
 """``mhatheory verify``: every check of the toolkit at small size, as one table and a report.
 
-The check groups are small modules in :mod:`mhatheory.checks` (``check_<group>.py``, each with
-``rows(full, out, progress) -> list[Check]``); this module is their registry (:data:`GROUPS`),
-the runner (:func:`run_checks`), the terminal table and the report files. Adding a group is one
-module and one line in :data:`GROUPS`.
+Each group is a module with ``rows(full, out, progress) -> list[Check]``: an experiment's
+``check.py`` beside its run (``mhatheory/experiments/<name>/check.py``), or, for the groups that
+check library pieces only, :mod:`mhatheory.verify.model` and :mod:`mhatheory.verify.attention`.
+This package is their registry (:data:`GROUPS`), the runner (:func:`run_checks`), the terminal
+table and the report files. Adding a group is one module and one line in :data:`GROUPS`.
 
 Gated rows carry a three-valued :class:`~mhatheory.verdicts.Verdict` (see
-:mod:`mhatheory.checks` for the row kinds): status PASS when certified to hold, FAIL when
-certified to fail, INCONCLUSIVE when the check could not decide (after spending more HVPs where
-that can help). The exit status (:func:`exit_status`) is 1 when any row FAILs, 3 when none fails
-but some is INCONCLUSIVE, 0 when every gated row passes.
+:mod:`mhatheory.checks` for the row kinds and their builders): status PASS when certified to
+hold, FAIL when certified to fail, INCONCLUSIVE when the check could not decide (after spending
+more HVPs where that can help). The exit status (:func:`exit_status`) is 1 when any row
+FAILs, 3 when none fails but some is INCONCLUSIVE, 0 when every gated row passes.
 """
 
 from __future__ import annotations
@@ -25,32 +26,36 @@ from tqdm.auto import tqdm
 from mhatheory import _numerics, report, results
 from mhatheory.checks import Check, lower, tendency, upper
 
-#: The check groups: CLI name → (what it checks, module under :mod:`mhatheory.checks`).
+#: The check groups: CLI name → (what it checks, the module whose ``rows`` builds its rows: an
+#: experiment's ``check`` module, or one of this package's for the library-only groups).
 GROUPS: dict[str, tuple[str, str]] = {
-    "model": ("the Deora MHA formula", "check_model"),
-    "train": ("gradient descent", "check_train"),
-    "spectral": ("spectral probes against dense references", "check_spectral"),
+    "model": ("the Deora MHA formula", "mhatheory.verify.model"),
+    "train": ("gradient descent", "mhatheory.experiments.learning_curve.check"),
+    "spectral": ("spectral probes against dense references",
+                 "mhatheory.experiments.spectrum.check"),
     "weak-convexity": ("the weak-convexity chain, H-slopes, convergence",
-                       "check_weak_convexity"),
-    "attention": ("attention identities C1–C5 and flax equality", "check_attention"),
-    "symmetry": ("the permutation theorem, its controls, the addition ceiling", "check_symmetry"),
-    "stability": ("stability bounds and the ε₁ slope", "check_stability"),
-    "heads": ("do more heads help? the seed's claims as tendencies", "check_heads"),
+                       "mhatheory.experiments.weak_convexity.check"),
+    "attention": ("attention identities C1–C5 and flax equality", "mhatheory.verify.attention"),
+    "symmetry": ("the permutation theorem, its controls, the addition ceiling",
+                 "mhatheory.experiments.symmetry_sweep.check"),
+    "stability": ("stability bounds and the ε₁ slope",
+                  "mhatheory.experiments.stability_sweep.check"),
+    "heads": ("do more heads help? the paper's claims as tendencies",
+              "mhatheory.experiments.heads.check"),
     "transformer-curvature": ("the λmin–H law on a decoder Transformer (theorem + slopes)",
-                              "check_transformer_curvature"),
+                              "mhatheory.experiments.transformer_curvature.check"),
 }
 
 
 def _group(module: str) -> Callable[..., list[Check]]:
-    """The ``rows`` function of ``mhatheory.checks.<module>``, imported when first called (so
-    ``mhatheory --help`` does not import every experiment)."""
+    """The ``rows`` function of ``module``, imported when first called (so ``mhatheory --help``
+    does not import every experiment)."""
 
     def rows(full: bool, out, progress: bool = False) -> list[Check]:
-        return importlib.import_module(f"mhatheory.checks.{module}").rows(
-            full, Path(out), progress=progress)
+        return importlib.import_module(module).rows(full, Path(out), progress=progress)
 
-    rows.__name__ = rows.__qualname__ = module
-    rows.__doc__ = f"The rows of :mod:`mhatheory.checks.{module}`."
+    rows.__name__ = rows.__qualname__ = module.removesuffix(".check").rsplit(".", 1)[-1]
+    rows.__doc__ = f"The rows of :mod:`{module}`."
     return rows
 
 

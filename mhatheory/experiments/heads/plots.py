@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from mhatheory.trends import CLAIMS, QUANTITIES, claim_slices
+from mhatheory.experiments.heads.claims import CLAIMS, QUANTITIES, claim_slices
 
 #: the panels of :func:`heads_curves`
 CURVES = ("diverged", "final_loss", "steps_to_0.01", "eta_lambda_max0", "kappa_hat_late",

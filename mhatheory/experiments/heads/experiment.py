@@ -1,35 +1,5 @@
-"""``mhatheory run heads``: do more heads help? H × η × init scale × n, measured.
-
-The seed's headline (DESIGN §2) is that more heads make GD train more stably and generalise
-better, with heads, initialisation and step size as the levers. This sweep measures it. A cell is
-one (H, init scale, n); inside it every step size η of its slice, every seed (training set) and
-``replace`` replace-one retrainings per seed are rows of one vmapped, scanned GD program
-(:mod:`mhatheory.experiments._batched`). Per (H, η, init, n) and seed it records:
-
-* optimisation: divergence (GD failed: L̂(θ_K) ≥ L̂(θ_0) or a non-finite loss; the logistic loss
-  never overflows here, so a failed run ends with a *finite* large loss) and its step; whether
-  the loss ever rose above L̂(θ_0) (a catapult); L̂(θ_K); the steps to L̂ ≤ 0.1 and ≤ 0.01;
-  λmax(θ_0) and η·λmax(θ_0) (Lanczos; dense for P ≤ 300); ‖θ_K − θ_0‖; the NTK max margin at θ_0
-  and separability (:func:`mhatheory.deora.max_margin`);
-* curvature (on the first ``probe_seeds`` seeds): λmin, λmax, −λmin/L̂, κ̂ = max(0, −λmin)·√H/L̂
-  and η·λmax at θ_0, θ_{K/10} and θ_K;
-* generalisation: test loss and error on ``num_test`` fresh samples, the gap test − train loss,
-  the Bayes floor (:func:`mhatheory.data.bayes_error`), replace-one ε₁ = mean ‖θ_K − θ_K^{(i)}‖ and
-  ε₂² = mean ‖θ_K − θ_K^{(i)}‖² over ``replace`` random i, and the Lei–Ying bounds
-  G·ε₁ and min_γ (β/γ)L̂ + ((β+γ)/2)ε₂² (:mod:`mhatheory.stability`) with G, β the largest
-  per-sample gradient norm and certified smoothness at θ_0, θ_{K/10}, θ_K of the probe seeds on
-  the training set, the replacements and ``const_test`` test samples.
-
-Expectations over training sets are means over the seeds that did not diverge (SE over seeds; the
-gap's SE adds the test-sample SE). For every quantity and every slice (η, init, n): the slope
-against H fitted per seed (paired: heads 1..H of a seed are the same arrays for every H) and
-mean ± SE over seeds, log-log for positive quantities (an exponent), per doubling of H for signed
-ones; and whether the seed-mean curve is monotone. :func:`claims` turns the five claims of the
-seed into rows answered "yes" / "no" / "undecided" from those slopes.
-
-**The CPU default grid** (``full_product=False``) runs H × η × init at the reference n (``n``),
-and H × n at the reference (η, init) (``lr``, ``init_scale``); ``--full`` is the full product.
-"""
+"""The ``heads`` experiment's config and run; see
+:mod:`mhatheory.experiments.heads`."""
 
 from __future__ import annotations
 
@@ -48,11 +18,14 @@ import numpy as np
 from mhatheory import data, deora, results, spectral
 from mhatheory.experiments import _batched
 from mhatheory.experiments._common import DeoraFields, make_problem
-from mhatheory.experiments._heads_records import make_record
-from mhatheory.experiments._sweep import run_cells
-from mhatheory.trends import QUANTITIES, Claim, claims, gap_resolution, slopes_by_slice
-
-__all__ = ["Claim", "Config", "FULL", "QUANTITIES", "VERIFY", "claims", "run"]
+from mhatheory.experiments.heads import plots
+from mhatheory.experiments.heads.claims import (
+    claims,
+    gap_resolution,
+    slopes_by_slice,
+)
+from mhatheory.experiments.heads.records import make_record
+from mhatheory.experiments.sweep import run_cells
 
 
 @dataclass(frozen=True)
@@ -332,8 +305,6 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
         figures: bool = True) -> dict:
     """Run (or resume) the sweep; write ``results.json`` and (unless ``figures=False``) the
     figures; return the summary."""
-    from mhatheory import heads_plots
-
     t0 = time.perf_counter()
     out = Path(out_dir)
     cells = plan(config)
@@ -352,7 +323,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
                for p in payloads for part in p["per_lr"]]
     slopes = slopes_by_slice(records)
     rows = claims({"slopes": slopes})
-    figs = heads_plots.all_figures(records, slopes, rows, config) if figures else {}
+    figs = plots.all_figures(records, slopes, rows, config) if figures else {}
     for name, fig in figs.items():
         results.save_figure_atomic(fig, out / name)
     summary = {

@@ -1,12 +1,5 @@
-"""``mhatheory run weak-convexity``: λmin(∇²L̂) against −κ/√H·L̂ along GD, for H = 1..64 heads.
-
-For every (H, seed) cell: GD on the tokenized mixture from a per-head initialisation that does not
-depend on H, the weak-convexity chain of :mod:`mhatheory.deora` at log-spaced steps
-(warm-started Lanczos), λmax and the descent lemma there. Then the log-log slopes of −λmin/L̂ and
-κ̂ against H (per seed, mean ± standard error over seeds) at initialisation, early and late in
-training, and the finite-time convergence bound for one H. Figures: the chain against step per
-H, κ̂ against H with fits, the tightness of each link, convergence.
-"""
+"""The ``weak-convexity`` experiment's config and run; see
+:mod:`mhatheory.experiments.weak_convexity`."""
 
 from __future__ import annotations
 
@@ -18,9 +11,10 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from mhatheory import data, deora, plots, results, spectral, train
+from mhatheory import data, deora, results, spectral, train
 from mhatheory.experiments._common import DeoraFields, error_metrics, make_problem
-from mhatheory.experiments._sweep import run_cells, selector_fields
+from mhatheory.experiments.sweep import run_cells, selector_fields
+from mhatheory.experiments.weak_convexity import plots
 from mhatheory.verdicts import Verdict, combine
 
 

@@ -9,22 +9,22 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mhatheory import trends
-from mhatheory.experiments.transformer_curvature import STAGES, Config
 
 
 def _slope_label(v, se):
     return "n/a" if v is None else f"{v:+.2f}" + ("" if se is None else f" ± {se:.2f}")
 
 
-def law(records: list[dict], summary: dict, config: Config):
+def law(records: list[dict], summary: dict, config):
     """−λmin/L̂ against H (log-log), one panel per (scaling, stage), one line per depth, mean ±
     SE over seeds (positive values only), with an H^(−1/2) reference through the H=1 mean."""
+    stages = list(dict.fromkeys(r["stage"] for r in records))   # in probing order
     scalings = list(config.scaling_grid)
-    fig, axes = plt.subplots(len(scalings), len(STAGES), figsize=(4.2 * len(STAGES),
+    fig, axes = plt.subplots(len(scalings), len(stages), figsize=(4.2 * len(stages),
                                                                  3.4 * len(scalings)),
                              squeeze=False, constrained_layout=True)
     for i, scaling in enumerate(scalings):
-        for j, stage in enumerate(STAGES):
+        for j, stage in enumerate(stages):
             ax = axes[i, j]
             for layers in config.layers_grid:
                 sel = [r for r in records if r["scaling"] == scaling and r["stage"] == stage
@@ -57,7 +57,7 @@ def law(records: list[dict], summary: dict, config: Config):
     return fig
 
 
-def head_blocks(records: list[dict], config: Config):
+def head_blocks(records: list[dict], config):
     """Per-head block λmin of N (first layer, Q/K/V of head h) at the late probe against H, each
     head of each seed a point, beside λmin(N) of the whole model (line: seed mean)."""
     combos = [(s, L) for s in config.scaling_grid for L in config.layers_grid]

@@ -1,10 +1,5 @@
-"""``mhatheory run seq2seq``: an encoder–decoder transformer (post-LN, sinusoidal positions, as
-in Vaswani et al.) learns to reverse (or copy) token sequences.
-
-The training pool and the held-out test set are disjoint by construction (test sequences are
-removed from the pool). Reported: teacher-forced and greedy-decoded held-out token accuracy and
-exact match along training (a learning curve), in float32 with AdamW (optax).
-"""
+"""The ``seq2seq`` experiment's config and run; see
+:mod:`mhatheory.experiments.seq2seq`."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """A sweep shared by several processes (``jax.distributed``): who computes which cell, and how
 every finished cell reaches process 0, the one writer.
 
-1. Process 0 plans as a single process would (:func:`mhatheory.experiments._sweep._plan`: reuse
-   under ``--resume``, recompute changed or corrupt cells) and publishes the names to compute
-   and every reused payload in the coordination service's store.
+1. Process 0 plans as a single process would (:func:`._cells._plan`: reuse under ``--resume``,
+   recompute changed or corrupt cells) and publishes the names to compute and every reused
+   payload in the coordination service's store.
 2. Every process, process 0 included, takes the next cell from an atomic counter (a work queue:
    a process that finishes early takes more, so cells of very different cost balance out),
    computes it on its own devices (retrainings are sharded over them, see
@@ -29,7 +29,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from mhatheory import _numerics, distributed, results
-from mhatheory.experiments import _sweep
+from mhatheory.experiments.sweep import _cells
 
 _SEQUENCE = itertools.count()  # one namespace per sweep; every process runs the same sweeps
 
@@ -82,15 +82,15 @@ class _Collector(threading.Thread):
 
 
 def run_shared(folder: Path, cells: list, compute, *, want_config, versions: dict,
-               resume: bool, progress: bool, desc: str) -> _sweep.Cells:
-    """:func:`mhatheory.experiments._sweep.run_cells` for a multi-process run (module
+               resume: bool, progress: bool, desc: str) -> _cells.Cells:
+    """:func:`mhatheory.experiments.sweep.run_cells` for a multi-process run (module
     docstring); the same payloads, in the same order, with the same ``info`` on every
     process."""
     channel = distributed.Channel(f"sweep{next(_SEQUENCE)}")
     writer = distributed.is_writer()
     if writer:
         folder.mkdir(parents=True, exist_ok=True)
-        reused, todo, info = _sweep._plan(folder, cells, want_config, resume)
+        reused, todo, info = _cells._plan(folder, cells, want_config, resume)
         for name, payload in reused.items():
             channel.put(f"result/{name}", payload)
         channel.put("plan", {"todo": [name for name, _ in todo], "info": info})
@@ -117,7 +117,7 @@ def run_shared(folder: Path, cells: list, compute, *, want_config, versions: dic
                 except BaseException as err:
                     distributed.report_failure(f"cell {name} failed: {type(err).__name__}: {err}")
                     raise
-                payload = _sweep._payload(name, specs[name], want_config, versions, result)
+                payload = _cells._payload(name, specs[name], want_config, versions, result)
                 if collector is not None:
                     results.write_json_atomic(folder / f"{name}.json", payload)
                     collector.mark_written(name, payload)
@@ -134,7 +134,7 @@ def run_shared(folder: Path, cells: list, compute, *, want_config, versions: dic
     print(f"{desc}: process {distributed.process_index()} computed {len(mine)} of {len(todo)} "
           f"cells ({', '.join(mine) or 'none'})", file=sys.stderr)
     written = collector.written if collector is not None else {}
-    out = _sweep.Cells(mine.get(name) or written.get(name) or channel.get(f"result/{name}")
+    out = _cells.Cells(mine.get(name) or written.get(name) or channel.get(f"result/{name}")
                        for name, _ in cells)
     out.info = plan["info"]
     return out

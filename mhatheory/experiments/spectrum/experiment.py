@@ -1,10 +1,5 @@
-"""``mhatheory run spectrum``: Hessian eigen-extremes, trace and spectral density at
-initialisation and after GD training (Deora MHA on the tokenized mixture).
-
-Writes ``results.json`` (per stage: λmin/λmax with residuals, certified intervals and HVP
-counts; the Hutchinson trace ± SE; SLQ negative-eigenvalue count and mass ± SE; the dense
-reference when P is small) and ``spectral_density.png``.
-"""
+"""The ``spectrum`` experiment's config and run; see
+:mod:`mhatheory.experiments.spectrum`."""
 
 from __future__ import annotations
 

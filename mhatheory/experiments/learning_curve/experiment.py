@@ -1,8 +1,5 @@
-"""``mhatheory run train``: GD on the tokenized mixture with the Deora MHA model.
-
-Writes ``results.json`` (config, seed, versions, device, the loss/error curves, final numbers and
-the Bayes-error floor) and ``loss_curve.png``.
-"""
+"""The ``learning-curve`` experiment's config and run; see
+:mod:`mhatheory.experiments.learning_curve`."""
 
 from __future__ import annotations
 
