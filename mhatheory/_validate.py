@@ -171,23 +171,16 @@ def scalar_loss(loss_fn, params, args, name: str = "loss_fn") -> None:
         raise ValueError(f"{name} must return a floating-point scalar, got dtype {out.dtype}.")
 
 
-def probe_inputs(fn, params, args) -> None:
-    """The one check before a probe, assertion or training run starts any compilation:
-    floating, finite parameters; finite data; a scalar loss (or an operator's own checks);
-    and the loss's own argument check when it declares one (``fn.check_args``, e.g. labels in
-    {−1, +1} for the Deora loss; see :func:`checks_args`)."""
+def probe_inputs(params, args) -> None:
+    """The checks of parameters and data before a probe, assertion or training run starts any
+    compilation: floating, finite parameters (naming the leaf), at least one entry, and finite
+    data. The loss's or operator's own checks come on top (:func:`loss_inputs`)."""
     float_params(params)
     if num_params(params)[0] == 0:
         raise ValueError("params have no entries (P = 0, every leaf is empty): there is no "
                          "Hessian to probe and nothing to train.")
     finite_tree(params, "params")
     finite_tree(tuple(args), "args")
-    if hasattr(fn, "build"):                      # a curvature operator
-        check = getattr(fn, "validate", None)
-        if check is not None:
-            check(params, tuple(args))
-        return
-    loss_inputs(fn, params, args)
 
 
 def loss_inputs(loss_fn, params, args) -> None:

@@ -253,22 +253,25 @@ def influence(loss_fn, params, data, which, *, damping: float = 1e-6, key=None,
     """
     n = _sample_count(data)
     which = jnp.asarray(_sample_indices(which, n))
-    lo = spectral.lambda_min(loss_fn, params, data, key=key)
+    damping = _validate.non_negative_float("damping", damping)
+    maxiter = _validate.positive_int("maxiter", maxiter)
+    H = spectral.linearise(loss_fn, params, data)           # one linearisation: λmin and the solves
+    lo = spectral.Lanczos()(H, key=spectral.resolve_key(key, allow_none=True))[0]
     lam = max(0.0, -lo.value) + damping
-    delta = _damped_newton_steps(spectral.Hessian(loss_fn), maxiter, params, data, which,
-                                 jnp.asarray(lam))
+    delta = _damped_newton_steps(loss_fn, maxiter, H.lin, params, data, which,
+                                 jnp.asarray(lam, H.work_dtype))
     return Influence(np.asarray(delta) / (n - 1), lam)
 
 
-@functools.partial(jax.jit, static_argnames=("hessian", "maxiter"))
-def _damped_newton_steps(hessian, maxiter, params, data, which, lam):
-    """``[R, P]``: (∇²L̂ + λI)⁻¹ ∇ℓ_i for i in ``which``, by CG on HVPs, vmapped over i (one
+@functools.partial(jax.jit, static_argnames=("loss_fn", "maxiter"))
+def _damped_newton_steps(loss_fn, maxiter, lin, params, data, which, lam):
+    """``[R, P]``: (∇²L̂ + λI)⁻¹ ∇ℓ_i for i in ``which``, by CG on the products of the Hessian's
+    linearisation ``lin`` (its :class:`~mhatheory.spectral.LinearOperator`), vmapped over i (one
     compiled program per shape, whatever the samples and λ)."""
-    matvec, _ = hessian.build(params, (data,))
 
     def one(i):
-        g = ravel_pytree(jax.grad(hessian.loss_fn)(params, gather(data, i[None])))[0]
-        x, _ = jax.scipy.sparse.linalg.cg(lambda v: matvec(v) + lam * v, g, tol=1e-10,
+        g = ravel_pytree(jax.grad(loss_fn)(params, gather(data, i[None])))[0]
+        x, _ = jax.scipy.sparse.linalg.cg(lambda v: lin(v) + lam * v, g, tol=1e-10,
                                           maxiter=maxiter)
         return x
 

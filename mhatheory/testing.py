@@ -28,7 +28,8 @@ import jax
 import numpy as np
 
 from mhatheory import _validate, spectral
-from mhatheory.spectral._lanczos import check_options
+from mhatheory.spectral._lanczos import exact_eigs
+from mhatheory.spectral._options import as_enum, check_start, resolve_key
 from mhatheory.verdicts import Interval, Verdict, compare
 
 
@@ -176,7 +177,7 @@ def _fmt(iv: Interval) -> str:
 
 
 def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
-                         method: str = "lanczos", key=None,
+                         method: str = "lanczos", key=None, v0=None,
                          failure_prob: float = spectral.DEFAULT_FAILURE_PROB,
                          **lanczos) -> float:
     """Assert λmin(∇²L̂(θ)) ≥ −κ/√H · L̂(θ) for ``L̂ = loss_fn(params, *args)``; returns the
@@ -193,16 +194,28 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     bound says a decision needs and the dense route where P fits. So an assertion costs the
     HVPs its margin requires: many when the bound sits just below λmin, e.g. late in training
     where L̂ → 0 puts it inside the bulk of eigenvalues near 0. ``method="exact"`` (dense eigh,
-    P² memory) is deterministic. ``lanczos`` options are as :func:`~mhatheory.spectral.
-    extreme_eigs`.
+    P² memory) is deterministic. ``lanczos`` options are the fields of
+    :class:`~mhatheory.spectral.Lanczos`; ``key=None`` is a fresh random draw; ``v0`` a warm
+    start (its random part carries the probability, see ``warm_start_mix``).
     """
     kappa = _validate.non_negative_float("kappa", kappa)
     heads = _validate.positive_int("heads", heads)
     failure_prob = spectral.check_failure_prob(failure_prob)
-    check_options(method=method, key=key, failure_prob=failure_prob, **lanczos)
-    _validate.probe_inputs(loss_fn, params, args)
-    P = _validate.num_params(params)[0]
-    check_options(method=method, key=key, failure_prob=failure_prob, **lanczos, num_params=P)
+    exact = as_enum(spectral.Method, method, "method") is spectral.Method.EXACT
+    if exact:
+        budget = lanczos.pop("memory_budget_bytes", None)
+        if lanczos:
+            raise TypeError(f"method='exact' takes only memory_budget_bytes, got "
+                            f"{sorted(lanczos)}.")
+        spectral.Dense(budget)
+    else:
+        probe = spectral.Lanczos(failure_prob=failure_prob, **lanczos)
+        key = resolve_key(key, allow_none=True)
+    if not exact:
+        _validate.float_params(params)
+        check_start(v0, size=_validate.num_params(params)[0], failure_prob=failure_prob,
+                    warm_start_mix=probe.warm_start_mix)
+    H = spectral.linearise(loss_fn, params, *args)            # every input checked, once
     loss = float(loss_fn(params, *args))
     if not math.isfinite(loss):
         raise ValueError(f"the loss is {loss} at these params, so −κ/√H·L̂ is undefined: check "
@@ -210,15 +223,14 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     dtype = jax.numpy.result_type(*jax.tree.leaves(params))
     rhs = -kappa / math.sqrt(heads) * loss
     rhs_iv = Interval.around(rhs, loss_rounding(rhs, dtype))
-    if method == "exact":
-        lo = spectral.lambda_min(loss_fn, params, *args, method=method, key=key, **lanczos)
+    if exact:
+        lo = exact_eigs(H, 1, spectral.Which.SMALLEST, budget)[0]
         iv, which = Interval(*lo.interval), "dense eigh, deterministic"
     else:
-        probe = spectral.Lanczos(which="smallest", failure_prob=failure_prob, **lanczos)
         with warnings.catch_warnings():
             # the deterministic interval's convergence does not enter the verdict
             warnings.simplefilter("ignore", spectral.ConvergenceWarning)
-            lo = probe._probe(loss_fn, params, args, key, None, target=rhs_iv)[0]
+            lo = probe(H, key=key, v0=v0, target=rhs_iv)[0]
         iv = Interval(*lo.prob_interval)
         which = (f"probabilistic lower end, failure probability {failure_prob:g} over the "
                  f"random start ({lo.prob_bound}; first cycle stopped: {lo.prob_stop})")
@@ -226,18 +238,18 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     name = f"λmin(∇²L̂) ≥ −κ/√H·L̂ (κ={kappa:g}, H={heads}, L̂={loss:.6g})"
     if verdict != Verdict.HOLDS:
         word = "failed" if verdict == Verdict.VIOLATED else "is INCONCLUSIVE (not certified)"
-        why = "" if verdict == Verdict.VIOLATED else _undecided_advice(lo, rhs, P, dtype,
-                                                                       failure_prob, method)
+        why = "" if verdict == Verdict.VIOLATED else _undecided_advice(lo, rhs, H.size, dtype,
+                                                                       failure_prob, exact)
         _raise(verdict, f"{name} {word}: λmin ∈ {_fmt(iv)} ({which}; Ritz value "
                f"{lo.value:.12g}, {lo.num_hvps} HVPs) against the bound {_fmt(rhs_iv)}; "
                f"certified margin {margin:.3g}{why}", describe(params))
     return margin
 
 
-def _undecided_advice(lo, rhs: float, num_params: int, dtype, failure_prob, method) -> str:
+def _undecided_advice(lo, rhs: float, num_params: int, dtype, failure_prob, exact) -> str:
     """What an undecided assertion would need: the a-priori HVP count for its margin, and the
     dense route where P fits memory."""
-    if method == "exact":
+    if exact:
         return ("; the bound is within the dense eigenvalue's rounding of λmin: no amount of "
                 "arithmetic at this precision decides it")
     gap = lo.value - rhs

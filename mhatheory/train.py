@@ -166,7 +166,8 @@ def gd(
     if not args:
         raise ValueError("gd needs the training data: gd(loss_fn, params, *args) with "
                          "loss_fn(params, *args) -> scalar.")
-    _validate.probe_inputs(loss_fn, params, args)
+    _validate.probe_inputs(params, args)
+    _validate.loss_inputs(loss_fn, params, args)
 
     opt, _ = make_step(loss_fn, lr)
     rec_dev = jnp.asarray(rec if rec.size else np.array([-1]))

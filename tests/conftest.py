@@ -10,6 +10,7 @@ read it (session fixtures below) instead of being repeated at slightly different
 compiling is made cheaper (:data:`TEST_XLA_FLAGS`).
 """
 
+import contextlib
 import os
 import pickle
 from collections import Counter
@@ -45,6 +46,24 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 import mhatheory  # noqa: E402,F401  (enables float64)
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@contextlib.contextmanager
+def compilations():
+    """The XLA programs compiled inside the ``with`` block, by name (JAX's public monitoring
+    events; a program served from a cache fires none)."""
+    seen = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            seen.append(kwargs.get("fun_name", "?"))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
 
 settings.register_profile("mhatheory", deadline=None,
                           max_examples=int(os.environ.get("MHATHEORY_EXAMPLES", "25")),

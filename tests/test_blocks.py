@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import compilations
 from flax import nnx
 
 from mhatheory import data, spectral
@@ -79,30 +80,33 @@ def test_a_selection_that_matches_nothing_is_named(deora_problem):
         spectral.lambda_min(spectral.Block(deora.loss_fn, "attn"), params, batch)
     with pytest.raises(ValueError, match="has no index 7 along axis 0"):
         spectral.lambda_min(spectral.Block(deora.loss_fn, "W", 0, 7), params, batch)
-    with pytest.raises(ValueError, match="at least one block"):
+    with pytest.raises(ValueError, match="non-empty dict"):
         spectral.per_block(deora.loss_fn, params, batch, blocks={})
 
 
-def test_indexed_block_equals_block_and_compiles_once(deora_problem):
+def test_per_block_compiles_the_hvp_once_and_checks_every_block_first(deora_problem):
+    """Blocks are masks on one linearised operator: per_block over every head compiles no more
+    than a probe of one block, its values equal one Block probe's, and a bad block anywhere
+    in the dict is refused before any probe runs."""
     params, batch = deora_problem
-    traces = []
-
-    def loss(p, X, y):                      # counts how often the probe traces the loss
-        traces.append(1)
-        return deora.loss_fn(p, data.Batch(X, y))
-
-    shared = spectral.IndexedBlock(loss, "", 0)
-    values = []
-    for h in range(3):
-        ref = spectral.lambda_min(spectral.Block(loss, "", 0, h), params, batch.X, batch.y)
-        before = len(traces)
-        got = spectral.lambda_min(shared, params, np.int32(h), batch.X, batch.y)
-        values.append(len(traces) - before)
-        assert abs(got.value - ref.value) <= tol(np.float64) * abs(ref.value)
-        assert got.vector.shape == ref.vector.shape
-    # the first index traces the loss; the others reuse the compiled program
-    assert values[0] > 0 and values[1:] == [0, 0]
-    with pytest.raises(ValueError, match=r"integer in \[0, 3\) along axis 0; got 3"):
-        spectral.lambda_min(shared, params, np.int32(3), batch.X, batch.y)
-    with pytest.raises(ValueError, match="pass the block index as the first argument"):
-        spectral.lambda_min(spectral.IndexedBlock(loss, "", 0), params)
+    key = jax.random.key(0)
+    one = spectral.lambda_min(spectral.Block(deora.loss_fn, "", 0, 0), params, batch, key=key)
+    blocks = spectral.head_blocks("", 0, 3)
+    rows = spectral.per_block(deora.loss_fn, params, batch, blocks=blocks, key=key)
+    moved, other = jax.tree.map(lambda a: 1.01 * a, params), jax.random.key(1)
+    with compilations() as seen:
+        again = spectral.per_block(deora.loss_fn, moved, batch, blocks=blocks, key=other)
+    assert not seen, seen
+    assert all(r.converged for r in rows + again)
+    assert abs(rows[0].lambda_min - one.value) <= tol(np.float64, "eig") * abs(one.value)
+    ran = []
+    real = spectral.Lanczos.__call__
+    try:
+        spectral.Lanczos.__call__ = lambda *a, **k: ran.append(1) or real(*a, **k)
+        for bad, match in (({"ok": ("", 0, 0), "bad": ("", 0, 7)}, "block 'bad'.*no index 7"),
+                           ({"ok": ("", 0, 0), "bad": ("W", 0)}, "block 'bad' must be")):
+            with pytest.raises(ValueError, match=match):
+                spectral.per_block(deora.loss_fn, params, batch, blocks=bad, key=key)
+    finally:
+        spectral.Lanczos.__call__ = real
+    assert not ran

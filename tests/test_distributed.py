@@ -466,14 +466,14 @@ def test_data_parallel_hvp_trace_and_density_equal_one_device(problem):
 
 
 def test_the_hvp_program_is_partitioned_over_the_samples(problem):
-    """The compiled Hessian-vector product on sharded data holds a quarter of the samples per
-    device and sums the partial gradients with an all-reduce: nothing gathers the data onto
-    one device."""
+    """The linearisation on sharded data keeps its residuals sharded (a quarter of the samples
+    per device), and the compiled product applied to them sums the partial gradients with an
+    all-reduce: nothing gathers the data onto one device."""
     params, _, sharded = problem
-    op = spectral.Hessian(deora.loss_fn)
-    flat = jnp.zeros(deora.parameter_count(5, 3))
-    text = jax.jit(lambda p, b, v: op.build(p, (b,))[0](v)).lower(
-        params, sharded, flat).compile().as_text()
+    H = spectral.linearise(deora.loss_fn, params, sharded)
+    big = [x for x in jax.tree.leaves(H.lin) if x.shape == (32, 4, 5)]
+    assert big and all({s.data.shape for s in x.addressable_shards} == {(8, 4, 5)} for x in big)
+    text = jax.jit(lambda lin, v: lin(v)).lower(H.lin, H.flat).compile().as_text()
     assert "f64[8,4,5]" in text and "all-reduce" in text
     assert "f64[32,4,5]" not in text
 

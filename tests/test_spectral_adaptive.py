@@ -8,7 +8,7 @@ import pytest
 
 from mhatheory import data, spectral
 from mhatheory.models import deora
-from mhatheory.spectral import _lanczos, _recurrence
+from mhatheory.spectral import _recurrence
 
 EPS = np.finfo(np.float64).eps
 SEMI_ORTHOGONAL = np.sqrt(EPS)          # Simon's bound on |q_iᵀq_k|, i ≠ k
@@ -130,11 +130,11 @@ def test_basis_free_lanczos_equals_the_stored_basis(deora_problem, which):
     bound; the replay repeats the same float64 operations, so in practice far closer), and
     the same value as the selective scheme, both converged."""
     params, batch = deora_problem
-    free = spectral.extreme_eigs(deora.loss_fn, params, batch, which=which,
+    free = spectral.extreme_eigs(deora.loss_fn, params, batch, which=which, key=KEY,
                                  store_basis=False)[0]
-    stored = spectral.extreme_eigs(deora.loss_fn, params, batch, which=which,
+    stored = spectral.extreme_eigs(deora.loss_fn, params, batch, which=which, key=KEY,
                                    store_basis=True, reortho="none")[0]
-    selective = spectral.extreme_eigs(deora.loss_fn, params, batch, which=which,
+    selective = spectral.extreme_eigs(deora.loss_fn, params, batch, which=which, key=KEY,
                                       store_basis=True, reortho="selective")[0]
     assert not free.store_basis and stored.store_basis and free.reortho == "none"
     assert free.converged and stored.converged and selective.converged
@@ -147,21 +147,22 @@ def test_basis_free_lanczos_equals_the_stored_basis(deora_problem, which):
 
 
 def _temp_bytes(krylov, store_basis, P=4096):
-    lam = jnp.linspace(-1.0, 2.0, P)
-    params, args = jnp.ones(P), (lam,)
-    op = spectral.Hessian(lambda x, lam: 0.5 * jnp.sum(lam * x * x))
-    reortho = "none" if not store_basis else "selective"
-    compiled = _lanczos._restarted_lanczos.lower(
-        op, "smallest", krylov, 2, 1, 1e-10, params, args, params, KEY,
-        jnp.asarray([np.inf, np.nan, np.nan]), 10**6,
-        reortho=_lanczos.Reortho(reortho), store_basis=store_basis, every=5).compile()
-    return compiled.memory_analysis().temp_size_in_bytes
+    """XLA's temp memory of one compiled recurrence step with a Krylov size of ``krylov``."""
+    reortho = _recurrence.Reortho.SELECTIVE if store_basis else _recurrence.Reortho.NONE
+    cfg = _recurrence.Recurrence(krylov, P, "float64", reortho, store_basis,
+                                 slots=4 if store_basis else 0)
+    state = _recurrence.start(cfg, jnp.ones(P), key=KEY, tol=1e-10)
+    compiled = jax.jit(_recurrence.step, static_argnums=0).lower(cfg, state,
+                                                                 jnp.ones(P)).compile()
+    return compiled.memory_analysis().temp_size_in_bytes + sum(
+        x.nbytes for x in jax.tree.leaves(state))
 
 
 def test_basis_free_memory_does_not_grow_with_the_krylov_size():
-    """XLA's compiled temp memory for 20 and 200 Lanczos vectors at P = 4096: the stored basis
-    grows by ≥ 180 P-vectors (the test can fail), the basis-free run by less than 10 (what
-    grows is T and its eigenvectors, 200² numbers ≈ 10 P-vectors at this P)."""
+    """The memory of a recurrence step (its state and XLA's temp) for 20 and 200 Lanczos
+    vectors at P = 4096: the stored basis grows by ≥ 180 P-vectors (the test can fail), the
+    basis-free run by less than 10 (what grows is T and its eigenvectors, 200² numbers ≈ 10
+    P-vectors at this P)."""
     per = 4096 * 8
     grow_stored = _temp_bytes(200, True) - _temp_bytes(20, True)
     grow_free = _temp_bytes(200, False) - _temp_bytes(20, False)
@@ -174,8 +175,10 @@ def test_the_memory_budget_chooses_the_basis_free_run(deora_problem):
     P = deora.parameter_count(8, 4)
     need_free = spectral.lanczos_bytes(P, 40, 1, jnp.float64, store_basis=False)
     need_stored = spectral.lanczos_bytes(P, 40, 1, jnp.float64, store_basis=True)
-    auto = spectral.lambda_min(deora.loss_fn, params, batch, memory_budget_bytes=need_stored)
-    tight = spectral.lambda_min(deora.loss_fn, params, batch, memory_budget_bytes=need_free)
+    auto = spectral.lambda_min(deora.loss_fn, params, batch, memory_budget_bytes=need_stored,
+                               key=KEY)
+    tight = spectral.lambda_min(deora.loss_fn, params, batch, memory_budget_bytes=need_free,
+                                key=KEY)
     assert auto.store_basis and not tight.store_basis
     assert abs(auto.value - tight.value) <= 1e-10 * abs(auto.value)
     with pytest.raises(ValueError, match="memory_budget_bytes"):
@@ -189,22 +192,29 @@ def test_the_memory_budget_chooses_the_basis_free_run(deora_problem):
 
 
 def test_a_probe_is_built_by_a_call_and_applied_later(deora_problem):
+    """The configured form: options checked when the probe is made, an operator at a point and
+    an explicit key when it is applied; the convenience is the same computation."""
     params, batch = deora_problem
     probe = spectral.Lanczos(which="largest", krylov=30, tol=1e-11)
     key = jax.random.key(3)
-    r = probe(deora.loss_fn, params, batch, key=key)[0]
+    H = spectral.linearise(deora.loss_fn, params, batch)
+    r = probe(H, key=key)[0]
     same = spectral.lambda_max(deora.loss_fn, params, batch, key=key, krylov=30, tol=1e-11)
     assert r.value == same.value and r.num_hvps == same.num_hvps
+    raw = probe(H, key=jax.random.PRNGKey(3))[0]               # a raw uint32 key works too
+    assert raw.converged
     with pytest.raises(ValueError, match="key"):
-        probe(deora.loss_fn, params, batch, key=None)
+        probe(H, key=None)
+    with pytest.raises(ValueError, match="operator at a point"):
+        probe(deora.loss_fn, key=key)
     with pytest.raises(ValueError, match="reortho"):
         spectral.Lanczos(reortho="sideways")
     with pytest.raises(ValueError, match="check_every"):
         spectral.Lanczos(check_every=0)
-    assert spectral.Reortho.SELECTIVE == "selective"
+    assert spectral.Reortho.SELECTIVE == "selective" and spectral.Which.LARGEST == "largest"
 
 
-def test_trace_standard_error_is_unbiased_and_chunking_changes_nothing():
+def test_trace_standard_error_is_unbiased_and_any_key_works():
     """For H = A (dense, P = 40), Var(zᵀAz) = 2(‖A‖_F² − Σ A_ii²) for Rademacher z. With
     N = 2 probes the unbiased (ddof = 1) N·se² has mean exactly that variance; ddof = 0 would
     give half of it. Over 300 independent keys the Monte-Carlo error of the mean of N·se² is
@@ -215,14 +225,13 @@ def test_trace_standard_error_is_unbiased_and_chunking_changes_nothing():
     se2 = [2 * spectral.trace(quadratic, x, A, key=k, num_samples=2).se ** 2
            for k in jax.random.split(jax.random.key(5), 300)]
     assert 0.75 <= np.mean(se2) / var <= 1.3, np.mean(se2) / var
-    # chunks of 3 probes (a budget of 7 P-vectors) and one probe at a time (the default) give
-    # the same probes as one chunk
-    one = spectral.trace(quadratic, x, A, key=KEY, num_samples=10, chunk=10)
-    chunked = spectral.trace(quadratic, x, A, key=KEY, num_samples=10, chunk=10,
-                             memory_budget_bytes=7 * 40 * 8)
-    single = spectral.trace(quadratic, x, A, key=KEY, num_samples=10)
-    for other in (chunked, single):
-        np.testing.assert_allclose([other.value, other.se], [one.value, one.se], rtol=1e-13)
-    assert one.num_hvps == single.num_hvps == 10 and chunked.num_hvps == 12  # 4 chunks of 3
-    with pytest.raises(ValueError, match="memory_budget_bytes"):
-        spectral.trace(quadratic, x, A, key=KEY, memory_budget_bytes=40 * 8)
+    # the configured probe and the convenience are one computation; a raw uint32 key (still the
+    # most common kind) gives the same probes as its typed form
+    H = spectral.linearise(quadratic, x, A)
+    one = spectral.Hutchinson(num_samples=10)(H, key=KEY)
+    conv = spectral.trace(quadratic, x, A, key=KEY, num_samples=10)
+    raw = spectral.trace(quadratic, x, A, key=jax.random.PRNGKey(0), num_samples=10)
+    typed = spectral.trace(quadratic, x, A, key=jax.random.wrap_key_data(jax.random.PRNGKey(0)),
+                           num_samples=10)
+    assert one == conv and one.num_hvps == 10
+    assert raw == typed

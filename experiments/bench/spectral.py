@@ -36,7 +36,6 @@ import _util  # noqa: E402
 
 from mhatheory import data, spectral  # noqa: E402
 from mhatheory.models import deora  # noqa: E402
-from mhatheory.spectral import _lanczos  # noqa: E402
 
 GRID = [(8, 4), (16, 8), (32, 8), (64, 16), (128, 16), (128, 64)]
 OVERHEAD_GRID = [(32, 8), (64, 16)]        # P = 8,448 and 66,560
@@ -51,18 +50,24 @@ def _grads(points, batch):
     return jax.lax.map(lambda p: jax.grad(deora.loss_fn)(p, batch), points)
 
 
-@jax.jit
 def _hvps(params, batch, vs):
     """Linearise once, then one HVP per row of ``vs`` (sequentially): amortised HVP cost."""
-    matvec, _ = spectral.Hessian(deora.loss_fn).build(params, (batch,))
-    return jax.lax.map(matvec, vs)
+    H = spectral.linearise(deora.loss_fn, params, batch)
+    return _map_products(H.lin, vs)
 
 
 @jax.jit
+def _map_products(lin, vs):
+    return jax.lax.map(lin, vs)
+
+
 def _power_iteration(params, batch, v0):
     """PyHessian's λmax: 100 steps of v ← Hv/‖Hv‖, λ = vᵀHv (100 HVPs)."""
-    matvec, _ = spectral.Hessian(deora.loss_fn).build(params, (batch,))
+    return _power_steps(spectral.linearise(deora.loss_fn, params, batch).lin, v0)
 
+
+@jax.jit
+def _power_steps(matvec, v0):
     def body(_, carry):
         v, _ = carry
         w = matvec(v)
@@ -72,12 +77,13 @@ def _power_iteration(params, batch, v0):
 
 
 def memory_bytes(params, batch, krylov):
-    flat = jax.flatten_util.ravel_pytree(params)[0]
-    compiled = _lanczos._restarted_lanczos.lower(
-        spectral.Hessian(deora.loss_fn), "smallest", krylov, 0, 1, 1e-10, params, (batch,),
-        flat, jax.random.key(0)).compile()
+    """A probe's memory: the compiled HVP program's (arguments, temporaries, output) plus the
+    stored Krylov basis, (krylov + 1) P-vectors."""
+    H = spectral.linearise(deora.loss_fn, params, batch)
+    compiled = jax.jit(lambda lin, v: lin(v)).lower(H.lin, H.flat).compile()
     m = compiled.memory_analysis()
-    return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+    basis = (krylov + 1) * H.P * H.dtype.itemsize
+    return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes + basis
             if m is not None else float("nan"))
 
 

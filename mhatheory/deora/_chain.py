@@ -65,8 +65,9 @@ from mhatheory._numerics import map_chunks
 from mhatheory.data import Batch, check_batch
 from mhatheory.losses import logistic_d1
 from mhatheory.models import deora
-from mhatheory.spectral import ESCALATION, escalated
-from mhatheory.spectral._lanczos import check_options
+from mhatheory.spectral import ESCALATION, Which, escalated
+from mhatheory.spectral._lanczos import exact_eigs
+from mhatheory.spectral._options import as_enum, check_start, resolve_key
 from mhatheory.testing import _fmt, _raise, describe
 from mhatheory.verdicts import Interval, Verdict, combine, compare
 
@@ -209,21 +210,22 @@ def _warm(v, key):
     """A warm start: the previous eigenvector mixed with an equal-norm random vector."""
     if v is None:
         return None
-    r = jax.random.normal(jax.random.key(1) if key is None else key, v.shape, v.dtype)
+    r = jax.random.normal(key, v.shape, v.dtype)
     return v / jnp.linalg.norm(v) + r / jnp.linalg.norm(r)
 
 
-def _lowest(op, args, params, method, key, v0, target, careful, failure_prob, **lanczos):
-    """λmin of ``op``: dense, or Lanczos until its probabilistic interval decides ``target``
-    (or meets tol); ``careful``: cold, 3 pairs, a doubled Krylov space, tol 1e-12."""
+def _lowest(op, method, key, v0, target, careful, failure_prob, **lanczos):
+    """λmin of the operator ``op`` at the point: dense, or Lanczos until its probabilistic
+    interval decides ``target`` (or meets tol); ``careful``: cold, 3 pairs, a doubled Krylov
+    space, tol 1e-12."""
     if method == "exact":
-        return spectral.lambda_min(op, params, *args, method=method, key=key, **lanczos)
+        return exact_eigs(op, 1, Which.SMALLEST, lanczos.get("memory_budget_bytes"))[0]
     if careful:
         lanczos = dict(lanczos, k=3, krylov=max(2 * lanczos.get("krylov", 40), 80), tol=1e-12,
                        max_restarts=50)
         v0 = None
-    probe = spectral.Lanczos(which="smallest", failure_prob=failure_prob, **lanczos)
-    return probe._probe(op, params, args, key, v0, target=target)[0]
+    probe = spectral.Lanczos(which=Which.SMALLEST, failure_prob=failure_prob, **lanczos)
+    return probe(op, key=key, v0=v0, target=target)[0]
 
 
 def _eig_links(lo, loN, weighted, eps):
@@ -256,13 +258,16 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     Cost: two Lanczos runs (∇²L̂ and N) + n·H eigenproblems of size 2d.
     """
     failure_prob = spectral.check_failure_prob(failure_prob)
-    check_options(method=method, key=key, failure_prob=failure_prob, **lanczos)
+    method = as_enum(spectral.Method, method, "method").value
+    if method == "lanczos":
+        spectral.Lanczos(failure_prob=failure_prob, **lanczos)      # every option, checked
     deora.check_params(params)
     check_batch(batch, params["W"].shape[1])
     H = params["U"].shape[0]
     P = deora.parameter_count(params["W"].shape[1], H)
     for name, v in (("v0", v0), ("v0_N", v0_N)):
-        check_options(v0=v, v0_name=name, num_params=P)
+        check_start(v, size=P, name=name)
+    key = resolve_key(key, allow_none=True)
     loss = float(deora.loss_fn(params, batch))
     norms = np.asarray(block_norms(params, batch.X))                    # (n, H)
     kana_blocks = np.asarray(kappa_analytic_blocks(params, batch.X))    # (n, H)
@@ -273,16 +278,18 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     kblk = float(norms.max())
     bound = -kblk / math.sqrt(H) * loss
     bound_ana = -kana / math.sqrt(H) * loss
-    hess, curv = (deora.loss_fn, (batch,)), (spectral.Curvature(deora.phi), (batch.X, batch.y))
-    k1, k2 = jax.random.split(jax.random.key(0) if key is None else key)
+    # ∇²L̂ and N at θ: one linearisation each, shared by every probe and escalation below
+    hess = spectral.linearise(deora.loss_fn, params, batch)
+    curv = spectral.linearise(spectral.Curvature(deora.phi), params, batch.X, batch.y)
+    k1, k2 = jax.random.split(key)
     # the closed-form sides' rounding scale, before the eigenvalues are known: S_w and S_ana
     # bound |λmin(N)|, and λmin(∇²L̂) is compared with λmin(N)
     eps0 = ROUNDING * max(weighted, weighted_ana, 1e-300)
 
     def probe_both(opts, warm_h, warm_n, careful=False):
-        loN = _lowest(*curv, params, method, k2, warm_n, Interval.around(-weighted, eps0),
-                      careful, failure_prob, **opts)
-        lo = _lowest(*hess, params, method, k1, warm_h, Interval(*loN.prob_interval), careful,
+        loN = _lowest(curv, method, k2, warm_n, Interval.around(-weighted, eps0), careful,
+                      failure_prob, **opts)
+        lo = _lowest(hess, method, k1, warm_h, Interval(*loN.prob_interval), careful,
                      failure_prob, **opts)
         return lo, loN
 
@@ -303,7 +310,7 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
             if Verdict.INCONCLUSIVE not in (l1.verdict, l2.verdict):
                 break
             escalations = level
-            lo, loN = probe_both(escalated(lanczos, level, P), _warm(lo.vector, k1),
+            lo, loN = probe_both(escalated(lanczos, level), _warm(lo.vector, k1),
                                  _warm(loN.vector, k2))
             hvps += lo.num_hvps + loN.num_hvps
             l1, l2 = _eig_links(lo, loN, weighted, eps)

@@ -1,23 +1,40 @@
-"""Spectral probes of any ``loss_fn(params, *args) -> scalar``: dense Hessian (reference),
-Hessian–vector products, Lanczos extremes with certified intervals, Hutchinson trace, SLQ
-spectral density, the Gauss–Newton / curvature split, and tracking along training.
+"""Spectral probes of any ``loss_fn(params, *args) -> scalar`` or curvature operator: Lanczos
+extremes with certified and probabilistic intervals, the Hutchinson trace, the SLQ spectral
+density, the dense reference, the Gauss–Newton / curvature split, blocks, and tracking along
+training.
 
-Probes never import a model: they see a loss function (or a curvature operator) only.
+One way to run a probe: an operator linearised at a point, a configured probe, an explicit key::
+
+    H = spectral.linearise(loss_fn, params, batch)          # spectral.Hessian(loss_fn) at θ
+    lo = spectral.Lanczos(which="smallest")(H, key=key)[0]   # EigResult
+    tr = spectral.Hutchinson(num_samples=100)(H, key=key)    # Estimate
+    rho = spectral.SLQ(num_probes=8)(H, key=key)             # Density
+    A = spectral.Dense()(H)                                  # the matrix
+
+``lambda_min``, ``lambda_max``, ``extreme_eigs``, ``trace``, ``spectral_density``, ``dense`` and
+``dense_hessian`` are one-line conveniences over these. Probes never import a model: they see a
+loss function or an operator only.
 """
 
 from mhatheory.spectral._blocks import (
-    Block,
     BlockSpectrum,
-    IndexedBlock,
-    block_mask,
+    block_masks,
     head_blocks,
     per_block,
     subtree_blocks,
 )
 from mhatheory.spectral._coverage import Coverage, coverage, named_spectra, rotated
-from mhatheory.spectral._density import Density, Estimate, spectral_density, trace
+from mhatheory.spectral._density import (
+    SLQ,
+    Density,
+    Estimate,
+    Hutchinson,
+    spectral_density,
+    trace,
+)
 from mhatheory.spectral._exact import (
     DEFAULT_DENSE_BUDGET,
+    Dense,
     DenseTooLargeError,
     dense,
     dense_bytes,
@@ -25,53 +42,61 @@ from mhatheory.spectral._exact import (
     dense_with_asymmetry,
 )
 from mhatheory.spectral._lanczos import (
-    DEFAULT_BASIS_BUDGET,
     ConvergenceWarning,
     EigResult,
     Lanczos,
     extreme_eigs,
     lambda_max,
     lambda_min,
-    lanczos_bytes,
 )
-from mhatheory.spectral._operators import Hessian, as_operator, check_probe
-from mhatheory.spectral._options import DEFAULT_MAX_HVPS, ESCALATION, escalated
+from mhatheory.spectral._operators import (
+    Block,
+    Hessian,
+    LinearOperator,
+    Operator,
+    block_mask,
+    linearise,
+)
+from mhatheory.spectral._options import (
+    DEFAULT_BASIS_BUDGET,
+    DEFAULT_MAX_HVPS,
+    ESCALATION,
+    Method,
+    Reortho,
+    Which,
+    escalated,
+    lanczos_bytes,
+    resolve_key,
+)
 from mhatheory.spectral._probabilistic import (
     DEFAULT_FAILURE_PROB,
     check_failure_prob,
     start_threshold,
     steps_needed,
 )
-from mhatheory.spectral._recurrence import Reortho
 from mhatheory.spectral._resample import resampled
-from mhatheory.spectral._split import LOSSES, Curvature, GaussNewton
+from mhatheory.spectral._split import LOSSES, Curvature, GaussNewton, Loss
 from mhatheory.spectral._track import track
 
 
 def hvp(loss_fn, params, *args):
-    """The Hessian as a linear operator on flat vectors: ``(matvec, flat_params)``.
-
-    ``matvec(v) = ∇²L̂(θ) v`` by forward-over-reverse (``jax.linearize`` of the gradient; one
-    linearisation, then each product costs about one gradient). Vectors are in the order of
-    ``jax.flatten_util.ravel_pytree(params)``. The inputs are checked first, as by every probe
-    (a curvature operator in place of ``loss_fn`` gives its own matvec).
-    """
-    op = as_operator(loss_fn)
-    check_probe(op, params, args)
-    return op.build(params, args)
+    """The Hessian (or a curvature operator) at ``params`` as ``(matvec, flat_params)``:
+    ``matvec(v) = ∇²L̂(θ) v`` on flat vectors in the order of ``ravel_pytree(params)``; the
+    :class:`LinearOperator`'s ``mv`` (one linearisation, then each product about one
+    gradient)."""
+    op = linearise(loss_fn, params, *args)
+    return op.mv, op.flat
 
 
 __all__ = [
-    "Block", "BlockSpectrum", "IndexedBlock", "block_mask", "head_blocks", "per_block",
-    "subtree_blocks",
-    "Coverage", "coverage", "named_spectra", "rotated",
-    "DEFAULT_FAILURE_PROB", "DEFAULT_MAX_HVPS", "ESCALATION", "escalated", "check_failure_prob",
-    "start_threshold", "steps_needed",
-    "DEFAULT_BASIS_BUDGET", "DEFAULT_DENSE_BUDGET", "ConvergenceWarning", "Curvature",
-    "Density", "DenseTooLargeError",
-    "EigResult", "Estimate", "LOSSES", "GaussNewton", "Hessian", "as_operator", "dense",
-    "dense_bytes", "dense_with_asymmetry", "extreme_eigs",
-    "dense_hessian", "hvp", "lambda_max", "lambda_min", "Lanczos", "lanczos_bytes", "Reortho",
-    "resampled", "spectral_density", "trace",
-    "track",
+    "Block", "BlockSpectrum", "Coverage", "ConvergenceWarning", "Curvature", "DEFAULT_BASIS_BUDGET",
+    "DEFAULT_DENSE_BUDGET", "DEFAULT_FAILURE_PROB", "DEFAULT_MAX_HVPS", "Dense",
+    "DenseTooLargeError", "Density", "ESCALATION", "EigResult", "Estimate", "GaussNewton",
+    "Hessian", "Hutchinson", "LOSSES", "Lanczos", "LinearOperator", "Loss", "Method",
+    "Operator", "Reortho", "SLQ", "Which", "block_mask", "block_masks", "check_failure_prob",
+    "coverage", "dense", "dense_bytes", "dense_hessian", "dense_with_asymmetry", "escalated",
+    "extreme_eigs", "head_blocks", "hvp", "lambda_max", "lambda_min", "lanczos_bytes",
+    "linearise", "named_spectra", "per_block", "resampled", "resolve_key", "rotated",
+    "spectral_density",
+    "start_threshold", "steps_needed", "subtree_blocks", "trace", "track",
 ]

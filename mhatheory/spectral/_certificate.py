@@ -49,6 +49,7 @@ reports (−∞, θ̂ + τ] for λmin ([θ̂ − τ, +∞) for λmax): only the 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -78,22 +79,30 @@ def gamma(n_ops: int, u):
     return n_ops * u / (1 - n_ops * u)
 
 
-def hvp_error(matvec, vecs, Hx, z, hvp_dtype):
+def defect_vectors(vecs, z):
+    """The vectors whose products the rounding estimate needs besides ``Hx``: z and x + z for the
+    first min(2, len(vecs)) unit vectors x (``[1 + min(2, k), P]``)."""
+    nd = min(2, vecs.shape[0])
+    return jnp.concatenate([z[None], vecs[:nd] + z[None]])
+
+
+def hvp_error(vecs, Hx, Hd, hvp_dtype):
     """δ, the HVP's own rounding (module docstring, "Rounding"): its linearity defect
     Ĥ(x+z) − Ĥz − Ĥx (zero in exact arithmetic) for the first min(2, len(vecs)) unit vectors x
-    and a random unit z, ×4, plus one rounding of the output ‖Ĥx‖. ``Hx`` are the vectors'
-    HVPs. Costs 1 + min(2, len(vecs)) HVPs (one traced copy)."""
+    and a random unit z, ×4, plus one rounding of the output ‖Ĥx‖. ``Hx``: the vectors'
+    products; ``Hd``: the products of :func:`defect_vectors`."""
     u_h = jnp.asarray(jnp.finfo(hvp_dtype).eps / 2, vecs.dtype)
-    nd = min(2, vecs.shape[0])
-    Hs = jax.vmap(matvec)(jnp.concatenate([z[None], vecs[:nd] + z[None]]))
-    defect = jnp.sqrt(pairwise_sum((Hs[1:] - Hs[:1] - Hx[:nd]) ** 2))
+    nd = Hd.shape[0] - 1
+    defect = jnp.sqrt(pairwise_sum((Hd[1:] - Hd[:1] - Hx[:nd]) ** 2))
     return 4 * jnp.max(defect) + u_h * jnp.max(jnp.sqrt(pairwise_sum(Hx * Hx)))
 
 
-def certify(matvec, vecs, Hx, z, hvp_dtype):
+@functools.partial(jax.jit, static_argnames="hvp_dtype")
+def certify(vecs, Hx, Hd, hvp_dtype):
     """Rayleigh quotients, residual bounds and rounding bounds of unit vectors (module docstring,
-    "Rounding"): returns ``(θ, ρ*, τ, δ)`` per vector. Costs 1 + min(2, len(vecs)) HVPs (the
-    linearity defect) and O(P) memory per vector."""
+    "Rounding"): returns ``(θ, ρ*, τ, δ)`` per vector, from their products ``Hx`` and the
+    products ``Hd`` of :func:`defect_vectors` (1 + min(2, len(vecs)) HVPs). O(P) memory per
+    vector."""
     wdt = vecs.dtype
     P = vecs.shape[-1]
     u = jnp.finfo(wdt).eps / 2
@@ -102,7 +111,7 @@ def certify(matvec, vecs, Hx, z, hvp_dtype):
     nx = jnp.sqrt(nx2)
     theta = pairwise_sum(vecs * Hx) / nx2
     nHx = jnp.sqrt(pairwise_sum(Hx * Hx))
-    delta = hvp_error(matvec, vecs, Hx, z, hvp_dtype)
+    delta = hvp_error(vecs, Hx, Hd, hvp_dtype)
     # τ: |θ̂ − xᵀHx/xᵀx| from δ, the two pairwise dot products and the division
     tau = (delta * nx + g * pairwise_sum(jnp.abs(vecs * Hx)) + g * jnp.abs(theta) * nx2) / nx2 \
         + u * jnp.abs(theta)

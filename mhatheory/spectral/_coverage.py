@@ -27,8 +27,8 @@ import numpy as np
 from scipy import stats
 
 from mhatheory import _validate
-from mhatheory.spectral._certificate import hvp_error
-from mhatheory.spectral._options import work_dtype
+from mhatheory.spectral._certificate import defect_vectors, hvp_error
+from mhatheory.spectral._options import Reortho, work_dtype
 from mhatheory.spectral._probabilistic import (
     check_failure_prob,
     margin,
@@ -36,7 +36,7 @@ from mhatheory.spectral._probabilistic import (
     ritz_batch,
     start_threshold,
 )
-from mhatheory.spectral._recurrence import Reortho, lanczos
+from mhatheory.spectral._recurrence import lanczos
 
 
 class Coverage(NamedTuple):
@@ -98,6 +98,8 @@ def coverage(H, *, failure_probs, key, num_starts: int = 10_000, steps: int = 10
     run's T_k and margin η. ``exact`` is the eigenvalue (default: ``eigvalsh`` of H in float64).
     Memory: a few P-vectors per start; one vmapped program, shared by every δ."""
     deltas = [check_failure_prob(d, "failure_probs") for d in np.atleast_1d(failure_probs)]
+    if not deltas:
+        raise ValueError("failure_probs must hold at least one probability in (0, 1).")
     num_starts = _validate.positive_int("num_starts", num_starts)
     steps = _validate.positive_int("steps", steps)
     every = _validate.positive_int("every", every)
@@ -108,6 +110,14 @@ def coverage(H, *, failure_probs, key, num_starts: int = 10_000, steps: int = 10
     if H.ndim != 2 or H.shape[0] != H.shape[1]:
         raise ValueError(f"H must be a square matrix, got shape {list(H.shape)}.")
     P = H.shape[0]
+    A = np.asarray(H, np.float64)
+    if not np.all(np.isfinite(A)):
+        raise ValueError("H contains NaN/Inf; pass a finite symmetric matrix.")
+    if np.max(np.abs(A - A.T)) > 1e-6 * max(np.max(np.abs(A)), np.finfo(float).tiny):
+        raise ValueError("H must be symmetric (its eigenvalues are what Lanczos estimates); "
+                         "symmetrise it, e.g. 0.5 * (H + H.T).")
+    if exact is not None and not math.isfinite(float(exact)):
+        raise ValueError(f"exact must be a finite eigenvalue, got {exact!r}.")
     steps = min(steps, P)
     if exact is None:
         ev = np.linalg.eigvalsh(np.asarray(H, np.float64))
@@ -126,7 +136,8 @@ def coverage(H, *, failure_probs, key, num_starts: int = 10_000, steps: int = 10
     x = jax.random.normal(k_x, (1, P), wdt)
     x = x / jnp.linalg.norm(x)
     z = jax.random.normal(k_z, (P,), wdt)
-    hvp_err = float(hvp_error(matvec, x, jax.vmap(matvec)(x), z / jnp.linalg.norm(z), H.dtype))
+    d = defect_vectors(x, z / jnp.linalg.norm(z))
+    hvp_err = float(hvp_error(x, jax.vmap(matvec)(x), jax.vmap(matvec)(d), H.dtype))
     sign = 1.0 if which == "smallest" else -1.0
     checked = tuple(range(every, steps + 1, every)) or (steps,)
     thresholds = [start_threshold(P, delta) for delta in deltas]
@@ -149,7 +160,10 @@ def coverage(H, *, failure_probs, key, num_starts: int = 10_000, steps: int = 10
             miss = sign * (end - exact) > 0
             missed[d] |= miss
             misses_at[d, i] = int(miss.sum())
-            width[d] = float(np.median(sign * (value - end) / (ends.theta_max - ends.theta_min)))
+            spread = ends.theta_max - ends.theta_min
+            rel = np.where(spread > 0, sign * (value - end) / np.where(spread > 0, spread, 1.0),
+                           0.0)
+            width[d] = float(np.median(rel))
     out = []
     for d, delta in enumerate(deltas):
         m = int(missed[d].sum())

@@ -1,39 +1,41 @@
-"""The dense reference route: ``jax.hessian`` + ``eigh``, guarded by a memory budget."""
+"""The dense reference route: the operator's matrix and ``eigh``, guarded by a memory budget.
+
+:class:`Dense` materialises a :class:`~mhatheory.spectral.LinearOperator` on the coordinates
+it acts on (its block, or all P) by products with the unit vectors, ``DENSE_CHUNK`` at a time
+(one vmapped program), symmetrises it and measures its asymmetry, which estimates the columns'
+rounding. Its eigenpairs are deterministic: ``EigResult.failure_prob = 0``.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mhatheory import _validate
 from mhatheory._numerics import map_chunks
-from mhatheory.spectral._operators import Hessian, as_operator, check_probe, operator_size
+from mhatheory.spectral._operators import Hessian, as_operator, size_of
+from mhatheory.spectral._options import DEFAULT_BASIS_BUDGET, check_budget
 
 #: Default budget for dense routes (bytes). The dense route holds about four P×P arrays
 #: (the columns, their symmetrisation and asymmetry, eigh's eigenvectors and workspace).
-DEFAULT_DENSE_BUDGET = 2 * 2**30
+DEFAULT_DENSE_BUDGET = DEFAULT_BASIS_BUDGET
 _DENSE_COPIES = 4
+
+#: Basis vectors per vmapped chunk when materialising (bounds the tangent memory to 64 copies).
+DENSE_CHUNK = 64
 
 
 class DenseTooLargeError(MemoryError, ValueError):
-    """The dense Hessian would not fit in the memory budget."""
+    """The dense matrix would not fit in the memory budget."""
 
 
 def dense_bytes(num_params: int, dtype) -> int:
-    """Bytes the dense route needs for P parameters: 3 P² entries."""
+    """Bytes the dense route needs for a P × P matrix: about four P² entries."""
     return _DENSE_COPIES * num_params * num_params * np.dtype(dtype).itemsize
-
-
-def check_budget(memory_budget_bytes) -> None:
-    """``memory_budget_bytes`` is None (the default budget) or a number of bytes ≥ 0."""
-    if memory_budget_bytes is None:
-        return
-    if (isinstance(memory_budget_bytes, bool)
-            or not isinstance(memory_budget_bytes, (int, float, np.integer, np.floating))
-            or not memory_budget_bytes >= 0 or memory_budget_bytes == float("inf")):
-        raise ValueError(f"memory_budget_bytes must be a finite number of bytes >= 0 (or None "
-                         f"for the default {DEFAULT_DENSE_BUDGET / 2**30:.0f} GiB), got "
-                         f"{memory_budget_bytes!r}.")
 
 
 def check_dense_fits(num_params: int, dtype, memory_budget_bytes: int | None = None) -> None:
@@ -43,49 +45,76 @@ def check_dense_fits(num_params: int, dtype, memory_budget_bytes: int | None = N
     need = dense_bytes(num_params, dtype)
     if need > budget:
         raise DenseTooLargeError(
-            f"the dense Hessian for P={num_params:,} parameters needs about "
+            f"the dense matrix for P={num_params:,} parameters needs about "
             f"{need / 2**30:.2f} GiB ({_DENSE_COPIES}·P² {np.dtype(dtype).name}), over the "
             f"budget of {budget / 2**30:.2f} GiB. Use method='lanczos' (matrix-free, "
             f"O(P·krylov) memory), or raise memory_budget_bytes if the machine has the memory."
         )
 
 
-def _checked(operator, params, args, memory_budget_bytes):
-    check_budget(memory_budget_bytes)
+@functools.partial(jax.jit, static_argnums=3)
+def _columns(lin, mask, idx, wdt):
+    """``(symmetrised matrix, ‖Ĥ − Ĥᵀ‖_F)`` on the coordinates ``idx``."""
+    P = mask.shape[0]
+
+    def column(i):
+        e = jnp.zeros(P, wdt).at[i].set(1.0)
+        x = (e * mask).astype(mask.dtype)
+        return lin(x).astype(wdt)[idx]
+
+    cols = map_chunks(column, idx, DENSE_CHUNK)
+    return 0.5 * (cols + cols.T), jnp.linalg.norm(cols - cols.T)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense:
+    """The dense route: a :class:`~mhatheory.spectral.LinearOperator` as a matrix, refused
+    (before allocating) when four copies of it would not fit ``memory_budget_bytes`` (default
+    2 GiB). Cost: one product per coordinate, P² memory."""
+
+    memory_budget_bytes: int | None = None
+
+    def __post_init__(self):
+        check_budget(self.memory_budget_bytes)
+
+    def check(self, operator) -> None:
+        """Refuse an operator whose matrix would not fit, naming the Lanczos route."""
+        check_dense_fits(operator.size, operator.work_dtype, self.memory_budget_bytes)
+
+    def matrix(self, operator) -> tuple[jax.Array, float]:
+        """``(matrix [size, size] on the operator's coordinates, asymmetry ‖Ĥ − Ĥᵀ‖_F)``; the
+        asymmetry is pure rounding (the operator is symmetric)."""
+        self.check(operator)
+        idx = jnp.arange(operator.P) if operator.mask is None \
+            else jnp.asarray(np.flatnonzero(operator.mask))
+        H, asym = _columns(operator.lin, operator.vector_mask, idx, operator.work_dtype)
+        return H, float(asym)
+
+    def __call__(self, operator) -> jax.Array:
+        """The symmetrised matrix."""
+        return self.matrix(operator)[0]
+
+
+def _checked_at(operator, params, args, memory_budget_bytes):
+    """The operator at ``params`` once the inputs are checked and the matrix is known to fit."""
     op = as_operator(operator)
-    check_probe(op, params, args)
-    check_dense_fits(*operator_size(op, params), memory_budget_bytes)
-    return op
+    op.check_inputs(params, args)
+    check_dense_fits(size_of(op, params), _validate.num_params(params)[1], memory_budget_bytes)
+    return op.at(params, *args)
 
 
 def dense(operator, params, *args, memory_budget_bytes: int | None = None):
-    """Materialise an operator as a ``[P, P]`` matrix (P matvecs, vmapped); guarded like
-    :func:`mhatheory.spectral.dense_hessian`."""
-    op = _checked(operator, params, args, memory_budget_bytes)
-    return _dense(op, params, args)[0]
+    """The operator (a loss function's Hessian, or a curvature operator) at ``params`` as a
+    ``[size, size]`` matrix on its coordinates (:class:`Dense`), refused before any work when it
+    would not fit ``memory_budget_bytes``."""
+    return Dense(memory_budget_bytes)(_checked_at(operator, params, args, memory_budget_bytes))
 
 
 def dense_with_asymmetry(operator, params, *args, memory_budget_bytes: int | None = None):
     """``(symmetrised matrix, ‖Ĥ − Ĥᵀ‖_F)``: the asymmetry of the materialised columns is pure
-    rounding (H is symmetric), an estimate of the columns' error used by the exact route's
-    certified interval."""
-    op = _checked(operator, params, args, memory_budget_bytes)
-    H, asym = _dense(op, params, args)
-    return H, float(asym)
-
-
-#: Basis vectors per vmapped chunk when materialising (bounds the tangent memory to 64 copies).
-DENSE_CHUNK = 64
-
-
-def _dense_impl(operator, params, args):
-    matvec, flat = operator.build(params, args)
-    eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
-    cols = map_chunks(matvec, eye, DENSE_CHUNK)
-    return 0.5 * (cols + cols.T), jnp.linalg.norm(cols - cols.T)
-
-
-_dense = jax.jit(_dense_impl, static_argnums=0)
+    rounding (H is symmetric), an estimate of the columns' error (the exact route's interval)."""
+    return Dense(memory_budget_bytes).matrix(_checked_at(operator, params, args,
+                                                         memory_budget_bytes))
 
 
 def dense_hessian(loss_fn, params, *args, memory_budget_bytes: int | None = None):
@@ -94,6 +123,11 @@ def dense_hessian(loss_fn, params, *args, memory_budget_bytes: int | None = None
 
     Cost: P forward-over-reverse Hessian–vector products (as ``jax.hessian``, but applied to the
     basis in chunks of 64 so the tangent memory stays bounded), P² memory.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> dense_hessian(lambda x: jnp.sum(x**3), jnp.array([1.0, 2.0])).tolist()
+        [[6.0, 0.0], [0.0, 12.0]]
     """
     return dense(Hessian(loss_fn), params, *args, memory_budget_bytes=memory_budget_bytes)
 
@@ -107,3 +141,8 @@ def eigh_extremes(H):
 def residual_norm(H, value, vector) -> float:
     """‖H v − λ v‖₂ for a unit vector v."""
     return float(jnp.linalg.norm(H @ vector - value * vector))
+
+
+__all__ = ["DEFAULT_DENSE_BUDGET", "Dense", "DenseTooLargeError", "check_dense_fits", "dense",
+           "dense_bytes", "dense_hessian", "dense_with_asymmetry", "eigh_extremes",
+           "residual_norm"]

@@ -1,91 +1,329 @@
-"""Curvature operators: Hessian, Gauss–Newton G and the curvature term N, as matvecs.
+"""Curvature operators and the linear operator they become at a point.
 
-Each operator is a frozen (hashable) dataclass with ``build(params, args) -> (matvec, flat)``:
-``flat`` is θ flattened with ``jax.flatten_util.ravel_pytree`` and ``matvec`` is linear on
-vectors of that size. Being hashable, an operator is a static argument of the jitted probes, so
-repeated probes with the same operator and shapes reuse one compiled program, and the data
-(``args``) is a traced argument, never a folded constant.
+A probe never sees a model. It sees a :class:`LinearOperator`: a curvature operator
+(:class:`Hessian` of a loss, or :class:`~mhatheory.spectral.GaussNewton`,
+:class:`~mhatheory.spectral.Curvature`, any :class:`Operator`) *linearised* at θ = ``params`` on
+data ``args``, in the manner of lineax's ``AbstractLinearOperator``:
 
-**Hessian–vector products** are forward-over-reverse: ``jax.linearize`` of θ ↦ ∇L̂(θ) once per
-probe, after which each product Hv runs only the tangent program (about the cost of one
-gradient, instead of the primal + tangent of a fresh ``jvp``).
+    H = spectral.Hessian(loss_fn).linearise(params, *args)   # checks the inputs, once
+    H.mv(v)                        # ∇²L̂(θ) v, forward-over-reverse
+    H.restrict("U", axis=0, index=3)   # a block: the same operator, restricted
+    H.as_scipy(), H.as_lineax()    # hand it to scipy's eigsh or to lineax.linear_solve
 
-**Data-parallel.** ``build`` uses ``args`` exactly as given and nothing here moves them to a
-device, so a batch whose sample axis is split over devices
-(:func:`mhatheory.distributed.shard_samples`, or any ``NamedSharding``) keeps that split inside
-the jitted probes: each device evaluates the loss on its samples and an all-reduce sums the
-partial gradients of every HVP. Results equal one device's up to the order of that sum
-(``tests/test_distributed.py`` checks the partitioned program and λmin, trace, density).
+**One linearisation at a point.** ``linearise`` runs ``jax.linearize`` of θ ↦ ∇L̂(θ) once (one
+forward and one backward pass); the result is a ``jax.tree_util.Partial`` whose leaves are the
+residuals and whose structure (the tangent program, hashed by its jaxpr) is the same at every
+point of one model and shapes. Every product afterwards runs only the tangent program (about one
+gradient), and every probe at that point (λmin, λmax, trace, density, blocks) shares it.
 
-The Gauss–Newton / curvature split for any model and loss is in :mod:`._split`.
+**One compiled HVP per model and shapes.** The product is one module-level jitted program,
+``_apply(lin, mask, v)``, whose arguments are the linearisation (data), a mask and the vector:
+it compiles once per model structure and shapes, and serves every probe, every block (a block
+is a 0/1 mask on the coordinates, data again), every point along a trajectory and every restart.
+The Lanczos recurrence around it is a separate program shared by every model of the same size
+(:mod:`._recurrence`). A float32 model's products run in float32 while the vectors around them
+are float64 (mixed precision, :func:`~._options.work_dtype`).
+
+**Data-parallel.** ``linearise`` uses ``args`` exactly as given and nothing here moves them, so a
+batch whose sample axis is split over devices (:func:`mhatheory.distributed.shard_samples`, or
+any ``NamedSharding``) keeps that split: each device evaluates the loss on its samples and an
+all-reduce sums the partial gradients of every product.
 """
 
 from __future__ import annotations
 
+import abc
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from mhatheory import _validate, precision
+from mhatheory.spectral._options import work_dtype
 
 
-def flat_fn(fn, params):
-    """``(x_flat -> fn(unravel(x_flat)), flat)``."""
-    flat, unravel = ravel_pytree(params)
-    return (lambda x: fn(unravel(x))), flat
+class Operator(abc.ABC):
+    """A curvature operator of ``(params, *args)``: a symmetric matrix in θ-space that
+    :meth:`linearise` turns into a :class:`LinearOperator` at a point. Subclasses are frozen
+    (hashable) dataclasses, so that equal operators share their compiled programs."""
+
+    #: whether every linearisation is positive semi-definite (a Gauss–Newton term of a convex loss)
+    psd: bool = False
+
+    @abc.abstractmethod
+    def check(self, params, args) -> None:
+        """The operator's own argument checks, before any compilation (name the argument)."""
+
+    @abc.abstractmethod
+    def matvec_at(self, params, args):
+        """``(lin, flat)``: a ``jax.tree_util.Partial`` with ``lin(v)`` = the operator at θ
+        applied to a flat vector v, and θ flattened (traced inside one jitted program)."""
+
+    @abc.abstractmethod
+    def scalar(self, params, *args):
+        """The scalar function behind the operator (the loss), for the precision guard."""
+
+    def check_inputs(self, params, args) -> None:
+        """Every check before the operator is linearised at θ = ``params`` on ``args``: floating,
+        finite parameters (naming the leaf), finite data, the operator's own checks, and a
+        precision warning for operations below the parameters' precision. No compilation."""
+        _validate.probe_inputs(params, args)
+        self.check(params, tuple(args))
+        precision.warn_lower_precision(self.scalar, params, *args, stacklevel=5)
+
+    def at(self, params, *args) -> LinearOperator:
+        """The operator at θ = ``params`` on data ``args`` by one linearisation, without the
+        input checks (for a caller that made them with :meth:`check_inputs`)."""
+        lin, flat = _linearise(self, params, tuple(args))
+        return LinearOperator(self, lin, flat, params)
+
+    def linearise(self, params, *args) -> LinearOperator:
+        """The operator at θ = ``params`` on data ``args``: :meth:`check_inputs`, then one
+        linearisation (:meth:`at`)."""
+        self.check_inputs(params, args)
+        return self.at(params, *args)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _linearise(op: Operator, params, args):
+    return op.matvec_at(params, args)
+
+
+@jax.jit
+def _apply(lin, mask, v):
+    """``mask · H(mask · v)`` with H = ``lin`` in its own dtype (the mask's), returned in v's."""
+    x = (v * mask).astype(mask.dtype)
+    return lin(x).astype(v.dtype) * mask.astype(v.dtype)
 
 
 @dataclass(frozen=True)
-class Hessian:
-    """∇²_θ ``loss_fn(params, *args)`` as a matvec (forward-over-reverse)."""
+class Hessian(Operator):
+    """∇²_θ ``loss_fn(params, *args)`` (forward-over-reverse: ``jax.linearize`` of the gradient)."""
 
     loss_fn: Callable
 
-    def validate(self, params, args) -> None:
+    def check(self, params, args) -> None:
         """A scalar loss, and the loss's own ``check_args`` when it declares one."""
         _validate.loss_inputs(self.loss_fn, params, args)
 
-    def build(self, params, args):
+    def matvec_at(self, params, args):
         flat, unravel = ravel_pytree(params)
 
         def grad_flat(x):
             return ravel_pytree(jax.grad(self.loss_fn)(unravel(x), *args))[0]
 
-        _, matvec = jax.linearize(grad_flat, flat)
-        return matvec, flat
+        _, lin = jax.linearize(grad_flat, flat)
+        return lin, flat
+
+    def scalar(self, params, *args):
+        return self.loss_fn(params, *args)
 
 
-def as_operator(loss_fn_or_operator):
-    """An operator as is; a plain loss function becomes its :class:`Hessian`."""
-    if hasattr(loss_fn_or_operator, "build"):
+def as_operator(loss_fn_or_operator) -> Operator:
+    """An :class:`Operator` as is; a plain loss function ``loss_fn(params, *args) -> scalar``
+    becomes its :class:`Hessian`."""
+    if isinstance(loss_fn_or_operator, Operator):
         return loss_fn_or_operator
+    if isinstance(loss_fn_or_operator, LinearOperator):
+        raise ValueError("this takes a loss function or an operator with its params and data; "
+                         "a LinearOperator (already at a point) goes to a probe directly, e.g. "
+                         "spectral.Lanczos()(H, key=key).")
     if not callable(loss_fn_or_operator):
-        raise ValueError("expected a loss_fn(params, *args) -> scalar or a curvature operator, "
-                         f"got {type(loss_fn_or_operator).__name__}.")
+        raise ValueError("expected a loss_fn(params, *args) -> scalar or a curvature operator "
+                         f"(spectral.Hessian, GaussNewton, Curvature, Block), got "
+                         f"{type(loss_fn_or_operator).__name__}.")
     return Hessian(loss_fn_or_operator)
 
 
-def check_probe(op, params, args) -> None:
-    """Every probe's checks before compiling: :func:`mhatheory._validate.probe_inputs`, then the
-    precision guard (:mod:`mhatheory.precision`) on the loss behind the operator."""
-    _validate.probe_inputs(op, params, args)
-    fn = op.loss_fn if isinstance(op, Hessian) else getattr(op, "precision_fn", None)
-    if fn is not None:
-        precision.warn_lower_precision(fn, params, *args, stacklevel=5)
+def linearise(loss_fn_or_operator, params, *args) -> LinearOperator:
+    """The curvature operator (or the Hessian of a loss function) at θ = ``params`` on ``args``:
+    :meth:`Operator.linearise`."""
+    return as_operator(loss_fn_or_operator).linearise(params, *args)
 
 
-def operator_size(op, params) -> tuple[int, np.dtype]:
-    """``(P, dtype)`` of the vector an operator acts on, by abstract evaluation of
-    :func:`operator_flat` (no device work): what the checks before a probe need."""
-    out = jax.eval_shape(lambda p: operator_flat(op, p), params)
-    return int(out.size), np.dtype(out.dtype)
+def size_of(loss_fn_or_operator, params) -> int:
+    """How many coordinates the operator acts on at ``params`` (P, or a
+    :class:`Block`'s), from the shapes alone: what checks before any work need."""
+    op = as_operator(loss_fn_or_operator)
+    if isinstance(op, Block):
+        return int(np.count_nonzero(block_mask(params, op.select, op.axis, op.index)))
+    return _validate.num_params(params)[0]
 
 
-def operator_flat(op, params):
-    """The vector an operator acts on: θ flattened (``ravel_pytree``), or an operator's own
-    (e.g. a :class:`~mhatheory.spectral.Block`'s sub-vector)."""
-    own = getattr(op, "flat", None)
-    return own(params) if own is not None else ravel_pytree(params)[0]
+def _matches(select, path: str, leaf) -> bool:
+    if callable(select):
+        return bool(select(path, leaf))
+    return re.search(select, path) is not None
+
+
+def block_mask(params, select, axis: int | None = None, index: int | None = None) -> np.ndarray:
+    """Boolean ``[P]`` mask (``ravel_pytree`` order) of the coordinates a block selects: the
+    leaves whose path (``jax.tree_util.keystr``, e.g. ``['layers'][0]['attn']['query_kernel']``)
+    matches ``select`` (a regular expression, searched, or ``select(path, leaf) -> bool``), and
+    of those only ``index`` along ``axis`` when given. Works on shapes only (also under jit).
+    An unknown selection, an axis a selected leaf lacks or an index past its length is an error
+    naming the leaf."""
+    if not (isinstance(select, str) or callable(select)):
+        raise ValueError(f"a block's select must be a regular expression or a function "
+                         f"select(path, leaf) -> bool, got {select!r}.")
+    if (axis is None) != (index is None):
+        raise ValueError(f"a block takes axis and index together (index {index} along axis "
+                         f"{axis}), or neither.")
+    parts, any_leaf = [], False
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        shape = np.shape(leaf)
+        m = np.zeros(shape, bool)
+        if _matches(select, jax.tree_util.keystr(path), leaf):
+            any_leaf = True
+            if axis is None:
+                m[...] = True
+            else:
+                if not -len(shape) <= axis < len(shape) or not 0 <= index < shape[axis]:
+                    raise ValueError(f"block: leaf {jax.tree_util.keystr(path)} of shape "
+                                     f"{list(shape)} has no index {index} along axis {axis}.")
+                sl = [slice(None)] * len(shape)
+                sl[axis] = index
+                m[tuple(sl)] = True
+        parts.append(m.ravel())
+    if not any_leaf:
+        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(
+            params)[0]]
+        raise ValueError(f"block selection {select!r} matches no parameter; the leaf paths are "
+                         f"{paths[:8]}{' …' if len(paths) > 8 else ''}.")
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+
+class LinearOperator:
+    """A curvature operator at a point (module docstring): ``mv`` applies it to flat vectors of
+    P entries (θ order of ``ravel_pytree``); a block (:meth:`restrict`) is the principal
+    sub-matrix on the coordinates of a mask, acting on P-vectors that vanish outside it.
+
+    Attributes:
+        operator: the :class:`Operator` it came from; params: θ, the point.
+        flat: θ flattened; P: its length; dtype: the products' dtype (the model's).
+        size: the number of coordinates the operator acts on (P, or the block's).
+        mask: boolean ``[P]``, the block's coordinates (None: every coordinate).
+        symmetric: always True (a Hessian-type operator); psd: True for a Gauss–Newton term of
+            a convex loss, which probes may use (lineax's positive-semidefinite tag).
+    """
+
+    symmetric = True
+
+    def __init__(self, operator: Operator, lin, flat, params, mask: np.ndarray | None = None):
+        self.operator, self.lin, self.flat, self.params = operator, lin, flat, params
+        self.mask = mask
+        self.P, self.dtype = int(flat.size), np.dtype(flat.dtype)
+        self.size = self.P if mask is None else int(np.count_nonzero(mask))
+        self.psd = bool(operator.psd)
+        self._mask = jnp.ones(self.P, self.dtype) if mask is None else jnp.asarray(mask,
+                                                                                  self.dtype)
+
+    @property
+    def work_dtype(self):
+        """The dtype of the vectors around the products (float64 under x64)."""
+        return work_dtype(self.dtype)
+
+    @property
+    def vector_mask(self) -> jax.Array:
+        """The block's mask as a 0/1 vector in the products' dtype (ones for the whole space)."""
+        return self._mask
+
+    def mv(self, v) -> jax.Array:
+        """The operator applied to a P-vector v (entries outside the block ignored), in v's
+        dtype: one product of the model's one compiled HVP."""
+        return _apply(self.lin, self._mask, jnp.asarray(v))
+
+    def restrict(self, select, axis: int | None = None, index: int | None = None
+                 ) -> LinearOperator:
+        """The block on the coordinates :func:`block_mask` selects (within this operator's own
+        block): the principal sub-matrix A_SS, whose eigenvalues interlace A's (Cauchy)."""
+        mask = block_mask(self.params, select, axis, index)
+        if self.mask is not None:
+            mask = mask & self.mask
+            if not mask.any():
+                raise ValueError(f"block selection {select!r} (axis {axis}, index {index}) "
+                                 "shares no coordinate with this operator's block.")
+        return LinearOperator(self.operator, self.lin, self.flat, self.params, mask)
+
+    def _embed(self, x):
+        idx = np.flatnonzero(self.mask)
+        return jnp.zeros(self.P, x.dtype).at[idx].set(x)
+
+    def _compress(self, v):
+        return v[np.flatnonzero(self.mask)]
+
+    def block_mv(self, x) -> jax.Array:
+        """The operator on the block's own coordinates: a ``size``-vector in, one out."""
+        if self.mask is None:
+            return self.mv(x)
+        return self._compress(self.mv(self._embed(jnp.asarray(x))))
+
+    def as_scipy(self):
+        """A ``scipy.sparse.linalg.LinearOperator`` of shape ``(size, size)`` (float64 NumPy
+        vectors in and out), e.g. for ``scipy.sparse.linalg.eigsh``."""
+        import scipy.sparse.linalg as sla
+
+        def matvec(x):
+            x = jnp.asarray(np.asarray(x).reshape(-1), self.work_dtype)
+            return np.asarray(self.block_mv(x))
+
+        return sla.LinearOperator((self.size, self.size), matvec=matvec, rmatvec=matvec,
+                                  dtype=np.dtype(self.work_dtype))
+
+    def as_lineax(self):
+        """A ``lineax.FunctionLinearOperator`` on the block's ``size``-vectors, tagged symmetric
+        (and positive semi-definite when ``psd``), for ``lineax.linear_solve``."""
+        import lineax
+
+        tags = [lineax.symmetric_tag] + ([lineax.positive_semidefinite_tag] if self.psd else [])
+        return lineax.FunctionLinearOperator(
+            self.block_mv, jax.ShapeDtypeStruct((self.size,), self.work_dtype), tags=tags)
+
+    def __repr__(self) -> str:
+        block = "" if self.mask is None else f", block of {self.size}"
+        return (f"LinearOperator({type(self.operator).__name__}, P={self.P:,}{block}, "
+                f"{self.dtype.name})")
+
+
+@dataclass(frozen=True)
+class Block(Operator):
+    """``op`` (a loss function or operator) restricted to the coordinates :func:`block_mask`
+    selects: the principal sub-matrix. ``Block(op, select, axis, index).linearise(params, *args)``
+    is ``linearise(op, params, *args).restrict(select, axis, index)``."""
+
+    op: Any
+    select: str | Callable
+    axis: int | None = None
+    index: int | None = None
+
+    @property
+    def psd(self) -> bool:  # a principal sub-matrix of a PSD matrix is PSD
+        return as_operator(self.op).psd
+
+    def check(self, params, args) -> None:
+        block_mask(params, self.select, self.axis, self.index)     # raises when nothing matches
+        as_operator(self.op).check(params, args)
+
+    def matvec_at(self, params, args):
+        return as_operator(self.op).matvec_at(params, args)
+
+    def scalar(self, params, *args):
+        return as_operator(self.op).scalar(params, *args)
+
+    def check_inputs(self, params, args) -> None:
+        block_mask(params, self.select, self.axis, self.index)     # raises when nothing matches
+        as_operator(self.op).check_inputs(params, args)
+
+    def at(self, params, *args) -> LinearOperator:
+        return as_operator(self.op).at(params, *args).restrict(self.select, self.axis,
+                                                               self.index)
+
+
+__all__ = ["Block", "Hessian", "LinearOperator", "Operator", "as_operator", "block_mask",
+           "linearise", "size_of"]

@@ -1,25 +1,117 @@
-"""Options of a Lanczos probe, checked on the host before any work, and its memory plan.
+"""The switches and options of the probes, checked on the host before any work.
 
-:func:`check_options` names the offending option in each error (entry points that compute
-something before probing call it first with their ``**lanczos``); :func:`plan_memory` decides
-whether the Krylov basis is kept (:func:`lanczos_bytes` against the budget) and which
-reorthogonalisation runs; :func:`work_dtype` is the dtype of the recurrence (float64 for a
-float32 model when x64 is on: mixed precision).
+Every switch is an :class:`enum.Enum` whose members are also their strings
+(``Which.SMALLEST == "smallest"``), so ``which="smallest"`` keeps working and a misspelt string
+is refused with the list of members. :func:`resolve_key` is the one place a probe's key is
+accepted: a typed key (``jax.random.key(0)``) or a raw ``uint32`` key
+(``jax.random.PRNGKey(0)``), and ``None`` where a convenience allows it, which is a fresh draw
+(documented there; the result records the key it used). :func:`plan_memory` decides whether the
+Krylov basis is kept (:func:`lanczos_bytes` against the budget) and which reorthogonalisation
+runs; :func:`work_dtype` is the dtype of the recurrence (float64 for a float32 model when x64 is
+on: mixed precision).
 """
 
 from __future__ import annotations
+
+import enum
+import secrets
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mhatheory import _validate
-from mhatheory.spectral import _exact
 from mhatheory.spectral._probabilistic import check_failure_prob
-from mhatheory.spectral._recurrence import Reortho, as_reortho
 
-#: Default memory budget for the Krylov basis (bytes); past it the probe runs basis-free.
-DEFAULT_BASIS_BUDGET = _exact.DEFAULT_DENSE_BUDGET
+#: Default memory budget (bytes) of the Krylov basis and of the dense route.
+DEFAULT_BASIS_BUDGET = 2 * 2**30
+
+
+class Which(str, enum.Enum):
+    """Which end of the spectrum a probe looks at.
+
+    * ``SMALLEST``: λmin and the pairs next to it (ascending).
+    * ``LARGEST``: λmax and the pairs next to it (descending).
+    """
+
+    SMALLEST = "smallest"
+    LARGEST = "largest"
+
+
+class Method(str, enum.Enum):
+    """How an extreme eigenvalue is computed.
+
+    * ``LANCZOS``: matrix-free, O(P·krylov) memory (:class:`~mhatheory.spectral.Lanczos`).
+    * ``EXACT``: the dense operator and ``eigh``, P² memory, guarded by a budget
+      (:class:`~mhatheory.spectral.Dense`); deterministic.
+    """
+
+    LANCZOS = "lanczos"
+    EXACT = "exact"
+
+
+class Reortho(str, enum.Enum):
+    """How a Lanczos run keeps its basis orthogonal.
+
+    * ``AUTO`` (the default): ``NONE`` for k = 1 (the certificate never relies on orthogonality,
+      and the single most extreme pair is not affected by ghosts), ``SELECTIVE`` for k > 1.
+    * ``SELECTIVE``: Parlett–Scott selective orthogonalisation. At each adaptive check, the
+      Ritz pairs whose Ritz estimate β_{j+1}|s_{j,i}| is ≤ 1e4·√ε·‖T‖ (converged, or about to:
+      the 1e4 margin covers the convergence between two checks) have their Ritz vectors formed
+      from the basis (up to ``k + 3`` of them, one pass over Q, redone only when the set grows
+      or converges a further 100×), and every new Lanczos vector is projected against them:
+      O(P·(k+3)) per step. By Paige's theorem that is the only direction in which
+      orthogonality is lost, so the basis stays semi-orthogonal, |q_iᵀq_k| ≤ √ε, at a fraction
+      of the cost of Gram–Schmidt against the whole basis. Needs the stored basis.
+    * ``PARTIAL``: Simon's partial reorthogonalisation (an O(m) recurrence estimates
+      |q_{j+1}ᵀq_k| and a two-pass Gram–Schmidt against the whole basis runs where it exceeds
+      √ε). Semi-orthogonal by construction, but each pass costs O(P·j) and, once a pair has
+      converged, passes come every few steps: 6–15× the HVPs when an HVP is cheap against P.
+      Use it to cross-check the selective scheme.
+    * ``FULL``: two-pass Gram–Schmidt against the whole basis at every step, O(P·m²) work.
+      Orthonormal to rounding; a reference, rarely worth its cost.
+    * ``NONE``: the three-term recurrence alone, O(P) per step and no basis needed. Ghost
+      copies of converged Ritz values appear once orthogonality is lost, so only the single
+      most extreme pair (k = 1) is trustworthy; with the adaptive stop the run usually ends
+      before a ghost forms. The only scheme for ``store_basis=False`` (the others need the
+      basis), and the cheapest for k = 1.
+    """
+
+    AUTO = "auto"
+    SELECTIVE = "selective"
+    PARTIAL = "partial"
+    FULL = "full"
+    NONE = "none"
+
+
+def as_enum(cls, value, name: str):
+    """``value`` as a member of the string enum ``cls`` (a member or its string); a clear error
+    naming ``name`` and the members otherwise."""
+    try:
+        return cls(value)
+    except ValueError:
+        raise ValueError(f"{name} must be one of {[m.value for m in cls]} (or a "
+                         f"spectral.{cls.__name__}), got {value!r}.") from None
+
+
+def resolve_key(key, name: str = "key", allow_none: bool = False):
+    """The probe's key as a typed key. A raw ``uint32`` key (``jax.random.PRNGKey(0)``, still
+    the most common kind) is wrapped; ``None`` is refused unless ``allow_none``, where it is a
+    fresh draw from the operating system's randomness (each call a new start; pass a key, or
+    reuse the one the result records, to reproduce it)."""
+    if key is None:
+        if not allow_none:
+            raise ValueError(f"{name} must be a JAX random key (jax.random.key(seed)); it draws "
+                             "the start vector and the random probes.")
+        # from the raw bits: no program is compiled before the inputs are checked
+        return jax.random.wrap_key_data(np.array([secrets.randbits(32), secrets.randbits(32)],
+                                                 np.uint32))
+    _validate.prng_key(name, key)
+    if isinstance(key, jax.core.Tracer):
+        return key
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
+    return key
 
 
 def work_dtype(dtype):
@@ -31,25 +123,14 @@ def work_dtype(dtype):
     return jnp.dtype(dtype)
 
 
-def in_work_dtype(matvec, model_dtype, wdt):
-    """``matvec`` (an HVP in ``model_dtype``) as a map of ``wdt`` vectors: mixed precision, the
-    HVP stays in the model's dtype while the recurrence around it runs in ``wdt``."""
-    if jnp.dtype(wdt) == jnp.dtype(model_dtype):
-        return matvec
-
-    def cast(v):
-        return matvec(v.astype(model_dtype)).astype(wdt)
-
-    return cast
-
-
-def lanczos_bytes(num_params: int, krylov: int, k: int, dtype, store_basis: bool) -> int:
+def lanczos_bytes(num_params: int, krylov: int, k: int, dtype, store_basis: bool,
+                  slots: int = 0) -> int:
     """Bytes of Lanczos vectors a probe holds (the HVP's own workspace comes on top): the basis
-    (``krylov``·P, if stored) plus 10 + 3(k+1) P-vectors (start, q_{j−1}, q_j, w, the next q,
-    the rounding probe z and its three HVPs; per wanted pair and neighbour: the Ritz vector, its
-    HVP and a restart/replay accumulator)."""
+    (``krylov``·P, if stored), the selective set (``slots``·P) plus 10 + 3(k+1) P-vectors
+    (start, q_{j−1}, q_j, w, the next q, the rounding probe z and its three HVPs; per wanted pair
+    and neighbour: the Ritz vector, its HVP and a restart/replay accumulator)."""
     per = np.dtype(dtype).itemsize * num_params
-    return per * ((krylov if store_basis else 0) + 10 + 3 * (k + 1))
+    return per * ((krylov if store_basis else 0) + slots + 10 + 3 * (k + 1))
 
 
 #: A warm start ``v0`` gets a random unit vector of this weight added to its unit direction
@@ -68,97 +149,21 @@ WARM_START_MIX = 1e-2
 DEFAULT_MAX_HVPS = 2000
 
 
-def start_vector(flat, key, v0, dtype, mix: float = WARM_START_MIX):
+def start_vector(size: int, key, v0, dtype, mix: float = WARM_START_MIX, mask=None):
     """The start of a run: a Gaussian vector (uniform on the sphere once normalised), or the unit
-    direction of ``v0`` plus ``mix`` times an independent uniform unit vector."""
+    direction of ``v0`` plus ``mix`` times an independent uniform unit vector; zero outside
+    ``mask`` (a block: uniform on the block's sphere)."""
+    r = jax.random.normal(key, (size,), dtype)
+    if mask is not None:
+        r = r * mask
     if v0 is None:
-        return jax.random.normal(key, flat.shape, dtype)
+        return r
     v0 = jnp.asarray(v0).reshape(-1).astype(dtype)
-    if v0.shape != flat.shape:
-        raise ValueError(f"v0 must have P={flat.size} entries, got {v0.size}.")
-    r = jax.random.normal(key, flat.shape, dtype)
+    if mask is not None:
+        v0 = v0 * mask
     n0 = jnp.linalg.norm(v0)
     unit = jnp.where(n0 > 0, v0 / jnp.where(n0 > 0, n0, 1.0), 0.0)
     return unit + mix * r / jnp.linalg.norm(r)
-
-
-def check_options(*, k: int = 1, which: str = "smallest", method: str = "lanczos", key=None,
-                  v0=None, krylov: int = 40, tol: float = 1e-10, max_restarts: int = 20,
-                  reortho=None, memory_budget_bytes: int | None = None,
-                  store_basis: bool | None = None, check_every: int = 5,
-                  failure_prob: float | None = None, max_hvps: int | None = None,
-                  warm_start_mix: float = WARM_START_MIX,
-                  num_params: int | None = None, v0_name: str = "v0") -> None:
-    """Check the options of :func:`extreme_eigs` on the host, before any work; each error names
-    the option. Entry points that compute something before probing (``bounds.chain``,
-    ``testing.assert_weakly_convex``, ``track``) call it first with their ``**lanczos``; an
-    unknown option raises ``TypeError`` naming it. With ``num_params`` the start vector's size
-    and the memory budget are checked too."""
-    if reortho is not None:
-        reortho = as_reortho(reortho)
-    if which not in ("smallest", "largest"):
-        raise ValueError(f"which must be 'smallest' or 'largest', got {which!r}.")
-    if method not in ("lanczos", "exact"):
-        raise ValueError(f"method must be 'lanczos' or 'exact', got {method!r}.")
-    k = _validate.positive_int("k", k)
-    if store_basis not in (None, True, False):
-        raise ValueError(f"store_basis must be True, False or None (keep the basis when it "
-                         f"fits memory_budget_bytes), got {store_basis!r}.")
-    if reortho is Reortho.NONE and k > 1:
-        raise ValueError(f"reortho='none' cannot tell the {k} most extreme eigenvalues from ghost "
-                         "copies of the first; use reortho='selective' (the default) for k > 1.")
-    if store_basis is False and k > 1:
-        raise ValueError(f"store_basis=False runs the plain recurrence, which cannot tell the {k} "
-                         "most extreme eigenvalues from ghost copies of the first; use k=1 or "
-                         "store_basis=True.")
-    if store_basis is False and reortho not in (None, Reortho.NONE):
-        raise ValueError(f"reortho={reortho.value!r} needs the Krylov basis; with "
-                         "store_basis=False leave reortho unset (or 'none').")
-    krylov = _validate.positive_int("krylov", krylov)
-    if krylov <= k:
-        raise ValueError(f"krylov={krylov} must exceed k={k}.")
-    _validate.positive_float("tol", tol)
-    _validate.positive_int("max_restarts", max_restarts, minimum=0)
-    _validate.positive_int("check_every", check_every)
-    if key is not None:
-        _validate.prng_key("key", key)
-    _exact.check_budget(memory_budget_bytes)
-    if failure_prob is not None:
-        check_failure_prob(failure_prob)
-    mix = _validate.non_negative_float("warm_start_mix", warm_start_mix)
-    if failure_prob is not None and v0 is not None and mix == 0:
-        raise ValueError(f"failure_prob={failure_prob!r} needs a random start: a warm start v0 "
-                         "with warm_start_mix=0 has no probability behind it. Mix in a uniform "
-                         "part (warm_start_mix > 0, e.g. the default 1e-2) or drop v0.")
-    if max_hvps is not None:
-        max_hvps = _validate.positive_int("max_hvps", max_hvps)
-        least = min_hvps(k, store_basis is False)
-        if max_hvps < least:
-            raise ValueError(f"max_hvps={max_hvps} is below the {least} HVPs of the shortest run "
-                             f"that can certify k={k} pair(s) (k + 1 Lanczos steps, the Ritz "
-                             "pairs' residuals and the rounding estimate); raise max_hvps.")
-    if num_params is not None and method == "exact" and k > num_params:
-        raise ValueError(f"k={k} is more eigenpairs than the P={num_params} parameters have.")
-    if num_params is not None and method == "lanczos" and k >= num_params:
-        raise ValueError(f"k={k} must be smaller than the number of parameters P={num_params} "
-                         "for Lanczos (its gap needs one more Ritz pair); method='exact' takes "
-                         "k ≤ P.")
-    if v0 is not None:
-        if not _validate.is_concrete(v0):
-            return
-        arr = np.asarray(v0)
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise ValueError(f"{v0_name} must be a real vector (a warm start), got dtype "
-                             f"{arr.dtype}.")
-        if num_params is not None and arr.size != num_params:
-            raise ValueError(f"{v0_name} must have P={num_params} entries (one per parameter), "
-                             f"got {arr.size} (shape {list(arr.shape)}).")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{v0_name} contains NaN/Inf; pass a finite start vector (e.g. the "
-                             "previous probe's .vector) or None for a random start.")
-        if not np.any(arr):
-            raise ValueError(f"{v0_name} is the zero vector, which spans no Krylov space; pass "
-                             "a non-zero start vector or None for a random start.")
 
 
 #: How an inconclusive eigenvalue check spends more HVPs: each level multiplies the HVP budget of
@@ -168,13 +173,11 @@ ESCALATION = ({"max_hvps": 2, "max_restarts": 3, "tol": 1e-2},
               {"max_hvps": 8, "max_restarts": 6, "tol": 1e-4})
 
 
-def escalated(options: dict, level: int, num_params: int) -> dict:
-    """The Lanczos options of escalation ``level`` (1, 2, …) from the first try's ``options``
-    (``num_params`` caps the Krylov size)."""
+def escalated(options: dict, level: int) -> dict:
+    """The Lanczos options of escalation ``level`` (1, 2, …) from the first try's ``options``."""
     step = ESCALATION[level - 1]
     out = dict(options)
     out["max_hvps"] = int(options.get("max_hvps") or DEFAULT_MAX_HVPS) * step["max_hvps"]
-    out["krylov"] = min(int(options.get("krylov", 40)), num_params)
     out["max_restarts"] = max(int(options.get("max_restarts", 20) * step["max_restarts"]), 1)
     out["tol"] = max(float(options.get("tol", 1e-10)) * step["tol"], 1e-15)
     return out
@@ -187,8 +190,89 @@ def min_hvps(k: int, basis_free: bool = False) -> int:
     return (k + 1) + (k + 1) + 1 + min(2, k + 1) + (k if basis_free else 0)
 
 
-def plan_memory(num_params: int, krylov: int, k: int, dtype, store_basis, reortho,
-                memory_budget_bytes) -> tuple[bool, Reortho]:
+def check_budget(memory_budget_bytes) -> None:
+    """``memory_budget_bytes`` is None (the default budget) or a number of bytes ≥ 0."""
+    if memory_budget_bytes is None:
+        return
+    if (isinstance(memory_budget_bytes, bool)
+            or not isinstance(memory_budget_bytes, (int, float, np.integer, np.floating))
+            or not memory_budget_bytes >= 0 or memory_budget_bytes == float("inf")):
+        raise ValueError(f"memory_budget_bytes must be a finite number of bytes >= 0 (or None "
+                         f"for the default {DEFAULT_BASIS_BUDGET / 2**30:.0f} GiB), got "
+                         f"{memory_budget_bytes!r}.")
+
+
+def check_lanczos(*, k, which, krylov, tol, max_restarts, reortho, check_every, store_basis,
+                  memory_budget_bytes, failure_prob, max_hvps, warm_start_mix) -> dict:
+    """The options of a :class:`~mhatheory.spectral.Lanczos` probe, checked (each error names the
+    option) and normalised (enums, ints, floats); returns them as a dict."""
+    reortho = as_enum(Reortho, reortho, "reortho")
+    which = as_enum(Which, which, "which")
+    k = _validate.positive_int("k", k)
+    if store_basis not in (None, True, False):
+        raise ValueError(f"store_basis must be True, False or None (keep the basis when it "
+                         f"fits memory_budget_bytes), got {store_basis!r}.")
+    if reortho is Reortho.NONE and k > 1:
+        raise ValueError(f"reortho='none' cannot tell the {k} most extreme eigenvalues from ghost "
+                         "copies of the first; use reortho='selective' (or 'auto') for k > 1.")
+    if store_basis is False and k > 1:
+        raise ValueError(f"store_basis=False runs the plain recurrence, which cannot tell the {k} "
+                         "most extreme eigenvalues from ghost copies of the first; use k=1 or "
+                         "store_basis=True.")
+    if store_basis is False and reortho not in (Reortho.AUTO, Reortho.NONE):
+        raise ValueError(f"reortho={reortho.value!r} needs the Krylov basis; with "
+                         "store_basis=False leave reortho at 'auto' (or 'none').")
+    krylov = _validate.positive_int("krylov", krylov)
+    if krylov <= k:
+        raise ValueError(f"krylov={krylov} must exceed k={k}.")
+    tol = _validate.positive_float("tol", tol)
+    max_restarts = _validate.positive_int("max_restarts", max_restarts, minimum=0)
+    check_every = _validate.positive_int("check_every", check_every)
+    check_budget(memory_budget_bytes)
+    if failure_prob is not None:
+        failure_prob = check_failure_prob(failure_prob)
+    mix = _validate.non_negative_float("warm_start_mix", warm_start_mix)
+    if max_hvps is not None:
+        max_hvps = _validate.positive_int("max_hvps", max_hvps)
+        least = min_hvps(k, store_basis is False)
+        if max_hvps < least:
+            raise ValueError(f"max_hvps={max_hvps} is below the {least} HVPs of the shortest run "
+                             f"that can certify k={k} pair(s) (k + 1 Lanczos steps, the Ritz "
+                             "pairs' residuals and the rounding estimate); raise max_hvps.")
+    return dict(k=k, which=which, krylov=krylov, tol=tol, max_restarts=max_restarts,
+                reortho=reortho, check_every=check_every, store_basis=store_basis,
+                memory_budget_bytes=memory_budget_bytes, failure_prob=failure_prob,
+                max_hvps=max_hvps, warm_start_mix=mix)
+
+
+def check_start(v0, *, size: int | None = None, failure_prob=None, warm_start_mix=WARM_START_MIX,
+                name: str = "v0") -> None:
+    """A warm start ``v0``: a real, finite, non-zero vector of ``size`` entries; with a
+    ``failure_prob`` it needs a random part (``warm_start_mix`` > 0)."""
+    if v0 is None:
+        return
+    if failure_prob is not None and warm_start_mix == 0:
+        raise ValueError(f"failure_prob={failure_prob!r} needs a random start: a warm start v0 "
+                         "with warm_start_mix=0 has no probability behind it. Mix in a uniform "
+                         "part (warm_start_mix > 0, e.g. the default 1e-2) or drop v0.")
+    if not _validate.is_concrete(v0):
+        return
+    arr = np.asarray(v0)
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be a real vector (a warm start), got dtype {arr.dtype}.")
+    if size is not None and arr.size != size:
+        raise ValueError(f"{name} must have P={size} entries (one per parameter), got "
+                         f"{arr.size} (shape {list(arr.shape)}).")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN/Inf; pass a finite start vector (e.g. the "
+                         "previous probe's .vector) or None for a random start.")
+    if not np.any(arr):
+        raise ValueError(f"{name} is the zero vector, which spans no Krylov space; pass a "
+                         "non-zero start vector or None for a random start.")
+
+
+def plan_memory(num_params: int, krylov: int, k: int, dtype, store_basis, reortho: Reortho,
+                memory_budget_bytes, slots: int = 0) -> tuple[bool, Reortho]:
     """``(store_basis, reortho)`` for a run: the basis is kept when asked, or (``None``) when
     :func:`lanczos_bytes` with it fits the budget; without it the recurrence is the plain one.
     Raises a ``ValueError`` naming ``memory_budget_bytes`` when not even the O(P) vectors fit,
@@ -200,7 +284,7 @@ def plan_memory(num_params: int, krylov: int, k: int, dtype, store_basis, reorth
             f"memory_budget_bytes={budget:,} is too small even for the O(P) Lanczos vectors: "
             f"P={num_params:,} {np.dtype(dtype).name} needs {free:,} bytes without the basis "
             f"({10 + 3 * (k + 1)} vectors). Raise memory_budget_bytes to at least {free:,}.")
-    stored = lanczos_bytes(num_params, krylov, k, dtype, True)
+    stored = lanczos_bytes(num_params, krylov, k, dtype, True, slots)
     if store_basis is None:
         store_basis = stored <= budget
         if not store_basis and k > 1:
@@ -213,7 +297,6 @@ def plan_memory(num_params: int, krylov: int, k: int, dtype, store_basis, reorth
             f"store_basis=True needs {stored:,} bytes (krylov={krylov}, P={num_params:,}), over "
             f"memory_budget_bytes={budget:,}; use store_basis=None (basis-free when it does not "
             "fit), lower krylov, or raise memory_budget_bytes.")
-    if reortho is None:
+    if reortho is Reortho.AUTO:
         reortho = Reortho.SELECTIVE if store_basis and k > 1 else Reortho.NONE
-    return bool(store_basis), as_reortho(reortho)
-
+    return bool(store_basis), reortho

@@ -28,15 +28,19 @@ one linearisation). Memory: one output-shaped vector per product.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.tree_util import Partial
 
 from mhatheory import _validate
-from mhatheory.spectral._operators import flat_fn
+from mhatheory.spectral._operators import Operator
+from mhatheory.spectral._options import as_enum
 
 
 def _logistic(z, y):
@@ -51,27 +55,46 @@ def _mse(z, t):
     return (z - t) ** 2
 
 
-#: name → (per-example loss, trailing output axes of one example)
-LOSSES = {"logistic": (_logistic, 0), "cross_entropy": (_cross_entropy, 1), "mse": (_mse, 0)}
+class Loss(str, enum.Enum):
+    """The built-in per-example losses of the split (all convex in the output, so G ⪰ 0).
+
+    * ``LOGISTIC``: ℓ(z, y) = log(1 + e^{−yz}), a scalar output per example, labels y ∈ {−1, +1}.
+    * ``CROSS_ENTROPY``: ℓ(z, t) = logsumexp(z) − z_t, logits on the last output axis, integer
+      classes t ∈ [0, C).
+    * ``MSE``: ℓ(z, t) = (z − t)², every output entry an example.
+    """
+
+    LOGISTIC = "logistic"
+    CROSS_ENTROPY = "cross_entropy"
+    MSE = "mse"
+
+
+#: loss → (per-example loss, trailing output axes of one example)
+LOSSES = {Loss.LOGISTIC: (_logistic, 0), Loss.CROSS_ENTROPY: (_cross_entropy, 1),
+          Loss.MSE: (_mse, 0)}
 
 
 def _resolve(loss, output_ndim):
-    if callable(loss):
+    if callable(loss) and not isinstance(loss, str):
         return loss, output_ndim
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable loss(output, "
-                         f"target) -> scalar, got {loss!r}.")
-    return LOSSES[loss]
+    return LOSSES[Loss(loss)]
 
 
 @dataclass(frozen=True)
-class _Split:
+class _Split(Operator):
     """Shared by :class:`GaussNewton` and :class:`Curvature`: the model ``f``, the loss, its
-    checks and L̂."""
+    checks and L̂. The loss is checked where the operator is made."""
 
     f: Callable
-    loss: str | Callable = "logistic"
+    loss: Loss | str | Callable = Loss.LOGISTIC
     output_ndim: int = 0
+
+    def __post_init__(self):
+        _validate.callable_arg(f"{type(self).__name__}(f): f", self.f,
+                               "f(params, inputs) -> outputs")
+        if isinstance(self.loss, str) or not callable(self.loss):
+            object.__setattr__(self, "loss", as_enum(Loss, self.loss, "loss"))
+        _validate.positive_int("output_ndim", self.output_ndim, minimum=0)
 
     def _per_example(self):
         return _resolve(self.loss, self.output_ndim)
@@ -82,10 +105,8 @@ class _Split:
         ell, event = self._per_example()
         return inputs, targets, weights, ell, event
 
-    def validate(self, params, args) -> None:
+    def check(self, params, args) -> None:
         """Argument checks before any compilation (names the argument and the fix)."""
-        _validate.callable_arg(f"{type(self).__name__}(f): f", self.f,
-                               "f(params, inputs) -> outputs")
         if len(args) not in (2, 3):
             raise ValueError(f"{type(self).__name__} takes the data as (inputs, targets) or "
                              f"(inputs, targets, weights), got {len(args)} argument(s).")
@@ -93,8 +114,8 @@ class _Split:
         out = jax.eval_shape(self.f, params, inputs)
         lead = tuple(out.shape[:out.ndim - event]) if event else tuple(out.shape)
         tshape = tuple(np.shape(targets))
-        name = self.loss if isinstance(self.loss, str) else "a callable loss"
-        if self.loss == "cross_entropy":
+        name = self.loss.value if isinstance(self.loss, Loss) else "a callable loss"
+        if self.loss == Loss.CROSS_ENTROPY:
             if not event or out.ndim < 1:
                 raise ValueError("cross_entropy needs outputs with a class axis [..., C].")
             if tshape != lead:
@@ -111,12 +132,12 @@ class _Split:
                 if t.size and (t.min() < 0 or t.max() >= out.shape[-1]):
                     raise ValueError(f"cross_entropy targets must lie in [0, C={out.shape[-1]}), "
                                      f"found {int(t.min())}..{int(t.max())}.")
-        elif isinstance(self.loss, str):
+        elif isinstance(self.loss, Loss):
             if tshape != lead:
                 raise ValueError(f"{name}: f(params, inputs) has shape {list(out.shape)} but "
                                  f"the targets have shape {list(tshape)}; they must match (one "
                                  "output per target).")
-            if self.loss == "logistic":
+            if self.loss == Loss.LOGISTIC:
                 _validate.labels_pm1("targets", targets)
         else:
             tlead = tshape[:len(lead)]
@@ -152,35 +173,45 @@ class _Split:
     def _model(self, params, args):
         """``(x ↦ f(unravel(x), inputs), flat θ, targets, weights, example axes)``."""
         inputs, targets, weights, _, event = self._parts(params, args)
-        fx, flat = flat_fn(lambda p: self.f(p, inputs), params)
+        flat, unravel = ravel_pytree(params)
+
+        def fx(x):
+            return self.f(unravel(x), inputs)
+
         return fx, flat, targets, weights, event
 
-    def precision_fn(self, params, inputs, targets, weights=None):
-        """The same computation as a scalar, for the precision guard."""
+    def scalar(self, params, inputs, targets, weights=None):
+        """L̂, the scalar behind the operator (for the precision guard)."""
         return self.value(params, inputs, targets, weights)
 
 
 @dataclass(frozen=True)
 class GaussNewton(_Split):
     """G = Σ_i ŵ_i J_iᵀ ∇²_z ℓ_i J_i for ``f(params, inputs) -> outputs`` (module docstring);
-    args ``(inputs, targets[, weights])``. PSD for the built-in losses."""
+    args ``(inputs, targets[, weights])``. PSD for the built-in losses (tagged ``psd``)."""
 
-    def build(self, params, args):
+    @property
+    def psd(self) -> bool:
+        return isinstance(self.loss, Loss)
+
+    def matvec_at(self, params, args):
         fx, flat, targets, weights, event = self._model(params, args)
         out, jvp = jax.linearize(fx, flat)
         _, vjp = jax.vjp(fx, flat)
-        ell, zs, ts, w = self._stats(out, targets, weights, event)
+        _, zs, ts, w = self._stats(out, targets, weights, event)
+        return Partial(self._product, jvp, vjp, zs, ts, w.reshape((-1,) + (1,) * event)), flat
+
+    def _product(self, jvp, vjp, zs, ts, w, v):
+        """G v = Jᵀ (ŵ ∇²_z ℓ (J v)): one JVP, per-example loss Hessians in z, one VJP."""
+        ell, _ = self._per_example()
         grad_z = jax.grad(ell)
 
         def hz(z, t, u):                 # ∇²_z ℓ(z, t) u, one example
             return jax.jvp(lambda z: grad_z(z, t), (z,), (u,))[1]
 
-        def matvec(v):
-            u = jvp(v).reshape(zs.shape)
-            wu = jax.vmap(hz)(zs, ts, u) * w.reshape((-1,) + (1,) * event)
-            return vjp(wu.reshape(out.shape))[0]
-
-        return matvec, flat
+        u = jvp(v)
+        wu = jax.vmap(hz)(zs, ts, u.reshape(zs.shape)) * w
+        return vjp(wu.reshape(u.shape))[0]
 
 
 @dataclass(frozen=True)
@@ -188,11 +219,11 @@ class Curvature(_Split):
     """N = Σ_i ŵ_i Σ_c ∂ℓ_i/∂z_c ∇²f_{i,c} for ``f(params, inputs) -> outputs`` (module
     docstring); args ``(inputs, targets[, weights])``."""
 
-    def build(self, params, args):
+    def matvec_at(self, params, args):
         fx, flat, targets, weights, event = self._model(params, args)
         out = fx(flat)
         ell, zs, ts, w = self._stats(out, targets, weights, event)
         c = jax.vmap(jax.grad(ell))(zs, ts) * w.reshape((-1,) + (1,) * event)
         c = jax.lax.stop_gradient(c.reshape(out.shape))
-        _, matvec = jax.linearize(jax.grad(lambda x: jnp.sum(c * fx(x))), flat)
-        return matvec, flat
+        _, lin = jax.linearize(jax.grad(lambda x: jnp.sum(c * fx(x))), flat)
+        return lin, flat

@@ -2,35 +2,52 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from mhatheory import _validate
-from mhatheory.spectral._lanczos import check_options, extreme_eigs
-from mhatheory.spectral._operators import as_operator, check_probe
+from mhatheory.spectral._exact import check_dense_fits
+from mhatheory.spectral._lanczos import Lanczos, exact_eigs
+from mhatheory.spectral._operators import as_operator, size_of
+from mhatheory.spectral._options import Method, Which, as_enum, resolve_key
 
 
-def track(loss_fn, params_at, *args, steps=None, which=("smallest", "largest"), key=None,
-          warm_start: bool = True, progress: bool = False, **kwargs) -> list[dict]:
+def track(loss_fn, params_at, *args, steps=None, which=(Which.SMALLEST, Which.LARGEST),
+          method: Method | str = Method.LANCZOS, key=None, warm_start: bool = True,
+          progress: bool = False, **lanczos) -> list[dict]:
     """Extreme eigenvalues at each stored θ (a pytree stacked over a leading axis, e.g.
     ``Trajectory.params_at``), each Lanczos run started from the previous probe's eigenvector.
+    At each θ the operator is linearised once and every ``which`` is probed on it; the compiled
+    HVP and recurrence serve every θ.
 
     Returns one record per stored θ: ``step`` and, for each ``which`` (``name`` =
     ``lambda_min`` for "smallest", ``lambda_max`` for "largest"), the keys ``name`` (the value),
     ``name_residual``, ``name_interval`` (certified; open on its outer side when unconverged),
     ``name_prob_interval`` (its outer end with probability ≥ 1 − 10⁻⁶ over the random part of
-    the warm start, see :class:`~mhatheory.spectral.EigResult`),
-    ``name_converged``, ``name_hvps`` and ``name_seconds``.
+    the warm start, see :class:`~mhatheory.spectral.EigResult`), ``name_converged``,
+    ``name_hvps`` and ``name_seconds``. ``key=None`` is a fresh random draw. ``method="exact"``
+    probes each θ densely instead (deterministic; ``lanczos`` then takes only
+    ``memory_budget_bytes``).
     """
-    from tqdm.auto import tqdm
-
     # every check before the first probe: a bad θ at the last step must not cost the others
-    if "v0" in kwargs:
+    if "v0" in lanczos:
         raise TypeError("track takes no v0: each probe starts from the previous probe's "
                         "eigenvector (warm_start=True) or a random vector.")
     which = (which,) if isinstance(which, str) else tuple(which)
-    for w in which:
-        check_options(which=w, key=key, **kwargs)
+    which = tuple(as_enum(Which, w, "which") for w in which)
+    exact = as_enum(Method, method, "method") is Method.EXACT
+    if exact:
+        budget = lanczos.pop("memory_budget_bytes", None)
+        if lanczos:
+            raise TypeError(f"method='exact' takes only memory_budget_bytes, got "
+                            f"{sorted(lanczos)}.")
+        probes = {w: functools.partial(_exact_probe, which=w, budget=budget) for w in which}
+    else:
+        probes = {w: Lanczos(which=w, **lanczos) for w in which}
+    op = as_operator(loss_fn)
     _validate.float_params(params_at, "params_at")
     _validate.finite_tree(params_at, "params_at")
     sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(params_at)}
@@ -42,18 +59,21 @@ def track(loss_fn, params_at, *args, steps=None, which=("smallest", "largest"), 
     steps = list(range(num)) if steps is None else list(steps)
     if len(steps) != num:
         raise ValueError(f"steps must hold one step per stored θ ({num}), got {len(steps)}.")
-    check_probe(as_operator(loss_fn), jax.tree.map(lambda a: np.asarray(a)[0], params_at), args)
-    key = jax.random.key(0) if key is None else key
-    last = {w: None for w in which}
+    key = resolve_key(key, allow_none=True)
+    first = jax.tree.map(lambda a: np.asarray(a)[0], params_at)
+    op.check_inputs(first, args)
+    if exact:
+        check_dense_fits(size_of(op, first), _validate.num_params(first)[1], budget)
+    last = dict.fromkeys(probes)
     records = []
     for i in tqdm(range(num), desc="probes", disable=not progress, leave=False):
-        params = jax.tree.map(lambda a, i=i: a[i], params_at)
+        at = op.at(jax.tree.map(lambda a, i=i: a[i], params_at), *args)
         rec = {"step": int(steps[i])}
-        for w in which:
-            r = extreme_eigs(loss_fn, params, *args, which=w, key=key,
-                             v0=last[w] if warm_start else None, **kwargs)[0]
+        for n, (w, probe) in enumerate(probes.items()):
+            r = probe(at, key=jax.random.fold_in(key, 2 * i + n),
+                      v0=last[w] if warm_start else None)[0]
             last[w] = r.vector
-            name = "lambda_min" if w == "smallest" else "lambda_max"
+            name = "lambda_min" if w == Which.SMALLEST else "lambda_max"
             rec.update({name: r.value, f"{name}_residual": r.residual,
                         f"{name}_interval": list(r.interval),
                         f"{name}_prob_interval": list(r.prob_interval),
@@ -61,3 +81,9 @@ def track(loss_fn, params_at, *args, steps=None, which=("smallest", "largest"), 
                         f"{name}_seconds": r.seconds})
         records.append(rec)
     return records
+
+
+def _exact_probe(operator, *, key, v0, which, budget):
+    """The dense route in a probe's call signature (key and start unused: deterministic)."""
+    del key, v0
+    return exact_eigs(operator, 1, which, budget)

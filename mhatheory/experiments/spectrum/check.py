@@ -22,8 +22,10 @@ def rows(full: bool, out, progress: bool = False) -> list[Check]:
     H = np.asarray(spectral.dense_hessian(deora.loss_fn, params, batch))
     ev = np.linalg.eigvalsh(H)
     delta = spectral.DEFAULT_FAILURE_PROB
-    lo = spectral.lambda_min(deora.loss_fn, params, batch, failure_prob=delta)
-    hi = spectral.lambda_max(deora.loss_fn, params, batch, failure_prob=delta)
+    lo = spectral.lambda_min(deora.loss_fn, params, batch, failure_prob=delta,
+                            key=jax.random.key(4))
+    hi = spectral.lambda_max(deora.loss_fn, params, batch, failure_prob=delta,
+                            key=jax.random.key(5))
     matvec, flat = spectral.hvp(deora.loss_fn, params, batch)
     P = flat.size
     cols = np.stack([np.asarray(matvec(np.eye(P)[j])) for j in (0, 99, P - 1)])

@@ -61,9 +61,9 @@ def probe(config: Config, params, batch, key) -> tuple[dict, spectral.Density, n
                      "prob_interval": list(r.prob_interval),
                      "gap": r.gap, "hvps": r.num_hvps, "converged": r.converged}
     rec["trace_hutchinson"] = {"value": tr.value, "se": tr.se, "hvps": tr.num_hvps}
-    rec["trace_slq"] = dict(zip(("value", "se"), dens.trace(), strict=True))
-    rec["negative_count_slq"] = dict(zip(("value", "se"), dens.negative_count(), strict=True))
-    rec["negative_mass_slq"] = dict(zip(("value", "se"), dens.negative_mass(), strict=True))
+    for name, est in (("trace_slq", dens.trace()), ("negative_count_slq", dens.negative_count()),
+                      ("negative_mass_slq", dens.negative_mass())):
+        rec[name] = {"value": est.value, "se": est.se}
     eigs = None
     P = deora.parameter_count(config.d, config.heads)
     if P <= config.dense_max_params:

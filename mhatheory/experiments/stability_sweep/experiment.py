@@ -70,6 +70,7 @@ def one_seed(config: Config, n: int, heads: int, steps: int, seed: int, progress
     """One training set of a cell: retrainings, ε₁, ε₂², the gap, G, β and influence estimates."""
     mix = config.mixture(n)
     k_train, k_fresh, k_test, k_init, k_sub = jax.random.split(jax.random.key(seed), 5)
+    k_inf = jax.random.fold_in(jax.random.key(seed), 5)      # the influence probe's start
     batch = data.check_batch(data.sample(mix, k_train), config.d)
     which = (np.arange(n) if n <= config.subset else
              np.sort(np.asarray(jax.random.choice(k_sub, n, (config.subset,), replace=False))))
@@ -101,7 +102,7 @@ def one_seed(config: Config, n: int, heads: int, steps: int, seed: int, progress
     true = np.asarray(ravel_stacked(jax.tree.map(lambda a: a[:m], loo.params))) - theta
     for name, damping in (("spectral", 1e-6), ("gd_ridge", 1.0 / (config.lr * steps))):
         est, lam = stability.influence(deora.loss_fn, traj.final_params, batch, which[:m],
-                                       damping=damping)
+                                       damping=damping, key=k_inf)
         cos, err = _cosine_and_error(est, true)
         out[f"influence_{name}"] = {"damping": lam, "cosine": cos, "relative_error": err}
     return out

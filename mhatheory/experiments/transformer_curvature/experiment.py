@@ -162,41 +162,36 @@ def _params64(model):
 
 @functools.cache
 def operators(graphdef, layers: int, head_blocks: bool) -> dict:
-    """The loss, N and the block operators of one model structure (``graphdef``s of equal
-    structure are equal), built once so that every probe of every cell with that structure
-    reuses their compiled Lanczos programs (a new callable compiles afresh); the head blocks
-    share one program, the head index being data (:class:`mhatheory.spectral.IndexedBlock`)."""
+    """The loss and N of one model structure (``graphdef``s of equal structure are equal), built
+    once so that every probe of every cell with that structure reuses their compiled HVPs;
+    layers and heads are blocks (masks) of the same operators, so they compile nothing more."""
     def f(params, inputs):
         return nnx.merge(graphdef, nnx.State(params))(inputs)
 
     curv = spectral.Curvature(f, loss="cross_entropy")
-    hess = curv.value                       # L̂(params, inputs, targets, weights)
-    return {"curv": curv, "hess": hess,
-            "layers": [spectral.Block(hess, rf"^\['layers'\]\[{i}\]") for i in range(layers)],
-            "head": spectral.IndexedBlock(curv, HEAD_SELECT, -2) if head_blocks else None}
+    return {"curv": curv, "hess": spectral.Hessian(curv.value), "layers": layers,
+            "head_blocks": head_blocks}
 
 
-def _block_row(op, params, args, opts, value_key: str, **where) -> dict:
-    r = spectral.lambda_min(op, params, *args, **opts)
+def _block_row(op, key, value_key: str, **where) -> dict:
+    r = spectral.Lanczos(which="smallest")(op, key=key)[0]
     return {**where, value_key: r.value, "interval": list(r.interval),
             "prob_interval": list(r.prob_interval), "converged": bool(r.converged)}
 
 
 def probe(ops: dict, params, data, config: Config, key) -> dict:
     """Every curvature quantity of one probe (see the module docstring)."""
-    curv, hess = ops["curv"], ops["hess"]
-    opts = dict(krylov=config.krylov, tol=config.tol, max_restarts=config.max_restarts,
-                key=key)
-    loss = float(hess(params, *data))
-    hi = spectral.lambda_max(hess, params, *data, **opts)
-    loN = spectral.lambda_min(curv, params, *data, **opts)
+    opts = dict(krylov=config.krylov, tol=config.tol, max_restarts=config.max_restarts)
+    hess = ops["hess"].linearise(params, *data)           # one linearisation each, shared by
+    curv = ops["curv"].linearise(params, *data)           # every probe and block below
+    loss = float(ops["curv"].value(params, *data))
+    keys = jax.random.split(key, 4)
+    hi = spectral.Lanczos(which="largest", **opts)(hess, key=keys[0])[0]
+    loN = spectral.Lanczos(which="smallest", **opts)(curv, key=keys[1])[0]
     # the theorem's left side is probed until its probabilistic interval decides it against
     # λmin(N)'s (probability ≥ 1 − 2δ for both outer ends, whatever the spectrum)
-    probe_lo = spectral.Lanczos(krylov=config.krylov, tol=config.tol,
-                                max_restarts=config.max_restarts,
-                                failure_prob=spectral.DEFAULT_FAILURE_PROB)
-    lo = probe_lo._probe(hess, params, data, key, None,
-                         target=Interval(*loN.prob_interval))[0]
+    lo = spectral.Lanczos(which="smallest", failure_prob=spectral.DEFAULT_FAILURE_PROB,
+                          **opts)(hess, key=keys[2], target=Interval(*loN.prob_interval))[0]
     verdict, margin = compare(Interval(*lo.prob_interval), Interval(*loN.prob_interval))
     rec = {"loss": loss,
            "lambda_min": lo.value, "lambda_min_interval": list(lo.interval),
@@ -212,12 +207,14 @@ def probe(ops: dict, params, data, config: Config, key) -> dict:
            "neg_lambda_over_loss": (-lo.value / loss) if loss > 0 else None,
            "theorem_verdict": str(verdict), "theorem_margin": float(margin)}
     if config.layer_blocks:
-        rec["layer_blocks"] = [_block_row(blk, params, data, opts, "lambda_min", layer=i)
-                               for i, blk in enumerate(ops["layers"])]
+        rec["layer_blocks"] = [
+            _block_row(hess.restrict(rf"^\['layers'\]\[{i}\]"), jax.random.fold_in(keys[3], i),
+                       "lambda_min", layer=i) for i in range(ops["layers"])]
     if config.head_blocks:
         heads = params["layers"][0]["self_attn"]["query_kernel"].shape[-2]
-        rec["head_blocks_N"] = [_block_row(ops["head"], params, (np.int32(h), *data), opts,
-                                           "lambda_min_N", head=h) for h in range(heads)]
+        rec["head_blocks_N"] = [
+            _block_row(curv.restrict(HEAD_SELECT, -2, h), jax.random.fold_in(keys[3], 100 + h),
+                       "lambda_min_N", head=h) for h in range(heads)]
         rec["head_block_min_N"] = min(r["lambda_min_N"] for r in rec["head_blocks_N"])
     return rec
 
