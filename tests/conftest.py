@@ -40,10 +40,14 @@ os.environ["XLA_FLAGS"] = " ".join([_flags] + [f for f in TEST_XLA_FLAGS
 os.environ.setdefault("MHATHEORY_NOTEBOOK_SCALE", "small")
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import mhatheory  # noqa: E402,F401  (enables float64)
+from mhatheory import data, spectral  # noqa: E402
+from mhatheory.models import deora  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -179,3 +183,29 @@ def pytest_terminal_summary(terminalreporter, config):
     line = _robustness_line(config)
     if line:
         terminalreporter.write_sep("=", line)
+
+
+#: The tiny Deora problem of the probes' dtype tests: P = H·(d² + d) = 24, every probe compiles
+#: in well under a second.
+TINY = dict(d=3, T=3, heads=2, n=8)
+
+
+@pytest.fixture(scope="session", params=[(dt, s) for dt in ("float64", "float32") for s in (0, 1)],
+                ids=lambda p: f"{p[0]}-seed{p[1]}")
+def tiny_deora(request):
+    """``(dtype, params, batch, H64)``: a tiny Deora problem with params and batch rounded to
+    ``dtype``, and the dense float64 Hessian of exactly those rounded values (so the reference
+    carries no float32 error)."""
+    dtype, seed = jnp.dtype(request.param[0]).type, request.param[1]
+    cfg = data.MixtureConfig(d=TINY["d"], T=TINY["T"], n=TINY["n"], num_irrelevant=1)
+    batch = data.sample(cfg, jax.random.key(seed))
+    params = deora.init_params(jax.random.key(seed + 10), TINY["d"], TINY["heads"],
+                               init_scale=2.0)
+
+    def cast(tree, dt):
+        return jax.tree.map(lambda a: a.astype(dt), tree)
+
+    params, batch = cast(params, dtype), data.Batch(*cast(tuple(batch), dtype))
+    H64 = np.asarray(spectral.dense_hessian(deora.loss_fn, cast(params, jnp.float64),
+                                            data.Batch(*cast(tuple(batch), jnp.float64))))
+    return dtype, params, batch, H64

@@ -51,12 +51,15 @@ from mhatheory.spectral._options import Reortho, as_enum, resolve_key
 
 
 class Estimate(NamedTuple):
-    """A Monte-Carlo estimate with its standard error and cost (products with the operator;
-    0 for a quantity derived from an existing :class:`Density`)."""
+    """A Monte-Carlo estimate: its ``value``, standard error ``se``, cost ``num_hvps`` (products
+    with the operator; 0 where none were spent: a quantity derived from an existing
+    :class:`Density`, or a bootstrap of an arbitrary probe) and the ``samples`` it averages (one
+    per probe vector, SLQ start or bootstrap replicate)."""
 
     value: float
     se: float
     num_hvps: int = 0
+    samples: np.ndarray | None = None
 
 
 def _operator(probe, operator):
@@ -90,7 +93,7 @@ class Hutchinson:
         values = np.asarray(jnp.stack(values))
         return Estimate(float(values.mean()),
                         float(values.std(ddof=1) / math.sqrt(self.num_samples)),
-                        self.num_samples)
+                        self.num_samples, values)
 
 
 class Density(NamedTuple):
@@ -102,8 +105,8 @@ class Density(NamedTuple):
     dim: int
 
     def _per_probe(self, values) -> Estimate:
-        per = np.sum(self.weights * values, axis=1)
-        return Estimate(float(per.mean()), float(per.std(ddof=1) / math.sqrt(per.size)))
+        per = self.dim * np.sum(self.weights * values, axis=1)
+        return Estimate(float(per.mean()), float(per.std(ddof=1) / math.sqrt(per.size)), 0, per)
 
     def pdf(self, grid, sigma: float | None = None) -> np.ndarray:
         """Gaussian-smoothed density on ``grid`` (integrates to 1 when the grid covers the
@@ -126,18 +129,15 @@ class Density(NamedTuple):
 
     def negative_count(self, threshold: float = 0.0) -> Estimate:
         """Estimated number of eigenvalues < −threshold, with standard error."""
-        e = self._per_probe(self.nodes < -threshold)
-        return Estimate(e.value * self.dim, e.se * self.dim)
+        return self._per_probe(self.nodes < -threshold)
 
     def negative_mass(self) -> Estimate:
         """Estimated Σ_{λ<0} |λ| with standard error."""
-        e = self._per_probe(np.abs(self.nodes) * (self.nodes < 0))
-        return Estimate(e.value * self.dim, e.se * self.dim)
+        return self._per_probe(np.abs(self.nodes) * (self.nodes < 0))
 
     def trace(self) -> Estimate:
         """tr H = P·E[Σ τ_j θ_j], with standard error (a second trace estimator)."""
-        e = self._per_probe(self.nodes)
-        return Estimate(e.value * self.dim, e.se * self.dim)
+        return self._per_probe(self.nodes)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -278,8 +278,13 @@ class LinearOperator:
 
     def as_lineax(self):
         """A ``lineax.FunctionLinearOperator`` on the block's ``size``-vectors, tagged symmetric
-        (and positive semi-definite when ``psd``), for ``lineax.linear_solve``."""
-        import lineax
+        (and positive semi-definite when ``psd``), for ``lineax.linear_solve``. lineax is an
+        optional dependency, imported here."""
+        try:
+            import lineax
+        except ImportError as err:
+            raise ImportError("as_lineax needs lineax, which mhatheory does not install: "
+                              "pip install lineax") from err
 
         tags = [lineax.symmetric_tag] + ([lineax.positive_semidefinite_tag] if self.psd else [])
         return lineax.FunctionLinearOperator(

@@ -12,13 +12,22 @@ import jax
 import numpy as np
 
 from mhatheory import _validate
+from mhatheory.spectral._density import Estimate
 
 
-def resampled(probe, params, batch, *, key, num: int = 20) -> tuple[float, float, np.ndarray]:
+def resampled(probe, params, batch, *, key, num: int = 20) -> Estimate:
     """Bootstrap ``probe(params, batch) -> float`` over the leading (sample) axis of ``batch``.
 
-    Returns ``(mean, standard error, values)``; the standard error is the bootstrap standard
-    deviation (the spread of the probe under resampling of the data set).
+    Returns an :class:`~mhatheory.spectral.Estimate`: the mean of the ``num`` replicates, the
+    bootstrap standard error (their standard deviation: the spread of the probe under
+    resampling of the data set) and the replicates as ``samples``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> x = jnp.arange(8.0)
+        >>> est = resampled(lambda p, b: float(jnp.mean(b)), None, x, key=jax.random.key(0))
+        >>> est.samples.shape, 0 < est.se < 2
+        ((20,), True)
     """
     num = _validate.positive_int("num", num, minimum=2)
     _validate.callable_arg("probe", probe, "probe(params, batch) -> float")
@@ -36,7 +45,7 @@ def resampled(probe, params, batch, *, key, num: int = 20) -> tuple[float, float
         idx = jax.random.randint(k, (n,), 0, n)
         values.append(float(probe(params, jax.tree.map(lambda a, idx=idx: a[idx], batch))))
     values = np.asarray(values)
-    return float(values.mean()), float(values.std(ddof=1)), values
+    return Estimate(float(values.mean()), float(values.std(ddof=1)), 0, values)
 
 
 __all__ = ["resampled"]
