@@ -21,6 +21,7 @@ needs another tolerance passes it explicitly with a comment saying why.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -28,8 +29,6 @@ import jax
 import numpy as np
 
 from mhatheory import _validate, spectral
-from mhatheory.spectral._lanczos import exact_eigs
-from mhatheory.spectral._options import as_enum, check_start, resolve_key
 from mhatheory.verdicts import Interval, Verdict, compare
 
 
@@ -200,22 +199,20 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     """
     kappa = _validate.non_negative_float("kappa", kappa)
     heads = _validate.positive_int("heads", heads)
-    failure_prob = spectral.check_failure_prob(failure_prob)
-    exact = as_enum(spectral.Method, method, "method") is spectral.Method.EXACT
-    if exact:
-        budget = lanczos.pop("memory_budget_bytes", None)
-        if lanczos:
-            raise TypeError(f"method='exact' takes only memory_budget_bytes, got "
-                            f"{sorted(lanczos)}.")
-        spectral.Dense(budget)
-    else:
-        probe = spectral.Lanczos(failure_prob=failure_prob, **lanczos)
-        key = resolve_key(key, allow_none=True)
+    probe = spectral.eig_probe(method, **lanczos)
+    exact = isinstance(probe, spectral.Exact)
+    failure_prob = spectral.Lanczos(failure_prob=failure_prob).failure_prob     # checked
     if not exact:
-        _validate.float_params(params)
-        check_start(v0, size=_validate.num_params(params)[0], failure_prob=failure_prob,
-                    warm_start_mix=probe.warm_start_mix)
-    H = spectral.linearise(loss_fn, params, *args)            # every input checked, once
+        probe = dataclasses.replace(probe, failure_prob=failure_prob)
+    key = spectral.resolve_key(key, allow_none=True)
+    _validate.float_params(params)
+    size, dtype = _validate.num_params(params)
+    probe.check_start(v0, size)
+    op = spectral.Hessian(loss_fn)
+    op.check_inputs(params, args)                           # every input checked, once
+    if exact:
+        probe.check_fits(size, dtype)
+    H = op.at(params, *args)
     loss = float(loss_fn(params, *args))
     if not math.isfinite(loss):
         raise ValueError(f"the loss is {loss} at these params, so −κ/√H·L̂ is undefined: check "
@@ -224,7 +221,7 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     rhs = -kappa / math.sqrt(heads) * loss
     rhs_iv = Interval.around(rhs, loss_rounding(rhs, dtype))
     if exact:
-        lo = exact_eigs(H, 1, spectral.Which.SMALLEST, budget)[0]
+        lo = probe(H)[0]
         iv, which = Interval(*lo.interval), "dense eigh, deterministic"
     else:
         with warnings.catch_warnings():

@@ -12,7 +12,7 @@ lhs ∈ [a, b] and rhs ∈ [c, d]:
 
 No slack is ever added in the lenient direction: uncertainty widens the intervals, and a wider
 interval can only move a verdict towards INCONCLUSIVE. An inconclusive check first spends more
-work (:data:`mhatheory.spectral.ESCALATION`), and never passes an assertion.
+work (:meth:`mhatheory.spectral.Lanczos.escalated`), and never passes an assertion.
 """
 
 from __future__ import annotations

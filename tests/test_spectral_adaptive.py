@@ -233,5 +233,7 @@ def test_trace_standard_error_is_unbiased_and_any_key_works():
     raw = spectral.trace(quadratic, x, A, key=jax.random.PRNGKey(0), num_samples=10)
     typed = spectral.trace(quadratic, x, A, key=jax.random.wrap_key_data(jax.random.PRNGKey(0)),
                            num_samples=10)
-    assert one == conv and one.num_hvps == 10
-    assert raw == typed
+    assert one[:3] == conv[:3] and one.num_hvps == 10
+    np.testing.assert_array_equal(one.samples, conv.samples)
+    assert raw[:3] == typed[:3]
+    np.testing.assert_array_equal(raw.samples, typed.samples)

@@ -88,7 +88,7 @@ def test_interval_contains_the_dense_reference_on_the_deora_loss(dtype, trained)
         b = data.Batch(batch.X.astype(dtype), batch.y.astype(dtype))
         p64 = jax.tree.map(lambda a: a.astype(jnp.float64), p)
         b64 = data.Batch(b.X.astype(jnp.float64), b.y.astype(jnp.float64))
-        H, asym = spectral._exact.dense_with_asymmetry(spectral.Hessian(deora.loss_fn), p64, b64)
+        H, asym = spectral.Dense().matrix(spectral.linearise(deora.loss_fn, p64, b64))
         ev = np.linalg.eigvalsh(np.asarray(H))
         ref_err = 2 * asym + ev.size * np.finfo(np.float64).eps * np.abs(ev).max()
         for which, truth in (("smallest", ev[0]), ("largest", ev[-1])):

@@ -9,6 +9,7 @@ from jax.flatten_util import ravel_pytree
 
 from mhatheory import spectral
 from mhatheory.models import DecoderTransformer
+from mhatheory.spectral._split import LOSSES
 from mhatheory.testing import tol
 
 C = 3
@@ -86,7 +87,7 @@ CASES = {
     ("transformer-cross_entropy", True)])
 def test_split_equals_dense_references(case, weighted):
     f, params, x, t, loss, event = CASES[case]()
-    ell = spectral.LOSSES[loss][0]
+    ell = LOSSES[loss][0]
     lead = f(params, x).shape[:f(params, x).ndim - event]
     w = (jax.random.uniform(jax.random.key(3), lead) > 0.3).astype(jnp.float64) if weighted \
         else None

@@ -53,6 +53,7 @@ judged (``Chain.reprobed`` counts this). A violation that survives is reported.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -65,9 +66,7 @@ from mhatheory._numerics import map_chunks
 from mhatheory.data import Batch, check_batch
 from mhatheory.losses import logistic_d1
 from mhatheory.models import deora
-from mhatheory.spectral import ESCALATION, Which, escalated
-from mhatheory.spectral._lanczos import exact_eigs
-from mhatheory.spectral._options import as_enum, check_start, resolve_key
+from mhatheory.spectral import Which
 from mhatheory.testing import _fmt, _raise, describe
 from mhatheory.verdicts import Interval, Verdict, combine, compare
 
@@ -214,17 +213,9 @@ def _warm(v, key):
     return v / jnp.linalg.norm(v) + r / jnp.linalg.norm(r)
 
 
-def _lowest(op, method, key, v0, target, careful, failure_prob, **lanczos):
-    """λmin of the operator ``op`` at the point: dense, or Lanczos until its probabilistic
-    interval decides ``target`` (or meets tol); ``careful``: cold, 3 pairs, a doubled Krylov
-    space, tol 1e-12."""
-    if method == "exact":
-        return exact_eigs(op, 1, Which.SMALLEST, lanczos.get("memory_budget_bytes"))[0]
-    if careful:
-        lanczos = dict(lanczos, k=3, krylov=max(2 * lanczos.get("krylov", 40), 80), tol=1e-12,
-                       max_restarts=50)
-        v0 = None
-    probe = spectral.Lanczos(which=Which.SMALLEST, failure_prob=failure_prob, **lanczos)
+def _lowest(op, probe, key, v0, target):
+    """λmin of the operator ``op`` at the point by the configured ``probe`` (Lanczos until its
+    probabilistic interval decides ``target`` or meets tol; the dense route deterministic)."""
     return probe(op, key=key, v0=v0, target=target)[0]
 
 
@@ -248,7 +239,7 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     ``failure_prob`` over the random start, whatever the spectrum), the closed-form sides
     ± ``ROUNDING``·scale. Each eigenvalue probe runs until its link is decided (module
     docstring); a link still INCONCLUSIVE is re-probed with more HVPs
-    (:data:`mhatheory.spectral.ESCALATION`, counted in ``Chain.escalations``) before it is
+    (:meth:`mhatheory.spectral.Lanczos.escalated`, counted in ``Chain.escalations``) before it is
     reported INCONCLUSIVE.
 
     Returns a :class:`ChainProbe` ``(chain, vector, vector_N)``: the :class:`Chain` and the
@@ -257,17 +248,18 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     random vector, see the module docstring).
     Cost: two Lanczos runs (∇²L̂ and N) + n·H eigenproblems of size 2d.
     """
-    failure_prob = spectral.check_failure_prob(failure_prob)
-    method = as_enum(spectral.Method, method, "method").value
-    if method == "lanczos":
-        spectral.Lanczos(failure_prob=failure_prob, **lanczos)      # every option, checked
+    probe = spectral.eig_probe(method, which=Which.SMALLEST, **lanczos)
+    failure_prob = spectral.Lanczos(failure_prob=failure_prob).failure_prob     # checked
+    exact = isinstance(probe, spectral.Exact)
+    if not exact:
+        probe = dataclasses.replace(probe, failure_prob=failure_prob)
     deora.check_params(params)
     check_batch(batch, params["W"].shape[1])
     H = params["U"].shape[0]
     P = deora.parameter_count(params["W"].shape[1], H)
     for name, v in (("v0", v0), ("v0_N", v0_N)):
-        check_start(v, size=P, name=name)
-    key = resolve_key(key, allow_none=True)
+        probe.check_start(v, P, name=name)
+    key = spectral.resolve_key(key, allow_none=True)
     loss = float(deora.loss_fn(params, batch))
     norms = np.asarray(block_norms(params, batch.X))                    # (n, H)
     kana_blocks = np.asarray(kappa_analytic_blocks(params, batch.X))    # (n, H)
@@ -286,31 +278,30 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     # bound |λmin(N)|, and λmin(∇²L̂) is compared with λmin(N)
     eps0 = ROUNDING * max(weighted, weighted_ana, 1e-300)
 
-    def probe_both(opts, warm_h, warm_n, careful=False):
-        loN = _lowest(curv, method, k2, warm_n, Interval.around(-weighted, eps0), careful,
-                      failure_prob, **opts)
-        lo = _lowest(hess, method, k1, warm_h, Interval(*loN.prob_interval), careful,
-                     failure_prob, **opts)
+    def probe_both(probe, warm_h, warm_n):
+        loN = _lowest(curv, probe, k2, warm_n, Interval.around(-weighted, eps0))
+        lo = _lowest(hess, probe, k1, warm_h, Interval(*loN.prob_interval))
         return lo, loN
 
-    lo, loN = probe_both(lanczos, _warm(v0, k1), _warm(v0_N, k2))
+    lo, loN = probe_both(probe, _warm(v0, k1), _warm(v0_N, k2))
     hvps, reprobed = lo.num_hvps + loN.num_hvps, 0
     if lo.prob_interval[1] < loN.prob_interval[0]:
         # L1 is a theorem: a certified violation means a missed eigenvalue; probe again, cold.
         reprobed = 1
-        lo2, loN2 = probe_both(lanczos, None, None, careful=True)
+        again = probe if exact else probe.careful()
+        lo2, loN2 = probe_both(again, None, None)
         hvps += lo2.num_hvps + loN2.num_hvps
         lo, loN = min(lo, lo2, key=lambda r: r.value), min(loN, loN2, key=lambda r: r.value)
     scale = max(abs(lo.value), abs(loN.value), weighted, weighted_ana, 1e-300)
     eps = ROUNDING * scale
     l1, l2 = _eig_links(lo, loN, weighted, eps)
     escalations = 0
-    if method != "exact":
-        for level in range(1, len(ESCALATION) + 1):
+    if not exact:
+        for level in range(1, probe.LEVELS + 1):
             if Verdict.INCONCLUSIVE not in (l1.verdict, l2.verdict):
                 break
             escalations = level
-            lo, loN = probe_both(escalated(lanczos, level), _warm(lo.vector, k1),
+            lo, loN = probe_both(probe.escalated(level), _warm(lo.vector, k1),
                                  _warm(loN.vector, k2))
             hvps += lo.num_hvps + loN.num_hvps
             l1, l2 = _eig_links(lo, loN, weighted, eps)

@@ -54,7 +54,6 @@ from mhatheory import spectral
 from mhatheory._numerics import ravel_stacked
 from mhatheory.deora._chain import kappa_analytic, token_radii
 from mhatheory.models import deora
-from mhatheory.spectral._options import resolve_key
 from mhatheory.verdicts import Interval, Verdict, compare
 
 
@@ -166,7 +165,7 @@ def descent_check(params, batch, lr: float, key=None, krylov: int = 40) -> Desce
     # η·λmax ≤ 1 (its target 1/η)
     probe = spectral.Lanczos(which="largest", krylov=krylov,
                              failure_prob=spectral.DEFAULT_FAILURE_PROB)
-    keys = jax.random.split(resolve_key(key, allow_none=True), 3)
+    keys = jax.random.split(spectral.resolve_key(key, allow_none=True), 3)
     tops = [probe(spectral.linearise(deora.loss_fn, p, batch), key=k,
                   target=Interval.around(1.0 / lr, 0.0))[0]
             for p, k in zip((params, mid, nxt), keys, strict=True)]

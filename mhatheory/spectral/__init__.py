@@ -12,13 +12,13 @@ One way to run a probe: an operator linearised at a point, a configured probe, a
     A = spectral.Dense()(H)                                  # the matrix
 
 ``lambda_min``, ``lambda_max``, ``extreme_eigs``, ``trace``, ``spectral_density``, ``dense`` and
-``dense_hessian`` are one-line conveniences over these. Probes never import a model: they see a
-loss function or an operator only.
+``dense_hessian`` are one-line conveniences over these; ``Exact`` is the dense route in a
+probe's form (``eig_probe(method, ...)`` picks one of the two). Probes never import a model:
+they see a loss function or an operator only.
 """
 
 from mhatheory.spectral._blocks import (
     BlockSpectrum,
-    block_masks,
     head_blocks,
     per_block,
     subtree_blocks,
@@ -39,12 +39,13 @@ from mhatheory.spectral._exact import (
     dense,
     dense_bytes,
     dense_hessian,
-    dense_with_asymmetry,
 )
 from mhatheory.spectral._lanczos import (
     ConvergenceWarning,
     EigResult,
+    Exact,
     Lanczos,
+    eig_probe,
     extreme_eigs,
     lambda_max,
     lambda_min,
@@ -60,22 +61,19 @@ from mhatheory.spectral._operators import (
 from mhatheory.spectral._options import (
     DEFAULT_BASIS_BUDGET,
     DEFAULT_MAX_HVPS,
-    ESCALATION,
     Method,
     Reortho,
     Which,
-    escalated,
     lanczos_bytes,
     resolve_key,
 )
 from mhatheory.spectral._probabilistic import (
     DEFAULT_FAILURE_PROB,
-    check_failure_prob,
     start_threshold,
     steps_needed,
 )
 from mhatheory.spectral._resample import resampled
-from mhatheory.spectral._split import LOSSES, Curvature, GaussNewton, Loss
+from mhatheory.spectral._split import Curvature, GaussNewton, Loss
 from mhatheory.spectral._track import track
 
 
@@ -83,20 +81,26 @@ def hvp(loss_fn, params, *args):
     """The Hessian (or a curvature operator) at ``params`` as ``(matvec, flat_params)``:
     ``matvec(v) = ∇²L̂(θ) v`` on flat vectors in the order of ``ravel_pytree(params)``; the
     :class:`LinearOperator`'s ``mv`` (one linearisation, then each product about one
-    gradient)."""
+    gradient).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> matvec, flat = hvp(lambda x: jnp.sum(x**3), jnp.array([1.0, 2.0]))
+        >>> matvec(jnp.array([1.0, 1.0])).tolist()
+        [6.0, 12.0]
+    """
     op = linearise(loss_fn, params, *args)
     return op.mv, op.flat
 
 
 __all__ = [
-    "Block", "BlockSpectrum", "Coverage", "ConvergenceWarning", "Curvature", "DEFAULT_BASIS_BUDGET",
-    "DEFAULT_DENSE_BUDGET", "DEFAULT_FAILURE_PROB", "DEFAULT_MAX_HVPS", "Dense",
-    "DenseTooLargeError", "Density", "ESCALATION", "EigResult", "Estimate", "GaussNewton",
-    "Hessian", "Hutchinson", "LOSSES", "Lanczos", "LinearOperator", "Loss", "Method",
-    "Operator", "Reortho", "SLQ", "Which", "block_mask", "block_masks", "check_failure_prob",
-    "coverage", "dense", "dense_bytes", "dense_hessian", "dense_with_asymmetry", "escalated",
-    "extreme_eigs", "head_blocks", "hvp", "lambda_max", "lambda_min", "lanczos_bytes",
-    "linearise", "named_spectra", "per_block", "resampled", "resolve_key", "rotated",
-    "spectral_density",
-    "start_threshold", "steps_needed", "subtree_blocks", "trace", "track",
+    "Block", "BlockSpectrum", "ConvergenceWarning", "Coverage", "Curvature",
+    "DEFAULT_BASIS_BUDGET", "DEFAULT_DENSE_BUDGET", "DEFAULT_FAILURE_PROB", "DEFAULT_MAX_HVPS",
+    "Dense", "DenseTooLargeError", "Density", "EigResult", "Estimate", "Exact", "GaussNewton",
+    "Hessian", "Hutchinson", "Lanczos", "LinearOperator", "Loss", "Method", "Operator",
+    "Reortho", "SLQ", "Which", "block_mask", "coverage", "dense", "dense_bytes",
+    "dense_hessian", "eig_probe", "extreme_eigs", "head_blocks", "hvp", "lambda_max",
+    "lambda_min", "lanczos_bytes", "linearise", "named_spectra", "per_block", "resampled",
+    "resolve_key", "rotated", "spectral_density", "start_threshold", "steps_needed",
+    "subtree_blocks", "trace", "track",
 ]

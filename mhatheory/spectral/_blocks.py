@@ -45,12 +45,23 @@ class BlockSpectrum(NamedTuple):
 
 def head_blocks(select, axis: int, num_heads: int) -> dict:
     """``{"head h": (select, axis, h)}``: one block per head, for leaves whose ``axis`` indexes
-    the heads (e.g. Deora's ``W [H, d, d]`` and ``U [H, d]``: ``head_blocks("", 0, H)``)."""
+    the heads (e.g. Deora's ``W [H, d, d]`` and ``U [H, d]``: ``head_blocks("", 0, H)``).
+
+    Example:
+        >>> head_blocks("W|U", axis=0, num_heads=2)
+        {'head 0': ('W|U', 0, 0), 'head 1': ('W|U', 0, 1)}
+    """
     return {f"head {h}": (select, axis, h) for h in range(num_heads)}
 
 
 def subtree_blocks(params, depth: int = 1) -> dict:
-    """One block per sub-tree at ``depth`` (1: the top-level keys, e.g. one per layer)."""
+    """One block per sub-tree at ``depth`` (1: the top-level keys, e.g. one per layer).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> sorted(subtree_blocks({"encoder": {"w": jnp.ones(2)}, "head": jnp.ones(3)}))
+        ["['encoder']", "['head']"]
+    """
     names = []
     for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
         prefix = jax.tree_util.keystr(path[:depth])
@@ -82,7 +93,17 @@ def per_block(loss_fn, params, *args, blocks: dict, key=None, **lanczos) -> list
     """λmin and λmax (certified) of every block: ``blocks`` maps a name to ``(select, axis,
     index)`` (see :func:`head_blocks`, :func:`subtree_blocks`). Every block and option is checked
     first; then one linearisation, and two Lanczos runs per block, all on the one compiled HVP.
-    ``key=None`` is a fresh random draw."""
+    ``key=None`` is a fresh random draw.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> p = {"a": jnp.ones(2), "b": jnp.ones(2)}
+        >>> loss = lambda p: jnp.sum(p["a"] ** 2) + 3 * jnp.sum(p["b"] ** 2)
+        >>> blocks = {"a": ("a", None, None), "b": ("b", None, None)}
+        >>> rows = per_block(loss, p, blocks=blocks, key=jax.random.key(0))
+        >>> [(r.name, round(r.lambda_min, 9)) for r in rows]
+        [('a', 2.0), ('b', 6.0)]
+    """
     low = Lanczos(which=Which.SMALLEST, **lanczos)
     high = Lanczos(which=Which.LARGEST, **lanczos)
     masks = block_masks(params, blocks)

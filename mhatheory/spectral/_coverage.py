@@ -66,7 +66,14 @@ class Coverage(NamedTuple):
 
 
 def rotated(eigenvalues, key, dtype=jnp.float64):
-    """``Q diag(λ) Qᵀ`` with Q a random orthogonal matrix (QR of a Gaussian one), in ``dtype``."""
+    """``Q diag(λ) Qᵀ`` with Q a random orthogonal matrix (QR of a Gaussian one), in ``dtype``.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> A = rotated(np.array([-1.0, 2.0, 3.0]), jax.random.key(0))
+        >>> np.round(np.linalg.eigvalsh(np.asarray(A)), 12).tolist()
+        [-1.0, 2.0, 3.0]
+    """
     lam = np.asarray(eigenvalues, float)
     Q, _ = np.linalg.qr(np.asarray(jax.random.normal(key, (lam.size, lam.size), jnp.float64)))
     return jnp.asarray((Q * lam) @ Q.T, dtype)
@@ -76,7 +83,12 @@ def named_spectra(num_params: int = 300) -> dict:
     """Four spectra of size P with λmin = −1 (or inside a bulk), each hard for the deterministic
     outer end: ``"pair"`` (λ₂ − λ₁ = 1e-11), ``"cluster"`` (50 eigenvalues within 1e-9 of λmin),
     ``"bulk"`` (λmin = −4e-5 inside P − 20 eigenvalues spread over [−4e-5, 1e-4], the rest up to
-    10, as after training), ``"isolated"`` (λmin = −1, the rest from −1 + 1e-4 to 1)."""
+    10, as after training), ``"isolated"`` (λmin = −1, the rest from −1 + 1e-4 to 1).
+
+    Example:
+        >>> sorted(named_spectra(300))
+        ['bulk', 'cluster', 'isolated', 'pair']
+    """
     P = num_params
     rest = np.linspace(-0.5, 1.0, P)
     pair = np.concatenate([[-1.0, -1.0 + 1e-11], rest[2:]])
@@ -96,7 +108,16 @@ def coverage(H, *, failure_probs, key, num_starts: int = 10_000, steps: int = 10
     v ↦ Hv in H's dtype (a float32 ``H`` gives float32 products under a float64 recurrence, as
     for a float32 model); after every ``every`` steps the end at each δ is formed from that
     run's T_k and margin η. ``exact`` is the eigenvalue (default: ``eigvalsh`` of H in float64).
-    Memory: a few P-vectors per start; one vmapped program, shared by every δ."""
+    Memory: a few P-vectors per start; one vmapped program, shared by every δ.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> H = rotated(np.linspace(-1.0, 1.0, 50), jax.random.key(0))
+        >>> c = coverage(H, failure_probs=(0.1,), key=jax.random.key(1), num_starts=100,
+        ...              steps=20)[0]
+        >>> c.num_starts, c.within            # misses no more often than δ allows
+        (100, True)
+    """
     deltas = [check_failure_prob(d, "failure_probs") for d in np.atleast_1d(failure_probs)]
     if not deltas:
         raise ValueError("failure_probs must hold at least one probability in (0, 1).")

@@ -200,7 +200,16 @@ def trace(loss_fn, params, *args, key=None, num_samples: int = 100) -> Estimate:
 def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8, krylov: int = 60,
                      reortho: Reortho | str = Reortho.NONE) -> Density:
     """SLQ estimate of the spectral density of ∇²L̂ (or of a curvature operator):
-    :class:`SLQ` on the operator at ``params``. ``key=None`` is a fresh random draw."""
+    :class:`SLQ` on the operator at ``params``. ``key=None`` is a fresh random draw.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> d = jnp.linspace(-1.0, 2.0, 40)
+        >>> rho = spectral_density(lambda x: 0.5 * jnp.sum(d * x**2), jnp.ones(40),
+        ...                        key=jax.random.key(0), num_probes=4, krylov=20)
+        >>> round(rho.trace().value, 6), round(rho.cdf(2.0), 12)
+        (20.0, 1.0)
+    """
     probe = SLQ(num_probes, krylov, reortho)
     key = resolve_key(key, allow_none=True)
     return probe(linearise(loss_fn, params, *args), key=key)

@@ -34,7 +34,12 @@ class DenseTooLargeError(MemoryError, ValueError):
 
 
 def dense_bytes(num_params: int, dtype) -> int:
-    """Bytes the dense route needs for a P × P matrix: about four P² entries."""
+    """Bytes the dense route needs for a P × P matrix: about four P² entries.
+
+    Example:
+        >>> dense_bytes(1_000, "float64") / 2**20     # MiB for P = 1,000
+        30.517578125
+    """
     return _DENSE_COPIES * num_params * num_params * np.dtype(dtype).itemsize
 
 
@@ -106,15 +111,14 @@ def _checked_at(operator, params, args, memory_budget_bytes):
 def dense(operator, params, *args, memory_budget_bytes: int | None = None):
     """The operator (a loss function's Hessian, or a curvature operator) at ``params`` as a
     ``[size, size]`` matrix on its coordinates (:class:`Dense`), refused before any work when it
-    would not fit ``memory_budget_bytes``."""
+    would not fit ``memory_budget_bytes``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> dense(lambda x: jnp.sum(x**3), jnp.array([1.0, 2.0])).tolist()
+        [[6.0, 0.0], [0.0, 12.0]]
+    """
     return Dense(memory_budget_bytes)(_checked_at(operator, params, args, memory_budget_bytes))
-
-
-def dense_with_asymmetry(operator, params, *args, memory_budget_bytes: int | None = None):
-    """``(symmetrised matrix, ‖Ĥ − Ĥᵀ‖_F)``: the asymmetry of the materialised columns is pure
-    rounding (H is symmetric), an estimate of the columns' error (the exact route's interval)."""
-    return Dense(memory_budget_bytes).matrix(_checked_at(operator, params, args,
-                                                         memory_budget_bytes))
 
 
 def dense_hessian(loss_fn, params, *args, memory_budget_bytes: int | None = None):
@@ -144,5 +148,5 @@ def residual_norm(H, value, vector) -> float:
 
 
 __all__ = ["DEFAULT_DENSE_BUDGET", "Dense", "DenseTooLargeError", "check_dense_fits", "dense",
-           "dense_bytes", "dense_hessian", "dense_with_asymmetry", "eigh_extremes",
+           "dense_bytes", "dense_hessian", "eigh_extremes",
            "residual_norm"]

@@ -46,7 +46,7 @@ import dataclasses
 import math
 import time
 import warnings
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,13 +60,16 @@ from mhatheory.spectral._certificate import certify, defect_vectors, intervals
 from mhatheory.spectral._operators import LinearOperator, as_operator, size_of
 from mhatheory.spectral._options import (
     DEFAULT_MAX_HVPS,
+    ESCALATION,
     WARM_START_MIX,
     Method,
     Reortho,
     Which,
     as_enum,
+    check_budget,
     check_lanczos,
     check_start,
+    escalated,
     min_hvps,
     plan_memory,
     resolve_key,
@@ -235,10 +238,89 @@ class Lanczos:
                              f"{type(operator).__name__}; lambda_min(loss_fn, params, *args) "
                              "does both.")
         key = resolve_key(key)
-        check_start(v0, size=operator.P, failure_prob=self.failure_prob,
-                    warm_start_mix=self.warm_start_mix)
-        _check_size(self.k, operator.size)
+        self.check_start(v0, operator.P)
+        self.check_fits(operator.size)
         return _run(self, operator, key, v0, target)
+
+    def check_start(self, v0, num_params: int, name: str = "v0") -> None:
+        """A warm start for this probe on P = ``num_params`` coordinates, checked before any
+        work: a real, finite, non-zero P-vector (or None), with a random part whenever
+        ``failure_prob`` is asked for."""
+        check_start(v0, size=num_params, failure_prob=self.failure_prob,
+                    warm_start_mix=self.warm_start_mix, name=name)
+
+    def check_fits(self, size: int, dtype=None) -> None:
+        """Refuse, before any work, an operator of ``size`` coordinates too small for k pairs
+        and their gap's neighbour."""
+        del dtype                               # the basis is sized later, by memory_budget
+        _check_size(self.k, size)
+
+    #: How many escalation levels :meth:`escalated` has.
+    LEVELS: ClassVar[int] = len(ESCALATION)
+
+    def escalated(self, level: int) -> Lanczos:
+        """This probe with more work for an undecided verdict, ``level`` = 1 … :attr:`LEVELS`:
+        the HVP budget ×2 then ×8, restarts ×3 then ×6, tol ×1e-2 then ×1e-4 (at least 1e-15)."""
+        return dataclasses.replace(self, **escalated(dataclasses.asdict(self), level))
+
+    def careful(self) -> Lanczos:
+        """This probe for a second look after a missed eigenvalue: three pairs (a missed λ is
+        usually the next one), a Krylov space doubled (at least 80), tol 1e-12, 50 restarts."""
+        return dataclasses.replace(self, k=max(self.k, 3), krylov=max(2 * self.krylov, 80),
+                                   tol=1e-12, max_restarts=50)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exact:
+    """The k most extreme eigenpairs from the dense matrix (``eigh``), configured like
+    :class:`Lanczos` and applied the same way; deterministic, so the key and a start are not
+    used, and ``prob_interval`` is the certified interval (``failure_prob`` 0).
+
+    Attributes:
+        k: how many eigenpairs (up to the operator's size).
+        which: a :class:`~mhatheory.spectral.Which` (or its string).
+        memory_budget_bytes: bytes the dense matrix and its eigendecomposition may take
+            (default :data:`~mhatheory.spectral.DEFAULT_DENSE_BUDGET`); a matrix that would not
+            fit is refused before it is built.
+
+    Cost: P products (the columns) and an O(P³) eigendecomposition, O(P²) memory.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from mhatheory import spectral
+        >>> H = spectral.linearise(lambda x: jnp.sum(jnp.arange(1.0, 4.0) * x**2), jnp.ones(3))
+        >>> [round(r.value, 12) for r in Exact(k=2)(H)]
+        [2.0, 4.0]
+    """
+
+    k: int = 1
+    which: Which | str = Which.SMALLEST
+    memory_budget_bytes: int | None = None
+
+    def __post_init__(self):
+        _validate.positive_int("k", self.k)
+        object.__setattr__(self, "which", as_enum(Which, self.which, "which"))
+        check_budget(self.memory_budget_bytes)
+
+    def check_start(self, v0, num_params: int, name: str = "v0") -> None:
+        """Nothing to check beyond a start's shape: the dense route uses none."""
+        check_start(v0, size=num_params, name=name)
+
+    def check_fits(self, size: int, dtype) -> None:
+        """Refuse, before any work, k beyond the ``size`` coordinates or a matrix over budget."""
+        _exact.check_dense_fits(size, dtype, self.memory_budget_bytes)
+        if self.k > size:
+            raise ValueError(f"k={self.k} is more eigenpairs than the {size} coordinates have.")
+
+    def __call__(self, operator: LinearOperator, *, key=None, v0=None, target=None
+                 ) -> list[EigResult]:
+        del key, v0, target                     # deterministic: no start, no early stop
+        if not isinstance(operator, LinearOperator):
+            raise ValueError("a probe is applied to an operator at a point "
+                             "(spectral.linearise(loss_fn, params, *args)), got "
+                             f"{type(operator).__name__}.")
+        self.check_fits(operator.size, operator.dtype)
+        return exact_eigs(operator, self.k, self.which, self.memory_budget_bytes)
 
 
 def _check_size(k: int, size: int) -> None:
@@ -571,29 +653,40 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: Which | str = Which.
     warning for operations below the parameters' precision; only then does anything compile.
     An unconverged run raises a :class:`ConvergenceWarning` and its ``interval`` is open on the
     outer side (``prob_interval`` is not).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> rs = extreme_eigs(lambda x: jnp.sum(jnp.arange(1.0, 6.0) * x**2), jnp.ones(5), k=2,
+        ...                   which="largest", key=jax.random.key(0))
+        >>> [round(r.value, 9) for r in rs]
+        [10.0, 8.0]
     """
-    method, which = as_enum(Method, method, "method"), as_enum(Which, which, "which")
-    op = as_operator(loss_fn)
-    if method is Method.EXACT:
-        budget = options.pop("memory_budget_bytes", None)
-        if options:
-            raise TypeError(f"method='exact' takes only memory_budget_bytes, got "
-                            f"{sorted(options)}.")
-        _validate.positive_int("k", k)
-        op.check_inputs(params, args)
-        size = size_of(op, params)
-        _exact.check_dense_fits(size, _validate.num_params(params)[1], budget)
-        if k > size:
-            raise ValueError(f"k={k} is more eigenpairs than the {size} coordinates have.")
-        return exact_eigs(op.at(params, *args), k, which, budget)
-    probe = Lanczos(k=k, which=which, **options)
+    probe = eig_probe(method, k=k, which=which, **options)
     key = resolve_key(key, allow_none=True)
     _validate.float_params(params)
-    check_start(v0, size=_validate.num_params(params)[0], failure_prob=probe.failure_prob,
-                warm_start_mix=probe.warm_start_mix)
+    probe.check_start(v0, _validate.num_params(params)[0])
+    op = as_operator(loss_fn)
     op.check_inputs(params, args)
-    _check_size(k, size_of(op, params))
+    probe.check_fits(size_of(op, params), _validate.num_params(params)[1])
     return probe(op.at(params, *args), key=key, v0=v0)
+
+
+def eig_probe(method: Method | str = Method.LANCZOS, **options) -> Lanczos | Exact:
+    """The configured eigenvalue probe of ``method``: :class:`Lanczos` (``options``: its
+    fields) or :class:`Exact` (``k``, ``which``, ``memory_budget_bytes``), every option
+    checked.
+
+    Example:
+        >>> eig_probe("exact", which="largest")
+        Exact(k=1, which=<Which.LARGEST: 'largest'>, memory_budget_bytes=None)
+    """
+    if as_enum(Method, method, "method") is Method.EXACT:
+        extra = sorted(set(options) - {"k", "which", "memory_budget_bytes"})
+        if extra:
+            raise TypeError(f"method='exact' takes only k, which and memory_budget_bytes, got "
+                            f"{extra}.")
+        return Exact(**options)
+    return Lanczos(**options)
 
 
 def lambda_min(loss_fn, params, *args, method: Method | str = Method.LANCZOS, key=None,
@@ -627,5 +720,5 @@ def lambda_max(loss_fn, params, *args, method: Method | str = Method.LANCZOS, ke
                         **options)[0]
 
 
-__all__ = ["ConvergenceWarning", "EigResult", "Lanczos", "exact_eigs", "extreme_eigs",
+__all__ = ["ConvergenceWarning", "EigResult", "Exact", "Lanczos", "eig_probe", "extreme_eigs",
            "lambda_max", "lambda_min"]

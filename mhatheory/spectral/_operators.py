@@ -143,7 +143,14 @@ def as_operator(loss_fn_or_operator) -> Operator:
 
 def linearise(loss_fn_or_operator, params, *args) -> LinearOperator:
     """The curvature operator (or the Hessian of a loss function) at θ = ``params`` on ``args``:
-    :meth:`Operator.linearise`."""
+    :meth:`Operator.linearise`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> H = linearise(lambda x, d: 0.5 * jnp.sum(d * x**2), jnp.ones(3), jnp.arange(3.0))
+        >>> H, H.mv(jnp.ones(3)).tolist()
+        (LinearOperator(Hessian, P=3, float64), [0.0, 1.0, 2.0])
+    """
     return as_operator(loss_fn_or_operator).linearise(params, *args)
 
 
@@ -168,7 +175,14 @@ def block_mask(params, select, axis: int | None = None, index: int | None = None
     matches ``select`` (a regular expression, searched, or ``select(path, leaf) -> bool``), and
     of those only ``index`` along ``axis`` when given. Works on shapes only (also under jit).
     An unknown selection, an axis a selected leaf lacks or an index past its length is an error
-    naming the leaf."""
+    naming the leaf.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = {"W": jnp.zeros((2, 3)), "b": jnp.zeros(2)}
+        >>> block_mask(p, "W", axis=0, index=1).astype(int).tolist()
+        [0, 0, 0, 1, 1, 1, 0, 0]
+    """
     if not (isinstance(select, str) or callable(select)):
         raise ValueError(f"a block's select must be a regular expression or a function "
                          f"select(path, leaf) -> bool, got {select!r}.")

@@ -98,7 +98,13 @@ def resolve_key(key, name: str = "key", allow_none: bool = False):
     """The probe's key as a typed key. A raw ``uint32`` key (``jax.random.PRNGKey(0)``, still
     the most common kind) is wrapped; ``None`` is refused unless ``allow_none``, where it is a
     fresh draw from the operating system's randomness (each call a new start; pass a key, or
-    reuse the one the result records, to reproduce it)."""
+    reuse the one the result records, to reproduce it).
+
+    Example:
+        >>> import jax
+        >>> resolve_key(jax.random.PRNGKey(0)).dtype      # a raw uint32 key, wrapped
+        key<fry>
+    """
     if key is None:
         if not allow_none:
             raise ValueError(f"{name} must be a JAX random key (jax.random.key(seed)); it draws "
@@ -128,7 +134,14 @@ def lanczos_bytes(num_params: int, krylov: int, k: int, dtype, store_basis: bool
     """Bytes of Lanczos vectors a probe holds (the HVP's own workspace comes on top): the basis
     (``krylov``·P, if stored), the selective set (``slots``·P) plus 10 + 3(k+1) P-vectors
     (start, q_{j−1}, q_j, w, the next q, the rounding probe z and its three HVPs; per wanted pair
-    and neighbour: the Ritz vector, its HVP and a restart/replay accumulator)."""
+    and neighbour: the Ritz vector, its HVP and a restart/replay accumulator).
+
+    Example:
+        >>> stored = lanczos_bytes(10_000, krylov=40, k=1, dtype="float64", store_basis=True)
+        >>> free = lanczos_bytes(10_000, krylov=40, k=1, dtype="float64", store_basis=False)
+        >>> stored - free == 40 * 10_000 * 8      # the basis
+        True
+    """
     per = np.dtype(dtype).itemsize * num_params
     return per * ((krylov if store_basis else 0) + slots + 10 + 3 * (k + 1))
 

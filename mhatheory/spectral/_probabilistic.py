@@ -194,7 +194,12 @@ def prior_error(steps: int, c: float) -> float:
 
 def steps_needed(rel: float, c: float, cap: int) -> int:
     """The least k ≤ ``cap`` with ε*(k, c) ≤ ``rel`` (``cap + 1`` if none): the a-priori size of a
-    run that puts the extreme Ritz value within ``rel``·S of the eigenvalue on the event."""
+    run that puts the extreme Ritz value within ``rel``·S of the eigenvalue on the event.
+
+    Example:
+        >>> steps_needed(1e-3, start_threshold(1000, 1e-6), cap=10_000)
+        381
+    """
     if rel >= 1.0:
         return 1
     if rel <= 0.0 or prior_error(cap, c) > rel:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from mhatheory import _validate
-from mhatheory.spectral._exact import check_dense_fits
-from mhatheory.spectral._lanczos import Lanczos, exact_eigs
+from mhatheory.spectral._lanczos import eig_probe
 from mhatheory.spectral._operators import as_operator, size_of
 from mhatheory.spectral._options import Method, Which, as_enum, resolve_key
 
@@ -31,6 +28,14 @@ def track(loss_fn, params_at, *args, steps=None, which=(Which.SMALLEST, Which.LA
     ``name_hvps`` and ``name_seconds``. ``key=None`` is a fresh random draw. ``method="exact"``
     probes each θ densely instead (deterministic; ``lanczos`` then takes only
     ``memory_budget_bytes``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> stacked = jnp.stack([jnp.ones(3), 2 * jnp.ones(3)])      # θ at two steps
+        >>> recs = track(lambda x: jnp.sum(x**4), stacked, which="smallest",
+        ...              key=jax.random.key(0))
+        >>> [round(r["lambda_min"], 9) for r in recs]                # 12 x²
+        [12.0, 48.0]
     """
     # every check before the first probe: a bad θ at the last step must not cost the others
     if "v0" in lanczos:
@@ -38,15 +43,7 @@ def track(loss_fn, params_at, *args, steps=None, which=(Which.SMALLEST, Which.LA
                         "eigenvector (warm_start=True) or a random vector.")
     which = (which,) if isinstance(which, str) else tuple(which)
     which = tuple(as_enum(Which, w, "which") for w in which)
-    exact = as_enum(Method, method, "method") is Method.EXACT
-    if exact:
-        budget = lanczos.pop("memory_budget_bytes", None)
-        if lanczos:
-            raise TypeError(f"method='exact' takes only memory_budget_bytes, got "
-                            f"{sorted(lanczos)}.")
-        probes = {w: functools.partial(_exact_probe, which=w, budget=budget) for w in which}
-    else:
-        probes = {w: Lanczos(which=w, **lanczos) for w in which}
+    probes = {w: eig_probe(method, which=w, **lanczos) for w in which}
     op = as_operator(loss_fn)
     _validate.float_params(params_at, "params_at")
     _validate.finite_tree(params_at, "params_at")
@@ -62,8 +59,8 @@ def track(loss_fn, params_at, *args, steps=None, which=(Which.SMALLEST, Which.LA
     key = resolve_key(key, allow_none=True)
     first = jax.tree.map(lambda a: np.asarray(a)[0], params_at)
     op.check_inputs(first, args)
-    if exact:
-        check_dense_fits(size_of(op, first), _validate.num_params(first)[1], budget)
+    for probe in probes.values():
+        probe.check_fits(size_of(op, first), _validate.num_params(first)[1])
     last = dict.fromkeys(probes)
     records = []
     for i in tqdm(range(num), desc="probes", disable=not progress, leave=False):
@@ -82,8 +79,3 @@ def track(loss_fn, params_at, *args, steps=None, which=(Which.SMALLEST, Which.LA
         records.append(rec)
     return records
 
-
-def _exact_probe(operator, *, key, v0, which, budget):
-    """The dense route in a probe's call signature (key and start unused: deterministic)."""
-    del key, v0
-    return exact_eigs(operator, 1, which, budget)

@@ -32,7 +32,7 @@ def rows(full: bool, out, progress: bool = False) -> list[Check]:
     G = np.asarray(spectral.dense(spectral.GaussNewton(deora.phi), params, batch.X, batch.y))
     N = np.asarray(spectral.dense(spectral.Curvature(deora.phi), params, batch.X, batch.y))
     tr = spectral.trace(deora.loss_fn, params, batch, key=jax.random.key(3), num_samples=200)
-    _, asym = spectral.dense_with_asymmetry(spectral.Hessian(deora.loss_fn), params, batch)
+    _, asym = spectral.Dense().matrix(spectral.linearise(deora.loss_fn, params, batch))
     ref_err = 2 * asym + P * np.finfo(np.float64).eps * np.abs(ev).max()
     def outside(iv, value):
         return max(iv[0] - value, value - iv[1], 0.0)
