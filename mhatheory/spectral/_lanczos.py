@@ -43,6 +43,7 @@ more); ``store_basis=None`` (the default) keeps it when it fits ``memory_budget_
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -383,19 +384,17 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target) -> list[EigResult]
     log_c = math.log(c) if c > 0 else math.inf
     threshold = float(probe.tol) + 100 * float(np.finfo(op.dtype).eps)
     t0 = time.perf_counter()
-    k_start, k_run = jax.random.split(key)
-    k_break, k_defect = jax.random.split(k_run)
     mask = None if op.mask is None else op.vector_mask.astype(wdt)
-    start = start_vector(op.P, k_start, v0, wdt, float(probe.warm_start_mix), mask)
-    start = start / jnp.linalg.norm(start)
+    start, z, k_break = _draws(key, v0, float(probe.warm_start_mix), mask, op.P, wdt)
     w0 = op.mv(start)
-    _check_finite(w0, "at the start vector")
     norm0 = float(_safe_norm(w0))
+    if not math.isfinite(norm0):
+        _check_finite(w0, "at the start vector")
     e = int(np.frexp(norm0)[1]) if norm0 > 0 else 0
     unit = 2.0 ** -e
 
     def apply(q):
-        return op.mv(q) * unit
+        return op.scaled_mv(q, unit)
 
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)
@@ -416,15 +415,14 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target) -> list[EigResult]
         j = int(state.j)
         hvps += j - j0
         steps += j - j0
-        _check_finite(state.alpha[:j], "along the run")
+        _check_finite(np.asarray(state.alpha)[:j], "along the run")
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
         vecs, extra = _ritz_vectors(cfg, state, cycle_start, which, kk, apply)
         hvps += extra
         Hx = jnp.stack([apply(x) for x in vecs])
         hvps += len(vecs)
-        theta = jnp.sum(vecs * Hx, axis=1)
-        res = np.asarray(jnp.linalg.norm(Hx - theta[:, None] * vecs, axis=1))
+        res = np.asarray(_residuals(vecs, Hx))
         scale = _scale(state)
         if (np.max(res[:k]) <= threshold * scale or restarts >= probe.max_restarts
                 or hvps + reserve + 2 > budget):
@@ -438,13 +436,9 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target) -> list[EigResult]
             state = rec.thick_restart(cfg, state._replace(prob=_no_prob(wdt)), keep, apply)
             hvps += 1
         else:
-            cycle_start = jnp.sum(vecs[:k], axis=0)
+            cycle_start = _sum_rows(vecs, k)
             state = rec.start(cfg, cycle_start, key=jax.random.fold_in(k_break, restarts),
                               tol=0.5 * threshold, prob=None, hvp_dtype=op.dtype)
-    z = jax.random.normal(k_defect, (op.P,), wdt)
-    if mask is not None:
-        z = z * mask
-    z = z / jnp.linalg.norm(z)
     Hd = jnp.stack([apply(d) for d in defect_vectors(vecs, z)])
     hvps += Hd.shape[0]
     theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.dtype))
@@ -470,6 +464,33 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target) -> list[EigResult]
     return out
 
 
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _draws(key, v0, mix, mask, P: int, dtype):
+    """A run's random draws in one program: the unit start vector (:func:`start_vector`), a
+    unit random vector z for the rounding estimate (on the block when ``mask``), and the key of
+    the directions that continue the recurrence after a breakdown."""
+    k_start, k_run = jax.random.split(key)
+    k_break, k_defect = jax.random.split(k_run)
+    start = start_vector(P, k_start, v0, dtype, mix, mask)
+    z = jax.random.normal(k_defect, (P,), dtype)
+    if mask is not None:
+        z = z * mask
+    return start / jnp.linalg.norm(start), z / jnp.linalg.norm(z), k_break
+
+
+@jax.jit
+def _residuals(vecs, Hx):
+    """‖Hx − (xᵀHx) x‖ of unit vectors x, per row."""
+    theta = jnp.sum(vecs * Hx, axis=1)
+    return jnp.linalg.norm(Hx - theta[:, None] * vecs, axis=1)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _sum_rows(vecs, k: int):
+    return jnp.sum(vecs[:k], axis=0)
+
+
+@jax.jit
 def _safe_norm(v):
     """‖v‖ without under- or overflow in the squares: max|v|·‖v/max|v|‖."""
     s = jnp.max(jnp.abs(v))
@@ -477,7 +498,7 @@ def _safe_norm(v):
 
 
 def _check_finite(values, where: str) -> None:
-    if not bool(jnp.all(jnp.isfinite(values))):
+    if not np.all(np.isfinite(np.asarray(values))):
         raise FloatingPointError(
             f"the operator's product is NaN/Inf {where}: the Hessian (or curvature operator) is "
             "not finite at these params and data (a loss that is not twice differentiable "
@@ -491,7 +512,7 @@ def _no_prob(dtype):
 def _scale(state) -> float:
     """‖H‖ estimated by the largest |Ritz value| of the current T."""
     j = int(state.j)
-    a, b = np.asarray(state.alpha[:j]), np.asarray(state.beta[1:j])
+    a, b = np.asarray(state.alpha)[:j], np.asarray(state.beta)[1:j]
     return float(np.max(np.abs(scipy.linalg.eigvalsh_tridiagonal(a, b)))) if j > 1 \
         else float(abs(a[0]))
 
@@ -500,22 +521,26 @@ def _ritz_vectors(cfg, state, start, which, kk: int, apply):
     """The ``kk`` wanted Ritz vectors (the k wanted pairs and a neighbour), normalised, and the
     products spent on them (a basis-free run replays the recurrence from ``start``)."""
     j = int(state.j)
-    alpha, beta = np.asarray(state.alpha[:j]), np.asarray(state.beta[1:j])
+    alpha, beta = np.asarray(state.alpha)[:j], np.asarray(state.beta)[1:j]
     _, S = scipy.linalg.eigh_tridiagonal(alpha, beta) if j > 1 else (alpha, np.ones((1, 1)))
     S = S[:, :kk] if which == Which.SMALLEST else S[:, ::-1][:, :kk]
     coef = np.zeros((cfg.m + 1, kk))
     coef[:j, :S.shape[1]] = S
     coef = jnp.asarray(coef, state.q.dtype)
     if cfg.store_basis:
-        vecs, extra = coef.T @ state.Q, 0
+        vecs, extra = rec.combine(state.Q, coef), 0
     else:
         vecs = rec.replay(cfg, apply, start, state.alpha, state.beta, j, coef)
         extra = max(j - 1, 0)
+    return _unit_rows(vecs), extra
+
+
+@jax.jit
+def _unit_rows(vecs):
+    """Rows normalised; a pair beyond a tiny invariant subspace (steps < k + 1) has no vector
+    and reuses the first, whose zero gap then keeps Kato–Temple off."""
     nrm = jnp.linalg.norm(vecs, axis=1, keepdims=True)
-    # a pair beyond a tiny invariant subspace (steps < k + 1) has no vector: reuse the first,
-    # whose zero gap then keeps Kato–Temple off
-    vecs = jnp.where(nrm > 0, vecs / jnp.where(nrm > 0, nrm, 1.0), vecs[:1] / nrm[:1])
-    return vecs, extra
+    return jnp.where(nrm > 0, vecs / jnp.where(nrm > 0, nrm, 1.0), vecs[:1] / nrm[:1])
 
 
 def _warn(res, k, threshold, hvp_error, restarts, krylov, hvps):

@@ -17,9 +17,10 @@ point of one model and shapes. Every product afterwards runs only the tangent pr
 gradient), and every probe at that point (λmin, λmax, trace, density, blocks) shares it.
 
 **One compiled HVP per model and shapes.** The product is one module-level jitted program,
-``_apply(lin, mask, v)``, whose arguments are the linearisation (data), a mask and the vector:
-it compiles once per model structure and shapes, and serves every probe, every block (a block
-is a 0/1 mask on the coordinates, data again), every point along a trajectory and every restart.
+``_apply(lin, mask, v, scale)``, whose arguments are the linearisation (data), a mask, the vector
+and a scalar: it compiles once per model structure and shapes, and serves every probe, every
+block (a block is a 0/1 mask on the coordinates, data again), every point along a trajectory and
+every restart.
 The Lanczos recurrence around it is a separate program shared by every model of the same size
 (:mod:`._recurrence`). A float32 model's products run in float32 while the vectors around them
 are float64 (mixed precision, :func:`~._options.work_dtype`).
@@ -96,10 +97,11 @@ def _linearise(op: Operator, params, args):
 
 
 @jax.jit
-def _apply(lin, mask, v):
-    """``mask · H(mask · v)`` with H = ``lin`` in its own dtype (the mask's), returned in v's."""
+def _apply(lin, mask, v, scale):
+    """``scale · mask · H(mask · v)`` with H = ``lin`` in its own dtype (the mask's), returned
+    in v's (``scale`` is exact when a power of 2)."""
     x = (v * mask).astype(mask.dtype)
-    return lin(x).astype(v.dtype) * mask.astype(v.dtype)
+    return lin(x).astype(v.dtype) * (scale * mask.astype(v.dtype))
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,12 @@ class LinearOperator:
     def mv(self, v) -> jax.Array:
         """The operator applied to a P-vector v (entries outside the block ignored), in v's
         dtype: one product of the model's one compiled HVP."""
-        return _apply(self.lin, self._mask, jnp.asarray(v))
+        return _apply(self.lin, self._mask, jnp.asarray(v), 1.0)
+
+    def scaled_mv(self, v, scale: float) -> jax.Array:
+        """``scale`` times :meth:`mv` in the same compiled product (exact for a power of 2: a
+        probe scales the operator to avoid under- and overflow)."""
+        return _apply(self.lin, self._mask, jnp.asarray(v), scale)
 
     def restrict(self, select, axis: int | None = None, index: int | None = None
                  ) -> LinearOperator:

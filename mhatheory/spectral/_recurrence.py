@@ -203,6 +203,9 @@ def _ritz_host(alpha, beta, steps, fill, cols, which):
     ``size``-row layout whose rows ≥ ``steps`` are decoupled copies of ``fill`` (see
     :func:`ritz`); only the leading ``steps × steps`` block is decomposed, and only the requested
     columns travel back."""
+    # the callback's arguments as NumPy arrays: slicing a device array by a Python int
+    # compiles one program per length
+    alpha, beta, cols = np.asarray(alpha), np.asarray(beta), np.asarray(cols)
     size = alpha.shape[0]
     k = int(steps)
     dtype = alpha.dtype
@@ -214,7 +217,7 @@ def _ritz_host(alpha, beta, steps, fill, cols, which):
     w, v = _eigh_tridiagonal_host(alpha[:k], beta[1:k])
     off = 0 if which == Which.SMALLEST else size - k     # where the k real pairs sit
     theta[off:off + k], last[off:off + k] = w, v[k - 1]
-    for c, j in enumerate(np.asarray(cols)):
+    for c, j in enumerate(cols):
         if off <= j < off + k:
             S[:k, c] = v[:, j - off]
     return theta, last, S
@@ -254,13 +257,22 @@ def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None) -> St
     within ``tol``·max|θ| of the extreme Ritz value (``log c = +inf`` switches this off), or the
     probabilistic interval wholly above ``hi`` or below ``lo`` (a decision; NaN never decides);
     ``hvp_dtype``: the dtype the HVP computes in (default v's), for that rule's margin."""
+    dtype = jnp.dtype(cfg.dtype)
+    hvp_eps = jnp.finfo(dtype if hvp_dtype is None else hvp_dtype).eps / 2
+    return _initial(cfg, v, key, jnp.asarray(jnp.inf if tol is None else tol, dtype),
+                    jnp.asarray([jnp.inf, jnp.nan, jnp.nan] if prob is None else prob, dtype),
+                    jnp.asarray(hvp_eps, dtype))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _initial(cfg: Recurrence, v, key, tol, prob, hvp_eps) -> State:
+    """:func:`start` as one compiled program (inlined when traced inside another)."""
     m, dtype = cfg.m, jnp.dtype(cfg.dtype)
     q0 = (v / jnp.linalg.norm(v)).astype(dtype)
     P = q0.shape[0]
     idx = jnp.arange(m + 1)
     Q = jnp.zeros((m + 1, P), dtype).at[0].set(q0) if cfg.store_basis \
         else jnp.zeros((0, P), dtype)
-    hvp_eps = jnp.finfo(dtype if hvp_dtype is None else hvp_dtype).eps / 2
     return State(
         jnp.zeros((), jnp.int32), Q, q0, jnp.zeros_like(q0), jnp.zeros(m, dtype),
         jnp.zeros(m + 1, dtype), (idx == 0).astype(dtype), jnp.zeros(m + 1, dtype),
@@ -268,9 +280,7 @@ def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None) -> St
         jnp.zeros((cfg.slots, P), dtype), jnp.zeros((), jnp.int32),
         jnp.asarray(jnp.inf, dtype), jnp.asarray(False), jnp.asarray(cfg.every, jnp.int32),
         jax.random.fold_in(key, 0),      # its own buffer: a compiled step donates the state
-        jnp.asarray(jnp.inf if tol is None else tol, dtype),
-        jnp.asarray([jnp.inf, jnp.nan, jnp.nan] if prob is None else prob, dtype),
-        jnp.asarray(hvp_eps, dtype))
+        tol, prob, hvp_eps)
 
 
 def step(cfg: Recurrence, state: State, w) -> State:
@@ -498,7 +508,7 @@ def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> 
     pick = np.arange(keep) if cfg.which == Which.SMALLEST else np.arange(j - keep, j)[::-1]
     coef = np.zeros((cfg.m + 1, keep))
     coef[:j] = S[:, pick]
-    Y = _combine(state.Q, jnp.asarray(coef, state.Q.dtype))             # [keep, P] Ritz vectors
+    Y = combine(state.Q, jnp.asarray(coef, state.Q.dtype))             # [keep, P] Ritz vectors
     b = beta[j] * S[j - 1, pick]                                         # couplings to q_j
     qj = state.q
     Hq = apply(qj)
@@ -523,7 +533,8 @@ def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> 
 
 
 @jax.jit
-def _combine(Q, coef):
+def combine(Q, coef):
+    """``coef.T @ Q``: Ritz vectors from the stored basis."""
     return coef.T @ Q
 
 
@@ -569,7 +580,9 @@ def replay(cfg: Recurrence, apply: Callable, v, alpha, beta, steps: int, coef):
     memory."""
     q = (v / jnp.linalg.norm(v)).astype(jnp.dtype(cfg.dtype))
     q_prev = jnp.zeros_like(q)
-    x = coef[0][:, None] * q[None]
+    # host copies: indexing a device array by a Python int compiles one program per index
+    alpha, beta, coef = np.asarray(alpha), np.asarray(beta), np.asarray(coef)
+    x = jnp.asarray(coef[0])[:, None] * q[None]
     for j in range(steps - 1):
         q, q_prev, x = _replay_step(apply(q), q, q_prev, x, alpha[j], beta[j], beta[j + 1],
                                     coef[j + 1])
