@@ -1,26 +1,89 @@
-"""Process-wide numerics: float64 and highest matmul precision.
+"""Process-wide numerics: float64, highest matmul precision, a persistent compilation cache.
 
 The toolkit checks inequalities whose margins can be small, so it runs in float64 by default
 (``jax_enable_x64``) and forces the highest matmul precision: on GPUs XLA otherwise uses TF32
 for float32 matmuls (about 1e-3 relative error), which would fake violations.
 
 Set ``MHATHEORY_X64=0`` in the environment before importing ``mhatheory`` to keep JAX's float32
-default (for example, to benchmark float32 models); nothing else in JAX is changed.
+default (for example, to benchmark float32 models).
+
+**Persistent compilation cache.** A probe's first call is mostly compilation (the model's HVP,
+the Lanczos step, a few small programs), and a CLI run or a notebook pays it again in every new
+process. Importing ``mhatheory`` therefore points JAX's own persistent cache
+(``jax_compilation_cache_dir``) at ``$XDG_CACHE_HOME/mhatheory/jax`` (``~/.cache/...`` by
+default) and caches every program, however quick to compile (a cached tiny program loads in
+milliseconds where compiling it takes tens to hundreds): a second process compiles nothing it
+has seen. JAX keys each entry by the program, the JAX/XLA versions, the flags and the device,
+so a stale entry is never used. ``MHATHEORY_COMPILATION_CACHE=0`` turns it off, a path there
+moves it, and a cache directory the user set for JAX (``JAX_COMPILATION_CACHE_DIR``) is left as
+it is; ``mhatheory --no-compilation-cache`` turns it off for one CLI run.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
+#: The environment variable that turns the persistent compilation cache off ("0") or moves it
+#: (a path).
+CACHE_ENV = "MHATHEORY_COMPILATION_CACHE"
+
+#: The most disk the persistent cache may take before JAX evicts its least recently used
+#: entries.
+CACHE_MAX_BYTES = 2 * 2**30
+
+_OFF = {"0", "off", "false", "no"}
+
 
 def configure() -> None:
-    """Enable float64 (unless ``MHATHEORY_X64=0``) and the highest matmul precision."""
+    """Enable float64 (unless ``MHATHEORY_X64=0``), the highest matmul precision and the
+    persistent compilation cache (unless ``MHATHEORY_COMPILATION_CACHE=0``)."""
     if os.environ.get("MHATHEORY_X64", "1") != "0":
         jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
+    enable_compilation_cache()
+
+
+def default_cache_dir() -> Path:
+    """``$MHATHEORY_COMPILATION_CACHE`` when it names a folder, else the user's cache folder:
+    ``$XDG_CACHE_HOME/mhatheory/jax`` (``~/.cache/mhatheory/jax``)."""
+    env = os.environ.get(CACHE_ENV, "")
+    if env and env.lower() not in _OFF | {"1", "on", "true", "yes"}:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mhatheory" / "jax"
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
+    """Point JAX's persistent compilation cache at ``path`` (default :func:`default_cache_dir`)
+    and cache every program there; returns the folder, or None when it stays off: turned off
+    by ``MHATHEORY_COMPILATION_CACHE=0`` (unless ``path`` is given), a folder that cannot be
+    created, or a cache the user already configured for JAX (then that one is kept and
+    returned)."""
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return Path(current)
+    if path is None and os.environ.get(CACHE_ENV, "").lower() in _OFF:
+        return None
+    folder = Path(path).expanduser() if path is not None else default_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+    return folder
+
+
+def disable_compilation_cache() -> None:
+    """Turn the persistent compilation cache off for this process (before anything compiles:
+    JAX decides once per process whether it uses it)."""
+    jax.config.update("jax_enable_compilation_cache", False)
 
 
 def map_chunks(f, xs, chunk: int):
@@ -33,7 +96,7 @@ def map_chunks(f, xs, chunk: int):
     runtime may run both at once; when ``f`` holds a batched LAPACK call (``eigvalsh``), each
     of the two waits in jaxlib's ``ParallelBatchMap`` for work queued on the intra-op pool that
     the two of them occupy, and on a 2-core machine that pool has 2 threads: a deadlock at 0 %
-    CPU (observed with ``deora.block_norms`` on jax 0.10.2; stacks in the session note).
+    CPU (observed with ``deora.block_norms`` on jax 0.10.2).
     """
     n = jax.tree.leaves(xs)[0].shape[0]
     chunk = max(1, min(chunk, n))

@@ -21,6 +21,8 @@ import re
 import sys
 import typing
 
+from mhatheory import _numerics
+
 _ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
 _ABBREVIATIONS = ("e.g.", "i.e.", "al.", "cf.", "vs.", "etc.")
 
@@ -155,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mhatheory",
         description="Check the theory of multi-head attention numerically: Hessian probes, "
                     "weak convexity, stability bounds, symmetry.")
+    parser.add_argument("--no-compilation-cache", action="store_true",
+                        help="compile everything afresh: do not read or write the persistent "
+                             "compilation cache (~/.cache/mhatheory/jax; the environment "
+                             "variable MHATHEORY_COMPILATION_CACHE=0 turns it off as well)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("verify", help="run every check at small size; PASS/FAIL table and report",
@@ -217,7 +223,7 @@ def _add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
                    help=docs["heartbeat_timeout"].rstrip(".") + " (default: 60)")
 
 
-def _launch(args):
+def launch_requested(args):
     """The :class:`~mhatheory.distributed.Launch` asked for by the flags (or the cluster
     environment), or ``None`` for a single-process run. Raises ``ValueError`` on bad values."""
     from mhatheory import distributed
@@ -274,6 +280,8 @@ def main(argv=None) -> int:
         check, 2 for bad input (said on stderr, naming the flag, before any work).
     """
     args = build_parser().parse_args(argv)
+    if args.no_compilation_cache:
+        _numerics.disable_compilation_cache()
     from mhatheory import results
 
     if args.command == "info":
@@ -308,7 +316,7 @@ def _run(args) -> int:
     launch_names = [f.name for f in dataclasses.fields(distributed.Launch)]
     try:
         config = _config_from_args(module, args)
-        launch = _launch(args)
+        launch = launch_requested(args)
     except ValueError as err:
         print(f"{prog}: {_flags_in(str(err), names + launch_names)} "
               f"(see {prog} --help)", file=sys.stderr)
@@ -319,7 +327,7 @@ def _run(args) -> int:
         except (distributed.DistributedError, ValueError) as err:
             print(f"{prog}: {_flags_in(str(err), launch_names)}", file=sys.stderr)
             return 2
-        print(distributed.describe(session), file=sys.stderr)
+        print(distributed.session_line(session), file=sys.stderr)
     try:
         if distributed.is_writer():
             _check_out(args.out)
@@ -341,11 +349,11 @@ def _run(args) -> int:
         distributed.report_failure(f"{type(err).__name__}: {err}")
         raise
     if distributed.is_writer():
-        print(json.dumps(results.to_jsonable(summary), indent=2))
-        print(f"wrote {args.out}/results.json")
+        print(results.summary_table(summary))
+        print(f"wrote {args.out}/results.json (every record, figures beside it)")
     else:
-        print(f"process {distributed.process_index()}: done; process 0 wrote "
-              f"{args.out}/results.json", file=sys.stderr)
+        print(f"process {distributed.process_index()}: done; process 0 wrote the results "
+              "to the --out folder it was given", file=sys.stderr)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The tokenized-mixture data model (DESIGN §2).
+"""The tokenized-mixture data model of Deora et al.
 
 Cluster means are orthogonal: ``scale·e_0`` (μ₊), ``scale·e_1`` (μ₋) and ``scale·e_{2+k}`` for the
 K label-irrelevant clusters, so ``d ≥ K + 2``. A sample draws y uniform in {±1}; each of its T

@@ -94,6 +94,42 @@ def to_jsonable(obj):
     return obj
 
 
+def summary_table(summary, max_rows: int = 30) -> str:
+    """A short two-column table of a run's summary for the terminal: every scalar field, the
+    scalar entries of nested records one level down (``influence.spectral.cosine_median``),
+    and a count in place of any list (its entries are in ``results.json``).
+
+    >>> print(summary_table({"holds": True, "eps1": 0.0123456, "slopes": [1, 2, 3],
+    ...                      "fit": {"slope": -1.02, "se": 0.04}}))
+    holds      True
+    eps1       0.0123456
+    slopes     3 entries (results.json)
+    fit.slope  -1.02
+    fit.se     0.04
+    """
+    rows = []
+
+    def show(v):
+        return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+    def walk(prefix, v, depth):
+        if isinstance(v, dict) and depth < 2:
+            for k, w in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), w, depth + 1)
+        elif isinstance(v, list):
+            rows.append((prefix, f"{len(v)} entries (results.json)"))
+        elif isinstance(v, dict):
+            rows.append((prefix, f"{len(v)} fields (results.json)"))
+        else:
+            rows.append((prefix, show(v)))
+
+    walk("", to_jsonable(summary), 0)
+    if len(rows) > max_rows:
+        rows = rows[:max_rows] + [("…", f"{len(rows) - max_rows} more rows in results.json")]
+    width = max(len(k) for k, _ in rows) if rows else 0
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
 def _file_mode() -> int:
     """The mode ``open()`` would give a new file: 0o666 less the process umask."""
     mask = os.umask(0o022)  # read the umask (the only portable way is to set it) and restore

@@ -127,10 +127,11 @@ class Influence(NamedTuple):
 
 
 class Retrained(NamedTuple):
-    """θ_K^{(r)} stacked over r, and the divergence curves ``[R, K]``."""
+    """θ_K^{(r)} stacked over r, and the parameter distances ``[R, K]`` (‖θ_t − θ_t^{(r)}‖ along
+    GD)."""
 
     params: dict
-    divergence: np.ndarray
+    distance: np.ndarray
 
 
 def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,

@@ -49,7 +49,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-# --- sweeps you can trust: --resume after a config change (issue 13) ----------------------
+# --- sweeps you can trust: --resume after a config change -------------------------------
 
 
 class _SweepDone(Exception):

@@ -130,6 +130,7 @@ def test_two_processes_write_the_single_process_stability_records(tmp_path, requ
     assert "process 1 of 2" in err1 and "4 global devices" in err1
     assert "stability cells: process 1 computed 1 of 2 cells" in err1      # the work was split
     assert "wrote" in out0 and "wrote" not in out1
+    assert "process 0 wrote the results to the --out folder it was given" in err1
     assert not (tmp_path / "not-written").exists()                         # only process 0 writes
     a = json.loads((one / "results.json").read_text())
     b = json.loads((tmp_path / "two" / "results.json").read_text())
@@ -354,18 +355,18 @@ def test_launch_follows_the_flags_and_the_cluster_environment(monkeypatch):
         monkeypatch.delenv(key)
     parse = cli.build_parser().parse_args
     base = [*STAB, "--out", "x"]
-    assert cli._launch(parse(base)) is None                          # plain: one process
-    assert cli._launch(parse(["run", "train", "--out", "x"])) is None  # not a sweep
-    launch = cli._launch(parse([*base, "--num-processes", "2"]))
+    assert cli.launch_requested(parse(base)) is None                          # plain: one process
+    assert cli.launch_requested(parse(["run", "train", "--out", "x"])) is None  # not a sweep
+    launch = cli.launch_requested(parse([*base, "--num-processes", "2"]))
     assert launch.num_processes == 2 and launch.coordinator is None
     for key, value in dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="node[01-02]",
                            SLURM_NTASKS="2", SLURM_PROCID="1", SLURM_LOCALID="0").items():
         monkeypatch.setenv(key, value)
     assert distributed.cluster_environment() == ("slurm", 2)
-    assert cli._launch(parse(base)) is not None                      # srun -n 2: on
-    assert cli._launch(parse([*base, "--no-distributed"])) is None   # opted out
+    assert cli.launch_requested(parse(base)) is not None                      # srun -n 2: on
+    assert cli.launch_requested(parse([*base, "--no-distributed"])) is None   # opted out
     monkeypatch.setenv("SLURM_NTASKS", "1")
-    assert cli._launch(parse(base)) is None                          # one task: off
+    assert cli.launch_requested(parse(base)) is None                          # one task: off
 
 
 # --- the handshake itself (no JAX), in threads ------------------------------------------------

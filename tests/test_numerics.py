@@ -1,3 +1,5 @@
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,3 +35,57 @@ def test_block_norms_has_one_eigh_whatever_the_sample_count():
     params = deora.init_params(jax.random.key(1), 4, 2)
     jaxpr = jax.make_jaxpr(deora.block_norms)(params, batch.X)
     assert _count(jaxpr.jaxpr, "eigh") == 1
+
+
+_CACHE_DRIVER = """
+import sys
+import os
+
+import jax
+from collections import Counter
+events = Counter()
+jax.monitoring.register_event_listener(lambda name, **kw: events.update([name]))
+import mhatheory  # noqa: F401  (configures the cache on import)
+from mhatheory import cli
+if "--flag" in sys.argv:
+    import contextlib, io
+    with contextlib.redirect_stdout(io.StringIO()):
+        cli.main(["--no-compilation-cache", "info"])
+import jax.numpy as jnp
+jax.jit(lambda x: jnp.sin(x) @ x.T + 1.0)(jnp.ones((3, 3))).block_until_ready()
+print(jax.config.jax_compilation_cache_dir,
+      events["/jax/compilation_cache/cache_hits"], events["/jax/compilation_cache/cache_misses"])
+"""
+
+
+def _cache_run(tmp_path, value, *flags):
+    import subprocess
+    import sys
+    env = {**os.environ, "MHATHEORY_COMPILATION_CACHE": str(value)}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", _CACHE_DRIVER, *flags], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert "compilation cache" not in out.stderr.lower(), out.stderr
+    folder, hits, misses = out.stdout.split()
+    return folder, int(hits), int(misses)
+
+
+def test_a_second_process_loads_its_programs_from_the_persistent_cache(tmp_path):
+    cache = tmp_path / "cache"
+    folder, hits, misses = _cache_run(tmp_path, cache)
+    assert folder == str(cache) and hits == 0 and misses >= 1
+    assert any(cache.iterdir())
+    _, hits, misses = _cache_run(tmp_path, cache)
+    assert hits >= 1 and misses == 0
+
+
+@pytest.mark.parametrize("how", ["environment", "flag"])
+def test_the_persistent_cache_can_be_turned_off(tmp_path, how):
+    cache = tmp_path / "cache"
+    if how == "environment":
+        folder, hits, misses = _cache_run(tmp_path, 0)
+        assert folder == "None"
+    else:
+        folder, hits, misses = _cache_run(tmp_path, cache, "--flag")
+        assert not cache.exists() or not any(cache.iterdir())
+    assert hits == 0 and misses == 0

@@ -1,4 +1,4 @@
-"""The robustness campaign (issue 13): a table of bad inputs over every public function and CLI
+"""The robustness campaign: a table of bad inputs over every public function and CLI
 command, each answered by a clear error before any work, with nothing written or lost.
 
 Each row names an entry point, the argument a user got wrong (as they would type it), a

@@ -189,11 +189,11 @@ def _trained_float32_mlp(dtype=jnp.float32):
     return loss, params, jnp.asarray(stored["x"], dtype), jnp.asarray(stored["y"], dtype)
 
 
-def test_the_float32_false_pass_is_gone():
+def test_a_float32_model_near_convergence_gets_no_false_pass():
     """A float32 MLP at L̂ ≈ 2e-10: λmin ≈ −4.1e-5 inside the bulk near 0, below float32's
-    acceptance threshold (≈ 1e-4·‖H‖/10). Before, the Ritz value sat in the bulk with a
-    'converged' interval missing λmin for 4 of 12 keys and the assertion passed a bound at
-    0.99·λmin for 2 of 12 (key 5 among these 6). Now the pair is not resolved (not converged,
+    acceptance threshold (≈ 1e-4·‖H‖/10). A Ritz value in the bulk with a 'converged'
+    interval would miss λmin (for 4 of 12 keys without the low-precision acceptance rule) and
+    let the assertion pass a bound at 0.99·λmin. The pair is not resolved (not converged,
     open below), and the assertion never passes it: the probabilistic end holds λmin.
     Reference: the float64 dense Hessian of the same float32 weights and data."""
     loss, params, x, y = _trained_float32_mlp()

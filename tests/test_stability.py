@@ -44,7 +44,7 @@ def test_vmapped_and_sequential_retraining_agree(problem):
         seq = stability.retrain(deora.loss_fn, params0, batch, idx[r:r + 1], chunk=1, **kw)
         # vmapping changes XLA's vectorisation of the matmuls: rounding-level differences
         np.testing.assert_allclose(vm.params["W"][r], seq.params["W"][0], rtol=0, atol=REORDERED)
-        np.testing.assert_allclose(vm.divergence[r], seq.divergence[0], rtol=0, atol=REORDERED)
+        np.testing.assert_allclose(vm.distance[r], seq.distance[0], rtol=0, atol=REORDERED)
 
 
 def test_sharded_run_on_four_devices_equals_the_single_device_run(problem):
@@ -58,16 +58,16 @@ def test_sharded_run_on_four_devices_equals_the_single_device_run(problem):
     sharded = stability.retrain(deora.loss_fn, params0, pool, idx, **kw)
     assert sharded.params["W"].shape[0] == 6
     np.testing.assert_allclose(sharded.params["W"], single.params["W"], rtol=0, atol=REORDERED)
-    np.testing.assert_allclose(sharded.divergence, single.divergence, rtol=0, atol=REORDERED)
+    np.testing.assert_allclose(sharded.distance, single.distance, rtol=0, atol=REORDERED)
 
 
-def test_divergence_starts_at_the_first_step_and_stability_is_positive(problem):
+def test_distance_starts_at_the_first_step_and_stability_is_positive(problem):
     batch, params0, traj, base = problem
     r = stability.retrain(deora.loss_fn, params0, batch, stability.loo_indices(24, range(4)),
                           steps=40, lr=1.0, base_traj=base, devices=ONE)
-    assert r.divergence.shape == (4, 40) and np.all(r.divergence > 0)
+    assert r.distance.shape == (4, 40) and np.all(r.distance > 0)
     eps1, eps2 = stability.model_stability(traj.final_params, r.params)
-    np.testing.assert_allclose(eps1, r.divergence[:, -1].mean(), rtol=tol(np.float64))
+    np.testing.assert_allclose(eps1, r.distance[:, -1].mean(), rtol=tol(np.float64))
     assert eps2 >= eps1**2 > 0  # Jensen
 
 

@@ -30,7 +30,8 @@ def test_assert_inequality_never_passes_within_its_uncertainty():
 
 def test_assert_inequality_failure_message_shows_both_sides_margin_and_theta():
     with pytest.raises(testing.InequalityError) as exc:
-        testing.assert_inequality(-1.0, 0.5, name="toy", where=testing.describe({"w": jnp.ones(3)}))
+        testing.assert_inequality(-1.0, 0.5, name="toy",
+                                  where=testing.fingerprint({"w": jnp.ones(3)}))
     msg = str(exc.value)
     assert "lhs = -1" in msg and "rhs = 0.5" in msg and "margin -1.5" in msg and "['w'][3]" in msg
 
@@ -77,9 +78,9 @@ def _mlp_problem():
 
 
 def test_an_unconverged_lanczos_never_passes_the_assertion():
-    """The reproduced false PASS: krylov=5, max_restarts=0 on an MLP gives a Ritz value far
-    above λmin; a κ between the two used to pass. Now the unconverged interval is open below,
-    the check escalates, and the certified answer (a violation) is raised."""
+    """krylov=5, max_restarts=0 on an MLP gives a Ritz value far above λmin, and a κ between
+    the two must not pass: the unconverged interval is open below, the check escalates, and
+    the certified answer (a violation) is raised."""
     loss, params, x, y = _mlp_problem()
     true = np.linalg.eigvalsh(np.asarray(spectral.dense_hessian(loss, params, x, y)))[0]
     with warnings.catch_warnings():

@@ -87,7 +87,7 @@ def test_labels_outside_pm1_raise_before_training(problem):
 
 def test_the_adamw_step_compiles_once_for_models_of_one_shape():
     """Every cell of a sweep builds a fresh model and optimiser; with equal settings the jitted
-    step must reuse its program (a fresh optax transform per optimiser used to recompile it)."""
+    step must reuse its program, though each optimiser holds a fresh optax transform."""
     from flax import nnx
 
     step = train.nnx_step(lambda model, x: jnp.mean(model(x) ** 2))

@@ -1,5 +1,5 @@
-"""The one input check before any work (issue 13): each case below ran seconds of work and
-returned NaN, or raised an unrelated error, on main."""
+"""The one input check before any work: each case below would otherwise run seconds of work
+and return NaN, or raise an unrelated error."""
 
 import jax
 import jax.numpy as jnp

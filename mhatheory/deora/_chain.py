@@ -1,4 +1,4 @@
-"""The self-bounded weak-convexity chain of DESIGN §2, with every link measured.
+"""The self-bounded weak-convexity chain of Deora et al., with every link measured.
 
 For the Deora model Φ = (1/√H) Σ_h φ_h and L̂(θ) = (1/n) Σ_i ℓ(y_i Φ_i), ℓ logistic,
 
@@ -67,7 +67,7 @@ from mhatheory.data import Batch, check_batch
 from mhatheory.losses import logistic_d1
 from mhatheory.models import deora
 from mhatheory.spectral import Which
-from mhatheory.testing import _fmt, _raise, describe
+from mhatheory.testing import _fmt, _raise, fingerprint
 from mhatheory.verdicts import Interval, Verdict, combine, compare
 
 #: Relative slack for float64 rounding in a link's two sides. HVPs, eigh and length-n sums have
@@ -331,5 +331,5 @@ def assert_chain(params, batch, **kwargs) -> Chain:
             word = "failed" if link.verdict == Verdict.VIOLATED else "is INCONCLUSIVE"
             _raise(link.verdict, f"{link.name} {word}: lhs ∈ {_fmt(link.lhs_interval)}, rhs ∈ "
                    f"{_fmt(link.rhs_interval)} (certified margin {link.margin:.3g})",
-                   describe(params))
+                   fingerprint(params))
     return ch

@@ -404,7 +404,7 @@ def shard_samples(data, mesh=None, axis: str | None = None):
     return jax.tree.map(place, data)
 
 
-def describe(session: Session) -> str:
+def session_line(session: Session) -> str:
     """One line for stderr at the start of a run."""
     role = "writes the results" if session.process_id == 0 else "sends its cells to process 0"
     return (f"mhatheory: process {session.process_id} of {session.num_processes} "
@@ -413,6 +413,6 @@ def describe(session: Session) -> str:
 
 
 __all__ = ["Channel", "DistributedError", "Launch", "Session", "cluster_environment",
-           "check_peers", "describe", "initialize", "is_writer", "parse_address",
-           "process_count", "process_index", "report_failure", "shard_samples",
+           "check_peers", "initialize", "is_writer", "parse_address",
+           "process_count", "process_index", "report_failure", "session_line", "shard_samples",
            "stop_on_peer_failure"]

@@ -9,12 +9,14 @@ from mhatheory.models.deora import (
     phi,
 )
 from mhatheory.models.transformer import (
-    Block,
     DecoderTransformer,
     FeedForward,
+    Positional,
     Seq2SeqTransformer,
+    TransformerLayer,
     residual_plan,
 )
 
-__all__ = ["Block", "DecoderTransformer", "DeoraMHA", "FeedForward", "Seq2SeqTransformer",
-           "head_outputs", "init_params", "loss_fn", "parameter_count", "phi", "residual_plan"]
+__all__ = ["DecoderTransformer", "DeoraMHA", "FeedForward", "Positional", "Seq2SeqTransformer",
+           "TransformerLayer", "head_outputs", "init_params", "loss_fn", "parameter_count", "phi",
+           "residual_plan"]

@@ -14,6 +14,7 @@ except layer K), or one entry per layer, each a bool or an ``(attention, mlp)`` 
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Sequence
 
@@ -32,7 +33,26 @@ from mhatheory.attention import (
 )
 from mhatheory.positional import LearnedPositions, sinusoidal
 
-POSITIONAL = ("none", "sinusoidal", "learned", "relative")
+
+class Positional(str, enum.Enum):
+    """Where a decoder's tokens get their positions.
+
+    * ``NONE``: no positional information (the stack is permutation-equivariant without a
+      causal mask).
+    * ``SINUSOIDAL``: fixed sine/cosine encodings added to √d_model-scaled embeddings.
+    * ``LEARNED``: a learned table of ``max_len`` absolute positions.
+    * ``RELATIVE``: Transformer-XL relative attention (no absolute positions; accepts a
+      segment memory).
+    """
+
+    NONE = "none"
+    SINUSOIDAL = "sinusoidal"
+    LEARNED = "learned"
+    RELATIVE = "relative"
+
+
+#: The values :class:`Positional` accepts as strings.
+POSITIONAL = tuple(m.value for m in Positional)
 
 
 def residual_plan(spec, num_layers: int) -> tuple[tuple[bool, bool], ...]:
@@ -74,7 +94,7 @@ class FeedForward(nnx.Module):
         return self.down(self.act(self.up(x)))
 
 
-class Block(nnx.Module):
+class TransformerLayer(nnx.Module):
     """Self-attention (+ optional cross-attention) + MLP, each sub-layer wrapped as
     pre-LN ``x + f(LN(x))`` or post-LN ``LN(x + f(x))`` (without the ``x +`` when its residual
     is switched off)."""
@@ -102,7 +122,7 @@ class Block(nnx.Module):
         return norm(x + y if residual else y)
 
     def __call__(self, x, *, mask=None, memory=None, memory_mask=None, segment=None):
-        """One block on ``x [..., T, d]`` (self-attention, optional cross-attention, MLP)."""
+        """One layer on ``x [..., T, d]`` (self-attention, optional cross-attention, MLP)."""
         attn_res, mlp_res = self.residual
         x = self._sublayer(x, lambda h: self.self_attn(h, segment, mask=mask)
                            if segment is not None else self.self_attn(h, mask=mask),
@@ -116,18 +136,21 @@ class Block(nnx.Module):
 class DecoderTransformer(nnx.Module):
     """Decoder-only transformer: int tokens ``[..., T]`` → logits ``[..., T, vocab_size]``.
 
-    Switches: ``causal`` mask, ``positional`` in {"none", "sinusoidal", "learned", "relative"}
+    Switches: ``causal`` mask, ``positional`` (a :class:`Positional` or its string: "none",
+    "sinusoidal", "learned", "relative")
     (relative = Transformer-XL attention, which also accepts a segment memory ``mems``),
     ``residual`` plan (module docstring), ``pre_ln`` (default) or post-LN. Eval mode only
     (no dropout), so outputs are deterministic.
     """
 
     def __init__(self, vocab_size: int, d_model: int, num_heads: int, num_layers: int, *,
-                 positional: str = "learned", causal: bool = True, residual=True,
+                 positional: Positional | str = "learned", causal: bool = True, residual=True,
                  pre_ln: bool = True, d_ff: int | None = None, max_len: int = 64,
                  activation: str = "gelu", rngs: nnx.Rngs, param_dtype=jnp.float32):
         if positional not in POSITIONAL:
-            raise ValueError(f"positional must be one of {POSITIONAL}, got {positional!r}.")
+            raise ValueError(f"positional must be one of {POSITIONAL} (or a "
+                             f"models.Positional), got {positional!r}.")
+        positional = Positional(positional)
         for name, v in (("vocab_size", vocab_size), ("d_model", d_model),
                         ("num_heads", num_heads), ("num_layers", num_layers),
                         ("max_len", max_len)) + ((("d_ff", d_ff),) if d_ff is not None else ()):
@@ -148,9 +171,10 @@ class DecoderTransformer(nnx.Module):
         self.positions = (LearnedPositions(max_len, d_model, rngs=rngs, param_dtype=param_dtype)
                           if positional == "learned" else None)
         self.layers = nnx.List([
-            Block(d_model, num_heads, d_ff or 4 * d_model, relative=positional == "relative",
-                  pre_ln=pre_ln, residual=self.plan[i], activation=activation, rngs=rngs,
-                  param_dtype=param_dtype) for i in range(num_layers)])
+            TransformerLayer(d_model, num_heads, d_ff or 4 * d_model,
+                             relative=positional == "relative", pre_ln=pre_ln,
+                             residual=self.plan[i], activation=activation, rngs=rngs,
+                             param_dtype=param_dtype) for i in range(num_layers)])
         self.final_norm = nnx.LayerNorm(d_model, rngs=rngs, param_dtype=param_dtype)
         self.head = nnx.Linear(d_model, vocab_size, rngs=rngs, param_dtype=param_dtype)
 
@@ -238,9 +262,9 @@ class Seq2SeqTransformer(nnx.Module):
         self.positions = (LearnedPositions(max_len, d_model, rngs=rngs, param_dtype=param_dtype)
                           if positional == "learned" else None)
         kw = dict(pre_ln=pre_ln, rngs=rngs, param_dtype=param_dtype)
-        self.encoder = nnx.List([Block(d_model, num_heads, d_ff, **kw)
+        self.encoder = nnx.List([TransformerLayer(d_model, num_heads, d_ff, **kw)
                                  for _ in range(num_layers)])
-        self.decoder = nnx.List([Block(d_model, num_heads, d_ff, cross=True, **kw)
+        self.decoder = nnx.List([TransformerLayer(d_model, num_heads, d_ff, cross=True, **kw)
                                  for _ in range(num_layers)])
         self.enc_norm = nnx.LayerNorm(d_model, rngs=rngs, param_dtype=param_dtype)
         self.dec_norm = nnx.LayerNorm(d_model, rngs=rngs, param_dtype=param_dtype)

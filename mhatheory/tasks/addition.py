@@ -10,7 +10,7 @@ of the prefix prompt + answer[:t]; later positions are padding whose keys are ma
 any model is the same as truncating the input (the padding mask moves with the tokens). Greedy
 decoding feeds its own digits back.
 
-**The ceiling (notes §1.5, by exact enumeration).** Without a causal mask and positions, the
+**The ceiling (by exact enumeration).** Without a causal mask and positions, the
 next-token prediction depends only on (the multiset of the input, its last token). Greedy
 decoding from a prompt ending in ``=`` is therefore a function of the prompt's multiset, so within
 each multiset class at most the most frequent answer can be right:

@@ -1,6 +1,6 @@
 """``mhatheory run heads``: do more heads help? H × η × init scale × n, measured.
 
-The seed's headline (DESIGN §2) is that more heads make GD train more stably and generalise
+Deora et al.'s headline is that more heads make GD train more stably and generalise
 better, with heads, initialisation and step size as the levers. This sweep measures it. A cell is
 one (H, init scale, n); inside it every step size η of its slice, every seed (training set) and
 ``replace`` replace-one retrainings per seed are rows of one vmapped, scanned GD program

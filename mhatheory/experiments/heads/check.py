@@ -1,4 +1,4 @@
-"""``verify`` group ``heads``: the seed's claims about the number of heads, measured on
+"""``verify`` group ``heads``: Deora et al.'s claims about the number of heads, measured on
 a small H × η grid."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from mhatheory.experiments import heads
 
 
 def rows(full: bool, out, progress: bool = False) -> list[Check]:
-    """The seed's claims about the number of heads, measured on a small H × η grid (tendency
+    """Deora et al.'s claims about the number of heads, measured on a small H × η grid (tendency
     rows: each answered yes / no / undecided from its slope against H and that slope's SE)."""
     cfg = heads.Config(**(heads.FULL if full else heads.VERIFY))
     summary = heads.run(cfg, Path(out) / "heads", progress=progress)

@@ -71,7 +71,7 @@ def slopes_by_slice(records) -> list[dict]:
 
 
 class Claim(NamedTuple):
-    """One of the seed's claims, measured. ``measured``: the seed-averaged slope over the slices
+    """One of Deora et al.'s claims, measured. ``measured``: the seed-averaged slope over the slices
     (exponent for log quantities, change per doubling of H for linear ones), ``se`` its SE,
     ``reference`` the no-effect value 0, ``answer`` "yes" / "no" / "undecided"."""
 
@@ -101,7 +101,7 @@ def _informative(sl, q) -> bool:
 
 
 def claims(summary: dict) -> list[Claim]:
-    """The seed's claims as rows, from ``summary["slopes"]`` (:func:`slopes_by_slice`)."""
+    """Deora et al.'s claims as rows, from ``summary["slopes"]`` (:func:`slopes_by_slice`)."""
     rows = []
     for name, q in CLAIMS:
         slices = [sl for sl in summary["slopes"]

@@ -1,6 +1,6 @@
 """Figures of the heads sweep (``mhatheory run heads``): phase diagrams over H × η, quantities
 against H with error bars and fitted slopes, the stability bounds against the gap, and the
-per-slice slopes behind each of the seed's claims. Axes carry their quantity and unit; H is on
+per-slice slopes behind each of Deora et al.'s claims. Axes carry their quantity and unit; H is on
 a log₂ axis."""
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def claims_forest(slopes, claim_rows):
         if not rows:
             ax.text(0.5, 0.5, "no informative slice", ha="center", va="center",
                     transform=ax.transAxes)
-    fig.suptitle("The seed's claims, slice by slice (green: decreases with H at 2 SE; red: "
+    fig.suptitle("Deora et al.'s claims, slice by slice (green: decreases with H at 2 SE; red: "
                  "increases; gray: unresolved)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -36,5 +36,5 @@ def rows(full: bool, out, progress: bool = False) -> list[Check]:
             f"stability: influence-function cosine ({name} damping)", v["cosine_median"], 1.0,
             v["relative_error_median"], "median cosine with exact retraining (1 = exact); "
             "margin column: median relative error",
-            (fig["divergence"],) if name == "spectral" else ()))
+            (fig["distance"],) if name == "spectral" else ()))
     return out_rows

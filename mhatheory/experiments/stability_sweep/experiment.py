@@ -96,7 +96,7 @@ def one_seed(config: Config, n: int, heads: int, steps: int, seed: int, progress
     tl, tse = deora.test_loss(traj.final_params, test)
     out = {"eps1": eps1, "eps2": eps2, "train_loss": float(traj.loss[-1]), "test_loss": tl,
            "test_loss_se": tse, "gen_gap": tl - float(traj.loss[-1]), "G": G, "beta": beta,
-           "divergence_mean": loo.divergence.mean(0)[:: max(1, steps // 100)].tolist()}
+           "distance_mean": loo.distance.mean(0)[:: max(1, steps // 100)].tolist()}
     m = min(config.influence_samples, len(which))
     theta = np.asarray(ravel_pytree(traj.final_params)[0])
     true = np.asarray(ravel_stacked(jax.tree.map(lambda a: a[:m], loo.params))) - theta
@@ -208,7 +208,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
     slopes = eps1_slopes(records)
     figs = {"eps1_vs_n": plots.eps1_vs_n(records, slopes),
             "gap_vs_bounds": plots.gap_vs_bounds(records),
-            "divergence": plots.divergence_curves(payloads, config.lr)}
+            "distance": plots.distance_curves(payloads, config.lr)}
     figures = {name: results.save_figure_atomic(fig, out / f"{name}.png")
                for name, fig in figs.items()}
     infl = {name: {"cosine_median": float(np.median([c for p in payloads for s in p["seeds"]

@@ -46,14 +46,14 @@ def gap_vs_bounds(records):
                    title="Stability bounds vs measured gap (expectation over seeds)")
 
 
-def divergence_curves(payloads, lr):
-    """Mean leave-one-out divergence ‖θ_t − θ_t^(−i)‖ along GD, seed 0, per cell."""
+def distance_curves(payloads, lr):
+    """Mean leave-one-out parameter distance ‖θ_t − θ_t^(−i)‖ along GD, seed 0, per cell."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for p in payloads:
         r = p["record"]
-        d = np.asarray(p["seeds"][0]["divergence_mean"])
+        d = np.asarray(p["seeds"][0]["distance_mean"])
         stride = max(1, r["steps"] // 100)
         ax.loglog(1 + stride * np.arange(d.size), d, label=f"n={r['n']}, H={r['heads']}, "
                                                           f"K={r['steps']}")
     return finish(fig, ax, xlabel="GD step t", ylabel="mean ‖θ_t − θ_t^(−i)‖",
-                   title=f"Leave-one-out divergence along GD (η = {lr:g})", legend=6)
+                   title=f"Leave-one-out parameter distance along GD (η = {lr:g})", legend=6)

@@ -7,8 +7,8 @@ trained and evaluated prefix-wise (one forward pass per answer digit, later posi
 no target leaks. Cells checkpoint with orbax and resume mid-training; finished cells are written
 atomically and skipped by ``--resume``. Outputs: a results table (mean ± std test exact match,
 steps to 95 %), learning curves with the enumerated ceiling for non-causal no-PE cells, residual
-ablation curves, activation-correlation heatmaps (notes §3 analyses a and b), and the theorem
-(C13) on the trained non-causal no-PE checkpoints.
+ablation curves, activation-correlation heatmaps (the correlation analyses (a) and (b) of
+``experiment.correlations``), and the theorem (C13) on the trained non-causal no-PE checkpoints.
 """
 
 from mhatheory.experiments.symmetry_sweep.experiment import (

@@ -186,7 +186,7 @@ def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -
 
 
 def correlations(model, seqs) -> dict:
-    """notes §3: (a) Pearson correlation over examples between the top hidden state at k and
+    """(a) Pearson correlation over examples between the top hidden state at k and
     the input embedding of token j (mean over dimensions), and (b) cosine between h^L_k and
     h^0_j, averaged over examples; both ``[T, T]`` over the prompt."""
     _, hidden = model(jnp.asarray(seqs[:, :ad.PROMPT_LEN]), return_hidden=True)

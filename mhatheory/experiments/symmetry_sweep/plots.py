@@ -69,7 +69,8 @@ def residual_ablation(payloads):
 
 
 def correlation_heatmaps(payloads):
-    """Analyses (a) and (b) of notes §3 for seed-0 cells without positional encoding."""
+    """The correlation analyses (a) and (b) (``experiment.correlations``) for seed-0 cells
+    without positional encoding."""
     cells = [p for p in payloads if p["spec"]["positional"] == "none"
              and p["spec"]["seed"] == min(q["spec"]["seed"] for q in payloads)]
     fig, axes = plt.subplots(2, max(1, len(cells)), figsize=(3.4 * max(1, len(cells)), 7.0),

@@ -369,7 +369,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
 
     figures = {"law": out / "law.png", "head_blocks": out / "head_blocks.png"}
     for name, fig in {"law": plots.law(records, summary, config),
-                      "head_blocks": plots.head_blocks(records, config)}.items():
+                      "head_blocks": plots.head_block_minima(records, config)}.items():
         results.save_figure_atomic(fig, figures[name])
     results.write_results(out, "transformer-curvature", config, config.seed,
                           {"records": records, "summary": summary, "rows": rows(summary),

@@ -57,7 +57,7 @@ def law(records: list[dict], summary: dict, config):
     return fig
 
 
-def head_blocks(records: list[dict], config):
+def head_block_minima(records: list[dict], config):
     """Per-head block λmin of N (first layer, Q/K/V of head h) at the late probe against H, each
     head of each seed a point, beside λmin(N) of the whole model (line: seed mean)."""
     combos = [(s, L) for s in config.scaling_grid for L in config.layers_grid]
