@@ -30,6 +30,13 @@ def test_an_inconclusive_row_is_its_own_status_and_never_a_pass(tmp_path, monkey
     assert "INCONCLUSIVE" in (tmp_path / "index.html").read_text()
 
 
+def test_a_run_of_report_rows_only_does_not_say_all_checks_pass(tmp_path, monkeypatch, capsys):
+    code, res = _run(tmp_path, monkeypatch, [verify.tendency("a trend", 0.3, -0.5, 0.1)])
+    out = capsys.readouterr().out
+    assert code == 0 and not res["all_pass"]          # nothing failed, and nothing passed
+    assert "NO GATED CHECK RAN" in out and "ALL CHECKS PASS" not in out
+
+
 def test_nan_is_never_a_pass():
     assert verify.upper("nan", "identity", float("nan"), 1.0).status == "INCONCLUSIVE"
 

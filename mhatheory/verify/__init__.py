@@ -121,8 +121,9 @@ def write_report(rows: list[Check], timing: dict, out_dir, full: bool) -> Path:
 
 
 def all_pass(rows: list[Check]) -> bool:
-    """Every gated row certified to hold (INCONCLUSIVE is not a pass)."""
-    return all(r.passed for r in rows)
+    """At least one gated row, and every gated row certified to hold (INCONCLUSIVE is not a
+    pass; a run of tendency rows only has nothing that passed)."""
+    return any(r.kind != "tendency" for r in rows) and all(r.passed for r in rows)
 
 
 def exit_status(rows: list[Check]) -> int:
@@ -136,6 +137,8 @@ def summary_line(rows: list[Check]) -> str:
     counts = Counter(r.status for r in rows)
     verdict = {0: "ALL CHECKS PASS", 1: "SOME CHECKS FAIL",
                3: "SOME CHECKS INCONCLUSIVE (none fails)"}[exit_status(rows)]
+    if counts["REPORT"] == len(rows):
+        verdict = "NO GATED CHECK RAN (REPORT rows only: measured tendencies, nothing to pass)"
     return verdict + " (" + ", ".join(f"{counts[s]} {s}" for s in
                                       ("PASS", "FAIL", "INCONCLUSIVE", "REPORT")) + ")"
 

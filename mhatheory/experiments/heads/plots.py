@@ -183,29 +183,35 @@ def bounds_vs_gap(records, lr: float, init: float):
 def claims_forest(slopes, claim_rows):
     """Per claim: every slice's slope (± 2 SE) coloured by its verdict; left of 0 = the
     quantity falls with H (the claim's direction)."""
-    fig, axes = plt.subplots(1, len(CLAIMS), figsize=(3.6 * len(CLAIMS), 1.6 + 0.22 *
-                                                      max(1, len(slopes))), squeeze=False)
-    for ax, (name, q), row in zip(axes[0], CLAIMS, claim_rows, strict=True):
+    # three panels a row, so that each stays legible in a report page ~1,400 px wide
+    cols = min(3, len(CLAIMS))
+    nrow = -(-len(CLAIMS) // cols)
+    fig, axes = plt.subplots(nrow, cols, figsize=(5.4 * cols, nrow * (1.9 + 0.24 *
+                                                                   max(1, len(slopes)))),
+                             squeeze=False)
+    for ax in axes.flat[len(CLAIMS):]:
+        ax.remove()
+    for ax, (name, q), row in zip(axes.flat, CLAIMS, claim_rows):
         rows = claim_slices(slopes, q)
         for i, r in enumerate(rows):
             se = r["se"] or 0.0
             ax.errorbar(r["slope"], i, xerr=2 * se, fmt="o", ms=3, capsize=2,
                         color=_VERDICT_COLOR[r["verdict"]])
         ax.set_yticks(range(len(rows)), [f"η={r['lr']:g}, s={r['init_scale']:g}, n={r['n']}"
-                                         for r in rows], fontsize=6)
+                                         for r in rows], fontsize=8)
         ax.axvline(0, color="k", lw=0.8)
         unit = "exponent" if QUANTITIES[q][1] == "log" else "per doubling of H"
-        ax.set_xlabel(f"slope of {q} ({unit})", fontsize=8)
+        ax.set_xlabel(f"slope of {q} ({unit})", fontsize=9)
         m = "n/a" if row.measured is None else f"{row.measured:+.3g} ± {row.se or 0:.2g}"
         cond = " (conditional)" if row.detail.startswith("conditional") else ""
         ax.set_title(f"{name.replace('more heads → ', '→ ')}\noverall {m}: {row.answer}{cond}",
-                     fontsize=8)
+                     fontsize=10)
         ax.grid(True, axis="x", alpha=0.3)
         if not rows:
             ax.text(0.5, 0.5, "no informative slice", ha="center", va="center",
                     transform=ax.transAxes)
     fig.suptitle("Deora et al.'s claims, slice by slice (green: decreases with H at 2 SE; red: "
-                 "increases; gray: unresolved)", fontsize=10)
+                 "increases; gray: unresolved)", fontsize=12)
     fig.tight_layout()
     return fig
 
