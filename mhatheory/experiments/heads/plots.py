@@ -191,7 +191,7 @@ def claims_forest(slopes, claim_rows):
                              squeeze=False)
     for ax in axes.flat[len(CLAIMS):]:
         ax.remove()
-    for ax, (name, q), row in zip(axes.flat, CLAIMS, claim_rows):
+    for ax, (name, q), row in zip(axes.flat[:len(CLAIMS)], CLAIMS, claim_rows, strict=True):
         rows = claim_slices(slopes, q)
         for i, r in enumerate(rows):
             se = r["se"] or 0.0
