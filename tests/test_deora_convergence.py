@@ -17,9 +17,10 @@ def test_min_norm_hull_finds_the_known_nearest_point():
     """conv{(1, 0), (0, 1), (2, 2)}: the nearest point to 0 is (½, ½), weights (½, ½, 0)."""
     Z = jnp.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
     hull = min_norm_hull(Z)
-    # the stopping rule: Frank–Wolfe gap ≤ 1e-10·αᵀKα = 5e-11, and f(α) − f* ≤ gap
-    np.testing.assert_allclose(Z.T @ hull.alpha, [0.5, 0.5], rtol=0, atol=1e-5)
-    assert hull.gap <= 1e-10 * float(hull.alpha @ Z @ Z.T @ hull.alpha)
+    # the stopping rule: Frank–Wolfe gap ≤ 1e-10·αᵀKα = 5e-11, and f(α) − f* ≤ gap; on a convex
+    # hull ‖x − x*‖² ≤ 2(f(α) − f*) ≤ 1e-10, so the point is within 1e-5
+    np.testing.assert_allclose(Z.T @ hull.alpha, [0.5, 0.5], rtol=0, atol=1e-5)  # √(2·gap)
+    assert hull.gap <= 1e-10 * float(hull.alpha @ Z @ Z.T @ hull.alpha)  # the stopping rule
     assert abs(float(hull.alpha.sum()) - 1) < tol(np.float64) and float(hull.alpha.min()) >= 0
 
 
@@ -45,7 +46,7 @@ def test_max_margin_certificate_brackets_gamma():
     # 32 samples, P = 168 features in general position: linearly separable
     assert mm.separable and 0 < mm.margin <= mm.upper
     # upper − margin = (Frank–Wolfe gap)/‖z‖ ≤ 1e-10·upper, plus rounding
-    assert mm.upper - mm.margin <= 1e-9 * mm.upper
+    assert mm.upper - mm.margin <= 1e-9 * mm.upper  # 1e-10 gap, 10× for rounding
     v = jax.random.normal(jax.random.key(7), (200, Z.shape[1]))
     v = v / jnp.linalg.norm(v, axis=1, keepdims=True)
     assert float(jnp.max(jnp.min(v @ Z.T, axis=1))) <= mm.upper

@@ -129,9 +129,11 @@ def test_a_cell_whose_config_changed_is_recomputed_and_new_grid_values_reuse_the
 def test_slope_code_recovers_an_exact_power_law(a, c):
     hs = [1, 2, 4, 8, 16, 32, 64]
     fit = trends.fit_slope(hs, [[c * h**a] * 3 for h in hs], "log")
+    # an exact law fitted in float64: values up to |log c| + 2·log 64 ≈ 15 (log) or c ≤ 1e3
+    # (linear) round at ≤ 1e3·ε ≈ 2e-13, so 1e-9 only catches a wrong fit, never rounding
     assert abs(fit["slope"] - a) < 1e-9 and fit["se"] < 1e-9
     lin = trends.fit_slope(hs, [[c + a * math.log2(h)] * 3 for h in hs], "linear")
-    assert abs(lin["slope"] - a) < 1e-9
+    assert abs(lin["slope"] - a) < 1e-9  # as above
 
 
 def test_slope_code_recovers_a_noisy_power_law_within_its_se():

@@ -109,6 +109,7 @@ def test_selective_orthogonalisation_keeps_the_basis_semi_orthogonal(name):
     assert np.abs(Q @ Q.T - np.eye(120)).max() <= SEMI_ORTHOGONAL
     theta = np.linalg.eigvalsh(np.asarray(T))
     scale = np.abs(eigs).max()
+    # "float64 precision": ~4,500 ε·‖A‖, as in test_spectral.py (the "eig" row is looser)
     assert abs(theta[0] - eigs.min()) <= 1e-12 * scale
     assert abs(theta[-1] - eigs.max()) <= 1e-12 * scale
     if name != "few_distinct":          # there every pass is a breakdown, in both schemes
@@ -139,9 +140,9 @@ def test_basis_free_lanczos_equals_the_stored_basis(deora_problem, which):
     assert not free.store_basis and stored.store_basis and free.reortho == "none"
     assert free.converged and stored.converged and selective.converged
     for other in (stored, selective):
-        assert abs(free.value - other.value) <= 1e-10 * abs(other.value)
+        assert abs(free.value - other.value) <= 1e-10 * abs(other.value)  # the docstring's
     for a, b in zip(free.interval, stored.interval, strict=True):
-        assert abs(a - b) <= 1e-10 * abs(stored.value)
+        assert abs(a - b) <= 1e-10 * abs(stored.value)  # ditto
     # twice the recurrence's HVPs, minus the last step, plus the same residual/rounding HVPs
     assert free.num_hvps == stored.num_hvps + free.lanczos_steps - 1 - free.restarts
 
@@ -151,7 +152,7 @@ def _temp_bytes(krylov, store_basis, P=4096):
     reortho = _recurrence.Reortho.SELECTIVE if store_basis else _recurrence.Reortho.NONE
     cfg = _recurrence.Recurrence(krylov, P, "float64", reortho, store_basis,
                                  slots=4 if store_basis else 0)
-    state = _recurrence.start(cfg, jnp.ones(P), key=KEY, tol=1e-10)
+    state = _recurrence.start(cfg, jnp.ones(P), key=KEY, tol=1e-10)  # a probe option
     compiled = jax.jit(_recurrence.step, static_argnums=0).lower(cfg, state,
                                                                  jnp.ones(P)).compile()
     return compiled.memory_analysis().temp_size_in_bytes + sum(
@@ -180,6 +181,7 @@ def test_the_memory_budget_chooses_the_basis_free_run(deora_problem):
     tight = spectral.lambda_min(deora.loss_fn, params, batch, memory_budget_bytes=need_free,
                                 key=KEY)
     assert auto.store_basis and not tight.store_basis
+    # stored against basis-free: the bound of test_basis_free_lanczos_equals_the_stored_basis
     assert abs(auto.value - tight.value) <= 1e-10 * abs(auto.value)
     with pytest.raises(ValueError, match="memory_budget_bytes"):
         spectral.lambda_min(deora.loss_fn, params, batch, memory_budget_bytes=need_free - 1)
@@ -195,11 +197,12 @@ def test_a_probe_is_built_by_a_call_and_applied_later(deora_problem):
     """The configured form: options checked when the probe is made, an operator at a point and
     an explicit key when it is applied; the convenience is the same computation."""
     params, batch = deora_problem
-    probe = spectral.Lanczos(which="largest", krylov=30, tol=1e-11)
+    probe = spectral.Lanczos(which="largest", krylov=30, tol=1e-11)  # tol: a probe option
     key = jax.random.key(3)
     H = spectral.linearise(deora.loss_fn, params, batch)
     r = probe(H, key=key)[0]
-    same = spectral.lambda_max(deora.loss_fn, params, batch, key=key, krylov=30, tol=1e-11)
+    same = spectral.lambda_max(deora.loss_fn, params, batch, key=key, krylov=30,
+                               tol=1e-11)  # the same probe option
     assert r.value == same.value and r.num_hvps == same.num_hvps
     raw = probe(H, key=jax.random.PRNGKey(3))[0]               # a raw uint32 key works too
     assert raw.converged

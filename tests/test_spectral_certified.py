@@ -57,7 +57,7 @@ def test_interval_contains_the_exact_eigenvalue(dtype, n, kind):
                                       spectral.ConvergenceWarning)
                 r = spectral.extreme_eigs(LOSSES[n], p, jnp.asarray(lam), which=which,
                                           key=jax.random.key(seed), krylov=min(60, n),
-                                          max_restarts=40, tol=1e-12)[0]
+                                          max_restarts=40, tol=1e-12)[0]  # probe option
             assert r.converged != unresolved
             for name, iv in (("interval", r.interval), ("prob_interval", r.prob_interval)):
                 if not iv[0] <= truth <= iv[1]:

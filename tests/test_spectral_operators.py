@@ -70,6 +70,8 @@ def test_lineax_solves_through_the_operator_and_reads_its_tags():
         H.as_lineax())
     assert lineax.is_positive_semidefinite(G.as_lineax())
     b = jnp.arange(1.0, 4.0)
+    # CG's stopping rule (solver options); it leaves an error ≤ κ(G)·1e-12 with κ(G) ≈ 1.8 here,
+    # so 1e-9 relative has ample room for the dense solve's rounding (no table kind: a solver)
     sol = lineax.linear_solve(G.as_lineax(), b, lineax.CG(rtol=1e-12, atol=1e-12)).value
     dense = np.asarray(spectral.dense(spectral.GaussNewton(f, loss="mse"), w, x, t))
     np.testing.assert_allclose(sol, np.linalg.solve(dense, b), rtol=1e-9)

@@ -37,8 +37,9 @@ def test_the_start_threshold_has_the_stated_probability(P, delta):
     # and not wastefully small: within 1e-6 relative of the exact quantile
     assert special.betainc(0.5, (P - 1) / 2, (c * (1 + 1e-6)) ** 2) > delta / 2 * (1 - 1e-6)
     warm = spectral.start_threshold(P, delta, mix=1e-2)
+    # a closed form, both sides a few roundings: the "identity" row
     assert warm < c and math.isclose(warm / spectral.start_threshold(P, delta, mix=1.0),
-                                     (1e-2 / 1.01) / 0.5, rel_tol=1e-12)
+                                     (1e-2 / 1.01) / 0.5, rel_tol=testing.tol(np.float64))
 
 
 def test_the_posterior_end_solves_its_equation_and_numpy_agrees_with_jax():
@@ -52,8 +53,11 @@ def test_the_posterior_end_solves_its_equation_and_numpy_agrees_with_jax():
     for which, sign, end in (("smallest", -1, theta[0]), ("largest", 1, theta[-1])):
         s = prob.posterior_gap(theta[None], real[None], np.array([log_beta]), log_c, which, np)
         s_jax = prob.posterior_gap(jnp.asarray(theta), jnp.asarray(real), log_beta, log_c, which)
-        assert math.isclose(float(s[0]), float(s_jax), rel_tol=1e-12)
+        # one bisection in numpy and in jax.numpy: two computations of one quantity
+        assert math.isclose(float(s[0]), float(s_jax), rel_tol=testing.tol(np.float64))
         t = end + sign * float(s[0])
+        # the root to the bisection's resolution (1e-21 relative in s) plus the rounding of a
+        # sum of 12 logs: ≪ 1e-12
         assert math.isclose(np.sum(np.log(np.abs(theta - t))), log_beta - log_c, rel_tol=1e-12)
 
 
@@ -82,6 +86,8 @@ def test_a_miss_happens_only_when_the_start_barely_touches_the_eigenvector():
                                                   np.minimum(done, k), np.zeros(3000)), c)
         missed = (e.lo > -1.0) & (e.lo_bound == "a-posteriori")
         total += missed.sum()
+        # 1e-6 relative slack on c, as in the quantile check above: γ and the ends are
+        # computed in float64, not exact, and a miss can sit at the event's boundary
         assert np.all(gamma[missed] < c * (1 + 1e-6)), gamma[missed].max() / c
     assert total > 0                      # the check saw misses, so it is not vacuous
 
@@ -92,6 +98,7 @@ def test_the_prior_bound_sizes_a_run_like_kuczynski_wozniakowski():
     P, delta = 10_000, 1e-6
     c = spectral.start_threshold(P, delta)
     errs = [prob.prior_error(k, c) for k in (10, 50, 200, 1000)]
+    # 1,000 steps are over 3× the Kuczyński–Woźniakowski size for a margin of 1e-3 (≈ 300)
     assert errs == sorted(errs, reverse=True) and errs[-1] < 1e-3
     for rel in (1e-2, 1e-4):
         k = spectral.steps_needed(rel, c, 10**6)
@@ -157,16 +164,18 @@ def test_twin_network_deterministic_intervals_miss_where_probabilistic_ones_hold
     the default run and on the run sized by failure_prob."""
     loss, params, x, y = _twin_network()
     ev = np.linalg.eigvalsh(np.asarray(spectral.dense_hessian(loss, params, x, y)))
-    assert 1e-11 < ev[1] - ev[0] < 1e-10
+    assert 1e-11 < ev[1] - ev[0] < 1e-10  # the fixture's pair: 3.1e-11 apart (its docstring)
     det_misses = 0
     for seed in range(6):
         r = spectral.lambda_min(loss, params, x, y, key=jax.random.key(seed))
-        assert r.converged and r.interval[1] - r.interval[0] < 1e-13
+        assert r.converged and r.interval[1] - r.interval[0] < 1e-13  # ~1e-14 (docstring)
         det_misses += not r.interval[0] <= ev[0] <= r.interval[1]
         assert r.prob_interval[0] <= ev[0] <= r.prob_interval[1], (seed, r.prob_interval)
         sized = spectral.lambda_min(loss, params, x, y, key=jax.random.key(seed),
                                     failure_prob=1e-6)
         assert sized.prob_interval[0] <= ev[0] <= sized.prob_interval[1]
+        # stop "tol": the outer end within (tol + 100ε)·‖H‖ of the Ritz value at the default tol
+        # 1e-10; ×10 for ‖H‖'s Ritz estimate and the Rayleigh end's distance to the Ritz value
         assert sized.prob_stop == "tol" and sized.prob_interval[1] - sized.prob_interval[0] \
             <= 1e-10 * 10 * ev[-1]
     assert det_misses >= 4
@@ -228,7 +237,7 @@ def test_a_bound_inside_a_cluster_never_passes():
     below = jnp.asarray(0.0101)
     margin = testing.assert_weakly_convex(quadratic, params, A, below, kappa=1.0, heads=1,
                                           key=jax.random.key(0))
-    assert 0 < margin <= 1e-4
+    assert 0 < margin <= 1e-4  # at most λmin − (−0.0101) = 1e-4: the bound's distance below
 
 
 def test_the_assertion_names_its_certificate_and_the_dense_route():

@@ -56,6 +56,7 @@ def test_summary_and_rows():
     assert out[0]["kind"] == "theorem" and out[0]["verdict"] == "HOLDS"
     slopes = [r for r in out if r["kind"] == "tendency"]
     assert len(slopes) == 3
+    # an exact power law (slope −0.5 for every seed): float64 rounding is ≪ 1e-6
     assert all(abs(r["measured"] + 0.5) < 1e-6 for r in slopes)
     bad = tc.rows(tc.summarise(recs[:-1] + [_rec(4, 1, "late", -0.5, "VIOLATED")], cfg))
     assert bad[0]["verdict"] == "VIOLATED"

@@ -90,7 +90,7 @@ def test_gd_takes_data_as_args_like_the_probes():
     y = x @ jnp.array([1.0, -2.0, 0.5])
     traj = train.gd(loss, {"w": jnp.zeros(3)}, x, y, steps=300, lr=0.1)
     # 300 GD steps at lr 0.1 contract the error by (1 − 0.1·λmin(2xᵀx/n))³⁰⁰ ≪ 1e-6
-    np.testing.assert_allclose(traj.final_params["w"], [1.0, -2.0, 0.5], atol=1e-6)
+    np.testing.assert_allclose(traj.final_params["w"], [1.0, -2.0, 0.5], atol=1e-6)  # see above
     assert spectral.lambda_min(loss, traj.final_params, x, y).value > 0
 
 
