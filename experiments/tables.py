@@ -95,7 +95,7 @@ EXTRA_TABLES = {
 
 
 def peers_section(res, path) -> list[str]:
-    """``peers.py``: one table per quantity, every cell's tools side by side."""
+    """``bench_peers.py``: one table per quantity, every cell's tools side by side."""
     c, peers = res["config"], res["peers"]
     lines = [f"### Probes against PyHessian, curvlinops and ARPACK on the same Deora model — "
              f"`{path.name}`", "", device_line(res), "",
@@ -125,7 +125,7 @@ def peers_section(res, path) -> list[str]:
 
 
 def pitfalls_section(res, path) -> list[str]:
-    """``peer_pitfalls.py``: one table per pitfall."""
+    """``bench_peer_pitfalls.py``: one table per pitfall."""
     c = res["config"]
     lines = [f"### PyHessian's pitfalls, measured — `{path.name}`", "", device_line(res), "",
              f"PyHessian {res['peers']['pyhessian']}, torch {res['peers']['torch']}; Deora "
@@ -149,7 +149,7 @@ def pitfalls_section(res, path) -> list[str]:
     return lines
 
 
-# peers_trace: the trace rows again after trace's default chunk became 1 (`peers.py --full-max
+# peers_trace: the trace rows again after trace's default chunk became 1 (`bench_peers.py --full-max
 # 2000000 --quantities trace --name peers_trace`); peers' own trace rows ran in chunks of 50-100
 CUSTOM = {"peers": peers_section, "peers_trace": peers_section,
           "peer_pitfalls": pitfalls_section}

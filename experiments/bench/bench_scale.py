@@ -12,8 +12,8 @@ Host devices share the machine's cores: on a machine with C cores, more devices 
 C cannot go faster than C times, and XLA already spreads one device's large operations over the
 cores. The table says how many cores there were and how loaded the machine was.
 
-    python experiments/bench/scale.py [--quick]      # runs both, writes JSON and scale.md
-    python experiments/bench/scale.py --markdown-only   # scale.md again from the JSON
+    python experiments/bench/bench_scale.py [--quick]      # runs both, writes JSON and scale.md
+    python experiments/bench/bench_scale.py --markdown-only   # scale.md again from the JSON
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def markdown(path: Path) -> Path:
     lines = [
         "## Scale: several processes and data-parallel probes",
         "",
-        f"`python experiments/bench/scale.py` on {m['cpu_cores']} CPU cores "
+        f"`python experiments/bench/bench_scale.py` on {m['cpu_cores']} CPU cores "
         f"({res['device']['backend']}, float64), {res['created_utc'][:10]}; load average "
         f"{m['loadavg_before'][0]:.1f} before / {m['loadavg_after'][0]:.1f} after the run "
         "(other jobs shared the cores, so the ratios are what this machine gave, not a limit). "

@@ -19,7 +19,7 @@ The model and weights of ``peers.py``; P = 2,176, float64, dense ``eigh`` refere
    after the first, or after the first has run a probe (its ``model.zero_grad()`` clears
    ``.grad``).
 
-    python experiments/bench/peer_pitfalls.py
+    python experiments/bench/bench_peer_pitfalls.py
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _util  # noqa: E402
-from peers import SEED, PassLoss, TorchDeora, setup  # noqa: E402
+from bench_peers import SEED, PassLoss, TorchDeora, setup  # noqa: E402
 
 from mhatheory import spectral  # noqa: E402
 from mhatheory.models import deora  # noqa: E402

@@ -17,8 +17,8 @@ Three questions, answered by the rows:
   ``krylov``·P·8 bytes?
 * does λmin at P ≈ 10⁷ (Deora H = 64, d = 384: P = 9,461,760) run within this machine's memory?
 
-    python experiments/bench/bounded_memory.py [--quick]
-    python experiments/bench/bounded_memory.py --markdown-only
+    python experiments/bench/bench_bounded_memory.py [--quick]
+    python experiments/bench/bench_bounded_memory.py --markdown-only
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def markdown(path: Path) -> Path:
 
     res = json.loads(path.read_text())
     lines = ["## Lanczos in bounded memory: λmin without the Krylov basis", "",
-             f"`python experiments/bench/bounded_memory.py` on {res['machine']['cpu_cores']} CPU "
+             f"`python experiments/bench/bench_bounded_memory.py` on {res['machine']['cpu_cores']} CPU "
              f"cores ({res['machine']['memory_gb']:.0f} GiB; {res['device']['backend']}, "
              f"float64), {res['created_utc'][:10]}; load average "
              f"{res['machine']['loadavg_before'][0]:.1f} before / "

@@ -41,7 +41,7 @@ faster). The trained point is ``TRAIN_STEPS`` steps of full-batch GD (``mhatheor
 Past P = ``FULL_MAX`` only λmax and λmin are measured (time budget of the run on 2 cores).
 
     pip install torch==2.13.0 && pip install -e ".[bench]"   # torch first: see pyproject
-    python experiments/bench/peers.py [--quick] [--max-p P]
+    python experiments/bench/bench_peers.py [--quick] [--max-p P]
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ import pyhessian  # noqa: E402,F401  (imports the pyhessian.hessian module)
 from curvlinops import HessianLinearOperator  # noqa: E402
 from curvlinops.papyan2020traces.spectrum import fast_lanczos  # noqa: E402
 from curvlinops.trace.hutchinson import hutchinson_trace  # noqa: E402
-from spectral_torch import torch_loss  # noqa: E402  (the Deora loss in PyTorch)
+from bench_spectral_torch import torch_loss  # noqa: E402  (the Deora loss in PyTorch)
 
 from mhatheory import data, spectral, train  # noqa: E402
 from mhatheory.models import deora  # noqa: E402

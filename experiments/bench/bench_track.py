@@ -8,7 +8,7 @@ recording run, best of 3 after a compiling call), the probing's seconds (best of
 first call, whose time, compilation included, is ``first_s``), their ratio, and the mean HVPs
 per probe.
 
-    python experiments/bench/track.py [--quick]
+    python experiments/bench/bench_track.py [--quick]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Problem: Deora MHA with H=8, d=16, T=8 on n=256 tokenized-mixture samples, float64. Both
 routes run the same number of steps from the same θ_0 in this process; the ratio is what counts.
 
-    python experiments/bench/train.py [--steps 3000]
+    python experiments/bench/bench_train.py [--steps 3000]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 a Python loop of jitted runs (baseline), one vmapped program on one device, and the vmapped
 program sharded over 4 host devices (``--xla_force_host_platform_device_count=4``).
 
-    python experiments/bench/stability.py [--steps 100]
+    python experiments/bench/bench_stability.py [--steps 100]
 """
 
 from __future__ import annotations

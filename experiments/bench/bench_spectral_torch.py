@@ -6,7 +6,7 @@ Per P: one HVP (ours: ``jax.linearize`` of the gradient applied to a batch of ve
 ``torch.autograd.grad`` with ``create_graph``), and λmax after 100 HVPs: power iteration (theirs)
 and Lanczos (ours) against a converged Lanczos reference with 300 HVPs.
 
-    pip install -e ".[bench]" && python experiments/bench/spectral_torch.py
+    pip install -e ".[bench]" && python experiments/bench/bench_spectral_torch.py
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ beyond its HVPs is Lanczos vector work, O(P) per step (plus O(P·krylov) per Gra
 independent of n, so probe/HVPs → 1 as the HVP grows; the table shows where each
 reorthogonalisation gets within 1.2× of its HVPs.
 
-    python experiments/bench/spectral.py [--quick]
+    python experiments/bench/bench_spectral.py [--quick]
 
 ``--quick`` (P ≤ ~8,000) writes under ``results/quick/`` so that it never replaces the full run.
 """
