@@ -15,6 +15,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import threading
 from collections import Counter
 
 #: XLA flags of the test session, added to any ``XLA_FLAGS`` already set unless it names them:
@@ -64,14 +65,16 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @contextlib.contextmanager
-def compilations():
+def compilations(threads: bool = False):
     """The XLA programs compiled inside the ``with`` block, by name (JAX's public monitoring
-    events; a program served from a cache fires none)."""
+    events; a program served from a cache fires none), on any thread; with ``threads``,
+    ``(name, thread name)`` pairs."""
     seen = []
 
     def listener(event, duration, **kwargs):
         if event == "/jax/core/compile/backend_compile_duration":
-            seen.append(kwargs.get("fun_name", "?"))
+            name = kwargs.get("fun_name", "?")
+            seen.append((name, threading.current_thread().name) if threads else name)
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:

@@ -1,3 +1,5 @@
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -229,6 +231,28 @@ def test_repeated_calls_compile_nothing_new(deora_problem):
     with compilations() as seen:
         spectral.lambda_min(deora.loss_fn, moved, other, key=key)
     assert not seen, seen
+
+
+@pytest.mark.parametrize("P", [47, 49])
+def test_a_first_lambda_min_compiles_its_recurrence_on_a_worker(P, monkeypatch):
+    """lambda_min starts the recurrence's compilation (a stand-in run of the same probe and
+    size) on a worker thread before it linearises the model: the real run then compiles none of
+    the recurrence's programs itself, each is compiled once, and the result is bit for bit the
+    one of a run with the worker off (MHATHEORY_BACKGROUND_COMPILE=0, P = 49)."""
+    A = with_spectrum(np.linspace(-1.0, 2.0, P), seed=P)
+    kw = dict(key=jax.random.key(0), krylov=20)
+    if P == 49:
+        monkeypatch.setenv("MHATHEORY_BACKGROUND_COMPILE", "0")
+    with compilations(threads=True) as seen:
+        r = spectral.lambda_min(quadratic, jnp.zeros(P), A, **kw)
+    main = threading.main_thread().name
+    for program in ("jit(_initial)", "jit(_compiled_step)", "jit(certify)"):
+        where = [t for name, t in seen if name == program]
+        assert len(where) == 1, (program, seen)
+        assert (where[0] == main) == (P == 49), (program, seen)
+    monkeypatch.setenv("MHATHEORY_BACKGROUND_COMPILE", "0")
+    again = spectral.lambda_min(quadratic, jnp.zeros(P), A, **kw)
+    assert r.value == again.value and r.interval == again.interval and r.converged
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -1,6 +1,8 @@
 """Operators and their linearisation (``spectral._operators``): the one compiled product
 against dense references in float32 and float64, and the operator handed to scipy and lineax."""
 
+import threading
+
 import jax
 import jax.numpy as jnp
 import lineax
@@ -37,6 +39,34 @@ def test_the_products_of_one_linearisation_compile_once(tiny_deora):
         for v in vs[1:]:
             H.mv(v)
     assert not seen, seen
+
+
+def _fresh_problem(P):
+    """A loss of a structure no other test compiles (P unique to the caller)."""
+    x, d = jnp.linspace(0.1, 1.0, P), jnp.linspace(-1.0, 2.0, P)
+    return (lambda x, d: jnp.sum(jnp.sin(d * x) * x) + 0.25 * jnp.sum(x**4)), x, d
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_the_product_compiles_on_a_worker_while_the_linearisation_runs(background, monkeypatch):
+    """With the worker on, the HVP program is compiled by the worker thread (while the main
+    thread compiles the linearisation) and the main thread's first product compiles nothing;
+    with MHATHEORY_BACKGROUND_COMPILE=0 the main thread compiles it, in order. Either way the
+    product is the same."""
+    monkeypatch.setenv("MHATHEORY_BACKGROUND_COMPILE", "1" if background else "0")
+    loss, x, d = _fresh_problem(41 if background else 43)
+    with compilations(threads=True) as seen:
+        H = spectral.linearise(loss, x, d)
+        hv = H.mv(jnp.ones_like(x))
+    where = [thread for name, thread in seen if name == "jit(_apply)"]
+    assert len(where) == 1, seen                       # compiled once, never again on first use
+    if background:
+        assert where[0].startswith("mhatheory-compile"), seen
+    else:
+        assert where[0] == threading.main_thread().name, seen
+    dense = np.asarray(spectral.dense_hessian(loss, x, d))
+    np.testing.assert_allclose(hv, dense.sum(1), rtol=0, atol=tol(np.float64, "dense")
+                               * np.abs(dense).sum(1).max())
 
 
 def test_scipy_finds_the_extremes_through_the_operator(tiny_deora):

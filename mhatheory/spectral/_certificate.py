@@ -52,9 +52,10 @@ from __future__ import annotations
 import functools
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mhatheory.spectral import _compile
 
 #: Kato–Temple's ρ²/gap replaces the Bauer–Fike ρ only when the gap lower bound exceeds this
 #: many residuals: an eigenvalue hidden inside an unresolved cluster (closer than the HVP's
@@ -97,7 +98,7 @@ def hvp_error(vecs, Hx, Hd, hvp_dtype):
     return 4 * jnp.max(defect) + u_h * jnp.max(jnp.sqrt(pairwise_sum(Hx * Hx)))
 
 
-@functools.partial(jax.jit, static_argnames="hvp_dtype")
+@functools.partial(_compile.probe_jit, static_argnames="hvp_dtype")
 def certify(vecs, Hx, Hd, hvp_dtype):
     """Rayleigh quotients, residual bounds and rounding bounds of unit vectors (module docstring,
     "Rounding"): returns ``(θ, ρ*, τ, δ)`` per vector, from their products ``Hx`` and the

@@ -13,7 +13,9 @@ in ``EigResult.key``).
 operator's compiled HVP and one step of the recurrence's own compiled program, driven from
 Python: the recurrence is compiled once per Krylov size and P whatever the model, and the HVP
 once per model whatever the probe, so a probe's first call costs about one HVP compilation
-plus its products, and λmin, λmax, blocks, traces and densities at one point share both. Every
+plus its products, and λmin, λmax, blocks, traces and densities at one point share both; the
+conveniences start compiling the recurrence on a worker thread before they linearise the model
+(:meth:`Lanczos.compile_ahead`, :mod:`._compile`). Every
 ``check_every`` steps the Ritz estimates of the k wanted pairs are compared with tol·‖T‖ and
 the cycle stops as soon as they meet it (the adaptive stop). The wanted Ritz vectors (and one
 neighbour, for the gap) are formed from the stored basis, or, with ``store_basis=False``, by
@@ -55,10 +57,16 @@ import numpy as np
 import scipy.linalg
 
 from mhatheory import _validate
-from mhatheory.spectral import _exact
+from mhatheory.spectral import _compile, _exact
 from mhatheory.spectral import _recurrence as rec
 from mhatheory.spectral._certificate import certify, defect_vectors, intervals
-from mhatheory.spectral._operators import LinearOperator, as_operator, size_of
+from mhatheory.spectral._operators import (
+    Hessian,
+    LinearOperator,
+    _linearise,
+    as_operator,
+    size_of,
+)
 from mhatheory.spectral._options import (
     DEFAULT_MAX_HVPS,
     ESCALATION,
@@ -71,10 +79,12 @@ from mhatheory.spectral._options import (
     check_lanczos,
     check_start,
     escalated,
+    lanczos_bytes,
     min_hvps,
     plan_memory,
     resolve_key,
     start_vector,
+    work_dtype,
 )
 from mhatheory.spectral._probabilistic import (
     DEFAULT_FAILURE_PROB,
@@ -241,7 +251,23 @@ class Lanczos:
         key = resolve_key(key)
         self.check_start(v0, operator.P)
         self.check_fits(operator.size)
+        _compile.wait(self.compile_ahead(operator.size, operator.P, operator.dtype))
         return _run(self, operator, key, v0, target)
+
+    def compile_ahead(self, size: int, num_params: int, dtype):
+        """Start compiling this probe's recurrence for an operator of ``size`` coordinates among
+        ``num_params`` in ``dtype`` on a worker thread (:mod:`._compile`), once per
+        configuration: the job's future, or None (for a block, whose mask makes programs of its
+        own; or when the stand-in run's basis would take more than ``COMPILE_AHEAD_BYTES``). The
+        call is cheap; :meth:`__call__` waits for the job before its run."""
+        wdt = np.dtype(work_dtype(dtype))
+        cfg, _, _ = _size(self, size, num_params, wdt)
+        if size != num_params or lanczos_bytes(num_params, cfg.m, self.k, wdt, cfg.store_basis,
+                                               cfg.slots) > COMPILE_AHEAD_BYTES:
+            return None
+        standin = dataclasses.replace(self, max_restarts=1)
+        return _compile.background(("lanczos", cfg, self.k, np.dtype(dtype)),
+                                   lambda: _standin_run(standin, num_params, np.dtype(dtype)))
 
     def check_start(self, v0, num_params: int, name: str = "v0") -> None:
         """A warm start for this probe on P = ``num_params`` coordinates, checked before any
@@ -324,6 +350,25 @@ class Exact:
         return exact_eigs(operator, self.k, self.which, self.memory_budget_bytes)
 
 
+#: The most memory a stand-in run for :meth:`Lanczos.compile_ahead` may hold (its basis and
+#: vectors, while the main thread linearises the model).
+COMPILE_AHEAD_BYTES = 2**30
+
+
+def _standin_loss(x, d):
+    return 0.5 * jnp.sum(d * x * x)
+
+
+def _standin_run(probe: Lanczos, num_params: int, dtype) -> None:
+    """``probe`` on diag(−1, 1, …, 1) of ``num_params`` coordinates in ``dtype``: two eigenvalues,
+    so the recurrence resolves them at once, compiling every program of a run's common path."""
+    d = jnp.ones(num_params, dtype).at[0].set(-1)
+    x = jnp.zeros(num_params, dtype)
+    op = Hessian(_standin_loss)
+    lin, flat = _linearise(op, x, (d,))
+    _run(probe, LinearOperator(op, lin, flat, x), jax.random.key(0), None, None, quiet=True)
+
+
 def _check_size(k: int, size: int) -> None:
     """Lanczos needs one more coordinate than the pairs it is asked for (the gap's neighbour)."""
     if size <= 1:
@@ -367,8 +412,9 @@ def _size(probe: Lanczos, size: int, P: int, wdt):
     return cfg, keep, budget
 
 
-def _run(probe: Lanczos, op: LinearOperator, key, v0, target) -> list[EigResult]:
-    """The probe on ``op`` (module docstring, "Cycle").
+def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = False
+         ) -> list[EigResult]:
+    """The probe on ``op`` (module docstring, "Cycle"); ``quiet``: no ConvergenceWarning.
 
     The operator is scaled by a power of two, 2^−e ≈ 1/‖Hq₀‖, before the recurrence sees it
     (exactly, no rounding), and every number unscaled at the end: a Hessian of size 1e-170 (a
@@ -446,7 +492,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target) -> list[EigResult]
     low = float(probe.tol) < 100 * float(np.finfo(op.dtype).eps)
     converged = bool(np.max(res[:k]) <= threshold * scale) and _resolved(
         theta, np.asarray(vecs), k, threshold * scale, low)
-    if not converged:
+    if not converged and not quiet:
         _warn(res, k, threshold * scale, float(delta_hvp), restarts, cfg.m, hvps)
     iv = intervals(which, theta, rho, tau, converged)
     ends = _prob_ends(which, first, c, float(delta_hvp), op.size, wdt, iv, threshold * scale,
@@ -464,7 +510,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target) -> list[EigResult]
     return out
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5))
+@functools.partial(_compile.probe_jit, static_argnums=(4, 5))
 def _draws(key, v0, mix, mask, P: int, dtype):
     """A run's random draws in one program: the unit start vector (:func:`start_vector`), a
     unit random vector z for the rounding estimate (on the block when ``mask``), and the key of
@@ -478,19 +524,19 @@ def _draws(key, v0, mix, mask, P: int, dtype):
     return start / jnp.linalg.norm(start), z / jnp.linalg.norm(z), k_break
 
 
-@jax.jit
+@_compile.probe_jit
 def _residuals(vecs, Hx):
     """‖Hx − (xᵀHx) x‖ of unit vectors x, per row."""
     theta = jnp.sum(vecs * Hx, axis=1)
     return jnp.linalg.norm(Hx - theta[:, None] * vecs, axis=1)
 
 
-@functools.partial(jax.jit, static_argnums=1)
+@functools.partial(_compile.probe_jit, static_argnums=1)
 def _sum_rows(vecs, k: int):
     return jnp.sum(vecs[:k], axis=0)
 
 
-@jax.jit
+@_compile.probe_jit
 def _safe_norm(v):
     """‖v‖ without under- or overflow in the squares: max|v|·‖v/max|v|‖."""
     s = jnp.max(jnp.abs(v))
@@ -535,7 +581,7 @@ def _ritz_vectors(cfg, state, start, which, kk: int, apply):
     return _unit_rows(vecs), extra
 
 
-@jax.jit
+@_compile.probe_jit
 def _unit_rows(vecs):
     """Rows normalised; a pair beyond a tiny invariant subspace (steps < k + 1) has no vector
     and reuses the first, whose zero gap then keeps Kato–Temple off."""
@@ -692,7 +738,10 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: Which | str = Which.
     probe.check_start(v0, _validate.num_params(params)[0])
     op = as_operator(loss_fn)
     op.check_inputs(params, args)
-    probe.check_fits(size_of(op, params), _validate.num_params(params)[1])
+    size, (P, dtype) = size_of(op, params), _validate.num_params(params)
+    probe.check_fits(size, dtype)
+    if isinstance(probe, Lanczos):
+        probe.compile_ahead(size, P, dtype)       # on a worker, while this thread linearises
     return probe(op.at(params, *args), key=key, v0=v0)
 
 

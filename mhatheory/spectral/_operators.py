@@ -20,7 +20,8 @@ gradient), and every probe at that point (λmin, λmax, trace, density, blocks) 
 ``_apply(lin, mask, v, scale)``, whose arguments are the linearisation (data), a mask, the vector
 and a scalar: it compiles once per model structure and shapes, and serves every probe, every
 block (a block is a 0/1 mask on the coordinates, data again), every point along a trajectory and
-every restart.
+every restart. The first time a structure is seen, the product compiles on a worker thread
+while this thread compiles and runs the linearisation (:mod:`._compile`).
 The Lanczos recurrence around it is a separate program shared by every model of the same size
 (:mod:`._recurrence`). A float32 model's products run in float32 while the vectors around them
 are float64 (mixed precision, :func:`~._options.work_dtype`).
@@ -46,6 +47,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from mhatheory import _validate, precision
+from mhatheory.spectral import _compile
 from mhatheory.spectral._options import work_dtype
 
 
@@ -80,9 +82,13 @@ class Operator(abc.ABC):
 
     def at(self, params, *args) -> LinearOperator:
         """The operator at θ = ``params`` on data ``args`` by one linearisation, without the
-        input checks (for a caller that made them with :meth:`check_inputs`)."""
-        lin, flat = _linearise(self, params, tuple(args))
-        return LinearOperator(self, lin, flat, params)
+        input checks (for a caller that made them with :meth:`check_inputs`). The first time a
+        structure is seen, its HVP compiles on a worker thread while this one compiles and runs
+        the linearisation (:mod:`._compile`)."""
+        args = tuple(args)
+        ready = _compile_product(*_linearise.trace(self, params, args).out_info)
+        lin, flat = _linearise(self, params, args)
+        return LinearOperator(self, lin, flat, params, ready=ready)
 
     def linearise(self, params, *args) -> LinearOperator:
         """The operator at θ = ``params`` on data ``args``: :meth:`check_inputs`, then one
@@ -94,6 +100,18 @@ class Operator(abc.ABC):
 @functools.partial(jax.jit, static_argnums=0)
 def _linearise(op: Operator, params, args):
     return op.matvec_at(params, args)
+
+
+def _compile_product(lin_info, flat_info):
+    """Compile :func:`_apply` for a linearisation of structure ``lin_info`` (``ShapeDtypeStruct``
+    leaves) at θ like ``flat_info``, for vectors of the work dtype, on a worker thread once per
+    structure (:mod:`._compile`): the job's future, or None."""
+    leaves, tree = jax.tree.flatten(lin_info)
+    mask = jax.ShapeDtypeStruct(flat_info.shape, flat_info.dtype)
+    v = jax.ShapeDtypeStruct(flat_info.shape, work_dtype(flat_info.dtype))
+    key = ("apply", tree, tuple((x.shape, np.dtype(x.dtype), getattr(x, "sharding", None))
+                                for x in leaves), mask.shape, np.dtype(mask.dtype))
+    return _compile.background(key, lambda: _apply.lower(lin_info, mask, v, 1.0).compile())
 
 
 @jax.jit
@@ -231,9 +249,11 @@ class LinearOperator:
 
     symmetric = True
 
-    def __init__(self, operator: Operator, lin, flat, params, mask: np.ndarray | None = None):
+    def __init__(self, operator: Operator, lin, flat, params, mask: np.ndarray | None = None,
+                 ready=None):
         self.operator, self.lin, self.flat, self.params = operator, lin, flat, params
         self.mask = mask
+        self._ready = ready                   # the product's compilation on a worker thread
         self.P, self.dtype = int(flat.size), np.dtype(flat.dtype)
         self.size = self.P if mask is None else int(np.count_nonzero(mask))
         self.psd = bool(operator.psd)
@@ -253,11 +273,14 @@ class LinearOperator:
     def mv(self, v) -> jax.Array:
         """The operator applied to a P-vector v (entries outside the block ignored), in v's
         dtype: one product of the model's one compiled HVP."""
-        return _apply(self.lin, self._mask, jnp.asarray(v), 1.0)
+        return self.scaled_mv(v, 1.0)
 
     def scaled_mv(self, v, scale: float) -> jax.Array:
         """``scale`` times :meth:`mv` in the same compiled product (exact for a power of 2: a
         probe scales the operator to avoid under- and overflow)."""
+        if self._ready is not None:
+            _compile.wait(self._ready)
+            self._ready = None
         return _apply(self.lin, self._mask, jnp.asarray(v), scale)
 
     def restrict(self, select, axis: int | None = None, index: int | None = None
@@ -270,7 +293,8 @@ class LinearOperator:
             if not mask.any():
                 raise ValueError(f"block selection {select!r} (axis {axis}, index {index}) "
                                  "shares no coordinate with this operator's block.")
-        return LinearOperator(self.operator, self.lin, self.flat, self.params, mask)
+        return LinearOperator(self.operator, self.lin, self.flat, self.params, mask,
+                              self._ready)
 
     def _embed(self, x):
         idx = np.flatnonzero(self.mask)

@@ -66,6 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from mhatheory.spectral import _compile
 from mhatheory.spectral._options import Reortho, Which, as_enum
 from mhatheory.spectral._probabilistic import posterior_gap
 
@@ -264,7 +265,7 @@ def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None) -> St
                     jnp.asarray(hvp_eps, dtype))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(_compile.probe_jit, static_argnums=0)
 def _initial(cfg: Recurrence, v, key, tol, prob, hvp_eps) -> State:
     """:func:`start` as one compiled program (inlined when traced inside another)."""
     m, dtype = cfg.m, jnp.dtype(cfg.dtype)
@@ -462,7 +463,7 @@ def _prob_stop(theta, real, beta, steps, anorm, scale, P, which, tol, prob, hvp_
     return (s + eta <= tol * scale) | decided
 
 
-@functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
+@functools.partial(_compile.probe_jit, static_argnums=0, donate_argnums=1)
 def _compiled_step(cfg: Recurrence, state: State, w) -> State:
     return step(cfg, state, w)
 
@@ -532,19 +533,19 @@ def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> 
                       Y[:cfg.slots])
 
 
-@jax.jit
+@_compile.probe_jit
 def combine(Q, coef):
     """``coef.T @ Q``: Ritz vectors from the stored basis."""
     return coef.T @ Q
 
 
-@jax.jit
+@_compile.probe_jit
 def _orthogonalise(rows, r):
     r = r - rows.T @ (rows @ r)
     return r - rows.T @ (rows @ r)
 
 
-@jax.jit
+@_compile.probe_jit
 def _arrow(Y, q, Hq, b):
     """α = qᵀHq and the residual r = Hq − Yᵀb − αq of the restarted basis (Y ⟂ q)."""
     a = q @ Hq
@@ -589,7 +590,7 @@ def replay(cfg: Recurrence, apply: Callable, v, alpha, beta, steps: int, coef):
     return x
 
 
-@functools.partial(jax.jit, donate_argnums=(3,))
+@functools.partial(_compile.probe_jit, donate_argnums=(3,))
 def _replay_step(w, q, q_prev, x, a, b_prev, b_next, c):
     w = w - b_prev * q_prev
     w = w - a * q

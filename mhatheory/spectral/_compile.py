@@ -1,0 +1,117 @@
+"""Compiling a probe's programs on a worker thread while the main thread compiles the model's.
+
+A probe's first call is mostly compilation: the model's linearisation and its HVP, and a dozen
+small programs of the Lanczos recurrence (its start, its step, the Ritz vectors, the residuals,
+the certificate). Compiled in order, their times add up. XLA releases the GIL while it compiles,
+and JAX's ahead-of-time path (``jax.jit(f).lower(shapes).compile()``) fills the very cache a
+later call of ``f`` looks up, so a program compiled on a worker thread while the main thread
+compiles another costs no extra wall time on a machine with a core to spare (the measured
+first calls are in ``experiments/bench/bench_cold.py``). Two jobs run this way, each once per
+process and key (:func:`background`):
+
+* the HVP ``_apply`` for the structure of a linearisation, submitted by
+  :meth:`~mhatheory.spectral.Operator.at` as soon as the linearisation is traced, while the main
+  thread compiles and runs the linearisation itself;
+* the recurrence's programs for a Lanczos configuration and size, submitted by the convenience
+  functions before they linearise: the probe runs on a stand-in operator of the same size and
+  dtype (a diagonal quadratic whose spectrum, −1 once and +1 otherwise, the recurrence resolves
+  in two steps), which compiles the programs a real run needs without naming them.
+
+The main thread waits for a job before it needs what the job compiles (the first product, the
+first Lanczos run), so nothing is compiled twice, and a failed job changes nothing: the main
+thread then compiles the program itself and reports any error where it happens.
+``MHATHEORY_BACKGROUND_COMPILE=0`` turns the worker off (everything compiles in order).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import functools
+import os
+import threading
+from collections.abc import Callable
+
+import jax
+
+#: XLA options of the probes' own programs (the recurrence's start and step, the draws, the Ritz
+#: vectors and residuals, the certificate): XLA's classic CPU loop emitters, which compile these
+#: programs (loops over Krylov vectors, small dense linear algebra) markedly faster than the
+#: default fusion emitters (a cold λmin on a one-block Transformer, P = 2,578: 6.5 s → 4.3 s
+#: with the option process-wide) from the same HLO with the same floating-point semantics (XLA
+#: enables no fast-math on CPU). Other backends ignore the option. The model's own programs
+#: (its linearisation and HVP) keep XLA's defaults.
+PROBE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+
+def probe_jit(fun=None, **kwargs):
+    """``jax.jit`` with :data:`PROBE_OPTIONS`, for a probe's own programs (usable bare or
+    through ``functools.partial`` with jit's keyword arguments). Called inside another traced
+    function (``jit``, ``vmap``), where JAX takes compiler options from the outermost program
+    only, it is a plain ``jax.jit``."""
+    if fun is None:
+        return functools.partial(probe_jit, **kwargs)
+    top = jax.jit(fun, compiler_options=PROBE_OPTIONS, **kwargs)
+    nested = jax.jit(fun, **kwargs)
+
+    @functools.wraps(fun)
+    def call(*args, **kw):
+        traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
+        return (nested if traced else top)(*args, **kw)
+
+    return call
+
+
+#: The environment variable that turns compilation on a worker thread off ("0").
+ENV = "MHATHEORY_BACKGROUND_COMPILE"
+
+#: How many finished jobs are remembered (least recently used forgotten first).
+MAX_JOBS = 512
+
+_LOCK = threading.Lock()
+_JOBS: collections.OrderedDict = collections.OrderedDict()
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def enabled() -> bool:
+    """Whether jobs run on a worker thread (``MHATHEORY_BACKGROUND_COMPILE`` is not "0")."""
+    return os.environ.get(ENV, "1") != "0"
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2,
+                                                      thread_name_prefix="mhatheory-compile")
+    return _POOL
+
+
+def _quietly(job: Callable[[], object]) -> None:
+    try:
+        job()
+    except Exception:  # noqa: BLE001  (the main thread compiles it again and reports errors)
+        pass
+
+
+def background(key, job: Callable[[], object]) -> concurrent.futures.Future | None:
+    """``job()`` on a worker thread, once per ``key`` (a later call returns the first one's
+    future, done or not); None when the worker is turned off. The job must not submit jobs
+    itself. Exceptions are swallowed (see the module docstring)."""
+    if not enabled():
+        return None
+    with _LOCK:
+        future = _JOBS.get(key)
+        if future is not None:
+            _JOBS.move_to_end(key)
+            return future
+        future = _pool().submit(_quietly, job)
+        _JOBS[key] = future
+        while len(_JOBS) > MAX_JOBS:
+            _JOBS.popitem(last=False)
+    return future
+
+
+def wait(future: concurrent.futures.Future | None) -> None:
+    """Block until ``future``'s job is done (nothing when None)."""
+    if future is not None:
+        future.result()
