@@ -120,7 +120,8 @@ def markdown(path: Path) -> Path:
 
     res = json.loads(path.read_text())
     lines = ["## Lanczos in bounded memory: λmin without the Krylov basis", "",
-             f"`python experiments/bench/bench_bounded_memory.py` on {res['machine']['cpu_cores']} CPU "
+             f"`python experiments/bench/bench_bounded_memory.py` on "
+             f"{res['machine']['cpu_cores']} CPU "
              f"cores ({res['machine']['memory_gb']:.0f} GiB; {res['device']['backend']}, "
              f"float64), {res['created_utc'][:10]}; load average "
              f"{res['machine']['loadavg_before'][0]:.1f} before / "

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _util  # noqa: E402
-from spectral import GRID, N, T, _hvps  # noqa: E402  (same grid, data sizes and HVP program)
+from bench_spectral import GRID, N, T, _hvps  # noqa: E402  (same grid, data sizes and HVP program)
 
 from mhatheory import data, spectral  # noqa: E402
 from mhatheory.models import deora  # noqa: E402
