@@ -56,6 +56,11 @@ def bench_sections() -> list[str]:
                   "it watches", ["P", "steps", "every", "probes", "warm_start", "train_s",
                                  "track_s", "track_over_train", "hvps_per_probe",
                                  "all_converged", "first_s"]),
+        "cold": ("First calls, compilation included: each probe and each peer in a fresh "
+                 "process (`cold_s`: no persistent cache; `cached_s`: a second process with "
+                 "the first one's cache; ratios against cold ARPACK on our jitted HVP)",
+                 ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
+                  "cached_vs_arpack", "vs_lambda_min", "hvps", "value", "error"]),
         "spectral_torch": ("Our HVP and λmax vs PyTorch double backward + 100-step power "
                            "iteration (PyHessian's route)",
                            ["P", "H", "d", "hvp_agreement", "ours_hvp_ms", "torch_hvp_ms",

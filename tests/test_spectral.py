@@ -235,14 +235,14 @@ def test_repeated_calls_compile_nothing_new(deora_problem):
 
 @pytest.mark.parametrize("P", [47, 49])
 def test_a_first_lambda_min_compiles_its_recurrence_on_a_worker(P, monkeypatch):
-    """lambda_min starts the recurrence's compilation (a stand-in run of the same probe and
-    size) on a worker thread before it linearises the model: the real run then compiles none of
-    the recurrence's programs itself, each is compiled once, and the result is bit for bit the
-    one of a run with the worker off (MHATHEORY_BACKGROUND_COMPILE=0, P = 49)."""
+    """With the worker on (MHATHEORY_BACKGROUND_COMPILE=1), lambda_min starts the recurrence's
+    compilation (a stand-in run of the same probe and size) on a worker thread before it
+    linearises the model: the real run then compiles none of the recurrence's programs itself,
+    each is compiled once, and the result is bit for bit the one of a run with the worker off
+    (the default; P = 49 compiles everything on the main thread)."""
     A = with_spectrum(np.linspace(-1.0, 2.0, P), seed=P)
     kw = dict(key=jax.random.key(0), krylov=20)
-    if P == 49:
-        monkeypatch.setenv("MHATHEORY_BACKGROUND_COMPILE", "0")
+    monkeypatch.setenv("MHATHEORY_BACKGROUND_COMPILE", "0" if P == 49 else "1")
     with compilations(threads=True) as seen:
         r = spectral.lambda_min(quadratic, jnp.zeros(P), A, **kw)
     main = threading.main_thread().name

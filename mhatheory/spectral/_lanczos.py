@@ -13,9 +13,9 @@ in ``EigResult.key``).
 operator's compiled HVP and one step of the recurrence's own compiled program, driven from
 Python: the recurrence is compiled once per Krylov size and P whatever the model, and the HVP
 once per model whatever the probe, so a probe's first call costs about one HVP compilation
-plus its products, and λmin, λmax, blocks, traces and densities at one point share both; the
-conveniences start compiling the recurrence on a worker thread before they linearise the model
-(:meth:`Lanczos.compile_ahead`, :mod:`._compile`). Every
+plus its products, and λmin, λmax, blocks, traces and densities at one point share both (with
+``MHATHEORY_BACKGROUND_COMPILE=1`` the conveniences compile the recurrence on a worker thread
+while they linearise the model: :meth:`Lanczos.compile_ahead`, :mod:`._compile`). Every
 ``check_every`` steps the Ritz estimates of the k wanted pairs are compared with tol·‖T‖ and
 the cycle stops as soon as they meet it (the adaptive stop). The wanted Ritz vectors (and one
 neighbour, for the gap) are formed from the stored basis, or, with ``store_basis=False``, by

@@ -20,8 +20,9 @@ gradient), and every probe at that point (λmin, λmax, trace, density, blocks) 
 ``_apply(lin, mask, v, scale)``, whose arguments are the linearisation (data), a mask, the vector
 and a scalar: it compiles once per model structure and shapes, and serves every probe, every
 block (a block is a 0/1 mask on the coordinates, data again), every point along a trajectory and
-every restart. The first time a structure is seen, the product compiles on a worker thread
-while this thread compiles and runs the linearisation (:mod:`._compile`).
+every restart. With ``MHATHEORY_BACKGROUND_COMPILE=1`` the first product of a structure
+compiles on a worker thread while this thread compiles and runs the linearisation
+(:mod:`._compile`).
 The Lanczos recurrence around it is a separate program shared by every model of the same size
 (:mod:`._recurrence`). A float32 model's products run in float32 while the vectors around them
 are float64 (mixed precision, :func:`~._options.work_dtype`).
@@ -82,9 +83,9 @@ class Operator(abc.ABC):
 
     def at(self, params, *args) -> LinearOperator:
         """The operator at θ = ``params`` on data ``args`` by one linearisation, without the
-        input checks (for a caller that made them with :meth:`check_inputs`). The first time a
-        structure is seen, its HVP compiles on a worker thread while this one compiles and runs
-        the linearisation (:mod:`._compile`)."""
+        input checks (for a caller that made them with :meth:`check_inputs`). With the worker
+        on, the HVP of a new structure compiles on a worker thread while this one compiles and
+        runs the linearisation (:mod:`._compile`)."""
         args = tuple(args)
         ready = _compile_product(*_linearise.trace(self, params, args).out_info)
         lin, flat = _linearise(self, params, args)
