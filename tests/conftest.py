@@ -13,8 +13,6 @@ compiling is made cheaper (:data:`TEST_XLA_FLAGS`).
 import contextlib
 import os
 import pickle
-import shutil
-import tempfile
 import threading
 from collections import Counter
 
@@ -41,15 +39,11 @@ os.environ["XLA_FLAGS"] = " ".join([_flags] + [f for f in TEST_XLA_FLAGS
 # them at the size of their text under pytest. (Kept here, not in notebooks/conftest.py: two
 # conftest.py modules clash under --doctest-modules.)
 os.environ.setdefault("MHATHEORY_NOTEBOOK_SCALE", "small")
-# The persistent compilation cache of one test run: a fresh folder, created by the first process
-# that loads this file (the pytest-xdist controller) and inherited by the workers and the
-# notebook kernels, so a program compiled in one of them loads in the others; removed at the
-# end (pytest_unconfigure). Nothing is read from the user's cache (~/.cache/mhatheory), so a run
-# measures and tests cold compilation as a fresh machine would. Set MHATHEORY_COMPILATION_CACHE
-# yourself to choose the folder, or to 0 to test without the cache.
-if "MHATHEORY_COMPILATION_CACHE" not in os.environ:
-    os.environ["MHATHEORY_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="mhatheory-test-cache-")
-    os.environ["MHATHEORY_TEST_CACHE_OWNER"] = str(os.getpid())
+# No persistent compilation cache: every run compiles as a fresh machine would (and a shared
+# cache between the workers costs more in writes than it saves: they share few programs).
+# tests/test_numerics.py turns it on in its own subprocesses; set MHATHEORY_COMPILATION_CACHE
+# to a folder to run the suite with one.
+os.environ.setdefault("MHATHEORY_COMPILATION_CACHE", "0")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -190,12 +184,6 @@ def pytest_testnodedown(node, error):
     line = getattr(node, "workeroutput", {}).get("robustness_line")
     if line:
         node.config.robustness_line = line
-
-
-def pytest_unconfigure(config):
-    """The process that made the run's compilation cache removes it."""
-    if os.environ.get("MHATHEORY_TEST_CACHE_OWNER") == str(os.getpid()):
-        shutil.rmtree(os.environ["MHATHEORY_COMPILATION_CACHE"], ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter, config):
