@@ -341,8 +341,11 @@ def _run(args) -> int:
     try:
         summary = module.run(config, args.out, **kwargs)
     except distributed.DistributedError as err:
-        print(f"{prog}: {err} (The cells finished so far are in process 0's --out/cells; "
-              "once the cause is fixed, the same command with --resume continues.)",
+        # after a lost process (killed, out of memory) Python's exit does not run
+        # jax.distributed's shutdown, whose barrier would wait for it and then abort with a C++
+        # trace: mhatheory.distributed ends the process with status 1 at exit instead
+        print(f"{prog}: {str(err).rstrip('.')}. The cells finished so far are in process 0's "
+              "--out/cells; once the cause is fixed, the same command with --resume continues.",
               file=sys.stderr)
         return 1
     except BaseException as err:

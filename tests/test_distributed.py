@@ -6,11 +6,10 @@ around :func:`mhatheory.experiments.sweep.run_cells`), each with its own host de
 ``XLA_FLAGS`` and without any SLURM/Open MPI variables of the machine running the tests (those
 would start ``jax.distributed`` on their own). Ports come from the OS (bind to port 0).
 
-Tolerances: records of a multi-process run against one process: 1e-9 relative (the issue's
-bound; the same float64 programs on the same CPU give equal bits, the bound leaves room for a
-different vectorisation of a differently sized device batch). Data-parallel probes against one
-device: 1e-10 relative (only the order of the sum over samples differs: a few ulps of an O(1)
-loss, amplified by the condition of the Lanczos extreme eigenvalue).
+Tolerances: records of a multi-process run against one process: :data:`RECORDS_RTOL`.
+Data-parallel probes against one device: ``tol(float64, "reordered")`` relative to each result's
+scale, since only the order of the sum over samples differs (measured on 2 CPU cores: λmin
+3.5e-16 relative, HVP entries 3.5e-17 absolute against a largest entry of 0.05).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ import pytest
 from mhatheory import data, distributed, spectral
 from mhatheory.distributed import _rendezvous
 from mhatheory.models import deora
+from mhatheory.testing import tol
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -92,6 +92,19 @@ def _cli(*argv) -> list[str]:
     return ["-m", "mhatheory.cli", *argv]
 
 
+#: records of a multi-process run against one process, relative: the bound the README states
+#: (measured: at most 4e-16, from a different number of devices per process). Looser than
+#: ``tol(float64, "reordered")`` because records hold differences of nearly equal numbers
+#: (gen_gap = test − train loss, the bounds' margins), whose relative error is their terms'
+#: times the ratio of term to difference (16 for a gap of 0.036 between losses of 0.6).
+RECORDS_RTOL = 1e-9
+
+#: what JAX prints when it aborts a process itself (its heartbeat check's LOG(FATAL), the C++
+#: stack trace after it, CPython's fatal error handler)
+JAX_ABORT = re.compile(r"stopped sending heartbeats|Check failure|Fatal Python error|"
+                       r"^\s*@\s+0x[0-9a-f]+", re.MULTILINE)
+
+
 # --- 2 processes x 2 devices against 1 process x 4 devices: the stability records ------------
 
 def _flags(config) -> list[str]:
@@ -137,23 +150,27 @@ def test_two_processes_write_the_single_process_stability_records(tmp_path, requ
     assert a["device"]["count"] == 4 and b["device"]["count"] == 4
     assert a["config"] == b["config"]                  # the flags are the reference's config
     assert len(a["records"]) == 2
-    assert _relative_diff(a["records"], b["records"]) <= 1e-9
+    assert _relative_diff(a["records"], b["records"]) <= RECORDS_RTOL
     # the summary names each run's own figure files (their paths differ by output folder)
     strip = lambda summary: {k: v for k, v in summary.items() if k != "figures"}  # noqa: E731
     assert {Path(f).name for f in a["summary"]["figures"].values()} == \
         {Path(f).name for f in b["summary"]["figures"].values()}
-    assert _relative_diff(strip(a["summary"]), strip(b["summary"])) <= 1e-9
+    assert _relative_diff(strip(a["summary"]), strip(b["summary"])) <= RECORDS_RTOL
     assert a["sweep"] == b["sweep"]
     names = sorted(p.stem for p in (one / "cells").glob("*.json"))
     assert names == ["n4_H1_K2", "n8_H1_K2"]
     for name in names:
         ca = json.loads((one / "cells" / f"{name}.json").read_text())
         cb = json.loads((tmp_path / "two" / "cells" / f"{name}.json").read_text())
-        assert _relative_diff(ca["record"], cb["record"]) <= 1e-9
+        assert _relative_diff(ca["record"], cb["record"]) <= RECORDS_RTOL
     assert {p.name for p in (tmp_path / "two").iterdir()} == {p.name for p in one.iterdir()}
 
 
 # --- the sweep machinery with cheap cells: kill, failure, resume, cluster detection ----------
+
+#: the drivers' --heartbeat-timeout: a process counts as lost after a fifth of it (2 s), and JAX
+#: would abort the others between half of it and all of it after a death
+HEARTBEAT = 10
 
 # A sweep of cells that each take `seconds` and return a known value; prints the payloads.
 DRIVER = r"""
@@ -162,10 +179,10 @@ import jax.numpy as jnp
 from mhatheory import distributed
 from mhatheory.experiments import sweep as _sweep
 
-out, coordinator, n, pid, resume, seconds, fail = sys.argv[1:8]
-n, pid, seconds, fail = int(n), int(pid), float(seconds), int(fail)
-launch = (distributed.Launch(connect_timeout=60, heartbeat_timeout=3) if coordinator == "env"
-          else distributed.Launch(coordinator, n, pid, connect_timeout=60, heartbeat_timeout=3))
+out, coordinator, n, pid, resume, seconds, fail, heartbeat = sys.argv[1:9]
+n, pid, seconds, fail, heartbeat = int(n), int(pid), float(seconds), int(fail), int(heartbeat)
+given = () if coordinator == "env" else (coordinator, n, pid)
+launch = distributed.Launch(*given, connect_timeout=60, heartbeat_timeout=heartbeat)
 session = distributed.initialize(launch)
 print(json.dumps({"session": session._asdict()}), flush=True)
 
@@ -192,7 +209,7 @@ EXPECTED = [float(sum(k * k for k in range(i + 1))) for i in range(8)]
 
 def _driver(out, coordinator, n, pid, *, resume=False, seconds=0.0, fail=False, env=None):
     argv = ["-c", DRIVER, str(out), coordinator, str(n), str(pid), "1" if resume else "0",
-            str(seconds), str(int(fail))]
+            str(seconds), str(int(fail)), str(HEARTBEAT)]
     return _start(argv, 1, **(env or {}))
 
 
@@ -217,11 +234,16 @@ def test_a_killed_process_stops_the_others_and_resume_continues(tmp_path):
     p1.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     rc0, _, err0 = _finish(p0, timeout=60)
+    stopped = time.monotonic() - killed
     p1.communicate()
-    assert rc0 != 0
-    # JAX's coordination service stops process 0 once process 1 misses its heartbeats (3 s)
-    assert "stopped sending heartbeats" in err0, err0[-2000:]
-    assert time.monotonic() - killed < 45
+    # process 0 finds process 1 silent for HEARTBEAT / 5 s and ends with status 1 (whatever
+    # the driver's sys.exit asked: Python's exit would run JAX's shutdown, which waits for the
+    # dead process), before JAX's own heartbeat check could abort it with a C++ trace
+    assert rc0 == 1, err0[-2000:]
+    assert re.search(r"STOPPED: process 1 stopped responding \(no sign of life for [\d.]+ s: "
+                     r"killed or out of memory\?\)", err0), err0[-2000:]
+    assert not JAX_ABORT.search(err0) and "Traceback" not in err0, err0[-2000:]
+    assert stopped < HEARTBEAT, stopped
     files = _cell_files(out)
     assert 2 <= len(files) < 8, sorted(files)
     for name, payload in files.items():                      # each file whole and right
@@ -243,6 +265,40 @@ def test_a_killed_process_stops_the_others_and_resume_continues(tmp_path):
     assert not (out / "unused").exists()
 
 
+def test_a_killed_process_ends_the_cli_run_with_a_message(tmp_path, stability_config):
+    """``mhatheory run stability`` in two processes, process 1 killed mid-sweep (8 cells):
+    process 0 names it, keeps the cells written so far and exits with status 1, before JAX's
+    heartbeat check would abort it."""
+    config = dataclasses.replace(stability_config, steps_grid=(2, 3, 4, 5))
+    multi = ["run", "stability", *_flags(config), "--no-progress", "--heartbeat-timeout",
+             str(HEARTBEAT), "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    out = tmp_path / "out"
+    p0 = _start(_cli(*multi, "--out", str(out), "--process-id", "0"), 1)
+    p1 = _start(_cli(*multi, "--out", str(tmp_path / "unused"), "--process-id", "1"), 1)
+    deadline = time.monotonic() + 120
+    while not list((out / "cells").glob("*.json")):             # mid-sweep: a cell written
+        assert time.monotonic() < deadline and p0.poll() is None and p1.poll() is None, \
+            "the sweep did not get going"
+        time.sleep(0.1)
+    p1.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    rc0, _, err0 = _finish(p0, timeout=60)
+    stopped = time.monotonic() - killed
+    p1.communicate()
+    assert rc0 == 1, err0[-2000:]
+    assert re.search(r"mhatheory run stability: process 1 stopped responding \(no sign of life "
+                     r"for [\d.]+ s: killed or out of memory\?\)\. The cells finished so far "
+                     r"are in process 0's --out/cells; .* --resume continues\.", err0), err0[-2000:]
+    assert not JAX_ABORT.search(err0) and "Traceback" not in err0, err0[-2000:]
+    assert stopped < HEARTBEAT, stopped
+    files = list((out / "cells").glob("*.json"))
+    assert 1 <= len(files) < 8
+    for f in files:                                           # each file whole
+        payload = json.loads(f.read_text())
+        assert payload["cell"] == f.stem and "record" in payload
+    assert not (out / "results.json").exists()
+
+
 def test_a_failing_process_stops_the_others_with_its_message(tmp_path):
     out = tmp_path / "sweep"
     coordinator = f"127.0.0.1:{_free_port()}"
@@ -258,6 +314,53 @@ def test_a_failing_process_stops_the_others_with_its_message(tmp_path):
                        r"injected failure", err0)
     assert failed, err0[-2000:]
     assert _cell_files(out) == {}
+
+
+# Process 1 reports a failure while process 0 waits in a gc callback, where Python ignores the
+# stop raised there; then process 0 runs plain Python, where the stop must arrive again.
+GC_DRIVER = r"""
+import gc, sys, time
+from mhatheory import distributed
+
+coordinator, pid = sys.argv[1], int(sys.argv[2])
+distributed.initialize(distributed.Launch(coordinator, 2, pid, connect_timeout=60))
+if pid == 1:
+    time.sleep(2)                            # process 0 is in its gc callback by then
+    distributed.report_failure("injected failure")
+    sys.exit(0)
+raised_in_callback = 0
+
+def wait_for_the_stop(phase, info):
+    global raised_in_callback
+    if phase == "start" and not raised_in_callback:
+        try:
+            while True:
+                time.sleep(0.01)
+        except distributed.DistributedError:
+            raised_in_callback += 1
+            raise
+
+try:
+    with distributed.stop_on_peer_failure(poll_s=0.2):
+        gc.callbacks.append(wait_for_the_stop)
+        gc.collect()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            sum(range(100_000))
+except distributed.DistributedError as err:
+    print(f"STOPPED after {raised_in_callback} in the callback: {err}", flush=True)
+    sys.exit(3)
+"""
+
+
+def test_a_stop_that_python_ignores_is_sent_again(tmp_path):
+    coordinator = f"127.0.0.1:{_free_port()}"
+    runs = [_start(["-c", GC_DRIVER, coordinator, str(pid)], 1) for pid in (0, 1)]
+    (rc0, out0, err0), (rc1, _, err1) = (_finish(p, timeout=60) for p in runs)
+    assert rc1 == 0, err1[-2000:]
+    assert rc0 == 3, err0[-2000:]
+    assert "STOPPED after 1 in the callback: stopping: process 1: injected failure" in out0
+    assert "Exception ignored" not in err0, err0[-2000:]
 
 
 def test_slurm_environment_starts_the_run_without_flags(tmp_path):
@@ -431,6 +534,14 @@ def _rel(a, b):
     return abs(a - b) / max(abs(a), abs(b))
 
 
+def _assert_reordered(actual, desired):
+    """Equal up to the order of a summation: ``tol(dtype, "reordered")`` relative to the
+    largest entry (the table's row is for O(1) values) and to each entry."""
+    actual, desired = np.asarray(actual), np.asarray(desired)
+    r = tol(desired, "reordered")
+    np.testing.assert_allclose(actual, desired, rtol=r, atol=r * np.abs(desired).max())
+
+
 def test_sharded_data_lives_on_four_devices(problem):
     _, batch, sharded = problem
     assert len(sharded.X.sharding.device_set) == 4
@@ -443,7 +554,7 @@ def test_data_parallel_lambda_min_equals_one_device(problem):
     one = spectral.lambda_min(deora.loss_fn, params, batch, key=jax.random.key(2))
     four = spectral.lambda_min(deora.loss_fn, params, sharded, key=jax.random.key(2))
     assert one.converged and four.converged
-    assert _rel(one.value, four.value) <= 1e-10
+    assert _rel(one.value, four.value) <= tol(batch.X, "reordered")
 
 
 def test_data_parallel_hvp_trace_and_density_equal_one_device(problem):
@@ -451,19 +562,19 @@ def test_data_parallel_hvp_trace_and_density_equal_one_device(problem):
     mv1, flat = spectral.hvp(deora.loss_fn, params, batch)
     mv4, _ = spectral.hvp(deora.loss_fn, params, sharded)
     v = jax.random.normal(jax.random.key(4), flat.shape)
-    np.testing.assert_allclose(np.asarray(mv4(v)), np.asarray(mv1(v)), rtol=1e-10, atol=1e-13)
+    _assert_reordered(mv4(v), mv1(v))
     gn = spectral.GaussNewton(deora.phi, loss="logistic")        # an operator of _split.py
     g1, _ = spectral.hvp(gn, params, batch.X, batch.y)
     g4, _ = spectral.hvp(gn, params, sharded.X, sharded.y)
-    np.testing.assert_allclose(np.asarray(g4(v)), np.asarray(g1(v)), rtol=1e-10, atol=1e-13)
+    _assert_reordered(g4(v), g1(v))
     t1 = spectral.trace(deora.loss_fn, params, batch, key=jax.random.key(5), num_samples=8)
     t4 = spectral.trace(deora.loss_fn, params, sharded, key=jax.random.key(5), num_samples=8)
-    assert _rel(t1.value, t4.value) <= 1e-10
+    assert _rel(t1.value, t4.value) <= tol(batch.X, "reordered")
     d1 = spectral.spectral_density(deora.loss_fn, params, batch, key=jax.random.key(6),
                                    num_probes=2, krylov=10)
     d4 = spectral.spectral_density(deora.loss_fn, params, sharded, key=jax.random.key(6),
                                    num_probes=2, krylov=10)
-    np.testing.assert_allclose(d4.nodes, d1.nodes, rtol=1e-9, atol=1e-12)
+    _assert_reordered(d4.nodes, d1.nodes)
 
 
 def test_the_hvp_program_is_partitioned_over_the_samples(problem):

@@ -21,11 +21,22 @@ JAX's gloo implementation, so the whole path runs on one machine with several pr
 **Failures while running.** A process that raises publishes its error in the store
 (:func:`report_failure`); the others stop with that message at once (between two JAX calls,
 :func:`stop_on_peer_failure`) or at their next wait (:meth:`Channel.get`). A process that dies
-without a word (killed, out of memory) stops sending heartbeats; after ``heartbeat_timeout``
-seconds JAX's coordination service stops the others ("The following tasks are unhealthy
-(stopped sending heartbeats)", then an abort with JAX's own message). Either way no process
-hangs, and because process 0 writes each finished cell atomically as it arrives, ``--resume``
-loses at most the cells that were in progress.
+without a word (killed, out of memory) is found by its silence: a thread in every process
+advances the process's counter in the store about once a second and watches the others'
+(:mod:`mhatheory.distributed._liveness`); a counter that stands still for a fifth of
+``heartbeat_timeout`` stops the others the same way, with a :class:`DistributedError` naming it
+("process 1 stopped responding (no sign of life for 20.3 s: killed or out of memory?)").
+After such a loss a process ends with exit status 1 when Python exits, or by itself
+``heartbeat_timeout / 10`` seconds later if its main thread is still busy (in an XLA
+computation, or carrying on), always without ``jax.distributed``'s shutdown: that is a barrier
+that would wait for the dead process until JAX's own heartbeat check aborts with a C++ stack
+trace (between ``heartbeat_timeout / 2`` and ``heartbeat_timeout`` after the death). A process
+that exits normally first says it is leaving, so that its silence while it waits in that
+barrier is no loss. Either way no process hangs, and because process 0 writes each finished
+cell atomically as it arrives, ``--resume`` loses at most the cells that were in progress. Not
+covered: when process 0 dies, the coordination service goes with it and JAX aborts the others
+at once; and a process that dies while the others are already in JAX's shutdown makes JAX abort
+them there.
 
 **Data-parallel probes.** :func:`shard_samples` places a data pytree with its sample axis split
 over a mesh of (local) devices; every probe then runs data-parallel, since ``jit`` follows the
@@ -35,11 +46,13 @@ all-reduce). Results equal one device up to the order of the summation.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
 import re
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -47,14 +60,15 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from mhatheory.distributed import _rendezvous
+from mhatheory.distributed import _liveness, _rendezvous
 from mhatheory.distributed._errors import DistributedError
 
 #: prefix of every key this package puts in the coordination service's store
 _PREFIX = "mhatheory"
 _FAILURE = f"{_PREFIX}/failure"
 
-
+#: this process's sign of life and watch over the others' (a multi-process run only)
+_liveness_thread: _liveness.Liveness | None = None
 
 
 # --- launch settings -------------------------------------------------------------------------
@@ -86,8 +100,9 @@ class Launch:
         process_id: this process's id in [0, N); each id exactly once.
         connect_timeout: seconds to wait for the coordinator to be reachable and for all N
             processes to arrive, before a clear error.
-        heartbeat_timeout: seconds without a heartbeat after which a process counts as dead and
-            the others stop.
+        heartbeat_timeout: seconds without a heartbeat after which JAX counts a process as dead
+            and aborts the others; they notice a silent process after a fifth of it and stop
+            cleanly first.
     """
 
     coordinator: str | None = None
@@ -206,6 +221,7 @@ def initialize(launch: Launch, identity: dict | None = None) -> Session:
             launch.coordinator, n, pid, local_device_ids=local_ids,
             initialization_timeout=math.ceil(launch.connect_timeout),
             heartbeat_timeout_seconds=launch.heartbeat_timeout)
+        _watch_liveness(pid, n, launch.heartbeat_timeout)
     return Session(pid, n, launch.coordinator, jax.local_device_count(), jax.device_count())
 
 
@@ -241,6 +257,27 @@ def _client():
     return client
 
 
+def _watch_liveness(process_id: int, num_processes: int, heartbeat_timeout: int) -> None:
+    """Start this process's :class:`~._liveness.Liveness` thread, and register what a process
+    does on its way out: say it is leaving (its silence is then no death), or, when a peer was
+    lost, end without ``jax.distributed``'s shutdown (:meth:`~._liveness.Liveness.end`). Python
+    runs exit handlers in the reverse order of registration, so this one, registered after
+    ``import jax``, runs before JAX's shutdown."""
+    global _liveness_thread
+
+    _liveness_thread = _liveness.Liveness(_client(), process_id, num_processes,
+                                          heartbeat_timeout)
+    _liveness_thread.start()
+    atexit.register(_at_exit, _liveness_thread)
+
+
+def _at_exit(liveness: _liveness.Liveness) -> None:
+    if liveness.lost is not None:
+        liveness.end()
+    liveness.leave("done")
+    liveness.halt.set()
+
+
 def report_failure(message: str) -> None:
     """Tell the other processes that this one is stopping, and why (the first report wins).
     A no-op in a single-process run or when the service is gone."""
@@ -252,54 +289,76 @@ def report_failure(message: str) -> None:
         pass
 
 
-def check_peers() -> None:
-    """Raise when another process has reported a failure (:func:`report_failure`).
-
-    A process that dies without a word is not looked for here: JAX's coordination service stops
-    every other process once it misses ``heartbeat_timeout`` seconds of heartbeats. (The
-    client's ``get_live_nodes`` would tell, but it is a barrier over the processes it names,
-    and blocks until each of them calls it too.)"""
+def _stop_reason(client, *, own: bool = True) -> str | None:
+    """Why this process must stop: a lost peer, or a failure a process reported (this one's
+    own report too when ``own``); ``None`` while all is well."""
+    if _liveness_thread is not None and _liveness_thread.lost is not None:
+        return _liveness_thread.lost
     try:
-        failure = _client().key_value_try_get(_FAILURE)
+        failure = client.key_value_try_get(_FAILURE)
     except jax.errors.JaxRuntimeError:            # NOT_FOUND: nobody has failed
-        return
-    raise DistributedError(f"stopping: {failure}")
+        return None
+    if not own and failure.startswith(f"process {process_index()}:"):
+        return None
+    return f"stopping: {failure}"
+
+
+def _stop(reason: str) -> DistributedError:
+    if _liveness_thread is not None and reason == _liveness_thread.lost:
+        _liveness_thread.delivered = True
+    return DistributedError(reason)
+
+
+def check_peers() -> None:
+    """Raise :class:`DistributedError` when another process has reported a failure
+    (:func:`report_failure`) or has stopped responding (module docstring)."""
+    reason = _stop_reason(_client())
+    if reason is not None:
+        raise _stop(reason)
 
 
 class _Watchdog(threading.Thread):
-    """Polls the failure key; on another process's report, interrupts the main thread."""
+    """Polls the failure key every ``poll_s`` seconds, and wakes at once when a peer is lost;
+    then interrupts the main thread, again every ``poll_s`` seconds until the block ends."""
 
     def __init__(self, poll_s: float):
         super().__init__(name="mhatheory-failure-watchdog", daemon=True)
-        self.poll_s, self.failure, self.halt = poll_s, None, threading.Event()
-        self.own = f"process {process_index()}:"
+        self.poll_s, self.reason, self.halt = poll_s, None, False
+        self.wake = threading.Event()
         self.main = threading.main_thread().ident
 
     def run(self) -> None:
         client = _client()
-        while not self.halt.wait(self.poll_s):
-            try:
-                failure = client.key_value_try_get(_FAILURE)
-            except jax.errors.JaxRuntimeError:       # NOT_FOUND, or the service is gone
-                continue
-            if not failure.startswith(self.own):
-                self.failure = failure
+        while not self.halt:
+            if self.reason is None:
+                try:
+                    self.reason = _stop_reason(client, own=False)
+                except jax.errors.JaxRuntimeError:  # the service is gone: JAX stops us
+                    pass
+            if self.reason is not None:
                 # a real signal (not _thread.interrupt_main): it also wakes a sleeping main
-                # thread; it is sent before run() returns, so before the handler is restored
+                # thread. Sent again until the block has ended: the error it raises is lost
+                # where Python ignores exceptions (a gc callback such as JAX's, a __del__) or
+                # where a library catches Exception
                 signal.pthread_kill(self.main, signal.SIGUSR1)
-            return
+            self.wake.wait(self.poll_s)
+            self.wake.clear()
 
 
 @contextlib.contextmanager
 def stop_on_peer_failure(poll_s: float = 1.0):
-    """Within the block, a failure another process reports (:func:`report_failure`) stops this
-    process at once, as a :class:`DistributedError` raised in the main thread between two
-    Python steps (a running XLA computation finishes first), instead of at the next cell.
+    """Within the block, a failure another process reports (:func:`report_failure`) or a
+    process that stops responding stops this process at once, as a :class:`DistributedError`
+    raised in the main thread between two Python steps (a running XLA computation finishes
+    first), instead of at the next cell.
 
-    A thread polls the store every ``poll_s`` seconds and delivers the stop as ``SIGUSR1`` to
-    the main thread, whose handler (installed for the block, the previous one restored after the
-    thread has ended) raises the error. Does nothing in a single-process run, outside the main
-    thread, or without POSIX signals (then the next wait stops the process)."""
+    A thread polls the store every ``poll_s`` seconds (and is woken when a peer is lost) and
+    delivers the stop as ``SIGUSR1`` to the main thread, whose handler (installed for the
+    block, the previous one restored after the thread has ended) raises the error; it is sent
+    again every ``poll_s`` seconds while the block runs, and at once when Python reports the
+    error as ignored (``sys.unraisablehook``, which then prints nothing). Does nothing in a
+    single-process run, outside the main thread, or without POSIX signals (then the next wait
+    stops the process)."""
     if (process_count() <= 1 or not hasattr(signal, "pthread_kill")    # (not on Windows)
             or threading.current_thread() is not threading.main_thread()):
         yield
@@ -307,17 +366,34 @@ def stop_on_peer_failure(poll_s: float = 1.0):
     dog = _Watchdog(poll_s)
 
     def stop(signum, frame):
-        if dog.failure is not None:
-            raise DistributedError(f"stopping: {dog.failure}")
+        if dog.reason is not None:
+            raise _stop(dog.reason)
 
-    previous = signal.signal(signal.SIGUSR1, stop)
-    dog.start()
+    def ignored(unraisable):
+        if (isinstance(unraisable.exc_value, DistributedError)
+                and unraisable.exc_value.args == (dog.reason,)):
+            dog.wake.set()                      # raised where Python ignores it: again, now
+        else:
+            hook(unraisable)
+
+    previous, hook = signal.signal(signal.SIGUSR1, stop), sys.unraisablehook
+    sys.unraisablehook = ignored
     try:
+        if _liveness_thread is not None:
+            _liveness_thread.woken.add(dog.wake)
+        dog.start()
         yield
     finally:
-        dog.halt.set()
-        dog.join()
-        signal.signal(signal.SIGUSR1, previous)
+        dog.halt = True
+        dog.wake.set()
+        try:
+            if dog.ident is not None:
+                dog.join()
+        finally:            # also when the stop arrives while joining
+            if _liveness_thread is not None:
+                _liveness_thread.woken.discard(dog.wake)
+            signal.signal(signal.SIGUSR1, previous)
+            sys.unraisablehook = hook
 
 
 class Channel:
@@ -336,9 +412,9 @@ class Channel:
 
     def get(self, key: str, *, poll_s: float = 1.0, stop=None):
         """The value stored under ``key``, waiting for it; raises :class:`DistributedError`
-        when another process reports a failure before it arrives (a process that dies silently
-        makes JAX stop this one, see :func:`check_peers`). ``stop``: a
-        :class:`threading.Event` that ends the wait early (returning ``None``)."""
+        when another process reports a failure or stops responding before it arrives
+        (:func:`check_peers`). ``stop``: a :class:`threading.Event` that ends the wait early
+        (returning ``None``)."""
         client = _client()
         while stop is None or not stop.is_set():
             try:
