@@ -16,7 +16,8 @@ every finished cell reaches process 0, the one writer.
 Which process computes a cell does not change its result: a cell is a function of the config
 and its spec (its seeds included). A failing cell is reported to the others
 (:func:`mhatheory.distributed.report_failure`) before its exception propagates, and every wait
-checks for reports and for processes that stopped heartbeating, so no process waits forever.
+checks for reports, and a peer that stopped responding is named and stops the others
+(``mhatheory.distributed``), so no process waits forever.
 """
 
 from __future__ import annotations
