@@ -61,6 +61,9 @@ def bench_sections() -> list[str]:
                  "the first one's cache; ratios against cold ARPACK on our jitted HVP)",
                  ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
                   "cached_vs_arpack", "vs_lambda_min", "hvps", "value", "error"]),
+        "curvature_compile": ("Compile seconds of one transformer-curvature cell (one model "
+                              "structure), fresh process, no persistent cache, per commit",
+                              ["commit", "wall_s", "compile_s", "programs", "top"]),
         "spectral_torch": ("Our HVP and λmax vs PyTorch double backward + 100-step power "
                            "iteration (PyHessian's route)",
                            ["P", "H", "d", "hvp_agreement", "ours_hvp_ms", "torch_hvp_ms",
