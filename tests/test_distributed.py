@@ -221,13 +221,11 @@ def _cell_files(folder: Path) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in sorted((folder / "cells").glob("*.json"))}
 
 
-def test_a_killed_process_stops_the_others_and_resume_continues(tmp_path):
-    out = tmp_path / "sweep"
-    coordinator = f"127.0.0.1:{_free_port()}"
-    p0 = _driver(out, coordinator, 2, 0, seconds=1.5)
-    p1 = _driver(out / "unused", coordinator, 2, 1, seconds=1.5)
-    deadline = time.monotonic() + 90
-    while len(list((out / "cells").glob("*.json"))) < 2:      # mid-sweep: some cells written
+def _kill_mid_sweep(p0, p1, out: Path, cells: int, wait_s: float):
+    """Once ``cells`` cell files exist (mid-sweep), SIGKILL process 1 and wait for process 0:
+    its status, its stderr and the seconds it took to stop after the kill."""
+    deadline = time.monotonic() + wait_s
+    while len(list((out / "cells").glob("*.json"))) < cells:
         assert time.monotonic() < deadline and p0.poll() is None and p1.poll() is None, \
             "the sweep did not get going"
         time.sleep(0.1)
@@ -236,6 +234,15 @@ def test_a_killed_process_stops_the_others_and_resume_continues(tmp_path):
     rc0, _, err0 = _finish(p0, timeout=60)
     stopped = time.monotonic() - killed
     p1.communicate()
+    return rc0, err0, stopped
+
+
+def test_a_killed_process_stops_the_others_and_resume_continues(tmp_path):
+    out = tmp_path / "sweep"
+    coordinator = f"127.0.0.1:{_free_port()}"
+    p0 = _driver(out, coordinator, 2, 0, seconds=1.5)
+    p1 = _driver(out / "unused", coordinator, 2, 1, seconds=1.5)
+    rc0, err0, stopped = _kill_mid_sweep(p0, p1, out, cells=2, wait_s=90)
     # process 0 finds process 1 silent for HEARTBEAT / 5 s and ends with status 1 (whatever
     # the driver's sys.exit asked: Python's exit would run JAX's shutdown, which waits for the
     # dead process), before JAX's own heartbeat check could abort it with a C++ trace
@@ -275,16 +282,7 @@ def test_a_killed_process_ends_the_cli_run_with_a_message(tmp_path, stability_co
     out = tmp_path / "out"
     p0 = _start(_cli(*multi, "--out", str(out), "--process-id", "0"), 1)
     p1 = _start(_cli(*multi, "--out", str(tmp_path / "unused"), "--process-id", "1"), 1)
-    deadline = time.monotonic() + 120
-    while not list((out / "cells").glob("*.json")):             # mid-sweep: a cell written
-        assert time.monotonic() < deadline and p0.poll() is None and p1.poll() is None, \
-            "the sweep did not get going"
-        time.sleep(0.1)
-    p1.send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    rc0, _, err0 = _finish(p0, timeout=60)
-    stopped = time.monotonic() - killed
-    p1.communicate()
+    rc0, err0, stopped = _kill_mid_sweep(p0, p1, out, cells=1, wait_s=120)
     assert rc0 == 1, err0[-2000:]
     assert re.search(r"mhatheory run stability: process 1 stopped responding \(no sign of life "
                      r"for [\d.]+ s: killed or out of memory\?\)\. The cells finished so far "
