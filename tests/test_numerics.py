@@ -1,6 +1,7 @@
 import os
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ def _count(jaxpr, name):
     n = 0
     for eqn in jaxpr.eqns:
         n += eqn.primitive.name == name
-        for sub in jax.core.jaxprs_in_params(eqn.params):
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
             n += _count(sub, name)
     return n
 
