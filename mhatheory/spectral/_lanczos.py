@@ -257,9 +257,11 @@ class Lanczos:
     def compile_ahead(self, size: int, num_params: int, dtype):
         """Start compiling this probe's recurrence for an operator of ``size`` coordinates among
         ``num_params`` in ``dtype`` on a worker thread (:mod:`._compile`), once per
-        configuration: the job's future, or None (for a block, whose mask makes programs of its
-        own; or when the stand-in run's basis would take more than ``COMPILE_AHEAD_BYTES``). The
+        configuration: the job's future, or None (the worker off, the default; a block, whose
+        mask makes programs of its own; or a stand-in basis over ``COMPILE_AHEAD_BYTES``). The
         call is cheap; :meth:`__call__` waits for the job before its run."""
+        if not _compile.enabled():
+            return None
         wdt = np.dtype(work_dtype(dtype))
         cfg, _, _ = _size(self, size, num_params, wdt)
         if size != num_params or lanczos_bytes(num_params, cfg.m, self.k, wdt, cfg.store_basis,

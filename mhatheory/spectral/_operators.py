@@ -87,7 +87,8 @@ class Operator(abc.ABC):
         on, the HVP of a new structure compiles on a worker thread while this one compiles and
         runs the linearisation (:mod:`._compile`)."""
         args = tuple(args)
-        ready = _compile_product(*_linearise.trace(self, params, args).out_info)
+        ready = (_compile_product(*_linearise.trace(self, params, args).out_info)
+                 if _compile.enabled() else None)
         lin, flat = _linearise(self, params, args)
         return LinearOperator(self, lin, flat, params, ready=ready)
 
