@@ -158,8 +158,10 @@ def pitfalls_section(res, path) -> list[str]:
 
 
 # peers_trace: the trace rows again after trace's default chunk became 1 (`bench_peers.py --full-max
-# 2000000 --quantities trace --name peers_trace`); peers' own trace rows ran in chunks of 50-100
-CUSTOM = {"peers": peers_section, "peers_trace": peers_section,
+# 2000000 --quantities trace --name peers_trace`); peers' own trace rows ran in chunks of 50-100;
+# peers_eig: the λ rows again with one shared linearisation per cell (`--quantities lambda_max
+# lambda_min --max-p 140000 --name peers_eig`)
+CUSTOM = {"peers": peers_section, "peers_trace": peers_section, "peers_eig": peers_section,
           "peer_pitfalls": pitfalls_section}
 
 

@@ -166,9 +166,6 @@ def pyhessian_counted():
 
 # ----------------------------------------------------------------------------- helpers
 
-_apply = jax.jit(lambda f, v: f(v))
-
-
 def arpack(matvec, P, dtype, which, tol, seed):
     """λ by ``eigsh`` (k = 1) on ``matvec`` (numpy in, numpy out): (value, matvecs)."""
     c = Counter(matvec)
@@ -248,10 +245,11 @@ def methods(params, batch, P, dtype_name, full):
     thr = 1e-10 + 100 * float(jnp.finfo(jdt).eps)     # the residual tolerance ours accepts
     key = jax.random.key(SEED + 2)
 
-    matvec, _ = spectral.hvp(deora.loss_fn, params, batch)  # linearised once per cell
+    # linearised once per cell: ARPACK's products and our probes share it
+    H = spectral.linearise(deora.loss_fn, params, batch)
 
     def jax_mv(v):
-        return np.asarray(_apply(matvec, jnp.asarray(v, jdt)))
+        return np.asarray(H.mv(jnp.asarray(v, jdt)))
 
     model = TorchDeora(params, tdt)
     inputs = {"X": torch.tensor(np.asarray(batch.X), dtype=tdt),
@@ -263,8 +261,6 @@ def methods(params, batch, P, dtype_name, full):
     H_sp = H_op.to_scipy(np.dtype(dtype_name))
     torch.manual_seed(SEED)
     pyh = _pyh.hessian(model, PassLoss(), data=(inputs, y), cuda=False)
-
-    H = spectral.linearise(deora.loss_fn, params, batch)      # ours: linearised once per cell
 
     def ours_eig(which, **kw):
         probe = spectral.Lanczos(which=which, **kw)
