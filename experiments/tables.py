@@ -61,6 +61,9 @@ def bench_sections() -> list[str]:
                  "the first one's cache; ratios against cold ARPACK on our jitted HVP)",
                  ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
                   "cached_vs_arpack", "vs_lambda_min", "hvps", "value", "error"]),
+        "cold_torch": ("First calls of ARPACK on PyTorch's double-backward HVP (graph built once), "
+                       "each in a fresh process",
+                       ["model", "P", "quantity", "tool", "cold_s", "hvps", "value"]),
         "curvature_compile": ("Compile seconds of one transformer-curvature cell (one model "
                               "structure), fresh process, no persistent cache, per commit",
                               ["commit", "wall_s", "compile_s", "programs", "top"]),

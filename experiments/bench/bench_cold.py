@@ -144,13 +144,15 @@ def _arpack_ours(quantity, loss, params, args):
 
 def _torch(tool, quantity, d, H):
     """The PyTorch peers on the same Deora weights and data (bench_peers.py's set-up), timed
-    from the moment the model and data exist: nothing to compile."""
+    from the moment the model and data exist (their gradient graph built inside the timing):
+    nothing to compile. ARPACK's products are bench_spectral_torch's double-backward HVP."""
     import numpy as np
     import torch
     from scipy.sparse.linalg import LinearOperator, eigsh
 
     sys.path.insert(0, str(Path(__file__).parent))
     import bench_peers as peers
+    import bench_spectral_torch
     params, batch = peers.setup(d, H, "init")
     torch.set_default_dtype(torch.float64)
     model = peers.TorchDeora(params, torch.float64)
@@ -166,20 +168,13 @@ def _torch(tool, quantity, d, H):
         else:
             value = float(np.mean(pyh.trace(maxIter=TRACE_PROBES, tol=-np.inf)))
         return time.perf_counter() - t0, value, c.n
-    ps = list(model.parameters())
-    P = sum(p.numel() for p in ps)
+    hvp = bench_spectral_torch.double_backward_hvp(params, batch)
+    P = sum(p.numel() for p in model.parameters())
     count = [0]
 
     def mv(v):
         count[0] += 1
-        vs, i = [], 0
-        for p in ps:
-            vs.append(torch.tensor(v[i:i + p.numel()].reshape(p.shape)))
-            i += p.numel()
-        loss = model(inputs).sum()
-        g = torch.autograd.grad(loss, ps, create_graph=True)
-        hv = torch.autograd.grad(g, ps, grad_outputs=vs)
-        return torch.cat([h.reshape(-1) for h in hv]).detach().numpy()
+        return hvp(torch.tensor(v.reshape(-1))).detach().numpy()
 
     v0 = np.random.default_rng(0).standard_normal(P)
     w = eigsh(LinearOperator((P, P), matvec=mv, dtype=np.float64), k=1,
@@ -245,6 +240,11 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="P ≤ 10,000 only")
     parser.add_argument("--max-p", type=int, default=1_100_000)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peers")
+    parser.add_argument("--tools", nargs="+", default=None,
+                        help="only these tools (ours, 'ours, worker', arpack+ours, pyhessian, "
+                             "arpack+torch)")
+    parser.add_argument("--name", default="cold",
+                        help="results name: experiments/bench/results/NAME_{backend}.json")
     args = parser.parse_args(argv)
     if args.one:
         tool, quantity, model, d, H = args.one
@@ -265,7 +265,7 @@ def main(argv=None) -> None:
             sys.exit(f"bench_cold.py: the PyTorch peers need `pip install torch==2.13.0 && "
                      f"pip install -e \".[bench]\"` ({err}); or pass --no-torch.")
     max_p = 10_000 if args.quick else args.max_p
-    todo = list(cells(max_p, torch_peers))
+    todo = [c for c in cells(max_p, torch_peers) if args.tools is None or c[4] in args.tools]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-cold-cache-") as tmp:
         for model, d, H, P, tool, q in tqdm(todo, desc="fresh processes", unit="process"):
@@ -295,7 +295,7 @@ def main(argv=None) -> None:
     cols = ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
             "cached_vs_arpack", "vs_lambda_min", "hvps", "value"]
     print(_util.table(rows, cols))
-    print(_util.write("cold", rows, {"tol": TOL, "full_max": FULL_MAX,
+    print(_util.write(args.name, rows, {"tol": TOL, "full_max": FULL_MAX,
                                      "torch_peers": torch_peers}, quick=args.quick))
 
 

@@ -38,22 +38,30 @@ def torch_loss(W, U, X, y):
     return torch.nn.functional.softplus(-y * phi).mean()
 
 
+def double_backward_hvp(params, batch):
+    """PyTorch's HVP of the Deora loss at ``params`` on ``batch`` (PyHessian's route): the
+    gradient graph is built once (``create_graph``), each product is one more backward pass.
+    Takes and returns flat torch vectors in (U, W) order, as ``ravel_pytree`` orders the dict."""
+    X, y = torch.tensor(np.asarray(batch.X)), torch.tensor(np.asarray(batch.y))
+    W = torch.tensor(np.asarray(params["W"]), requires_grad=True)
+    U = torch.tensor(np.asarray(params["U"]), requires_grad=True)
+    gW, gU = torch.autograd.grad(torch_loss(W, U, X, y), (W, U), create_graph=True)
+
+    def torch_hvp(v):
+        vU, vW = v[: U.numel()].view_as(U), v[U.numel():].view_as(W)
+        hW, hU = torch.autograd.grad((gW * vW).sum() + (gU * vU).sum(), (W, U),
+                                     retain_graph=True)
+        return torch.cat([hU.reshape(-1), hW.reshape(-1)])
+
+    return torch_hvp
+
+
 def row(d, H):
     mix = data.MixtureConfig(d=d, T=T, n=N, num_irrelevant=min(4, d - 2))
     batch = data.sample(mix, jax.random.key(0))
     params = deora.init_params(jax.random.key(1), d, H)
     P = deora.parameter_count(d, H)
-    X, y = torch.tensor(np.asarray(batch.X)), torch.tensor(np.asarray(batch.y))
-    W = torch.tensor(np.asarray(params["W"]), requires_grad=True)
-    U = torch.tensor(np.asarray(params["U"]), requires_grad=True)
-    loss = torch_loss(W, U, X, y)
-    gW, gU = torch.autograd.grad(loss, (W, U), create_graph=True)
-
-    def torch_hvp(v):  # v flat in (U, W) order, as ravel_pytree orders the dict
-        vU, vW = v[: U.numel()].view_as(U), v[U.numel():].view_as(W)
-        hW, hU = torch.autograd.grad((gW * vW).sum() + (gU * vU).sum(), (W, U),
-                                     retain_graph=True)
-        return torch.cat([hU.reshape(-1), hW.reshape(-1)])
+    torch_hvp = double_backward_hvp(params, batch)
 
     vs = np.asarray(jax.random.normal(jax.random.key(2), (10, P)))
     ours = np.asarray(_hvps(params, batch, vs))
