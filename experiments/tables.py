@@ -254,53 +254,65 @@ def stability_section() -> list[str]:
 
 
 def heads_section() -> list[str]:
-    """The heads sweep: the seed's claims, the slope of each claim's quantity per slice, and
-    every (H, η, init, n) record."""
+    """The heads sweep: the claims (t-intervals, Benjamini–Hochberg), each H at its tuned best,
+    robustness, matched training loss, cost, the controls and the fixed-K records of the
+    primary slices."""
     path = HERE / "results" / "heads" / "results.json"
     if not path.exists():
         return []
     res = json.loads(path.read_text())
     c, s = res["config"], res["summary"]
-    g, gap = s["grid"], s["gap_resolution"]
+    g = s["grid"]
     sweep = res.get("sweep") or {}
     lines = ["### Do more heads help? (`mhatheory run heads`)", "", device_line(res), "",
-             f"H ∈ {g['heads']}; {'full product' if g['full_product'] else 'slices'}: "
-             f"H × η × init at n = {c['n']} (η ∈ {g['lr']}, init ∈ {g['init_scale']}) and "
-             f"H × n at η = {c['lr']}, init = {c['init_scale']} (n ∈ {g['n']}); {c['seeds']} "
-             f"seeds per cell, K = {c['steps']} GD steps, {c['replace']} replace-one "
-             f"retrainings per training set, curvature probes on {c['probe_seeds']} seeds, "
-             f"{c['num_test']} fresh test samples per seed; d = {c['d']}, T = {c['T']}, "
-             f"ζ = {c['zeta']}, σ = {c['sigma']}; Bayes error {s['bayes_error']:.4f} ± "
-             f"{s['bayes_error_se']:.4f}. {g['records']} records from {g['cells']} cells; "
-             f"compute {s['cell_seconds'] / 60:.1f} min summed over cells"
-             + (f" ({sweep.get('reused', 0)} cells reused from an earlier run)"
-                if sweep.get("reused") else "") + ". Gap > 2 SE in "
-             f"{gap['resolved']} of {gap['stable_cells']} stable cells at n = {gap['n']}.", "",
-             "The seed's claims (slope against H, seed-averaged over slices; yes = decreases "
-             "at 2 SE):", ""]
-    lines += table([dict(r, measured=r["measured"], SE=r["se"]) for r in s["claims"]],
-                   ["name", "measured", "SE", "answer", "detail"]) + [""]
-    qs = ("diverged", "final_loss", "eps1", "gen_gap", "excess_error")
-
-    def cell(fit):
-        if fit["slope"] is None:
-            return "—"
-        se = "" if fit["se"] is None else f" ± {fit['se']:.2g}"
-        return f"{fit['slope']:+.3g}{se} {fit['verdict']}, {fit['monotone']}"
-
-    rows = [{"η": sl["lr"], "init": sl["init_scale"], "n": sl["n"],
-             **{q: cell(sl["quantities"][q]) for q in qs}} for sl in s["slopes"]]
-    lines += ["Per slice: slope against H ± SE (log-log exponent for final_loss and eps1, change "
-              "per doubling of H for the others), verdict, monotonicity of the seed means:", ""]
-    lines += table(rows, ["η", "init", "n", *qs]) + [""]
-    recs = [dict(r, **{"L(θ_K)": r["final_loss"], "η·λmax₀": r["eta_lambda_max0"],
-                       "steps→0.01": r["steps_to_0.01"], "κ̂ late": r["kappa_hat_late"]})
-            for r in sorted(res["records"], key=lambda r: (r["init_scale"], r["n"], r["lr"],
-                                                            r["heads"]))]
-    lines += ["Every record (means over seeds; all but divergence over non-diverged seeds):", ""]
-    lines += table(recs, ["heads", "lr", "init_scale", "n", "diverged_frac", "η·λmax₀",
-                          "L(θ_K)", "steps→0.01", "κ̂ late", "test_error", "gen_gap",
-                          "gen_gap_se", "eps1", "bound_lipschitz", "bound_smooth"]) + [""]
+             f"H ∈ {g['heads']}; tuning grid η ∈ {g['lr']} × init ∈ {g['init_scale']} at "
+             f"n = {g['reference_n']}, {c['seeds']} seeds per setting, K = {c['steps']} GD "
+             f"steps, {c['num_val']} validation and {c['num_test']} test samples per seed; "
+             f"primary slices (η, init) {g['primary']} with {c['replace']} replace-one "
+             f"retrainings per seed; n ∈ {g['n']} at η = {c['lr']}, init = {c['init_scale']}; "
+             f"fixed-width control at width {g['width']} (H ∈ {g['fixed_width_heads']}); "
+             f"d = {c['d']}, T = {c['T']}, ζ = {c['zeta']}, σ = {c['sigma']}; Bayes error "
+             f"{s['bayes_error']:.4f} ± {s['bayes_error_se']:.4f}. {g['records']} records; "
+             f"{s['failed_runs']} failed base runs; compute {s['cell_seconds'] / 60:.1f} min "
+             f"summed over cells" + (f" ({sweep.get('reused', 0)} cells reused from an "
+                                     "earlier run)" if sweep.get("reused") else "") + ".", "",
+             f"Claims (95 % Student-t interval of the seed-averaged slope over the claim's "
+             f"slices; answer from Benjamini–Hochberg at α = {c['alpha']} across slices):", ""]
+    lines += table([dict(r, t95=(f"[{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
+                                 if r["lo"] is not None else None)) for r in s["claims"]],
+                   ["name", "measured", "t95", "answer", "detail"]) + [""]
+    rows = [{"claim": cl["claim"], "slice": sl["slice"], "estimate": sl["mean"],
+             "t95": f"[{_fmt(sl['lo'])}, {_fmt(sl['hi'])}]" if sl["lo"] is not None else None,
+             "p": sl["p"], "p_BH": sl["p_adjusted"], "verdict": sl["verdict"]}
+            for cl in s["slopes"] for sl in cl["slices"]]
+    lines += ["Per claim and slice: estimate (per-seed slope or difference, mean over seeds), "
+              "t-interval, p-value and Benjamini–Hochberg adjusted p:", ""]
+    lines += table(rows, ["claim", "slice", "estimate", "t95", "p", "p_BH", "verdict"]) + [""]
+    lines += ["Each H at its tuned best (η, init and stopping step selected on validation "
+              "error):", ""]
+    lines += table(s["tuned"], ["arm", "heads", "lr", "init_scale", "stop_step", "val_error",
+                                "test_error", "test_error_se", "gen_gap", "train_loss",
+                                "on_edge"]) + [""]
+    lines += ["Robustness (share of the grid within δ of each H's best validation error; "
+              "failed = non-finite or L̂(θ_K) > ln 2):", ""]
+    lines += table([dict(r, stable=str(r["stable_lr_range"])) for r in s["robustness"]],
+                   ["arm", "heads", "delta", "good_frac", "good_frac_se", "failed_frac",
+                    "stable"]) + [""]
+    lines += ["At matched training loss (primary slices; means over the seeds that reached "
+              "the target):", ""]
+    lines += table(s["matched"], ["arm", "heads", "lr", "init_scale", "target", "reached_frac",
+                                  "step", "test_error", "gen_gap", "eps1"]) + [""]
+    lines += ["Cost per GD step (one run; an ensemble of H one-head models costs H members):",
+              ""]
+    lines += table(s["cost"], ["arm", "heads", "params", "flops_per_step",
+                               "seconds_per_step"]) + [""]
+    recs = sorted((r for r in res["records"] if r["primary"]),
+                  key=lambda r: (r["arm"], r["n"], r["lr"], r["init_scale"], r["heads"]))
+    lines += ["Fixed-K records of the primary slices (means over all seeds; survivors-only "
+              "beside):", ""]
+    lines += table(recs, ["arm", "heads", "lr", "init_scale", "n", "failed_frac", "final_loss",
+                          "test_error", "test_error_survivors", "gen_gap", "eps1",
+                          "bound_lipschitz", "bound_smooth"]) + [""]
     return lines
 
 

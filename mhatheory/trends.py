@@ -11,6 +11,13 @@ data are the same at every H). Per seed, least squares
 
 and the mean of b over seeds ± its standard error (SE = sample std / √m, m seeds with a fit).
 A slope summarises a trend; it does not claim a power law holds.
+
+**Tests across slices.** Seeds are the independent units, so a slope's uncertainty is the
+Student-t interval of the per-seed slopes, mean ± t_{1−α/2, m−1}·SE, and its p-value that of the
+one-sample t-test of "mean slope = 0" (:func:`t_test`). A claim read on several slices is a family
+of tests: :func:`decide` adjusts their p-values by Benjamini–Hochberg
+(``scipy.stats.false_discovery_control``), which keeps the expected share of false discoveries
+among the resolved slices at most α, and resolves a slice only where its adjusted p < α.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 
 def mean_se(values) -> tuple[float | None, float | None]:
@@ -86,4 +94,45 @@ def verdict(slope, se) -> str:
     return "undecided"
 
 
-__all__ = ["fit_slope", "mean_se", "monotone", "verdict"]
+def t_test(values, level: float = 0.95) -> dict:
+    """Mean of the finite values, its SE, the Student-t interval at ``level`` and the two-sided
+    one-sample t-test p-value of "mean = 0" (None where fewer than two values; where all values
+    are equal, p = 1 if they are 0 and p = 0 otherwise: seeds that agree exactly)."""
+    v = np.array([float(x) for x in values if x is not None and math.isfinite(float(x))])
+    mean, se = mean_se(v)
+    out = {"mean": mean, "se": se, "n": int(v.size), "lo": None, "hi": None, "p": None}
+    if v.size < 2:
+        return out
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1)) * se
+    out.update(lo=mean - half, hi=mean + half)
+    if se <= 1e-13 * abs(mean) or se == 0:
+        # equal values up to float64 round-off of their mean (relative 1e-16 per term): no
+        # spread, so the test is decided by the mean alone
+        out["p"] = 1.0 if mean == 0 else 0.0
+    else:
+        out["p"] = float(stats.ttest_1samp(v, 0.0).pvalue)
+    return out
+
+
+def decide(tests, direction: int, alpha: float = 0.05) -> list[str]:
+    """Benjamini–Hochberg across ``tests`` (:func:`t_test` results, one per slice of one claim):
+    per slice "yes" (resolved in the claimed ``direction``, −1 a decrease, +1 an increase),
+    "no" (resolved the other way) or "undecided" (adjusted p ≥ α or no test); each test gains
+    its ``p_adjusted``."""
+    if direction not in (-1, 1):
+        raise ValueError(f"direction must be -1 (a decrease) or +1 (an increase), got "
+                         f"{direction!r}.")
+    have = [i for i, t in enumerate(tests) if t.get("p") is not None]
+    adjusted = (stats.false_discovery_control([tests[i]["p"] for i in have], method="bh")
+                if have else [])
+    out = ["undecided"] * len(tests)
+    for i, q in zip(have, adjusted, strict=True):
+        tests[i]["p_adjusted"] = float(q)
+        if q < alpha:
+            out[i] = "yes" if np.sign(tests[i]["mean"]) == direction else "no"
+    for t in tests:
+        t.setdefault("p_adjusted", None)
+    return out
+
+
+__all__ = ["decide", "fit_slope", "mean_se", "monotone", "t_test", "verdict"]

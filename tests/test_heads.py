@@ -1,7 +1,8 @@
-"""The heads sweep (``mhatheory run heads``) on a tiny grid: records, figures, resume, config
-changes, divergence as data, the slope code, the claims, and bad input rejected before work."""
+"""The heads sweep (``mhatheory run heads``) on a tiny grid: the tuned / robustness / matched /
+cost tables, validation selection, all-seeds against survivors-only means, matched-loss
+reading, the t-interval and Benjamini–Hochberg code, the run layout, resume, and bad input
+rejected before any work."""
 
-import inspect
 import json
 import math
 
@@ -11,16 +12,20 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import stats
 
 from mhatheory import cli, trends
 from mhatheory.experiments import _batched, heads
-from mhatheory.experiments import sweep as _sweep
 from mhatheory.experiments._common import make_problem
+from mhatheory.experiments.heads import analysis, families
+from mhatheory.experiments.heads.records import make_records
+from mhatheory.models import deora
 
-# H = 1 at η = 1000 fails to train (its loss ends above L̂(θ_0)); H = 2 at the same η recovers
+# H = 1 at η = 1000 fails to train (a non-finite step or L̂(θ_K) > ln 2); H = 2 recovers
 TINY = dict(heads_grid=(1, 2), lr_grid=(4.0, 1e3), init_scale_grid=(1.0,), n_grid=(16,), n=16,
-            lr=4.0, init_scale=1.0, seeds=2, steps=20, replace=1, probe_seeds=1, num_test=64,
-            const_test=8, bayes_samples=2000, d=4, T=4, num_irrelevant=2)
+            lr=4.0, init_scale=1.0, primary_lrs=(4.0, 1e3), primary_inits=(1.0, 1.0), seeds=3,
+            steps=20, replace=1, probe_seeds=1, num_test=64, num_val=16, const_test=8,
+            bayes_samples=2000, d=4, T=4, num_irrelevant=2, width=2, record_points=8)
 
 
 @pytest.fixture(scope="module")
@@ -30,99 +35,220 @@ def tiny_run(tmp_path_factory):
     return out, summary, json.loads((out / "results.json").read_text())
 
 
-def test_records_hold_the_issue_fields_per_seed_values_and_figures(tiny_run):
+def test_results_hold_the_tuned_robustness_matched_and_cost_tables(tiny_run):
     out, summary, res = tiny_run
-    assert len(res["records"]) == 4  # 2 heads × 2 step sizes
-    for rec in res["records"]:
-        for key in ("heads", "lr", "init_scale", "n", "diverged_frac", "test_error", "gen_gap",
-                    "gen_gap_se", "eps1", "final_loss", "eta_lambda_max0", "theta_dist",
-                    "ntk_margin", "bayes_error", "per_seed"):
-            assert key in rec, key
-        assert len(rec["per_seed"]["eps1"]) == 2 and len(rec["per_seed"]["diverged"]) == 2
-    stable = [r for r in res["records"] if r["lr"] == 4.0]
-    assert all(r["diverged_frac"] == 0 and r["bound_lipschitz"] > 0 for r in stable)
-    assert all(r["per_seed"]["kappa_hat_late"][0] is not None for r in stable)  # probe seed
-    assert res["summary"]["slopes"][0]["quantities"]["eps1"]["kind"] == "log"
-    assert [c["answer"] in ("yes", "no", "undecided") for c in summary["claims"]] == [True] * 5
+    s = res["summary"]
+    for table, keys in (
+            ("tuned", ("heads", "lr", "init_scale", "val_error", "test_error", "test_error_se",
+                       "on_edge")),
+            ("robustness", ("heads", "delta", "good_frac", "good_frac_se", "stable_lr_range")),
+            ("matched", ("heads", "target", "reached_frac", "test_error", "gen_gap", "eps1")),
+            ("cost", ("heads", "params", "flops_per_step", "seconds_per_step"))):
+        assert s[table], table
+        for row in s[table]:
+            assert all(k in row for k in keys), (table, row)
+    # both arms tuned per H; the ensemble control read at matched loss on the primary slices
+    assert {(t["arm"], t["heads"]) for t in s["tuned"]} == {
+        ("growing", 1), ("growing", 2), ("fixed_width", 1), ("fixed_width", 2)}
+    assert {m["arm"] for m in s["matched"]} == {"growing", "fixed_width", "average"}
+    cost = {(c["arm"], c["heads"]): c for c in s["cost"]}
+    assert cost[("growing", 2)]["params"] == deora.parameter_count(4, 2)
+    assert cost[("fixed_width", 2)]["params"] == families.parameter_count("fixed_width", 4, 2, 2)
+    assert cost[("growing", 2)]["flops_per_step"] > cost[("growing", 1)]["flops_per_step"] > 0
+    assert {c["answer"] for c in s["claims"]} <= {"yes", "no", "depends", "undecided"}
+    assert len(s["claims"]) == len(heads.CLAIMS)  # both controls on
+    rec = next(r for r in res["records"] if r["arm"] == "growing" and r["primary"])
+    steps = heads.Config(**TINY).record_steps()
+    assert rec["record_steps"] == list(steps) and len(rec["curves"]["val_error"][0]) == len(steps)
+    # the curves end at θ_K: rounded to 7 decimals in the cell files
+    assert [c[-1] for c in rec["curves"]["train_loss"]] == pytest.approx(
+        rec["per_seed"]["final_loss"], abs=1e-7)
     for f in res["figures"]:
         assert (out / f).stat().st_size > 1000
 
 
-def test_divergence_is_detected_and_recorded_with_its_step(tiny_run):
+def test_failure_is_recorded_and_counts_in_the_all_seeds_mean(tiny_run):
     _, _, res = tiny_run
-    rec = {(r["heads"], r["lr"]): r for r in res["records"]}
-    failed = rec[(1, 1e3)]
-    assert failed["diverged_frac"] == 1.0 and len(failed["diverged_steps"]) == 2
-    assert all(1 <= s <= TINY["steps"] for s in failed["diverged_steps"])
-    assert failed["test_error"] is None  # generalisation is averaged over stable seeds only
-    assert rec[(2, 1e3)]["diverged_frac"] == 0.0  # two heads survive the same step size
+    rec = {(r["arm"], r["heads"], r["lr"]): r for r in res["records"]}
+    failed = rec[("growing", 1, 1e3)]
+    assert failed["failed_frac"] == 1.0
+    assert failed["test_error"] is not None          # all seeds: the failed runs count
+    assert failed["test_error_survivors"] is None    # no survivor
+    assert rec[("growing", 2, 1e3)]["failed_frac"] < 1.0
 
 
-def test_nonfinite_runs_freeze_and_report_the_step_while_others_continue():
-    prob = make_problem(heads.Config(**TINY).mixture(16), 1, 1.0, 0, 4)
-    p0 = jax.tree.map(lambda a: jnp.stack([a, a]), prob.params0)
-    X = jnp.stack([prob.train.X] * 2)
-    y = jnp.stack([prob.train.y] * 2)
-    out = _batched.gd_runs(p0, X, y, jnp.array([1.0, jnp.inf]), steps=5, probe_steps=(0, 5))
+def test_train_runs_freeze_nonfinite_rows_and_record_distances_to_their_base():
+    prob = make_problem(heads.Config(**TINY).mixture(16), 1, 1.0, 0, 8)
+    p0 = jax.tree.map(lambda a: jnp.stack([a, a, a]), prob.params0)
+    X = jnp.stack([prob.train.X, prob.train.X, prob.train.X.at[0].set(prob.train.X[1])])
+    y = jnp.stack([prob.train.y] * 3)
+    sets = {"val": (prob.test.X[None], prob.test.y[None])}
+    # rows: (η = 1, seed 0), (η = ∞, seed 0), then a retraining of row 0 with sample 0 replaced
+    out = _batched.train_runs(deora.phi, p0, X, y, jnp.array([1.0, jnp.inf, 1.0]), sets,
+                              layout=_batched.Layout(2, 1, 1, (0,)), steps=5,
+                              record_steps=(0, 2, 5))
     bad = np.asarray(out["nonfinite_step"])
-    assert bad[0] == -1 and bad[1] == 0  # θ_1 = θ_0 − ∞·g is not finite: the first step fails
+    assert bad.tolist() == [-1, 0, -1]   # θ_1 = θ_0 − ∞·g is not finite: the first step fails
     for a, b in zip(jax.tree.leaves(out["final"]), jax.tree.leaves(p0), strict=True):
         assert np.array_equal(np.asarray(a[1]), np.asarray(b[1]))  # frozen at θ_0
-    cls = _batched.classify(np.asarray(out["loss"][1]), int(bad[1]))
-    assert cls["diverged"] and cls["diverged_step"] == bad[1]
-    assert not _batched.classify(np.asarray(out["loss"][0]), -1)["diverged"]
+    assert _batched.failed(np.asarray(out["loss"][:, 1]), int(bad[1]))["failed"]
+    dist = np.asarray(out["records"]["pair_dist"])[:, 0]
+    assert dist[0] == 0 and dist[-1] > 0            # same θ_0, different data
+    final = jax.tree.leaves(out["final"])
+    direct = math.sqrt(sum(float(jnp.sum((a[2] - a[0]) ** 2)) for a in final))
+    assert dist[-1] == pytest.approx(direct, rel=1e-12)   # float64 sums of 20 squares
+    err = np.asarray(out["records"]["val_error"])[:, 0, 0, 0]
+    f = deora.phi(jax.tree.map(lambda a: a[0], out["final"]), prob.test.X)
+    assert err[-1] == float(jnp.mean(prob.test.y * f <= 0))
 
 
-def test_classify_separates_failure_from_a_catapult_that_recovers():
-    catapult = _batched.classify([0.7, 3.0, 0.5, 0.01], -1)
-    assert catapult["spiked"] and not catapult["diverged"]
+def test_failed_is_independent_of_the_init_and_separates_a_catapult():
+    catapult = _batched.failed([0.7, 3.0, 0.5, 0.01], -1)
+    assert catapult["spiked"] and not catapult["failed"]
     assert math.isclose(catapult["max_loss_ratio"], 3.0 / 0.7)
-    failed = _batched.classify([0.7, 0.5, 2.0, 0.4, 5.0], -1)
-    assert failed["diverged"] and failed["diverged_step"] == 2
-    assert _batched.steps_to([0.7, 0.2, 0.05], 0.1) == 2
-    assert _batched.steps_to([0.7, 0.2], 0.1) is None
+    # ends below its large start (L̂(θ_0) = 6) but above ln 2: worse than predicting 0
+    assert _batched.failed([6.0, 3.0, 1.1], -1)["failed"]
+    assert not _batched.failed([0.69, 0.6, 0.5], -1)["failed"]
+    assert _batched.failed([0.7, math.nan], -1)["failed"]
 
 
-def test_a_finished_cell_resumes_without_recomputation(tiny_run, tmp_path):
-    src, _, first = tiny_run
-    out = tmp_path / "copy"
-    (out / "cells").mkdir(parents=True)
-    for f in (src / "cells").glob("*.json"):
-        (out / "cells" / f.name).write_text(f.read_text())
-    kept, lost = sorted((out / "cells").glob("*.json"))
-    before = kept.stat().st_mtime_ns
-    lost.unlink()  # as if the run died in this cell
-    heads.run(heads.Config(**TINY), out, progress=False, resume=True, figures=False)  # drawn
-    assert kept.stat().st_mtime_ns == before and lost.exists()               # by tiny_run
-    again = json.loads((out / "results.json").read_text())
-    assert [r["eps1"] for r in again["records"]] == [r["eps1"] for r in first["records"]]
+def _fake(lr, init, val_curve, test_curve, train_curve=None, seeds=2, failed=None, heads_=1):
+    steps = list(range(len(val_curve)))
+    train_curve = train_curve or [0.5] * len(val_curve)
+    return {"arm": "growing", "heads": heads_, "lr": lr, "init_scale": init, "n": 8,
+            "seeds": seeds, "primary": True, "record_steps": steps,
+            "per_seed": {"failed": failed or [False] * seeds},
+            "curves": {"val_error": [val_curve] * seeds, "val_loss": [val_curve] * seeds,
+                       "test_error": [test_curve] * seeds, "test_loss": [test_curve] * seeds,
+                       "train_loss": [train_curve] * seeds}}
 
 
-@pytest.mark.skipif("config" not in inspect.signature(_sweep.run_cells).parameters,
-                    reason="run_cells does not store cell configs yet")
-def test_a_cell_whose_config_changed_is_recomputed_and_new_grid_values_reuse_the_rest(tmp_path):
-    # TINY's step sizes and seeds: the H = 1 and H = 2 cells have tiny_run's shapes, so they
-    # reuse its compiled programs (only the data of sigma = 0.35 and the 3 seeds compile anew)
-    base = dict(TINY, heads_grid=(1,), probe_seeds=0)
+def test_validation_selects_a_planted_optimum_and_flags_the_edge():
+    cfg = heads.Config(**dict(TINY, lr_grid=(1.0, 4.0, 16.0), init_scale_grid=(0.3, 1.0, 3.0),
+                              primary_lrs=(4.0,), primary_inits=(1.0,)))
+    recs = [_fake(lr, init, [0.3, 0.2, 0.25], [0.4, 0.3, 0.35])
+            for lr in cfg.lr_grid for init in cfg.init_scale_grid]
+    planted = next(r for r in recs if (r["lr"], r["init_scale"]) == (4.0, 1.0))
+    planted["curves"]["val_error"] = [[0.3, 0.1, 0.2]] * 2
+    # its test error is not the best anywhere: selection must not look at test data
+    planted["curves"]["test_error"] = [[0.9, 0.8, 0.9]] * 2
+    for r in recs:
+        r["n"] = cfg.n
+    (row,) = analysis.tuned(recs, cfg)
+    assert (row["lr"], row["init_scale"], row["stop_step"]) == (4.0, 1.0, 1)
+    assert row["test_error"] == 0.8 and not row["on_edge"]
+    planted["lr"] = 16.0
+    next(r for r in recs if r is not planted and (r["lr"], r["init_scale"]) == (16.0, 1.0))[
+        "lr"] = 4.0
+    planted["curves"]["val_error"] = [[0.3, 0.1, 0.2], [0.3, 0.12, 0.2]]
+    (row,) = analysis.tuned(recs, cfg)
+    # at η's edge and better than the best at η = 4 (0.2) by 0.09 ± 0.01: on it
+    assert row["lr"] == 16.0 and row["at_edge"] == ["lr"] and row["on_edge"]
+    assert row["edge"]["lr"]["inside"] == 4.0
+    assert row["edge"]["lr"]["difference"] == pytest.approx(-0.09, abs=1e-15)
+    # a plateau: the next value inside is as good within noise; at the edge, not on it
+    inside = next(r for r in recs if (r["lr"], r["init_scale"]) == (4.0, 3.0))
+    inside["curves"]["val_error"] = [[0.3, 0.12, 0.2], [0.3, 0.105, 0.2]]
+    (row,) = analysis.tuned(recs, cfg)
+    assert row["at_edge"] == ["lr"] and not row["on_edge"]
 
-    def run(**change):
-        heads.run(heads.Config(**dict(base, **change)), tmp_path, progress=False, resume=True,
-                  figures=False)
-        return json.loads((tmp_path / "results.json").read_text())
 
-    run()
-    cell = tmp_path / "cells" / "H1_init1_n16.json"
-    stamp = cell.stat().st_mtime_ns
-    # a new H only adds a cell; the finished one is reused
-    assert run(heads_grid=(1, 2))["sweep"]["reused"] == 1 and cell.stat().st_mtime_ns == stamp
-    # noisier data change every cell's result: recomputed, not reused
-    res = run(heads_grid=(1, 2), sigma=0.35)
-    assert res["sweep"]["recomputed_config_changed"] == 2 and cell.stat().st_mtime_ns != stamp
-    assert json.loads(cell.read_text())["config"]["sigma"] == 0.35
-    # a cell holds all its seeds (and step sizes), so changing them recomputes it too
-    res = run(heads_grid=(1, 2), sigma=0.35, seeds=3)
-    assert res["sweep"]["recomputed_config_changed"] == 2
-    assert len(res["records"][0]["per_seed"]["eps1"]) == 3
+def _payload(test_errors, failed):
+    S, P = len(test_errors), 3
+    curve = [[0.5] * P for _ in range(S)]
+    part = {"lr": 1.0, "primary": False,
+            "outcome": {"failed": failed, "failed_step": [None] * S, "spiked": [False] * S,
+                        "max_loss_ratio": [1.0] * S},
+            "final_loss": [0.5] * S,
+            "curves": {"train_loss": curve, "val_loss": curve, "val_error": curve,
+                       "test_loss": curve, "train_error": curve, "theta_dist": curve,
+                       "test_error": [[0.5, 0.5, e] for e in test_errors]}}
+    spec = {"arm": "growing", "heads": 1, "init_scale": 1.0, "n": 8, "seeds": S}
+    return {"spec": spec, "record_steps": [0, 1, 2], "per_lr": [part]}
+
+
+def test_a_planted_failed_run_moves_the_all_seeds_mean_not_the_survivors_mean():
+    (clean,) = make_records([_payload([0.1, 0.2, 0.3], [False] * 3)], 0.0)
+    (planted,) = make_records([_payload([0.1, 0.2, 0.3, 0.5], [False] * 3 + [True])], 0.0)
+    assert planted["test_error_survivors"] == pytest.approx(clean["test_error"], rel=1e-15)
+    assert planted["test_error"] == pytest.approx((0.1 + 0.2 + 0.3 + 0.5) / 4, rel=1e-15)
+    assert planted["failed_frac"] == 0.25
+
+
+def test_matched_reading_picks_the_first_recorded_step_below_target():
+    rec = _fake(1.0, 1.0, [0.3] * 5, [0.4, 0.3, 0.2, 0.1, 0.05],
+                train_curve=[0.9, 0.5, 0.29, 0.31, 0.05])
+    rec["record_steps"] = [0, 10, 20, 30, 40]
+    m = analysis.read_matched(rec, 0.3)
+    # the first recorded step at or below 0.3 is 20 (not 40, where L̂ is below it again)
+    assert m["per_seed"]["first_step_below"] == [20, 20] and m["reached_frac"] == 1.0
+    # read at the crossing, linear in log L̂ between steps 10 (0.5) and 20 (0.29)
+    t = math.log(0.5 / 0.3) / math.log(0.5 / 0.29)
+    assert m["step"] == pytest.approx(10 + 10 * t, rel=1e-12)
+    assert m["test_error"] == pytest.approx(0.3 + t * (0.2 - 0.3), rel=1e-12)
+    # the gap is read at L̂ = target exactly: test loss there minus 0.3
+    assert m["gen_gap"] == pytest.approx(m["test_error"] - 0.3, rel=1e-12)
+    exact = analysis.read_matched(rec, 0.29)        # a recorded value: no interpolation
+    assert exact["step"] == 20 and exact["test_error"] == 0.2
+    never = analysis.read_matched(rec, 0.01)
+    assert never["reached_frac"] == 0.0 and never["test_error"] is None
+
+
+@given(st.lists(st.floats(-3, 3), min_size=3, max_size=12))
+def test_t_interval_matches_scipy(values):
+    v = np.asarray(values)
+    t = trends.t_test(values)
+    if np.std(v) < 1e-9 * (1 + np.abs(v).max()):
+        return  # scipy's t is undefined at zero spread; t_test's convention is tested below
+    ref = stats.ttest_1samp(v, 0.0)
+    ci = ref.confidence_interval(0.95)
+    # both the same t quantile × SE; the SE is a float64 sum of ≤ 12 terms
+    assert t["lo"] == pytest.approx(ci.low, rel=1e-9, abs=1e-12)
+    assert t["hi"] == pytest.approx(ci.high, rel=1e-9, abs=1e-12)
+    assert t["p"] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15)
+
+
+def test_t_test_conventions_at_zero_spread_and_too_few_values():
+    assert trends.t_test([0.0, 0.0, 0.0])["p"] == 1.0
+    assert trends.t_test([0.2, 0.2, 0.2])["p"] == 0.0
+    assert trends.t_test([0.2])["p"] is None and trends.t_test([])["mean"] is None
+
+
+def test_benjamini_hochberg_matches_a_hand_computation():
+    ps = [0.001, 0.045, 0.025, 0.2, 0.012]  # adjusted: 0.005, 0.056, 0.042, 0.2, 0.03
+    tests = [{"p": p, "mean": -1.0} for p in ps]
+    verdicts = trends.decide(tests, -1, alpha=0.05)
+    # BH by hand: sorted p·m/rank with a running minimum from the top
+    order = np.argsort(ps)
+    adj = np.minimum.accumulate((np.array(ps)[order] * len(ps) / np.arange(1, 6))[::-1])[::-1]
+    hand = np.empty(5)
+    hand[order] = np.minimum(adj, 1)
+    assert [t["p_adjusted"] for t in tests] == pytest.approx(hand.tolist(), rel=1e-12)
+    assert verdicts == ["yes" if q < 0.05 else "undecided" for q in hand]
+    assert trends.decide([{"p": 0.001, "mean": 2.0}], -1) == ["no"]
+    assert trends.decide([{"p": None, "mean": None}], -1) == ["undecided"]
+
+
+def _claim_summary(per_seed_slices):
+    return {"slopes": [{"claim": "c", "quantity": "gen_gap", "arm": "growing", "direction": -1,
+                        "kind": "linear",
+                        "slices": [dict(trends.t_test(ps), slice=f"s{i}", per_seed=ps,
+                                        verdict=v)
+                                   for i, (ps, v) in enumerate(per_seed_slices)]}]}
+
+
+def test_claim_answers_yes_no_depends_and_undecided():
+    def answer(*slices):
+        return heads.claims(_claim_summary(slices))[0]
+
+    assert answer(([-0.5, -0.6, -0.4], "yes")).answer == "yes"
+    assert answer(([0.5, 0.6, 0.4], "no")).answer == "no"
+    row = answer(([-0.5, -0.6, -0.4], "yes"), ([0.5, 0.6, 0.4], "no"))
+    assert row.answer == "depends" and "as claimed at s0; against at s1" in row.detail
+    assert answer(([0.5, -0.6, 0.4], "undecided")).answer == "undecided"
+    none = heads.claims({"slopes": [{"claim": "c", "quantity": "q", "arm": "growing",
+                                      "direction": -1, "kind": "linear", "slices": []}]})[0]
+    assert none.answer == "undecided" and none.measured is None
 
 
 @given(a=st.floats(-2, 2), c=st.floats(1e-3, 1e3))
@@ -136,62 +262,43 @@ def test_slope_code_recovers_an_exact_power_law(a, c):
     assert abs(lin["slope"] - a) < 1e-9  # as above
 
 
-def test_slope_code_recovers_a_noisy_power_law_within_its_se():
-    rng = np.random.default_rng(0)
-    hs = [1, 2, 4, 8, 16, 32, 64]
-    hits = 0
-    for _ in range(40):
-        noise = rng.normal(0, 0.2, (len(hs), 6))
-        fit = trends.fit_slope(hs, (2.0 * np.array(hs)[:, None] ** -0.5 * np.exp(noise)).tolist(),
-                               "log")
-        hits += abs(fit["slope"] + 0.5) < 2 * fit["se"]
-        assert fit["monotone"] in ("decreasing", "no")
-    assert hits >= 32  # ≈ 95 % coverage of a 2-SE interval (t with 5 dof: ~88 %)
-    exact = trends.fit_slope(hs, [[h**-0.5, None, -1.0] for h in hs], "log")
-    assert exact["per_seed"][1] is None and exact["excluded"] == len(hs)
-    assert exact["monotone"] == "decreasing"
+def test_fixed_width_init_matches_the_deora_variance_and_output():
+    p = families.fixed_width_init(jax.random.key(0), 8, 2, 3.0, 8)
+    assert p["Q"].shape == (2, 8, 4) and p["U"].shape == (2, 8)
+    big = families.fixed_width_init(jax.random.key(1), 8, 400, 3.0, 1600)
+    W = jnp.einsum("hdr,her->hde", big["Q"], big["K"])
+    # Var W_ij = s²/d = 1.125 over 25,600 entries: the sample variance's relative SD is
+    # √(2/25,600)·(kurtosis factor ≤ 3) ≈ 2.7 %; 15 % is > 5 SD
+    assert float(jnp.var(W)) == pytest.approx(9.0 / 8, rel=0.15)
+    X = jax.random.normal(jax.random.key(2), (5, 4, 8))
+    full = {"W": jnp.einsum("hdr,her->hde", p["Q"], p["K"]), "U": p["U"]}
+    assert np.allclose(families.fixed_width_phi(p, X), deora.phi(full, X), rtol=1e-12)
 
 
-def _summary(slopes_per_seed, q="eps1", means=(1.0, 0.5)):
-    fit = {"per_seed": slopes_per_seed, "means": list(means),
-           "slope": float(np.mean(slopes_per_seed)), "se": float(np.std(slopes_per_seed,
-                                                                          ddof=1) / 2),
-           "verdict": "", "monotone": "decreasing"}
-    fit["verdict"] = trends.verdict(fit["slope"], fit["se"])
-    return {"slopes": [{"lr": 1.0, "init_scale": 1.0, "n": 8, "quantities": {q: fit}}]}
-
-
-def test_claims_answer_yes_no_and_undecided_from_the_slopes():
-    by = {c.name: c for c in heads.claims(_summary([-0.5, -0.6, -0.4, -0.55]))}
-    assert by["more heads → smaller ε₁ (replace-one stability)"].answer == "yes"
-    by = {c.name: c for c in heads.claims(_summary([0.5, 0.6, 0.4, 0.55]))}
-    assert by["more heads → smaller ε₁ (replace-one stability)"].answer == "no"
-    by = {c.name: c for c in heads.claims(_summary([0.5, -0.6, 0.4, -0.55]))}
-    assert by["more heads → smaller ε₁ (replace-one stability)"].answer == "undecided"
-    two = _summary([-0.5, -0.6, -0.4, -0.55])
-    two["slopes"].append(dict(_summary([0.2, 0.3, 0.25, 0.2])["slopes"][0], init_scale=30.0))
-    row = {c.name: c for c in heads.claims(two)}["more heads → smaller ε₁ (replace-one stability)"]
-    assert row.answer == "undecided" and row.detail.startswith("conditional:")
-    assert "1 decrease, 1 increase" in row.detail
-    no_div = {c.name: c for c in heads.claims(_summary([0.0] * 4, "diverged", (0.0, 0.0)))}
-    row = no_div["more heads → fewer divergences at the same η"]
-    assert row.answer == "undecided" and "no run diverged" in row.detail
-    assert heads.Config(**heads.VERIFY).seeds >= 2  # the verify grid is a valid config
-
-
-@pytest.mark.parametrize("field, value, flag", [
-    ("heads_grid", (), "--heads-grid"), ("heads_grid", (0, 2), "--heads-grid"),
-    ("lr_grid", (1.0, -1.0), "--lr-grid"), ("lr_grid", (0.0,), "--lr-grid"),
-    ("init_scale_grid", (0.0,), "--init-scale-grid"), ("n_grid", (1, 8), "--n-grid"),
-    ("n_grid", (), "--n-grid"), ("seeds", 1, "--seeds"), ("lr", 3.0, "--lr"),
-    ("replace", 17, "--replace"), ("probe_seeds", 3, "--probe-seeds")])
-def test_bad_input_names_the_flag(field, value, flag):
+@pytest.mark.parametrize("change, flag", [
+    ({"heads_grid": ()}, "--heads-grid"), ({"heads_grid": (0, 2)}, "--heads-grid"),
+    ({"lr_grid": (1.0, -1.0)}, "--lr-grid"), ({"init_scale_grid": (0.0,)}, "--init-scale-grid"),
+    ({"n_grid": (1, 8)}, "--n-grid"), ({"seeds": 1}, "--seeds"),
+    ({"num_val": 1}, "--num-val"), ({"delta": 0.0}, "--delta"), ({"delta": -0.1}, "--delta"),
+    ({"loss_targets": (0.1, 0.3)}, "--loss-targets"), ({"loss_targets": (0.3, 0.0)},
+                                                       "--loss-targets"),
+    ({"primary_lrs": (3.0, 4.0)}, "--primary-lrs"), ({"primary_inits": (5.0, 1.0)},
+                                                     "--primary-inits"),
+    ({"primary_lrs": (4.0,)}, "--primary-lrs and --primary-inits"),
+    ({"lr": 1e3, "init_scale": 1.0, "primary_lrs": (4.0,), "primary_inits": (1.0,)}, "--lr"),
+    ({"replace": 17}, "--replace"), ({"probe_seeds": 4}, "--probe-seeds"),
+    ({"width": 3}, "--width"), ({"alpha": 1.5}, "--alpha")])
+def test_bad_input_names_the_flag(change, flag):
     with pytest.raises(ValueError, match=flag):
-        heads.Config(**dict(TINY, **{field: value}))
+        heads.Config(**dict(TINY, **change))
 
 
-def test_cli_rejects_bad_input_before_any_work(tmp_path, capsys):
+@pytest.mark.parametrize("argv, flag", [
+    (["--num-val", "1"], "--num-val"), (["--delta", "0"], "--delta"),
+    (["--loss-targets", "0.1,0.3"], "--loss-targets"), (["--primary-lrs", "3,4"],
+                                                        "--primary-lrs")])
+def test_cli_rejects_bad_input_before_any_work(tmp_path, capsys, argv, flag):
     out = tmp_path / "never"
-    assert cli.main(["run", "heads", "--out", str(out), "--heads-grid", "0,1"]) == 2
-    assert "--heads-grid" in capsys.readouterr().err
-    assert not (out / "cells").exists()
+    assert cli.main(["run", "heads", "--out", str(out), *argv]) == 2
+    assert flag in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())

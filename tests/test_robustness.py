@@ -1028,10 +1028,19 @@ RANGES = {
     "early_step": ints_at_most(0).map(str),
     "tol": _nonpositive_floats(),
     "max_restarts": ints_at_most(-1).map(str),
+    "num_val": ints_at_most(1).map(str),
+    "record_points": ints_at_most(1).map(str),
+    "delta": _nonpositive_floats(),
+    "loss_targets": (_grid(_nonpositive_floats(), st.just("0.3")) | st.just("")
+                     | st.sampled_from(["0.1,0.3", "0.3,0.3"])),
+    "alpha": (st.floats(1.0) | st.floats(max_value=0.0) | NONFINITE).map(repr),
+    "width": (ints_at_most(-1) | st.sampled_from([3, 5, 7])).map(str),
+    "primary_lrs": _grid(_nonpositive_floats(), st.just("4.0")) | st.just(""),
+    "primary_inits": _grid(_nonpositive_floats(), st.just("0.3")) | st.just(""),
 }
 #: Boolean switches: only malformed values can be wrong.
 SWITCHES = {"noncausal_residual_ablation", "reverse_answer", "full_product", "head_blocks",
-            "layer_blocks"}
+            "layer_blocks", "average_control"}
 
 
 def _fields(name):

@@ -1,14 +1,25 @@
-"""The source paper's claims about heads as rows answered "yes" / "no" / "undecided", from
-per-slice slopes against H (:func:`mhatheory.trends.fit_slope`; a slice is one (η, init, n)).
+"""The source paper's claims about heads as rows answered "yes" / "no" / "depends" /
+"undecided", from per-seed paired slopes against H with Student-t intervals and
+Benjamini–Hochberg across slices (:mod:`mhatheory.trends`).
 
-**Claims.** Each claim says a quantity *decreases* with H. Per slice the verdict is "yes" when
-b + 2·SE < 0, "no" when b − 2·SE > 0 (it increases), else "undecided". The overall row averages
-each seed's slopes over the slices (so seeds, the independent units, carry the uncertainty), and
-answers the same way, except that when some slices resolve a decrease and others an increase the
-claim is conditional and the row says "undecided" with the minority's slices in its detail. The
-detail counts the per-slice verdicts. Divergence rows use only slices where some run diverged
-(elsewhere the slope is exactly 0 and says nothing). For 0/1 data such as divergence, seeds whose
-curves coincide give SE = 0: the seeds agree exactly.
+**Slices.** A claim is read on one or more slices: the whole η × init grid (failures, robustness),
+each H at its tuned best (test error), a primary slice (η, init) named in the config before the
+run (fixed-K quantities), or a primary slice at a training-loss target (matched quantities).
+Per slice and seed s, the slope b_s of the quantity against H (log-log for ``log`` quantities,
+per doubling of H for ``linear`` ones; :func:`mhatheory.trends.fit_slope`); the slice's estimate
+is the mean of b_s with its t-interval and t-test p-value. The control *H heads against the
+average of H one-head models* is a paired difference instead of a slope: per seed, the mean over
+H ≥ 2 of the H-head model's test error minus the ensemble's, after K steps and with each model
+stopped at its own best validation step. Robustness (the share of the grid
+within δ of the best) is a statistic of all seeds at once (the best is selected on their mean),
+so its slope is bootstrapped over seeds instead (:func:`_bootstrap_slice`).
+
+**Answer.** The p-values of a claim's slices are adjusted by Benjamini–Hochberg at level α; a
+slice is resolved where its adjusted p < α, in the claimed direction ("yes") or against it ("no").
+The claim is "yes" or "no" when every resolved slice agrees, "depends" when resolved slices
+disagree (the detail names them), "undecided" when none is resolved. ``measured`` is the
+seed-wise mean over the claim's slices of b_s, with its 95 % t-interval (a single slice's own
+estimate and interval when the claim has one slice).
 """
 
 from __future__ import annotations
@@ -17,144 +28,232 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mhatheory.trends import fit_slope, mean_se, verdict
+from mhatheory.trends import decide, fit_slope, t_test
 
-#: quantity → (axis label with unit, fit kind, over non-diverged seeds only)
+#: fixed-K quantity → (axis label with unit, fit kind)
 QUANTITIES = {
-    "diverged": ("diverged (fraction of seeds)", "linear", False),
-    "spiked": ("L̂ rose above L̂(θ₀) (fraction)", "linear", False),
-    "final_loss": ("training loss L̂(θ_K) (nats)", "log", True),
-    "steps_to_0.1": ("GD steps to L̂ ≤ 0.1", "log", True),
-    "steps_to_0.01": ("GD steps to L̂ ≤ 0.01", "log", True),
-    "lambda_max0": ("λmax(∇²L̂(θ₀)) (nats/param²)", "log", False),
-    "eta_lambda_max0": ("η·λmax(θ₀) (dimensionless)", "log", False),
-    "theta_dist": ("‖θ_K − θ₀‖ (parameter norm)", "log", True),
-    "ntk_margin": ("NTK max margin at θ₀", "linear", False),
-    "test_error": ("test error (fraction)", "log", True),
-    "excess_error": ("test error − Bayes floor", "linear", True),
-    "gen_gap": ("generalisation gap (nats)", "linear", True),
-    "eps1": ("ε₁ = mean ‖θ_K − θ_K^(i)‖", "log", True),
-    "eps2": ("ε₂ = (mean ‖θ_K − θ_K^(i)‖²)^½", "log", True),
-    "bound_lipschitz": ("Lipschitz bound G·ε₁ (nats)", "log", True),
-    "bound_smooth": ("smooth bound, best γ (nats)", "log", True),
-    "tightness_lipschitz": ("G·ε₁ / gap", "log", True),
-    "tightness_smooth": ("smooth bound / gap", "log", True),
+    "failed": ("failed runs (fraction)", "linear"),
+    "final_loss": ("training loss L̂(θ_K) (nats)", "log"),
+    "test_error": ("test error (fraction)", "linear"),
+    "excess_error": ("test error − Bayes floor", "linear"),
+    "gen_gap": ("generalisation gap (nats)", "linear"),
+    "eps1": ("ε₁ = mean ‖θ_K − θ_K^(i)‖", "log"),
+    "theta_dist": ("‖θ_K − θ₀‖", "log"),
+    "lambda_max0": ("λmax(∇²L̂(θ₀)) (nats/param²)", "log"),
+    "ntk_margin": ("NTK max margin at θ₀", "linear"),
+    "bound_lipschitz": ("Lipschitz bound G·ε₁ (nats)", "log"),
 }
 for _stage, _what in (("init", "θ₀"), ("early", "θ_{K/10}"), ("late", "θ_K")):
-    QUANTITIES[f"neg_lambda_over_loss_{_stage}"] = (f"−λmin/L̂ at {_what}", "log", True)
-    QUANTITIES[f"kappa_hat_{_stage}"] = (f"κ̂ = max(0,−λmin)·√H/L̂ at {_what}", "log", True)
-    QUANTITIES[f"eta_lambda_max_{_stage}"] = (f"η·λmax at {_what}", "log", True)
+    QUANTITIES[f"neg_lambda_over_loss_{_stage}"] = (f"−λmin/L̂ at {_what}", "log")
+    QUANTITIES[f"kappa_hat_{_stage}"] = (f"κ̂ = max(0,−λmin)·√H/L̂ at {_what}", "log")
 
 
-def _seed_values(rec, q):
-    vals = rec["per_seed"][q]
-    if q in ("diverged", "spiked"):
-        return [float(v) for v in vals]
-    if QUANTITIES[q][2]:
-        return [None if d else v for v, d in zip(vals, rec["per_seed"]["diverged"], strict=True)]
-    return vals
+class ClaimSpec(NamedTuple):
+    """A claim: its row name, where it is read (``source``: "grid_failed", "grid_good",
+    "tuned", "fixed_k", "matched", "ensemble", "ensemble_stopped"), the quantity, the arm, the
+    claimed direction (−1: falls with H, +1: rises) and the fit kind."""
+
+    name: str
+    source: str
+    quantity: str
+    arm: str
+    direction: int
+    kind: str
 
 
-def slopes_by_slice(records) -> list[dict]:
-    """For each slice (η, init, n) with ≥ 2 values of H: every quantity's fit against H."""
-    out = []
-    for key in sorted({(r["lr"], r["init_scale"], r["n"]) for r in records}):
-        rs = sorted((r for r in records if (r["lr"], r["init_scale"], r["n"]) == key),
-                    key=lambda r: r["heads"])
-        if len({r["heads"] for r in rs}) < 2:
-            continue
-        fits = {q: fit_slope([r["heads"] for r in rs], [_seed_values(r, q) for r in rs], kind)
-                for q, (_, kind, _) in QUANTITIES.items() if q in rs[0]["per_seed"]}
-        out.append({"lr": key[0], "init_scale": key[1], "n": key[2],
-                    "heads": [r["heads"] for r in rs], "quantities": fits})
-    return out
+CLAIMS = (
+    ClaimSpec("more heads → fewer failed runs over the η × init grid", "grid_failed",
+              "failed", "growing", -1, "linear"),
+    ClaimSpec("more heads → more of the η × init grid within δ of the best (robustness)",
+              "grid_good", "good_frac", "growing", +1, "linear"),
+    ClaimSpec("more heads → lower test error, each H tuned on validation", "tuned",
+              "test_error", "growing", -1, "linear"),
+    ClaimSpec("more heads → lower test error at fixed K", "fixed_k", "test_error", "growing",
+              -1, "linear"),
+    ClaimSpec("more heads → faster training (lower L̂ after K steps)", "fixed_k", "final_loss",
+              "growing", -1, "log"),
+    ClaimSpec("more heads → smaller gap at fixed K", "fixed_k", "gen_gap", "growing", -1,
+              "linear"),
+    ClaimSpec("more heads → smaller gap at matched training loss", "matched", "gen_gap",
+              "growing", -1, "linear"),
+    ClaimSpec("more heads → smaller ε₁ at fixed K", "fixed_k", "eps1", "growing", -1, "log"),
+    ClaimSpec("more heads → smaller ε₁ at matched training loss", "matched", "eps1", "growing",
+              -1, "log"),
+    ClaimSpec("fixed width: more heads → lower test error, each H tuned", "tuned", "test_error",
+              "fixed_width", -1, "linear"),
+    ClaimSpec("fixed width: more heads → more of the grid within δ of the best", "grid_good",
+              "good_frac", "fixed_width", +1, "linear"),
+    ClaimSpec("fixed width: more heads → smaller gap at matched training loss", "matched",
+              "gen_gap", "fixed_width", -1, "linear"),
+    ClaimSpec("averaging alone: the mean of H one-head models → lower test error", "fixed_k",
+              "test_error", "average", -1, "linear"),
+    ClaimSpec("H heads → lower test error than the average of H one-head models", "ensemble",
+              "test_error", "growing", -1, "difference"),
+    ClaimSpec("H heads → lower test error than the average of H one-head models, both "
+              "early-stopped on validation", "ensemble_stopped", "test_error", "growing", -1,
+              "difference"),
+)
 
 
 class Claim(NamedTuple):
-    """One of Deora et al.'s claims, measured. ``measured``: the seed-averaged slope over the slices
-    (exponent for log quantities, change per doubling of H for linear ones), ``se`` its SE,
-    ``reference`` the no-effect value 0, ``answer`` "yes" / "no" / "undecided"."""
+    """One of Deora et al.'s claims, measured: ``measured`` the seed-averaged slope over the
+    slices (exponent for log quantities, change per doubling of H for linear ones, or a mean
+    difference), ``se`` its SE, ``lo``/``hi`` its Student-t interval, ``reference`` the
+    no-effect value 0, ``answer`` "yes" / "no" / "depends" / "undecided"."""
 
     name: str
     measured: float | None
     se: float | None
+    lo: float | None
+    hi: float | None
     reference: float
     answer: str
     detail: str
 
 
-#: (claim, quantity): each claims that the quantity decreases as H grows.
-CLAIMS = (
-    ("more heads → fewer divergences at the same η", "diverged"),
-    ("more heads → faster training (lower L̂ after K steps)", "final_loss"),
-    ("more heads → smaller ε₁ (replace-one stability)", "eps1"),
-    ("more heads → smaller generalisation gap", "gen_gap"),
-    ("more heads → test error nearer the Bayes floor", "excess_error"),
-)
+def _by_heads(rows, key="heads"):
+    return sorted(rows, key=lambda r: r[key])
 
 
-def _informative(sl, q) -> bool:
-    fit = sl["quantities"][q]
-    if q == "diverged":
-        return any(m is not None and m > 0 for m in fit["means"])
-    return fit["slope"] is not None
+def _slice(name, rows, values, kind, primary=True):
+    rows = _by_heads(rows)
+    fit = fit_slope([r["heads"] for r in rows], [values(r) for r in rows], kind)
+    return {"slice": name, "primary": primary, "heads": [r["heads"] for r in rows],
+            "means": fit["means"], "per_seed": fit["per_seed"], **t_test(fit["per_seed"])}
 
 
-def claims(summary: dict) -> list[Claim]:
-    """Deora et al.'s claims as rows, from ``summary["slopes"]`` (:func:`slopes_by_slice`)."""
-    rows = []
-    for name, q in CLAIMS:
-        slices = [sl for sl in summary["slopes"]
-                  if q in sl["quantities"] and _informative(sl, q)]
-        unit = ("exponent of H" if QUANTITIES[q][1] == "log" else "change per doubling of H")
-        if not slices:
-            why = ("no run diverged anywhere in the grid" if q == "diverged"
-                   else "no slice has a fit")
-            rows.append(Claim(name, None, None, 0.0, "undecided", why))
+def _bootstrap_slice(name, rows, level: float = 0.95) -> dict:
+    """The slope of ``good_frac`` per doubling of H with its bootstrap over seeds (the same
+    resampled seeds at every H): SE, percentile interval and two-sided p = 2·min(share of
+    resampled slopes ≤ 0, share ≥ 0), with the +1 correction of a finite bootstrap."""
+    x = np.log2([r["heads"] for r in rows])
+    est = float(np.polyfit(x, [r["good_frac"] for r in rows], 1)[0])
+    boot = np.polyfit(x, np.array([r["good_frac_boot"] for r in rows]), 1)[0]
+    B = boot.size
+    p = min(1.0, 2 * (min(np.sum(boot <= 0), np.sum(boot >= 0)) + 1) / (B + 1))
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return {"slice": name, "primary": True, "heads": [r["heads"] for r in rows],
+            "means": [r["good_frac"] for r in rows], "per_seed": [], "mean": est,
+            "se": float(np.std(boot, ddof=1)), "n": B, "lo": float(lo), "hi": float(hi),
+            "p": float(p)}
+
+
+def _slices(spec: ClaimSpec, summary, records, config) -> list[dict]:
+    """The claim's slices with their per-seed slopes and t-tests."""
+    if spec.source in ("grid_failed", "grid_good"):
+        rows = _by_heads([r for r in summary["robustness"] if r["arm"] == spec.arm])
+        if len(rows) < 2:
+            return []
+        if spec.source == "grid_failed":
+            return [_slice("η × init grid", rows, lambda r: r["per_seed_failed_frac"],
+                           spec.kind)]
+        return [_bootstrap_slice("η × init grid", rows)]
+    if spec.source == "tuned":
+        rows = [r for r in summary["tuned"] if r["arm"] == spec.arm]
+        return [_slice("tuned per H", rows, lambda r: r["per_seed_test_error"], spec.kind)] \
+            if len(rows) > 1 else []
+    out = []
+    for lr, init in config.primary:
+        at = [r for r in records if r["arm"] == spec.arm and r["n"] == config.n
+              and r["lr"] == lr and r["init_scale"] == init]
+        if spec.source == "fixed_k" and len(at) > 1 and spec.quantity in at[0]["per_seed"]:
+            out.append(_slice(f"η={lr:g}/init={init:g}", at,
+                              lambda r: r["per_seed"][spec.quantity], spec.kind))
+        elif spec.source == "matched":
+            for target in config.loss_targets:
+                rows = [m for m in summary["matched"] if m["arm"] == spec.arm and m["lr"] == lr
+                        and m["init_scale"] == init and m["target"] == target
+                        and m["reached_frac"] > 0]
+                if len(rows) > 1:
+                    out.append(_slice(f"η={lr:g}/init={init:g}/L̂≤{target:g}", rows,
+                                      lambda m: m["per_seed"][spec.quantity], spec.kind))
+        elif spec.source in ("ensemble", "ensemble_stopped"):
+            rows = [r for r in (records if spec.source == "ensemble"
+                                else summary["early_stopped"])
+                    if r.get("n", config.n) == config.n and r["lr"] == lr
+                    and r["init_scale"] == init]
+
+            def errors(r):
+                return (r["per_seed"]["test_error"] if spec.source == "ensemble"
+                        else r["per_seed_test_error"])
+
+            heads_ = {r["heads"]: r for r in rows if r["arm"] == spec.arm}
+            avg = {r["heads"]: r for r in rows if r["arm"] == "average"}
+            pairs = [(heads_[h], avg[h]) for h in sorted(heads_) if h >= 2 and h in avg]
+            if pairs:
+                d = np.array([[a - b for a, b in zip(errors(r), errors(e), strict=True)]
+                              for r, e in pairs])
+                per_seed = d.mean(axis=0).tolist()
+                out.append({"slice": f"η={lr:g}/init={init:g}", "primary": True,
+                            "heads": [r["heads"] for r, _ in pairs],
+                            "means": d.mean(axis=1).tolist(), "per_seed": per_seed,
+                            **t_test(per_seed)})
+    return out
+
+
+def slopes(records, summary, config) -> list[dict]:
+    """Per claim: its slices (estimate, t-interval, p, BH-adjusted p, slice verdict); the claims
+    of a control that the config turns off are left out."""
+    ran = {"growing"} | ({"fixed_width"} if config.width else set()) | (
+        {"average"} if config.average_control else set())
+    out = []
+    for spec in CLAIMS:
+        if spec.arm not in ran or (spec.source == "ensemble" and "average" not in ran):
             continue
-        S = max(len(sl["quantities"][q]["per_seed"]) for sl in slices)
-        per_seed = []
-        for s in range(S):
-            v = [sl["quantities"][q]["per_seed"][s] for sl in slices
-                 if s < len(sl["quantities"][q]["per_seed"])]
-            v = [x for x in v if x is not None]
-            if v:
-                per_seed.append(float(np.mean(v)))
-        measured, se = mean_se(per_seed)
-        by = {k: [sl for sl in slices if sl["quantities"][q]["verdict"] == k]
-              for k in ("yes", "no", "undecided")}
-        detail = (f"slope of {QUANTITIES[q][0]} ({unit}), seed-averaged over {len(slices)} "
-                  f"slice(s) (η, init, n); per slice: {len(by['yes'])} decrease, "
-                  f"{len(by['no'])} increase, {len(by['undecided'])} unresolved at 2 SE")
-        answer = verdict(measured, se)
+        sl = _slices(spec, summary, records, config)
+        for s, v in zip(sl, decide(sl, spec.direction, config.alpha), strict=True):
+            s["verdict"] = v
+        out.append({"claim": spec.name, "quantity": spec.quantity, "arm": spec.arm,
+                    "direction": spec.direction, "kind": spec.kind, "slices": sl})
+    return out
+
+
+def claims(summary: dict, alpha: float = 0.05) -> list[Claim]:
+    """Deora et al.'s claims as rows, from ``summary["slopes"]`` (:func:`slopes`)."""
+    rows = []
+    for c in summary["slopes"]:
+        sl = c["slices"]
+        if not sl:
+            rows.append(Claim(c["claim"], None, None, None, None, 0.0, "undecided",
+                              "no slice of the grid has two H to compare"))
+            continue
+        if len(sl) == 1:
+            t = {k: sl[0][k] for k in ("mean", "se", "lo", "hi")}
+        else:
+            t = _seed_average(sl)
+        by = {k: [s for s in sl if s["verdict"] == k] for k in ("yes", "no", "undecided")}
+        unit = {"log": "exponent of H", "linear": "change per doubling of H",
+                "difference": "mean difference, H heads − ensemble"}[c["kind"]]
+        detail = (f"{c['quantity']} ({unit}), {len(sl)} slice(s); Benjamini–Hochberg at "
+                  f"α = {alpha:g}: {len(by['yes'])} as claimed, {len(by['no'])} against, "
+                  f"{len(by['undecided'])} unresolved")
         if by["yes"] and by["no"]:
-            # resolved slices disagree: the claim holds under some conditions only
+            answer = "depends"
+            detail = (f"as claimed at {_names(by['yes'])}; against at {_names(by['no'])}; "
+                      + detail)
+        elif by["yes"] or by["no"]:
+            answer = "yes" if by["yes"] else "no"
+        else:
             answer = "undecided"
-            few = min((by["yes"], "decreases"), (by["no"], "increases"), key=lambda x: len(x[0]))
-            detail = f"conditional: {few[1]} only at {_where(few[0])}; " + detail
-        rows.append(Claim(name, measured, se, 0.0, answer, detail))
+        rows.append(Claim(c["claim"], t["mean"], t["se"], t["lo"], t["hi"], 0.0, answer,
+                          detail))
     return rows
 
 
-def _where(slices, limit: int = 6) -> str:
-    """``η=…/init=…/n=…`` for a few slices."""
-    names = [f"η={sl['lr']:g}/init={sl['init_scale']:g}/n={sl['n']}" for sl in slices]
+def _seed_average(slices) -> dict:
+    """The t-test (95 % interval) of the seed-wise mean over slices of the per-seed
+    estimates."""
+    S = max(len(s["per_seed"]) for s in slices)
+    per_seed = []
+    for i in range(S):
+        v = [s["per_seed"][i] for s in slices if i < len(s["per_seed"])
+             and s["per_seed"][i] is not None]
+        if v:
+            per_seed.append(float(np.mean(v)))
+    return t_test(per_seed)
+
+
+def _names(slices, limit: int = 4) -> str:
+    names = [s["slice"] for s in slices]
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
-
-
-def claim_slices(slopes, q) -> list[dict]:
-    """Per slice: the slope of ``q`` ± SE, its verdict and monotonicity (for tables/figures)."""
-    return [{"lr": sl["lr"], "init_scale": sl["init_scale"], "n": sl["n"],
-             "slope": sl["quantities"][q]["slope"], "se": sl["quantities"][q]["se"],
-             "verdict": sl["quantities"][q]["verdict"],
-             "monotone": sl["quantities"][q]["monotone"]}
-            for sl in slopes if q in sl["quantities"] and _informative(sl, q)]
-
-
-def gap_resolution(records, n: int) -> dict:
-    """At training-set size ``n``: how many cells with ≥ 2 stable seeds have gap > 2 SE."""
-    cells = [r for r in records if r["n"] == n and r.get("gen_gap_se")]
-    resolved = [r for r in cells if r["gen_gap"] > 2 * r["gen_gap_se"]]
-    return {"n": n, "stable_cells": len(cells), "resolved": len(resolved),
-            "fraction": len(resolved) / len(cells) if cells else None}

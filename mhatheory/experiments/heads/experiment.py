@@ -1,10 +1,8 @@
-"""The ``heads`` experiment's config and run; see
-:mod:`mhatheory.experiments.heads`."""
+"""The ``heads`` experiment's config, cells and run; see :mod:`mhatheory.experiments.heads`."""
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import time
 import warnings
@@ -15,16 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mhatheory import data, deora, results, spectral
+from mhatheory import data, deora, results, spectral, train
 from mhatheory.experiments import _batched
 from mhatheory.experiments._common import DeoraFields, make_problem
-from mhatheory.experiments.heads import plots
-from mhatheory.experiments.heads.claims import (
-    claims,
-    gap_resolution,
-    slopes_by_slice,
-)
-from mhatheory.experiments.heads.records import make_record
+from mhatheory.experiments.heads import analysis, families, plots
+from mhatheory.experiments.heads.claims import claims, slopes
+from mhatheory.experiments.heads.records import compact, make_records
 from mhatheory.experiments.sweep import run_cells
 
 
@@ -35,19 +29,36 @@ class Config(DeoraFields):
 
     Attributes:
         heads_grid: numbers of heads H to sweep (each ≥ 1).
-        lr_grid: GD step sizes η to sweep (each > 0); λmax(θ_0) ≈ 0.05–0.09 here, so the default
-            grid crosses η·λmax(θ_0) = 2 between η = 16 and 64.
+        lr_grid: GD step sizes η to sweep (each > 0). λmax(θ_0) ≈ 0.05–0.09 here, so the
+            default grid runs from η·λmax ≈ 0.02 (too slow to train in K steps) to ≈ 90.
         init_scale_grid: initialisation scales to sweep (each > 0; W, U entries ~ N(0, s²/d)).
-        n_grid: training-set sizes n to sweep (each ≥ 2).
-        seeds: training sets (and initialisations) per cell (≥ 2).
-        lr: the reference step size η (in lr_grid): the H × init and H × n slices use it.
-        init_scale: the reference initialisation scale (in init_scale_grid).
-        n: the reference training-set size (in n_grid): H × η × init runs at it.
-        full_product: sweep the full product H × η × init × n instead of the slices.
+        n_grid: training-set sizes n (each ≥ 2); the tuning grid runs at ``n``, the others
+            at the reference slice (``lr``, ``init_scale``) unless ``full_product``.
+        seeds: seeds per setting (≥ 2): training, validation and test sets and θ_0.
+        num_val: validation samples per seed (≥ 2), drawn like the training set; they select
+            η, the init scale and the stopping step per H.
+        primary_lrs: the step sizes of the primary slices, paired with ``primary_inits``:
+            the slices named before the run whose slopes decide the claims.
+        primary_inits: the init scales of the primary slices (same length as primary_lrs).
+        lr: the reference step size of the n slices (with ``init_scale`` a primary slice).
+        init_scale: the reference init scale of the n slices.
+        n: the training-set size of the tuning grid and the primary slices.
+        full_product: run the η × init tuning grid at every n, not only at ``n``.
         steps: GD steps K per run.
-        replace: replace-one retrainings per training set (random i; 1 ≤ replace ≤ min n).
-        probe_seeds: seeds whose Hessian is probed (λmin, λmax at θ_0, θ_{K/10}, θ_K) and
-            whose G, β the bounds use (at least the first seed is always used for G, β).
+        record_points: about this many recorded steps (log- and linearly spaced in [0, K])
+            at which validation and test metrics and distances are kept.
+        delta: robustness margin: a setting is good when its validation error is within δ of
+            the best of its H.
+        loss_targets: training-loss levels (decreasing, > 0) at which H is compared at matched
+            training (each quantity read when L̂ first reaches the level).
+        alpha: false-discovery level of the Benjamini–Hochberg rule across slices.
+        width: total attention width of the fixed-width control (head size width/H, for the
+            H of heads_grid that divide it; 0 turns the control off).
+        average_control: also train max(heads_grid) one-head models per seed on the primary
+            slices and compare H heads with the average of H one-head models.
+        replace: replace-one retrainings per seed on the primary slices (1 ≤ replace ≤ n).
+        probe_seeds: seeds whose Hessian is probed (λmin, λmax at θ_0, θ_{K/10}, θ_K) on the
+            primary slices, and whose G, β the stability bounds use (at least the first).
         krylov: Lanczos vectors per cycle for P > exact_max_params.
         exact_max_params: dense eigh for up to this many parameters.
         const_test: test samples added to the training set when measuring G and β.
@@ -56,17 +67,26 @@ class Config(DeoraFields):
 
     zeta: float = 0.3
     sigma: float = 0.3
-    num_test: int = 10_000
+    num_test: int = 2000
     heads_grid: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    lr_grid: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0)
-    init_scale_grid: tuple[float, ...] = (0.3, 3.0, 30.0)
+    lr_grid: tuple[float, ...] = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0, 1024.0)
+    init_scale_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
     n_grid: tuple[int, ...] = (32, 128, 512)
-    seeds: int = 6
-    lr: float = 16.0
-    init_scale: float = 3.0
+    seeds: int = 12
+    num_val: int = 256
+    primary_lrs: tuple[float, ...] = (4.0, 64.0)
+    primary_inits: tuple[float, ...] = (0.3, 3.0)
+    lr: float = 4.0
+    init_scale: float = 0.3
     n: int = 128
     full_product: bool = False
     steps: int = 300
+    record_points: int = 24
+    delta: float = 0.01
+    loss_targets: tuple[float, ...] = (0.3, 0.1, 0.03)
+    alpha: float = 0.05
+    width: int = 8
+    average_control: bool = True
     replace: int = 2
     probe_seeds: int = 2
     krylov: int = 30
@@ -75,19 +95,42 @@ class Config(DeoraFields):
     bayes_samples: int = 200_000
 
     def __post_init__(self):
-        _check_grid("--heads-grid", self.heads_grid, "integers >= 1", lambda v: v >= 1)
+        _check_grid("--heads-grid", self.heads_grid, "integers >= 1",
+                    lambda v: isinstance(v, int) and v >= 1)
         _check_grid("--lr-grid", self.lr_grid, "step sizes > 0", lambda v: v > 0)
         _check_grid("--init-scale-grid", self.init_scale_grid, "scales > 0", lambda v: v > 0)
         _check_grid("--n-grid", self.n_grid, "training-set sizes >= 2", lambda v: v >= 2)
-        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 2:
-            raise ValueError(f"--seeds must be an integer >= 2 (expectations over training sets "
-                             f"need at least two), got {self.seeds!r}.")
-        for flag, value, grid in (("--lr", self.lr, self.lr_grid),
-                                  ("--init-scale", self.init_scale, self.init_scale_grid),
-                                  ("--n", self.n, self.n_grid)):
-            if value not in grid:
-                raise ValueError(f"{flag} (the reference value of the slices) must be one of "
-                                 f"{flag}-grid {','.join(map(str, grid))}, got {value!r}.")
+        _check_grid("--loss-targets", self.loss_targets, "losses > 0", lambda v: v > 0)
+        if any(b >= a for a, b in zip(self.loss_targets[:-1], self.loss_targets[1:], strict=True)):
+            raise ValueError(f"--loss-targets must be strictly decreasing (the levels L̂ "
+                             f"reaches one after another), got "
+                             f"{','.join(map(str, self.loss_targets))}.")
+        for flag, value, lo in (("--seeds", self.seeds, 2), ("--num-val", self.num_val, 2),
+                                ("--record-points", self.record_points, 2)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+                raise ValueError(f"{flag} must be an integer >= {lo}, got {value!r}.")
+        if not (isinstance(self.delta, (int, float)) and math.isfinite(self.delta)
+                and self.delta > 0):
+            raise ValueError(f"--delta (the robustness margin in validation error) must be a "
+                             f"number > 0 such as 0.01, got {self.delta!r}.")
+        if not (isinstance(self.alpha, float) and 0 < self.alpha < 1):
+            raise ValueError(f"--alpha (false-discovery level) must lie in (0, 1), got "
+                             f"{self.alpha!r}.")
+        _check_grid("--primary-lrs", self.primary_lrs, "step sizes of --lr-grid",
+                    lambda v: v in self.lr_grid)
+        _check_grid("--primary-inits", self.primary_inits, "scales of --init-scale-grid",
+                    lambda v: v in self.init_scale_grid)
+        if len(self.primary_lrs) != len(self.primary_inits):
+            raise ValueError(f"--primary-lrs and --primary-inits pair up into slices (η, init) "
+                             f"and must have the same length, got {len(self.primary_lrs)} and "
+                             f"{len(self.primary_inits)}.")
+        if (self.lr, self.init_scale) not in self.primary:
+            raise ValueError(f"--lr {self.lr:g} and --init-scale {self.init_scale:g} (the n "
+                             f"slices' reference) must be one of the primary slices "
+                             f"{self.primary}.")
+        if self.n not in self.n_grid:
+            raise ValueError(f"--n must be one of --n-grid {','.join(map(str, self.n_grid))}, "
+                             f"got {self.n!r}.")
         if not 1 <= self.replace <= min(self.n_grid):
             raise ValueError(f"--replace must lie in [1, min(--n-grid) = {min(self.n_grid)}], "
                              f"got {self.replace!r}.")
@@ -97,7 +140,31 @@ class Config(DeoraFields):
         if not 0 <= self.probe_seeds <= self.seeds:
             raise ValueError(f"--probe-seeds must lie in [0, --seeds = {self.seeds}], got "
                              f"{self.probe_seeds!r}.")
+        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 0:
+            raise ValueError(f"--width must be an integer >= 0 (0: no fixed-width control), "
+                             f"got {self.width!r}.")
+        if self.width and len(self.fixed_width_heads) < 2:
+            raise ValueError(f"--width {self.width} is divided by fewer than two H of "
+                             f"--heads-grid; the fixed-width control needs two (e.g. --width 8 "
+                             f"for H = 1, 2, 4, 8), or --width 0 to turn it off.")
         super().__post_init__()
+
+    @property
+    def primary(self) -> tuple[tuple[float, float], ...]:
+        """The primary slices (η, init scale)."""
+        return tuple(zip(self.primary_lrs, self.primary_inits, strict=True))
+
+    @property
+    def fixed_width_heads(self) -> tuple[int, ...]:
+        """The H of ``heads_grid`` that divide ``width`` (the fixed-width control's grid)."""
+        return tuple(h for h in self.heads_grid if self.width and self.width % h == 0)
+
+    def record_steps(self) -> tuple[int, ...]:
+        """Recorded steps: log- and linearly spaced in [0, K], with θ_{K/10} and θ_K."""
+        K, m = self.steps, self.record_points
+        lin = np.round(np.linspace(0, K, max(2, m // 2))).astype(int)
+        return tuple(int(k) for k in np.unique(np.concatenate(
+            [train.log_schedule(K, m - len(lin) + 1), lin, probe_steps(K)])))
 
 
 def _check_grid(flag, grid, what, ok) -> None:
@@ -110,15 +177,19 @@ def _check_grid(flag, grid, what, ok) -> None:
                          f"(bad: {','.join(map(str, bad))}).")
 
 
-#: GPU-sized: the full product, more seeds, retrainings, probes and steps.
-FULL = {"full_product": True, "seeds": 10, "replace": 8, "probe_seeds": 5, "steps": 1000,
-        "lr_grid": (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0),
-        "init_scale_grid": (0.3, 1.0, 3.0, 10.0, 30.0), "n_grid": (32, 128, 512, 2048)}
+#: GPU-sized: the tuning grid at every n, more seeds, retrainings, probes and steps.
+FULL = {"full_product": True, "seeds": 20, "replace": 8, "probe_seeds": 5, "steps": 1000,
+        "lr_grid": (0.0625, 0.25, 1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0),
+        "init_scale_grid": (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
+        "n_grid": (32, 128, 512, 2048), "record_points": 40, "width": 16,
+        "heads_grid": (1, 2, 4, 8, 16, 32, 64, 128)}
 
-#: A grid for ``mhatheory verify`` (tendency rows): well under a minute on 2 CPU cores.
-VERIFY = {"heads_grid": (1, 2, 8), "lr_grid": (16.0, 1024.0), "init_scale_grid": (3.0,),
-          "n_grid": (32,), "n": 32, "seeds": 4, "steps": 100, "replace": 2, "probe_seeds": 0,
-          "num_test": 2000, "const_test": 32, "bayes_samples": 20_000}
+#: A grid for ``mhatheory verify`` (tendency rows): under a minute on 2 CPU cores.
+VERIFY = {"heads_grid": (1, 2, 8), "lr_grid": (4.0, 64.0, 1024.0), "init_scale_grid": (0.3, 3.0),
+          "n_grid": (32,), "n": 32, "seeds": 4, "steps": 100, "replace": 1, "probe_seeds": 0,
+          "num_test": 1000, "num_val": 64, "const_test": 32, "bayes_samples": 20_000,
+          "record_points": 12, "average_control": False, "width": 0,
+          "primary_lrs": (4.0, 64.0), "primary_inits": (0.3, 3.0)}
 
 
 def probe_steps(steps: int) -> tuple[int, ...]:
@@ -131,21 +202,35 @@ def _stage(k: int, steps: int) -> str:
 
 
 def plan(config: Config) -> list[tuple[str, dict]]:
-    """The cells: (name, spec) with spec = (heads, init_scale, n, the step sizes of the cell's
-    slice, seeds). A cell depends on its step sizes and on ``seeds``, so both are in its spec."""
+    """The cells: (name, spec), one per (arm, H, init scale, n) with every step size of its
+    slice in ``lrs`` and the primary ones (retrained, probed) in ``primary``; the ensemble
+    control is one cell per primary init scale."""
     cells = []
-    for init in config.init_scale_grid:
+    arms = [("growing", config.heads_grid)]
+    if config.width:
+        arms.append(("fixed_width", config.fixed_width_heads))
+    ref = (config.lr, config.init_scale)
+    for arm, heads in arms:
         for n in config.n_grid:
-            if config.full_product or n == config.n:
-                lrs = list(config.lr_grid)
-            elif init == config.init_scale:
-                lrs = [config.lr]
-            else:
-                continue
-            for h in config.heads_grid:
-                cells.append((f"H{h}_init{init:g}_n{n}",
-                              {"heads": h, "init_scale": init, "n": n, "lrs": lrs,
-                               "seeds": config.seeds}))
+            for init in config.init_scale_grid:
+                if n == config.n or config.full_product:
+                    lrs = list(config.lr_grid)
+                elif arm == "growing" and init == config.init_scale:
+                    lrs = [config.lr]
+                else:
+                    continue
+                primary = [lr for lr in lrs if (lr, init) in config.primary
+                           and (n == config.n or (lr, init) == ref)]
+                for h in heads:
+                    cells.append((f"{arm}_H{h}_init{init:g}_n{n}",
+                                  {"arm": arm, "heads": h, "init_scale": init, "n": n,
+                                   "lrs": lrs, "primary": primary, "seeds": config.seeds}))
+    if config.average_control:
+        for init in sorted(set(config.primary_inits)):
+            lrs = [lr for lr, i in config.primary if i == init]
+            cells.append((f"average_M{max(config.heads_grid)}_init{init:g}_n{config.n}",
+                          {"arm": "average", "heads": max(config.heads_grid), "init_scale": init,
+                           "n": config.n, "lrs": lrs, "primary": lrs, "seeds": config.seeds}))
     return cells
 
 
@@ -164,6 +249,12 @@ def _replacements(mix, seed: int, n: int, R: int):
     return which, data.sample(mix, k_new, R)
 
 
+def _validation(mix, seed: int, num: int) -> data.Batch:
+    """The seed's validation set: drawn like the training set, from its own key (so disjoint
+    in distribution-independent draws from the training and test sets)."""
+    return data.sample(mix, jax.random.fold_in(jax.random.key(seed), 104_729), num)
+
+
 def _eig(fn, params, batch, config, method, key):
     """An extreme eigenvalue; a probe that misses tol = 1e-8 after 5 restarts is kept with its
     residual (recorded) instead of warning once per probe."""
@@ -175,130 +266,198 @@ def _eig(fn, params, batch, config, method, key):
         return fn(deora.loss_fn, params, batch, method=method, key=key, **kw)
 
 
-def run_cell(config: Config, spec: dict) -> dict:
-    """Train, retrain, probe and evaluate one (H, init, n) cell for all its η and seeds."""
+def _cost(phi, params0, batch: data.Batch, reps: int = 50) -> dict:
+    """One run's GD step: FLOPs from the compiled program's ``cost_analysis()`` and warm
+    seconds per step (a scan of ``reps`` steps, timed on its second call)."""
+    loss = lambda p, X, y: _batched._loss(phi, p, X, y)           # noqa: E731
+    opt, step = train.make_step(loss, 1e-3)
+    state = opt.init(params0)
+    compiled = jax.jit(step).lower(params0, state, batch.X, batch.y).compile()
+    analysis_ = compiled.cost_analysis()
+    analysis_ = analysis_[0] if isinstance(analysis_, (list, tuple)) else analysis_
+    flops = float(analysis_.get("flops", float("nan"))) if analysis_ else float("nan")
+
+    @jax.jit
+    def many(p):
+        return jax.lax.scan(lambda c, _: (step(c, state, batch.X, batch.y)[0], None), p,
+                            None, length=reps)[0]
+
+    jax.block_until_ready(many(params0))
     t0 = time.perf_counter()
-    H, init, n, lrs, S = (spec[k] for k in ("heads", "init_scale", "n", "lrs", "seeds"))
-    E, R, K = len(lrs), config.replace, config.steps
+    jax.block_until_ready(many(params0))
+    return {"params": int(sum(a.size for a in jax.tree.leaves(params0))),
+            "flops_per_step": flops, "seconds_per_step": (time.perf_counter() - t0) / reps}
+
+
+def _seed_data(config: Config, spec: dict, seed: int):
+    """(training set, validation set, test set, θ_0) of one seed of a cell."""
+    arm, H, init, n = (spec[k] for k in ("arm", "heads", "init_scale", "n"))
+    mix = config.mixture(n)
+    prob = make_problem(mix, 1 if arm == "fixed_width" else H, init, seed, config.num_test)
+    params0 = prob.params0
+    if arm == "fixed_width":
+        k_init = jax.random.fold_in(jax.random.split(jax.random.key(seed), 3)[2], H)
+        params0 = families.fixed_width_init(k_init, config.d, H, init, config.width)
+    return prob.train, _validation(mix, seed, config.num_val), prob.test, params0
+
+
+def run_cell(config: Config, spec: dict) -> dict:
+    """Train (and on the primary slices retrain and probe) one (arm, H, init, n) cell for all
+    its step sizes and seeds; see :mod:`mhatheory.experiments._batched` for the run layout."""
+    t0 = time.perf_counter()
+    arm, H, init, n, lrs, S = (spec[k] for k in ("arm", "heads", "init_scale", "n", "lrs",
+                                                 "seeds"))
+    primary = [lrs.index(lr) for lr in spec["primary"]]
+    E, K = len(lrs), config.steps
+    M = H if arm == "average" else 1
+    R = config.replace if arm != "average" else 0
+    phi = families.phi_of("fixed_width" if arm == "fixed_width" else "growing")
     mix = config.mixture(n)
     seeds = [config.seed + s for s in range(S)]
-    probs = [make_problem(mix, H, init, sd, config.num_test) for sd in seeds]
-    Xs, ys, pools = [], [], []
-    for p, sd in zip(probs, seeds, strict=True):
-        which, fresh = _replacements(mix, sd, n, R)
-        pools.append((jnp.concatenate([p.train.X, fresh.X, p.test.X[:config.const_test]]),
-                      jnp.concatenate([p.train.y, fresh.y, p.test.y[:config.const_test]])))
-        Xs.append(p.train.X)
-        ys.append(p.train.y)
-        for r, i in enumerate(which):
-            Xs.append(p.train.X.at[i].set(fresh.X[r]))
-            ys.append(p.train.y.at[i].set(fresh.y[r]))
-    # runs ordered (η, seed, r): r = 0 trains on the full set, r ≥ 1 with sample which[r-1] replaced
-    X = jnp.concatenate([jnp.stack(Xs)] * E)
-    y = jnp.concatenate([jnp.stack(ys)] * E)
-    params0 = _stack([p.params0 for p in probs for _ in range(R + 1)] * E)
-    lr_runs = jnp.repeat(jnp.asarray(lrs, dtype=X.dtype), S * (R + 1))
+    sets = [_seed_data(config, spec, sd) for sd in seeds]
+    members = [[_take(p0, slice(m, m + 1)) for m in range(M)] if arm == "average" else [p0]
+               for *_, p0 in sets]
+    # base rows (e, s, m), then one retraining per (primary e, s, r)
+    X, y, p0, lr_rows, pairs, which_all = [], [], [], [], [], []
+    for e in range(E):
+        for s in range(S):
+            for m in range(M):
+                X.append(sets[s][0].X)
+                y.append(sets[s][0].y)
+                p0.append(members[s][m])
+                lr_rows.append(lrs[e])
+    reps = [_replacements(mix, sd, n, R) if R else (np.zeros(0, int), None) for sd in seeds]
+    for e in primary if R else ():
+        for s in range(S):
+            which, fresh = reps[s]
+            for r, i in enumerate(which):
+                X.append(sets[s][0].X.at[i].set(fresh.X[r]))
+                y.append(sets[s][0].y.at[i].set(fresh.y[r]))
+                p0.append(members[s][0])
+                lr_rows.append(lrs[e])
+                pairs.append((e * S + s) * M)
+                which_all.append(int(i))
+    layout = _batched.Layout(E, S, M, tuple(pairs),
+                             tuple(config.heads_grid) if arm == "average" else ())
+    probe_s = range(max(1, config.probe_seeds)) if arm == "growing" else range(0)
+    snap_rows = tuple((e * S + s) for e in primary for s in probe_s)
     steps_p = probe_steps(K)
-    out = _batched.gd_runs(params0, X, y, lr_runs, steps=K, probe_steps=steps_p)
-    shape = (E, S, R + 1)
-    curves = np.asarray(out["loss"]).reshape(shape + (K + 1,))
+    rec_steps = config.record_steps()
+    eval_sets = {name: (jnp.stack([st[i].X for st in sets]), jnp.stack([st[i].y for st in sets]))
+                 for i, name in enumerate(("train", "val", "test"))}
+    out = _batched.train_runs(phi, _stack(p0), jnp.stack(X), jnp.stack(y),
+                              jnp.asarray(lr_rows, dtype=sets[0][0].X.dtype), eval_sets,
+                              layout=layout, steps=K, record_steps=rec_steps,
+                              snapshot_rows=snap_rows, snapshot_steps=steps_p if snap_rows else ())
+    curves = np.asarray(out["loss"])                                      # [K+1, rows]
+    bad = np.asarray(out["nonfinite_step"])
+    recs = {k: np.asarray(v) for k, v in out["records"].items()}
+    rec_idx = np.asarray(rec_steps)
     timing = {"gd": time.perf_counter() - t0}
-    nonfinite = np.asarray(out["nonfinite_step"]).reshape(shape)
-    final = jax.tree.map(lambda a: a.reshape(shape + a.shape[1:]), out["final"])
-    snaps = jax.tree.map(lambda a: a.reshape(shape + a.shape[1:]), out["snapshots"])
-    base = _take(final, (slice(None), slice(None), 0))                       # [E, S, ...]
-    base_flat = jax.tree.map(lambda a: a.reshape((E * S,) + a.shape[2:]), base)
-    reps = _take(final, (slice(None), slice(None), slice(1, None)))          # [E, S, R, ...]
-    rep_dist = np.asarray(_batched.flat_distance(
-        jax.tree.map(lambda a: jnp.repeat(a[:, :, None], R, 2).reshape((-1,) + a.shape[2:]),
-                     base),
-        jax.tree.map(lambda a: a.reshape((-1,) + a.shape[3:]), reps))).reshape(E, S, R)
-    p0_flat = _stack([p.params0 for p in probs] * E)
-    theta_dist = np.asarray(_batched.flat_distance(base_flat, p0_flat)).reshape(E, S)
-    which_seed = jnp.asarray(np.tile(np.arange(S), E))
-    test_loss, test_se, test_err = (np.asarray(a).reshape(E, S) for a in _batched.evaluate(
-        base_flat, which_seed, jnp.stack([p.test.X for p in probs]),
-        jnp.stack([p.test.y for p in probs])))
-    train_err = np.asarray(_batched.evaluate(
-        base_flat, which_seed, jnp.stack([p.train.X for p in probs]),
-        jnp.stack([p.train.y for p in probs]))[2]).reshape(E, S)
-    timing["evaluate"] = time.perf_counter() - t0 - sum(timing.values())
 
+    def rounded(a):
+        return np.round(a.astype(float), 7).tolist() if np.all(np.isfinite(a)) else [
+            float(v) for v in np.asarray(a, float).ravel()]
+
+    per_lr = []
+    for e, lr in enumerate(lrs):
+        part = {"lr": lr, "primary": e in primary}
+        if arm == "average":
+            outcomes = [[_batched.failed(curves[:, (e * S + s) * M + m], int(bad[(e * S + s) * M
+                                                                                 + m]))
+                         for m in range(M)] for s in range(S)]
+            part["members_failed"] = [sum(o["failed"] for o in row) for row in outcomes]
+            part["curves"] = {q: [[rounded(recs[q][:, e, s, j]) for s in range(S)]
+                                  for j in range(len(layout.prefixes))]
+                              for q in ("train_loss", "val_loss", "val_error", "test_loss",
+                                        "test_error", "train_error")}
+            part["prefixes"] = list(layout.prefixes)
+            per_lr.append(part)
+            continue
+        rows = [(e * S + s) * M for s in range(S)]
+        outcomes = [_batched.failed(curves[:, r], int(bad[r])) for r in rows]
+        part["outcome"] = {k: [o[k] for o in outcomes]
+                           for k in ("failed", "failed_step", "spiked", "max_loss_ratio")}
+        part["final_loss"] = [float(curves[-1, r]) for r in rows]
+        part["curves"] = {"train_loss": [rounded(curves[rec_idx, r]) for r in rows]}
+        for q in ("val_loss", "val_error", "test_loss", "test_error", "train_error",
+                  "theta_dist"):
+            part["curves"][q] = [rounded(recs[q][:, e, s, 0]) for s in range(S)]
+        if e in primary and R:
+            j0 = [j for j, b in enumerate(pairs) if b in rows]
+            part["pair_dist"] = [[rounded(recs["pair_dist"][:, j])
+                                  for j in j0 if pairs[j] == rows[s]] for s in range(S)]
+            part["replaced_failed"] = [[_batched.failed(curves[:, layout.base + j],
+                                                        int(bad[layout.base + j]))["failed"]
+                                        for j in j0 if pairs[j] == rows[s]] for s in range(S)]
+        per_lr.append(part)
+    payload = {"record_steps": list(rec_steps), "per_lr": per_lr, "timing": timing}
+    if arm == "growing" and primary:
+        payload.update(_probe(config, spec, sets, lrs, primary, out, reps, steps_p, probe_s,
+                              curves, timing))
+    if init == min(config.init_scale_grid) and n == config.n and arm != "average":
+        payload["cost"] = _cost(phi, sets[0][3], sets[0][0])
+    elif arm == "average":
+        payload["cost"] = _cost(phi, members[0][0], sets[0][0])     # one member (H = 1)
+    payload["seconds"] = time.perf_counter() - t0
+    return payload
+
+
+def _probe(config, spec, sets, lrs, primary, out, reps, steps_p, probe_s, curves, timing):
+    """On the primary slices of the growing arm: λmax(θ_0) and the NTK margin at θ_0 per seed;
+    λmin, λmax at θ_0, θ_{K/10}, θ_K of the probe seeds; G and β for the stability bounds."""
+    t0 = time.perf_counter()
+    H, S, K = spec["heads"], spec["seeds"], config.steps
     P = deora.parameter_count(config.d, H)
     method = "exact" if P <= config.exact_max_params else "lanczos"
     key = jax.random.key(config.seed + 17)
-    init_part = {"loss0": [], "lambda_max0": [], "lambda_max0_residual": [], "ntk_margin": [],
-                 "ntk_margin_upper": [], "ntk_separable": []}
-    lmin0 = []
-    for s, p in enumerate(probs):
-        hi = _eig(spectral.lambda_max, p.params0, p.train, config, method, key)
-        mm = deora.max_margin(p.params0, p.train.X, p.train.y)
-        for k, v in (("loss0", float(curves[0, s, 0, 0])), ("lambda_max0", hi.value),
-                     ("lambda_max0_residual", hi.residual), ("ntk_margin", mm.margin),
-                     ("ntk_margin_upper", mm.upper), ("ntk_separable", bool(mm.separable))):
-            init_part[k].append(v)
-        if s < config.probe_seeds:
-            lmin0.append(_eig(spectral.lambda_min, p.params0, p.train, config, method, key))
-
-    timing["init_probes"] = time.perf_counter() - t0 - sum(timing.values())
-    timing["probes"] = timing["constants"] = 0.0
-    per_lr = []
-    for e, lr in enumerate(lrs):
-        runs = [[_batched.classify(curves[e, s, r], int(nonfinite[e, s, r]))
-                 for r in range(R + 1)] for s in range(S)]
-        seeds_out = {k: [runs[s][0][k] for s in range(S)]
-                     for k in ("diverged", "diverged_step", "spiked", "max_loss_ratio")}
-        ok_rep = [[not runs[s][r + 1]["diverged"] for r in range(R)] for s in range(S)]
-        seeds_out.update({
-            "final_loss": curves[e, :, 0, -1].tolist(),
-            "steps_to_0.1": [_batched.steps_to(curves[e, s, 0], 0.1) for s in range(S)],
-            "steps_to_0.01": [_batched.steps_to(curves[e, s, 0], 0.01) for s in range(S)],
-            "theta_dist": theta_dist[e].tolist(), "train_error": train_err[e].tolist(),
-            "test_error": test_err[e].tolist(), "test_loss": test_loss[e].tolist(),
-            "test_loss_se": test_se[e].tolist(),
-            "eps1": [float(np.mean(rep_dist[e, s][ok_rep[s]])) if any(ok_rep[s]) else None
-                     for s in range(S)],
-            "eps2sq": [float(np.mean(rep_dist[e, s][ok_rep[s]] ** 2)) if any(ok_rep[s])
-                       else None for s in range(S)],
-            "replaced_diverged": [R - sum(ok_rep[s]) for s in range(S)],
-        })
-        probes, points = [], []
-        t1 = time.perf_counter()
-        for s in range(S):
-            if nonfinite[e, s, 0] >= 0:
-                continue
-            for j, k in enumerate(steps_p):
-                theta = _take(snaps, (e, s, 0, j))
-                if (s < max(1, config.probe_seeds) and (k > 0 or e == 0)
-                        and not runs[s][0]["diverged"]):
-                    points.append((s, theta))
+    init = {"loss0": [], "lambda_max0": [], "ntk_margin": [], "ntk_separable": []}
+    lmin0 = {}
+    for s, (tr, _, _, p0) in enumerate(sets):
+        hi = _eig(spectral.lambda_max, p0, tr, config, method, key)
+        mm = deora.max_margin(p0, tr.X, tr.y)
+        init["loss0"].append(float(curves[0, s]))
+        init["lambda_max0"].append(hi.value)
+        init["ntk_margin"].append(mm.margin)
+        init["ntk_separable"].append(bool(mm.separable))
+        if s in probe_s and s < config.probe_seeds:
+            lmin0[s] = _eig(spectral.lambda_min, p0, tr, config, method, key)
+    snaps = out["snapshots"]
+    probes = {lrs[e]: [] for e in primary}
+    consts = {}
+    for i, e in enumerate(primary):
+        G = beta = 0.0
+        for j, s in enumerate(probe_s):
+            row = i * len(probe_s) + j
+            tr = sets[s][0]
+            which, fresh = reps[s]
+            pool = (jnp.concatenate([tr.X, fresh.X, sets[s][2].X[:config.const_test]]),
+                    jnp.concatenate([tr.y, fresh.y, sets[s][2].y[:config.const_test]]))
+            for t, k in enumerate(steps_p):
+                theta = _take(snaps, (t, row))
+                L = float(curves[k, e * S + s])
+                if not math.isfinite(L) or L > math.log(2):
+                    continue
+                g, b = deora.per_sample_constants(theta, *pool)
+                G, beta = max(G, float(g.max())), max(beta, float(b.max()))
                 if s >= config.probe_seeds:
                     continue
-                batch = probs[s].train
-                lo = lmin0[s] if k == 0 else _eig(spectral.lambda_min, theta, batch, config,
-                                                  method, key)
-                hi_v = (init_part["lambda_max0"][s] if k == 0 else
-                        _eig(spectral.lambda_max, theta, batch, config, method, key).value)
-                L = float(curves[e, s, 0, k])
-                probes.append({"seed": s, "stage": _stage(k, K), "step": k, "loss": L,
-                               "lambda_min": lo.value, "lambda_min_residual": lo.residual,
-                               "lambda_min_converged": bool(lo.converged),
-                               "lambda_max": hi_v, "eta_lambda_max": lr * hi_v,
-                               # None where L̂ underflowed to 0 (huge margins, large η)
-                               "neg_lambda_over_loss": -lo.value / L if L > 0 else None,
-                               "kappa_hat": (max(0.0, -lo.value) * math.sqrt(H) / L if L > 0
-                                             else None)})
-        t2 = time.perf_counter()
-        G = beta = 0.0
-        for s, theta in points:
-            g, b = deora.per_sample_constants(theta, *pools[s])
-            G, beta = max(G, float(g.max())), max(beta, float(b.max()))
-        timing["probes"] += t2 - t1
-        timing["constants"] += time.perf_counter() - t2
-        per_lr.append({"lr": lr, "seeds": seeds_out, "probes": probes, "G": G, "beta": beta,
-                       "constant_points": len(points)})
-    return {"init": init_part, "per_lr": per_lr, "method": method,
-            "probe_steps": list(steps_p), "seconds": time.perf_counter() - t0, "timing": timing}
+                lo = lmin0[s] if k == 0 else _eig(spectral.lambda_min, theta, tr, config, method,
+                                                  key)
+                hi_v = (init["lambda_max0"][s] if k == 0 else
+                        _eig(spectral.lambda_max, theta, tr, config, method, key).value)
+                probes[lrs[e]].append({
+                    "seed": s, "stage": _stage(k, K), "step": k, "loss": L,
+                    "lambda_min": lo.value, "lambda_min_residual": lo.residual,
+                    "lambda_min_converged": bool(lo.converged), "lambda_max": hi_v,
+                    "eta_lambda_max": lrs[e] * hi_v,
+                    # None where L̂ underflowed to 0 (huge margins, large η)
+                    "neg_lambda_over_loss": -lo.value / L if L > 0 else None,
+                    "kappa_hat": max(0.0, -lo.value) * math.sqrt(H) / L if L > 0 else None})
+        consts[lrs[e]] = {"G": G, "beta": beta}
+    timing["probes"] = time.perf_counter() - t0
+    return {"init": init, "probes": {str(k): v for k, v in probes.items()},
+            "constants": {str(k): v for k, v in consts.items()}, "method": method}
 
 
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
@@ -308,40 +467,28 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
     t0 = time.perf_counter()
     out = Path(out_dir)
     cells = plan(config)
-    kwargs = {}
-    if "config" in inspect.signature(run_cells).parameters:
-        # a cell's spec holds its step sizes and seed count; the reference values and the
-        # product switch only choose which cells exist
-        kwargs = {"config": config, "ignore": {
-            f.name for f in dataclasses.fields(config) if f.name.endswith("_grid")
-            or f.name in ("seeds", "lr", "init_scale", "n", "full_product")}}
+    # a cell's spec holds its step sizes, primary slices and seed count; the grids and the
+    # analysis fields only choose which cells exist or how they are read
+    ignore = {f.name for f in dataclasses.fields(config) if f.name.endswith("_grid")} | {
+        "seeds", "lr", "init_scale", "full_product", "primary_lrs", "primary_inits", "delta",
+        "loss_targets", "alpha", "average_control", "bayes_samples"}
     payloads = run_cells(out, cells, lambda spec: run_cell(config, spec), resume=resume,
-                         progress=progress, desc="heads cells", **kwargs)
+                         progress=progress, desc="heads cells", config=config, ignore=ignore)
     bayes, bayes_se = data.bayes_error(config.mixture(), jax.random.key(config.seed + 99),
                                        num=config.bayes_samples)
-    records = [make_record(p["spec"], part, p["init"], bayes)
-               for p in payloads for part in p["per_lr"]]
-    slopes = slopes_by_slice(records)
-    rows = claims({"slopes": slopes})
-    figs = plots.all_figures(records, slopes, rows, config) if figures else {}
+    records = make_records(payloads, bayes)
+    summary = analysis.summarise(records, payloads, config)
+    summary["slopes"] = slopes(records, summary, config)
+    summary["claims"] = [c._asdict() for c in claims(summary, config.alpha)]
+    summary.update({"bayes_error": bayes, "bayes_error_se": bayes_se,
+                    "cell_seconds": sum(p["seconds"] for p in payloads),
+                    "wall_seconds": time.perf_counter() - t0})
+    figs = plots.all_figures(records, summary, config) if figures else {}
     for name, fig in figs.items():
         results.save_figure_atomic(fig, out / name)
-    summary = {
-        "grid": {"full_product": config.full_product, "cells": len(cells),
-                 "records": len(records), "heads": list(config.heads_grid),
-                 "lr": list(config.lr_grid), "init_scale": list(config.init_scale_grid),
-                 "n": list(config.n_grid), "reference": {"lr": config.lr,
-                                                         "init_scale": config.init_scale,
-                                                         "n": config.n}},
-        "bayes_error": bayes, "bayes_error_se": bayes_se,
-        "claims": [c._asdict() for c in rows],
-        "gap_resolution": gap_resolution(records, min(config.n_grid)),
-        "divergences": sum(r["diverged_frac"] * r["seeds"] for r in records),
-        "cell_seconds": sum(p["seconds"] for p in payloads),
-        "wall_seconds": time.perf_counter() - t0,
-        "slopes": slopes,
-    }
     results.write_results(out, "heads", config, config.seed,
-                          {"summary": summary, "records": records, "figures": list(figs),
+                          {"summary": summary, "records": compact(records),
+                           "figures": list(figs),
                            "sweep": getattr(payloads, "info", None)})
-    return {k: v for k, v in summary.items() if k != "slopes"}
+    return {k: v for k, v in summary.items()
+            if k not in ("slopes", "tuned", "robustness", "matched", "cost", "controls")}
