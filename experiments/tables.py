@@ -253,26 +253,35 @@ def stability_section() -> list[str]:
     return lines
 
 
-def heads_section() -> list[str]:
-    """The heads sweep: the claims (t-intervals, Benjamini–Hochberg), each H at its tuned best,
-    robustness, matched training loss, cost, the controls and the fixed-K records of the
-    primary slices."""
-    path = HERE / "results" / "heads" / "results.json"
+def heads_section(folder: str = "heads",
+                  title: str = "Do more heads help? (`mhatheory run heads`)") -> list[str]:
+    """A heads sweep: the claims (t-intervals, Benjamini–Hochberg), each H at its tuned best,
+    robustness, matched training loss, cost, the assumptions checked on the data, and the
+    fixed-K records of the primary slices."""
+    path = HERE / "results" / folder / "results.json"
     if not path.exists():
         return []
     res = json.loads(path.read_text())
     c, s = res["config"], res["summary"]
     g = s["grid"]
     sweep = res.get("sweep") or {}
-    lines = ["### Do more heads help? (`mhatheory run heads`)", "", device_line(res), "",
+    floor = ("" if s["bayes_error"] is None else
+             f"; Bayes error {s['bayes_error']:.4f} ± {s['bayes_error_se']:.4f}")
+    lines = [f"### {title}", "", device_line(res), "",
+             f"Model `{c.get('model', 'deora')}`, data `{c.get('data', 'mixture')}`, optimiser "
+             f"`{c.get('optimizer', 'gd')}`.", "",
              f"H ∈ {g['heads']}; tuning grid η ∈ {g['lr']} × init ∈ {g['init_scale']} at "
              f"n = {g['reference_n']}, {c['seeds']} seeds per setting, K = {c['steps']} GD "
-             f"steps, {c['num_val']} validation and {c['num_test']} test samples per seed; "
+             f"steps, {c['num_val']} validation samples per seed and "
+             + (f"{c['num_test']} fresh test samples per seed; "
+                if c.get("data", "mixture") == "mixture" else "the data's own test set (the "
+                "same for every seed); ") +
              f"primary slices (η, init) {g['primary']} with {c['replace']} replace-one "
              f"retrainings per seed; n ∈ {g['n']} at η = {c['lr']}, init = {c['init_scale']}; "
              f"fixed-width control at width {g['width']} (H ∈ {g['fixed_width_heads']}); "
-             f"d = {c['d']}, T = {c['T']}, ζ = {c['zeta']}, σ = {c['sigma']}; Bayes error "
-             f"{s['bayes_error']:.4f} ± {s['bayes_error_se']:.4f}. {g['records']} records; "
+             + (f"d = {c['d']}, T = {c['T']}, ζ = {c['zeta']}, σ = {c['sigma']}"
+                if c.get("data", "mixture") == "mixture" else "data as given")
+             + f"{floor}. {g['records']} records; "
              f"{s['failed_runs']} failed base runs; compute {s['cell_seconds'] / 60:.1f} min "
              f"summed over cells" + (f" ({sweep.get('reused', 0)} cells reused from an "
                                      "earlier run)" if sweep.get("reused") else "") + ".", "",
@@ -302,6 +311,9 @@ def heads_section() -> list[str]:
               "the target):", ""]
     lines += table(s["matched"], ["arm", "heads", "lr", "init_scale", "target", "reached_frac",
                                   "step", "test_error", "gen_gap", "eps1"]) + [""]
+    if s.get("assumptions"):
+        lines += ["The theory's assumptions on these data:", ""]
+        lines += table(s["assumptions"], ["assumption", "held", "detail"]) + [""]
     lines += ["Cost per GD step (one run; an ensemble of H one-head models costs H members):",
               ""]
     lines += table(s["cost"], ["arm", "heads", "params", "flops_per_step",
@@ -375,6 +387,8 @@ def main() -> None:
     lines += (["## Experiments", ""] + certificate_coverage_section()
               + weak_convexity_section() + stability_section()
               + seq2seq_section() + symmetry_section() + heads_section()
+              + heads_section("heads-digits", "Do more heads help on real digits? "
+                              "(`mhatheory run heads --data digits`)")
               + transformer_curvature_section())
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {HERE / 'RESULTS.md'}")

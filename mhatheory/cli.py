@@ -316,6 +316,8 @@ def _run(args) -> int:
     launch_names = [f.name for f in dataclasses.fields(distributed.Launch)]
     try:
         config = _config_from_args(module, args)
+        if hasattr(module, "prepare"):   # checks of the user's model and data, before any work
+            module.prepare(config)
         launch = launch_requested(args)
     except ValueError as err:
         print(f"{prog}: {_flags_in(str(err), names + launch_names)} "

@@ -67,10 +67,18 @@ def log_schedule(steps: int, num: int, include_zero: bool = True) -> np.ndarray:
     return np.unique(np.concatenate([[0] if include_zero else [], grid])).astype(int)
 
 
-def make_step(loss_fn: Callable, lr):
-    """One GD step ``(params, opt_state, *args) -> (params, opt_state, loss, grad_norm)`` for
-    ``loss_fn(params, *args)``."""
-    opt = optax.sgd(lr)
+#: the optimisers a step can take: full-batch GD (the one the theory speaks of) and Adam
+OPTIMIZERS = {"gd": optax.sgd, "adam": optax.adam}
+
+
+def make_step(loss_fn: Callable, lr, optimizer: str = "gd"):
+    """One optimiser step ``(params, opt_state, *args) -> (params, opt_state, loss, grad_norm)``
+    for ``loss_fn(params, *args)``: GD θ ← θ − η∇L̂ (``"gd"``) or Adam (``"adam"``), step size
+    ``lr``."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                         f"{optimizer!r}.")
+    opt = OPTIMIZERS[optimizer](lr)
 
     def step(params, opt_state, *args):
         loss, grads = jax.value_and_grad(loss_fn)(params, *args)

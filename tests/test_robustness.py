@@ -1037,6 +1037,20 @@ RANGES = {
     "width": (ints_at_most(-1) | st.sampled_from([3, 5, 7])).map(str),
     "primary_lrs": _grid(_nonpositive_floats(), st.just("4.0")) | st.just(""),
     "primary_inits": _grid(_nonpositive_floats(), st.just("0.3")) | st.just(""),
+    "optimizer": _words_not_in("gd", "adam"),
+    "digits_pair": st.sampled_from(["3", "3,3", "3,10", "1,2,3", "-1,2"]),
+    # a built-in name that does not exist, a module that does not import, a name that is not
+    # callable, and the user data the contract refuses (NaN, sample counts that differ, no
+    # test set, labels that fit neither loss) or a family whose output does not fit the labels
+    "model": st.sampled_from(["nothing", "no_such_module_xyz:make", "json:NOT_THERE",
+                              "test_heads_families:NOT_CALLABLE",
+                              "test_heads_families:make_column"]),
+    "data": st.sampled_from(["nothing", "no_such_module_xyz:load",
+                             "test_heads_families:nan_data",
+                             "test_heads_families:mismatched_data",
+                             "test_heads_families:no_test_data",
+                             "test_heads_families:bad_label_data",
+                             "test_heads_families:classes_data"]),
 }
 #: Boolean switches: only malformed values can be wrong.
 SWITCHES = {"noncausal_residual_ablation", "reverse_answer", "full_product", "head_blocks",

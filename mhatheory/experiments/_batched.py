@@ -2,10 +2,11 @@
 
 Run r trains θ^{(r)} from ``params0[r]`` on its own training set ``(X[r], y[r])`` with its own
 step size η_r for K steps, θ_{k+1} = θ_k − η_r ∇L̂_r(θ_k) (the step of
-:func:`mhatheory.train.make_step`, logistic loss of the model output ``phi``). Step sizes, seeds,
-ensemble members and replace-one retrainings are rows of one run axis; the scan runs over steps
-and every step updates all rows at once, so at the recorded steps the program can compare rows
-with each other (a retraining with its base run) and evaluate only the rows that need it.
+:func:`mhatheory.train.make_step`; Adam instead when the layout says so) on the logistic loss of
+the model output ``phi`` (labels ±1) or its cross-entropy (logits, integer labels). Step sizes,
+seeds, ensemble members and replace-one retrainings are rows of one run axis; the scan runs over
+steps and every step updates all rows at once, so at the recorded steps the program can compare
+rows with each other (a retraining with its base run) and evaluate only the rows that need it.
 
 **Layout** (:class:`Layout`). The first E·S·M rows are the *base* runs, ordered (step size e,
 seed s, member m); then one row per replace-one retraining, ``pairs[j]`` naming its base row.
@@ -39,13 +40,17 @@ from mhatheory import losses, train
 @dataclass(frozen=True)
 class Layout:
     """The run axis (module docstring): E step sizes × S seeds × M members of base runs, then
-    one retraining per entry of ``pairs`` (its base row); ``prefixes``: ensemble sizes (M > 1)."""
+    one retraining per entry of ``pairs`` (its base row); ``prefixes``: ensemble sizes (M > 1);
+    the ``loss`` ("logistic": one output per sample, labels ±1; "cross_entropy": logits
+    ``[..., C]``, integer labels) and the ``optimizer`` (:data:`mhatheory.train.OPTIMIZERS`)."""
 
     lrs: int
     seeds: int
     members: int = 1
     pairs: tuple[int, ...] = ()
     prefixes: tuple[int, ...] = ()
+    loss: str = "logistic"
+    optimizer: str = "gd"
 
     @property
     def base(self) -> int:
@@ -56,14 +61,25 @@ class Layout:
         return self.base + len(self.pairs)
 
 
-def _loss(phi, params, X, y):
-    return losses.margin_loss(phi(params, X), y)
+def _per_sample(loss: str, f, y):
+    """Per-sample loss and 0/1 mistake: logistic for outputs ``f [..., N]`` and labels ±1,
+    cross-entropy for logits ``f [..., N, C]`` and integer labels."""
+    if loss == "logistic":
+        return losses.logistic(y * f), (y * f <= 0).astype(f.dtype)
+    logp = jax.nn.log_softmax(f, axis=-1)
+    y = jnp.broadcast_to(y, f.shape[:-1]).astype(jnp.int32)
+    picked = jnp.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
+    return -picked, (jnp.argmax(f, axis=-1) != y).astype(f.dtype)
 
 
-def _metrics(f, y):
-    """Mean logistic loss and 0-1 error of outputs ``f [..., N]`` against ``y [N]``."""
-    return (jnp.mean(losses.logistic(y * f), axis=-1),
-            jnp.mean(y * f <= 0, axis=-1).astype(f.dtype))
+def _loss(phi, loss, params, X, y):
+    return jnp.mean(_per_sample(loss, phi(params, X), y)[0])
+
+
+def _metrics(loss, f, y):
+    """Mean loss and 0-1 error over the samples axis (the last axis of the per-sample values)."""
+    per, wrong = _per_sample(loss, f, y)
+    return jnp.mean(per, axis=-1), jnp.mean(wrong, axis=-1)
 
 
 def _record(phi, layout: Layout, params, params0, sets):
@@ -82,7 +98,8 @@ def _record(phi, layout: Layout, params, params0, sets):
         if M > 1:
             csum = jnp.cumsum(f, axis=2)
             f = jnp.stack([csum[:, :, h - 1] / h for h in layout.prefixes], axis=2)
-        out[f"{name}_loss"], out[f"{name}_error"] = _metrics(f, y[None, :, None])
+        y_b = y[None, :, None] if layout.loss == "logistic" else y[None, :, None, :]
+        out[f"{name}_loss"], out[f"{name}_error"] = _metrics(layout.loss, f, y_b)
     flat = jax.tree.leaves(params)
     sq = sum(jnp.sum((a - a0).reshape(a.shape[0], -1) ** 2, axis=1)
              for a, a0 in zip(flat, jax.tree.leaves(params0), strict=True))
@@ -126,13 +143,13 @@ def train_runs(phi, params0, X, y, lrs, sets, *, layout: Layout, steps: int,
     rec_index, snap_index = jnp.asarray(rec_index), jnp.asarray(snap_index)
     rows = np.asarray(snapshot_rows, dtype=int)
     record = functools.partial(_record, phi, layout)
-    loss_fn = functools.partial(_loss, phi)
+    loss_fn = functools.partial(_loss, phi, layout.loss)
 
     def one_step(p, s, Xr, yr, lr):
-        _, step = train.make_step(loss_fn, lr)
+        _, step = train.make_step(loss_fn, lr, layout.optimizer)
         return step(p, s, Xr, yr)
 
-    opt, _ = train.make_step(loss_fn, 1.0)
+    opt, _ = train.make_step(loss_fn, 1.0, layout.optimizer)
     state0 = jax.vmap(opt.init)(params0)
     shapes = jax.eval_shape(record, params0, params0, sets)
     rec_buf = jax.tree.map(lambda s: jnp.zeros((len(record_steps),) + s.shape, s.dtype), shapes)

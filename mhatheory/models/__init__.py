@@ -10,6 +10,7 @@ from mhatheory.models.deora import (
 )
 from mhatheory.models.transformer import (
     DecoderTransformer,
+    EncoderClassifier,
     FeedForward,
     Positional,
     Seq2SeqTransformer,
@@ -17,6 +18,6 @@ from mhatheory.models.transformer import (
     residual_plan,
 )
 
-__all__ = ["DecoderTransformer", "DeoraMHA", "FeedForward", "Positional", "Seq2SeqTransformer",
-           "TransformerLayer", "head_outputs", "init_params", "loss_fn", "parameter_count", "phi",
-           "residual_plan"]
+__all__ = ["DecoderTransformer", "DeoraMHA", "EncoderClassifier", "FeedForward", "Positional",
+           "Seq2SeqTransformer", "TransformerLayer", "head_outputs", "init_params", "loss_fn",
+           "parameter_count", "phi", "residual_plan"]

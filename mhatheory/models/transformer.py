@@ -1,7 +1,8 @@
 """Transformer stacks built from :mod:`mhatheory.attention`: encoder/decoder blocks (post-LN
 as in Vaswani et al., pre-LN as an option), a decoder-only :class:`DecoderTransformer` whose
 causal mask, positional encoding and residual connections are switches (for the symmetry
-study), and an encoder–decoder :class:`Seq2SeqTransformer`.
+study), an encoder–decoder :class:`Seq2SeqTransformer`, and an :class:`EncoderClassifier` of
+real-valued token sequences.
 
 With sinusoidal encodings the token embeddings are multiplied by √d_model before the encoding
 is added (Vaswani et al. §3.4): an embedding row has norm ≈ 1 while a sinusoidal vector has norm
@@ -131,6 +132,53 @@ class TransformerLayer(nnx.Module):
             x = self._sublayer(x, lambda h: self.cross_attn(h, memory, mask=memory_mask),
                                self.norms[1], attn_res)
         return self._sublayer(x, self.ff, self.norms[-1], mlp_res)
+
+
+class EncoderClassifier(nnx.Module):
+    """Real-valued tokens ``x [..., T, d_in]`` → logits: a linear embedding to d_model plus
+    learned positions, ``num_layers`` non-causal pre-LN :class:`TransformerLayer` s, a final
+    LayerNorm, the mean over tokens and a linear head to ``num_classes`` logits (``[...]`` for
+    ``num_classes=1``, one logit for ±1 labels; ``[..., C]`` otherwise).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> m = EncoderClassifier(8, 10, d_model=16, num_heads=4, rngs=nnx.Rngs(0))
+        >>> m(jnp.ones((3, 8, 8))).shape
+        (3, 10)
+    """
+
+    def __init__(self, d_in: int, num_classes: int, *, d_model: int, num_heads: int,
+                 num_layers: int = 1, d_ff: int | None = None, max_len: int = 64,
+                 rngs: nnx.Rngs, param_dtype=jnp.float32):
+        for name, v in (("d_in", d_in), ("num_classes", num_classes), ("d_model", d_model),
+                        ("num_heads", num_heads), ("num_layers", num_layers),
+                        ("max_len", max_len)) + ((("d_ff", d_ff),) if d_ff is not None else ()):
+            _validate.positive_int(name, v)
+        if d_model % num_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}; "
+                             "choose d_model as a multiple of num_heads (d_k = d_model/h).")
+        _validate.floating_dtype("param_dtype", param_dtype)
+        _validate.rngs("rngs", rngs)
+        self.num_classes, self.max_len = num_classes, max_len
+        self.embed = nnx.Linear(d_in, d_model, rngs=rngs, param_dtype=param_dtype)
+        self.positions = LearnedPositions(max_len, d_model, rngs=rngs, param_dtype=param_dtype)
+        self.layers = nnx.List([
+            TransformerLayer(d_model, num_heads, d_ff or 2 * d_model, rngs=rngs,
+                             param_dtype=param_dtype) for _ in range(num_layers)])
+        self.final_norm = nnx.LayerNorm(d_model, rngs=rngs, param_dtype=param_dtype)
+        self.head = nnx.Linear(d_model, num_classes, rngs=rngs, param_dtype=param_dtype)
+
+    def __call__(self, x):
+        """Logits of ``x [..., T, d_in]`` (T ≤ max_len)."""
+        if x.shape[-2] > self.max_len:
+            raise ValueError(f"x has T={x.shape[-2]} tokens, more than max_len={self.max_len}.")
+        pos = self.positions(x.shape[-2])
+        h = self.embed(x) + pos.reshape((1,) * (x.ndim - 2) + pos.shape)
+        for layer in self.layers:
+            h = layer(h)
+        out = self.head(jnp.mean(self.final_norm(h), axis=-2))
+        return out[..., 0] if self.num_classes == 1 else out
 
 
 class DecoderTransformer(nnx.Module):

@@ -34,10 +34,11 @@ from mhatheory.experiments.heads.experiment import (
     VERIFY,
     Config,
     plan,
+    prepare,
     probe_steps,
     run,
     run_cell,
 )
 
 __all__ = ["CLAIMS", "Claim", "Config", "FULL", "QUANTITIES", "VERIFY", "claims", "plan",
-           "probe_steps", "run", "run_cell"]
+           "prepare", "probe_steps", "run", "run_cell"]

@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 
-from mhatheory.trends import mean_se
+from mhatheory.trends import fit_slope, mean_se, t_test
 
 #: bootstrap resamples of the seeds for the robustness SE
 BOOTSTRAP = 2000
@@ -247,6 +247,55 @@ def early_stopped(records, config) -> list[dict]:
     return out
 
 
+def assumptions(records, config) -> list[dict]:
+    """Which of the theory's assumptions held on these data (primary slices, probe seeds):
+    the theorem λmin(∇²L̂) ≥ λmin(N) at every probe (certified verdicts), the slope of
+    −λmin/L̂ against H per stage (the one-layer bound's H^(−1/2)), and for the Deora family
+    NTK separability at θ_0 (realizability), the weak-convexity chain at θ_K and the largest
+    token norm."""
+    prim = [r for r in records if r["primary"] and r["arm"] == "growing" and r["n"] == config.n]
+    probes = [p for r in prim for p in r.get("probes", [])]
+    rows = []
+    if probes:
+        counts = {v: sum(p["theorem_verdict"] == v for p in probes)
+                  for v in ("HOLDS", "VIOLATED", "INCONCLUSIVE")}
+        rows.append({"assumption": "λmin(∇²L̂) ≥ λmin(N) at every probe (theorem, certified)",
+                     "held": counts["VIOLATED"] == 0 and counts["HOLDS"] > 0,
+                     "detail": ", ".join(f"{k} {v}" for k, v in counts.items())})
+    for stage in ("init", "early", "late"):
+        slopes = []
+        for lr, init in config.primary:
+            at = sorted((r for r in prim if (r["lr"], r["init_scale"]) == (lr, init)),
+                        key=lambda r: r["heads"])
+            q = f"neg_lambda_over_loss_{stage}"
+            if len(at) > 1 and q in at[0]["per_seed"]:
+                fit = fit_slope([r["heads"] for r in at], [r["per_seed"][q] for r in at], "log")
+                t = t_test(fit["per_seed"])
+                if t["mean"] is not None:
+                    slopes.append(f"η={lr:g}/init={init:g}: {t['mean']:+.2f}"
+                                  + (f" [{t['lo']:+.2f}, {t['hi']:+.2f}]" if t["lo"] is not None
+                                     else ""))
+        if slopes:
+            rows.append({"assumption": f"−λmin/L̂ ∝ H^b at {stage} (bound: b = −1/2)",
+                         "held": None, "detail": "; ".join(slopes)})
+    sep = [r["ntk_separable_frac"] for r in prim if "ntk_separable_frac" in r]
+    if sep:
+        rows.append({"assumption": "NTK features separable at θ₀ (realizability)",
+                     "held": min(sep) == 1.0,
+                     "detail": f"separable share per record {min(sep):.2f}–{max(sep):.2f}"})
+    chains = [p["chain_verdict"] for p in probes if "chain_verdict" in p]
+    if chains:
+        counts = {v: chains.count(v) for v in ("HOLDS", "VIOLATED", "INCONCLUSIVE")}
+        rows.append({"assumption": "weak-convexity chain at θ_K (certified)",
+                     "held": counts["VIOLATED"] == 0 and counts["HOLDS"] > 0,
+                     "detail": ", ".join(f"{k} {v}" for k, v in counts.items())})
+    norms = [r["token_norm_max"] for r in prim if "token_norm_max" in r]
+    if norms:
+        rows.append({"assumption": "bounded tokens (the chain's R = max ‖x_t‖)", "held": None,
+                     "detail": f"largest token norm {max(norms):.3g}"})
+    return rows
+
+
 def cost(payloads, config) -> list[dict]:
     """Per arm and H: parameters, FLOPs per GD step, seconds per step (module docstring)."""
     out = {}
@@ -267,7 +316,7 @@ def cost(payloads, config) -> list[dict]:
 
 def summarise(records, payloads, config) -> dict:
     """The sweep's summary: grid, tuned, robustness, matched and cost tables."""
-    arms = ["growing"] + (["fixed_width"] if config.width else [])
+    arms = [a for a in config.arms if a != "average"]
     tuned_rows = [t for arm in arms for t in tuned(records, config, arm)]
     robust = [r for arm in arms for r in robustness(
         records, config, [t for t in tuned_rows if t["arm"] == arm], arm)]
@@ -276,11 +325,14 @@ def summarise(records, payloads, config) -> dict:
                  "heads": list(config.heads_grid), "lr": list(config.lr_grid),
                  "init_scale": list(config.init_scale_grid), "n": list(config.n_grid),
                  "reference_n": config.n, "primary": [list(p) for p in config.primary],
-                 "fixed_width_heads": list(config.fixed_width_heads), "width": config.width},
+                 "fixed_width_heads": list(config.fixed_width_heads if "fixed_width" in config.arms
+                                           else ()), "width": config.width,
+                 "arms": list(config.arms), "model": config.model, "data": config.data},
         "tuned": tuned_rows,
         "robustness": robust,
         "matched": matched(records, config),
         "early_stopped": early_stopped(records, config),
+        "assumptions": assumptions(records, config),
         "cost": cost(payloads, config),
         "failed_runs": int(sum(round(r["failed_frac"] * r["seeds"]) for r in records)),
         "on_edge": [t["heads"] for t in tuned_rows if t["on_edge"] and t["arm"] == "growing"],

@@ -194,11 +194,10 @@ def _slices(spec: ClaimSpec, summary, records, config) -> list[dict]:
 def slopes(records, summary, config) -> list[dict]:
     """Per claim: its slices (estimate, t-interval, p, BH-adjusted p, slice verdict); the claims
     of a control that the config turns off are left out."""
-    ran = {"growing"} | ({"fixed_width"} if config.width else set()) | (
-        {"average"} if config.average_control else set())
+    ran = set(config.arms)
     out = []
     for spec in CLAIMS:
-        if spec.arm not in ran or (spec.source == "ensemble" and "average" not in ran):
+        if spec.arm not in ran or (spec.source.startswith("ensemble") and "average" not in ran):
             continue
         sl = _slices(spec, summary, records, config)
         for s, v in zip(sl, decide(sl, spec.direction, config.alpha), strict=True):

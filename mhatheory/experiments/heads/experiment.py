@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,10 +18,11 @@ import numpy as np
 from mhatheory import data, deora, results, spectral, train
 from mhatheory.experiments import _batched
 from mhatheory.experiments._common import DeoraFields, make_problem
-from mhatheory.experiments.heads import analysis, families, plots
+from mhatheory.experiments.heads import analysis, datasets, families, plots
 from mhatheory.experiments.heads.claims import claims, slopes
 from mhatheory.experiments.heads.records import compact, make_records
 from mhatheory.experiments.sweep import run_cells
+from mhatheory.verdicts import Interval, compare
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,18 @@ class Config(DeoraFields):
     other experiments' (ζ = 0.3, σ = 0.3: Bayes error ≈ 3 %) so test errors differ between H).
 
     Attributes:
+        model: the model family: ``deora`` (the Deora model), ``transformer`` (an encoder
+            classifier, :class:`mhatheory.models.EncoderClassifier`, head size ``head_dim``)
+            or ``MODULE:FUNCTION``, a callable ``make(num_heads, *, rngs) -> nnx.Module``
+            mapping ``x [n, ...]`` to logits ``[n]`` (labels ±1) or ``[n, C]`` (classes).
+        data: the data: ``mixture`` (the tokenized mixture, fresh sets per seed), ``digits``
+            (two UCI digits, ``digits_pair``, labels ±1), ``digits10`` (all 10 classes) or
+            ``MODULE:FUNCTION``, a callable returning ``x_train``, ``y_train``, ``x_test``,
+            ``y_test`` (and optionally ``x_val``, ``y_val``).
+        digits_pair: the two digits of ``data=digits`` (+1 for the first).
+        optimizer: ``gd`` (full-batch GD, the theory's) or ``adam``.
+        head_dim: head size of the ``transformer`` family (d_model = H·head_dim; its
+            fixed-width control has d_model = ``width``).
         heads_grid: numbers of heads H to sweep (each ≥ 1).
         lr_grid: GD step sizes η to sweep (each > 0). λmax(θ_0) ≈ 0.05–0.09 here, so the
             default grid runs from η·λmax ≈ 0.02 (too slow to train in K steps) to ≈ 90.
@@ -65,6 +80,11 @@ class Config(DeoraFields):
         bayes_samples: Monte-Carlo samples for the Bayes error floor.
     """
 
+    model: str = "deora"
+    data: str = "mixture"
+    digits_pair: tuple[int, ...] = (3, 8)
+    optimizer: str = "gd"
+    head_dim: int = 4
     zeta: float = 0.3
     sigma: float = 0.3
     num_test: int = 2000
@@ -95,6 +115,21 @@ class Config(DeoraFields):
     bayes_samples: int = 200_000
 
     def __post_init__(self):
+        for flag, value, names in (("--model", self.model, families.BUILT_IN),
+                                   ("--data", self.data, datasets.BUILT_IN)):
+            if not isinstance(value, str) or (value not in names and ":" not in value):
+                raise ValueError(f"{flag} must be one of {', '.join(names)} or "
+                                 f"MODULE:FUNCTION, got {value!r}.")
+        if self.optimizer not in train.OPTIMIZERS:
+            raise ValueError(f"--optimizer must be one of {', '.join(train.OPTIMIZERS)}, got "
+                             f"{self.optimizer!r}.")
+        if (len(self.digits_pair) != 2 or len(set(self.digits_pair)) != 2
+                or not all(isinstance(v, int) and 0 <= v <= 9 for v in self.digits_pair)):
+            raise ValueError(f"--digits-pair must be two different digits such as 3,8, got "
+                             f"{','.join(map(str, self.digits_pair))}.")
+        if isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int) \
+                or self.head_dim < 1:
+            raise ValueError(f"--head-dim must be an integer >= 1, got {self.head_dim!r}.")
         _check_grid("--heads-grid", self.heads_grid, "integers >= 1",
                     lambda v: isinstance(v, int) and v >= 1)
         _check_grid("--lr-grid", self.lr_grid, "step sizes > 0", lambda v: v > 0)
@@ -143,7 +178,7 @@ class Config(DeoraFields):
         if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 0:
             raise ValueError(f"--width must be an integer >= 0 (0: no fixed-width control), "
                              f"got {self.width!r}.")
-        if self.width and len(self.fixed_width_heads) < 2:
+        if self.width and self.model in families.BUILT_IN and len(self.fixed_width_heads) < 2:
             raise ValueError(f"--width {self.width} is divided by fewer than two H of "
                              f"--heads-grid; the fixed-width control needs two (e.g. --width 8 "
                              f"for H = 1, 2, 4, 8), or --width 0 to turn it off.")
@@ -158,6 +193,19 @@ class Config(DeoraFields):
     def fixed_width_heads(self) -> tuple[int, ...]:
         """The H of ``heads_grid`` that divide ``width`` (the fixed-width control's grid)."""
         return tuple(h for h in self.heads_grid if self.width and self.width % h == 0)
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The arms that run: the model itself, its fixed-width control (built-in families,
+        ``width`` > 0) and the ensembles of one-head models (``average_control``)."""
+        return (("growing",)
+                + (("fixed_width",) if self.width and self.model in families.BUILT_IN else ())
+                + (("average",) if self.average_control else ()))
+
+    @property
+    def mixture_data(self) -> bool:
+        """Whether the data are the tokenized mixture (fresh sets drawn per seed)."""
+        return self.data == "mixture"
 
     def record_steps(self) -> tuple[int, ...]:
         """Recorded steps: log- and linearly spaced in [0, K], with θ_{K/10} and θ_K."""
@@ -207,7 +255,7 @@ def plan(config: Config) -> list[tuple[str, dict]]:
     control is one cell per primary init scale."""
     cells = []
     arms = [("growing", config.heads_grid)]
-    if config.width:
+    if "fixed_width" in config.arms:
         arms.append(("fixed_width", config.fixed_width_heads))
     ref = (config.lr, config.init_scale)
     for arm, heads in arms:
@@ -225,7 +273,7 @@ def plan(config: Config) -> list[tuple[str, dict]]:
                     cells.append((f"{arm}_H{h}_init{init:g}_n{n}",
                                   {"arm": arm, "heads": h, "init_scale": init, "n": n,
                                    "lrs": lrs, "primary": primary, "seeds": config.seeds}))
-    if config.average_control:
+    if "average" in config.arms:
         for init in sorted(set(config.primary_inits)):
             lrs = [lr for lr, i in config.primary if i == init]
             cells.append((f"average_M{max(config.heads_grid)}_init{init:g}_n{config.n}",
@@ -266,11 +314,11 @@ def _eig(fn, params, batch, config, method, key):
         return fn(deora.loss_fn, params, batch, method=method, key=key, **kw)
 
 
-def _cost(phi, params0, batch: data.Batch, reps: int = 50) -> dict:
-    """One run's GD step: FLOPs from the compiled program's ``cost_analysis()`` and warm
+def _cost(phi, layout, params0, batch: data.Batch, reps: int = 50) -> dict:
+    """One run's optimiser step: FLOPs from the compiled program's ``cost_analysis()`` and warm
     seconds per step (a scan of ``reps`` steps, timed on its second call)."""
-    loss = lambda p, X, y: _batched._loss(phi, p, X, y)           # noqa: E731
-    opt, step = train.make_step(loss, 1e-3)
+    loss = functools.partial(_batched._loss, phi, layout.loss)
+    opt, step = train.make_step(loss, 1e-3, layout.optimizer)
     state = opt.init(params0)
     compiled = jax.jit(step).lower(params0, state, batch.X, batch.y).compile()
     analysis_ = compiled.cost_analysis()
@@ -289,16 +337,89 @@ def _cost(phi, params0, batch: data.Batch, reps: int = 50) -> dict:
             "flops_per_step": flops, "seconds_per_step": (time.perf_counter() - t0) / reps}
 
 
-def _seed_data(config: Config, spec: dict, seed: int):
-    """(training set, validation set, test set, θ_0) of one seed of a cell."""
+@functools.cache
+def task_of(data: str, digits_pair: tuple) -> datasets.Task | None:
+    """The checked dataset of ``--data`` (None for the mixture, drawn per seed)."""
+    if data == "mixture":
+        return None
+    fn = datasets.resolve(data, digits_pair)
+    try:
+        arrays = fn()
+    except ImportError as e:        # an optional extra (scikit-learn for the digits)
+        raise ValueError(f"--data {data}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - a user's data callable failing
+        raise ValueError(f"--data {data}: calling it failed: {type(e).__name__}: {e}") from e
+    return datasets.check(arrays)
+
+
+def _shape(config: Config, task) -> tuple[tuple, str, int]:
+    """(input shape of one sample, loss, classes) of the run's data."""
+    if task is None:
+        return (config.T, config.d), "logistic", 1
+    return task.arrays["x_train"].shape[1:], task.loss, task.classes
+
+
+def _make(config: Config, task, arm: str):
+    """The nnx family's ``make`` for an arm (None for the Deora family's pure functions)."""
+    if config.model == "deora":
+        return None
+    if config.model == "transformer":
+        shape, loss, classes = _shape(config, task)
+        return families.transformer(shape[-1], classes if loss == "cross_entropy" else 1,
+                                    **({"d_model": config.width} if arm == "fixed_width"
+                                       else {"head_dim": config.head_dim}))
+    return datasets.load_callable(config.model, "--model")
+
+
+class SeedData(NamedTuple):
+    """One seed of a cell: its sets, θ_0 of every member (one unless ensembles), the model
+    output, and the replace-one indices with their replacement samples."""
+
+    train: data.Batch
+    val: data.Batch
+    test: data.Batch
+    members: list
+    phi: object
+    which: np.ndarray
+    fresh: data.Batch | None
+
+
+def _seed_data(config: Config, spec: dict, seed: int) -> SeedData:
+    """The data, θ_0 and replacements of one seed of a cell."""
     arm, H, init, n = (spec[k] for k in ("arm", "heads", "init_scale", "n"))
-    mix = config.mixture(n)
-    prob = make_problem(mix, 1 if arm == "fixed_width" else H, init, seed, config.num_test)
-    params0 = prob.params0
-    if arm == "fixed_width":
-        k_init = jax.random.fold_in(jax.random.split(jax.random.key(seed), 3)[2], H)
-        params0 = families.fixed_width_init(k_init, config.d, H, init, config.width)
-    return prob.train, _validation(mix, seed, config.num_val), prob.test, params0
+    M = H if arm == "average" else 1
+    R = 0 if arm == "average" else config.replace
+    task = task_of(config.data, config.digits_pair)
+    deora_family = config.model == "deora"
+    if task is None:
+        mix = config.mixture(n)
+        prob = make_problem(mix, H if deora_family and arm != "fixed_width" else 1, init, seed,
+                            config.num_test)
+        train_, test, val = prob.train, prob.test, _validation(mix, seed, config.num_val)
+        which, fresh = _replacements(mix, seed, n, R) if R else (np.zeros(0, int), None)
+        p0 = prob.params0
+    else:
+        sp = datasets.seed_split(task, seed, n, config.num_val, spare=R)
+        train_, val, test = (data.Batch(jnp.asarray(sp[f"x_{k}"]), jnp.asarray(sp[f"y_{k}"]))
+                             for k in ("train", "val", "test"))
+        rng = np.random.default_rng([seed, 7_919])
+        which = np.sort(rng.choice(n, R, replace=False)) if R else np.zeros(0, int)
+        fresh = data.Batch(jnp.asarray(sp["x_spare"]), jnp.asarray(sp["y_spare"])) if R else None
+        k_init = jax.random.split(jax.random.key(seed), 3)[2]
+        p0 = (deora.init_params(k_init, train_.X.shape[-1], H, init) if deora_family
+              and arm != "fixed_width" else None)
+    if deora_family:
+        if arm == "fixed_width":
+            k_init = jax.random.fold_in(jax.random.split(jax.random.key(seed), 3)[2], H)
+            p0 = families.fixed_width_init(k_init, train_.X.shape[-1], H, init, config.width)
+        members = [_take(p0, slice(m, m + 1)) for m in range(M)] if M > 1 else [p0]
+        phi = families.phi_of("fixed_width" if arm == "fixed_width" else "growing")
+    else:
+        make = _make(config, task, arm)
+        built = ([families.nnx_params(make, 1, seed * 100_003 + m, init) for m in range(M)]
+                 if M > 1 else [families.nnx_params(make, H, seed, init)])
+        members, phi = [p for p, _ in built], built[0][1]
+    return SeedData(train_, val, test, members, phi, which, fresh)
 
 
 def run_cell(config: Config, spec: dict) -> dict:
@@ -311,42 +432,40 @@ def run_cell(config: Config, spec: dict) -> dict:
     E, K = len(lrs), config.steps
     M = H if arm == "average" else 1
     R = config.replace if arm != "average" else 0
-    phi = families.phi_of("fixed_width" if arm == "fixed_width" else "growing")
-    mix = config.mixture(n)
     seeds = [config.seed + s for s in range(S)]
     sets = [_seed_data(config, spec, sd) for sd in seeds]
-    members = [[_take(p0, slice(m, m + 1)) for m in range(M)] if arm == "average" else [p0]
-               for *_, p0 in sets]
+    phi = sets[0].phi
+    _, loss, classes = _shape(config, task_of(config.data, config.digits_pair))
+    trivial = datasets.trivial_loss(loss, classes)
     # base rows (e, s, m), then one retraining per (primary e, s, r)
-    X, y, p0, lr_rows, pairs, which_all = [], [], [], [], [], []
+    X, y, p0, lr_rows, pairs = [], [], [], [], []
     for e in range(E):
         for s in range(S):
             for m in range(M):
-                X.append(sets[s][0].X)
-                y.append(sets[s][0].y)
-                p0.append(members[s][m])
+                X.append(sets[s].train.X)
+                y.append(sets[s].train.y)
+                p0.append(sets[s].members[m])
                 lr_rows.append(lrs[e])
-    reps = [_replacements(mix, sd, n, R) if R else (np.zeros(0, int), None) for sd in seeds]
     for e in primary if R else ():
         for s in range(S):
-            which, fresh = reps[s]
-            for r, i in enumerate(which):
-                X.append(sets[s][0].X.at[i].set(fresh.X[r]))
-                y.append(sets[s][0].y.at[i].set(fresh.y[r]))
-                p0.append(members[s][0])
+            for r, i in enumerate(sets[s].which):
+                X.append(sets[s].train.X.at[i].set(sets[s].fresh.X[r]))
+                y.append(sets[s].train.y.at[i].set(sets[s].fresh.y[r]))
+                p0.append(sets[s].members[0])
                 lr_rows.append(lrs[e])
                 pairs.append((e * S + s) * M)
-                which_all.append(int(i))
     layout = _batched.Layout(E, S, M, tuple(pairs),
-                             tuple(config.heads_grid) if arm == "average" else ())
+                             tuple(config.heads_grid) if arm == "average" else (), loss,
+                             config.optimizer)
     probe_s = range(max(1, config.probe_seeds)) if arm == "growing" else range(0)
     snap_rows = tuple((e * S + s) for e in primary for s in probe_s)
     steps_p = probe_steps(K)
     rec_steps = config.record_steps()
-    eval_sets = {name: (jnp.stack([st[i].X for st in sets]), jnp.stack([st[i].y for st in sets]))
-                 for i, name in enumerate(("train", "val", "test"))}
+    eval_sets = {name: (jnp.stack([getattr(st, name).X for st in sets]),
+                        jnp.stack([getattr(st, name).y for st in sets]))
+                 for name in ("train", "val", "test")}
     out = _batched.train_runs(phi, _stack(p0), jnp.stack(X), jnp.stack(y),
-                              jnp.asarray(lr_rows, dtype=sets[0][0].X.dtype), eval_sets,
+                              jnp.asarray(lr_rows, dtype=sets[0].train.X.dtype), eval_sets,
                               layout=layout, steps=K, record_steps=rec_steps,
                               snapshot_rows=snap_rows, snapshot_steps=steps_p if snap_rows else ())
     curves = np.asarray(out["loss"])                                      # [K+1, rows]
@@ -363,8 +482,8 @@ def run_cell(config: Config, spec: dict) -> dict:
     for e, lr in enumerate(lrs):
         part = {"lr": lr, "primary": e in primary}
         if arm == "average":
-            outcomes = [[_batched.failed(curves[:, (e * S + s) * M + m], int(bad[(e * S + s) * M
-                                                                                 + m]))
+            outcomes = [[_batched.failed(curves[:, (e * S + s) * M + m],
+                                         int(bad[(e * S + s) * M + m]), trivial)
                          for m in range(M)] for s in range(S)]
             part["members_failed"] = [sum(o["failed"] for o in row) for row in outcomes]
             part["curves"] = {q: [[rounded(recs[q][:, e, s, j]) for s in range(S)]
@@ -375,7 +494,7 @@ def run_cell(config: Config, spec: dict) -> dict:
             per_lr.append(part)
             continue
         rows = [(e * S + s) * M for s in range(S)]
-        outcomes = [_batched.failed(curves[:, r], int(bad[r])) for r in rows]
+        outcomes = [_batched.failed(curves[:, r], int(bad[r]), trivial) for r in rows]
         part["outcome"] = {k: [o[k] for o in outcomes]
                            for k in ("failed", "failed_step", "spiked", "max_loss_ratio")}
         part["final_loss"] = [float(curves[-1, r]) for r in rows]
@@ -388,40 +507,86 @@ def run_cell(config: Config, spec: dict) -> dict:
             part["pair_dist"] = [[rounded(recs["pair_dist"][:, j])
                                   for j in j0 if pairs[j] == rows[s]] for s in range(S)]
             part["replaced_failed"] = [[_batched.failed(curves[:, layout.base + j],
-                                                        int(bad[layout.base + j]))["failed"]
+                                                        int(bad[layout.base + j]),
+                                                        trivial)["failed"]
                                         for j in j0 if pairs[j] == rows[s]] for s in range(S)]
         per_lr.append(part)
-    payload = {"record_steps": list(rec_steps), "per_lr": per_lr, "timing": timing}
+    payload = {"record_steps": list(rec_steps), "per_lr": per_lr, "timing": timing,
+               "trivial_loss": trivial}
     if arm == "growing" and primary:
-        payload.update(_probe(config, spec, sets, lrs, primary, out, reps, steps_p, probe_s,
-                              curves, timing))
-    if init == min(config.init_scale_grid) and n == config.n and arm != "average":
-        payload["cost"] = _cost(phi, sets[0][3], sets[0][0])
-    elif arm == "average":
-        payload["cost"] = _cost(phi, members[0][0], sets[0][0])     # one member (H = 1)
+        payload.update(_probe(config, spec, sets, lrs, primary, out, steps_p, probe_s, curves,
+                              timing, layout, trivial))
+    if arm == "average" or (init == min(config.init_scale_grid) and n == config.n):
+        # one member of an ensemble (H = 1): analysis.cost scales it by H
+        payload["cost"] = _cost(phi, layout, sets[0].members[0], sets[0].train)
     payload["seconds"] = time.perf_counter() - t0
     return payload
 
 
-def _probe(config, spec, sets, lrs, primary, out, reps, steps_p, probe_s, curves, timing):
-    """On the primary slices of the growing arm: λmax(θ_0) and the NTK margin at θ_0 per seed;
-    λmin, λmax at θ_0, θ_{K/10}, θ_K of the probe seeds; G and β for the stability bounds."""
+@functools.cache
+def _operators(phi, loss: str) -> dict:
+    """∇²L̂ and the curvature term N of one model structure and loss, built once so that
+    every probe of that structure reuses their compiled HVPs."""
+    curv = spectral.Curvature(phi, loss=loss)
+    return {"curv": curv, "hess": spectral.Hessian(curv.value)}
+
+
+def assumption_probe(phi, loss: str, params, batch: data.Batch, key, krylov: int) -> dict:
+    """At θ = ``params`` on ``batch``: L̂, certified λmin and λmax of ∇²L̂, λmin of the curvature
+    term N (Gauss–Newton split), and the theorem λmin(∇²L̂) ≥ λmin(N) (G ⪰ 0, Weyl) decided
+    from their probabilistic intervals (each holds with probability ≥ 1 − δ whatever the
+    spectrum), for any model family."""
+    ops = _operators(phi, loss)
+    args = (batch.X, batch.y)
+    P = sum(int(np.size(a)) for a in jax.tree.leaves(params))
+    opts = {"krylov": max(2, min(krylov, P - 1)), "tol": 1e-8, "max_restarts": 5}
+    hess, curv = ops["hess"].linearise(params, *args), ops["curv"].linearise(params, *args)
+    L = float(ops["curv"].value(params, *args))
+    k = jax.random.split(key, 3)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Lanczos did not converge")
+        hi = spectral.Lanczos(which="largest", **opts)(hess, key=k[0])[0]
+        loN = spectral.Lanczos(which="smallest", **opts)(curv, key=k[1])[0]
+        lo = spectral.Lanczos(which="smallest", failure_prob=spectral.DEFAULT_FAILURE_PROB,
+                              **opts)(hess, key=k[2], target=Interval(*loN.prob_interval))[0]
+    verdict, margin = compare(Interval(*lo.prob_interval), Interval(*loN.prob_interval))
+    return {"loss": L, "lambda_min": lo.value, "lambda_min_prob_interval": list(lo.prob_interval),
+            "lambda_min_converged": bool(lo.converged), "lambda_max": hi.value,
+            "lambda_min_N": loN.value, "lambda_min_N_prob_interval": list(loN.prob_interval),
+            "theorem_verdict": str(verdict), "theorem_margin": float(margin),
+            # None where L̂ underflowed to 0 (huge margins, large η)
+            "neg_lambda_over_loss": -lo.value / L if L > 0 else None}
+
+
+def _probe(config, spec, sets, lrs, primary, out, steps_p, probe_s, curves, timing, layout,
+           trivial):
+    """On the primary slices of the growing arm, at θ_0, θ_{K/10}, θ_K of the probe seeds:
+    :func:`assumption_probe` (every family). For the Deora family also, per seed, λmax(θ_0),
+    the NTK margin at θ_0 (realizability) and the token norms the theory assumes, the
+    weak-convexity chain at θ_K of the probe seeds, and G, β for the stability bounds."""
     t0 = time.perf_counter()
     H, S, K = spec["heads"], spec["seeds"], config.steps
-    P = deora.parameter_count(config.d, H)
-    method = "exact" if P <= config.exact_max_params else "lanczos"
     key = jax.random.key(config.seed + 17)
-    init = {"loss0": [], "lambda_max0": [], "ntk_margin": [], "ntk_separable": []}
-    lmin0 = {}
-    for s, (tr, _, _, p0) in enumerate(sets):
-        hi = _eig(spectral.lambda_max, p0, tr, config, method, key)
-        mm = deora.max_margin(p0, tr.X, tr.y)
-        init["loss0"].append(float(curves[0, s]))
-        init["lambda_max0"].append(hi.value)
-        init["ntk_margin"].append(mm.margin)
-        init["ntk_separable"].append(bool(mm.separable))
-        if s in probe_s and s < config.probe_seeds:
-            lmin0[s] = _eig(spectral.lambda_min, p0, tr, config, method, key)
+    deora_family = config.model == "deora"
+    phi = sets[0].phi
+    out_ = {}
+    if deora_family:
+        P = deora.parameter_count(sets[0].train.X.shape[-1], H)
+        method = "exact" if P <= config.exact_max_params else "lanczos"
+        init = {"loss0": [], "lambda_max0": [], "ntk_margin": [], "ntk_separable": [],
+                "token_norm_max": [], "query_norm_max": []}
+        for s, sd in enumerate(sets):
+            p0, tr = sd.members[0], sd.train
+            mm = deora.max_margin(p0, tr.X, tr.y)
+            norms = jnp.linalg.norm(tr.X, axis=-1)          # ‖x_t‖ per sample and token
+            for name, v in (("loss0", float(curves[0, s])),
+                            ("lambda_max0", _eig(spectral.lambda_max, p0, tr, config, method,
+                                                 key).value),
+                            ("ntk_margin", mm.margin), ("ntk_separable", bool(mm.separable)),
+                            ("token_norm_max", float(norms.max())),
+                            ("query_norm_max", float(norms[:, 0].max()))):
+                init[name].append(v)
+        out_["init"] = init
     snaps = out["snapshots"]
     probes = {lrs[e]: [] for e in primary}
     consts = {}
@@ -429,35 +594,86 @@ def _probe(config, spec, sets, lrs, primary, out, reps, steps_p, probe_s, curves
         G = beta = 0.0
         for j, s in enumerate(probe_s):
             row = i * len(probe_s) + j
-            tr = sets[s][0]
-            which, fresh = reps[s]
-            pool = (jnp.concatenate([tr.X, fresh.X, sets[s][2].X[:config.const_test]]),
-                    jnp.concatenate([tr.y, fresh.y, sets[s][2].y[:config.const_test]]))
+            sd = sets[s]
             for t, k in enumerate(steps_p):
                 theta = _take(snaps, (t, row))
                 L = float(curves[k, e * S + s])
-                if not math.isfinite(L) or L > math.log(2):
+                if not math.isfinite(L):
                     continue
-                g, b = deora.per_sample_constants(theta, *pool)
-                G, beta = max(G, float(g.max())), max(beta, float(b.max()))
+                if deora_family and L <= trivial:   # G, β along runs that did not fail
+                    pool = (jnp.concatenate([sd.train.X, sd.fresh.X,
+                                             sd.test.X[:config.const_test]]),
+                            jnp.concatenate([sd.train.y, sd.fresh.y,
+                                             sd.test.y[:config.const_test]]))
+                    g, b = deora.per_sample_constants(theta, *pool)
+                    G, beta = max(G, float(g.max())), max(beta, float(b.max()))
                 if s >= config.probe_seeds:
                     continue
-                lo = lmin0[s] if k == 0 else _eig(spectral.lambda_min, theta, tr, config, method,
-                                                  key)
-                hi_v = (init["lambda_max0"][s] if k == 0 else
-                        _eig(spectral.lambda_max, theta, tr, config, method, key).value)
-                probes[lrs[e]].append({
-                    "seed": s, "stage": _stage(k, K), "step": k, "loss": L,
-                    "lambda_min": lo.value, "lambda_min_residual": lo.residual,
-                    "lambda_min_converged": bool(lo.converged), "lambda_max": hi_v,
-                    "eta_lambda_max": lrs[e] * hi_v,
-                    # None where L̂ underflowed to 0 (huge margins, large η)
-                    "neg_lambda_over_loss": -lo.value / L if L > 0 else None,
-                    "kappa_hat": max(0.0, -lo.value) * math.sqrt(H) / L if L > 0 else None})
+                rec = assumption_probe(phi, layout.loss, theta, sd.train,
+                                       jax.random.fold_in(key, k), config.krylov)
+                rec.update(seed=s, stage=_stage(k, K), step=k,
+                           eta_lambda_max=lrs[e] * rec["lambda_max"],
+                           kappa_hat=(max(0.0, -rec["lambda_min"]) * math.sqrt(H) / rec["loss"]
+                                      if rec["loss"] > 0 else None))
+                if deora_family and k == K:
+                    with warnings.catch_warnings():   # an open interval is in the verdict
+                        warnings.filterwarnings("ignore", message="Lanczos did not converge")
+                        ch = deora.chain(theta, sd.train, key=jax.random.fold_in(key, 7 * k + 1),
+                                         krylov=max(2, min(config.krylov,
+                                                           _size(theta) - 1)))[0]
+                    rec["chain_verdict"] = str(ch.verdict)
+                probes[lrs[e]].append(rec)
         consts[lrs[e]] = {"G": G, "beta": beta}
     timing["probes"] = time.perf_counter() - t0
-    return {"init": init, "probes": {str(k): v for k, v in probes.items()},
-            "constants": {str(k): v for k, v in consts.items()}, "method": method}
+    out_.update(probes={str(k): v for k, v in probes.items()},
+                constants={str(k): v for k, v in consts.items()})
+    return out_
+
+
+def _size(tree) -> int:
+    return sum(int(np.size(a)) for a in jax.tree.leaves(tree))
+
+
+def prepare(config: Config) -> None:
+    """Check the model family and the data against their contracts before any work: the data
+    callable's arrays (:func:`datasets.check`), the training pool against n, num_val and
+    replace, the Deora family's token input and ±1 labels, and every arm's output shape
+    against the labels (traced with ``jax.eval_shape``, nothing compiled)."""
+    task = task_of(config.data, config.digits_pair)
+    shape, loss, classes = _shape(config, task)
+    if task is not None:
+        for n in set(config.n_grid):
+            datasets.seed_split(task, config.seed, n, config.num_val, spare=config.replace)
+    if config.model == "deora":
+        if loss != "logistic":
+            raise ValueError("--model deora has one output per input (labels ±1); for "
+                             f"{classes} classes use --model transformer or MODULE:FUNCTION.")
+        if len(shape) != 2 or shape[0] < 2:
+            raise ValueError(f"--model deora takes token inputs x [n, T, d] with T >= 2; "
+                             f"--data gives samples of shape {list(shape)}.")
+        return
+    x_shape = (2,) + tuple(shape)
+    want = (2,) if loss == "logistic" else (2, classes)
+    arms = ["growing"] + (["fixed_width"] if config.width and config.model == "transformer"
+                          else [])
+    for arm in arms:
+        heads = config.fixed_width_heads if arm == "fixed_width" else config.heads_grid
+        for h in sorted({min(heads), max(heads)}):
+            try:
+                got = families.output_shape(_make(config, task, arm), h, x_shape,
+                                            jax.dtypes.canonicalize_dtype(float))
+            except Exception as e:  # noqa: BLE001 - a user's module failing to build or run
+                if str(e).startswith("--model"):
+                    raise
+                raise ValueError(f"--model {config.model}: building or calling the module "
+                                 f"with {h} heads on inputs of shape {list(x_shape)} failed: "
+                                 f"{type(e).__name__}: {e}") from e
+            if tuple(got) != want:
+                what = ("[N] (one logit per input) for labels ±1" if loss == "logistic" else
+                        f"[N, {classes}] (one logit per class) for integer labels")
+                raise ValueError(f"--model {config.model}: with {h} heads the module maps "
+                                 f"x {list(x_shape)} to {list(got)}, but the labels need "
+                                 f"{what}.")
 
 
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
@@ -466,6 +682,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
     figures; return the summary."""
     t0 = time.perf_counter()
     out = Path(out_dir)
+    prepare(config)
     cells = plan(config)
     # a cell's spec holds its step sizes, primary slices and seed count; the grids and the
     # analysis fields only choose which cells exist or how they are read
@@ -474,8 +691,10 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
         "loss_targets", "alpha", "average_control", "bayes_samples"}
     payloads = run_cells(out, cells, lambda spec: run_cell(config, spec), resume=resume,
                          progress=progress, desc="heads cells", config=config, ignore=ignore)
-    bayes, bayes_se = data.bayes_error(config.mixture(), jax.random.key(config.seed + 99),
-                                       num=config.bayes_samples)
+    bayes = bayes_se = None
+    if config.mixture_data:
+        bayes, bayes_se = data.bayes_error(config.mixture(), jax.random.key(config.seed + 99),
+                                           num=config.bayes_samples)
     records = make_records(payloads, bayes)
     summary = analysis.summarise(records, payloads, config)
     summary["slopes"] = slopes(records, summary, config)

@@ -67,3 +67,74 @@ def parameter_count(arm: str, d: int, num_heads: int, width: int) -> int:
     if arm == "growing":
         return deora.parameter_count(d, num_heads)
     return num_heads * (2 * d * (width // num_heads) + d)
+
+
+# ---------------------------------------------------------------------------------------------
+# Any flax.nnx model family: ``make(num_heads, *, rngs) -> nnx.Module``
+
+#: the built-in families (``--model``); anything else is ``MODULE:FUNCTION``
+BUILT_IN = ("deora", "transformer")
+
+
+class NnxApply:
+    """The pure output ``phi(params, X)`` of an nnx module structure: ``nnx.merge`` of its
+    graph, the parameters (a pure dict) and its other state, called on X. One object per
+    structure (:func:`nnx_params`), so every cell of that structure reuses its compiled
+    programs."""
+
+    def __init__(self, graphdef, rest):
+        self.graphdef, self.rest = graphdef, rest
+
+    def __call__(self, params, X):
+        """The module's output on ``X`` with parameters ``params``."""
+        from flax import nnx
+
+        return nnx.merge(self.graphdef, nnx.State(params), self.rest)(X)
+
+
+_PHI: dict = {}
+
+
+def nnx_params(make, num_heads: int, seed: int, init_scale: float):
+    """``make(num_heads, rngs=nnx.Rngs(seed))``'s parameters as a pure dict, times
+    ``init_scale`` (the sweep's init scale multiplies the module's own initial parameters), and
+    the :class:`NnxApply` of its structure."""
+    from flax import nnx
+
+    module = make(num_heads, rngs=nnx.Rngs(params=seed))
+    if not isinstance(module, nnx.Module):
+        raise ValueError(f"--model: make({num_heads}, rngs=...) must return a flax.nnx.Module, "
+                         f"got {type(module).__name__}.")
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    phi = _PHI.setdefault(graphdef, NnxApply(graphdef, rest))
+    return jax.tree.map(lambda a: init_scale * jnp.asarray(a), nnx.to_pure_dict(params)), phi
+
+
+def output_shape(make, num_heads: int, x_shape: tuple, dtype) -> tuple:
+    """The shape of ``make(num_heads)``'s output on inputs of ``x_shape``, traced abstractly
+    (``nnx.eval_shape`` and ``jax.eval_shape``: no parameter is drawn, nothing compiles)."""
+    from flax import nnx
+
+    module = nnx.eval_shape(lambda: make(num_heads, rngs=nnx.Rngs(params=0)))
+    if not isinstance(module, nnx.Module):
+        raise ValueError(f"--model: make({num_heads}, rngs=...) must return a flax.nnx.Module, "
+                         f"got {type(module).__name__}.")
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    return tuple(jax.eval_shape(NnxApply(graphdef, rest), nnx.to_pure_dict(params),
+                                jax.ShapeDtypeStruct(x_shape, dtype)).shape)
+
+
+def transformer(d_in: int, classes: int, *, head_dim: int | None = None,
+                d_model: int | None = None):
+    """The ``transformer`` family: ``make(H)`` is an :class:`mhatheory.models.EncoderClassifier`
+    (one layer) with d_model = H·``head_dim`` (fixed head size) or ``d_model`` (fixed width),
+    parameters in the default float dtype."""
+    from mhatheory.models import EncoderClassifier
+
+    def make(num_heads, *, rngs):
+        return EncoderClassifier(d_in, classes, d_model=d_model or num_heads * head_dim,
+                                 num_heads=num_heads, rngs=rngs,
+                                 param_dtype=jnp.zeros(()).dtype)
+
+    return make
+

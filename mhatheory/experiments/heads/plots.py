@@ -104,7 +104,8 @@ def tuned(summary, bayes: float):
         axes[1].plot(h, [t["init_scale"] for t in rows], style[0] + ":", color=color,
                      alpha=0.5, label=f"init scale ({arm})")
         axes[2].plot(h, [t["stop_step"] for t in rows], style, color=color, label=label)
-    axes[0].axhline(bayes, color="k", ls=":", lw=1, label="Bayes floor")
+    if bayes is not None:
+        axes[0].axhline(bayes, color="k", ls=":", lw=1, label="Bayes floor")
     axes[0].set_ylabel("0-1 error at the selected setting (fraction)")
     axes[1].set_yscale("log")
     axes[1].set_ylabel("selected η and init scale")
@@ -313,7 +314,7 @@ def bounds_vs_gap(records, lr: float, init: float):
 
 def all_figures(records, summary, config) -> dict:
     """The figures ``mhatheory run heads`` writes, by file name."""
-    bayes = records[0]["bayes_error"] if records else float("nan")
+    bayes = records[0]["bayes_error"] if records else None
     return {
         "tuned.png": tuned(summary, bayes),
         "robustness.png": robustness(summary),

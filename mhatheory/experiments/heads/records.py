@@ -57,13 +57,15 @@ def _ensemble_records(spec, payload, bayes) -> list[dict]:
         for j, H in enumerate(part["prefixes"]):
             curves = {q: part["curves"][q][j] for q in CURVES}
             last = {q: [c[-1] for c in v] for q, v in curves.items()}
-            failed = [not (math.isfinite(v) and v <= math.log(2)) for v in last["train_loss"]]
+            trivial = payload.get("trivial_loss", math.log(2))
+            failed = [not (math.isfinite(v) and v <= trivial) for v in last["train_loss"]]
             sd = {"failed": failed, "final_loss": last["train_loss"],
                   "test_error": last["test_error"], "val_error": last["val_error"],
                   "test_loss": last["test_loss"],
                   "gen_gap": [t - f for t, f in zip(last["test_loss"], last["train_loss"],
                                                     strict=True)]}
-            sd["excess_error"] = [v - bayes for v in sd["test_error"]]
+            sd["excess_error"] = [None if bayes is None else v - bayes
+                                  for v in sd["test_error"]]
             rec = {"arm": "average", "heads": H, "lr": part["lr"],
                    "init_scale": spec["init_scale"], "n": spec["n"], "seeds": spec["seeds"],
                    "primary": True, "bayes_error": bayes, "failed_frac": float(np.mean(failed)),
@@ -103,7 +105,7 @@ def _record(spec, payload, part, bayes) -> dict:
                "val_error": last["val_error"], "train_error": last["train_error"],
                "test_loss": last["test_loss"], "theta_dist": last["theta_dist"]})
     sd["gen_gap"] = [t - f for t, f in zip(sd["test_loss"], sd["final_loss"], strict=True)]
-    sd["excess_error"] = [v - bayes for v in sd["test_error"]]
+    sd["excess_error"] = [None if bayes is None else v - bayes for v in sd["test_error"]]
     rec = {"arm": spec["arm"], "heads": spec["heads"], "lr": part["lr"],
            "init_scale": spec["init_scale"], "n": spec["n"], "seeds": S,
            "primary": part["primary"], "bayes_error": bayes,
@@ -123,17 +125,20 @@ def _record(spec, payload, part, bayes) -> dict:
                         if any(k) else None for r, k in zip(final, ok, strict=True)]
         sd["eps2"] = [None if v is None else math.sqrt(v) for v in sd["eps2sq"]]
         quantities += ["eps1", "eps2"]
+    if "probes" in payload and part["primary"]:
+        probes = payload["probes"][str(part["lr"])]
+        rec["probes"] = probes
+        for q in ("neg_lambda_over_loss", "kappa_hat", "eta_lambda_max"):
+            for stage, vals in _stage_values(probes, S, q).items():
+                sd[f"{q}_{stage}"] = vals
+                quantities.append(f"{q}_{stage}")
     if "init" in payload and part["primary"]:
         init = payload["init"]
         sd["lambda_max0"] = list(init["lambda_max0"])
         sd["eta_lambda_max0"] = [part["lr"] * v for v in init["lambda_max0"]]
         sd["ntk_margin"] = list(init["ntk_margin"])
         rec["ntk_separable_frac"] = float(np.mean(init["ntk_separable"]))
-        probes = payload["probes"][str(part["lr"])]
-        for q in ("neg_lambda_over_loss", "kappa_hat", "eta_lambda_max"):
-            for stage, vals in _stage_values(probes, S, q).items():
-                sd[f"{q}_{stage}"] = vals
-                quantities.append(f"{q}_{stage}")
+        rec["token_norm_max"] = max(init.get("token_norm_max", [math.nan]))
         quantities += ["lambda_max0", "eta_lambda_max0", "ntk_margin"]
         c = payload["constants"][str(part["lr"])]
         rec["G"], rec["beta"] = c["G"], c["beta"]
