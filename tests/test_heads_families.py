@@ -148,8 +148,7 @@ def test_the_digits_load_as_tokens_with_a_fixed_stratified_split():
 
 def test_a_tiny_sweep_on_the_digits(tmp_path):
     out = tmp_path / "digits"
-    argv = ["run", "heads", "--data", "digits", "--out", str(out), "--width", "2",
-            *[a for a in TINY if a != "--no-average-control"]]
+    argv = ["run", "heads", "--data", "digits", "--out", str(out), "--width", "0", *TINY]
     argv[argv.index("--lr-grid") + 1] = "1.0,16.0"
     for flag in ("--lr", "--primary-lrs"):
         argv[argv.index(flag) + 1] = "1.0"
@@ -158,7 +157,7 @@ def test_a_tiny_sweep_on_the_digits(tmp_path):
     names = {a["assumption"] for a in s["assumptions"]}
     assert "NTK features separable at θ₀ (realizability)" in names
     assert "weak-convexity chain at θ_K (certified)" in names
-    assert s["grid"]["arms"] == ["growing", "fixed_width", "average"]
+    assert s["grid"]["arms"] == ["growing"] and s["bayes_error"] is None
 
 
 @pytest.mark.parametrize("args, message", [

@@ -134,6 +134,16 @@ class TransformerLayer(nnx.Module):
         return self._sublayer(x, self.ff, self.norms[-1], mlp_res)
 
 
+def _check_sizes(d_model: int, num_heads: int, d_ff: int | None, **sizes) -> None:
+    """Every size a positive integer and d_model a multiple of num_heads."""
+    for name, v in (*sizes.items(), ("d_model", d_model), ("num_heads", num_heads),
+                    *((("d_ff", d_ff),) if d_ff is not None else ())):
+        _validate.positive_int(name, v)
+    if d_model % num_heads:
+        raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}; "
+                         "choose d_model as a multiple of num_heads (d_k = d_model/h).")
+
+
 class EncoderClassifier(nnx.Module):
     """Real-valued tokens ``x [..., T, d_in]`` → logits: a linear embedding to d_model plus
     learned positions, ``num_layers`` non-causal pre-LN :class:`TransformerLayer` s, a final
@@ -151,13 +161,8 @@ class EncoderClassifier(nnx.Module):
     def __init__(self, d_in: int, num_classes: int, *, d_model: int, num_heads: int,
                  num_layers: int = 1, d_ff: int | None = None, max_len: int = 64,
                  rngs: nnx.Rngs, param_dtype=jnp.float32):
-        for name, v in (("d_in", d_in), ("num_classes", num_classes), ("d_model", d_model),
-                        ("num_heads", num_heads), ("num_layers", num_layers),
-                        ("max_len", max_len)) + ((("d_ff", d_ff),) if d_ff is not None else ()):
-            _validate.positive_int(name, v)
-        if d_model % num_heads:
-            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}; "
-                             "choose d_model as a multiple of num_heads (d_k = d_model/h).")
+        _check_sizes(d_model, num_heads, d_ff, d_in=d_in, num_classes=num_classes,
+                     num_layers=num_layers, max_len=max_len)
         _validate.floating_dtype("param_dtype", param_dtype)
         _validate.rngs("rngs", rngs)
         self.num_classes, self.max_len = num_classes, max_len
@@ -199,13 +204,8 @@ class DecoderTransformer(nnx.Module):
             raise ValueError(f"positional must be one of {POSITIONAL} (or a "
                              f"models.Positional), got {positional!r}.")
         positional = Positional(positional)
-        for name, v in (("vocab_size", vocab_size), ("d_model", d_model),
-                        ("num_heads", num_heads), ("num_layers", num_layers),
-                        ("max_len", max_len)) + ((("d_ff", d_ff),) if d_ff is not None else ()):
-            _validate.positive_int(name, v)
-        if d_model % num_heads:
-            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}; "
-                             "choose d_model as a multiple of num_heads (d_k = d_model/h).")
+        _check_sizes(d_model, num_heads, d_ff, vocab_size=vocab_size, num_layers=num_layers,
+                     max_len=max_len)
         if activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}.")
         _validate.floating_dtype("param_dtype", param_dtype)
