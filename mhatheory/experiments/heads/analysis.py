@@ -337,8 +337,3 @@ def summarise(records, payloads, config) -> dict:
         "failed_runs": int(sum(round(r["failed_frac"] * r["seeds"]) for r in records)),
         "on_edge": [t["heads"] for t in tuned_rows if t["on_edge"] and t["arm"] == "growing"],
     }
-
-
-def finite_or_none(v):
-    """``v`` as a float, or None when missing or not finite."""
-    return None if v is None or not math.isfinite(float(v)) else float(v)

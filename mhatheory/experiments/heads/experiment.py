@@ -292,8 +292,8 @@ def _replacements(mix, seed: int, n: int, R: int):
 
 
 def _validation(mix, seed: int, num: int) -> data.Batch:
-    """The seed's validation set: drawn like the training set, from its own key (so disjoint
-    in distribution-independent draws from the training and test sets)."""
+    """The seed's validation set: drawn like the training set from a key of its own, so it is
+    independent of the training and test sets (continuous features: no sample is shared)."""
     return data.sample(mix, jax.random.fold_in(jax.random.key(seed), 104_729), num)
 
 
