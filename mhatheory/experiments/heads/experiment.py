@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mhatheory import data, deora, results, train
+from mhatheory import _validate, data, deora, results, train
 from mhatheory.experiments import _batched
 from mhatheory.experiments._common import DeoraFields, make_problem
 from mhatheory.experiments.heads import analysis, datasets, families, plots, probes
@@ -316,7 +316,7 @@ def _cost(phi, layout, params0, batch: data.Batch, reps: int = 50) -> dict:
     jax.block_until_ready(many(params0))
     t0 = time.perf_counter()
     jax.block_until_ready(many(params0))
-    return {"params": int(sum(a.size for a in jax.tree.leaves(params0))),
+    return {"params": _validate.num_params(params0)[0],
             "flops_per_step": flops, "seconds_per_step": (time.perf_counter() - t0) / reps}
 
 

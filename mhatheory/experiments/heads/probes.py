@@ -12,9 +12,8 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from mhatheory import data, deora, spectral
+from mhatheory import _validate, data, deora, spectral
 from mhatheory.verdicts import Interval, compare
 
 
@@ -29,7 +28,7 @@ def _stage(k: int, steps: int) -> str:
 def _eig(fn, params, batch, config, method, key):
     """An extreme eigenvalue; a probe that misses tol = 1e-8 after 5 restarts is kept with its
     residual (recorded) instead of warning once per probe."""
-    P = sum(a.size for a in jax.tree.leaves(params))
+    P = _validate.num_params(params)[0]
     kw = ({} if method == "exact" else
           {"krylov": min(config.krylov, P - 1), "tol": 1e-8, "max_restarts": 5})
     with warnings.catch_warnings():
@@ -52,7 +51,7 @@ def assumption_probe(phi, loss: str, params, batch: data.Batch, key, krylov: int
     spectrum), for any model family."""
     ops = _operators(phi, loss)
     args = (batch.X, batch.y)
-    P = sum(int(np.size(a)) for a in jax.tree.leaves(params))
+    P = _validate.num_params(params)[0]
     opts = {"krylov": max(2, min(krylov, P - 1)), "tol": 1e-8, "max_restarts": 5}
     hess, curv = ops["hess"].linearise(params, *args), ops["curv"].linearise(params, *args)
     L = float(ops["curv"].value(params, *args))
@@ -134,7 +133,7 @@ def probe(config, spec, sets, lrs, primary, out, steps_p, probe_s, curves, timin
                         warnings.filterwarnings("ignore", message="Lanczos did not converge")
                         ch = deora.chain(theta, sd.train, key=jax.random.fold_in(key, 7 * k + 1),
                                          krylov=max(2, min(config.krylov,
-                                                           _size(theta) - 1)))[0]
+                                                           _validate.num_params(theta)[0] - 1)))[0]
                     rec["chain_verdict"] = str(ch.verdict)
                 probes[lrs[e]].append(rec)
         consts[lrs[e]] = {"G": G, "beta": beta}
@@ -142,7 +141,3 @@ def probe(config, spec, sets, lrs, primary, out, steps_p, probe_s, curves, timin
     out_.update(probes={str(k): v for k, v in probes.items()},
                 constants={str(k): v for k, v in consts.items()})
     return out_
-
-
-def _size(tree) -> int:
-    return sum(int(np.size(a)) for a in jax.tree.leaves(tree))
