@@ -2,7 +2,7 @@
 
 Each source tree (this checkout by default; ``--tree DIR`` adds another checkout, e.g. an older
 commit in a ``git worktree``) runs the same one-cell sweep (H = 4, one layer, fixed d_model,
-one seed, 30 AdamW steps, the probes at steps 5 and 30) in a fresh process with the persistent
+one seed, 30 AdamW steps, its probes) in a fresh process with the persistent
 compilation cache off, and reports the wall time, the seconds XLA spent compiling (JAX's
 ``backend_compile`` events) and the programs that took longest.
 
@@ -36,8 +36,15 @@ for name in ("mhatheory.experiments.transformer_curvature.experiment",
         break
     except ModuleNotFoundError:
         continue
-cfg = mod.Config(heads_grid=(4,), layers_grid=(1,), scaling_grid=("fixed_d_model",), seeds=1,
-                 num_train=200, probe_batch=16, batch=32, steps=30, early_step=5, warmup=2)
+import dataclasses
+fields = {f.name for f in dataclasses.fields(mod.Config)}
+# the one-cell sweep in either generation of the config (fixed steps, or train-until-learned)
+kw = dict(heads_grid=(4,), layers_grid=(1,), scaling_grid=("fixed_d_model",), seeds=1,
+          num_train=200, probe_batch=16, batch=32, warmup=2)
+kw.update(dict(steps=30, early_step=5) if "steps" in fields else
+          dict(tasks=("addition",), d_model=16, num_val=50, num_test=50, small_probe_batch=8,
+               max_steps=30, eval_every=5, lr_grid=(1e-2,), loss_levels=(1.5,)))
+cfg = mod.Config(**kw)
 t0 = time.perf_counter()
 with tempfile.TemporaryDirectory() as out:
     mod.run(cfg, out, progress=False)

@@ -1,47 +1,55 @@
-"""``mhatheory run transformer-curvature``: the λmin–H law beyond one layer, on a causal
-:class:`~mhatheory.models.DecoderTransformer` trained on 3-digit addition.
+"""``mhatheory run transformer-curvature``: the λmin–H law on Transformers that have learned,
+read at matched loss, on two tasks (:mod:`.tasks`): a causal
+:class:`~mhatheory.models.DecoderTransformer` on 3-digit addition and an
+:class:`~mhatheory.models.EncoderClassifier` on the 10-class UCI digits.
 
-Each cell (scaling, H, layers, seed) trains with AdamW exactly as ``mhatheory run symmetry`` does
-(teacher forcing on the answer digits, :func:`mhatheory.experiments.symmetry.loss`, warm-up +
-cosine, batches a function of (seed, step)) and probes, on one FIXED training batch of
-``probe_batch`` sequences, at three stages (init = step 0, early = ``early_step``, late =
-``steps``):
+Each cell (task, d_model, H, layers, seed) trains with AdamW (:mod:`.training`) until it has
+learned: validation exact-match accuracy ≥ ``target_accuracy`` or probe-batch loss ≤
+``target_loss``, and every matched loss level reached (or ``max_steps``; a cell that stops there
+is reported as not learned, never dropped), at the peak learning rate of ``lr_grid`` chosen per
+cell on validation data. It is probed on a fixed batch of ``probe_batch``
+training samples
 
-* L̂: cross-entropy on the answer tokens only (``weights`` = the answer mask over
-  [batch, positions]), the same loss the model trains on;
-* λmin, λmax of ∇²L̂ and λmin(N), N the curvature term of the split ∇²L̂ = G + N
-  (:class:`mhatheory.spectral.Curvature` with ``loss="cross_entropy"``), all certified intervals;
-* −λmin/L̂, the quantity whose H-dependence the one-layer theory predicts (≤ κ/√H);
-* per-layer block λmin of ∇²L̂ (:func:`mhatheory.spectral.subtree_blocks` under ``layers``) and
-  per-head block λmin of N in the first layer (query/key/value kernels and biases of head h,
-  whose head axis is −2 in :class:`mhatheory.attention.MultiHeadAttention`; the output kernel
-  mixes heads and is left out).
+* at init (step 0);
+* at each matched level — the task's marginal entropy, then ``loss_levels`` — at the first
+  reading whose loss is at or below it, so that H is compared at equal progress, not equal step;
+* at the end of training (``late``), on the probe batch and on the first n training samples for
+  each n of ``late_probe_batches`` (more or fewer than the probe batch).
 
-The theorem row λmin(∇²L̂) ≥ λmin(N) (Weyl, G ⪰ 0) is decided at every probe from the certified
-intervals (:func:`mhatheory.verdicts.compare`). The tendency rows are log-log slopes of −λmin/L̂
-against H per (scaling, layers, stage), mean ± SE over seeds (:func:`mhatheory.trends.fit_slope`),
-set beside the H^(−1/2) of the one-layer Deora bound.
+A probe measures L̂ (the weighted cross-entropy the model trains on), certified λmin and λmax of
+∇²L̂ and λmin(N), N the curvature term of the split ∇²L̂ = G + N
+(:class:`mhatheory.spectral.Curvature`), and −λmin/L̂, the quantity whose H-dependence the
+one-layer theory bounds by κ/√H. The theorem λmin(∇²L̂) ≥ λmin(N) (Weyl, G ⪰ 0) is decided at
+every probe from the intervals (:func:`mhatheory.verdicts.compare`); the tendencies are the
+per-seed log-log slopes of −λmin/L̂ against H with Student-t intervals (:mod:`.analysis`).
 
-Scalings: ``fixed_d_model`` (Vaswani: head size d_model/H) and ``fixed_head_dim`` (d_model =
-head_dim·H, the width grows with H as in the Deora model).
+Scalings (:mod:`.grid`): ``fixed_d_model`` (Vaswani: head size d_model/H) and ``fixed_head_dim``
+(d_model = head_dim·H, the width grows with H as in the Deora model). No cell is narrower than
+d_model 8.
 """
 
+from mhatheory.experiments.transformer_curvature.analysis import rows, summarise
 from mhatheory.experiments.transformer_curvature.experiment import (
+    FULL,
     HEAD_SELECT,
-    SCALINGS,
-    STAGES,
     VERIFY,
     Config,
     Summary,
-    answer_problem,
+    load_tasks,
     operators,
     probe,
-    rows,
     run,
     run_cell,
-    summarise,
-    width,
 )
+from mhatheory.experiments.transformer_curvature.grid import (
+    MIN_D_MODEL,
+    SCALINGS,
+    scaling_members,
+    stage_names,
+    widths,
+)
+from mhatheory.experiments.transformer_curvature.training import first_below
 
-__all__ = ["Config", "HEAD_SELECT", "SCALINGS", "STAGES", "Summary", "VERIFY", "answer_problem",
-           "operators", "probe", "rows", "run", "run_cell", "summarise", "width"]
+__all__ = ["Config", "FULL", "HEAD_SELECT", "MIN_D_MODEL", "SCALINGS", "Summary", "VERIFY",
+           "first_below", "load_tasks", "operators", "probe", "rows", "run", "run_cell",
+           "scaling_members", "stage_names", "summarise", "widths"]
