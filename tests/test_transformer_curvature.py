@@ -197,9 +197,11 @@ def test_summary_and_rows():
     for s in slopes:
         assert abs(s["slope"] + 0.5) < tol(np.float64, "dense")
         assert s["lo"] <= s["slope"] <= s["hi"] and s["n"] == 3
+        assert s["verdict"] == "falls" and s["p_adjusted"] < 0.05
     (batch,) = summ["probe_batch"]
     assert batch["cells"] == 6
     assert abs(batch["log_ratio"]["mean"] - np.log(2)) < tol(np.float64, "dense") * 10
+    assert batch["log_ratio"]["verdict"] == "larger on fewer samples"
     bad = tc.rows(tc.summarise(recs[:-1] + [_rec(4, 2, "late", -0.5, 8, "VIOLATED")], cells,
                                cfg, {"addition": 1.9}))
     assert bad[0]["verdict"] == "VIOLATED"

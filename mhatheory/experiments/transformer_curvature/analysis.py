@@ -4,13 +4,16 @@ the law's slopes at matched loss, and the probe-batch comparison.
 **The law.** Per task, scaling, depth and stage, each seed's least-squares slope b of
 log(−λmin(∇²L̂)/L̂) against log H (:func:`mhatheory.trends.fit_slope`; points with λmin ≥ 0 have no
 logarithm and are counted, not fitted); the mean of the per-seed slopes with its Student-t 95 %
-interval over seeds (:func:`mhatheory.trends.t_test`). The one-layer Deora bound
+interval over seeds (:func:`mhatheory.trends.t_test`). Every slope of the run is one test of
+"b = 0": Benjamini–Hochberg across all of them (:func:`mhatheory.trends.decide`) says which fall,
+which rise and which stay undecided at false-discovery rate 5 %. The one-layer Deora bound
 −λmin/L̂ ≤ κ/√H falls like H^(−1/2); these are tendencies, reported whatever they show.
 
 **The probe batch.** At the end of training each cell is probed on the first n training samples
 for every n of ``probe_sizes``. Per task and depth, the log of the ratio of −λmin/L̂ on the
 fewest samples over the most, per cell, its mean and t-interval over cells: 0 means the negative
-curvature relative to the loss does not depend on how many samples the probe sees.
+curvature relative to the loss does not depend on how many samples the probe sees
+(Benjamini–Hochberg across the task × depth rows).
 """
 
 from __future__ import annotations
@@ -104,6 +107,16 @@ def batch_effect(late: list[dict], small: int, large: int) -> dict:
                for b in (small, large)}}
 
 
+def _adjust(tests: list[dict], direction: int, words: tuple[str, str]) -> None:
+    """Benjamini–Hochberg across ``tests`` (each with ``slope``/``mean`` and ``p``): each gains
+    ``p_adjusted`` and ``verdict``, words[0] when resolved in ``direction``, words[1] when
+    resolved the other way, else "undecided"."""
+    view = [{"mean": t.get("slope", t.get("mean")), "p": t["p"]} for t in tests]
+    for t, v, decided in zip(tests, view, trends.decide(view, direction), strict=True):
+        t["p_adjusted"] = v["p_adjusted"]
+        t["verdict"] = {"yes": words[0], "no": words[1]}.get(decided, "undecided")
+
+
 def summarise(records: list[dict], cells: list[dict], config, entropy: dict) -> dict:
     """The theorem tally, the training tally, the slopes and the probe-batch comparison.
 
@@ -127,11 +140,14 @@ def summarise(records: list[dict], cells: list[dict], config, entropy: dict) -> 
                         continue
                     slopes.append({"task": task, "scaling": scaling, "layers": layers,
                                    "stage": stage, **slope(sel, members)})
+    _adjust(slopes, direction=-1, words=("falls", "rises"))
     small, large = min(config.probe_sizes), max(config.probe_sizes)
     batch = [{"task": task, "layers": layers, "small": small, "large": large,
               **batch_effect([r for r in late if r["task"] == task and r["layers"] == layers],
                              small, large)}
              for task in config.tasks for layers in config.layers_grid]
+    _adjust([b["log_ratio"] for b in batch], direction=1,
+            words=("larger on fewer samples", "smaller on fewer samples"))
     return {"theorem": theorem(records),
             "training": training(cells, [r for r in late
                                          if r["probe_batch"] == config.probe_batch]),
@@ -169,8 +185,8 @@ def rows(summary: dict) -> list[dict]:
                     "kind": "tendency", "verdict": None, "measured": s["slope"],
                     "reference": -0.5, "se": s["se"],
                     "detail": f"H ∈ {s['heads']}, {s['n']} seeds, 95 % t-interval "
-                              f"{_interval(s)}; {s['excluded_nonpositive']} points with "
-                              "λmin ≥ 0 excluded"})
+                              f"{_interval(s)}, {s['verdict']} after Benjamini–Hochberg; "
+                              f"{s['excluded_nonpositive']} points with λmin ≥ 0 excluded"})
     for b in summary["probe_batch"]:
         t = b["log_ratio"]
         out.append({"name": f"Transformer ({b['task']}, {b['layers']} layer"
@@ -178,5 +194,6 @@ def rows(summary: dict) -> list[dict]:
                             f"{b['small']} over {b['large']} samples, late",
                     "kind": "tendency", "verdict": None, "measured": t["mean"],
                     "reference": 0.0, "se": t["se"],
-                    "detail": f"{t['n']} cells, 95 % t-interval {_interval(t)}"})
+                    "detail": f"{t['n']} cells, 95 % t-interval {_interval(t)}, "
+                              f"{t['verdict']} after Benjamini–Hochberg"})
     return out
