@@ -1033,6 +1033,15 @@ RANGES = {
     "delta": _nonpositive_floats(),
     "loss_targets": (_grid(_nonpositive_floats(), st.just("0.3")) | st.just("")
                      | st.sampled_from(["0.1,0.3", "0.3,0.3"])),
+    "loss_levels": (_grid(_nonpositive_floats(), st.just("0.3")) | st.just("")
+                    | st.sampled_from(["0.1,0.3", "0.3,0.3"])),
+    "tasks": _grid(_words_not_in("addition", "digits"), st.just("addition")),
+    "fixed_head_dim_heads_grid": _grid(ints_at_most(0)) | st.just(""),
+    "late_probe_batches": _grid(ints_at_most(0), st.just("32")) | st.just(""),
+    "max_steps": ints_at_most(0).map(str),
+    "target_accuracy": (st.floats(max_value=0.0) | st.floats(1.0, exclude_min=True)
+                        | NONFINITE).map(repr),
+    "target_loss": _nonpositive_floats(),
     "alpha": (st.floats(1.0) | st.floats(max_value=0.0) | NONFINITE).map(repr),
     "width": (ints_at_most(-1) | st.sampled_from([3, 5, 7])).map(str),
     "primary_lrs": _grid(_nonpositive_floats(), st.just("4.0")) | st.just(""),

@@ -136,7 +136,7 @@ class Config:
         for name in ("head_dim", "probe_batch", "num_val", "max_steps",
                      "krylov", "max_restarts"):
             v = getattr(self, name)
-            least = {"krylov": 2, "max_restarts": 0}.get(name, 1)
+            least = {"krylov": 2, "max_restarts": 0, "num_val": 2}.get(name, 1)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
                 raise ValueError(f"{name} must be an integer ≥ {least}, got {v!r}.")
         if not self.lr_grid or any(isinstance(v, bool) or not isinstance(v, (int, float))
