@@ -31,13 +31,10 @@ d_model 8.
 from mhatheory.experiments.transformer_curvature.analysis import rows, summarise
 from mhatheory.experiments.transformer_curvature.experiment import (
     FULL,
-    HEAD_SELECT,
     VERIFY,
     Config,
     Summary,
     load_tasks,
-    operators,
-    probe,
     run,
     run_cell,
 )
@@ -48,6 +45,7 @@ from mhatheory.experiments.transformer_curvature.grid import (
     stage_names,
     widths,
 )
+from mhatheory.experiments.transformer_curvature.probes import HEAD_SELECT, operators, probe
 from mhatheory.experiments.transformer_curvature.training import first_below
 
 __all__ = ["Config", "FULL", "HEAD_SELECT", "MIN_D_MODEL", "SCALINGS", "Summary", "VERIFY",
