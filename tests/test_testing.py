@@ -85,7 +85,10 @@ def test_an_unconverged_lanczos_never_passes_the_assertion():
     true = np.linalg.eigvalsh(np.asarray(spectral.dense_hessian(loss, params, x, y)))[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", spectral.ConvergenceWarning)
-        rough = spectral.lambda_min(loss, params, x, y, krylov=5, max_restarts=0)
+        # a fixed start: with key=None (a fresh random start) five Krylov steps land within
+        # 10 % of λmin now and then, and the premise of the test would be a matter of luck
+        rough = spectral.lambda_min(loss, params, x, y, krylov=5, max_restarts=0,
+                                    key=jax.random.key(0))
     assert not rough.converged and rough.value > true + 0.1 * abs(true)
     assert rough.interval[0] == -np.inf          # not certified on its outer side
     L = float(loss(params, x, y))
@@ -94,7 +97,7 @@ def test_an_unconverged_lanczos_never_passes_the_assertion():
         warnings.simplefilter("ignore", spectral.ConvergenceWarning)
         with pytest.raises(testing.InequalityError, match="failed"):
             testing.assert_weakly_convex(loss, params, x, y, kappa=kappa, heads=1, krylov=5,
-                                         max_restarts=0)
+                                         max_restarts=0, key=jax.random.key(0))
 
 
 def test_an_undecidable_check_raises_inconclusive_not_pass():
