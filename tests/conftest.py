@@ -13,7 +13,10 @@ compiling is made cheaper (:data:`TEST_XLA_FLAGS`).
 import contextlib
 import os
 import pickle
+import random
 import threading
+import types
+import zlib
 from collections import Counter
 
 #: XLA flags of the test session, added to any ``XLA_FLAGS`` already set unless it names them:
@@ -54,6 +57,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 import mhatheory  # noqa: E402,F401  (enables float64)
 from mhatheory import data, spectral  # noqa: E402
 from mhatheory.models import deora  # noqa: E402
+from mhatheory.spectral import _options  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -109,6 +113,17 @@ def shared_run(tmp_path_factory, name: str, compute):
             out.mkdir()
             done.write_bytes(pickle.dumps(compute(out)))
         return pickle.loads(done.read_bytes())
+
+
+@pytest.fixture(autouse=True)
+def _reproducible_fresh_keys(request, monkeypatch):
+    """``key=None`` is a fresh start drawn from the operating system's randomness
+    (``spectral._options.resolve_key``); in the suite it is drawn from a generator seeded by the
+    test's id, so each call still gets a new start and every run of a test sees the same ones: a
+    test whose premise holds for most starts but not all fails every time or never, not one run
+    in thirty."""
+    rng = random.Random(zlib.crc32(request.node.nodeid.encode()))
+    monkeypatch.setattr(_options, "secrets", types.SimpleNamespace(randbits=rng.getrandbits))
 
 
 @pytest.fixture(scope="session")
