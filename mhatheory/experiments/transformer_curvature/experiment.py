@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from mhatheory import results
+from mhatheory import _validate, results
 from mhatheory.experiments._common import validate_common
 from mhatheory.experiments.sweep import run_cells
 from mhatheory.experiments.transformer_curvature import analysis, plots
@@ -315,18 +315,21 @@ def run_cell(config: Config, spec: dict, task: tk.Task, progress: bool) -> dict:
                                              t["val_loss"]))["lr"]
           if trials else config.lr_grid[0])
 
-    P = int(sum(np.size(x) for x in jax.tree.leaves(params0)))
     where = {"task": task.name, "heads": heads, "layers": layers, "d_model": d,
-             "head_dim": d // heads, "params": P, "seed": seed, "lr": lr}
+             "head_dim": d // heads, "params": _validate.num_params(params0)[0], "seed": seed,
+             "lr": lr}
     probed: dict = {}         # (step, probe batch) → probe values: a step is probed once
+    scored: dict = {}         # step → validation and test accuracy, read once per step
 
     def record(stage, step, params, level, data, size):
         if (step, size) not in probed:
             k = jax.random.fold_in(jax.random.fold_in(key, step), size)
             probed[(step, size)] = probe(ops, params, data, config, k)
+        if step not in scored:
+            scored[step] = {"accuracy": float(metrics(params, val)[1]),
+                            "test_accuracy": float(metrics(params, test)[1])}
         return {**where, "stage": stage, "step": step, "level": level, "probe_batch": size,
-                "accuracy": float(metrics(params, val)[1]),
-                "test_accuracy": float(metrics(params, test)[1]), **probed[(step, size)]}
+                **scored[step], **probed[(step, size)]}
 
     curve = {"step": [], "loss": [], "accuracy": []}
     records, reached = [], set()
