@@ -221,6 +221,57 @@ def test_a_warm_start_on_another_eigenvector_still_finds_the_extreme(reortho):
     assert r.converged and r.interval[0] <= -1.0 <= r.interval[1]
 
 
+#: A spectrum whose λmin probe restarts with krylov=20: four eigenvalues within 1e-2 at the
+#: bottom, the rest spread over [0, 2].
+RESTARTING = np.concatenate([np.linspace(-1.0, -0.99, 4), np.linspace(0.0, 2.0, 116)])
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"k": 3}, {"reortho": "partial"}, {"reortho": "full", "which": "largest", "k": 2},
+    {"store_basis": False}, {"failure_prob": 1e-3}, {"v0": np.ones(120)},
+    {"k": 2, "spectrum": np.repeat([-1.0, 0.5, 2.0], 40)},
+], ids=["none", "selective-thick", "partial", "full-largest", "basis-free", "prob", "warm",
+        "breakdown"])
+def test_both_engines_run_the_same_probe(options):
+    """The host engine (NumPy) and the compiled one draw the same start from the key and take
+    the same steps, restarts and products; their values differ by rounding alone (a few ε‖H‖,
+    from sums taken in another order), and both certified intervals hold the eigenvalues. Three
+    distinct eigenvalues span a Krylov space of three dimensions: the recurrence breaks down
+    and continues along random directions drawn from the key."""
+    options = dict(options)
+    spectrum = options.pop("spectrum", RESTARTING)
+    A = with_spectrum(spectrum, seed=1)
+    runs = {engine: spectral.extreme_eigs(quadratic, jnp.zeros(120), A, key=KEY, krylov=20,
+                                          engine=engine, **options)
+            for engine in ("host", "compiled")}
+    exact = np.sort(spectrum)
+    if options.get("which") == "largest":
+        exact = exact[::-1]
+    for j, (h, c) in enumerate(zip(runs["host"], runs["compiled"], strict=True)):
+        assert (h.num_hvps, h.restarts, h.converged) == (c.num_hvps, c.restarts, c.converged)
+        assert abs(h.value - c.value) <= REL * 2.0
+        for r in (h, c):
+            assert r.interval[0] <= exact[j] <= r.interval[1]
+            assert r.prob_interval[0] <= exact[j] <= r.prob_interval[1]
+    # the restart paths are exercised
+    assert runs["host"][0].restarts > 0 or set(options) & {"failure_prob", "k"}
+
+
+def test_a_first_host_run_compiles_the_model_alone():
+    """On the host engine a probe's first call compiles the model's linearisation and its HVP
+    and none of the recurrence's programs (its step, start, Ritz vectors, certificate), which
+    run in NumPy."""
+    P = 57                                               # a size no other test compiles
+    A, x0 = with_spectrum(np.linspace(-1.0, 2.0, P), seed=P), jnp.zeros(P)
+    with compilations() as seen:
+        r = spectral.lambda_min(quadratic, x0, A, key=KEY, engine="host")
+    assert r.converged and abs(r.value + 1.0) <= REL * 2.0
+    assert {"jit(_linearise)", "jit(_apply)"} <= set(seen), seen
+    recurrence = {"jit(_initial)", "jit(_compiled_step)", "jit(certify)", "jit(combine)",
+                  "jit(_residuals)", "jit(_unit_rows)", "jit(_safe_norm)"}
+    assert not recurrence & set(seen), seen
+
+
 def test_repeated_calls_compile_nothing_new(deora_problem):
     """Another point and other data of the same shapes: the linearisation, the HVP and the
     recurrence are all compiled programs already."""
@@ -241,7 +292,7 @@ def test_a_first_lambda_min_compiles_its_recurrence_on_a_worker(P, monkeypatch):
     each is compiled once, and the result is bit for bit the one of a run with the worker off
     (the default; P = 49 compiles everything on the main thread)."""
     A = with_spectrum(np.linspace(-1.0, 2.0, P), seed=P)
-    kw = dict(key=jax.random.key(0), krylov=20)
+    kw = dict(key=jax.random.key(0), krylov=20, engine="compiled")
     monkeypatch.setenv("MHATHEORY_BACKGROUND_COMPILE", "0" if P == 49 else "1")
     with compilations(threads=True) as seen:
         r = spectral.lambda_min(quadratic, jnp.zeros(P), A, **kw)
@@ -261,6 +312,7 @@ def test_a_first_lambda_min_compiles_its_recurrence_on_a_worker(P, monkeypatch):
     ({"v0": jnp.ones(3)}, "v0 must have"),
     ({"k": 0}, "k must be"),
     ({"k": 2, "reortho": "none"}, "ghost"),
+    ({"engine": "gpu"}, "engine must be one of"),
 ])
 def test_bad_arguments(deora_problem, kwargs, match):
     params, batch, _ = deora_problem

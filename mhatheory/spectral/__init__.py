@@ -61,6 +61,8 @@ from mhatheory.spectral._operators import (
 from mhatheory.spectral._options import (
     DEFAULT_BASIS_BUDGET,
     DEFAULT_MAX_HVPS,
+    HOST_MAX_PARAMS,
+    Engine,
     Method,
     Reortho,
     Which,
@@ -96,11 +98,11 @@ def hvp(loss_fn, params, *args):
 __all__ = [
     "Block", "BlockSpectrum", "ConvergenceWarning", "Coverage", "Curvature",
     "DEFAULT_BASIS_BUDGET", "DEFAULT_DENSE_BUDGET", "DEFAULT_FAILURE_PROB", "DEFAULT_MAX_HVPS",
-    "Dense", "DenseTooLargeError", "Density", "EigResult", "Estimate", "Exact", "GaussNewton",
-    "Hessian", "Hutchinson", "Lanczos", "LinearOperator", "Loss", "Method", "Operator",
-    "Reortho", "SLQ", "Which", "block_mask", "coverage", "dense", "dense_bytes",
-    "dense_hessian", "eig_probe", "extreme_eigs", "head_blocks", "hvp", "lambda_max",
-    "lambda_min", "lanczos_bytes", "linearise", "named_spectra", "per_block", "resampled",
-    "resolve_key", "rotated", "spectral_density", "start_threshold", "steps_needed",
-    "subtree_blocks", "trace", "track",
+    "Dense", "DenseTooLargeError", "Density", "EigResult", "Engine", "Estimate", "Exact",
+    "GaussNewton", "HOST_MAX_PARAMS", "Hessian", "Hutchinson", "Lanczos", "LinearOperator",
+    "Loss", "Method", "Operator", "Reortho", "SLQ", "Which", "block_mask", "coverage", "dense",
+    "dense_bytes", "dense_hessian", "eig_probe", "extreme_eigs", "head_blocks", "hvp",
+    "lambda_max", "lambda_min", "lanczos_bytes", "linearise", "named_spectra", "per_block",
+    "resampled", "resolve_key", "rotated", "spectral_density", "start_threshold",
+    "steps_needed", "subtree_blocks", "trace", "track",
 ]

@@ -63,13 +63,17 @@ from mhatheory.spectral import _compile
 KATO_TEMPLE_RATIO = 1e3
 
 
+def _xp(v):
+    return np if isinstance(v, np.ndarray) else jnp
+
+
 def pairwise_sum(v):
     """Σ over the last axis by pairwise (tree) summation, ``⌈log₂ P⌉`` levels, so the rounding
     of the sum is at most γ_{⌈log₂P⌉}·Σ|v_i| (Higham, *Accuracy and Stability*, §4.2) whatever
-    order XLA would otherwise pick."""
+    order XLA or NumPy would otherwise pick."""
     n = v.shape[-1]
     levels = max(1, math.ceil(math.log2(max(n, 2))))
-    v = jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 2**levels - n)])
+    v = _xp(v).pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 2**levels - n)])
     for _ in range(levels):
         v = v[..., 0::2] + v[..., 1::2]
     return v[..., 0]
@@ -84,7 +88,7 @@ def defect_vectors(vecs, z):
     """The vectors whose products the rounding estimate needs besides ``Hx``: z and x + z for the
     first min(2, len(vecs)) unit vectors x (``[1 + min(2, k), P]``)."""
     nd = min(2, vecs.shape[0])
-    return jnp.concatenate([z[None], vecs[:nd] + z[None]])
+    return _xp(vecs).concatenate([z[None], vecs[:nd] + z[None]])
 
 
 def hvp_error(vecs, Hx, Hd, hvp_dtype):
@@ -92,33 +96,34 @@ def hvp_error(vecs, Hx, Hd, hvp_dtype):
     Ĥ(x+z) − Ĥz − Ĥx (zero in exact arithmetic) for the first min(2, len(vecs)) unit vectors x
     and a random unit z, ×4, plus one rounding of the output ‖Ĥx‖. ``Hx``: the vectors'
     products; ``Hd``: the products of :func:`defect_vectors`."""
-    u_h = jnp.asarray(jnp.finfo(hvp_dtype).eps / 2, vecs.dtype)
+    xp = _xp(vecs)
+    u_h = xp.asarray(np.finfo(hvp_dtype).eps / 2, vecs.dtype)
     nd = Hd.shape[0] - 1
-    defect = jnp.sqrt(pairwise_sum((Hd[1:] - Hd[:1] - Hx[:nd]) ** 2))
-    return 4 * jnp.max(defect) + u_h * jnp.max(jnp.sqrt(pairwise_sum(Hx * Hx)))
+    defect = xp.sqrt(pairwise_sum((Hd[1:] - Hd[:1] - Hx[:nd]) ** 2))
+    return 4 * xp.max(defect) + u_h * xp.max(xp.sqrt(pairwise_sum(Hx * Hx)))
 
 
-@functools.partial(_compile.probe_jit, static_argnames="hvp_dtype")
-def certify(vecs, Hx, Hd, hvp_dtype):
+@functools.partial(_compile.probe_program, static_argnames="hvp_dtype")
+def certify(xp, vecs, Hx, Hd, hvp_dtype):
     """Rayleigh quotients, residual bounds and rounding bounds of unit vectors (module docstring,
     "Rounding"): returns ``(θ, ρ*, τ, δ)`` per vector, from their products ``Hx`` and the
     products ``Hd`` of :func:`defect_vectors` (1 + min(2, len(vecs)) HVPs). O(P) memory per
     vector."""
     wdt = vecs.dtype
     P = vecs.shape[-1]
-    u = jnp.finfo(wdt).eps / 2
+    u = np.finfo(wdt).eps / 2
     g = gamma(math.ceil(math.log2(max(P, 2))) + 2, u)
     nx2 = pairwise_sum(vecs * vecs)
-    nx = jnp.sqrt(nx2)
+    nx = xp.sqrt(nx2)
     theta = pairwise_sum(vecs * Hx) / nx2
-    nHx = jnp.sqrt(pairwise_sum(Hx * Hx))
+    nHx = xp.sqrt(pairwise_sum(Hx * Hx))
     delta = hvp_error(vecs, Hx, Hd, hvp_dtype)
     # τ: |θ̂ − xᵀHx/xᵀx| from δ, the two pairwise dot products and the division
-    tau = (delta * nx + g * pairwise_sum(jnp.abs(vecs * Hx)) + g * jnp.abs(theta) * nx2) / nx2 \
-        + u * jnp.abs(theta)
+    tau = (delta * nx + g * pairwise_sum(xp.abs(vecs * Hx)) + g * xp.abs(theta) * nx2) / nx2 \
+        + u * xp.abs(theta)
     r = Hx - theta[:, None] * vecs
-    rho_hat = jnp.sqrt(pairwise_sum(r * r))
-    rho = (rho_hat * (1 + g) + 2 * u * (nHx + jnp.abs(theta) * nx) + delta * nx) / nx + tau
+    rho_hat = xp.sqrt(pairwise_sum(r * r))
+    rho = (rho_hat * (1 + g) + 2 * u * (nHx + xp.abs(theta) * nx) + delta * nx) / nx + tau
     return theta, rho, tau, delta
 
 

@@ -1,8 +1,12 @@
-"""Compiling a probe's programs on a worker thread while the main thread compiles the model's.
+"""How a probe's own programs compile: written once for NumPy and JAX (:func:`probe_program`),
+compiled with options of their own (:func:`probe_jit`), and optionally on a worker thread while
+the main thread compiles the model's.
 
-A probe's first call is mostly compilation: the model's linearisation and its HVP, and a dozen
-small programs of the Lanczos recurrence (its start, its step, the Ritz vectors, the residuals,
-the certificate). Compiled in order, their times add up. XLA releases the GIL while it compiles,
+A probe's first call on the compiled engine (:class:`~mhatheory.spectral.Engine`) is mostly
+compilation: the model's linearisation and its HVP, and a dozen small programs of the Lanczos
+recurrence (its start, its step, the Ritz vectors, the residuals, the certificate). On the host
+engine those small programs run in NumPy and compile nothing (:func:`probe_program`). Compiled
+in order, their times add up. XLA releases the GIL while it compiles,
 and JAX's ahead-of-time path (``jax.jit(f).lower(shapes).compile()``) fills the very cache a
 later call of ``f`` looks up, so a program compiled on a worker thread while the main thread
 compiles another costs no extra wall time on a machine with a core to spare (the measured
@@ -39,6 +43,8 @@ import threading
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 #: XLA options of the probes' own programs (the recurrence's start and step, the draws, the Ritz
 #: vectors and residuals, the certificate): XLA's classic CPU loop emitters, which compile these
@@ -66,6 +72,25 @@ def probe_jit(fun=None, **kwargs):
     def call(*args, **kw):
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
         return (nested if traced else top)(*args, **kw)
+
+    return call
+
+
+def probe_program(fun=None, **kwargs):
+    """A probe's own program written once against an array namespace, its first parameter
+    ``xp``: called with NumPy arrays (its first array argument a ``numpy.ndarray``) it runs on
+    the host with ``xp = numpy`` and compiles nothing; otherwise it is the :func:`probe_jit`
+    program with ``xp = jax.numpy`` (``static_argnums`` count the arguments after ``xp``)."""
+    if fun is None:
+        return functools.partial(probe_program, **kwargs)
+    compiled = probe_jit(functools.partial(fun, jnp), **kwargs)
+
+    @functools.wraps(fun)
+    def call(*args, **kw):
+        arrays = [x for x in jax.tree.leaves(args) if hasattr(x, "shape")]
+        if arrays and isinstance(arrays[0], np.ndarray):
+            return fun(np, *args, **kw)
+        return compiled(*args, **kw)
 
     return call
 

@@ -10,12 +10,16 @@ top (they linearise and probe in one call; their ``key=None`` is a fresh random 
 in ``EigResult.key``).
 
 **Cycle.** Up to ``krylov`` Lanczos steps (:mod:`._recurrence`), each one product of the
-operator's compiled HVP and one step of the recurrence's own compiled program, driven from
-Python: the recurrence is compiled once per Krylov size and P whatever the model, and the HVP
-once per model whatever the probe, so a probe's first call costs about one HVP compilation
-plus its products, and λmin, λmax, blocks, traces and densities at one point share both (with
-``MHATHEORY_BACKGROUND_COMPILE=1`` the conveniences compile the recurrence on a worker thread
-while they linearise the model: :meth:`Lanczos.compile_ahead`, :mod:`._compile`). Every
+operator's compiled HVP and one step of the recurrence, driven from Python. The HVP is
+compiled once per model whatever the probe, block or point; the recurrence runs on the
+engine the probe's ``engine`` picks (:class:`~mhatheory.spectral.Engine`): in NumPy on the
+host (the default on a CPU up to ``HOST_MAX_PARAMS`` coordinates), where it compiles nothing, so
+a probe's first call costs one linearisation, one HVP compilation and its products; or as
+compiled programs, once per Krylov size and P whatever the model (with
+``MHATHEORY_BACKGROUND_COMPILE=1`` the conveniences compile them on a worker thread while they
+linearise the model: :meth:`Lanczos.compile_ahead`, :mod:`._compile`). The random draws (the
+start, the rounding probe) come from NumPy generators seeded by the key's words, so both
+engines start from the same vectors. Every
 ``check_every`` steps the Ritz estimates of the k wanted pairs are compared with tol·‖T‖ and
 the cycle stops as soon as they meet it (the adaptive stop). The wanted Ritz vectors (and one
 neighbour, for the gap) are formed from the stored basis, or, with ``store_basis=False``, by
@@ -71,6 +75,7 @@ from mhatheory.spectral._options import (
     DEFAULT_MAX_HVPS,
     ESCALATION,
     WARM_START_MIX,
+    Engine,
     Method,
     Reortho,
     Which,
@@ -79,9 +84,12 @@ from mhatheory.spectral._options import (
     check_lanczos,
     check_start,
     escalated,
+    host_rng,
+    key_words,
     lanczos_bytes,
     min_hvps,
     plan_memory,
+    resolve_engine,
     resolve_key,
     start_vector,
     work_dtype,
@@ -213,6 +221,10 @@ class Lanczos:
         warm_start_mix: the weight of the uniform random part added to a warm start ``v0``
             (default 1e-2); it enters the probabilistic end. 0 leaves a pure warm start, which
             carries no probabilistic statement (and cannot be combined with ``failure_prob``).
+        engine: an :class:`~mhatheory.spectral.Engine` (or its string): where the recurrence
+            runs, NumPy on the host or compiled programs (``AUTO``, the default: the host for
+            an operator on a CPU with at most ``HOST_MAX_PARAMS`` coordinates). Both draw the
+            same start from the key and compute the same numbers up to rounding.
 
     Cost: per cycle, the steps taken (≤ krylov) + k + 1 products (the Ritz pairs' true
     residuals; the neighbour bounds the gap for Kato–Temple), twice the steps basis-free, one
@@ -231,6 +243,7 @@ class Lanczos:
     failure_prob: float | None = None
     max_hvps: int | None = None
     warm_start_mix: float = WARM_START_MIX
+    engine: Engine | str = Engine.AUTO
 
     def __post_init__(self):
         for name, value in check_lanczos(**dataclasses.asdict(self)).items():
@@ -260,14 +273,14 @@ class Lanczos:
         configuration: the job's future, or None (the worker off, the default; a block, whose
         mask makes programs of its own; or a stand-in basis over ``COMPILE_AHEAD_BYTES``). The
         call is cheap; :meth:`__call__` waits for the job before its run."""
-        if not _compile.enabled():
+        if not _compile.enabled() or resolve_engine(self.engine, num_params):
             return None
         wdt = np.dtype(work_dtype(dtype))
-        cfg, _, _ = _size(self, size, num_params, wdt)
+        cfg, _, _ = _size(self, size, num_params, wdt, host=False)
         if size != num_params or lanczos_bytes(num_params, cfg.m, self.k, wdt, cfg.store_basis,
                                                cfg.slots) > COMPILE_AHEAD_BYTES:
             return None
-        standin = dataclasses.replace(self, max_restarts=1)
+        standin = dataclasses.replace(self, max_restarts=1, engine=Engine.COMPILED)
         return _compile.background(("lanczos", cfg, self.k, np.dtype(dtype)),
                                    lambda: _standin_run(standin, num_params, np.dtype(dtype)))
 
@@ -382,8 +395,9 @@ def _check_size(k: int, size: int) -> None:
                          "size.")
 
 
-def _size(probe: Lanczos, size: int, P: int, wdt):
-    """``(Recurrence, keep, budget)`` of a run on an operator of ``size`` coordinates among P:
+def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
+    """``(Recurrence, keep, budget)`` of a run on an operator of ``size`` coordinates among P
+    (its recurrence on the host when ``host``):
     with ``failure_prob`` the Krylov size grows to what the HVP budget allows (halved
     basis-free, where the Ritz vector costs a second pass). A run whose basis stays
     orthogonal to working precision (``SELECTIVE``, ``FULL``) thick-restarts keeping ``keep``
@@ -410,7 +424,7 @@ def _size(probe: Lanczos, size: int, P: int, wdt):
         keep = 0
     slots = max(keep, min(k + 3, krylov)) if reortho is Reortho.SELECTIVE else keep
     cfg = rec.Recurrence(krylov, P, str(np.dtype(wdt)), reortho, store_basis, Which(probe.which),
-                         k, probe.check_every, True, extend, slots)
+                         k, probe.check_every, True, extend, slots, host)
     return cfg, keep, budget
 
 
@@ -424,7 +438,9 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     squares of the recurrence and the certificate."""
     k, which = probe.k, Which(probe.which)
     wdt = np.dtype(op.work_dtype)
-    cfg, keep, budget = _size(probe, op.size, op.P, wdt)
+    host = resolve_engine(probe.engine, op.P, op.flat)
+    cfg, keep, budget = _size(probe, op.size, op.P, wdt, host)
+    xp = cfg.xp
     extend = probe.failure_prob is not None
     delta = DEFAULT_FAILURE_PROB if probe.failure_prob is None else probe.failure_prob
     mix = None if v0 is None else float(probe.warm_start_mix)
@@ -432,9 +448,20 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     log_c = math.log(c) if c > 0 else math.inf
     threshold = float(probe.tol) + 100 * float(np.finfo(op.dtype).eps)
     t0 = time.perf_counter()
-    mask = None if op.mask is None else op.vector_mask.astype(wdt)
-    start, z, k_break = _draws(key, v0, float(probe.warm_start_mix), mask, op.P, wdt)
+    words = key_words(key)
+    start, z = _draws(words, v0, float(probe.warm_start_mix), op.mask, op.P, wdt)
+    # the keys of the directions that continue the recurrence after a breakdown, per cycle
+    k_break = np.append(words, np.uint64(3)) if host else key
+
+    def breaks(cycle: int):
+        return np.append(k_break, np.uint64(cycle)) if host else \
+            jax.random.fold_in(k_break, cycle)
+
+    if not host:
+        start, z = jnp.asarray(start), jnp.asarray(z)
     w0 = op.mv(start)
+    if host:
+        w0 = np.asarray(w0)
     norm0 = float(_safe_norm(w0))
     if not math.isfinite(norm0):
         _check_finite(w0, "at the start vector")
@@ -442,7 +469,8 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     unit = 2.0 ** -e
 
     def apply(q):
-        return op.scaled_mv(q, unit)
+        w = op.scaled_mv(q, unit)
+        return np.asarray(w) if host else w
 
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)
@@ -468,7 +496,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
         vecs, extra = _ritz_vectors(cfg, state, cycle_start, which, kk, apply)
         hvps += extra
-        Hx = jnp.stack([apply(x) for x in vecs])
+        Hx = xp.stack([apply(x) for x in vecs])
         hvps += len(vecs)
         res = np.asarray(_residuals(vecs, Hx))
         scale = _scale(state)
@@ -481,13 +509,13 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         best = np.max(res[:k]) if best is None else min(best, np.max(res[:k]))
         # later cycles are not from the random start: their stop ignores the probabilistic end
         if keep and not stalled:
-            state = rec.thick_restart(cfg, state._replace(prob=_no_prob(wdt)), keep, apply)
+            state = rec.thick_restart(cfg, state._replace(prob=_no_prob(xp, wdt)), keep, apply)
             hvps += 1
         else:
             cycle_start = _sum_rows(vecs, k)
-            state = rec.start(cfg, cycle_start, key=jax.random.fold_in(k_break, restarts),
+            state = rec.start(cfg, cycle_start, key=breaks(restarts),
                               tol=0.5 * threshold, prob=None, hvp_dtype=op.dtype)
-    Hd = jnp.stack([apply(d) for d in defect_vectors(vecs, z)])
+    Hd = xp.stack([apply(d) for d in defect_vectors(vecs, z)])
     hvps += Hd.shape[0]
     theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.dtype))
     seconds = time.perf_counter() - t0
@@ -505,44 +533,42 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         (lo, hi), gap = iv[j]
         (plo, phi), bound, stop, spread = ends[j]
         out.append(EigResult(
-            float(theta[j]) * big, vecs[j], float(rho[j]) * big, (lo * big, hi * big),
+            float(theta[j]) * big, jnp.asarray(vecs[j]), float(rho[j]) * big,
+            (lo * big, hi * big),
             gap * big, hvps, restarts, converged, seconds, "lanczos", float(tau[j]) * big,
             float(delta_hvp) * big, cfg.store_basis, cfg.reortho.value, steps,
             (plo * big, phi * big), delta if c > 0 else 1.0, bound, stop, spread * big, key))
     return out
 
 
-@functools.partial(_compile.probe_jit, static_argnums=(4, 5))
-def _draws(key, v0, mix, mask, P: int, dtype):
-    """A run's random draws in one program: the unit start vector (:func:`start_vector`), a
-    unit random vector z for the rounding estimate (on the block when ``mask``), and the key of
-    the directions that continue the recurrence after a breakdown."""
-    k_start, k_run = jax.random.split(key)
-    k_break, k_defect = jax.random.split(k_run)
-    start = start_vector(P, k_start, v0, dtype, mix, mask)
-    z = jax.random.normal(k_defect, (P,), dtype)
+def _draws(words, v0, mix, mask, P: int, dtype):
+    """A run's random draws, on the host from the key's words (:func:`key_words`), so every
+    engine starts from the same vectors: the unit start vector (:func:`start_vector`) and a
+    unit random vector z for the rounding estimate (on the block when ``mask``)."""
+    start = start_vector(P, host_rng(words, 1), v0, dtype, mix, mask)
+    z = host_rng(words, 2).standard_normal(P).astype(dtype)
     if mask is not None:
         z = z * mask
-    return start / jnp.linalg.norm(start), z / jnp.linalg.norm(z), k_break
+    return start / np.linalg.norm(start), z / np.linalg.norm(z)
 
 
-@_compile.probe_jit
-def _residuals(vecs, Hx):
+@_compile.probe_program
+def _residuals(xp, vecs, Hx):
     """‖Hx − (xᵀHx) x‖ of unit vectors x, per row."""
-    theta = jnp.sum(vecs * Hx, axis=1)
-    return jnp.linalg.norm(Hx - theta[:, None] * vecs, axis=1)
+    theta = xp.sum(vecs * Hx, axis=1)
+    return xp.linalg.norm(Hx - theta[:, None] * vecs, axis=1)
 
 
-@functools.partial(_compile.probe_jit, static_argnums=1)
-def _sum_rows(vecs, k: int):
-    return jnp.sum(vecs[:k], axis=0)
+@functools.partial(_compile.probe_program, static_argnums=1)
+def _sum_rows(xp, vecs, k: int):
+    return xp.sum(vecs[:k], axis=0)
 
 
-@_compile.probe_jit
-def _safe_norm(v):
+@_compile.probe_program
+def _safe_norm(xp, v):
     """‖v‖ without under- or overflow in the squares: max|v|·‖v/max|v|‖."""
-    s = jnp.max(jnp.abs(v))
-    return jnp.where(s > 0, s * jnp.linalg.norm(v / jnp.where(s > 0, s, 1.0)), 0.0)
+    s = xp.max(xp.abs(v))
+    return xp.where(s > 0, s * xp.linalg.norm(v / xp.where(s > 0, s, 1.0)), 0.0)
 
 
 def _check_finite(values, where: str) -> None:
@@ -553,8 +579,8 @@ def _check_finite(values, where: str) -> None:
             "there, e.g. sqrt or abs at 0, or an overflow); check the loss and params.")
 
 
-def _no_prob(dtype):
-    return jnp.asarray([jnp.inf, jnp.nan, jnp.nan], dtype)
+def _no_prob(xp, dtype):
+    return xp.asarray([np.inf, np.nan, np.nan], dtype)
 
 
 def _scale(state) -> float:
@@ -574,7 +600,7 @@ def _ritz_vectors(cfg, state, start, which, kk: int, apply):
     S = S[:, :kk] if which == Which.SMALLEST else S[:, ::-1][:, :kk]
     coef = np.zeros((cfg.m + 1, kk))
     coef[:j, :S.shape[1]] = S
-    coef = jnp.asarray(coef, state.q.dtype)
+    coef = cfg.xp.asarray(coef, state.q.dtype)
     if cfg.store_basis:
         vecs, extra = rec.combine(state.Q, coef), 0
     else:
@@ -583,12 +609,12 @@ def _ritz_vectors(cfg, state, start, which, kk: int, apply):
     return _unit_rows(vecs), extra
 
 
-@_compile.probe_jit
-def _unit_rows(vecs):
+@_compile.probe_program
+def _unit_rows(xp, vecs):
     """Rows normalised; a pair beyond a tiny invariant subspace (steps < k + 1) has no vector
     and reuses the first, whose zero gap then keeps Kato–Temple off."""
-    nrm = jnp.linalg.norm(vecs, axis=1, keepdims=True)
-    return jnp.where(nrm > 0, vecs / jnp.where(nrm > 0, nrm, 1.0), vecs[:1] / nrm[:1])
+    nrm = xp.linalg.norm(vecs, axis=1, keepdims=True)
+    return xp.where(nrm > 0, vecs / xp.where(nrm > 0, nrm, 1.0), vecs[:1] / nrm[:1])
 
 
 def _warn(res, k, threshold, hvp_error, restarts, krylov, hvps):

@@ -84,6 +84,40 @@ class Reortho(str, enum.Enum):
     NONE = "none"
 
 
+class Engine(str, enum.Enum):
+    """Where a Lanczos probe runs its recurrence (everything but the operator's products: the
+    three-term step, reorthogonalisation, Ritz vectors, restarts, the certificate).
+
+    * ``AUTO`` (the default): ``HOST`` when the operator lives on a CPU and has at most
+      :data:`HOST_MAX_PARAMS` coordinates, ``COMPILED`` otherwise.
+    * ``HOST``: NumPy on the host. Nothing is compiled but the model's HVP, so a first call
+      costs about one HVP compilation plus its products, and a warm call no dispatch of a
+      compiled step per HVP; on a CPU at small P both are most of a probe's time.
+    * ``COMPILED``: one compiled step per Krylov size and P (and a handful of small compiled
+      programs), driven from Python between the HVPs; on an accelerator the vectors never leave
+      the device, and at large P on a CPU its fused vector work beats NumPy's.
+    """
+
+    AUTO = "auto"
+    HOST = "host"
+    COMPILED = "compiled"
+
+
+#: ``Engine.AUTO`` runs the recurrence on the host up to this many coordinates (on a CPU).
+HOST_MAX_PARAMS = 2**17
+
+
+def resolve_engine(engine: Engine, num_params: int, array=None) -> bool:
+    """Whether a probe configured with ``engine`` runs its recurrence on the host, for an
+    operator of ``num_params`` coordinates whose arrays are placed like ``array`` (None: on
+    JAX's default backend); see :class:`Engine`."""
+    if engine is Engine.AUTO:
+        platforms = {d.platform for d in array.devices()} if array is not None \
+            else {jax.default_backend()}
+        return platforms == {"cpu"} and num_params <= HOST_MAX_PARAMS
+    return engine is Engine.HOST
+
+
 def as_enum(cls, value, name: str):
     """``value`` as a member of the string enum ``cls`` (a member or its string); a clear error
     naming ``name`` and the members otherwise."""
@@ -162,21 +196,37 @@ WARM_START_MIX = 1e-2
 DEFAULT_MAX_HVPS = 2000
 
 
-def start_vector(size: int, key, v0, dtype, mix: float = WARM_START_MIX, mask=None):
-    """The start of a run: a Gaussian vector (uniform on the sphere once normalised), or the unit
-    direction of ``v0`` plus ``mix`` times an independent uniform unit vector; zero outside
-    ``mask`` (a block: uniform on the block's sphere)."""
-    r = jax.random.normal(key, (size,), dtype)
+def key_words(key) -> np.ndarray:
+    """The words of a JAX key (typed or raw ``uint32``) as NumPy integers: the seed of the
+    host's generators (:func:`host_rng`), so that one key gives one run on every engine."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.asarray(key, np.uint32).astype(np.uint64).ravel()
+
+
+def host_rng(words, stream: int) -> np.random.Generator:
+    """NumPy's generator for stream ``stream`` of the key with words ``words``
+    (:func:`key_words`): a ``SeedSequence`` of the words and the stream number, so distinct
+    streams are independent."""
+    return np.random.default_rng(np.append(words, np.uint64(stream)))
+
+
+def start_vector(size: int, rng: np.random.Generator, v0, dtype, mix: float = WARM_START_MIX,
+                 mask=None) -> np.ndarray:
+    """The start of a run, drawn on the host from ``rng``: a Gaussian vector (uniform on the
+    sphere once normalised), or the unit direction of ``v0`` plus ``mix`` times an independent
+    uniform unit vector; zero outside ``mask`` (a block: uniform on the block's sphere)."""
+    r = rng.standard_normal(size).astype(dtype)
     if mask is not None:
         r = r * mask
     if v0 is None:
         return r
-    v0 = jnp.asarray(v0).reshape(-1).astype(dtype)
+    v0 = np.asarray(v0).reshape(-1).astype(dtype)
     if mask is not None:
         v0 = v0 * mask
-    n0 = jnp.linalg.norm(v0)
-    unit = jnp.where(n0 > 0, v0 / jnp.where(n0 > 0, n0, 1.0), 0.0)
-    return unit + mix * r / jnp.linalg.norm(r)
+    n0 = np.linalg.norm(v0)
+    unit = v0 / n0 if n0 > 0 else np.zeros_like(v0)
+    return unit + mix * r / np.linalg.norm(r)
 
 
 #: How an inconclusive eigenvalue check spends more HVPs: each level multiplies the HVP budget of
@@ -216,11 +266,13 @@ def check_budget(memory_budget_bytes) -> None:
 
 
 def check_lanczos(*, k, which, krylov, tol, max_restarts, reortho, check_every, store_basis,
-                  memory_budget_bytes, failure_prob, max_hvps, warm_start_mix) -> dict:
+                  memory_budget_bytes, failure_prob, max_hvps, warm_start_mix,
+                  engine=Engine.AUTO) -> dict:
     """The options of a :class:`~mhatheory.spectral.Lanczos` probe, checked (each error names the
     option) and normalised (enums, ints, floats); returns them as a dict."""
     reortho = as_enum(Reortho, reortho, "reortho")
     which = as_enum(Which, which, "which")
+    engine = as_enum(Engine, engine, "engine")
     k = _validate.positive_int("k", k)
     if store_basis not in (None, True, False):
         raise ValueError(f"store_basis must be True, False or None (keep the basis when it "
@@ -255,7 +307,7 @@ def check_lanczos(*, k, which, krylov, tol, max_restarts, reortho, check_every, 
     return dict(k=k, which=which, krylov=krylov, tol=tol, max_restarts=max_restarts,
                 reortho=reortho, check_every=check_every, store_basis=store_basis,
                 memory_budget_bytes=memory_budget_bytes, failure_prob=failure_prob,
-                max_hvps=max_hvps, warm_start_mix=mix)
+                max_hvps=max_hvps, warm_start_mix=mix, engine=engine)
 
 
 def check_start(v0, *, size: int | None = None, failure_prob=None, warm_start_mix=WARM_START_MIX,

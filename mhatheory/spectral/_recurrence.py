@@ -11,13 +11,25 @@ eigenpair (θ, s) of T gives the Ritz pair (θ, x = Qᵀ s) whose residual is
 watches. Nothing in this module is certified: :mod:`._certificate` certifies the final vectors
 from their own HVPs, whatever happened here.
 
-**One step, two drivers.** :func:`step` is everything a Lanczos step does *after* its HVP
-w = Hq_j: it is a pure function of a :class:`State` and w, compiled once per
-:class:`Recurrence` (the Krylov size, P, the dtype and the switches), whatever the operator.
-:func:`run` drives it from Python, calling the operator's own compiled HVP between steps (the
-probes: one compiled HVP per model serves every probe, block and restart, and the recurrence's
-program is shared by every model of the same size; the state is donated, so the basis is
-updated in place). :func:`lanczos` drives it inside one compiled program with
+**One step, two drivers, two engines.** :func:`step` is everything a Lanczos step does
+*after* its HVP w = Hq_j: a pure function of a :class:`State` and w, written once against an
+array namespace (``Recurrence.xp``). :func:`run` drives it from Python, calling the operator's
+own compiled HVP between steps (the probes: one compiled HVP per model serves every probe, block
+and restart), on one of two engines (:class:`~mhatheory.spectral.Engine`):
+
+* **host** (``Recurrence.host``): the state is NumPy arrays and the step runs in NumPy, the
+  tridiagonal eigenproblems in LAPACK; nothing is compiled but the HVP, and no compiled step is
+  dispatched per HVP. On a CPU at small P this is what a probe's time is made of: a first
+  λmin on Deora at P = 2,176 compiled 25 programs for 2.5 s around an HVP that compiles in
+  0.35 s, and a warm call spent as long dispatching its steps as computing its HVPs
+  (``experiments/bench/bench_cold.py``, ``bench_peers.py``);
+* **compiled**: the step is compiled once per :class:`Recurrence` (the Krylov size, P, the
+  dtype and the switches), whatever the operator, with the state donated so the basis is
+  updated in place; the vectors stay on the device (an accelerator), and at large P on a CPU
+  its fused vector work beats NumPy's temporaries.
+
+Both draw the same random numbers from one key and take the same steps; their numbers differ by
+rounding alone. :func:`lanczos` drives the compiled step inside one program with
 ``lax.while_loop`` (vmapped runs over many starts, :mod:`._coverage`).
 
 **Adaptive stop.** Every ``every`` steps the recurrence computes the eigenpairs of T_j, and
@@ -98,6 +110,8 @@ class Recurrence:
         prob: stop also on the probabilistic outer end (``State.prob``, see :func:`start`).
         slots: the size of the selective set (SELECTIVE: k + 3; a stored basis that may thick
             restart: its ``keep`` as well).
+        host: run the recurrence on the host in NumPy (module docstring, "Two engines"): the
+            state's arrays are NumPy arrays and nothing but the operator's HVP is compiled.
     """
 
     m: int
@@ -111,6 +125,12 @@ class Recurrence:
     adaptive: bool = True
     prob: bool = False
     slots: int = 0
+    host: bool = False
+
+    @property
+    def xp(self):
+        """The array namespace of the state: ``numpy`` on the host, else ``jax.numpy``."""
+        return np if self.host else jnp
 
     def __post_init__(self):
         if not self.store_basis and self.reortho is not Reortho.NONE:
@@ -224,64 +244,117 @@ def _ritz_host(alpha, beta, steps, fill, cols, which):
     return theta, last, S
 
 
-def ritz(alpha, beta, steps, size: int, which: Which, anorm, cols=None):
+def ritz(alpha, beta, steps, size: int, which: Which, anorm, cols=None, xp=jnp):
     """Ritz values (ascending), Ritz estimates and the mask of real (non-padding) pairs of a
     ``size``-row block (``size ≥ steps``), and T's eigenvectors at positions ``cols`` (``[size,
     len(cols)]``, rows ≥ steps zero; None: none). The padding value ±(2‖T‖ + 1) lies beyond the
     spectrum of T_steps (‖T‖ ≤ ``anorm`` by Gershgorin) on the side away from the wanted end, so
     the wanted pairs keep their sorted positions. The leading ``steps × steps`` block is
-    decomposed on the host, and only the asked-for columns come back (a check of a long run
-    moves O(size), not O(size²), numbers)."""
+    decomposed on the host (through a callback when ``xp`` is ``jax.numpy``), and only the
+    asked-for columns come back (a check of a long run moves O(size), not O(size²), numbers)."""
     fill = (1.0 if which == Which.SMALLEST else -1.0) * (2 * anorm + 1)
-    i = jnp.arange(size)
+    i = xp.arange(size)
     dtype = alpha.dtype
-    cols = jnp.zeros(0, jnp.int32) if cols is None else jnp.asarray(cols, jnp.int32)
-    out = (jax.ShapeDtypeStruct((size,), dtype), jax.ShapeDtypeStruct((size,), dtype),
-           jax.ShapeDtypeStruct((size, cols.shape[0]), dtype))
-    theta, last, S = jax.pure_callback(functools.partial(_ritz_host, which=Which(which)), out,
-                                       alpha[:size], beta[:size + 1], steps,
-                                       fill.astype(dtype), cols, vmap_method="sequential")
-    est = beta[steps] * jnp.abs(last)
+    cols = xp.zeros(0, xp.int32) if cols is None else xp.asarray(cols, xp.int32)
+    args = (alpha[:size], beta[:size + 1], steps, xp.asarray(fill, dtype), cols)
+    host = functools.partial(_ritz_host, which=Which(which))
+    if xp is np:
+        theta, last, S = host(*args)
+    else:
+        out = (jax.ShapeDtypeStruct((size,), dtype), jax.ShapeDtypeStruct((size,), dtype),
+               jax.ShapeDtypeStruct((size, cols.shape[0]), dtype))
+        theta, last, S = jax.pure_callback(host, out, *args, vmap_method="sequential")
+    est = beta[steps] * xp.abs(last)
     real = i < steps if which == Which.SMALLEST else i >= size - steps
     return theta, est, real, S
 
 
-def wanted(size: int, count: int, which: Which):
+def wanted(size: int, count: int, which: Which, xp=jnp):
     """Sorted positions of the ``count`` most extreme Ritz pairs in a ``size``-row block."""
-    return jnp.arange(count) if which == Which.SMALLEST else size - 1 - jnp.arange(count)
+    return xp.arange(count) if which == Which.SMALLEST else size - 1 - xp.arange(count)
+
+
+def _fold(cfg: Recurrence, key, i):
+    """The key ``i`` of a family: ``fold_in`` of a JAX key, or the host engine's seed words
+    with ``i`` appended (a ``numpy`` ``SeedSequence``)."""
+    return np.append(key, np.uint64(int(i))) if cfg.host else jax.random.fold_in(key, i)
+
+
+def _normal(cfg: Recurrence, key, i, size: int, dtype):
+    """A standard normal ``size``-vector from the key ``i`` of ``key``'s family."""
+    if cfg.host:
+        return np.random.default_rng(_fold(cfg, key, i)).standard_normal(size).astype(dtype)
+    return jax.random.normal(_fold(cfg, key, i), (size,), dtype)
 
 
 def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None) -> State:
-    """The state before the first step from ``v`` (normalised here). ``tol``: the adaptive
+    """The state before the first step from ``v`` (normalised here). ``key``: a JAX key, or on
+    the host the seed words of one (:func:`~._options.key_words`); ``tol``: the adaptive
     stop's tolerance (ignored unless ``cfg.adaptive``); ``prob``: ``(log c, lo, hi)`` of the
     probabilistic stop (``cfg.prob``): besides the Ritz estimates, the stop then needs that end
     within ``tol``·max|θ| of the extreme Ritz value (``log c = +inf`` switches this off), or the
     probabilistic interval wholly above ``hi`` or below ``lo`` (a decision; NaN never decides);
     ``hvp_dtype``: the dtype the HVP computes in (default v's), for that rule's margin."""
-    dtype = jnp.dtype(cfg.dtype)
-    hvp_eps = jnp.finfo(dtype if hvp_dtype is None else hvp_dtype).eps / 2
-    return _initial(cfg, v, key, jnp.asarray(jnp.inf if tol is None else tol, dtype),
-                    jnp.asarray([jnp.inf, jnp.nan, jnp.nan] if prob is None else prob, dtype),
-                    jnp.asarray(hvp_eps, dtype))
+    xp = cfg.xp
+    dtype = np.dtype(cfg.dtype)
+    hvp_eps = np.finfo(dtype if hvp_dtype is None else hvp_dtype).eps / 2
+    args = (xp.asarray(v), key, xp.asarray(np.inf if tol is None else tol, dtype),
+            xp.asarray([np.inf, np.nan, np.nan] if prob is None else prob, dtype),
+            xp.asarray(hvp_eps, dtype))
+    if cfg.host:
+        return _initial(np, cfg, *args)
+    return _compiled_initial(cfg, *args)
 
 
-@functools.partial(_compile.probe_jit, static_argnums=0)
-def _initial(cfg: Recurrence, v, key, tol, prob, hvp_eps) -> State:
-    """:func:`start` as one compiled program (inlined when traced inside another)."""
-    m, dtype = cfg.m, jnp.dtype(cfg.dtype)
-    q0 = (v / jnp.linalg.norm(v)).astype(dtype)
+def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps) -> State:
+    """:func:`start` in the namespace ``xp`` (one compiled program for ``jax.numpy``, inlined
+    when traced inside another)."""
+    m, dtype = cfg.m, np.dtype(cfg.dtype)
+    q0 = (v / xp.linalg.norm(v)).astype(dtype)
     P = q0.shape[0]
-    idx = jnp.arange(m + 1)
-    Q = jnp.zeros((m + 1, P), dtype).at[0].set(q0) if cfg.store_basis \
-        else jnp.zeros((0, P), dtype)
+    idx = xp.arange(m + 1)
+    if cfg.store_basis:
+        Q = xp.zeros((m + 1, P), dtype)
+        Q = _set_row(xp, Q, 0, q0)
+    else:
+        Q = xp.zeros((0, P), dtype)
+    int32, scalar = np.int32, functools.partial(xp.asarray, dtype=dtype)
     return State(
-        jnp.zeros((), jnp.int32), Q, q0, jnp.zeros_like(q0), jnp.zeros(m, dtype),
-        jnp.zeros(m + 1, dtype), (idx == 0).astype(dtype), jnp.zeros(m + 1, dtype),
-        jnp.asarray(False), jnp.zeros((), dtype), jnp.zeros((), jnp.int32),
-        jnp.zeros((cfg.slots, P), dtype), jnp.zeros((), jnp.int32),
-        jnp.asarray(jnp.inf, dtype), jnp.asarray(False), jnp.asarray(cfg.every, jnp.int32),
-        jax.random.fold_in(key, 0),      # its own buffer: a compiled step donates the state
+        int32(0) if cfg.host else jnp.zeros((), jnp.int32), Q, q0, xp.zeros_like(q0),
+        xp.zeros(m, dtype), xp.zeros(m + 1, dtype), (idx == 0).astype(dtype),
+        xp.zeros(m + 1, dtype), xp.asarray(False), scalar(0.0),
+        xp.asarray(0, xp.int32), xp.zeros((cfg.slots, P), dtype), xp.asarray(0, xp.int32),
+        scalar(np.inf), xp.asarray(False), xp.asarray(cfg.every, xp.int32),
+        _fold(cfg, key, 0),      # its own buffer: a compiled step donates the state
         tol, prob, hvp_eps)
+
+
+_compiled_initial = _compile.probe_jit(functools.partial(_initial, jnp), static_argnums=0)
+
+
+def _set_row(xp, Q, i, row):
+    """Q with row ``i`` replaced: in place on the host (the run owns its basis), and in place
+    for XLA too (a scatter with mode="drop" made XLA copy Q at every step)."""
+    if xp is np:
+        Q[i] = row
+        return Q
+    return jax.lax.dynamic_update_slice_in_dim(Q, row[None], i, axis=0)
+
+
+def _cond(xp, pred, true_fn, false_fn, *operands):
+    """``lax.cond`` in a compiled step; a Python ``if`` on the host."""
+    if xp is np:
+        return true_fn(*operands) if pred else false_fn(*operands)
+    return jax.lax.cond(pred, true_fn, false_fn, *operands)
+
+
+def _set(xp, a, i, value):
+    """``a`` with entry ``i`` set (a copy: earlier states keep their values)."""
+    if xp is np:
+        a = a.copy()
+        a[i] = value
+        return a
+    return a.at[i].set(value)
 
 
 def step(cfg: Recurrence, state: State, w) -> State:
@@ -310,156 +383,162 @@ def step(cfg: Recurrence, state: State, w) -> State:
     ≈ ε‖H‖/(β_{j+1}|s_{j,i}|), so these are the only directions where it can approach √ε before
     the next check), and each new w is projected against them, w ← w − Yᵀ(Y w).
     """
-    m, reortho, which, k = cfg.m, cfg.reortho, Which(cfg.which), cfg.k
+    m, reortho, which, k, xp = cfg.m, cfg.reortho, Which(cfg.which), cfg.k, cfg.xp
     (j, Q, q, q_prev, alpha, beta, om, om_prev, force, anorm, count, Y, y_count, y_est,
      done, next_check, key, tol, prob, hvp_eps) = state
     P, dtype = q.shape[0], q.dtype
-    eps = jnp.finfo(dtype).eps
-    eta = jnp.sqrt(eps)
-    psi = eps * jnp.sqrt(jnp.asarray(P, dtype))
-    idx = jnp.arange(m + 1)
+    eps = xp.finfo(dtype).eps
+    eta = xp.sqrt(eps)
+    psi = eps * xp.sqrt(xp.asarray(P, dtype))
+    idx = xp.arange(m + 1)
     sizes = [min(b + BLOCK, m) for b in range(0, m, BLOCK)]
     selective = reortho is Reortho.SELECTIVE
     kk = min(k + 1, m)
 
     def passes(rows, Q, w):             # two passes: Q is itself only semi-orthogonal
-        Qf = jax.lax.slice_in_dim(Q, 0, rows)
+        Qf = Q[:rows]
         w = w - Qf.T @ (Qf @ w)
         return w - Qf.T @ (Qf @ w)
 
     def dots(rows, Q, V):               # [m + 1, c]: q_iᵀ v for the filled rows, zero past them
-        D = jax.lax.slice_in_dim(Q, 0, rows) @ V.T
-        return jnp.zeros((m + 1, V.shape[0]), dtype).at[:rows].set(D)
+        D = Q[:rows] @ V.T
+        return xp.concatenate([D, xp.zeros((m + 1 - rows, V.shape[0]), dtype)])
 
-    def gram_schmidt(Q, w, j):          # rows 0…j hold q_0…q_j
+    # rows 0…j hold q_0…q_j: the host reads exactly those, a compiled step the smallest
+    # multiple of BLOCK that holds them (one branch per multiple)
+    def gram_schmidt(Q, w, j):
+        if cfg.host:
+            return passes(int(j) + 1, Q, w)
         return jax.lax.switch(j // BLOCK, [functools.partial(passes, s) for s in sizes], Q, w)
 
     def overlaps(Q, V, j):              # one pass over rows 0…j of Q
+        if cfg.host:
+            return dots(int(j) + 1, Q, V)
         return jax.lax.switch(j // BLOCK, [functools.partial(dots, s) for s in sizes], Q, V)
 
     def restart(Q, j):
-        z = jax.random.normal(jax.random.fold_in(key, j), (P,), dtype)
+        z = _normal(cfg, key, j, P, dtype)
         z = gram_schmidt(Q, z, j)
-        return z, jnp.zeros((), dtype), jnp.linalg.norm(z)
+        return z, xp.zeros((), dtype), xp.linalg.norm(z)
 
     def omega(a, b):
-        up = jnp.roll(om, -1) * jnp.roll(beta, -1)                 # β_{k+1} ω_{j,k+1}
-        down = jnp.where(idx > 0, jnp.roll(om, 1) * beta, 0.0)     # β_k ω_{j,k−1}
-        alpha_k = jnp.concatenate([alpha, jnp.zeros(1, dtype)])
+        up = xp.roll(om, -1) * xp.roll(beta, -1)                 # β_{k+1} ω_{j,k+1}
+        down = xp.where(idx > 0, xp.roll(om, 1) * beta, 0.0)     # β_k ω_{j,k−1}
+        alpha_k = xp.concatenate([alpha, xp.zeros(1, dtype)])
         new = up + (alpha_k - a) * om + down - beta[j] * om_prev
-        b_safe = jnp.maximum(b, psi * anorm)
-        new = (new + jnp.where(new < 0, -1.0, 1.0) * psi * anorm) / b_safe
+        b_safe = xp.maximum(b, psi * anorm)
+        new = (new + xp.where(new < 0, -1.0, 1.0) * psi * anorm) / b_safe
         local = psi * anorm / b_safe                               # ω_{j+1,j}: rounding of α_j
-        return jnp.where(idx < j, new, jnp.where(idx == j, local, (idx == j + 1).astype(dtype)))
+        return xp.where(idx < j, new, xp.where(idx == j, local, (idx == j + 1).astype(dtype)))
 
     w = w - beta[j] * q_prev
     a = q @ w
     w = w - a * q
     if cfg.slots:
-        w = jax.lax.cond(y_count > 0, lambda w: w - Y.T @ (Y @ w), lambda w: w, w)
-    b = jnp.linalg.norm(w)
-    anorm = jnp.maximum(anorm, jnp.abs(a) + b + beta[j])
+        w = _cond(xp, y_count > 0, lambda w: w - Y.T @ (Y @ w), lambda w: w, w)
+    b = xp.linalg.norm(w)
+    anorm = xp.maximum(anorm, xp.abs(a) + b + beta[j])
     breakdown = b <= psi * anorm
-    done = jnp.asarray(False)
+    done = xp.asarray(False)
     if reortho is Reortho.NONE:
         done = breakdown                 # an invariant subspace: T's values are exact
-        nw = jnp.where(breakdown, 1.0, b)
+        nw = xp.where(breakdown, 1.0, b)
     else:
         if reortho in (Reortho.PARTIAL, Reortho.SELECTIVE):
             new = omega(a, b)
-            need = force | (jnp.max(jnp.where(idx <= j, jnp.abs(new), 0.0)) > eta)
+            need = force | (xp.max(xp.where(idx <= j, xp.abs(new), 0.0)) > eta)
             need = need | breakdown
             seed_prev = om
             if selective:
                 # the estimate says "maybe lost": measure before paying for Gram–Schmidt
                 def measure(_):
-                    D = overlaps(Q, jnp.stack([q, w / jnp.maximum(b, psi * anorm)]), j)
-                    push = jnp.where(D < 0, -psi, psi)     # keep the estimate pessimistic
-                    prev = jnp.where(idx < j, D[:, 0] + push[:, 0], (idx == j).astype(dtype))
-                    nxt = jnp.where(idx <= j, D[:, 1] + push[:, 1],
-                                    (idx == j + 1).astype(dtype))
-                    lost = jnp.max(jnp.where(idx <= j, jnp.abs(D[:, 1]), 0.0)) > eta
+                    D = overlaps(Q, xp.stack([q, w / xp.maximum(b, psi * anorm)]), j)
+                    push = xp.where(D < 0, -psi, psi)     # keep the estimate pessimistic
+                    prev = xp.where(idx < j, D[:, 0] + push[:, 0], (idx == j).astype(dtype))
+                    nxt = xp.where(idx <= j, D[:, 1] + push[:, 1],
+                                   (idx == j + 1).astype(dtype))
+                    lost = xp.max(xp.where(idx <= j, xp.abs(D[:, 1]), 0.0)) > eta
                     return force | breakdown | lost, nxt, prev
 
-                need, new, seed_prev = jax.lax.cond(need, measure, lambda _: (need, new, om),
-                                                    None)
+                need, new, seed_prev = _cond(xp, need, measure, lambda _: (need, new, om),
+                                             None)
         else:
-            need = jnp.asarray(True)
+            need = xp.asarray(True)
 
         def reorthogonalise(w):
             w = gram_schmidt(Q, w, j)
-            nw = jnp.linalg.norm(w)
-            return jax.lax.cond(nw <= psi * anorm, lambda: restart(Q, j), lambda: (w, nw, nw))
+            nw = xp.linalg.norm(w)
+            return _cond(xp, nw <= psi * anorm, lambda: restart(Q, j), lambda: (w, nw, nw))
 
-        w, b, nw = jax.lax.cond(need, reorthogonalise, lambda w: (w, b, b), w)
+        w, b, nw = _cond(xp, need, reorthogonalise, lambda w: (w, b, b), w)
         if reortho in (Reortho.PARTIAL, Reortho.SELECTIVE):
-            om, om_prev = jnp.where(need & (idx <= j), psi, new), jnp.where(need, om, seed_prev)
+            om, om_prev = xp.where(need & (idx <= j), psi, new), xp.where(need, om, seed_prev)
             force = need & ~force
         count = count + need
     q_next = w / nw
     if cfg.store_basis:
-        # in place (a scatter with mode="drop" here made XLA copy Q at every step)
-        Q = jax.lax.dynamic_update_slice_in_dim(Q, q_next[None], j + 1, axis=0)
-    alpha, beta = alpha.at[j].set(a), beta.at[j + 1].set(b)
+        Q = _set_row(xp, Q, j + 1, q_next)
+    alpha, beta = _set(xp, alpha, j, a), _set(xp, beta, j + 1, b)
     j = j + 1
 
     def check(Y, y_count, y_est):
         """The adaptive check (and, for SELECTIVE, the set of converged Ritz vectors)."""
-        theta, est, real, _ = ritz(alpha, beta, j, m, which, anorm)
-        scale = jnp.max(jnp.where(real, jnp.abs(theta), 0.0))
-        stop = jnp.asarray(False)
+        theta, est, real, _ = ritz(alpha, beta, j, m, which, anorm, xp=xp)
+        scale = xp.max(xp.where(real, xp.abs(theta), 0.0))
+        stop = xp.asarray(False)
         if cfg.adaptive:
-            stop = (jnp.max(est[wanted(m, min(k, m), which)]) <= tol * scale) & (j >= kk)
+            stop = (xp.max(est[wanted(m, min(k, m), which, xp)]) <= tol * scale) & (j >= kk)
         if cfg.prob:
             stop = stop & _prob_stop(theta, real, beta, j, anorm, scale, P, which, tol, prob,
-                                     hvp_eps)
+                                     hvp_eps, xp)
         if selective:
             good = real & (est <= SELECTIVE_MARGIN * eta * anorm)
-            count_ = jnp.minimum(jnp.sum(good), cfg.slots).astype(jnp.int32)
-            best = jnp.min(jnp.where(good, est, jnp.inf)).astype(est.dtype)
+            count_ = xp.minimum(xp.sum(good), cfg.slots).astype(xp.int32)
+            best = xp.min(xp.where(good, est, xp.inf)).astype(est.dtype)
             rebuild = (count_ > y_count) | (best < 1e-2 * y_est)
 
             def build():
                 # the `slots` best-converged good pairs; empty slots get zero coefficients
-                order = jnp.argsort(jnp.where(good, est, jnp.inf))[:cfg.slots]
-                S = ritz(alpha, beta, j, m, which, anorm, order)[3]
-                coef = jnp.where(good[order][None, :], S, 0.0)               # (m, slots)
-                Yn = coef.T @ jax.lax.slice_in_dim(Q, 0, m)                  # one pass over Q
-                nrm = jnp.linalg.norm(Yn, axis=1, keepdims=True)
-                return jnp.where(nrm > 0, Yn / jnp.where(nrm > 0, nrm, 1.0), 0.0), count_, best
+                order = xp.argsort(xp.where(good, est, xp.inf))[:cfg.slots]
+                S = ritz(alpha, beta, j, m, which, anorm, order, xp=xp)[3]
+                coef = xp.where(good[order][None, :], S, 0.0)               # (m, slots)
+                Yn = coef.T @ Q[:m]                                          # one pass over Q
+                nrm = xp.linalg.norm(Yn, axis=1, keepdims=True)
+                return xp.where(nrm > 0, Yn / xp.where(nrm > 0, nrm, 1.0), 0.0), count_, best
 
-            Y, y_count, y_est = jax.lax.cond(rebuild, build, lambda: (Y, y_count, y_est))
+            Y, y_count, y_est = _cond(xp, rebuild, build, lambda: (Y, y_count, y_est))
         return stop, Y, y_count, y_est
 
     if cfg.adaptive or cfg.prob or selective:
         at_check = (j >= next_check) | (j == m) | done
-        spacing = jnp.where(j < LONG_RUN, cfg.every,
-                            jnp.maximum(cfg.every, (j // 16) // cfg.every * cfg.every))
-        next_check = jnp.where(at_check, j + spacing, next_check)
-        stop, Y, y_count, y_est = jax.lax.cond(
-            at_check, check, lambda Y, c, e: (jnp.asarray(False), Y, c, e), Y, y_count, y_est)
+        spacing = xp.where(j < LONG_RUN, cfg.every,
+                           xp.maximum(cfg.every, (j // 16) // cfg.every * cfg.every))
+        next_check = xp.where(at_check, j + spacing, next_check)
+        stop, Y, y_count, y_est = _cond(
+            xp, at_check, check, lambda Y, c, e: (xp.asarray(False), Y, c, e), Y, y_count,
+            y_est)
         done = done | stop
     return State(j, Q, q_next, q, alpha, beta, om, om_prev, force, anorm, count, Y, y_count,
                  y_est, done | (j >= m), next_check, key, tol, prob, hvp_eps)
 
 
-def _prob_stop(theta, real, beta, steps, anorm, scale, P, which, tol, prob, hvp_eps):
+def _prob_stop(theta, real, beta, steps, anorm, scale, P, which, tol, prob, hvp_eps, xp=jnp):
     """The probabilistic part of the stop rule (:func:`start`'s ``prob``)."""
     dtype = theta.dtype
-    eps = jnp.finfo(dtype).eps
-    psi = eps * jnp.sqrt(jnp.asarray(P, dtype))
-    idx = jnp.arange(beta.shape[0])
+    eps = xp.finfo(dtype).eps
+    psi = eps * xp.sqrt(xp.asarray(P, dtype))
+    idx = xp.arange(beta.shape[0])
     log_c, lo, hi = prob[0], prob[1], prob[2]
-    b = jnp.maximum(beta, psi * anorm)
-    log_beta = jnp.sum(jnp.where((idx >= 1) & (idx <= steps), jnp.log(b), 0.0))
-    s = posterior_gap(theta, real, log_beta, log_c, which)
+    b = xp.maximum(beta, psi * anorm)
+    log_beta = xp.sum(xp.where((idx >= 1) & (idx <= steps), xp.log(b), 0.0))
+    s = posterior_gap(theta, real, log_beta, log_c, which, xp)
     # the margin η without the HVP's measured rounding (not known yet): ~8 u_h‖T‖ for it
-    eta = 2 * (jnp.sqrt(jnp.asarray(P, dtype)) + steps) * eps / 2 * anorm + 8 * hvp_eps * anorm
-    end = jnp.min(jnp.where(real, theta, jnp.inf)) if which == Which.SMALLEST else \
-        jnp.max(jnp.where(real, theta, -jnp.inf))
+    eta = 2 * (xp.sqrt(xp.asarray(P, dtype)) + steps) * eps / 2 * anorm + 8 * hvp_eps * anorm
+    end = xp.min(xp.where(real, theta, xp.inf)) if which == Which.SMALLEST else \
+        xp.max(xp.where(real, theta, -xp.inf))
     sign = 1.0 if which == Which.SMALLEST else -1.0
     outer, inner = end - sign * (s + eta), end + sign * eta
-    decided = (jnp.minimum(outer, inner) > hi) | (jnp.maximum(outer, inner) < lo)
+    decided = (xp.minimum(outer, inner) > hi) | (xp.maximum(outer, inner) < lo)
     return (s + eta <= tol * scale) | decided
 
 
@@ -469,17 +548,20 @@ def _compiled_step(cfg: Recurrence, state: State, w) -> State:
 
 
 def advance(cfg: Recurrence, state: State, w) -> State:
-    """One compiled :func:`step` with the product ``w = H q_j`` given (the state is donated)."""
+    """One :func:`step` with the product ``w = H q_j`` given: on the host in NumPy, or compiled
+    with the state donated."""
+    if cfg.host:
+        return step(cfg, state, np.asarray(w))
     return _compiled_step(cfg, state, w)
 
 
 def run(cfg: Recurrence, apply: Callable, state: State, limit: int | None = None) -> State:
     """Drive :func:`step` from Python until ``done``, or ``limit`` steps: ``w = apply(state.q)``
-    (the operator's own compiled HVP, in the recurrence's dtype), then one compiled step with
-    the state donated. Returns the final state."""
+    (the operator's own compiled HVP, in the recurrence's dtype), then one step (:func:`advance`).
+    Returns the final state."""
     n = 0
     while not bool(state.done) and (limit is None or n < limit):
-        state = _compiled_step(cfg, state, apply(state.q))
+        state = advance(cfg, state, apply(state.q))
         n += 1
     return state
 
@@ -502,6 +584,7 @@ def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: boo
 def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> State:
     """Restart a finished cycle keeping the ``keep`` Ritz pairs nearest the wanted end (module
     docstring, "Thick restart"); one HVP. Needs the stored basis and ``keep`` ≤ slots."""
+    xp = cfg.xp
     j = int(state.j)
     alpha, beta = np.asarray(state.alpha, float), np.asarray(state.beta, float)
     theta, S = scipy.linalg.eigh_tridiagonal(alpha[:j], beta[1:j])
@@ -509,11 +592,11 @@ def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> 
     pick = np.arange(keep) if cfg.which == Which.SMALLEST else np.arange(j - keep, j)[::-1]
     coef = np.zeros((cfg.m + 1, keep))
     coef[:j] = S[:, pick]
-    Y = combine(state.Q, jnp.asarray(coef, state.Q.dtype))             # [keep, P] Ritz vectors
+    Y = combine(state.Q, xp.asarray(coef, state.Q.dtype))              # [keep, P] Ritz vectors
     b = beta[j] * S[j - 1, pick]                                         # couplings to q_j
     qj = state.q
     Hq = apply(qj)
-    a, r = _arrow(Y, qj, Hq, jnp.asarray(b, Hq.dtype))
+    a, r = _arrow(Y, qj, Hq, xp.asarray(b, Hq.dtype))
     A = np.zeros((keep + 1, keep + 1))
     A[:keep, :keep] = np.diag(theta[pick])
     A[:keep, keep] = A[keep, :keep] = b
@@ -523,30 +606,30 @@ def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> 
     Tt, Wt = scipy.linalg.hessenberg(rev, calc_q=True)
     W = Wt[::-1, ::-1]
     T = Tt[::-1, ::-1]
-    rows = jnp.concatenate([Y, qj[None]])                                # [keep + 1, P]
+    rows = xp.concatenate([Y, qj[None]])                                 # [keep + 1, P]
     # r is orthogonal to [Y, q_m] in exact arithmetic only: once a pair has converged, ‖r‖ is
     # small and the rounding of Hq − Yᵀb − αq is not, so orthogonalise it (two passes)
     r = _orthogonalise(rows, r)
-    rnorm = float(jnp.linalg.norm(r))
-    B = jnp.asarray(W.T, rows.dtype) @ rows
+    rnorm = float(xp.linalg.norm(r))
+    B = xp.asarray(W.T, rows.dtype) @ rows
     return _restarted(cfg, state, B, r / rnorm, np.diag(T), np.diag(T, 1), rnorm,
                       Y[:cfg.slots])
 
 
-@_compile.probe_jit
-def combine(Q, coef):
+@_compile.probe_program
+def combine(xp, Q, coef):
     """``coef.T @ Q``: Ritz vectors from the stored basis."""
     return coef.T @ Q
 
 
-@_compile.probe_jit
-def _orthogonalise(rows, r):
+@_compile.probe_program
+def _orthogonalise(xp, rows, r):
     r = r - rows.T @ (rows @ r)
     return r - rows.T @ (rows @ r)
 
 
-@_compile.probe_jit
-def _arrow(Y, q, Hq, b):
+@_compile.probe_program
+def _arrow(xp, Y, q, Hq, b):
     """α = qᵀHq and the residual r = Hq − Yᵀb − αq of the restarted basis (Y ⟂ q)."""
     a = q @ Hq
     return a, Hq - Y.T @ b - a * q
@@ -556,21 +639,30 @@ def _restarted(cfg, state, B, q_next, diag, off, rnorm, Y) -> State:
     """The state of a thick-restarted run: basis rows ``B`` (the last is the old q_m), their
     tridiagonal (``diag``, ``off``), the next vector and its coupling ``rnorm``; the kept Ritz
     vectors ``Y`` form the selective set."""
-    m, dtype = cfg.m, state.Q.dtype
+    xp, m, dtype = cfg.xp, cfg.m, state.Q.dtype
     n = B.shape[0]
-    idx = jnp.arange(m + 1)
-    Q = jnp.zeros_like(state.Q).at[:n].set(B).at[n].set(q_next)
-    alpha = jnp.zeros_like(state.alpha).at[:n].set(jnp.asarray(diag, dtype))
-    beta = jnp.zeros_like(state.beta).at[1:n].set(jnp.asarray(off, dtype)).at[n].set(rnorm)
-    slots = jnp.zeros_like(state.Y).at[:Y.shape[0]].set(Y)
-    eps = jnp.finfo(dtype).eps * jnp.sqrt(jnp.asarray(q_next.shape[0], dtype))
-    om = jnp.where(idx <= n, eps, 0.0).at[n].set(1.0)
+    idx = np.arange(m + 1)
+    if cfg.host:
+        Q, slots = np.zeros(state.Q.shape, dtype), np.zeros(state.Y.shape, dtype)
+        Q[:n], Q[n], slots[:Y.shape[0]] = B, q_next, Y
+    else:
+        Q = jnp.zeros_like(state.Q).at[:n].set(B).at[n].set(q_next)
+        slots = jnp.zeros_like(state.Y).at[:Y.shape[0]].set(Y)
+    alpha, beta = np.zeros(state.alpha.shape, dtype), np.zeros(state.beta.shape, dtype)
+    alpha[:n] = diag
+    beta[1:n], beta[n] = off, rnorm
+    eps = float(np.finfo(dtype).eps * np.sqrt(q_next.shape[0]))
+    om = np.where(idx <= n, eps, 0.0)
+    om[n] = 1.0
+    om_prev = np.where(idx < n, eps, 0.0)
+    om_prev[n - 1] = 1.0
+    scalar = functools.partial(xp.asarray, dtype=dtype)
     return state._replace(
-        j=jnp.asarray(n, jnp.int32), Q=Q, q=q_next, q_prev=B[-1], alpha=alpha, beta=beta,
-        om=om, om_prev=jnp.where(idx < n, eps, 0.0).at[n - 1].set(1.0),
-        force=jnp.asarray(True), Y=slots, y_count=jnp.asarray(Y.shape[0], jnp.int32),
-        y_est=jnp.asarray(0.0, dtype), done=jnp.asarray(False),
-        next_check=jnp.asarray(n + cfg.every, jnp.int32))
+        j=np.int32(n) if cfg.host else jnp.asarray(n, jnp.int32), Q=Q, q=q_next, q_prev=B[-1],
+        alpha=xp.asarray(alpha), beta=xp.asarray(beta), om=xp.asarray(om, dtype),
+        om_prev=xp.asarray(om_prev, dtype), force=xp.asarray(True), Y=slots,
+        y_count=xp.asarray(Y.shape[0], xp.int32), y_est=scalar(0.0), done=xp.asarray(False),
+        next_check=xp.asarray(n + cfg.every, xp.int32))
 
 
 def replay(cfg: Recurrence, apply: Callable, v, alpha, beta, steps: int, coef):
@@ -579,19 +671,20 @@ def replay(cfg: Recurrence, apply: Callable, v, alpha, beta, steps: int, coef):
     q_{j+1} = (H q_j − α_j q_j − β_j q_{j−1})/β_{j+1}, the same floating-point operations as
     :func:`step` with ``Reortho.NONE``. ``steps − 1`` HVPs (driven from Python), O(P·c)
     memory."""
-    q = (v / jnp.linalg.norm(v)).astype(jnp.dtype(cfg.dtype))
-    q_prev = jnp.zeros_like(q)
+    xp = cfg.xp
+    q = (v / xp.linalg.norm(v)).astype(np.dtype(cfg.dtype))
+    q_prev = xp.zeros_like(q)
     # host copies: indexing a device array by a Python int compiles one program per index
     alpha, beta, coef = np.asarray(alpha), np.asarray(beta), np.asarray(coef)
-    x = jnp.asarray(coef[0])[:, None] * q[None]
+    x = xp.asarray(coef[0])[:, None] * q[None]
     for j in range(steps - 1):
         q, q_prev, x = _replay_step(apply(q), q, q_prev, x, alpha[j], beta[j], beta[j + 1],
                                     coef[j + 1])
     return x
 
 
-@functools.partial(_compile.probe_jit, donate_argnums=(3,))
-def _replay_step(w, q, q_prev, x, a, b_prev, b_next, c):
+@functools.partial(_compile.probe_program, donate_argnums=(3,))
+def _replay_step(xp, w, q, q_prev, x, a, b_prev, b_next, c):
     w = w - b_prev * q_prev
     w = w - a * q
     q_next = w / b_next
