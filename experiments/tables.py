@@ -65,9 +65,12 @@ def bench_sections() -> list[str]:
                  "the first one's cache; ratios against cold ARPACK on our jitted HVP)",
                  ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
                   "cached_vs_arpack", "vs_lambda_min", "hvps", "value", "error"]),
-        "cold_torch": ("First calls of ARPACK on PyTorch's double-backward HVP (graph built once), "
-                       "each in a fresh process",
-                       ["model", "P", "quantity", "tool", "cold_s", "hvps", "value"]),
+        "engine": ("The Lanczos recurrence in NumPy on the host against its compiled step, "
+                   "warm (Deora, n = 64, float64, same key, median of interleaved calls; "
+                   "`host/compiled` < 1: the host is faster)",
+                   ["P", "probe", "hvps", "hvps_compiled", "host_s", "compiled_s",
+                    "host/compiled", "ms_per_hvp_host", "ms_per_hvp_compiled",
+                    "value_difference"]),
         "curvature_compile": ("Compile seconds of one transformer-curvature cell (one model "
                               "structure), fresh process, no persistent cache, per commit",
                               ["commit", "wall_s", "compile_s", "programs", "top"]),

@@ -66,8 +66,11 @@ def test_density_is_a_probability_measure_and_matches_eigh():
 
 
 def slq_probes(key, num_probes, P):
-    """The unit start vectors ``spectral_density`` draws from ``key`` (see ``_density._slq``)."""
-    z = np.asarray(jax.random.rademacher(jax.random.split(key)[0], (num_probes, P), jnp.float64))
+    """The unit start vectors ``spectral_density`` draws from ``key``: Rademacher signs from
+    NumPy's generator seeded by the key's words and stream 0."""
+    words = np.asarray(jax.random.key_data(key), np.uint64).ravel()
+    rng = np.random.default_rng(np.append(words, np.uint64(0)))
+    z = 2.0 * rng.integers(0, 2, (num_probes, P)) - 1.0
     return z / np.linalg.norm(z, axis=1, keepdims=True)
 
 
@@ -93,6 +96,19 @@ def test_slq_moments_hold_without_reorthogonalisation(reortho):
     # (~ε‖A‖) and far narrower than the gap to the next eigenvalue, 6
     copies = np.sum(np.abs(dens.nodes - 9.0) < 1e-8, axis=1)
     assert (copies > 1).all() if reortho == "none" else (copies == 1).all()
+
+
+@pytest.mark.parametrize("reortho", ["none", "selective"])
+def test_slq_is_the_same_on_both_engines(reortho):
+    """The host engine and the compiled one run SLQ from the same probes: the same nodes and
+    weights up to rounding (Ritz values of runs whose products agree to ~ε‖A‖; ghost nodes
+    included, so 1e-12 relative leaves room for a ghost converging one step apart)."""
+    A = with_spectrum(np.linspace(-1.0, 2.0, 150), seed=5)
+    key = jax.random.key(4)
+    runs = [spectral.SLQ(3, 25, reortho, engine=e)(spectral.linearise(quadratic, jnp.ones(150), A),
+                                                    key=key) for e in ("host", "compiled")]
+    np.testing.assert_allclose(runs[0].nodes, runs[1].nodes, rtol=0, atol=1e-12 * 2.0)
+    np.testing.assert_allclose(runs[0].weights, runs[1].weights, rtol=0, atol=1e-12)
 
 
 def test_slq_of_a_float32_model_runs_its_recurrence_in_float64():

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from mhatheory import _validate
 from mhatheory.spectral._certificate import defect_vectors, hvp_error
@@ -188,8 +188,8 @@ def coverage(H, *, failure_probs, key, num_starts: int = 10_000, steps: int = 10
     out = []
     for d, delta in enumerate(deltas):
         m = int(missed[d].sum())
-        lo = 0.0 if m == 0 else float(stats.beta.ppf(0.025, m, num_starts - m + 1))
-        hi = 1.0 if m == num_starts else float(stats.beta.ppf(0.975, m + 1, num_starts - m))
+        lo = 0.0 if m == 0 else float(special.betaincinv(m, num_starts - m + 1, 0.025))
+        hi = 1.0 if m == num_starts else float(special.betaincinv(m + 1, num_starts - m, 0.975))
         out.append(Coverage(delta, num_starts, m, m / num_starts, (lo, hi), lo <= delta,
                             checked, tuple(int(v) for v in misses_at[d]), float(width[d])))
     return out

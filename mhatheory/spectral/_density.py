@@ -17,8 +17,10 @@ the estimate is a probability measure. Derived quantities and their standard err
 (each an :class:`Estimate`): the fraction (and so the number, ×P) of negative eigenvalues and
 their mass Σ_{λ_i<0} |λ_i| = P·E[Σ_j τ_j |θ_j| 1{θ_j < 0}]. The Lanczos runs are the toolkit's
 own recurrence (:mod:`._recurrence`, one probe at a time, driven from Python around the
-operator's compiled HVP), in float64 for a float32 model when x64 is on (the HVP stays in the
-model's dtype, as in the λ probes).
+operator's compiled HVP, on the engine of ``engine``: :class:`~mhatheory.spectral.Engine`), in
+float64 for a float32 model when x64 is on (the HVP stays in the model's dtype, as in the λ
+probes). Both estimators draw their Rademacher probes on the host from NumPy generators seeded
+by the key's words, so they compile nothing but the operator's HVP on the host engine.
 
 **Why no reorthogonalisation by default.** ``reortho="none"`` (default) needs no basis (O(P)
 memory, no O(P·m) work per step), and the quadrature stays accurate without it: the
@@ -47,7 +49,15 @@ import scipy.linalg
 from mhatheory import _validate
 from mhatheory.spectral import _recurrence as rec
 from mhatheory.spectral._operators import LinearOperator, linearise
-from mhatheory.spectral._options import Reortho, as_enum, resolve_key
+from mhatheory.spectral._options import (
+    Engine,
+    Reortho,
+    as_enum,
+    host_rng,
+    key_words,
+    resolve_engine,
+    resolve_key,
+)
 
 
 class Estimate(NamedTuple):
@@ -83,14 +93,8 @@ class Hutchinson:
 
     def __call__(self, operator: LinearOperator, *, key) -> Estimate:
         op = _operator(self, operator)
-        key = resolve_key(key)
-        wdt = op.work_dtype
-        mask = op.vector_mask.astype(wdt)
-        values = []
-        for k in jax.random.split(key, self.num_samples):
-            z = jax.random.rademacher(k, (op.P,), wdt) * mask
-            values.append(z @ op.mv(z))
-        values = np.asarray(jnp.stack(values))
+        probes = _rademacher(op, key_words(resolve_key(key)), self.num_samples)
+        values = np.array([z @ np.asarray(op.mv(z)) for z in probes])
         return Estimate(float(values.mean()),
                         float(values.std(ddof=1) / math.sqrt(self.num_samples)),
                         self.num_samples, values)
@@ -151,6 +155,7 @@ class SLQ:
     num_probes: int = 8
     krylov: int = 60
     reortho: Reortho | str = Reortho.NONE
+    engine: Engine | str = Engine.AUTO
 
     def __post_init__(self):
         _validate.positive_int("num_probes", self.num_probes, minimum=2)
@@ -158,20 +163,31 @@ class SLQ:
         reortho = as_enum(Reortho, self.reortho, "reortho")
         object.__setattr__(self, "reortho", Reortho.NONE if reortho is Reortho.AUTO
                            else reortho)
+        object.__setattr__(self, "engine", as_enum(Engine, self.engine, "engine"))
 
     def __call__(self, operator: LinearOperator, *, key) -> Density:
         op = _operator(self, operator)
         key = resolve_key(key)
+        words = key_words(key)
         wdt = op.work_dtype
         m = min(self.krylov, op.size)
+        host = resolve_engine(self.engine, op.P, op.flat)
         cfg = rec.Recurrence(m, op.P, str(np.dtype(wdt)), self.reortho,
-                             self.reortho is not Reortho.NONE, adaptive=False)
-        k_probe, k_break = jax.random.split(key)
-        probes = jax.random.rademacher(k_probe, (self.num_probes, op.P), wdt) \
-            * op.vector_mask.astype(wdt)[None]
+                             self.reortho is not Reortho.NONE, adaptive=False, host=host)
+        probes = _rademacher(op, words, self.num_probes)
+        # the keys of the directions that continue a run after a breakdown, one per probe
+        if host:
+            breaks = [np.append(words, np.uint64(i + 1)) for i in range(self.num_probes)]
+        else:
+            breaks = list(jax.random.split(key, self.num_probes))
+            probes = jnp.asarray(probes)
+
+        def apply(q):
+            return np.asarray(op.mv(q)) if host else op.mv(q)
+
         nodes, weights = [], []
-        for z, kb in zip(probes, jax.random.split(k_break, self.num_probes), strict=True):
-            state = rec.run(cfg, op.mv, rec.start(cfg, z, key=kb, hvp_dtype=op.dtype))
+        for z, kb in zip(probes, breaks, strict=True):
+            state = rec.run(cfg, apply, rec.start(cfg, z, key=kb, hvp_dtype=op.dtype))
             j = int(state.j)
             a, b = np.asarray(state.alpha[:j]), np.asarray(state.beta[1:j])
             # a run without a basis stops at a breakdown; its decoupled padding carries no weight
@@ -179,6 +195,15 @@ class SLQ:
             nodes.append(np.pad(theta, (0, m - j), constant_values=theta[-1]))
             weights.append(np.pad(S[0] ** 2, (0, m - j)))
         return Density(np.stack(nodes), np.stack(weights), op.size)
+
+
+def _rademacher(op: LinearOperator, words, count: int) -> np.ndarray:
+    """``count`` Rademacher P-vectors (zero outside the operator's block) in the operator's
+    work dtype, drawn on the host from stream 0 of the key with words ``words``."""
+    z = 2.0 * host_rng(words, 0).integers(0, 2, (count, op.P)) - 1.0
+    if op.mask is not None:
+        z = z * op.mask
+    return z.astype(op.work_dtype)
 
 
 def trace(loss_fn, params, *args, key=None, num_samples: int = 100) -> Estimate:

@@ -283,7 +283,10 @@ class LinearOperator:
         if self._ready is not None:
             _compile.wait(self._ready)
             self._ready = None
-        return _apply(self.lin, self._mask, jnp.asarray(v), scale)
+        # a NumPy vector (the host engine's) goes to the compiled product as it is: jit moves
+        # it to the device faster than an eager jnp.asarray would
+        v = v if isinstance(v, (np.ndarray, jax.Array)) else jnp.asarray(v)
+        return _apply(self.lin, self._mask, v, scale)
 
     def restrict(self, select, axis: int | None = None, index: int | None = None
                  ) -> LinearOperator:
