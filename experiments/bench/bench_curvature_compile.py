@@ -38,12 +38,15 @@ for name in ("mhatheory.experiments.transformer_curvature.experiment",
         continue
 import dataclasses
 fields = {f.name for f in dataclasses.fields(mod.Config)}
-# the one-cell sweep in either generation of the config (fixed steps, or train-until-learned)
+# the one-cell sweep in every generation of the config (fixed steps, or train-until-learned;
+# one small late probe batch)
 kw = dict(heads_grid=(4,), layers_grid=(1,), scaling_grid=("fixed_d_model",), seeds=1,
           num_train=200, probe_batch=16, batch=32, warmup=2)
 kw.update(dict(steps=30, early_step=5) if "steps" in fields else
-          dict(tasks=("addition",), d_model=16, num_val=50, num_test=50, small_probe_batch=8,
+          dict(tasks=("addition",), d_model=16, num_val=50, num_test=50,
                max_steps=30, eval_every=5, lr_grid=(1e-2,), loss_levels=(1.5,)))
+kw.update(dict(small_probe_batch=8) if "small_probe_batch" in fields else
+          dict(late_probe_batches=(8,)) if "late_probe_batches" in fields else {})
 cfg = mod.Config(**kw)
 t0 = time.perf_counter()
 with tempfile.TemporaryDirectory() as out:
