@@ -551,7 +551,10 @@ def advance(cfg: Recurrence, state: State, w) -> State:
     """One :func:`step` with the product ``w = H q_j`` given: on the host in NumPy, or compiled
     with the state donated."""
     if cfg.host:
-        return step(cfg, state, np.asarray(w))
+        # as in XLA, a 0/0 (a zero operator: β = ‖T‖ = 0) is a NaN that the step's comparisons
+        # ignore, not a warning
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return step(cfg, state, np.asarray(w))
     return _compiled_step(cfg, state, w)
 
 
