@@ -177,7 +177,7 @@ class SLQ:
         probes = _rademacher(op, words, self.num_probes)
         # the keys of the directions that continue a run after a breakdown, one per probe
         if host:
-            breaks = [np.append(words, np.uint64(i + 1)) for i in range(self.num_probes)]
+            breaks = [rec.fold(cfg, words, i + 1) for i in range(self.num_probes)]
         else:
             breaks = list(jax.random.split(key, self.num_probes))
             probes = jnp.asarray(probes)

@@ -450,13 +450,8 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     t0 = time.perf_counter()
     words = key_words(key)
     start, z = _draws(words, v0, float(probe.warm_start_mix), op.mask, op.P, wdt)
-    # the keys of the directions that continue the recurrence after a breakdown, per cycle
-    k_break = np.append(words, np.uint64(3)) if host else key
-
-    def breaks(cycle: int):
-        return np.append(k_break, np.uint64(cycle)) if host else \
-            jax.random.fold_in(k_break, cycle)
-
+    # the key of the directions that continue the recurrence after a breakdown (per cycle)
+    k_break = rec.fold(cfg, words, 3) if host else key
     if not host:
         start, z = jnp.asarray(start), jnp.asarray(z)
     w0 = op.mv(start)
@@ -513,7 +508,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
             hvps += 1
         else:
             cycle_start = _sum_rows(vecs, k)
-            state = rec.start(cfg, cycle_start, key=breaks(restarts),
+            state = rec.start(cfg, cycle_start, key=rec.fold(cfg, k_break, restarts),
                               tol=0.5 * threshold, prob=None, hvp_dtype=op.dtype)
     Hd = xp.stack([apply(d) for d in defect_vectors(vecs, z)])
     hvps += Hd.shape[0]

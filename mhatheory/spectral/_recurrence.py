@@ -274,17 +274,17 @@ def wanted(size: int, count: int, which: Which, xp=jnp):
     return xp.arange(count) if which == Which.SMALLEST else size - 1 - xp.arange(count)
 
 
-def _fold(cfg: Recurrence, key, i):
-    """The key ``i`` of a family: ``fold_in`` of a JAX key, or the host engine's seed words
-    with ``i`` appended (a ``numpy`` ``SeedSequence``)."""
+def fold(cfg: Recurrence, key, i):
+    """The key ``i`` of a family: ``fold_in`` of a JAX key, or on the host engine the seed
+    words with ``i`` appended (a ``numpy`` ``SeedSequence``)."""
     return np.append(key, np.uint64(int(i))) if cfg.host else jax.random.fold_in(key, i)
 
 
 def _normal(cfg: Recurrence, key, i, size: int, dtype):
     """A standard normal ``size``-vector from the key ``i`` of ``key``'s family."""
     if cfg.host:
-        return np.random.default_rng(_fold(cfg, key, i)).standard_normal(size).astype(dtype)
-    return jax.random.normal(_fold(cfg, key, i), (size,), dtype)
+        return np.random.default_rng(fold(cfg, key, i)).standard_normal(size).astype(dtype)
+    return jax.random.normal(fold(cfg, key, i), (size,), dtype)
 
 
 def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None) -> State:
@@ -325,7 +325,7 @@ def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps) -> State:
         xp.zeros(m + 1, dtype), xp.asarray(False), scalar(0.0),
         xp.asarray(0, xp.int32), xp.zeros((cfg.slots, P), dtype), xp.asarray(0, xp.int32),
         scalar(np.inf), xp.asarray(False), xp.asarray(cfg.every, xp.int32),
-        _fold(cfg, key, 0),      # its own buffer: a compiled step donates the state
+        fold(cfg, key, 0),      # its own buffer: a compiled step donates the state
         tol, prob, hvp_eps)
 
 
