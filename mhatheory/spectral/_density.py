@@ -150,7 +150,12 @@ class SLQ:
     ``krylov`` steps each (``num_probes``·``krylov`` products), applied to a
     :class:`~mhatheory.spectral.LinearOperator` and a key. Memory O(P) for ``reortho="none"``
     (the default; see the module docstring for why it is accurate), ``krylov``·P numbers for
-    ``"selective"``, ``"partial"`` or ``"full"``."""
+    ``"selective"``, ``"partial"`` or ``"full"``. ``engine``: where the recurrence runs
+    (:class:`~mhatheory.spectral.Engine`); both engines start from the same probes, and their
+    nodes agree to rounding while the basis stays orthogonal. Without reorthogonalisation the
+    rounding of the two is amplified once a node converges (ghosts appear at different steps),
+    so their nodes may differ visibly while the quadrature's moments, which the estimates
+    rest on, agree to rounding."""
 
     num_probes: int = 8
     krylov: int = 60
@@ -223,9 +228,11 @@ def trace(loss_fn, params, *args, key=None, num_samples: int = 100) -> Estimate:
 
 
 def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8, krylov: int = 60,
-                     reortho: Reortho | str = Reortho.NONE) -> Density:
+                     reortho: Reortho | str = Reortho.NONE,
+                     engine: Engine | str = Engine.AUTO) -> Density:
     """SLQ estimate of the spectral density of ∇²L̂ (or of a curvature operator):
-    :class:`SLQ` on the operator at ``params``. ``key=None`` is a fresh random draw.
+    :class:`SLQ` on the operator at ``params`` (``engine``: where its recurrence runs,
+    :class:`~mhatheory.spectral.Engine`). ``key=None`` is a fresh random draw.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -235,7 +242,7 @@ def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8, kryl
         >>> round(rho.trace().value, 6), round(rho.cdf(2.0), 12)
         (20.0, 1.0)
     """
-    probe = SLQ(num_probes, krylov, reortho)
+    probe = SLQ(num_probes, krylov, reortho, engine)
     key = resolve_key(key, allow_none=True)
     return probe(linearise(loss_fn, params, *args), key=key)
 

@@ -119,7 +119,8 @@ class EigResult(NamedTuple):
         restarts: Lanczos restarts used.
         converged: residual ≤ tol·‖H‖ within the restart budget, and, where the HVP's rounding
             sets that threshold, the pair resolved from its neighbour and from 0.
-        seconds: wall time (compilation included on a first call).
+        seconds: wall time of the probe on its operator, its compilation included on a first
+            call (a convenience's input checks and linearisation before it are not).
         method: "lanczos" or "exact".
         rounding: τ, the bound on |value − xᵀHx| from rounding (module docstring).
         hvp_error: δ, the estimated rounding error ‖Ĥx − Hx‖ of one HVP (for ``exact``: the
@@ -224,7 +225,8 @@ class Lanczos:
         engine: an :class:`~mhatheory.spectral.Engine` (or its string): where the recurrence
             runs, NumPy on the host or compiled programs (``AUTO``, the default: the host for
             an operator on a CPU with at most ``HOST_MAX_PARAMS`` coordinates). Both draw the
-            same start from the key and compute the same numbers up to rounding.
+            same start from the key and compute the same numbers up to rounding (which can
+            tip a discrete decision, and so the step count; see the Engine).
 
     Cost: per cycle, the steps taken (≤ krylov) + k + 1 products (the Ritz pairs' true
     residuals; the neighbour bounds the gap for Kato–Temple), twice the steps basis-free, one
@@ -528,7 +530,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         (lo, hi), gap = iv[j]
         (plo, phi), bound, stop, spread = ends[j]
         out.append(EigResult(
-            float(theta[j]) * big, jnp.asarray(vecs[j]), float(rho[j]) * big,
+            float(theta[j]) * big, jax.device_put(vecs[j]), float(rho[j]) * big,
             (lo * big, hi * big),
             gap * big, hvps, restarts, converged, seconds, "lanczos", float(tau[j]) * big,
             float(delta_hvp) * big, cfg.store_basis, cfg.reortho.value, steps,
@@ -641,8 +643,9 @@ def _resolved(theta, vecs, k: int, threshold: float, low_precision: bool) -> boo
     unresolved cluster narrower than it is the stated assumption of ``interval``, and
     ``prob_interval`` covers it.) A neighbour whose vector is nearly parallel (|x_jᵀx_i| > ½) is
     a ghost copy of the same pair (lost orthogonality, no reorthogonalisation), not a second
-    eigenvalue, and does not count."""
-    if not low_precision:
+    eigenvalue, and does not count. A threshold of 0 (every Ritz value 0: the operator vanishes
+    on the Krylov space, its products exact) leaves nothing to resolve."""
+    if not low_precision or threshold <= 0:
         return True
     for j in range(k):
         nbs = [i for i in (j - 1, j + 1) if 0 <= i < len(theta)

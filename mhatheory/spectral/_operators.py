@@ -259,8 +259,9 @@ class LinearOperator:
         self.P, self.dtype = int(flat.size), np.dtype(flat.dtype)
         self.size = self.P if mask is None else int(np.count_nonzero(mask))
         self.psd = bool(operator.psd)
-        self._mask = jnp.ones(self.P, self.dtype) if mask is None else jnp.asarray(mask,
-                                                                                  self.dtype)
+        # placed from the host: an eager jnp.ones would compile a program of its own
+        self._mask = jax.device_put(np.ones(self.P, self.dtype) if mask is None
+                                    else np.asarray(mask, self.dtype))
 
     @property
     def work_dtype(self):

@@ -28,8 +28,9 @@ and restart), on one of two engines (:class:`~mhatheory.spectral.Engine`):
   updated in place; the vectors stay on the device (an accelerator), and at large P on a CPU
   its fused vector work beats NumPy's temporaries.
 
-Both draw the same random numbers from one key and take the same steps; their numbers differ by
-rounding alone. :func:`lanczos` drives the compiled step inside one program with
+Both draw the same random numbers from one key and run the same recurrence; their numbers
+differ by rounding, which can tip a decision sitting at its threshold (a reorthogonalisation,
+a stop) and so the step count. :func:`lanczos` drives the compiled step inside one program with
 ``lax.while_loop`` (vmapped runs over many starts, :mod:`._coverage`).
 
 **Adaptive stop.** Every ``every`` steps the recurrence computes the eigenpairs of T_j, and
