@@ -14,6 +14,7 @@ import contextlib
 import os
 import pickle
 import random
+import sys
 import threading
 import types
 import zlib
@@ -47,6 +48,11 @@ os.environ.setdefault("MHATHEORY_NOTEBOOK_SCALE", "small")
 # tests/test_numerics.py turns it on in its own subprocesses; set MHATHEORY_COMPILATION_CACHE
 # to a folder to run the suite with one.
 os.environ.setdefault("MHATHEORY_COMPILATION_CACHE", "0")
+# Bytecode is written even where PYTHONDONTWRITEBYTECODE is set (as on the CI machine): the
+# suite starts dozens of Python processes (CLI runs, distributed workers, notebook kernels),
+# each of which would otherwise compile every module of the package again (about 0.8 s each).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
