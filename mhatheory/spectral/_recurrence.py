@@ -299,14 +299,12 @@ def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None) -> St
     xp = cfg.xp
     dtype = np.dtype(cfg.dtype)
     hvp_eps = np.finfo(dtype if hvp_dtype is None else hvp_dtype).eps / 2
-    args = (xp.asarray(v), key, xp.asarray(np.inf if tol is None else tol, dtype),
-            xp.asarray([np.inf, np.nan, np.nan] if prob is None else prob, dtype),
-            xp.asarray(hvp_eps, dtype))
-    if cfg.host:
-        return _initial(np, cfg, *args)
-    return _compiled_initial(cfg, *args)
+    return _initial(cfg, xp.asarray(v), key, xp.asarray(np.inf if tol is None else tol, dtype),
+                    xp.asarray([np.inf, np.nan, np.nan] if prob is None else prob, dtype),
+                    xp.asarray(hvp_eps, dtype))
 
 
+@functools.partial(_compile.probe_program, static_argnums=0)
 def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps) -> State:
     """:func:`start` in the namespace ``xp`` (one compiled program for ``jax.numpy``, inlined
     when traced inside another)."""
@@ -319,9 +317,9 @@ def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps) -> State:
         Q = _set_row(xp, Q, 0, q0)
     else:
         Q = xp.zeros((0, P), dtype)
-    int32, scalar = np.int32, functools.partial(xp.asarray, dtype=dtype)
+    scalar = functools.partial(xp.asarray, dtype=dtype)
     return State(
-        int32(0) if cfg.host else jnp.zeros((), jnp.int32), Q, q0, xp.zeros_like(q0),
+        xp.asarray(0, xp.int32), Q, q0, xp.zeros_like(q0),
         xp.zeros(m, dtype), xp.zeros(m + 1, dtype), (idx == 0).astype(dtype),
         xp.zeros(m + 1, dtype), xp.asarray(False), scalar(0.0),
         xp.asarray(0, xp.int32), xp.zeros((cfg.slots, P), dtype), xp.asarray(0, xp.int32),
@@ -329,8 +327,6 @@ def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps) -> State:
         fold(cfg, key, 0),      # its own buffer: a compiled step donates the state
         tol, prob, hvp_eps)
 
-
-_compiled_initial = _compile.probe_jit(functools.partial(_initial, jnp), static_argnums=0)
 
 
 def _set_row(xp, Q, i, row):
@@ -662,7 +658,7 @@ def _restarted(cfg, state, B, q_next, diag, off, rnorm, Y) -> State:
     om_prev[n - 1] = 1.0
     scalar = functools.partial(xp.asarray, dtype=dtype)
     return state._replace(
-        j=np.int32(n) if cfg.host else jnp.asarray(n, jnp.int32), Q=Q, q=q_next, q_prev=B[-1],
+        j=xp.asarray(n, xp.int32), Q=Q, q=q_next, q_prev=B[-1],
         alpha=xp.asarray(alpha), beta=xp.asarray(beta), om=xp.asarray(om, dtype),
         om_prev=xp.asarray(om_prev, dtype), force=xp.asarray(True), Y=slots,
         y_count=xp.asarray(Y.shape[0], xp.int32), y_est=scalar(0.0), done=xp.asarray(False),
