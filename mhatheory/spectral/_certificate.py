@@ -52,7 +52,6 @@ from __future__ import annotations
 import functools
 import math
 
-import jax.numpy as jnp
 import numpy as np
 
 from mhatheory.spectral import _compile
@@ -63,17 +62,13 @@ from mhatheory.spectral import _compile
 KATO_TEMPLE_RATIO = 1e3
 
 
-def _xp(v):
-    return np if isinstance(v, np.ndarray) else jnp
-
-
 def pairwise_sum(v):
     """Σ over the last axis by pairwise (tree) summation, ``⌈log₂ P⌉`` levels, so the rounding
     of the sum is at most γ_{⌈log₂P⌉}·Σ|v_i| (Higham, *Accuracy and Stability*, §4.2) whatever
     order XLA or NumPy would otherwise pick."""
     n = v.shape[-1]
     levels = max(1, math.ceil(math.log2(max(n, 2))))
-    v = _xp(v).pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 2**levels - n)])
+    v = _compile.array_namespace(v).pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 2**levels - n)])
     for _ in range(levels):
         v = v[..., 0::2] + v[..., 1::2]
     return v[..., 0]
@@ -88,7 +83,7 @@ def defect_vectors(vecs, z):
     """The vectors whose products the rounding estimate needs besides ``Hx``: z and x + z for the
     first min(2, len(vecs)) unit vectors x (``[1 + min(2, k), P]``)."""
     nd = min(2, vecs.shape[0])
-    return _xp(vecs).concatenate([z[None], vecs[:nd] + z[None]])
+    return _compile.array_namespace(vecs).concatenate([z[None], vecs[:nd] + z[None]])
 
 
 def hvp_error(vecs, Hx, Hd, hvp_dtype):
@@ -96,7 +91,7 @@ def hvp_error(vecs, Hx, Hd, hvp_dtype):
     Ĥ(x+z) − Ĥz − Ĥx (zero in exact arithmetic) for the first min(2, len(vecs)) unit vectors x
     and a random unit z, ×4, plus one rounding of the output ‖Ĥx‖. ``Hx``: the vectors'
     products; ``Hd``: the products of :func:`defect_vectors`."""
-    xp = _xp(vecs)
+    xp = _compile.array_namespace(vecs)
     u_h = xp.asarray(np.finfo(hvp_dtype).eps / 2, vecs.dtype)
     nd = Hd.shape[0] - 1
     defect = xp.sqrt(pairwise_sum((Hd[1:] - Hd[:1] - Hx[:nd]) ** 2))

@@ -76,6 +76,13 @@ def probe_jit(fun=None, **kwargs):
     return call
 
 
+def array_namespace(*args):
+    """``numpy`` when the first array among ``args`` (pytrees allowed) is a NumPy array (the host
+    engine's), else ``jax.numpy``."""
+    arrays = [x for x in jax.tree.leaves(args) if hasattr(x, "shape")]
+    return np if arrays and isinstance(arrays[0], np.ndarray) else jnp
+
+
 def probe_program(fun=None, **kwargs):
     """A probe's own program written once against an array namespace, its first parameter
     ``xp``: called with NumPy arrays (its first array argument a ``numpy.ndarray``) it runs on
@@ -87,8 +94,7 @@ def probe_program(fun=None, **kwargs):
 
     @functools.wraps(fun)
     def call(*args, **kw):
-        arrays = [x for x in jax.tree.leaves(args) if hasattr(x, "shape")]
-        if arrays and isinstance(arrays[0], np.ndarray):
+        if array_namespace(*args) is np:
             return fun(np, *args, **kw)
         return compiled(*args, **kw)
 

@@ -186,10 +186,7 @@ class SLQ:
         else:
             breaks = list(jax.random.split(key, self.num_probes))
             probes = jnp.asarray(probes)
-
-        def apply(q):
-            return np.asarray(op.mv(q)) if host else op.mv(q)
-
+        apply = rec.on_engine(cfg, op.mv)
         nodes, weights = [], []
         for z, kb in zip(probes, breaks, strict=True):
             state = rec.run(cfg, apply, rec.start(cfg, z, key=kb, hvp_dtype=op.dtype))

@@ -456,18 +456,14 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     k_break = rec.fold(cfg, words, 3) if host else key
     if not host:
         start, z = jnp.asarray(start), jnp.asarray(z)
-    w0 = op.mv(start)
-    if host:
-        w0 = np.asarray(w0)
+    w0 = rec.on_engine(cfg, op.mv)(start)
     norm0 = float(_safe_norm(w0))
     if not math.isfinite(norm0):
         _check_finite(w0, "at the start vector")
     e = int(np.frexp(norm0)[1]) if norm0 > 0 else 0
     unit = 2.0 ** -e
 
-    def apply(q):
-        w = op.scaled_mv(q, unit)
-        return np.asarray(w) if host else w
+    apply = rec.on_engine(cfg, lambda q: op.scaled_mv(q, unit))
 
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)

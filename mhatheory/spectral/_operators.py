@@ -284,8 +284,8 @@ class LinearOperator:
         if self._ready is not None:
             _compile.wait(self._ready)
             self._ready = None
-        # a NumPy vector (the host engine's) goes to the compiled product as it is: jit moves
-        # it to the device faster than an eager jnp.asarray would
+        # a NumPy vector (the host engine's) goes to the compiled product as it is (jit places
+        # it), with no eager conversion of its own
         v = v if isinstance(v, (np.ndarray, jax.Array)) else jnp.asarray(v)
         return _apply(self.lin, self._mask, v, scale)
 

@@ -544,6 +544,14 @@ def _compiled_step(cfg: Recurrence, state: State, w) -> State:
     return step(cfg, state, w)
 
 
+def on_engine(cfg: Recurrence, matvec: Callable) -> Callable:
+    """``matvec`` (the operator's compiled product) returning vectors of the engine's state:
+    NumPy arrays on the host, the product's own arrays otherwise."""
+    if cfg.host:
+        return lambda q: np.asarray(matvec(q))
+    return matvec
+
+
 def advance(cfg: Recurrence, state: State, w) -> State:
     """One :func:`step` with the product ``w = H q_j`` given: on the host in NumPy, or compiled
     with the state donated."""
