@@ -382,6 +382,44 @@ def test_thick_restarts_keep_the_certificate(k):
     assert rs[0].prob_interval[0] - 1e-12 <= eigs[0]
 
 
+def test_a_small_operator_is_orthogonalised_in_full_and_spans_its_space_in_one_cycle():
+    """On 20 coordinates whose smallest ten eigenvalues lie within 1e-8 of each other, the
+    default (``Reortho.AUTO``) runs with full reorthogonalisation: one cycle reaches the
+    invariant subspace, so λmin comes within the certificate after at most P steps, plus k + 1
+    residual products and 3 for the rounding estimate. Without reorthogonalisation the run
+    restarts from its Ritz vector and spends several times that."""
+    eigs = np.concatenate([-1 + 1e-9 * np.arange(10), np.linspace(0, 1, 10)])
+    op = spectral.linearise(quadratic, jnp.zeros(20), with_spectrum(eigs))
+    auto, plain = (spectral.Lanczos(tol=1e-12, reortho=r)(op, key=jax.random.key(1))[0]
+                   for r in ("auto", "none"))
+    assert auto.reortho == "full" and auto.converged
+    assert auto.num_hvps <= 20 + 2 + 3, auto.num_hvps
+    assert auto.interval[0] <= eigs[0] <= auto.interval[1]
+    assert plain.num_hvps > 2 * auto.num_hvps, (plain.num_hvps, auto.num_hvps)
+
+
+def test_restarts_stop_at_the_rounding_floor_of_the_product():
+    """½xᵀ(A + B)x − ½xᵀBx with ‖B‖ = 1e8 has Hessian A (‖A‖ = 1), but each product carries a
+    rounding of ≈ ε·‖B‖ ≈ 1e-8, far above tol = 1e-12: no restart can bring the computed
+    residual below that noise. The run stops at the first restart that fails to halve the
+    residual once the residual lies within the measured rounding δ, instead of spending its
+    200 restarts, and says why; its Rayleigh end still holds λmin."""
+    eigs = np.linspace(-1.0, 1.0, 200)
+    A = with_spectrum(eigs)
+    B = 1e8 * with_spectrum(np.linspace(1.0, 2.0, 200), seed=1)
+
+    def noisy(x):
+        return quadratic(x, A + B) - quadratic(x, B)
+
+    op = spectral.linearise(noisy, jnp.zeros(200))
+    probe = spectral.Lanczos(tol=1e-12, max_restarts=200)
+    with pytest.warns(spectral.ConvergenceWarning, match="no restart can reach it"):
+        r = probe(op, key=jax.random.key(2))[0]
+    assert not r.converged and r.hvp_error > 1e-12
+    assert r.restarts <= 5, r.restarts
+    assert eigs[0] <= r.interval[1]
+
+
 @pytest.mark.parametrize("which", ["smallest", "largest"])
 def test_a_thick_restart_continues_a_valid_lanczos_relation(which):
     """After a cycle of 16 steps, ``thick_restart`` keeps 4 Ritz pairs: the restarted rows B

@@ -78,6 +78,7 @@ from mhatheory.spectral._options import (
     Engine,
     Method,
     Reortho,
+    SMALL_OPERATOR,
     Which,
     as_enum,
     check_budget,
@@ -203,7 +204,9 @@ class Lanczos:
             Kato–Temple. The recurrence stops as soon as the Ritz estimates meet it.
         max_restarts: how many times a cycle may restart.
         reortho: a :class:`~mhatheory.spectral.Reortho` (or its string); ``AUTO`` (the default):
-            ``NONE`` for k = 1, ``SELECTIVE`` for k > 1 (which needs the basis).
+            ``FULL`` on a small operator (at most ``krylov`` or ``SMALL_OPERATOR`` = 64
+            coordinates), else ``NONE`` for k = 1 and ``SELECTIVE`` for k > 1 (which needs the
+            basis).
         check_every: steps between two adaptive checks (an eigh of a ≤ krylov-sized T each).
         store_basis: keep the Krylov basis (True), run basis-free (False: O(P) memory, the Ritz
             vectors recomputed by a second pass of the recurrence, twice the HVPs, k = 1, and
@@ -230,7 +233,9 @@ class Lanczos:
 
     Cost: per cycle, the steps taken (≤ krylov) + k + 1 products (the Ritz pairs' true
     residuals; the neighbour bounds the gap for Kato–Temple), twice the steps basis-free, one
-    more per thick restart, plus 3 at the end (the HVP rounding estimate).
+    more per thick restart, plus 3 at the end (the HVP rounding estimate), and 3 more at a
+    restart that failed to halve the residual (the same estimate: a residual within the HVP's
+    rounding ends the run, since no restart can lower it).
     """
 
     k: int = 1
@@ -417,6 +422,9 @@ def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
         krylov = min(size, max(krylov, spare))
     keep = min(MAX_KEEP, krylov - 1, k + max(k + 1, (krylov - k) // 2))
     asked = Reortho(probe.reortho)
+    if (asked is Reortho.AUTO and size <= max(probe.krylov, SMALL_OPERATOR)
+            and probe.store_basis is not False):
+        asked = Reortho.FULL
     kept = asked in (Reortho.SELECTIVE, Reortho.FULL) or (asked is Reortho.AUTO and k > 1)
     store_basis, reortho = plan_memory(P, krylov, k, wdt, probe.store_basis, asked,
                                        probe.memory_budget_bytes, max(keep, k + 3) if kept else 0)
@@ -474,7 +482,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     state = rec.advance(cfg, state, w0 * unit)
     hvps = steps = 1
     restarts = 0
-    first = best = None
+    first = best = Hd = None
     cycle_start = start
     while True:
         j0 = int(state.j)
@@ -496,9 +504,17 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         if (np.max(res[:k]) <= threshold * scale or restarts >= probe.max_restarts
                 or hvps + reserve + 2 > budget):
             break
-        restarts += 1
-        # a thick restart that did not halve the residual falls back to an explicit one
+        # a restart that did not halve the residual: a thick one falls back to an explicit one,
+        # and a residual within δ, the HVP's measured rounding, is the products' noise, which
+        # no restart lowers (a Hessian that is a small difference of large terms): stop there
         stalled = best is not None and np.max(res[:k]) > 0.5 * best
+        if stalled:
+            Hd = xp.stack([apply(d) for d in defect_vectors(vecs, z)])
+            hvps += Hd.shape[0]
+            if np.max(res[:k]) <= float(certify(vecs, Hx, Hd, op.dtype)[3]):
+                break
+            Hd = None
+        restarts += 1
         best = np.max(res[:k]) if best is None else min(best, np.max(res[:k]))
         # later cycles are not from the random start: their stop ignores the probabilistic end
         if keep and not stalled:
@@ -508,8 +524,9 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
             cycle_start = _sum_rows(vecs, k)
             state = rec.start(cfg, cycle_start, key=rec.fold(cfg, k_break, restarts),
                               tol=0.5 * threshold, prob=None, hvp_dtype=op.dtype)
-    Hd = xp.stack([apply(d) for d in defect_vectors(vecs, z)])
-    hvps += Hd.shape[0]
+    if Hd is None:
+        Hd = xp.stack([apply(d) for d in defect_vectors(vecs, z)])
+        hvps += Hd.shape[0]
     theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.dtype))
     seconds = time.perf_counter() - t0
     low = float(probe.tol) < 100 * float(np.finfo(op.dtype).eps)

@@ -50,11 +50,21 @@ class Method(str, enum.Enum):
     EXACT = "exact"
 
 
+#: Operators of at most this many coordinates are orthogonalised in full by ``Reortho.AUTO``:
+#: its O(P·j) work per step is then below a few thousand flops.
+SMALL_OPERATOR = 64
+
+
 class Reortho(str, enum.Enum):
     """How a Lanczos run keeps its basis orthogonal.
 
-    * ``AUTO`` (the default): ``NONE`` for k = 1 (the certificate never relies on orthogonality,
-      and the single most extreme pair is not affected by ghosts), ``SELECTIVE`` for k > 1.
+    * ``AUTO`` (the default): ``FULL`` on a small operator, of at most ``krylov`` or
+      :data:`SMALL_OPERATOR` coordinates (an orthonormal basis reaches an invariant subspace
+      within P steps, whose Ritz values are the eigenvalues to rounding, at O(P³) cost; without
+      it a tight cluster, such as the near-zero eigenvalues of a small model's symmetries, can
+      keep a restarted run from ever meeting tol); otherwise ``NONE`` for k = 1 (the
+      certificate never relies on orthogonality, and the single most extreme pair is not
+      affected by ghosts), ``SELECTIVE`` for k > 1.
     * ``SELECTIVE``: Parlett–Scott selective orthogonalisation. At each adaptive check, the
       Ritz pairs whose Ritz estimate β_{j+1}|s_{j,i}| is ≤ 1e4·√ε·‖T‖ (converged, or about to:
       the 1e4 margin covers the convergence between two checks) have their Ritz vectors formed
