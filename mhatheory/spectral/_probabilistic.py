@@ -31,7 +31,7 @@ the run stopped whenever it is narrow enough, at no extra cost in probability. I
 repeated, γ_min is the norm of v₀'s projection on its eigenspace, which is only less likely to be
 small. The mirror image bounds λmax ≤ t_hi with p_k(t_hi) = β_1⋯β_k / c, t_hi > θ_k. The
 computation needs T_k only: t_lo = θ_1 − s with Σ_j log(θ_j − θ_1 + s) = Σ_j log β_j − log c,
-solved by bisection on log s and rounded outward (:func:`posterior_gap`).
+solved by Newton steps on log s from above, so at or beyond the root (:func:`posterior_gap`).
 
 **A-priori bound** (the Kaniel–Paige–Saad argument with a random start, as in Kuczyński &
 Woźniakowski, SIAM J. Matrix Anal. Appl. 1992). Put A = λmax I − H ⪰ 0 with spread
@@ -101,9 +101,13 @@ from scipy import special
 #: The failure probability of a probabilistic end when none is asked for.
 DEFAULT_FAILURE_PROB = 1e-6
 
-#: Bisection steps on log s: the bracket spans at most ~1,500 in log, so 80 halvings resolve s to
-#: a relative 1e-21, far below the margin η.
-_BISECTIONS = 80
+#: At most this many Newton steps on log s (:func:`posterior_gap`); from its start above the
+#: root Newton crosses each scale θ_j − θ_1 of the sum in a step or two and then converges
+#: quadratically, so runs stop after 4–20 steps (tests/test_spectral_probabilistic.py).
+_NEWTON_STEPS = 200
+
+#: log s is kept above this: s = e^−745 is below the smallest positive double.
+_LOWEST = -745.0
 
 
 def check_failure_prob(failure_prob, name: str = "failure_prob") -> float:
@@ -146,35 +150,68 @@ def start_threshold(num_params: int, failure_prob: float, mix: float | None = No
 
 def posterior_gap(theta, real, log_beta, log_c, which: str, xp=jnp):
     """s ≥ 0 with Σ_real log|θ_j − t| = log_beta − log_c at t = θ_1 − s ("smallest") or
-    t = θ_max + s ("largest"), by bisection on log s, returning the outer bracket (so that the
-    end t is at or beyond the exact root). ``theta``: Ritz values along the last axis (any
-    order, padding allowed), ``real``: their mask, ``log_beta`` = Σ_{j ≤ k} log β_j; leading
-    axes are independent runs. ``xp`` is ``jax.numpy`` (under jit and vmap, inside a run's stop
-    rule) or ``numpy`` (on the host, for thousands of runs at once). ``log_beta = -inf`` (an
-    invariant subspace) gives s = 0."""
+    t = θ_max + s ("largest"), at or beyond the exact root (so that the end t is too), by Newton
+    steps on u = log s from above. ``theta``: Ritz values along the last axis (any order,
+    padding allowed), ``real``: their mask, ``log_beta`` = Σ_{j ≤ k} log β_j; leading axes are
+    independent runs. ``xp`` is ``jax.numpy`` (under jit and vmap, inside a run's stop rule) or
+    ``numpy`` (on the host, for thousands of runs at once). ``log_beta = -inf`` (an invariant
+    subspace) gives s = 0.
+
+    g(u) = Σ_j log(r_j + e^u), r_j = θ_j − θ_1 ≥ 0 (mirrored for "largest"), is increasing and
+    convex in u (g' = Σ_j e^u/(r_j + e^u) ∈ (0, k] grows with u), so a Newton step from a
+    point above the root lands at or above it: the tangent lies below a convex g. Each step is
+    kept only where the *computed* g still meets the target, so the returned u satisfies
+    g(u) ≥ target as evaluated, whatever the rounding of the step; the run ends when a step no
+    longer moves u (or leaves the target unmet)."""
     sign = 1.0 if which == "smallest" else -1.0
     u = xp.where(real, sign * theta, xp.inf)
     base = xp.min(u, axis=-1, keepdims=True)
     rel = xp.where(real, u - base, 0.0)                      # θ_j − θ_1 ≥ 0 (mirrored)
     target = xp.asarray(log_beta) - log_c
     count = xp.maximum(xp.sum(real, axis=-1), 1)
-    # an upper bracket: Σ log(rel + s) ≥ k·log s ≥ target once log s ≥ (target)₊/k
-    hi = xp.maximum(target, 0.0) / count + 1.0
-    lo = xp.full(xp.shape(hi), -745.0)                       # below the smallest double
+    # a start above the root: Σ log(rel + e^u) ≥ k·u ≥ target once u ≥ (target)₊/k
+    hi = (xp.maximum(target, 0.0) / count + 1.0).astype(theta.dtype)
 
-    def bisect(_, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        value = xp.sum(xp.where(real, xp.log(rel + xp.exp(mid)[..., None]), 0.0), axis=-1)
-        above = value >= target
-        return xp.where(above, lo, mid), xp.where(above, mid, hi)
+    eps = float(np.finfo(theta.dtype).eps)
 
+    def g_and_slope(v):
+        e = xp.exp(v)[..., None]
+        logs = xp.where(real, xp.log(rel + e), 0.0)
+        return (xp.sum(logs, axis=-1), xp.sum(xp.where(real, e / (rel + e), 0.0), axis=-1),
+                xp.sum(xp.abs(logs), axis=-1))
+
+    def newton(hi, g, slope, mag, hold):
+        # the step is held back by ``hold`` times the rounding of g at the candidate in u
+        # (each |log(r_j + e^u)| moves by at most |step|), so that it lands above the root as
+        # computed; a candidate that does not is retried with 16× the hold
+        step = xp.where(slope > 0, (g - target) / xp.where(slope > 0, slope, 1.0), xp.inf)
+        size = xp.minimum(xp.abs(step), 1e300)
+        noise = 4 * eps * ((mag + count * size + xp.abs(target)) / xp.where(slope > 0, slope, 1.0)
+                           + xp.abs(hi) + size)
+        cand = xp.maximum(hi - step + hold * noise, _LOWEST)
+        g_c, slope_c, mag_c = g_and_slope(cand)
+        moved = (cand < hi) & (g_c >= target)
+        missed = (cand < hi) & (g_c < target)
+        return (xp.where(moved, cand, hi), xp.where(moved, g_c, g),
+                xp.where(moved, slope_c, slope), xp.where(moved, mag_c, mag),
+                xp.where(missed, 16 * hold, hold), moved | missed)
+
+    state = (*g_and_slope(hi), xp.ones_like(hi))
     if xp is jnp:
-        lo, hi = jax.lax.fori_loop(0, _BISECTIONS, bisect, (lo.astype(theta.dtype),
-                                                            hi.astype(theta.dtype)))
+        def cond(carry):
+            i, *_, active = carry
+            return (i < _NEWTON_STEPS) & jnp.any(active)
+
+        def body(carry):
+            i, hi, g, slope, mag, hold, _ = carry
+            return (i + 1, *newton(hi, g, slope, mag, hold))
+
+        hi = jax.lax.while_loop(cond, body, (0, hi, *state, jnp.asarray(True)))[1]
     else:
-        for i in range(_BISECTIONS):
-            lo, hi = bisect(i, (lo, hi))
+        for _ in range(_NEWTON_STEPS):
+            hi, *state, active = newton(hi, *state)
+            if not np.any(active):
+                break
     return xp.where(xp.isneginf(target), 0.0, xp.exp(hi))
 
 
