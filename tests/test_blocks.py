@@ -40,6 +40,26 @@ def test_per_head_blocks_equal_the_dense_principal_submatrix(deora_problem):
         np.float64, "dense") * np.abs(N).max()
 
 
+@pytest.mark.parametrize("engine", ["host", "compiled"])
+@pytest.mark.parametrize("reortho", ["full", "partial", "selective"])
+def test_a_run_that_spans_its_block_stays_inside_it(reortho, engine):
+    """A block of 3 coordinates among 8 whose eigenvalue 1 is repeated: the Krylov space of any
+    start has 2 dimensions, so the run breaks down at step 2 of its 3. The direction that
+    continues it is drawn on the block's coordinates (outside it the masked operator is 0, an
+    eigenvalue the block does not have), and with none left the run ends: λmin and λmax are the
+    block's own, 1 and 3."""
+    p = {"a": jnp.ones(3), "b": jnp.ones(5)}
+
+    def loss(p):
+        return 0.5 * jnp.sum(jnp.array([1.0, 1.0, 3.0]) * p["a"] ** 2) + jnp.sum(p["b"] ** 2)
+
+    rows = spectral.per_block(loss, p, blocks={"a": ("a", None, None)}, key=jax.random.key(0),
+                              reortho=reortho, engine=engine, k=2 if reortho == "selective"
+                              else 1)
+    assert abs(rows[0].lambda_min - 1.0) <= tol(np.float64, "eig")
+    assert abs(rows[0].lambda_max - 3.0) <= tol(np.float64, "eig")
+
+
 def test_subtree_blocks_of_a_users_mlp():
     class MLP(nnx.Module):
         def __init__(self, rngs):

@@ -420,7 +420,8 @@ def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
     if extend:
         spare = budget - min_hvps(k) + (k + 1)           # the steps the budget leaves
         krylov = min(size, max(krylov, spare))
-    keep = min(MAX_KEEP, krylov - 1, k + max(k + 1, (krylov - k) // 2))
+    # a thick restart leaves room for at least one new step (keep + 1 rows of krylov)
+    keep = max(0, min(MAX_KEEP, krylov - 2, k + max(k + 1, (krylov - k) // 2)))
     asked = Reortho(probe.reortho)
     if (asked is Reortho.AUTO and size <= max(probe.krylov, SMALL_OPERATOR)
             and probe.store_basis is not False):
@@ -478,7 +479,8 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     kk = min(k + 1, cfg.m)
     reserve = kk + 1 + min(2, kk)                        # residuals and the rounding estimate
     state = rec.start(cfg, start, key=k_break, tol=0.5 * threshold,
-                      prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=op.dtype)
+                      prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=op.dtype,
+                      mask=op.mask)
     state = rec.advance(cfg, state, w0 * unit)
     hvps = steps = 1
     restarts = 0
@@ -523,7 +525,8 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         else:
             cycle_start = _sum_rows(vecs, k)
             state = rec.start(cfg, cycle_start, key=rec.fold(cfg, k_break, restarts),
-                              tol=0.5 * threshold, prob=None, hvp_dtype=op.dtype)
+                              tol=0.5 * threshold, prob=None, hvp_dtype=op.dtype,
+                              mask=op.mask)
     if Hd is None:
         Hd = xp.stack([apply(d) for d in defect_vectors(vecs, z)])
         hvps += Hd.shape[0]

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -162,6 +163,7 @@ class State(NamedTuple):
     tol: jax.Array          # the adaptive stop's tolerance
     prob: jax.Array         # [log c, lo, hi] of the probabilistic stop (Recurrence.prob)
     hvp_eps: jax.Array      # unit roundoff of the HVP's dtype (the stop rule's margin)
+    support: jax.Array      # [P] 1 on the coordinates a block's operator acts on ([0]: all)
 
 
 class Krylov(NamedTuple):
@@ -288,24 +290,28 @@ def _normal(cfg: Recurrence, key, i, size: int, dtype):
     return jax.random.normal(fold(cfg, key, i), (size,), dtype)
 
 
-def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None) -> State:
+def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None, mask=None
+          ) -> State:
     """The state before the first step from ``v`` (normalised here). ``key``: a JAX key, or on
     the host the seed words of one (:func:`~._options.key_words`); ``tol``: the adaptive
     stop's tolerance (ignored unless ``cfg.adaptive``); ``prob``: ``(log c, lo, hi)`` of the
     probabilistic stop (``cfg.prob``): besides the Ritz estimates, the stop then needs that end
     within ``tol``·max|θ| of the extreme Ritz value (``log c = +inf`` switches this off), or the
     probabilistic interval wholly above ``hi`` or below ``lo`` (a decision; NaN never decides);
-    ``hvp_dtype``: the dtype the HVP computes in (default v's), for that rule's margin."""
+    ``hvp_dtype``: the dtype the HVP computes in (default v's), for that rule's margin;
+    ``mask``: the 0/1 coordinates of a block's operator (None: all), on which the directions
+    that continue the run after a breakdown are drawn, so that it never leaves the block."""
     xp = cfg.xp
     dtype = np.dtype(cfg.dtype)
     hvp_eps = np.finfo(dtype if hvp_dtype is None else hvp_dtype).eps / 2
+    support = xp.zeros(0, dtype) if mask is None else xp.asarray(mask, dtype)
     return _initial(cfg, xp.asarray(v), key, xp.asarray(np.inf if tol is None else tol, dtype),
                     xp.asarray([np.inf, np.nan, np.nan] if prob is None else prob, dtype),
-                    xp.asarray(hvp_eps, dtype))
+                    xp.asarray(hvp_eps, dtype), support)
 
 
 @functools.partial(_compile.probe_program, static_argnums=0)
-def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps) -> State:
+def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps, support) -> State:
     """:func:`start` in the namespace ``xp`` (one compiled program for ``jax.numpy``, inlined
     when traced inside another)."""
     m, dtype = cfg.m, np.dtype(cfg.dtype)
@@ -325,7 +331,7 @@ def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps) -> State:
         xp.asarray(0, xp.int32), xp.zeros((cfg.slots, P), dtype), xp.asarray(0, xp.int32),
         scalar(np.inf), xp.asarray(False), xp.asarray(cfg.every, xp.int32),
         fold(cfg, key, 0),      # its own buffer: a compiled step donates the state
-        tol, prob, hvp_eps)
+        tol, prob, hvp_eps, support)
 
 
 
@@ -382,7 +388,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
     """
     m, reortho, which, k, xp = cfg.m, cfg.reortho, Which(cfg.which), cfg.k, cfg.xp
     (j, Q, q, q_prev, alpha, beta, om, om_prev, force, anorm, count, Y, y_count, y_est,
-     done, next_check, key, tol, prob, hvp_eps) = state
+     done, next_check, key, tol, prob, hvp_eps, support) = state
     P, dtype = q.shape[0], q.dtype
     eps = xp.finfo(dtype).eps
     eta = xp.sqrt(eps)
@@ -414,9 +420,16 @@ def step(cfg: Recurrence, state: State, w) -> State:
         return jax.lax.switch(j // BLOCK, [functools.partial(dots, s) for s in sizes], Q, V)
 
     def restart(Q, j):
+        # a breakdown continues along a random direction orthogonal to the basis; none left (a
+        # block, or the whole space, spanned) ends the run: an invariant subspace
         z = _normal(cfg, key, j, P, dtype)
+        if support.shape[0]:
+            z = z * support
+        drawn = xp.linalg.norm(z)
         z = gram_schmidt(Q, z, j)
-        return z, xp.zeros((), dtype), xp.linalg.norm(z)
+        nz = xp.linalg.norm(z)
+        spent = nz <= eta * drawn
+        return z, xp.zeros((), dtype), xp.where(spent, 1.0, nz), spent
 
     def omega(a, b):
         up = xp.roll(om, -1) * xp.roll(beta, -1)                 # β_{k+1} ω_{j,k+1}
@@ -465,9 +478,11 @@ def step(cfg: Recurrence, state: State, w) -> State:
         def reorthogonalise(w):
             w = gram_schmidt(Q, w, j)
             nw = xp.linalg.norm(w)
-            return _cond(xp, nw <= psi * anorm, lambda: restart(Q, j), lambda: (w, nw, nw))
+            return _cond(xp, nw <= psi * anorm, lambda: restart(Q, j),
+                         lambda: (w, nw, nw, xp.asarray(False)))
 
-        w, b, nw = _cond(xp, need, reorthogonalise, lambda w: (w, b, b), w)
+        w, b, nw, done = _cond(xp, need, reorthogonalise,
+                               lambda w: (w, b, b, xp.asarray(False)), w)
         if reortho in (Reortho.PARTIAL, Reortho.SELECTIVE):
             om, om_prev = xp.where(need & (idx <= j), psi, new), xp.where(need, om, seed_prev)
             force = need & ~force
@@ -516,7 +531,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
             y_est)
         done = done | stop
     return State(j, Q, q_next, q, alpha, beta, om, om_prev, force, anorm, count, Y, y_count,
-                 y_est, done | (j >= m), next_check, key, tol, prob, hvp_eps)
+                 y_est, done | (j >= m), next_check, key, tol, prob, hvp_eps, support)
 
 
 def _prob_stop(theta, real, beta, steps, anorm, scale, P, which, tol, prob, hvp_eps, xp=jnp):
@@ -620,8 +635,20 @@ def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> 
     r = _orthogonalise(rows, r)
     rnorm = float(xp.linalg.norm(r))
     B = xp.asarray(W.T, rows.dtype) @ rows
-    return _restarted(cfg, state, B, r / rnorm, np.diag(T), np.diag(T, 1), rnorm,
-                      Y[:cfg.slots])
+    P = rows.shape[1]
+    spent = False
+    if rnorm <= np.finfo(rows.dtype).eps * math.sqrt(P) * float(state.anorm):
+        # the kept pairs and q_m span an invariant subspace (a breakdown): go on along a random
+        # direction orthogonal to them, uncoupled (β = 0), as a step does; none left ends it
+        z = _normal(cfg, state.key, cfg.m + 1, P, rows.dtype)
+        if state.support.shape[0]:
+            z = z * state.support
+        drawn = float(xp.linalg.norm(z))
+        r = _orthogonalise(rows, z)
+        spent = not float(xp.linalg.norm(r)) > math.sqrt(np.finfo(rows.dtype).eps) * drawn
+        r, rnorm = (z if spent else r), 0.0
+    return _restarted(cfg, state, B, r / xp.linalg.norm(r), np.diag(T), np.diag(T, 1), rnorm,
+                      Y[:cfg.slots], spent)
 
 
 @_compile.probe_program
@@ -643,10 +670,10 @@ def _arrow(xp, Y, q, Hq, b):
     return a, Hq - Y.T @ b - a * q
 
 
-def _restarted(cfg, state, B, q_next, diag, off, rnorm, Y) -> State:
+def _restarted(cfg, state, B, q_next, diag, off, rnorm, Y, done: bool) -> State:
     """The state of a thick-restarted run: basis rows ``B`` (the last is the old q_m), their
     tridiagonal (``diag``, ``off``), the next vector and its coupling ``rnorm``; the kept Ritz
-    vectors ``Y`` form the selective set."""
+    vectors ``Y`` form the selective set; ``done``: no direction is left to explore."""
     xp, m, dtype = cfg.xp, cfg.m, state.Q.dtype
     n = B.shape[0]
     idx = np.arange(m + 1)
@@ -669,7 +696,7 @@ def _restarted(cfg, state, B, q_next, diag, off, rnorm, Y) -> State:
         j=xp.asarray(n, xp.int32), Q=Q, q=q_next, q_prev=B[-1],
         alpha=xp.asarray(alpha), beta=xp.asarray(beta), om=xp.asarray(om, dtype),
         om_prev=xp.asarray(om_prev, dtype), force=xp.asarray(True), Y=slots,
-        y_count=xp.asarray(Y.shape[0], xp.int32), y_est=scalar(0.0), done=xp.asarray(False),
+        y_count=xp.asarray(Y.shape[0], xp.int32), y_est=scalar(0.0), done=xp.asarray(done),
         next_check=xp.asarray(n + cfg.every, xp.int32))
 
 
