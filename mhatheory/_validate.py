@@ -7,6 +7,8 @@ value checks are skipped and only static shape checks apply.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 
 import jax
@@ -262,3 +264,17 @@ def rngs(name: str, value) -> None:
     if not isinstance(value, nnx.Rngs):
         raise TypeError(f"{name} must be a flax.nnx.Rngs, e.g. rngs=nnx.Rngs(0), got "
                         f"{type(value).__name__}.")
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes ``warnings.warn``, called by the caller of this function,
+    point at the first frame outside the mhatheory package: the user's line, however deep in
+    the package the warning is raised."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+

@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
+from mhatheory import _validate
+
 
 class PrecisionWarning(UserWarning):
     """A loss contains floating-point operations below its parameters' precision."""
@@ -94,7 +96,7 @@ def param_bits(params) -> int:
     return max(bits, default=0)
 
 
-def lower_precision_ops(loss_fn, params, *args) -> list[LowPrecisionOp]:
+def lower_precision_ops(loss_fn, params, *args, derivative=None) -> list[LowPrecisionOp]:
     """Every equation of ``loss_fn(params, *args)`` and of its Hessian–vector product with a
     floating output narrower than the parameters (traced abstractly, nothing is computed).
 
@@ -103,7 +105,10 @@ def lower_precision_ops(loss_fn, params, *args) -> list[LowPrecisionOp]:
     whose rule computes in float32 leaves the loss float64 but puts float32 rounding into every
     HVP. (JAX's own rules differentiate each operation in its own dtype, so without custom
     rules the loss's jaxpr already shows every dtype the HVP uses.) A loss that cannot be
-    differentiated in ``params`` is checked on its own ops."""
+    differentiated in ``params`` is checked on its own ops. ``derivative``: a callable returning
+    the jaxprs of the programs that compute the product, walked instead of a traced
+    forward-over-reverse HVP (a probe passes the traces of the programs it compiles, which
+    cost nothing more)."""
     bits = param_bits(params)
     found: list[LowPrecisionOp] = []
     jaxpr = jax.make_jaxpr(loss_fn)(params, *args).jaxpr
@@ -116,7 +121,9 @@ def lower_precision_ops(loss_fn, params, *args) -> list[LowPrecisionOp]:
 
     try:
         in_hvp: list[LowPrecisionOp] = []
-        _walk(jax.make_jaxpr(hvp)(params, *args).jaxpr, bits, in_hvp)
+        for program in (derivative() if derivative is not None
+                        else [jax.make_jaxpr(hvp)(params, *args).jaxpr]):
+            _walk(program, bits, in_hvp)
     except Exception:  # noqa: BLE001 - not differentiable in params: the loss's ops only
         in_hvp = []
     return found + [op for op in dict.fromkeys(in_hvp) if op not in found]
@@ -127,18 +134,18 @@ def _signature(tree):
     return treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
 
 
-def warn_lower_precision(loss_fn, params, *args, stacklevel: int = 3) -> list[LowPrecisionOp]:
+def warn_lower_precision(loss_fn, params, *args, derivative=None) -> list[LowPrecisionOp]:
     """Warn (:class:`PrecisionWarning`) when operations in ``loss_fn`` compute below the
     parameters' own precision (float32 inside a float64 loss, bfloat16 or float16 inside a
     float32 one); returns the list. A loss computing in its parameters' precision is never
     flagged (a float32 model is probed in float32 on purpose). Cached per (function, shapes and
-    dtypes)."""
+    dtypes). ``derivative`` as in :func:`lower_precision_ops`."""
     bits = param_bits(params)
     if bits < 32:
         return []
     key = (_signature(params), _signature(tuple(args)))
     try:
-        found = _lookup(loss_fn, key, params, args)
+        found = _lookup(loss_fn, key, params, args, derivative)
     except Exception:  # noqa: BLE001 - a guard must never break a probe that would run
         return []
     if found:
@@ -156,21 +163,21 @@ def warn_lower_precision(loss_fn, params, *args, stacklevel: int = 3) -> list[Lo
             f"the loss has {kind} parameters but {len(found)} operation(s) compute in lower "
             f"precision ({shown}). Its Hessian carries that rounding (≈{rel:.0e} relative for "
             f"{lowest}), which certified {kind} intervals do not cover. Fix: {fix}.",
-            PrecisionWarning, stacklevel=stacklevel)
+            PrecisionWarning, stacklevel=_validate.user_stacklevel())
     return found
 
 
 _SEEN: dict = {}
 
 
-def _lookup(fn, key, params, args):
+def _lookup(fn, key, params, args, derivative):
     try:
         cache_key = (fn, key)
         hash(cache_key)
     except TypeError:
-        return lower_precision_ops(fn, params, *args)
+        return lower_precision_ops(fn, params, *args, derivative=derivative)
     if cache_key not in _SEEN:
         if len(_SEEN) > 256:
             _SEEN.clear()
-        _SEEN[cache_key] = lower_precision_ops(fn, params, *args)
+        _SEEN[cache_key] = lower_precision_ops(fn, params, *args, derivative=derivative)
     return _SEEN[cache_key]

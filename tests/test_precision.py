@@ -114,3 +114,22 @@ def test_a_derivative_rule_in_float32_is_found():
     assert found and all("act_jvp" in op.where for op in found)
     with pytest.warns(precision.PrecisionWarning, match="act_jvp"):
         spectral.lambda_min(loss, params, x, method="exact")
+
+
+def test_the_warnings_point_at_the_users_line():
+    """The precision and convergence warnings name the caller's file, however deep in the
+    package they are raised (a convenience, per_block, a linearisation)."""
+    def loss(p, x):
+        return jnp.sum(jnp.tanh((x @ p["w"]).astype(jnp.float32)).astype(jnp.float64) ** 2)
+
+    params, x = {"w": jnp.ones((3, 2))}, jnp.ones((4, 3))
+    calls = (lambda: spectral.lambda_min(loss, params, x, key=jax.random.key(0)),
+             lambda: spectral.linearise(loss, params, x),
+             lambda: spectral.per_block(loss, params, x, key=jax.random.key(0),
+                                        blocks=spectral.subtree_blocks(params)))
+    for call in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        assert caught and {w.filename for w in caught} == {__file__}, \
+            [(w.category.__name__, w.filename) for w in caught]

@@ -646,7 +646,7 @@ def _warn(res, k, threshold, hvp_error, restarts, krylov, hvps):
                "or max_hvps")
     warnings.warn(f"Lanczos did not converge: {why}. The interval is open on its outer side; "
                   "prob_interval still holds with its stated probability.", ConvergenceWarning,
-                  stacklevel=5)
+                  stacklevel=_validate.user_stacklevel())
 
 
 def _resolved(theta, vecs, k: int, threshold: float, low_precision: bool) -> bool:

@@ -75,22 +75,32 @@ class Operator(abc.ABC):
 
     def check_inputs(self, params, args) -> None:
         """Every check before the operator is linearised at θ = ``params`` on ``args``: floating,
-        finite parameters (naming the leaf), finite data, the operator's own checks, and a
-        precision warning for operations below the parameters' precision. No compilation."""
+        finite parameters (naming the leaf), finite data and the operator's own checks. No
+        compilation."""
         _validate.probe_inputs(params, args)
         self.check(params, tuple(args))
-        precision.warn_lower_precision(self.scalar, params, *args, stacklevel=5)
 
     def at(self, params, *args) -> LinearOperator:
         """The operator at θ = ``params`` on data ``args`` by one linearisation, without the
-        input checks (for a caller that made them with :meth:`check_inputs`). With the worker
-        on, the HVP of a new structure compiles on a worker thread while this one compiles and
-        runs the linearisation (:mod:`._compile`)."""
+        input checks (for a caller that made them with :meth:`check_inputs`), and a precision
+        warning for operations below the parameters' precision in the loss or in the programs
+        that compute the product (:func:`mhatheory.precision.warn_lower_precision`, on the
+        traces those programs compile from). With the worker on, the HVP of a new structure
+        compiles on a worker thread while this one compiles and runs the linearisation
+        (:mod:`._compile`)."""
         args = tuple(args)
         ready = (_compile_product(*_linearise.trace(self, params, args).out_info)
                  if _compile.enabled() else None)
         lin, flat = _linearise(self, params, args)
-        return LinearOperator(self, lin, flat, params, ready=ready)
+        op = LinearOperator(self, lin, flat, params, ready=ready)
+
+        def programs():
+            v = jax.ShapeDtypeStruct(flat.shape, work_dtype(flat.dtype))
+            return [_linearise.trace(self, params, args).jaxpr.jaxpr,
+                    _apply.trace(lin, op.vector_mask, v, 1.0).jaxpr.jaxpr]
+
+        precision.warn_lower_precision(self.scalar, params, *args, derivative=programs)
+        return op
 
     def linearise(self, params, *args) -> LinearOperator:
         """The operator at θ = ``params`` on data ``args``: :meth:`check_inputs`, then one
