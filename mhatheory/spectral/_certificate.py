@@ -68,7 +68,13 @@ def pairwise_sum(v):
     order XLA or NumPy would otherwise pick."""
     n = v.shape[-1]
     levels = max(1, math.ceil(math.log2(max(n, 2))))
-    v = _compile.array_namespace(v).pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 2**levels - n)])
+    xp = _compile.array_namespace(v)
+    if xp is np:                        # zero padding to 2^levels (np.pad is slow on the host)
+        padded = np.zeros(v.shape[:-1] + (2**levels,), v.dtype)
+        padded[..., :n] = v
+        v = padded
+    else:
+        v = xp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 2**levels - n)])
     for _ in range(levels):
         v = v[..., 0::2] + v[..., 1::2]
     return v[..., 0]

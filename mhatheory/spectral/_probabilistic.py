@@ -317,8 +317,10 @@ def outer_ends_batch(ritz: RitzBatch, c: float) -> OuterEnds:
     N = theta.shape[0]
     t_min = theta[:, 0]
     t_max = np.max(np.where(real, theta, -np.inf), axis=1)
-    t_lo = t_min - posterior_gap(theta, real, log_beta, math.log(c), "smallest", np)
-    t_hi = t_max + posterior_gap(theta, real, log_beta, math.log(c), "largest", np)
+    # both ends in one call: the largest end of θ is the smallest end of −θ
+    gaps = posterior_gap(np.concatenate([theta, -theta]), np.concatenate([real, real]),
+                         np.concatenate([log_beta, log_beta]), math.log(c), "smallest", np)
+    t_lo, t_hi = t_min - gaps[:N], t_max + gaps[N:]
     lo_bound = np.full(N, "a-posteriori", object)
     hi_bound = lo_bound.copy()
     eps = np.array([prior_error(int(k), c) for k in ks])
