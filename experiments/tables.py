@@ -65,6 +65,19 @@ def bench_sections() -> list[str]:
                  "the first one's cache; ratios against cold ARPACK on our jitted HVP)",
                  ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
                   "cached_vs_arpack", "vs_lambda_min", "hvps", "value", "error"]),
+        "cold_lambda": ("First λmin and λmax calls, compilation included, each in a fresh "
+                        "process, median of 5 processes a row (`cold_s_all`), against cold "
+                        "ARPACK on our jitted HVP measured the same way",
+                        ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
+                         "cached_vs_arpack", "vs_lambda_min", "hvps", "cold_s_all"]),
+        "emitters": ("XLA's classic CPU emitters against its default fusion emitters for the "
+                     "model's two programs (the linearisation and the product), each emitter "
+                     "set up before timing (`classic/default` < 1: classic is cheaper; the "
+                     "first compilation in a new process is in the JSON's `fresh_s_*`)",
+                     ["model", "P", "compile_s_default", "compile_s_classic",
+                      "compile_s classic/default", "linearise_ms classic/default",
+                      "hvp_ms_default", "hvp_ms_classic", "hvp_ms classic/default",
+                      "hvp_rel_difference"]),
         "engine": ("The Lanczos recurrence in NumPy on the host against its compiled step, "
                    "warm (Deora, n = 64, float64, same key, median of interleaved calls; "
                    "`host/compiled` < 1: the host is faster)",

@@ -15,6 +15,9 @@ plus the products; the PyTorch peers compile nothing. Columns:
 * ``vs_arpack``: ``cold_s`` / the cold ARPACK-on-our-HVP row of the same model and quantity
   (< 1: ours is faster); ``cached_vs_arpack`` likewise for ``cached_s``.
 
+With ``--repeats N`` every cold row is N fresh processes and ``cold_s`` their median (on a
+shared machine one process can take twice another's time).
+
 Models: Deora at P = 2,176 … 1,056,768 (the peers' grid, init point, float64), and a one-block
 flax.nnx Transformer encoder classifier (P = 2,578) whose ``per_block`` runs over its parameter
 sub-trees. Past ``FULL_MAX`` only λmin and λmax are measured (the trace's 100 and the density's
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -245,6 +249,9 @@ def main(argv=None) -> None:
     parser.add_argument("--tools", nargs="+", default=None,
                         help="only these tools (ours, 'ours, worker', arpack+ours, pyhessian, "
                              "arpack+torch)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fresh processes per cold row (cold_s is their median, "
+                             "cold_s_all lists them)")
     parser.add_argument("--name", default="cold",
                         help="results name: experiments/bench/results/NAME_{backend}.json")
     args = parser.parse_args(argv)
@@ -272,11 +279,15 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cold-cache-") as tmp:
         for model, d, H, P, tool, q in tqdm(todo, desc="fresh processes", unit="process"):
             row = {"model": model, "P": P, "quantity": q, "tool": tool}
-            cold = _spawn(tool, q, model, d, H, "0")
+            colds = [_spawn(tool, q, model, d, H, "0") for _ in range(args.repeats)]
+            cold = colds[0]
             if cold.get("P", P) != P:
                 raise RuntimeError(f"{model}: P is {cold['P']}, not the {P} of its label")
-            row.update(cold_s=cold.get("seconds"), value=cold.get("value"),
-                       hvps=cold.get("hvps"), error=cold.get("error"))
+            seconds = [c["seconds"] for c in colds if "seconds" in c]
+            row.update(cold_s=statistics.median(seconds) if seconds else None,
+                       value=cold.get("value"), hvps=cold.get("hvps"), error=cold.get("error"))
+            if args.repeats > 1:
+                row["cold_s_all"] = seconds
             if tool == "ours":
                 cache = str(Path(tmp) / f"{model}-{P}-{q}")
                 _spawn(tool, q, model, d, H, cache)               # fills the cache

@@ -89,7 +89,7 @@ def row(name: str, loss, params, args, repeats: int, calls: int) -> dict:
         programs[setting] = (lin_lowered.compile(options), apply_lowered.compile(options))
         out[f"compile_s_{setting}"] = time.perf_counter() - t0
     times = {s: {"linearise": [], "hvp": []} for s in SETTINGS}
-    for s, (c_lin, c_apply) in programs.items():        # warm-up
+    for c_lin, c_apply in programs.values():                # warm-up
         jax.block_until_ready(c_lin(params, args))
         np.asarray(c_apply(lin, mask, v, 1.0))
     for _ in range(repeats):

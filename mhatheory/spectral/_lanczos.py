@@ -74,11 +74,11 @@ from mhatheory.spectral._operators import (
 from mhatheory.spectral._options import (
     DEFAULT_MAX_HVPS,
     ESCALATION,
+    SMALL_OPERATOR,
     WARM_START_MIX,
     Engine,
     Method,
     Reortho,
-    SMALL_OPERATOR,
     Which,
     as_enum,
     check_budget,
@@ -204,9 +204,8 @@ class Lanczos:
             Kato–Temple. The recurrence stops as soon as the Ritz estimates meet it.
         max_restarts: how many times a cycle may restart.
         reortho: a :class:`~mhatheory.spectral.Reortho` (or its string); ``AUTO`` (the default):
-            ``FULL`` on a small operator (at most ``krylov`` or ``SMALL_OPERATOR`` = 64
-            coordinates), else ``NONE`` for k = 1 and ``SELECTIVE`` for k > 1 (which needs the
-            basis).
+            ``FULL`` on a small operator (at most ``krylov`` or 64 coordinates), else ``NONE``
+            for k = 1 and ``SELECTIVE`` for k > 1 (which needs the basis).
         check_every: steps between two adaptive checks (an eigh of a ≤ krylov-sized T each).
         store_basis: keep the Krylov basis (True), run basis-free (False: O(P) memory, the Ritz
             vectors recomputed by a second pass of the recurrence, twice the HVPs, k = 1, and

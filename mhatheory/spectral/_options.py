@@ -58,8 +58,8 @@ SMALL_OPERATOR = 64
 class Reortho(str, enum.Enum):
     """How a Lanczos run keeps its basis orthogonal.
 
-    * ``AUTO`` (the default): ``FULL`` on a small operator, of at most ``krylov`` or
-      :data:`SMALL_OPERATOR` coordinates (an orthonormal basis reaches an invariant subspace
+    * ``AUTO`` (the default): ``FULL`` on a small operator, of at most ``krylov`` or 64
+      coordinates (an orthonormal basis reaches an invariant subspace
       within P steps, whose Ritz values are the eigenvalues to rounding, at O(P³) cost; without
       it a tight cluster, such as the near-zero eigenvalues of a small model's symmetries, can
       keep a restarted run from ever meeting tol); otherwise ``NONE`` for k = 1 (the
