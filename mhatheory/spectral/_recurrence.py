@@ -429,7 +429,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
         z = gram_schmidt(Q, z, j)
         nz = xp.linalg.norm(z)
         spent = nz <= eta * drawn
-        return z, xp.zeros((), dtype), xp.where(spent, 1.0, nz), spent
+        return z, xp.zeros((), dtype), xp.where(spent, 1.0, nz), spent, ~spent
 
     def omega(a, b):
         up = xp.roll(om, -1) * xp.roll(beta, -1)                 # β_{k+1} ω_{j,k+1}
@@ -449,7 +449,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
     b = xp.linalg.norm(w)
     anorm = xp.maximum(anorm, xp.abs(a) + b + beta[j])
     breakdown = b <= psi * anorm
-    done = xp.asarray(False)
+    done = fresh = xp.asarray(False)
     if reortho is Reortho.NONE:
         done = breakdown                 # an invariant subspace: T's values are exact
         nw = xp.where(breakdown, 1.0, b)
@@ -479,10 +479,11 @@ def step(cfg: Recurrence, state: State, w) -> State:
             w = gram_schmidt(Q, w, j)
             nw = xp.linalg.norm(w)
             return _cond(xp, nw <= psi * anorm, lambda: restart(Q, j),
-                         lambda: (w, nw, nw, xp.asarray(False)))
+                         lambda: (w, nw, nw, xp.asarray(False), xp.asarray(False)))
 
-        w, b, nw, done = _cond(xp, need, reorthogonalise,
-                               lambda w: (w, b, b, xp.asarray(False)), w)
+        w, b, nw, done, fresh = _cond(
+            xp, need, reorthogonalise,
+            lambda w: (w, b, b, xp.asarray(False), xp.asarray(False)), w)
         if reortho in (Reortho.PARTIAL, Reortho.SELECTIVE):
             om, om_prev = xp.where(need & (idx <= j), psi, new), xp.where(need, om, seed_prev)
             force = need & ~force
@@ -522,6 +523,13 @@ def step(cfg: Recurrence, state: State, w) -> State:
         return stop, Y, y_count, y_est
 
     if cfg.adaptive or cfg.prob or selective:
+        # after a breakdown, or a β_{j+1} ≤ √ε‖T‖ (an invariant subspace up to rounding), a run
+        # for k > 1 goes on to the end of its cycle: the Krylov space of one start holds one
+        # vector of each eigenspace, so its exact Ritz pairs skip the other copies of a repeated
+        # eigenvalue, which only the directions after it can reach (a small operator, whose
+        # cycle is its size, is then spanned whole)
+        if k > 1 and reortho is not Reortho.NONE:
+            next_check = xp.where(fresh | (b <= eta * anorm), m, next_check)
         at_check = (j >= next_check) | (j == m) | done
         spacing = xp.where(j < LONG_RUN, cfg.every,
                            xp.maximum(cfg.every, (j // 16) // cfg.every * cfg.every))
