@@ -266,7 +266,7 @@ def rngs(name: str, value) -> None:
                         f"{type(value).__name__}.")
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def user_stacklevel() -> int:

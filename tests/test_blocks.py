@@ -1,5 +1,8 @@
 """Per-layer and per-head blocks: the principal sub-matrix, against the dense reference."""
 
+import warnings
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,11 +56,12 @@ def test_a_run_that_spans_its_block_stays_inside_it(reortho, engine):
     def loss(p):
         return 0.5 * jnp.sum(jnp.array([1.0, 1.0, 3.0]) * p["a"] ** 2) + jnp.sum(p["b"] ** 2)
 
-    rows = spectral.per_block(loss, p, blocks={"a": ("a", None, None)}, key=jax.random.key(0),
-                              reortho=reortho, engine=engine, k=2 if reortho == "selective"
-                              else 1)
-    assert abs(rows[0].lambda_min - 1.0) <= tol(np.float64, "eig")
-    assert abs(rows[0].lambda_max - 3.0) <= tol(np.float64, "eig")
+    block = spectral.linearise(loss, p).restrict("a")
+    k = 2 if reortho == "selective" else 1
+    for which, true in (("smallest", 1.0), ("largest", 3.0)):
+        r = spectral.Lanczos(k=k, which=which, reortho=reortho, engine=engine)(
+            block, key=jax.random.key(0))[0]
+        assert abs(r.value - true) <= tol(np.float64, "eig"), (which, r.value)
 
 
 def test_subtree_blocks_of_a_users_mlp():
@@ -130,3 +134,59 @@ def test_per_block_compiles_the_hvp_once_and_checks_every_block_first(deora_prob
     finally:
         spectral.Lanczos.__call__ = real
     assert not ran
+
+
+class Pair(NamedTuple):
+    w: jax.Array
+    w2: jax.Array
+
+
+def test_subtree_blocks_of_attribute_keys_do_not_overlap():
+    """A NamedTuple's fields ``.w`` and ``.w2``: the block of ``.w`` is its 3 coordinates, not
+    ``.w2``'s 4 as well (the name is matched up to the end of the path or its next key)."""
+    p = Pair(jnp.ones(3), jnp.ones(4))
+
+    def loss(p):
+        return jnp.sum(p.w ** 2) + 5 * jnp.sum(p.w2 ** 2)
+
+    rows = {r.name: r for r in spectral.per_block(loss, p, blocks=spectral.subtree_blocks(p),
+                                                  key=jax.random.key(0))}
+    assert (rows[".w"].size, rows[".w2"].size) == (3, 4)
+    assert rows[".w"].lambda_max == pytest.approx(2.0, rel=tol(np.float64, "eig"))
+    assert rows[".w2"].lambda_min == pytest.approx(10.0, rel=tol(np.float64, "eig"))
+
+
+def test_per_block_reads_a_scalar_block_exactly_and_refuses_what_it_does_not_take():
+    """A scalar parameter is a block of one coordinate: its eigenvalue is its diagonal entry
+    (∂²/∂s² of w²s² + s⁴ at w = 1, s = 1.5: 2·4 + 12·1.5² = 35), for either method. ``k`` and
+    ``which`` are not options of per_block (it gives λmin and λmax); a bad one is named before
+    any work."""
+    p = {"w": jnp.ones((2, 2)), "s": jnp.array(1.5)}
+
+    def loss(p):
+        return jnp.sum(p["w"] ** 2) * p["s"] ** 2 + p["s"] ** 4
+
+    for method in ("lanczos", "exact"):
+        rows = {r.name: r for r in spectral.per_block(
+            loss, p, blocks=spectral.subtree_blocks(p), key=jax.random.key(0), method=method)}
+        assert rows["['s']"].size == 1 and rows["['s']"].converged
+        assert rows["['s']"].lambda_min == pytest.approx(35.0, rel=tol(np.float64, "eig"))
+        assert rows["['w']"].lambda_max == pytest.approx(4.5, rel=tol(np.float64, "eig"))
+    for bad in ({"k": 2}, {"which": "largest"}):
+        with pytest.raises(ValueError, match="not an option here"):
+            spectral.per_block(loss, p, blocks=spectral.subtree_blocks(p), **bad)
+
+
+def test_a_block_whose_operator_vanishes_raises_no_numpy_warning():
+    """The curvature of a loss linear in one block is 0 there: the block's run meets an
+    invariant subspace at once (log β = −∞), and its ends are 0 without a NumPy warning."""
+    p = {"a": jnp.ones(3), "b": jnp.ones(4)}
+
+    def loss(p):
+        return jnp.sum(jnp.arange(1.0, 4.0) * p["a"] ** 2) + jnp.sum(p["b"])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        rows = spectral.per_block(loss, p, blocks=spectral.subtree_blocks(p),
+                                  key=jax.random.key(0), engine="host")
+    assert rows[1].lambda_min == rows[1].lambda_max == 0.0 and rows[1].converged

@@ -398,6 +398,45 @@ def test_a_small_operator_is_orthogonalised_in_full_and_spans_its_space_in_one_c
     assert plain.num_hvps > 2 * auto.num_hvps, (plain.num_hvps, auto.num_hvps)
 
 
+@pytest.mark.parametrize("engine", ["host", "compiled"])
+@pytest.mark.parametrize("eigs, k", [
+    ([-1.0, -1.0, -1.0, -0.3, -0.1, 0.5, 2.0, 2.0], 2),
+    ([-2.0] * 15 + [5.0] * 15, 3)])
+def test_k_pairs_count_the_copies_of_a_repeated_eigenvalue(eigs, k, engine):
+    """The Krylov space of one start holds one vector of each eigenspace: it becomes invariant
+    (β ≈ 1e-13) with every wanted Ritz pair exact, but the copies of a repeated λmin are not
+    among them. A run for k > 1 goes on past that point, so the k pairs are the k smallest
+    eigenvalues counted with multiplicity, each inside its certified interval."""
+    eigs = np.asarray(eigs)
+    op = spectral.linearise(quadratic, jnp.zeros(len(eigs)), with_spectrum(eigs))
+    for seed in range(3):
+        rs = spectral.Lanczos(k=k, engine=engine)(op, key=jax.random.key(seed))
+        for r, true in zip(rs, eigs[:k], strict=True):
+            assert r.converged and r.interval[0] <= true <= r.interval[1], (seed, r, true)
+
+
+def test_the_convergence_warning_speaks_in_the_operators_units():
+    """A run scales the operator by 2^−e inside; its warning quotes the residual and tol·‖H‖
+    in the user's units: for a loss scaled by 1e-6, the residual the result reports."""
+    A = 1e-6 * with_spectrum(np.linspace(-1.0, 1.0, 200))
+    op = spectral.linearise(quadratic, jnp.zeros(200), A)
+    with pytest.warns(spectral.ConvergenceWarning) as caught:
+        r = spectral.Lanczos(krylov=5, max_restarts=0)(op, key=jax.random.key(0))[0]
+    quoted = float(str(caught[0].message).split("residual ")[1].split(" ")[0])
+    assert quoted == pytest.approx(r.residual, rel=0.01)       # printed to 3 digits
+
+
+def test_a_warm_start_that_misses_the_block_is_named():
+    """A warm start that is zero on a block's coordinates, with no random part, has nothing to
+    start from: a clear error about v0, before any product."""
+    p = {"a": jnp.ones(3), "b": jnp.ones(4)}
+    block = spectral.linearise(lambda p: jnp.sum(p["a"] ** 2) + jnp.sum(p["b"] ** 4), p
+                               ).restrict("a")
+    with pytest.raises(ValueError, match="v0 is zero on the coordinates of this block"):
+        spectral.Lanczos(warm_start_mix=0.0)(block, key=jax.random.key(0),
+                                             v0=jnp.array([0.0, 0, 0, 1, 1, 1, 1]))
+
+
 def test_restarts_stop_at_the_rounding_floor_of_the_product():
     """½xᵀ(A + B)x − ½xᵀBx with ‖B‖ = 1e8 has Hessian A (‖A‖ = 1), but each product carries a
     rounding of ≈ ε·‖B‖ ≈ 1e-8, far above tol = 1e-12: no restart can bring the computed

@@ -22,9 +22,9 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from mhatheory.spectral._lanczos import Lanczos
+from mhatheory.spectral._lanczos import Exact, eig_probe
 from mhatheory.spectral._operators import block_mask, linearise
-from mhatheory.spectral._options import Which, resolve_key
+from mhatheory.spectral._options import Method, Which, resolve_key
 
 
 class BlockSpectrum(NamedTuple):
@@ -67,7 +67,8 @@ def subtree_blocks(params, depth: int = 1) -> dict:
         prefix = jax.tree_util.keystr(path[:depth])
         if prefix not in names:
             names.append(prefix)
-    return {name: ("^" + re.escape(name), None, None) for name in names}
+    # the name, then the end of the path or the next key: ".w" must not select ".w2"
+    return {name: ("^" + re.escape(name) + r"(?=$|[\[.])", None, None) for name in names}
 
 
 def block_masks(params, blocks) -> dict:
@@ -89,11 +90,14 @@ def block_masks(params, blocks) -> dict:
     return masks
 
 
-def per_block(loss_fn, params, *args, blocks: dict, key=None, **lanczos) -> list[BlockSpectrum]:
+def per_block(loss_fn, params, *args, blocks: dict, key=None, method: Method | str = "lanczos",
+              **options) -> list[BlockSpectrum]:
     """λmin and λmax (certified) of every block: ``blocks`` maps a name to ``(select, axis,
     index)`` (see :func:`head_blocks`, :func:`subtree_blocks`). Every block and option is checked
-    first; then one linearisation, and two Lanczos runs per block, all on the one compiled HVP.
-    ``key=None`` is a fresh random draw.
+    first; then one linearisation, and two runs per block (``method`` and ``options`` as
+    :func:`~mhatheory.spectral.eig_probe`, without ``k`` and ``which``), all on the one
+    compiled HVP. A block of one coordinate (a scalar parameter) is read exactly: its one
+    eigenvalue is its diagonal entry. ``key=None`` is a fresh random draw.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -104,19 +108,34 @@ def per_block(loss_fn, params, *args, blocks: dict, key=None, **lanczos) -> list
         >>> [(r.name, round(r.lambda_min, 9)) for r in rows]
         [('a', 2.0), ('b', 6.0)]
     """
-    low = Lanczos(which=Which.SMALLEST, **lanczos)
-    high = Lanczos(which=Which.LARGEST, **lanczos)
+    fixed = sorted({"k", "which"} & set(options))
+    if fixed:
+        raise ValueError(f"per_block computes λmin and λmax of each block (one pair each): "
+                         f"{fixed} is not an option here; use spectral.Lanczos(k=…, "
+                         "which=…) on op.restrict(select) for more pairs of one block.")
+    low = eig_probe(method, which=Which.SMALLEST, **options)
+    high = eig_probe(method, which=Which.LARGEST, **options)
+    one = (Exact(which=Which.SMALLEST), Exact(which=Which.LARGEST))
     masks = block_masks(params, blocks)
+    sizes = {name: int(np.count_nonzero(m)) for name, m in masks.items()}
+    dtype = np.result_type(*(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+                             for x in jax.tree.leaves(params)))
+    for name, size in sizes.items():
+        if size > 1:
+            try:
+                low.check_fits(size, dtype)
+            except ValueError as err:
+                raise ValueError(f"block {name!r} ({size} coordinates): {err}") from None
     key = resolve_key(key, allow_none=True)
     op = linearise(loss_fn, params, *args)
     rows = []
     for i, (name, spec) in enumerate(blocks.items()):
         blk = op.restrict(*spec)
         k1, k2 = jax.random.split(jax.random.fold_in(key, i))
-        lo, hi = low(blk, key=k1)[0], high(blk, key=k2)[0]
-        rows.append(BlockSpectrum(name, int(np.count_nonzero(masks[name])), lo.value,
-                                  lo.interval, hi.value, hi.interval,
-                                  lo.converged and hi.converged, lo.prob_interval,
+        lo_probe, hi_probe = (low, high) if sizes[name] > 1 else one
+        lo, hi = lo_probe(blk, key=k1)[0], hi_probe(blk, key=k2)[0]
+        rows.append(BlockSpectrum(name, sizes[name], lo.value, lo.interval, hi.value,
+                                  hi.interval, lo.converged and hi.converged, lo.prob_interval,
                                   hi.prob_interval))
     return rows
 

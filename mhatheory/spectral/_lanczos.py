@@ -535,7 +535,9 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     converged = bool(np.max(res[:k]) <= threshold * scale) and _resolved(
         theta, np.asarray(vecs), k, threshold * scale, low)
     if not converged and not quiet:
-        _warn(res, k, threshold * scale, float(delta_hvp), restarts, cfg.m, hvps)
+        # in the operator's own units (the run saw it scaled by 2^−e)
+        _warn(res * 2.0 ** e, k, threshold * scale * 2.0 ** e, float(delta_hvp) * 2.0 ** e,
+              restarts, cfg.m, hvps)
     iv = intervals(which, theta, rho, tau, converged)
     ends = _prob_ends(which, first, c, float(delta_hvp), op.size, wdt, iv, threshold * scale,
                       extend, target is not None and (lo_t, hi_t), budget, hvps, cfg.m)
@@ -558,6 +560,10 @@ def _draws(words, v0, mix, mask, P: int, dtype):
     engine starts from the same vectors: the unit start vector (:func:`start_vector`) and a
     unit random vector z for the rounding estimate (on the block when ``mask``)."""
     start = start_vector(P, host_rng(words, 1), v0, dtype, mix, mask)
+    if not np.any(start):
+        raise ValueError("v0 is zero on the coordinates of this block (and warm_start_mix=0 "
+                         "adds no random part): pass a v0 that overlaps the block, "
+                         "warm_start_mix > 0, or v0=None.")
     z = host_rng(words, 2).standard_normal(P).astype(dtype)
     if mask is not None:
         z = z * mask

@@ -167,7 +167,9 @@ def posterior_gap(theta, real, log_beta, log_c, which: str, xp=jnp):
     u = xp.where(real, sign * theta, xp.inf)
     base = xp.min(u, axis=-1, keepdims=True)
     rel = xp.where(real, u - base, 0.0)                      # θ_j − θ_1 ≥ 0 (mirrored)
-    target = xp.asarray(log_beta) - log_c
+    target_in = xp.asarray(log_beta) - log_c
+    # an invariant subspace (log β = −∞) has s = 0: iterate on a finite stand-in meanwhile
+    target = xp.where(xp.isneginf(target_in), 0.0, target_in)
     count = xp.maximum(xp.sum(real, axis=-1), 1)
     # a start above the root: Σ log(rel + e^u) ≥ k·u ≥ target once u ≥ (target)₊/k
     hi = (xp.maximum(target, 0.0) / count + 1.0).astype(theta.dtype)
@@ -212,7 +214,7 @@ def posterior_gap(theta, real, log_beta, log_c, which: str, xp=jnp):
             hi, *state, active = newton(hi, *state)
             if not np.any(active):
                 break
-    return xp.where(xp.isneginf(target), 0.0, xp.exp(hi))
+    return xp.where(xp.isneginf(target_in), 0.0, xp.exp(hi))
 
 
 @functools.lru_cache(maxsize=4096)
