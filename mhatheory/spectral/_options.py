@@ -59,10 +59,10 @@ class Reortho(str, enum.Enum):
     """How a Lanczos run keeps its basis orthogonal.
 
     * ``AUTO`` (the default): ``FULL`` on a small operator, of at most ``krylov`` or 64
-      coordinates (an orthonormal basis reaches an invariant subspace
-      within P steps, whose Ritz values are the eigenvalues to rounding, at O(P³) cost; without
-      it a tight cluster, such as the near-zero eigenvalues of a small model's symmetries, can
-      keep a restarted run from ever meeting tol); otherwise ``NONE`` for k = 1 (the
+      coordinates (an orthonormal basis reaches an invariant subspace within P steps, whose
+      Ritz values are the eigenvalues to rounding, at O(P³) cost; without it a tight cluster,
+      such as the near-zero eigenvalues of a small model's symmetries, can keep a restarted
+      run from ever meeting tol); otherwise ``NONE`` for k = 1 (the
       certificate never relies on orthogonality, and the single most extreme pair is not
       affected by ghosts), ``SELECTIVE`` for k > 1.
     * ``SELECTIVE``: Parlett–Scott selective orthogonalisation. At each adaptive check, the
