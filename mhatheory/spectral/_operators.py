@@ -221,6 +221,16 @@ def block_mask(params, select, axis: int | None = None, index: int | None = None
     if (axis is None) != (index is None):
         raise ValueError(f"a block takes axis and index together (index {index} along axis "
                          f"{axis}), or neither.")
+    if axis is not None:
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"a block's axis must be an integer, got {axis!r}.")
+        index = _validate.positive_int("a block's index", index, minimum=0)
+    if isinstance(select, str):
+        try:
+            re.compile(select)
+        except re.error as err:
+            raise ValueError(f"a block's select {select!r} is not a regular expression: {err} "
+                             "(escape literal brackets and dots, e.g. re.escape(name)).") from None
     parts, any_leaf = [], False
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         shape = np.shape(leaf)

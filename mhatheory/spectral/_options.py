@@ -306,8 +306,13 @@ def check_lanczos(*, k, which, krylov, tol, max_restarts, reortho, check_every, 
                          "store_basis=False leave reortho at 'auto' (or 'none').")
     krylov = _validate.positive_int("krylov", krylov)
     if krylov <= k:
-        raise ValueError(f"krylov={krylov} must exceed k={k}.")
+        raise ValueError(f"krylov={krylov} must exceed k={k}: the Krylov space holds the k "
+                         "pairs and a neighbour; raise krylov (a run caps it at the operator's "
+                         "size, which k must stay below; method='exact' takes k up to it).")
     tol = _validate.positive_float("tol", tol)
+    if tol >= 1:
+        raise ValueError(f"tol={tol!r} is a residual relative to ‖H‖ and must be below 1 (the "
+                         "default 1e-10; 1e-3 for a rough value).")
     max_restarts = _validate.positive_int("max_restarts", max_restarts, minimum=0)
     check_every = _validate.positive_int("check_every", check_every)
     check_budget(memory_budget_bytes)
