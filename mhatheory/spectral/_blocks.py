@@ -22,6 +22,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from mhatheory import _validate
 from mhatheory.spectral._lanczos import Exact, eig_probe
 from mhatheory.spectral._operators import block_mask, linearise
 from mhatheory.spectral._options import Method, Which, resolve_key
@@ -118,8 +119,7 @@ def per_block(loss_fn, params, *args, blocks: dict, key=None, method: Method | s
     one = (Exact(which=Which.SMALLEST), Exact(which=Which.LARGEST))
     masks = block_masks(params, blocks)
     sizes = {name: int(np.count_nonzero(m)) for name, m in masks.items()}
-    dtype = np.result_type(*(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
-                             for x in jax.tree.leaves(params)))
+    dtype = _validate.num_params(params)[1]
     for name, size in sizes.items():
         if size > 1:
             try:

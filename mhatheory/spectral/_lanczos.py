@@ -473,6 +473,10 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
 
     apply = rec.on_engine(cfg, lambda q: op.scaled_mv(q, unit))
 
+    def defect_products(vecs):
+        """The products the HVP's rounding estimate needs for the unit vectors ``vecs``."""
+        return xp.stack([apply(d) for d in defect_vectors(vecs, z)])
+
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)
     kk = min(k + 1, cfg.m)
@@ -510,7 +514,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         # no restart lowers (a Hessian that is a small difference of large terms): stop there
         stalled = best is not None and np.max(res[:k]) > 0.5 * best
         if stalled:
-            Hd = xp.stack([apply(d) for d in defect_vectors(vecs, z)])
+            Hd = defect_products(vecs)
             hvps += Hd.shape[0]
             if np.max(res[:k]) <= float(certify(vecs, Hx, Hd, op.dtype)[3]):
                 break
@@ -527,21 +531,20 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
                               tol=0.5 * threshold, prob=None, hvp_dtype=op.dtype,
                               mask=op.mask)
     if Hd is None:
-        Hd = xp.stack([apply(d) for d in defect_vectors(vecs, z)])
+        Hd = defect_products(vecs)
         hvps += Hd.shape[0]
     theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.dtype))
     seconds = time.perf_counter() - t0
     low = float(probe.tol) < 100 * float(np.finfo(op.dtype).eps)
     converged = bool(np.max(res[:k]) <= threshold * scale) and _resolved(
         theta, np.asarray(vecs), k, threshold * scale, low)
+    big = 2.0 ** e                              # back to the operator's own units
     if not converged and not quiet:
-        # in the operator's own units (the run saw it scaled by 2^−e)
-        _warn(res * 2.0 ** e, k, threshold * scale * 2.0 ** e, float(delta_hvp) * 2.0 ** e,
-              restarts, cfg.m, hvps)
+        _warn(res * big, k, threshold * scale * big, float(delta_hvp) * big, restarts, cfg.m,
+              hvps)
     iv = intervals(which, theta, rho, tau, converged)
     ends = _prob_ends(which, first, c, float(delta_hvp), op.size, wdt, iv, threshold * scale,
                       extend, target is not None and (lo_t, hi_t), budget, hvps, cfg.m)
-    big = 2.0 ** e
     out = []
     for j in range(k):
         (lo, hi), gap = iv[j]

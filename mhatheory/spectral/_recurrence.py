@@ -283,6 +283,21 @@ def fold(cfg: Recurrence, key, i):
     return np.append(key, np.uint64(int(i))) if cfg.host else jax.random.fold_in(key, i)
 
 
+def _fresh_direction(cfg: Recurrence, key, i, support, P: int, dtype, project):
+    """``(z, ‖z‖, spent)``: the direction a run goes on along after a breakdown, a standard
+    normal draw (key ``i`` of ``key``'s family) on ``support`` (a block's coordinates; empty:
+    all), projected off the basis by ``project``; ``spent`` when nothing is left of it (the
+    basis spans the block or the space: the run ends, an invariant subspace)."""
+    xp = cfg.xp
+    z = _normal(cfg, key, i, P, dtype)
+    if support.shape[0]:
+        z = z * support
+    drawn = xp.linalg.norm(z)
+    z = project(z)
+    nz = xp.linalg.norm(z)
+    return z, nz, nz <= xp.sqrt(xp.finfo(dtype).eps) * drawn
+
+
 def _normal(cfg: Recurrence, key, i, size: int, dtype):
     """A standard normal ``size``-vector from the key ``i`` of ``key``'s family."""
     if cfg.host:
@@ -420,15 +435,8 @@ def step(cfg: Recurrence, state: State, w) -> State:
         return jax.lax.switch(j // BLOCK, [functools.partial(dots, s) for s in sizes], Q, V)
 
     def restart(Q, j):
-        # a breakdown continues along a random direction orthogonal to the basis; none left (a
-        # block, or the whole space, spanned) ends the run: an invariant subspace
-        z = _normal(cfg, key, j, P, dtype)
-        if support.shape[0]:
-            z = z * support
-        drawn = xp.linalg.norm(z)
-        z = gram_schmidt(Q, z, j)
-        nz = xp.linalg.norm(z)
-        spent = nz <= eta * drawn
+        z, nz, spent = _fresh_direction(cfg, key, j, support, P, dtype,
+                                        lambda z: gram_schmidt(Q, z, j))
         return z, xp.zeros((), dtype), xp.where(spent, 1.0, nz), spent, ~spent
 
     def omega(a, b):
@@ -644,18 +652,15 @@ def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> 
     rnorm = float(xp.linalg.norm(r))
     B = xp.asarray(W.T, rows.dtype) @ rows
     P = rows.shape[1]
-    spent = False
+    spent, scale = False, rnorm
     if rnorm <= np.finfo(rows.dtype).eps * math.sqrt(P) * float(state.anorm):
         # the kept pairs and q_m span an invariant subspace (a breakdown): go on along a random
-        # direction orthogonal to them, uncoupled (β = 0), as a step does; none left ends it
-        z = _normal(cfg, state.key, cfg.m + 1, P, rows.dtype)
-        if state.support.shape[0]:
-            z = z * state.support
-        drawn = float(xp.linalg.norm(z))
-        r = _orthogonalise(rows, z)
-        spent = not float(xp.linalg.norm(r)) > math.sqrt(np.finfo(rows.dtype).eps) * drawn
-        r, rnorm = (z if spent else r), 0.0
-    return _restarted(cfg, state, B, r / xp.linalg.norm(r), np.diag(T), np.diag(T, 1), rnorm,
+        # direction orthogonal to them, uncoupled (β = 0), as a step does
+        r, nz, spent = _fresh_direction(cfg, state.key, cfg.m + 1, state.support, P, rows.dtype,
+                                        lambda z: _orthogonalise(rows, z))
+        spent = bool(spent)
+        rnorm, scale = 0.0, 1.0 if spent else float(nz)
+    return _restarted(cfg, state, B, r / scale, np.diag(T), np.diag(T, 1), rnorm,
                       Y[:cfg.slots], spent)
 
 
