@@ -362,14 +362,17 @@ def option_rows() -> list[Row]:
                "testing.assert_weakly_convex": LOSS_ENTRIES["testing.assert_weakly_convex"][0]}
     rows = []
     for entry, call in lanczos.items():
-        def opt(arg, values, match, c=call, entry=entry):
+        def opt(arg, values, match, c=call, entry=entry, kwarg=None):
+            """A row passing the bad value as ``kwarg`` (default: the row's ``arg``)."""
             return Row(entry, arg, values,
-                       lambda v: c(deora.loss_fn, PARAMS, BATCH, **{arg: v}), match)
+                       lambda v: c(deora.loss_fn, PARAMS, BATCH, **{kwarg or arg: v}), match)
 
         v0_rows = [
             opt("v0", reshaped((P,)).map(np.ones), r"\bv0 must have P=40 entries"),
-            opt("v0 NaN/Inf", NONFINITE.map(lambda x: np.r_[np.ones(P - 1), x]), r"\bv0 "),
-            opt("v0 zero", st.just(np.zeros(P)), r"\bv0 "),
+            opt("v0 NaN/Inf", NONFINITE.map(lambda x: np.r_[np.ones(P - 1), x]),
+                r"\bv0 contains NaN/Inf", kwarg="v0"),
+            opt("v0 zero", st.just(np.zeros(P)), r"\bv0 is the zero vector", kwarg="v0"),
+            opt("v0 pytree", st.just(PARAMS), r"\bv0 must be one flat vector", kwarg="v0"),
         ] if entry != "spectral.track" else [
             opt("v0", st.just(np.ones(P)), r"track takes no v0"),
         ]
