@@ -186,14 +186,14 @@ def posterior_gap(theta, real, log_beta, log_c, which: str, xp=jnp):
         # the step is held back by ``hold`` times the rounding of g at the candidate in u
         # (each |log(r_j + e^u)| moves by at most |step|), so that it lands above the root as
         # computed; a candidate that does not is retried with 16× the hold
-        step = xp.where(slope > 0, (g - target) / xp.where(slope > 0, slope, 1.0), xp.inf)
+        safe = xp.where(slope > 0, slope, 1.0)
+        step = xp.where(slope > 0, (g - target) / safe, xp.inf)
         size = xp.minimum(xp.abs(step), 1e300)
-        noise = 4 * eps * ((mag + count * size + xp.abs(target)) / xp.where(slope > 0, slope, 1.0)
-                           + xp.abs(hi) + size)
+        noise = 4 * eps * ((mag + count * size + xp.abs(target)) / safe + xp.abs(hi) + size)
         cand = xp.maximum(hi - step + hold * noise, _LOWEST)
         g_c, slope_c, mag_c = g_and_slope(cand)
-        moved = (cand < hi) & (g_c >= target)
-        missed = (cand < hi) & (g_c < target)
+        below = cand < hi
+        moved, missed = below & (g_c >= target), below & (g_c < target)
         return (xp.where(moved, cand, hi), xp.where(moved, g_c, g),
                 xp.where(moved, slope_c, slope), xp.where(moved, mag_c, mag),
                 xp.where(missed, 16 * hold, hold), moved | missed)
