@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mhatheory import data, spectral, train
 from mhatheory.models import deora
-from mhatheory.spectral import _recurrence
+from mhatheory.spectral import _options, _recurrence
 from mhatheory.testing import tol
 
 REL = tol(np.float64, "eig")  # Lanczos extremes against dense eigh, relative to ‖H‖
@@ -280,16 +280,21 @@ def test_both_engines_run_the_same_probe(options):
     assert runs["host"][0].restarts > 0 or set(options) & {"failure_prob", "k"}
 
 
-def test_a_first_host_run_compiles_the_model_alone():
-    """On the host engine a probe's first call compiles the model's linearisation and its HVP,
-    and nothing else: the recurrence (its step, start, Ritz vectors, certificate) runs in
-    NumPy, and the draws and the operator's mask are made on the host."""
-    P = 57                                               # a size no other test compiles
+@pytest.mark.parametrize("one_program_max, programs", [
+    (None, ["jit(_direct)"]), (10, ["jit(_apply)", "jit(_linearise)"])])
+def test_a_first_host_run_compiles_the_model_alone(one_program_max, programs, monkeypatch):
+    """On the host engine a convenience's first call compiles the model's product and nothing
+    else: one program below ONE_PROGRAM_MAX_PARAMS parameters, the linearisation and its product
+    above; the recurrence (its step, start, Ritz vectors, certificate) runs in NumPy, and the
+    draws and the operator's mask are made on the host. Both forms find the same eigenvalue."""
+    P = 57 if one_program_max is None else 59           # sizes no other test compiles
+    if one_program_max is not None:
+        monkeypatch.setattr(_options, "ONE_PROGRAM_MAX_PARAMS", one_program_max)
     A, x0 = with_spectrum(np.linspace(-1.0, 2.0, P), seed=P), jnp.zeros(P)
     with compilations() as seen:
         r = spectral.lambda_min(quadratic, x0, A, key=KEY, engine="host")
     assert r.converged and abs(r.value + 1.0) <= REL * 2.0
-    assert sorted(seen) == ["jit(_apply)", "jit(_linearise)"], seen
+    assert sorted(seen) == programs, seen
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])

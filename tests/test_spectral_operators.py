@@ -41,6 +41,27 @@ def test_the_products_of_one_linearisation_compile_once(tiny_deora):
     assert not seen, seen
 
 
+def test_one_program_products_equal_the_linearised_ones(tiny_deora):
+    """A product formed in one program from θ and the data (the conveniences' form) equals the
+    linearised operator's, on the whole space and on a block, to the products' rounding (two
+    XLA programs: the dtype's "dense" tolerance relative to ‖H‖), and both equal the dense
+    Hessian's to the same tolerance."""
+    dtype, params, batch, H64 = tiny_deora
+    op = spectral.Hessian(deora.loss_fn)
+    lin, one = op.linearise(params, batch), op.at(params, batch, linearised=False)
+    assert lin.linearised and not one.linearised and one.restrict("U").linearised is False
+    norm = np.abs(np.linalg.eigvalsh(H64)).max()
+    mask = np.asarray(spectral.block_mask(params, "U"))
+    for v in jax.random.normal(jax.random.key(3), (2, lin.P), jnp.float64):
+        atol = tol(dtype, "dense") * norm * float(np.abs(v).max())
+        for a, b, m in ((lin, one, np.ones_like(mask)),
+                        (lin.restrict("U"), one.restrict("U"), mask)):
+            np.testing.assert_allclose(np.asarray(b.mv(v)), np.asarray(a.mv(v)), rtol=0,
+                                       atol=atol)
+            np.testing.assert_allclose(np.asarray(b.mv(v)), m * (H64 @ (m * np.asarray(v))),
+                                       rtol=0, atol=atol)
+
+
 def _fresh_problem(P):
     """A loss of a structure no other test compiles (P unique to the caller)."""
     x, d = jnp.linspace(0.1, 1.0, P), jnp.linspace(-1.0, 2.0, P)

@@ -12,7 +12,9 @@ One way to run a probe: an operator linearised at a point, a configured probe, a
     A = spectral.Dense()(H)                                  # the matrix
 
 ``lambda_min``, ``lambda_max``, ``extreme_eigs``, ``trace``, ``spectral_density``, ``dense`` and
-``dense_hessian`` are one-line conveniences over these; ``Exact`` is the dense route in a
+``dense_hessian`` are one-line conveniences over these; the probing ones, made for one call,
+form each product in one compiled program up to ``ONE_PROGRAM_MAX_PARAMS`` parameters instead
+of linearising (a first call compiles one program, not two); ``Exact`` is the dense route in a
 probe's form (``eig_probe(method, ...)`` picks one of the two). Probes never import a model:
 they see a loss function or an operator only.
 """
@@ -62,6 +64,7 @@ from mhatheory.spectral._options import (
     DEFAULT_BASIS_BUDGET,
     DEFAULT_MAX_HVPS,
     HOST_MAX_PARAMS,
+    ONE_PROGRAM_MAX_PARAMS,
     Engine,
     Method,
     Reortho,
@@ -99,10 +102,10 @@ __all__ = [
     "Block", "BlockSpectrum", "ConvergenceWarning", "Coverage", "Curvature",
     "DEFAULT_BASIS_BUDGET", "DEFAULT_DENSE_BUDGET", "DEFAULT_FAILURE_PROB", "DEFAULT_MAX_HVPS",
     "Dense", "DenseTooLargeError", "Density", "EigResult", "Engine", "Estimate", "Exact",
-    "GaussNewton", "HOST_MAX_PARAMS", "Hessian", "Hutchinson", "Lanczos", "LinearOperator",
-    "Loss", "Method", "Operator", "Reortho", "SLQ", "Which", "block_mask", "coverage", "dense",
-    "dense_bytes", "dense_hessian", "eig_probe", "extreme_eigs", "head_blocks", "hvp",
-    "lambda_max", "lambda_min", "lanczos_bytes", "linearise", "named_spectra", "per_block",
-    "resampled", "resolve_key", "rotated", "spectral_density", "start_threshold",
-    "steps_needed", "subtree_blocks", "trace", "track",
+    "GaussNewton", "HOST_MAX_PARAMS", "Hessian", "Hutchinson", "Lanczos", "LinearOperator", "Loss",
+    "Method", "ONE_PROGRAM_MAX_PARAMS", "Operator", "Reortho", "SLQ", "Which", "block_mask",
+    "coverage", "dense", "dense_bytes", "dense_hessian", "eig_probe", "extreme_eigs",
+    "head_blocks", "hvp", "lambda_max", "lambda_min", "lanczos_bytes", "linearise",
+    "named_spectra", "per_block", "resampled", "resolve_key", "rotated", "spectral_density",
+    "start_threshold", "steps_needed", "subtree_blocks", "trace", "track",
 ]

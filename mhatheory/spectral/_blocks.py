@@ -24,7 +24,7 @@ import numpy as np
 
 from mhatheory import _validate
 from mhatheory.spectral._lanczos import Exact, eig_probe
-from mhatheory.spectral._operators import block_mask, linearise
+from mhatheory.spectral._operators import block_mask, one_shot
 from mhatheory.spectral._options import Method, Which, resolve_key
 
 
@@ -95,9 +95,11 @@ def per_block(loss_fn, params, *args, blocks: dict, key=None, method: Method | s
               **options) -> list[BlockSpectrum]:
     """λmin and λmax (certified) of every block: ``blocks`` maps a name to ``(select, axis,
     index)`` (see :func:`head_blocks`, :func:`subtree_blocks`). Every block and option is checked
-    first; then one linearisation, and two runs per block (``method`` and ``options`` as
+    first; then two runs per block (``method`` and ``options`` as
     :func:`~mhatheory.spectral.eig_probe`, without ``k`` and ``which``), all on the one
-    compiled HVP. A block of one coordinate (a scalar parameter) is read exactly: its one
+    compiled product of the operator at ``params`` (one program up to
+    ``ONE_PROGRAM_MAX_PARAMS`` parameters, linearised above). A block of one coordinate (a
+    scalar parameter) is read exactly: its one
     eigenvalue is its diagonal entry. ``key=None`` is a fresh random draw.
 
     Example:
@@ -127,7 +129,7 @@ def per_block(loss_fn, params, *args, blocks: dict, key=None, method: Method | s
             except ValueError as err:
                 raise ValueError(f"block {name!r} ({size} coordinates): {err}") from None
     key = resolve_key(key, allow_none=True)
-    op = linearise(loss_fn, params, *args)
+    op = one_shot(loss_fn, params, *args)
     rows = []
     for i, (name, spec) in enumerate(blocks.items()):
         blk = op.restrict(*spec)

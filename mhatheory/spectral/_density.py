@@ -48,7 +48,7 @@ import scipy.linalg
 
 from mhatheory import _validate
 from mhatheory.spectral import _recurrence as rec
-from mhatheory.spectral._operators import LinearOperator, linearise
+from mhatheory.spectral._operators import LinearOperator, one_shot
 from mhatheory.spectral._options import (
     Engine,
     Reortho,
@@ -176,7 +176,7 @@ class SLQ:
         words = key_words(key)
         wdt = op.work_dtype
         m = min(self.krylov, op.size)
-        host = resolve_engine(self.engine, op.P, op.flat)
+        host = resolve_engine(self.engine, op.P, op.platforms)
         cfg = rec.Recurrence(m, op.P, str(np.dtype(wdt)), self.reortho,
                              self.reortho is not Reortho.NONE, adaptive=False, host=host)
         probes = _rademacher(op, words, self.num_probes)
@@ -222,7 +222,7 @@ def trace(loss_fn, params, *args, key=None, num_samples: int = 100) -> Estimate:
     """
     probe = Hutchinson(num_samples)
     key = resolve_key(key, allow_none=True)
-    return probe(linearise(loss_fn, params, *args), key=key)
+    return probe(one_shot(loss_fn, params, *args), key=key)
 
 
 def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8, krylov: int = 60,
@@ -242,7 +242,7 @@ def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8, kryl
     """
     probe = SLQ(num_probes, krylov, reortho, engine)
     key = resolve_key(key, allow_none=True)
-    return probe(linearise(loss_fn, params, *args), key=key)
+    return probe(one_shot(loss_fn, params, *args), key=key)
 
 
 __all__ = ["SLQ", "Density", "Estimate", "Hutchinson", "spectral_density", "trace"]

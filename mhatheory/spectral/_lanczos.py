@@ -6,15 +6,17 @@ A probe is configured first and applied to an operator at a point with an explic
     lo = spectral.Lanczos(which="smallest", tol=1e-10)(H, key=jax.random.key(0))[0]
 
 and :func:`extreme_eigs`, :func:`lambda_min`, :func:`lambda_max` are one-line conveniences on
-top (they linearise and probe in one call; their ``key=None`` is a fresh random draw, recorded
-in ``EigResult.key``).
+top (they form the operator at the point and probe in one call, each product in one program up
+to ``ONE_PROGRAM_MAX_PARAMS`` parameters: :mod:`._operators`; their ``key=None`` is a fresh
+random draw, recorded in ``EigResult.key``).
 
 **Cycle.** Up to ``krylov`` Lanczos steps (:mod:`._recurrence`), each one product of the
 operator's compiled HVP and one step of the recurrence, driven from Python. The HVP is
 compiled once per model whatever the probe, block or point; the recurrence runs on the
 engine the probe's ``engine`` picks (:class:`~mhatheory.spectral.Engine`): in NumPy on the
 host (the default on a CPU up to ``HOST_MAX_PARAMS`` coordinates), where it compiles nothing, so
-a probe's first call costs one linearisation, one HVP compilation and its products; or as
+a convenience's first call costs one compiled product (two for a linearised operator) and its
+products; or as
 compiled programs, once per Krylov size and P whatever the model (with
 ``MHATHEORY_BACKGROUND_COMPILE=1`` the conveniences compile them on a worker thread while they
 linearise the model: :meth:`Lanczos.compile_ahead`, :mod:`._compile`). The random draws (the
@@ -67,7 +69,7 @@ from mhatheory.spectral._certificate import certify, defect_vectors, intervals
 from mhatheory.spectral._operators import (
     Hessian,
     LinearOperator,
-    _linearise,
+    _Point,
     as_operator,
     size_of,
 )
@@ -89,6 +91,7 @@ from mhatheory.spectral._options import (
     key_words,
     lanczos_bytes,
     min_hvps,
+    one_program,
     plan_memory,
     resolve_engine,
     resolve_key,
@@ -385,9 +388,8 @@ def _standin_run(probe: Lanczos, num_params: int, dtype) -> None:
     so the recurrence resolves them at once, compiling every program of a run's common path."""
     d = jnp.ones(num_params, dtype).at[0].set(-1)
     x = jnp.zeros(num_params, dtype)
-    op = Hessian(_standin_loss)
-    lin, flat = _linearise(op, x, (d,))
-    _run(probe, LinearOperator(op, lin, flat, x), jax.random.key(0), None, None, quiet=True)
+    op = LinearOperator(_Point(Hessian(_standin_loss), x, (d,)))
+    _run(probe, op, jax.random.key(0), None, None, quiet=True)
 
 
 def _check_size(k: int, size: int) -> None:
@@ -448,7 +450,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     squares of the recurrence and the certificate."""
     k, which = probe.k, Which(probe.which)
     wdt = np.dtype(op.work_dtype)
-    host = resolve_engine(probe.engine, op.P, op.flat)
+    host = resolve_engine(probe.engine, op.P, op.platforms)
     cfg, keep, budget = _size(probe, op.size, op.P, wdt, host)
     xp = cfg.xp
     extend = probe.failure_prob is not None
@@ -760,7 +762,8 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: Which | str = Which.
     """The k smallest or largest eigenpairs of ∇²_θ ``loss_fn(params, *args)`` (or of a
     curvature operator: :class:`~mhatheory.spectral.GaussNewton`,
     :class:`~mhatheory.spectral.Curvature`, :class:`~mhatheory.spectral.Block`): the operator
-    linearised at ``params`` (:func:`~mhatheory.spectral.linearise`) and probed by
+    at ``params`` (each product in one program up to ``ONE_PROGRAM_MAX_PARAMS`` parameters,
+    linearised above: :mod:`~mhatheory.spectral._operators`) probed by
     :class:`Lanczos` (``options``: its fields) or, with ``method="exact"``, densely
     (``options``: ``memory_budget_bytes``).
 
@@ -792,7 +795,7 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: Which | str = Which.
     probe.check_fits(size, dtype)
     if isinstance(probe, Lanczos):
         probe.compile_ahead(size, P, dtype)       # on a worker, while this thread linearises
-    return probe(op.at(params, *args), key=key, v0=v0)
+    return probe(op.at(params, *args, linearised=not one_program(P)), key=key, v0=v0)
 
 
 def eig_probe(method: Method | str = Method.LANCZOS, **options) -> Lanczos | Exact:

@@ -10,18 +10,38 @@ data ``args``, in the manner of lineax's ``AbstractLinearOperator``:
     H.restrict("U", axis=0, index=3)   # a block: the same operator, restricted
     H.as_scipy(), H.as_lineax()    # hand it to scipy's eigsh or to lineax.linear_solve
 
-**One linearisation at a point.** ``linearise`` runs ``jax.linearize`` of θ ↦ ∇L̂(θ) once (one
-forward and one backward pass); the result is a ``jax.tree_util.Partial`` whose leaves are the
-residuals and whose structure (the tangent program, hashed by its jaxpr) is the same at every
-point of one model and shapes. Every product afterwards runs only the tangent program (about one
-gradient), and every probe at that point (λmin, λmax, trace, density, blocks) shares it.
+**Two ways to form a product.** A :class:`LinearOperator` is *linearised* or not:
 
-**One compiled HVP per model and shapes.** The product is one module-level jitted program,
-``_apply(lin, mask, v, scale)``, whose arguments are the linearisation (data), a mask, the vector
-and a scalar: it compiles once per model structure and shapes, and serves every probe, every
-block (a block is a 0/1 mask on the coordinates, data again), every point along a trajectory and
-every restart. With ``MHATHEORY_BACKGROUND_COMPILE=1`` the first product of a structure
-compiles on a worker thread while this thread compiles and runs the linearisation
+* **linearised** (:func:`linearise`, ``Operator.linearise``, ``Operator.at``): ``jax.linearize``
+  of θ ↦ ∇L̂(θ) runs once at the point (one forward and one backward pass), giving a
+  ``jax.tree_util.Partial`` whose leaves are the residuals and whose structure (the tangent
+  program) is the same at every point of one model and shapes. Every product afterwards runs
+  only the tangent program, ``_apply(lin, mask, v, scale)``, and every probe at that point (λmin,
+  λmax, trace, density, blocks) shares the linearisation. Two programs compile per model and
+  shapes: the linearisation and the product.
+* **one program** (the one-shot conveniences ``lambda_min``, ``lambda_max``, ``extreme_eigs``,
+  ``trace``, ``spectral_density`` and ``per_block`` below :data:`ONE_PROGRAM_MAX_PARAMS`
+  coordinates): each product, ``_direct(op, params, args, mask, v, scale)``, linearises and
+  applies in one compiled program, as a jitted forward-over-reverse HVP does.
+
+Which is cheaper depends on how many products a linearisation serves. Measured on the 2-core
+CPU machine (float64; ``experiments/bench/bench_cold.py`` has the first calls): the two programs
+of the linearised form each compile about as long as the one program (Deora, P = 2,176: 0.27–0.46
+s each against 0.25–0.41 s), so a first call compiles twice as much; a product of the one
+program costs 0.86–1.25× a linearised product on Deora at P = 2,176 … 133,120, 1.3–1.5× on a
+one-block Transformer (P = 2,578) and 1.1–1.4× on Deora at P = 1,056,768. A probe run of a
+few hundred products below about 10⁵ coordinates therefore finishes sooner with one program,
+while a linearisation shared by several probes, or by the many products of a large model, pays
+for its second compilation. The conveniences choose by size alone, so that a result never
+depends on what ran before it in the process; :func:`linearise` always linearises. Both forms
+give the same products up to rounding (they are different XLA programs).
+
+**One compiled product per model and shapes.** In either form the product is one module-level
+jitted program whose arguments are data (the point or its linearisation, a mask, the vector and
+a scalar): it compiles once per model structure and shapes and serves every probe, every block
+(a block is a 0/1 mask on the coordinates, data again), every point along a trajectory and
+every restart. With ``MHATHEORY_BACKGROUND_COMPILE=1`` the first linearised product of a
+structure compiles on a worker thread while this thread compiles and runs the linearisation
 (:mod:`._compile`).
 The Lanczos recurrence around it is a separate program shared by every model of the same size
 (:mod:`._recurrence`). A float32 model's products run in float32 while the vectors around them
@@ -49,7 +69,7 @@ from jax.flatten_util import ravel_pytree
 
 from mhatheory import _validate, precision
 from mhatheory.spectral import _compile
-from mhatheory.spectral._options import work_dtype
+from mhatheory.spectral._options import one_program, work_dtype
 
 
 class Operator(abc.ABC):
@@ -80,27 +100,35 @@ class Operator(abc.ABC):
         _validate.probe_inputs(params, args)
         self.check(params, tuple(args))
 
-    def at(self, params, *args) -> LinearOperator:
-        """The operator at θ = ``params`` on data ``args`` by one linearisation, without the
-        input checks (for a caller that made them with :meth:`check_inputs`), and a precision
-        warning for operations below the parameters' precision in the loss or in the programs
-        that compute the product (:func:`mhatheory.precision.warn_lower_precision`, on the
-        traces those programs compile from). With the worker on, the HVP of a new structure
-        compiles on a worker thread while this one compiles and runs the linearisation
-        (:mod:`._compile`)."""
+    def at(self, params, *args, linearised: bool = True) -> LinearOperator:
+        """The operator at θ = ``params`` on data ``args``, without the input checks (for a
+        caller that made them with :meth:`check_inputs`): linearised once (default), or with
+        ``linearised=False`` each product in one program (module docstring). Warns for
+        operations below the parameters' precision in the loss or in the programs that compute
+        the product (:func:`mhatheory.precision.warn_lower_precision`, on the traces those
+        programs compile from). With the worker on, the HVP of a new structure compiles on a
+        worker thread while this one compiles and runs the linearisation (:mod:`._compile`)."""
         args = tuple(args)
-        ready = (_compile_product(*_linearise.trace(self, params, args).out_info)
-                 if _compile.enabled() else None)
-        lin, flat = _linearise(self, params, args)
-        op = LinearOperator(self, lin, flat, params, ready=ready)
+        P, dtype = _validate.num_params(params)
+        v = jax.ShapeDtypeStruct((P,), work_dtype(dtype))
+        mask = jax.ShapeDtypeStruct((P,), dtype)
+        if linearised:
+            ready = (_compile_product(*_linearise.trace(self, params, args).out_info)
+                     if _compile.enabled() else None)
+            point = _Point(self, params, args, ready)
+            point.linearise()
 
-        def programs():
-            v = jax.ShapeDtypeStruct(flat.shape, work_dtype(flat.dtype))
-            return [_linearise.trace(self, params, args).jaxpr.jaxpr,
-                    _apply.trace(lin, op.vector_mask, v, 1.0).jaxpr.jaxpr]
+            def programs():
+                return [_linearise.trace(self, params, args).jaxpr.jaxpr,
+                        _apply.trace(point.lin, mask, v, 1.0).jaxpr.jaxpr]
+        else:
+            point = _Point(self, params, args)
+
+            def programs():
+                return [_direct.trace(self, params, args, mask, v, 1.0).jaxpr.jaxpr]
 
         precision.warn_lower_precision(self.scalar, params, *args, derivative=programs)
-        return op
+        return LinearOperator(point, linearised=linearised)
 
     def linearise(self, params, *args) -> LinearOperator:
         """The operator at θ = ``params`` on data ``args``: :meth:`check_inputs`, then one
@@ -126,12 +154,40 @@ def _compile_product(lin_info, flat_info):
     return _compile.background(key, lambda: _apply.lower(lin_info, mask, v, 1.0).compile())
 
 
-@jax.jit
-def _apply(lin, mask, v, scale):
+def _product(lin, mask, v, scale):
     """``scale · mask · H(mask · v)`` with H = ``lin`` in its own dtype (the mask's), returned
     in v's (``scale`` is exact when a power of 2)."""
     x = (v * mask).astype(mask.dtype)
     return lin(x).astype(v.dtype) * (scale * mask.astype(v.dtype))
+
+
+@jax.jit
+def _apply(lin, mask, v, scale):
+    """The product of a held linearisation ``lin`` (:func:`_product`)."""
+    return _product(lin, mask, v, scale)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _direct(op: Operator, params, args, mask, v, scale):
+    """The product of ``op`` at θ = ``params`` on ``args`` in one program: the linearisation
+    and its tangent together (:func:`_product`)."""
+    return _product(op.matvec_at(params, args)[0], mask, v, scale)
+
+
+class _Point:
+    """θ, the data and the operator a :class:`LinearOperator` and its blocks share, and their
+    linearisation once it is made (:meth:`linearise`, at most once)."""
+
+    def __init__(self, operator: Operator, params, args: tuple, ready=None):
+        self.operator, self.params, self.args = operator, params, args
+        self.lin = self.flat = None
+        self.ready = ready                     # the product's compilation on a worker thread
+
+    def linearise(self):
+        """The linearisation ``(lin, flat)`` at the point, made on the first call."""
+        if self.lin is None:
+            self.lin, self.flat = _linearise(self.operator, self.params, self.args)
+        return self.lin, self.flat
 
 
 @dataclass(frozen=True)
@@ -184,6 +240,16 @@ def linearise(loss_fn_or_operator, params, *args) -> LinearOperator:
         (LinearOperator(Hessian, P=3, float64), [0.0, 1.0, 2.0])
     """
     return as_operator(loss_fn_or_operator).linearise(params, *args)
+
+
+def one_shot(loss_fn_or_operator, params, *args) -> LinearOperator:
+    """The operator at θ = ``params`` on ``args`` for the probes of one convenience call,
+    checked as by :func:`linearise`: each product in one program up to
+    :data:`~._options.ONE_PROGRAM_MAX_PARAMS` parameters, linearised above (module docstring)."""
+    op = as_operator(loss_fn_or_operator)
+    op.check_inputs(params, args)
+    return op.at(params, *args,
+                 linearised=not one_program(_validate.num_params(params)[0]))
 
 
 def size_of(loss_fn_or_operator, params) -> int:
@@ -258,30 +324,54 @@ def block_mask(params, select, axis: int | None = None, index: int | None = None
 class LinearOperator:
     """A curvature operator at a point (module docstring): ``mv`` applies it to flat vectors of
     P entries (θ order of ``ravel_pytree``); a block (:meth:`restrict`) is the principal
-    sub-matrix on the coordinates of a mask, acting on P-vectors that vanish outside it.
+    sub-matrix on the coordinates of a mask, acting on P-vectors that vanish outside it. Made by
+    :func:`linearise` or :meth:`Operator.at`.
 
     Attributes:
-        operator: the :class:`Operator` it came from; params: θ, the point.
-        flat: θ flattened; P: its length; dtype: the products' dtype (the model's).
+        operator: the :class:`Operator` it came from; params: θ, the point; args: the data.
+        P: θ's length; dtype: the products' dtype (the model's).
         size: the number of coordinates the operator acts on (P, or the block's).
         mask: boolean ``[P]``, the block's coordinates (None: every coordinate).
+        linearised: whether products run from the linearisation held at the point (True) or
+            each in one program from θ and the data (False); module docstring.
         symmetric: always True (a Hessian-type operator); psd: True for a Gauss–Newton term of
             a convex loss, which probes may use (lineax's positive-semidefinite tag).
     """
 
     symmetric = True
 
-    def __init__(self, operator: Operator, lin, flat, params, mask: np.ndarray | None = None,
-                 ready=None):
-        self.operator, self.lin, self.flat, self.params = operator, lin, flat, params
+    def __init__(self, point: _Point, mask: np.ndarray | None = None, linearised: bool = True):
+        self._point, self.linearised = point, bool(linearised)
+        self.operator, self.params, self.args = point.operator, point.params, point.args
         self.mask = mask
-        self._ready = ready                   # the product's compilation on a worker thread
-        self.P, self.dtype = int(flat.size), np.dtype(flat.dtype)
+        P, dtype = _validate.num_params(self.params)
+        self.P, self.dtype = int(P), np.dtype(dtype)
         self.size = self.P if mask is None else int(np.count_nonzero(mask))
-        self.psd = bool(operator.psd)
+        self.psd = bool(self.operator.psd)
         # placed from the host: an eager jnp.ones would compile a program of its own
         self._mask = jax.device_put(np.ones(self.P, self.dtype) if mask is None
                                     else np.asarray(mask, self.dtype))
+
+    @property
+    def lin(self):
+        """The linearisation at the point, a ``jax.tree_util.Partial`` with ``lin(x)`` = the
+        operator applied to a flat vector x in the model's dtype (made on first use when the
+        operator is not ``linearised``)."""
+        return self._point.linearise()[0]
+
+    @property
+    def flat(self) -> jax.Array:
+        """θ flattened (``ravel_pytree`` order)."""
+        if self._point.flat is None:
+            self._point.flat = ravel_pytree(self.params)[0]
+        return self._point.flat
+
+    @property
+    def platforms(self) -> set[str]:
+        """The platforms of the devices that hold θ (JAX's default backend for host arrays)."""
+        placed = {d.platform for x in jax.tree.leaves(self.params) if isinstance(x, jax.Array)
+                  for d in x.devices()}
+        return placed or {jax.default_backend()}
 
     @property
     def work_dtype(self):
@@ -301,13 +391,16 @@ class LinearOperator:
     def scaled_mv(self, v, scale: float) -> jax.Array:
         """``scale`` times :meth:`mv` in the same compiled product (exact for a power of 2: a
         probe scales the operator to avoid under- and overflow)."""
-        if self._ready is not None:
-            _compile.wait(self._ready)
-            self._ready = None
+        point = self._point
+        if point.ready is not None:
+            _compile.wait(point.ready)
+            point.ready = None
         # a NumPy vector (the host engine's) goes to the compiled product as it is (jit places
         # it), with no eager conversion of its own
         v = v if isinstance(v, (np.ndarray, jax.Array)) else jnp.asarray(v)
-        return _apply(self.lin, self._mask, v, scale)
+        if self.linearised:
+            return _apply(self.lin, self._mask, v, scale)
+        return _direct(self.operator, self.params, self.args, self._mask, v, scale)
 
     def restrict(self, select, axis: int | None = None, index: int | None = None
                  ) -> LinearOperator:
@@ -319,8 +412,7 @@ class LinearOperator:
             if not mask.any():
                 raise ValueError(f"block selection {select!r} (axis {axis}, index {index}) "
                                  "shares no coordinate with this operator's block.")
-        return LinearOperator(self.operator, self.lin, self.flat, self.params, mask,
-                              self._ready)
+        return LinearOperator(self._point, mask, self.linearised)
 
     def _embed(self, x):
         idx = np.flatnonzero(self.mask)
@@ -396,10 +488,10 @@ class Block(Operator):
         block_mask(params, self.select, self.axis, self.index)     # raises when nothing matches
         as_operator(self.op).check_inputs(params, args)
 
-    def at(self, params, *args) -> LinearOperator:
-        return as_operator(self.op).at(params, *args).restrict(self.select, self.axis,
-                                                               self.index)
+    def at(self, params, *args, linearised: bool = True) -> LinearOperator:
+        return as_operator(self.op).at(params, *args, linearised=linearised).restrict(
+            self.select, self.axis, self.index)
 
 
 __all__ = ["Block", "Hessian", "LinearOperator", "Operator", "as_operator", "block_mask",
-           "linearise", "size_of"]
+           "linearise", "one_shot", "size_of"]

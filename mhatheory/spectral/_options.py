@@ -123,15 +123,25 @@ class Engine(str, enum.Enum):
 #: ``Engine.AUTO`` runs the recurrence on the host up to this many coordinates (on a CPU).
 HOST_MAX_PARAMS = 2**17
 
+#: The one-shot conveniences (``lambda_min``, ``lambda_max``, ``extreme_eigs``, ``trace``,
+#: ``spectral_density``, ``per_block``) compute each product in one program up to this many
+#: parameters and linearise above (``spectral._operators``' docstring has the measurements).
+ONE_PROGRAM_MAX_PARAMS = 2**17
 
-def resolve_engine(engine: Engine, num_params: int, array=None) -> bool:
+
+def one_program(num_params: int) -> bool:
+    """Whether a one-shot convenience computes its products in one program (not linearised)
+    for a model of ``num_params`` parameters: up to :data:`ONE_PROGRAM_MAX_PARAMS`."""
+    return num_params <= ONE_PROGRAM_MAX_PARAMS
+
+
+def resolve_engine(engine: Engine, num_params: int, platforms: set[str] | None = None) -> bool:
     """Whether a probe configured with ``engine`` runs its recurrence on the host, for an
-    operator of ``num_params`` coordinates whose arrays are placed like ``array`` (None: on
-    JAX's default backend); see :class:`Engine`."""
+    operator of ``num_params`` coordinates whose arrays live on ``platforms`` (None: JAX's
+    default backend); see :class:`Engine`."""
     if engine is Engine.AUTO:
-        platforms = {d.platform for d in array.devices()} if array is not None \
-            else {jax.default_backend()}
-        return platforms == {"cpu"} and num_params <= HOST_MAX_PARAMS
+        return (platforms or {jax.default_backend()}) == {"cpu"} and \
+            num_params <= HOST_MAX_PARAMS
     return engine is Engine.HOST
 
 
