@@ -297,6 +297,21 @@ def test_a_first_host_run_compiles_the_model_alone(one_program_max, programs, mo
     assert sorted(seen) == programs, seen
 
 
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+def test_derived_keys_are_independent_reproducible_and_compile_nothing(impl):
+    """per_block's keys per block and extreme come from the parent key on the host: distinct
+    paths give distinct keys of the parent's implementation, a path gives the same key every
+    time, and deriving compiles no program."""
+    key = jax.random.key(5, impl=impl)
+    with compilations() as seen:
+        keys = [_options.derive_key(key, i, j) for i in range(3) for j in range(2)]
+        again = _options.derive_key(key, 2, 1)
+    assert not seen, seen
+    assert len({tuple(np.asarray(jax.random.key_data(k)).ravel()) for k in keys}) == 6
+    assert np.array_equal(jax.random.key_data(again), jax.random.key_data(keys[-1]))
+    assert all(jax.random.key_impl(k) == jax.random.key_impl(key) for k in keys)
+
+
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
 @pytest.mark.parametrize("engine", ["host", "compiled"])
 def test_a_vanishing_hessian_is_certified_exactly(dtype, engine):

@@ -23,7 +23,8 @@ flax.nnx Transformer encoder classifier (P = 2,578) whose ``per_block`` runs ove
 sub-trees. Past ``FULL_MAX`` only λmin and λmax are measured (the trace's 100 and the density's
 8 × 60 HVPs at P = 10⁶ would take the run past its time budget on 2 cores).
 
-    python experiments/bench/bench_cold.py [--quick] [--max-p P] [--no-torch]
+    python experiments/bench/bench_cold.py [--quick] [--max-p P] [--only-p P ...] [--no-torch]
+                                           [--tools TOOL ...] [--repeats N] [--name NAME]
 """
 
 from __future__ import annotations
@@ -245,6 +246,8 @@ def main(argv=None) -> None:
     parser.add_argument("--one", nargs=5, metavar=("TOOL", "QUANTITY", "MODEL", "D", "H"))
     parser.add_argument("--quick", action="store_true", help="P ≤ 10,000 only")
     parser.add_argument("--max-p", type=int, default=1_100_000)
+    parser.add_argument("--only-p", type=int, nargs="+", default=None,
+                        help="only the models of these sizes (e.g. 133120)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peers")
     parser.add_argument("--tools", nargs="+", default=None,
                         help="only these tools (ours, 'ours, worker', arpack+ours, pyhessian, "
@@ -274,7 +277,8 @@ def main(argv=None) -> None:
             sys.exit(f"bench_cold.py: the PyTorch peers need `pip install torch==2.13.0 && "
                      f"pip install -e \".[bench]\"` ({err}); or pass --no-torch.")
     max_p = 10_000 if args.quick else args.max_p
-    todo = [c for c in cells(max_p, torch_peers) if args.tools is None or c[4] in args.tools]
+    todo = [c for c in cells(max_p, torch_peers) if (args.tools is None or c[4] in args.tools)
+            and (args.only_p is None or c[3] in args.only_p)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-cold-cache-") as tmp:
         for model, d, H, P, tool, q in tqdm(todo, desc="fresh processes", unit="process"):

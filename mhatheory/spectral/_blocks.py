@@ -25,7 +25,7 @@ import numpy as np
 from mhatheory import _validate
 from mhatheory.spectral._lanczos import Exact, eig_probe
 from mhatheory.spectral._operators import block_mask, one_shot
-from mhatheory.spectral._options import Method, Which, resolve_key
+from mhatheory.spectral._options import Method, Which, derive_key, resolve_key
 
 
 class BlockSpectrum(NamedTuple):
@@ -133,7 +133,7 @@ def per_block(loss_fn, params, *args, blocks: dict, key=None, method: Method | s
     rows = []
     for i, (name, spec) in enumerate(blocks.items()):
         blk = op.restrict(*spec)
-        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        k1, k2 = derive_key(key, i, 0), derive_key(key, i, 1)
         lo_probe, hi_probe = (low, high) if sizes[name] > 1 else one
         lo, hi = lo_probe(blk, key=k1)[0], hi_probe(blk, key=k2)[0]
         rows.append(BlockSpectrum(name, sizes[name], lo.value, lo.interval, hi.value,

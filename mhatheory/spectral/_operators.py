@@ -30,7 +30,7 @@ of the linearised form each compile about as long as the one program (Deora, P =
 s each against 0.25–0.41 s), so a first call compiles twice as much; a product of the one
 program costs 0.86–1.25× a linearised product on Deora at P = 2,176 … 133,120, 1.3–1.5× on a
 one-block Transformer (P = 2,578) and 1.1–1.4× on Deora at P = 1,056,768. A probe run of a
-few hundred products below about 10⁵ coordinates therefore finishes sooner with one program,
+few hundred products below a few 10⁵ coordinates therefore finishes sooner with one program,
 while a linearisation shared by several probes, or by the many products of a large model, pays
 for its second compilation. The conveniences choose by size alone, so that a result never
 depends on what ran before it in the process; :func:`linearise` always linearises. Both forms

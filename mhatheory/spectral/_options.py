@@ -125,8 +125,11 @@ HOST_MAX_PARAMS = 2**17
 
 #: The one-shot conveniences (``lambda_min``, ``lambda_max``, ``extreme_eigs``, ``trace``,
 #: ``spectral_density``, ``per_block``) compute each product in one program up to this many
-#: parameters and linearise above (``spectral._operators``' docstring has the measurements).
-ONE_PROGRAM_MAX_PARAMS = 2**17
+#: parameters and linearise above. A one-program product costs 1.1–1.4× a linearised one on
+#: Deora at P = 133,120 and 1,056,768, and saves one compilation (about 0.3–0.5 s): over the
+#: 150–250 products of a λmin the saving wins at the first size and loses at the second
+#: (``spectral._operators``' docstring has the measurements).
+ONE_PROGRAM_MAX_PARAMS = 2**18
 
 
 def one_program(num_params: int) -> bool:
@@ -229,6 +232,19 @@ def key_words(key) -> np.ndarray:
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     return np.asarray(key, np.uint32).astype(np.uint64).ravel()
+
+
+def derive_key(key, *path: int):
+    """A key for the sub-task ``path`` (integers) of the typed ``key``, derived on the host: the
+    words of NumPy's ``SeedSequence`` of the key's words and the path, wrapped as a key of the
+    same implementation. Distinct paths give independent keys, and deriving one compiles
+    nothing (``jax.random.fold_in`` and ``split`` each compile a program on their first call in
+    a process, 0.1 s each on a 2-core CPU)."""
+    data = jax.random.key_data(key)
+    seed = [int(w) for w in key_words(key)] + [int(i) for i in path]
+    words = np.random.SeedSequence(seed).generate_state(np.size(data), np.uint32)
+    return jax.random.wrap_key_data(words.reshape(np.shape(data)),
+                                    impl=jax.random.key_impl(key))
 
 
 def host_rng(words, stream: int) -> np.random.Generator:
