@@ -214,7 +214,8 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     op.check_inputs(params, args)                           # every input checked, once
     if exact:
         probe.check_fits(size, dtype)
-    H = op.at(params, *args)
+    # one probe: its products in one program where the conveniences use one (spectral's docs)
+    H = op.at(params, *args, linearised=exact or size > spectral.ONE_PROGRAM_MAX_PARAMS)
     loss = float(loss_fn(params, *args))
     if not math.isfinite(loss):
         raise ValueError(f"the loss is {loss} at these params, so −κ/√H·L̂ is undefined: check "

@@ -28,7 +28,9 @@ linearisation for ARPACK, curvlinops' operator, PyHessian's double-backward grap
 per cell outside the timed calls, and so is ours for the eigenvalue probes: one
 ``spectral.linearise`` per cell, shared by every configured ``Lanczos`` probe there (as a user
 probing λmin and λmax at one point would). The trace and the density are timed through the
-conveniences ``spectral.trace`` / ``spectral.spectral_density``, which linearise inside the call.
+conveniences ``spectral.trace`` / ``spectral.spectral_density``, which form the operator inside
+the call (each product in one program up to ``spectral.ONE_PROGRAM_MAX_PARAMS`` parameters,
+linearised above).
 
 Error against a reference computed in float64 from the cell's (possibly float32-rounded)
 weights and data: dense ``eigh`` where P ≤ ``DENSE_MAX``, else the tightest converged Lanczos
