@@ -25,6 +25,7 @@ dtype.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import NamedTuple
 
@@ -170,9 +171,16 @@ def warn_lower_precision(loss_fn, params, *args, derivative=None) -> list[LowPre
 _SEEN: dict = {}
 
 
+def _identity(fn):
+    """What the cache knows ``fn`` by: a bound method by its function and the value of its object
+    (Python compares bound methods by the identity of their object, so an operator built anew
+    for every call, equal to the last one, would never be found), anything else as itself."""
+    return (fn.__func__, fn.__self__) if inspect.ismethod(fn) else fn
+
+
 def _lookup(fn, key, params, args, derivative):
     try:
-        cache_key = (fn, key)
+        cache_key = (_identity(fn), key)
         hash(cache_key)
     except TypeError:
         return lower_precision_ops(fn, params, *args, derivative=derivative)

@@ -133,3 +133,20 @@ def test_the_warnings_point_at_the_users_line():
             call()
         assert caught and {w.filename for w in caught} == {__file__}, \
             [(w.category.__name__, w.filename) for w in caught]
+
+
+def test_the_guard_traces_a_loss_once_per_shapes_across_calls():
+    """A convenience builds its operator anew at every call; the guard finds the trace of an
+    equal operator's loss at the same shapes instead of tracing the loss again, so a warm call
+    traces nothing."""
+    traced = []
+
+    def loss(w, x):
+        traced.append(1)                          # runs once per trace of the loss
+        return jnp.sum(jnp.sin(w * x) ** 2)
+
+    w, x = jnp.ones(12), jnp.linspace(0.1, 1.0, 12)
+    spectral.lambda_min(loss, w, x, key=jax.random.key(0))
+    before = len(traced)
+    spectral.lambda_min(loss, w, x, key=jax.random.key(1))
+    assert len(traced) == before
