@@ -220,13 +220,19 @@ def finite_time_bound(params_all, losses, grad_norms, lr, batch, params0,
     Ks = np.arange(1, steps + 1)
     best = np.full(steps, np.inf)
     best_alpha = np.zeros(steps)
-    for a in alphas:
+
+    def terms(a):          # L̂(θ*), ‖θ_0 − θ*‖² and μ_k‖θ_k − θ*‖² for θ* = θ_0 + α·u
         star = flat0 + a * mm.u
-        l_star = float(deora.loss_fn(unravel(star), batch))
         d = jnp.sum((thetas - star[None]) ** 2, axis=1)                     # (K+1,)
         mus = jax.vmap(mu, in_axes=(0, None))(unorms, _u_norms(star, unravel))
-        pen = np.cumsum(np.asarray(mus[:-1] * d[:-1]))                       # Σ_{k<K}
-        b = l_star + float(d[0]) / (2 * lr * Ks) + pen / (2 * Ks)
+        return deora.loss_fn(unravel(star), batch), d[0], mus[:-1] * d[:-1]
+
+    # one compiled program for every α, one α at a time (O(K·P) memory)
+    l_stars, d0s, terms_k = jax.jit(lambda a: jax.lax.map(terms, a))(jnp.asarray(alphas))
+    for a, l_star, d0, t in zip(alphas, np.asarray(l_stars), np.asarray(d0s),
+                                np.asarray(terms_k), strict=True):
+        pen = np.cumsum(t)                                                   # Σ_{k<K}
+        b = float(l_star) + float(d0) / (2 * lr * Ks) + pen / (2 * Ks)
         better = b < best
         best = np.where(better, b, best)
         best_alpha = np.where(better, a, best_alpha)
