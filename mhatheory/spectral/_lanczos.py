@@ -795,7 +795,10 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: Which | str = Which.
     probe.check_fits(size, dtype)
     if isinstance(probe, Lanczos):
         probe.compile_ahead(size, P, dtype)       # on a worker, while this thread linearises
-    return probe(op.at(params, *args, linearised=not one_program(P)), key=key, v0=v0)
+    # the dense route reads its columns from a linearisation; Lanczos takes one program up to
+    # ONE_PROGRAM_MAX_PARAMS
+    linearised = isinstance(probe, Exact) or not one_program(P)
+    return probe(op.at(params, *args, linearised=linearised), key=key, v0=v0)
 
 
 def eig_probe(method: Method | str = Method.LANCZOS, **options) -> Lanczos | Exact:
