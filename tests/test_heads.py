@@ -5,6 +5,7 @@ rejected before any work."""
 
 import json
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -302,3 +303,25 @@ def test_cli_rejects_bad_input_before_any_work(tmp_path, capsys, argv, flag):
     assert cli.main(["run", "heads", "--out", str(out), *argv]) == 2
     assert flag in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_the_bootstraps_good_fractions_read_the_best_step_as_best_step_does(seed):
+    """The bootstrap's shares of settings within δ equal those from ``_best_step``'s choice per
+    resample, with exact ties, NaN runs and a setting whose every value is NaN."""
+    rng = np.random.default_rng(seed)
+    S, T = 3, 5
+
+    def curve():                                  # few distinct values, so ties are common
+        a = rng.choice([0.1, 0.2, 0.3, np.nan], size=(S, T), p=[0.3, 0.3, 0.3, 0.1])
+        return a.tolist()
+
+    recs = [{"curves": {"val_error": curve(), "val_loss": curve()}} for _ in range(4)]
+    recs.append({"curves": {"val_error": np.full((S, T), np.nan).tolist(),
+                            "val_loss": curve()}})
+    resamples = rng.integers(0, S, (50, S))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # means of all-NaN slices
+        got = analysis._good_fractions(recs, resamples, 0.05)
+        want = [analysis._good(recs, idx, 0.05)[1].mean() for idx in resamples]
+    assert got.tolist() == want

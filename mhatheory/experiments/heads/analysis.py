@@ -128,26 +128,13 @@ def _beats_inside(recs, rec, j, axis, grid) -> dict:
             "beats_inside": bool(mean is not None and mean + 2 * (se or 0.0) < 0)}
 
 
-def _best_values(err, loss) -> np.ndarray:
-    """The mean val error at the best recorded step of every row of ``err`` and ``loss`` (seed
-    means, [..., recorded steps]): the lowest error, ties broken by the lower loss and then by
-    the earlier step, as :func:`_best_step` chooses."""
-    e = np.where(np.isfinite(err), err, np.inf)
-    tied = e == e.min(axis=-1, keepdims=True)
-    by_loss = np.where(tied & np.isfinite(loss), loss, np.inf)
-    j = np.where(np.isfinite(by_loss).any(axis=-1), np.argmin(by_loss, axis=-1),
-                 np.argmax(tied, axis=-1))
-    return np.take_along_axis(err, j[..., None], axis=-1)[..., 0]
-
-
 def _good_fractions(recs, resamples, delta) -> np.ndarray:
     """Per resample of the seeds (rows of ``resamples``): the share of the settings ``recs``
     whose best-step mean val error is within δ of the best one's."""
-    vals = []
-    for r in recs:                    # one setting at a time: [resamples, seeds, steps] in memory
-        err, loss = _arr(r, "val_error")[resamples], _arr(r, "val_loss")[resamples]
-        vals.append(_best_values(np.nanmean(err, axis=1), np.nanmean(loss, axis=1)))
-    vals = np.stack(vals)                                               # [settings, resamples]
+    # a setting's best-step error is the lowest of its seed-mean curve (NaN where every step
+    # is NaN), whichever step _best_step's tie-break picks among equal errors
+    vals = np.stack([np.nanmin(np.nanmean(_arr(r, "val_error")[resamples], axis=1), axis=-1)
+                     for r in recs])          # [settings, resamples], one setting at a time
     return (vals <= np.nanmin(vals, axis=0) + delta).mean(axis=0)
 
 
