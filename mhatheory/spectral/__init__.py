@@ -52,12 +52,12 @@ from mhatheory.spectral._lanczos import (
     lambda_max,
     lambda_min,
 )
+from mhatheory.spectral._mask import block_mask
 from mhatheory.spectral._operators import (
     Block,
     Hessian,
     LinearOperator,
     Operator,
-    block_mask,
     linearise,
 )
 from mhatheory.spectral._options import (

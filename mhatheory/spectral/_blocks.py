@@ -24,7 +24,8 @@ import numpy as np
 
 from mhatheory import _validate
 from mhatheory.spectral._lanczos import Exact, eig_probe
-from mhatheory.spectral._operators import block_mask, one_shot
+from mhatheory.spectral._mask import block_mask
+from mhatheory.spectral._operators import one_shot
 from mhatheory.spectral._options import Method, Which, derive_key, resolve_key
 
 
