@@ -214,8 +214,8 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     op.check_inputs(params, args)                           # every input checked, once
     if exact:
         probe.check_fits(size, dtype)
-    # one probe: its products in one program where the conveniences use one (spectral's docs)
-    H = op.at(params, *args, linearised=exact or size > spectral.ONE_PROGRAM_MAX_PARAMS)
+    # one probe: by size, as the conveniences (the dense route reads a linearisation)
+    H = op.at(params, *args, linearised=True if exact else None)
     loss = float(loss_fn(params, *args))
     if not math.isfinite(loss):
         raise ValueError(f"the loss is {loss} at these params, so −κ/√H·L̂ is undefined: check "

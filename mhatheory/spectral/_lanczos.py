@@ -91,7 +91,6 @@ from mhatheory.spectral._options import (
     key_words,
     lanczos_bytes,
     min_hvps,
-    one_program,
     plan_memory,
     resolve_engine,
     resolve_key,
@@ -795,9 +794,8 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: Which | str = Which.
     probe.check_fits(size, dtype)
     if isinstance(probe, Lanczos):
         probe.compile_ahead(size, P, dtype)       # on a worker, while this thread linearises
-    # the dense route reads its columns from a linearisation; Lanczos takes one program up to
-    # ONE_PROGRAM_MAX_PARAMS
-    linearised = isinstance(probe, Exact) or not one_program(P)
+    # the dense route reads its columns from a linearisation; Lanczos goes by size
+    linearised = True if isinstance(probe, Exact) else None
     return probe(op.at(params, *args, linearised=linearised), key=key, v0=v0)
 
 

@@ -100,16 +100,19 @@ class Operator(abc.ABC):
         _validate.probe_inputs(params, args)
         self.check(params, tuple(args))
 
-    def at(self, params, *args, linearised: bool = True) -> LinearOperator:
+    def at(self, params, *args, linearised: bool | None = True) -> LinearOperator:
         """The operator at θ = ``params`` on data ``args``, without the input checks (for a
-        caller that made them with :meth:`check_inputs`): linearised once (default), or with
-        ``linearised=False`` each product in one program (module docstring). Warns for
+        caller that made them with :meth:`check_inputs`): linearised once (default), with
+        ``linearised=False`` each product in one program, with None as the one-shot
+        conveniences choose, by size (:func:`~._options.one_program`; module docstring). Warns for
         operations below the parameters' precision in the loss or in the programs that compute
         the product (:func:`mhatheory.precision.warn_lower_precision`, on the traces those
         programs compile from). With the worker on, the HVP of a new structure compiles on a
         worker thread while this one compiles and runs the linearisation (:mod:`._compile`)."""
         args = tuple(args)
         P, dtype = _validate.num_params(params)
+        if linearised is None:
+            linearised = not one_program(P)
         v = jax.ShapeDtypeStruct((P,), work_dtype(dtype))
         mask = jax.ShapeDtypeStruct((P,), dtype)
         if linearised:
@@ -248,8 +251,7 @@ def one_shot(loss_fn_or_operator, params, *args) -> LinearOperator:
     :data:`~._options.ONE_PROGRAM_MAX_PARAMS` parameters, linearised above (module docstring)."""
     op = as_operator(loss_fn_or_operator)
     op.check_inputs(params, args)
-    return op.at(params, *args,
-                 linearised=not one_program(_validate.num_params(params)[0]))
+    return op.at(params, *args, linearised=None)
 
 
 def size_of(loss_fn_or_operator, params) -> int:
@@ -428,7 +430,7 @@ class Block(Operator):
         block_mask(params, self.select, self.axis, self.index)     # raises when nothing matches
         as_operator(self.op).check_inputs(params, args)
 
-    def at(self, params, *args, linearised: bool = True) -> LinearOperator:
+    def at(self, params, *args, linearised: bool | None = True) -> LinearOperator:
         return as_operator(self.op).at(params, *args, linearised=linearised).restrict(
             self.select, self.axis, self.index)
 
