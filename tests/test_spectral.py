@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mhatheory import data, spectral, train
 from mhatheory.models import deora
-from mhatheory.spectral import _options, _recurrence
+from mhatheory.spectral import _lanczos, _options, _recurrence
 from mhatheory.testing import tol
 
 REL = tol(np.float64, "eig")  # Lanczos extremes against dense eigh, relative to ‖H‖
@@ -265,12 +265,33 @@ def test_a_warm_start_on_another_eigenvector_still_finds_the_extreme(reortho):
 RESTARTING = np.concatenate([np.linspace(-1.0, -0.99, 4), np.linspace(0.0, 2.0, 116)])
 
 
+def test_auto_thick_restarts_a_single_lambda_min(monkeypatch):
+    """Reortho.AUTO orthogonalises a single λmin in full up to THICK_LAMBDA_MIN_MAX_PARAMS
+    coordinates, so its restarts keep the Ritz pairs nearest the bottom: on a spectrum whose
+    λmin needs restarts it takes fewer HVPs than restarting from the Ritz vector alone
+    (``NONE``, the choice past the threshold, for λmax and for a failure_prob run), and both
+    certify the same eigenvalue."""
+    A, x0 = with_spectrum(RESTARTING, seed=1), jnp.zeros(120)
+    auto, plain = (spectral.lambda_min(quadratic, x0, A, key=KEY, krylov=20, reortho=r)
+                   for r in ("auto", "none"))
+    assert (auto.reortho, plain.reortho) == ("full", "none") and auto.restarts > 0
+    assert auto.num_hvps < plain.num_hvps
+    for r in (auto, plain):
+        assert r.converged and r.interval[0] <= -1.0 <= r.interval[1]
+    others = [spectral.lambda_max(quadratic, x0, A, key=KEY, krylov=20),
+              spectral.lambda_min(quadratic, x0, A, key=KEY, krylov=20, failure_prob=1e-3)]
+    monkeypatch.setattr(_lanczos, "THICK_LAMBDA_MIN_MAX_PARAMS", 119)
+    others.append(spectral.lambda_min(quadratic, x0, A, key=KEY, krylov=20))
+    assert [r.reortho for r in others] == ["none"] * 3
+
+
 @pytest.mark.parametrize("options", [
-    {}, {"k": 3}, {"reortho": "partial"}, {"reortho": "full", "which": "largest", "k": 2},
-    {"store_basis": False}, {"failure_prob": 1e-3}, {"v0": np.ones(120)},
+    {}, {"reortho": "none"}, {"k": 3}, {"reortho": "partial"},
+    {"reortho": "full", "which": "largest", "k": 2}, {"store_basis": False},
+    {"failure_prob": 1e-3}, {"v0": np.ones(120)},
     {"k": 2, "spectrum": np.repeat([-1.0, 0.5, 2.0], 40)},
-], ids=["none", "selective-thick", "partial", "full-largest", "basis-free", "prob", "warm",
-        "breakdown"])
+], ids=["auto-thick", "none", "selective-thick", "partial", "full-largest", "basis-free", "prob",
+        "warm", "breakdown"])
 def test_both_engines_run_the_same_probe(options):
     """The host engine (NumPy) and the compiled one draw the same start from the key and run
     the same recurrence; their numbers differ by rounding (a few ε‖H‖, from sums taken in

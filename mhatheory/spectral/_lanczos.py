@@ -77,6 +77,7 @@ from mhatheory.spectral._options import (
     DEFAULT_MAX_HVPS,
     ESCALATION,
     SMALL_OPERATOR,
+    THICK_LAMBDA_MIN_MAX_PARAMS,
     WARM_START_MIX,
     Engine,
     Method,
@@ -423,17 +424,23 @@ def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
     # a thick restart leaves room for at least one new step (keep + 1 rows of krylov)
     keep = max(0, min(MAX_KEEP, krylov - 2, k + max(k + 1, (krylov - k) // 2)))
     asked = Reortho(probe.reortho)
-    if (asked is Reortho.AUTO and size <= max(probe.krylov, SMALL_OPERATOR)
-            and probe.store_basis is not False):
+    single_min = (k == 1 and Which(probe.which) is Which.SMALLEST and not extend
+                  and size <= THICK_LAMBDA_MIN_MAX_PARAMS)
+    chosen = (asked is Reortho.AUTO and probe.store_basis is not False
+              and (size <= max(probe.krylov, SMALL_OPERATOR) or single_min))
+    if chosen:
         asked = Reortho.FULL
-    kept = asked in (Reortho.SELECTIVE, Reortho.FULL) or (asked is Reortho.AUTO and k > 1)
+    selective = asked is Reortho.SELECTIVE or (asked is Reortho.AUTO and k > 1)
     store_basis, reortho = plan_memory(P, krylov, k, wdt, probe.store_basis, asked,
-                                       probe.memory_budget_bytes, max(keep, k + 3) if kept else 0)
+                                       probe.memory_budget_bytes,
+                                       max(keep, k + 3) if selective else 0)
+    if chosen and not store_basis:                  # AUTO's FULL needs a basis the budget holds
+        reortho = Reortho.NONE
     if extend and not store_basis:
         krylov = min(size, max(min(probe.krylov, size), (spare + 1) // 2))
     if not store_basis or reortho not in (Reortho.SELECTIVE, Reortho.FULL):
         keep = 0
-    slots = max(keep, min(k + 3, krylov)) if reortho is Reortho.SELECTIVE else keep
+    slots = max(keep, min(k + 3, krylov)) if reortho is Reortho.SELECTIVE else 0
     cfg = rec.Recurrence(krylov, P, str(np.dtype(wdt)), reortho, store_basis, Which(probe.which),
                          k, probe.check_every, True, extend, slots, host)
     return cfg, keep, budget

@@ -56,7 +56,8 @@ so the restarted basis [Y, q_m] carries the arrowhead matrix A = [[diag θ, b], 
 orthogonal W with W e_last = e_last (Householder, :func:`scipy.linalg.hessenberg` of A read
 backwards) makes WᵀAW tridiagonal, so the new basis (rows of Wᵀ[Y; q_m]) and r/‖r‖ continue the
 three-term recurrence of this module unchanged; the kept Ritz vectors, converged or nearly, go
-into the selective set, against which every later vector is projected. A cycle that restarts
+into the selective set, against which every later vector is projected (``FULL`` projects
+against the whole basis, which spans them). A cycle that restarts
 keeps what it learned (ARPACK's implicit restart keeps the same subspace); without a stored
 basis the restart is explicit, from the sum of the wanted Ritz vectors.
 
@@ -89,6 +90,11 @@ SELECTIVE_MARGIN = 1e4
 #: Rows of the Krylov basis handled per block by Gram–Schmidt: only rows 0…j are filled, so
 #: the work is on the smallest multiple of this that holds them.
 BLOCK = 16
+#: ``FULL`` orthogonalises a second time only when the first Gram–Schmidt pass left less than
+#: this fraction of the vector's norm (the criterion of Daniel, Gragg, Kaufman & Stewart 1976,
+#: ARPACK's 0.717 ≈ 1/√2): against an orthonormal basis, a pass that removes little leaves a
+#: vector orthogonal to working precision, and one that removes much is repeated.
+DGKS = 1 / math.sqrt(2)
 #: Steps after which the adaptive checks thin out geometrically (:class:`Recurrence`'s
 #: ``every``): a check decomposes T on the host, about 1 ms at 200 steps and 15 ms at 1,000.
 LONG_RUN = 256
@@ -110,8 +116,9 @@ class Recurrence:
             O(log m) checks of O(steps²) each and stops at most 1/16 late.
         adaptive: stop on the Ritz estimates (``State.tol``); False runs all m steps.
         prob: stop also on the probabilistic outer end (``State.prob``, see :func:`start`).
-        slots: the size of the selective set (SELECTIVE: k + 3; a stored basis that may thick
-            restart: its ``keep`` as well).
+        slots: the size of the selective set (SELECTIVE: k + 3, or its ``keep`` when it may
+            thick restart; FULL needs none, since every step is orthogonalised against the
+            whole basis, whose first rows after a thick restart span the kept Ritz vectors).
         host: run the recurrence on the host in NumPy (module docstring, "Two engines"): the
             state's arrays are NumPy arrays and nothing but the operator's HVP is compiled.
     """
@@ -413,10 +420,14 @@ def step(cfg: Recurrence, state: State, w) -> State:
     selective = reortho is Reortho.SELECTIVE
     kk = min(k + 1, m)
 
-    def passes(rows, Q, w):             # two passes: Q is itself only semi-orthogonal
+    def passes(rows, Q, w):
         Qf = Q[:rows]
-        w = w - Qf.T @ (Qf @ w)
-        return w - Qf.T @ (Qf @ w)
+        once = w - Qf.T @ (Qf @ w)
+        if reortho is not Reortho.FULL:  # two passes: Q is itself only semi-orthogonal
+            return once - Qf.T @ (Qf @ once)
+        # Q orthonormal to rounding: a second pass only where the first removed much (DGKS)
+        return _cond(xp, xp.linalg.norm(once) < DGKS * xp.linalg.norm(w),
+                     lambda v: v - Qf.T @ (Qf @ v), lambda v: v, once)
 
     def dots(rows, Q, V):               # [m + 1, c]: q_iᵀ v for the filled rows, zero past them
         D = Q[:rows] @ V.T
@@ -622,7 +633,8 @@ def lanczos(matvec, v, m: int, *, key, reortho=Reortho.PARTIAL, store_basis: boo
 
 def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> State:
     """Restart a finished cycle keeping the ``keep`` Ritz pairs nearest the wanted end (module
-    docstring, "Thick restart"); one HVP. Needs the stored basis and ``keep`` ≤ slots."""
+    docstring, "Thick restart"); one HVP. Needs the stored basis (and, selective, ``keep`` ≤
+    slots)."""
     xp = cfg.xp
     j = int(state.j)
     alpha, beta = np.asarray(state.alpha, float), np.asarray(state.beta, float)
