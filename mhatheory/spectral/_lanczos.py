@@ -424,8 +424,9 @@ def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
     # a thick restart leaves room for at least one new step (keep + 1 rows of krylov)
     keep = max(0, min(MAX_KEEP, krylov - 2, k + max(k + 1, (krylov - k) // 2)))
     asked = Reortho(probe.reortho)
+    # the Gram–Schmidt work of FULL is O(P·j) per step whatever the block's size
     single_min = (k == 1 and Which(probe.which) is Which.SMALLEST and not extend
-                  and size <= THICK_LAMBDA_MIN_MAX_PARAMS)
+                  and P <= THICK_LAMBDA_MIN_MAX_PARAMS)
     chosen = (asked is Reortho.AUTO and probe.store_basis is not False
               and (size <= max(probe.krylov, SMALL_OPERATOR) or single_min))
     if chosen:
