@@ -207,8 +207,10 @@ class Lanczos:
             Kato–Temple. The recurrence stops as soon as the Ritz estimates meet it.
         max_restarts: how many times a cycle may restart.
         reortho: a :class:`~mhatheory.spectral.Reortho` (or its string); ``AUTO`` (the default):
-            ``FULL`` on a small operator (at most ``krylov`` or 64 coordinates), else ``NONE``
-            for k = 1 and ``SELECTIVE`` for k > 1 (which needs the basis).
+            ``FULL`` on a small operator (at most ``krylov`` or 64 coordinates) and for a single
+            λmin on a model of at most ``THICK_LAMBDA_MIN_MAX_PARAMS`` parameters (thick
+            restarts), else ``NONE`` for k = 1 and ``SELECTIVE`` for k > 1 (which needs the
+            basis).
         check_every: steps between two adaptive checks (an eigh of a ≤ krylov-sized T each).
         store_basis: keep the Krylov basis (True), run basis-free (False: O(P) memory, the Ritz
             vectors recomputed by a second pass of the recurrence, twice the HVPs, k = 1, and
