@@ -266,8 +266,8 @@ RESTARTING = np.concatenate([np.linspace(-1.0, -0.99, 4), np.linspace(0.0, 2.0, 
 
 
 def test_auto_thick_restarts_a_single_lambda_min(monkeypatch):
-    """Reortho.AUTO orthogonalises a single λmin in full up to THICK_LAMBDA_MIN_MAX_PARAMS
-    coordinates, so its restarts keep the Ritz pairs nearest the bottom: on a spectrum whose
+    """Reortho.AUTO orthogonalises a single λmin in full on a model of up to
+    THICK_LAMBDA_MIN_MAX_PARAMS parameters, so its restarts keep the Ritz pairs nearest the bottom: on a spectrum whose
     λmin needs restarts it takes fewer HVPs than restarting from the Ritz vector alone
     (``NONE``, the choice past the threshold, for λmax and for a failure_prob run), and both
     certify the same eigenvalue. The rule reads the model's parameter count P, not a block's
@@ -284,7 +284,7 @@ def test_auto_thick_restarts_a_single_lambda_min(monkeypatch):
     monkeypatch.setattr(_lanczos, "THICK_LAMBDA_MIN_MAX_PARAMS", 119)
     others.append(spectral.lambda_min(quadratic, x0, A, key=KEY, krylov=20))
     # a block of 100 coordinates keeps NONE too: its vectors have all P = 120 entries, and
-    # Gram-Schmidt works on them
+    # Gram–Schmidt works on them
     split = {"a": jnp.zeros(100), "b": jnp.zeros(20)}
     op = spectral.linearise(lambda p, A: quadratic(jnp.concatenate([p["a"], p["b"]]), A),
                             split, A)
