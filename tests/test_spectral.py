@@ -267,11 +267,11 @@ RESTARTING = np.concatenate([np.linspace(-1.0, -0.99, 4), np.linspace(0.0, 2.0, 
 
 def test_auto_thick_restarts_a_single_lambda_min(monkeypatch):
     """Reortho.AUTO orthogonalises a single λmin in full on a model of up to
-    THICK_LAMBDA_MIN_MAX_PARAMS parameters, so its restarts keep the Ritz pairs nearest the bottom: on a spectrum whose
-    λmin needs restarts it takes fewer HVPs than restarting from the Ritz vector alone
-    (``NONE``, the choice past the threshold, for λmax and for a failure_prob run), and both
-    certify the same eigenvalue. The rule reads the model's parameter count P, not a block's
-    size."""
+    THICK_LAMBDA_MIN_MAX_PARAMS parameters, so its restarts keep the Ritz pairs nearest the
+    bottom: on a spectrum whose λmin needs restarts it takes fewer HVPs than restarting from
+    the Ritz vector alone (``NONE``, the choice past the threshold, for λmax and for a
+    failure_prob run), and both certify the same eigenvalue. The rule reads the model's
+    parameter count P, not a block's size."""
     A, x0 = with_spectrum(RESTARTING, seed=1), jnp.zeros(120)
     auto, plain = (spectral.lambda_min(quadratic, x0, A, key=KEY, krylov=20, reortho=r)
                    for r in ("auto", "none"))

@@ -429,16 +429,16 @@ def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
     # the Gram–Schmidt work of FULL is O(P·j) per step whatever the block's size
     single_min = (k == 1 and Which(probe.which) is Which.SMALLEST and not extend
                   and P <= THICK_LAMBDA_MIN_MAX_PARAMS)
-    chosen = (asked is Reortho.AUTO and probe.store_basis is not False
-              and (size <= max(probe.krylov, SMALL_OPERATOR) or single_min))
-    if chosen:
-        asked = Reortho.FULL
-    selective = asked is Reortho.SELECTIVE or (asked is Reortho.AUTO and k > 1)
+    # AUTO's FULL (its selective set none) where the budget keeps the basis, else as
+    # plan_memory resolves AUTO
+    full = (asked is Reortho.AUTO and probe.store_basis is not False
+            and (size <= max(probe.krylov, SMALL_OPERATOR) or single_min))
+    selective = not full and (asked is Reortho.SELECTIVE or (asked is Reortho.AUTO and k > 1))
     store_basis, reortho = plan_memory(P, krylov, k, wdt, probe.store_basis, asked,
                                        probe.memory_budget_bytes,
                                        max(keep, k + 3) if selective else 0)
-    if chosen and not store_basis:                  # AUTO's FULL needs a basis the budget holds
-        reortho = Reortho.NONE
+    if full and store_basis:
+        reortho = Reortho.FULL
     if extend and not store_basis:
         krylov = min(size, max(min(probe.krylov, size), (spare + 1) // 2))
     if not store_basis or reortho not in (Reortho.SELECTIVE, Reortho.FULL):
