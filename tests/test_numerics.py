@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mhatheory import data, deora
+from mhatheory import _numerics, data, deora
 from mhatheory._numerics import map_chunks
 
 
@@ -55,7 +55,8 @@ if "--flag" in sys.argv:
 import jax.numpy as jnp
 jax.jit(lambda x: jnp.sin(x) @ x.T + 1.0)(jnp.ones((3, 3))).block_until_ready()
 print(jax.config.jax_compilation_cache_dir,
-      events["/jax/compilation_cache/cache_hits"], events["/jax/compilation_cache/cache_misses"])
+      events["/jax/compilation_cache/cache_hits"], events["/jax/compilation_cache/cache_misses"],
+      jax.config.jax_compilation_cache_max_size)
 """
 
 
@@ -67,17 +68,39 @@ def _cache_run(tmp_path, value, *flags):
     out = subprocess.run([sys.executable, "-c", _CACHE_DRIVER, *flags], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120, check=True)
     assert "compilation cache" not in out.stderr.lower(), out.stderr
-    folder, hits, misses = out.stdout.split()
+    folder, hits, misses, max_size = out.stdout.split()
+    # JAX's own size limit stays off: with one, every cache write scans the whole folder
+    assert max_size == "-1"
     return folder, int(hits), int(misses)
 
 
 def test_a_second_process_loads_its_programs_from_the_persistent_cache(tmp_path):
+    """…and the import prunes the folder when its last pruning is older than a day (the first
+    run: never pruned), not otherwise (the second), as an orphaned access stamp shows."""
     cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "old-atime").write_bytes(b"stamp")
     folder, hits, misses = _cache_run(tmp_path, cache)
     assert folder == str(cache) and hits == 0 and misses >= 1
-    assert any(cache.iterdir())
+    assert any(cache.glob("*-cache")) and not (cache / "old-atime").exists()
+    (cache / "new-atime").write_bytes(b"stamp")
     _, hits, misses = _cache_run(tmp_path, cache)
     assert hits >= 1 and misses == 0
+    assert (cache / "new-atime").exists()
+
+
+def test_pruning_deletes_the_least_recently_used_entries_down_to_the_limit(tmp_path):
+    """Entries of 100 bytes last used at t = 1 … 5 (the later of access and modification),
+    pruned to 250 bytes: the three oldest go, with their access stamps; the rest stay."""
+    for i, (atime, mtime) in enumerate([(5, 1), (1, 2), (3, 1), (1, 4), (2, 1)]):
+        entry = tmp_path / f"e{i}-cache"
+        entry.write_bytes(b"x" * 100)
+        (tmp_path / f"e{i}-atime").write_bytes(b"stamp")
+        os.utime(entry, (atime, mtime))
+    assert _numerics.prune_compilation_cache(tmp_path, max_bytes=250) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e0-atime", "e0-cache", "e3-atime",
+                                                          "e3-cache"]
+    assert _numerics.prune_compilation_cache(tmp_path, max_bytes=250) == 0
 
 
 @pytest.mark.parametrize("how", ["environment", "flag"])
@@ -88,5 +111,5 @@ def test_the_persistent_cache_can_be_turned_off(tmp_path, how):
         assert folder == "None"
     else:
         folder, hits, misses = _cache_run(tmp_path, cache, "--flag")
-        assert not cache.exists() or not any(cache.iterdir())
+        assert not any(cache.glob("*-cache"))           # no program written (a prune stamp may be)
     assert hits == 0 and misses == 0
