@@ -43,8 +43,9 @@ os.environ["XLA_FLAGS"] = " ".join([_flags] + [f for f in TEST_XLA_FLAGS
 # them at the size of their text under pytest. (Kept here, not in notebooks/conftest.py: two
 # conftest.py modules clash under --doctest-modules.)
 os.environ.setdefault("MHATHEORY_NOTEBOOK_SCALE", "small")
-# No persistent compilation cache: every run compiles as a fresh machine would (and a shared
-# cache between the workers costs more in writes than it saves: they share few programs).
+# No persistent compilation cache: every run compiles as a fresh machine would. A cache shared
+# by the workers and the subprocesses saves nothing: they share few programs (two whole suites
+# run side by side, one with a fresh shared cache, took 652 s each on 2 cores).
 # tests/test_numerics.py turns it on in its own subprocesses; set MHATHEORY_COMPILATION_CACHE
 # to a folder to run the suite with one.
 os.environ.setdefault("MHATHEORY_COMPILATION_CACHE", "0")
