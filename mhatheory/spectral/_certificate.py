@@ -105,11 +105,19 @@ def hvp_error(vecs, Hx, Hd, hvp_dtype):
 
 
 @functools.partial(_compile.probe_program, static_argnames="hvp_dtype")
-def certify(xp, vecs, Hx, Hd, hvp_dtype):
+def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
     """Rayleigh quotients, residual bounds and rounding bounds of unit vectors (module docstring,
     "Rounding"): returns ``(θ, ρ*, τ, δ)`` per vector, from their products ``Hx`` and the
     products ``Hd`` of :func:`defect_vectors` (1 + min(2, len(vecs)) HVPs). O(P) memory per
-    vector."""
+    vector.
+
+    ``reference``: the same vectors' products computed in the work dtype from a widened point
+    (``LinearOperator.reference_mv``), for an operator evaluated in lower precision. Then
+    δ also holds max_j ‖Ĥx_j − H̃x_j‖: Ĥx − Hx = (Ĥx − H̃x) + (H̃x − Hx), whose second term
+    (H̃'s own rounding, in the work dtype) is far below the lower-precision defect already in
+    δ, while the first is measured at exactly the vectors the bounds use, the part of the
+    rounding that is linear in x included (a fixed perturbation of the operator, which no
+    linearity defect sees)."""
     wdt = vecs.dtype
     P = vecs.shape[-1]
     u = np.finfo(wdt).eps / 2
@@ -119,6 +127,8 @@ def certify(xp, vecs, Hx, Hd, hvp_dtype):
     theta = pairwise_sum(vecs * Hx) / nx2
     nHx = xp.sqrt(pairwise_sum(Hx * Hx))
     delta = hvp_error(vecs, Hx, Hd, hvp_dtype)
+    if reference is not None:
+        delta = delta + xp.max(xp.sqrt(pairwise_sum((Hx - reference) ** 2)))
     # τ: |θ̂ − xᵀHx/xᵀx| from δ, the two pairwise dot products and the division
     tau = (delta * nx + g * pairwise_sum(xp.abs(vecs * Hx)) + g * xp.abs(theta) * nx2) / nx2 \
         + u * xp.abs(theta)

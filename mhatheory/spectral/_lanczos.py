@@ -42,6 +42,12 @@ from the first cycle's tridiagonal matrix, from the random start. The exact rout
 ±(2‖Ĥ − Ĥᵀ‖_F + P·u·‖H‖): the asymmetry of the materialised columns estimates their rounding,
 and P·u·‖H‖ covers ``eigh``'s backward error.
 
+**Lower precision.** A float32 operator (under x64) is certified against the exact operator at
+its float32 θ and data: its final vectors' products are compared with those of the operator
+widened to float64 (:meth:`LinearOperator.widened`), which adds the rounding that is linear in
+the vector (a fixed perturbation no linearity defect sees) to δ, at k + 1 more products in one
+more compiled program; the exact route decomposes the widened operator.
+
 **Memory.** The stored basis costs ``krylov``·P numbers (and the thick-restart set up to 32
 more); ``store_basis=None`` (the default) keeps it when it fits ``memory_budget_bytes`` (default
 2 GiB) and otherwise runs basis-free, O(P) memory whatever ``krylov`` is
@@ -544,7 +550,13 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     if Hd is None:
         Hd = defect_products(vecs)
         hvps += Hd.shape[0]
-    theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.dtype))
+    # a lower-precision operator's products against the widened operator's (``certify``)
+    reference, wide = None, op.widened()
+    if wide is not op:
+        reference = xp.stack([xp.asarray(wide.scaled_mv(x, unit)) for x in vecs])
+        hvps += len(vecs)
+    theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.dtype,
+                                                                    reference))
     seconds = time.perf_counter() - t0
     low = float(probe.tol) < 100 * float(np.finfo(op.dtype).eps)
     converged = bool(np.max(res[:k]) <= threshold * scale) and _resolved(
@@ -736,7 +748,7 @@ def exact_eigs(operator: LinearOperator, k: int, which: Which, memory_budget_byt
     """The k most extreme eigenpairs of ``operator``'s dense matrix (:class:`~._exact.Dense`),
     with the exact route's interval (module docstring); deterministic."""
     t0 = time.perf_counter()
-    H, asym = _exact.Dense(memory_budget_bytes).matrix(operator)
+    H, asym = _exact.Dense(memory_budget_bytes).matrix(operator.widened())
     evals, evecs = _exact.eigh_extremes(H)
     evals = np.asarray(evals)
     n = evals.size

@@ -183,7 +183,7 @@ class _Point:
 
     def __init__(self, operator: Operator, params, args: tuple, ready=None):
         self.operator, self.params, self.args = operator, params, args
-        self.lin = self.flat = None
+        self.lin = self.flat = self._widened = None
         self.ready = ready                     # the product's compilation on a worker thread
 
     def linearise(self):
@@ -191,6 +191,18 @@ class _Point:
         if self.lin is None:
             self.lin, self.flat = _linearise(self.operator, self.params, self.args)
         return self.lin, self.flat
+
+    def widened(self, dtype) -> _Point:
+        """The same operator at θ and data whose floating arrays are in ``dtype`` (integer
+        labels as they are), made on the first call."""
+        if self._widened is None:
+            def cast(a):
+                floating = hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)
+                return a.astype(dtype) if floating else a
+
+            self._widened = _Point(self.operator, jax.tree.map(cast, self.params),
+                                   jax.tree.map(cast, self.args))
+        return self._widened
 
 
 @dataclass(frozen=True)
@@ -343,6 +355,25 @@ class LinearOperator:
         if self.linearised:
             return _apply(self.lin, self._mask, v, scale)
         return _direct(self.operator, self.params, self.args, self._mask, v, scale)
+
+    def widened(self) -> LinearOperator:
+        """This operator (its block too) at the same point with θ and the data's floating
+        arrays in the work dtype (float64 under x64), its products in one more compiled
+        program; itself when it already computes in the work dtype.
+
+        A float32 evaluation differs from the exact operator by rounding that depends on the
+        vector (which a probe's linearity defect measures) and by a fixed perturbation E, the
+        rounding of what the product computes once at θ (the activations; a softmax minus its
+        labels near convergence), linear in the vector and so invisible to any linearity test.
+        So a Lanczos probe of a float32 operator compares its final vectors' products with the
+        widened operator's (:func:`._certificate.certify`'s ``reference``), and the exact route
+        decomposes the widened operator. A model that computes in float32 whatever its inputs'
+        dtype rounds the same way here, and E stays unmeasured; with x64 off there is no wider
+        dtype, and the intervals are those of the float32 operator."""
+        wdt = np.dtype(self.work_dtype)
+        if self.dtype == wdt:
+            return self
+        return LinearOperator(self._point.widened(wdt), self.mask, linearised=False)
 
     def restrict(self, select, axis: int | None = None, index: int | None = None
                  ) -> LinearOperator:
