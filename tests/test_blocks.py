@@ -106,6 +106,9 @@ def test_a_selection_that_matches_nothing_is_named(deora_problem):
         spectral.lambda_min(spectral.Block(deora.loss_fn, "W", 0, 7), params, batch)
     with pytest.raises(ValueError, match="non-empty dict"):
         spectral.per_block(deora.loss_fn, params, batch, blocks={})
+    for heads in (0, -2, 2.0):                   # refused where it is given, by name
+        with pytest.raises(ValueError, match=r"num_heads must be an integer >= 1"):
+            spectral.head_blocks("W", 0, heads)
 
 
 def test_per_block_compiles_the_hvp_once_and_checks_every_block_first(deora_problem):

@@ -53,6 +53,7 @@ def head_blocks(select, axis: int, num_heads: int) -> dict:
         >>> head_blocks("W|U", axis=0, num_heads=2)
         {'head 0': ('W|U', 0, 0), 'head 1': ('W|U', 0, 1)}
     """
+    num_heads = _validate.positive_int("num_heads", num_heads)
     return {f"head {h}": (select, axis, h) for h in range(num_heads)}
 
 
