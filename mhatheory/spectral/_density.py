@@ -189,7 +189,7 @@ class SLQ:
         apply = rec.on_engine(cfg, op.mv)
         nodes, weights = [], []
         for z, kb in zip(probes, breaks, strict=True):
-            state = rec.run(cfg, apply, rec.start(cfg, z, key=kb, hvp_dtype=op.dtype,
+            state = rec.run(cfg, apply, rec.start(cfg, z, key=kb, hvp_dtype=op.hvp_dtype,
                                                       mask=op.mask))
             j = int(state.j)
             a, b = np.asarray(state.alpha[:j]), np.asarray(state.beta[1:j])

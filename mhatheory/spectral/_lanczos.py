@@ -473,7 +473,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     mix = None if v0 is None else float(probe.warm_start_mix)
     c = start_threshold(op.size, delta, mix) if mix != 0 else 0.0
     log_c = math.log(c) if c > 0 else math.inf
-    threshold = float(probe.tol) + 100 * float(np.finfo(op.dtype).eps)
+    threshold = float(probe.tol) + 100 * float(jnp.finfo(op.hvp_dtype).eps)
     t0 = time.perf_counter()
     words = key_words(key)
     start, z = _draws(words, v0, float(probe.warm_start_mix), op.mask, op.P, wdt)
@@ -499,7 +499,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     kk = min(k + 1, cfg.m)
     reserve = kk + 1 + min(2, kk)                        # residuals and the rounding estimate
     state = rec.start(cfg, start, key=k_break, tol=0.5 * threshold,
-                      prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=op.dtype,
+                      prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=op.hvp_dtype,
                       mask=op.mask)
     state = rec.advance(cfg, state, w0 * unit)
     hvps = steps = 1
@@ -533,7 +533,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         if stalled:
             Hd = defect_products(vecs)
             hvps += Hd.shape[0]
-            if np.max(res[:k]) <= float(certify(vecs, Hx, Hd, op.dtype)[3]):
+            if np.max(res[:k]) <= float(certify(vecs, Hx, Hd, op.hvp_dtype)[3]):
                 break
             Hd = None
         restarts += 1
@@ -545,7 +545,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         else:
             cycle_start = _sum_rows(vecs, k)
             state = rec.start(cfg, cycle_start, key=rec.fold(cfg, k_break, restarts),
-                              tol=0.5 * threshold, prob=None, hvp_dtype=op.dtype,
+                              tol=0.5 * threshold, prob=None, hvp_dtype=op.hvp_dtype,
                               mask=op.mask)
     if Hd is None:
         Hd = defect_products(vecs)
@@ -555,10 +555,10 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     if wide is not op:
         reference = xp.stack([xp.asarray(wide.scaled_mv(x, unit)) for x in vecs])
         hvps += len(vecs)
-    theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.dtype,
+    theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.hvp_dtype,
                                                                     reference))
     seconds = time.perf_counter() - t0
-    low = float(probe.tol) < 100 * float(np.finfo(op.dtype).eps)
+    low = float(probe.tol) < 100 * float(jnp.finfo(op.hvp_dtype).eps)
     converged = bool(np.max(res[:k]) <= threshold * scale) and _resolved(
         theta, np.asarray(vecs), k, threshold * scale, low)
     big = 2.0 ** e                              # back to the operator's own units

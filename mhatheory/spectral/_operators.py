@@ -130,7 +130,10 @@ class Operator(abc.ABC):
             def programs():
                 return [_direct.trace(self, params, args, mask, v, 1.0).jaxpr.jaxpr]
 
-        precision.warn_lower_precision(self.scalar, params, *args, derivative=programs)
+        found = precision.warn_lower_precision(self.scalar, params, *args, derivative=programs)
+        if found:
+            point.hvp_dtype = min((np.dtype(op.dtype) for op in found),
+                                  key=lambda d: jnp.finfo(d).bits)
         return LinearOperator(point, linearised=linearised)
 
     def linearise(self, params, *args) -> LinearOperator:
@@ -183,7 +186,7 @@ class _Point:
 
     def __init__(self, operator: Operator, params, args: tuple, ready=None):
         self.operator, self.params, self.args = operator, params, args
-        self.lin = self.flat = self._widened = None
+        self.lin = self.flat = self._widened = self.hvp_dtype = None
         self.ready = ready                     # the product's compilation on a worker thread
 
     def linearise(self):
@@ -326,6 +329,16 @@ class LinearOperator:
         placed = {d.platform for x in jax.tree.leaves(self.params) if isinstance(x, jax.Array)
                   for d in x.devices()}
         return placed or {jax.default_backend()}
+
+    @property
+    def hvp_dtype(self):
+        """The precision the products compute in: the parameters' dtype, or the lowest dtype of
+        an operation below it in the loss or its derivative programs (the one a
+        :class:`~mhatheory.precision.PrecisionWarning` names, e.g. float32 in a flax attention
+        softmax of a float64 model). Probes take their rounding model and acceptance
+        threshold from it: the recurrence's orthogonality estimates, the noise floor of the
+        residual, the rounding term of the certificate."""
+        return self._point.hvp_dtype or self.dtype
 
     @property
     def work_dtype(self):

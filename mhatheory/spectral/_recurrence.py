@@ -325,7 +325,7 @@ def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None, mask=
     that continue the run after a breakdown are drawn, so that it never leaves the block."""
     xp = cfg.xp
     dtype = np.dtype(cfg.dtype)
-    hvp_eps = np.finfo(dtype if hvp_dtype is None else hvp_dtype).eps / 2
+    hvp_eps = float(jnp.finfo(dtype if hvp_dtype is None else hvp_dtype).eps) / 2
     support = xp.zeros(0, dtype) if mask is None else xp.asarray(mask, dtype)
     return _initial(cfg, xp.asarray(v), key, xp.asarray(np.inf if tol is None else tol, dtype),
                     xp.asarray([np.inf, np.nan, np.nan] if prob is None else prob, dtype),
@@ -412,7 +412,9 @@ def step(cfg: Recurrence, state: State, w) -> State:
     (j, Q, q, q_prev, alpha, beta, om, om_prev, force, anorm, count, Y, y_count, y_est,
      done, next_check, key, tol, prob, hvp_eps, support) = state
     P, dtype = q.shape[0], q.dtype
-    eps = xp.finfo(dtype).eps
+    # the products' precision, not only the recurrence's: a float32 HVP perturbs every step by
+    # ~ε₃₂‖H‖, so orthogonality is lost at that rate and can be kept to √ε₃₂, not √ε₆₄
+    eps = xp.maximum(xp.finfo(dtype).eps, 2 * hvp_eps)
     eta = xp.sqrt(eps)
     psi = eps * xp.sqrt(xp.asarray(P, dtype))
     idx = xp.arange(m + 1)
