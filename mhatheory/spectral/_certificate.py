@@ -113,7 +113,7 @@ def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
     vector.
 
     ``reference``: the same vectors' products computed in the work dtype from a widened point
-    (``LinearOperator.reference_mv``), for an operator evaluated in lower precision. Then
+    (``LinearOperator.widened``), for an operator evaluated in lower precision. Then
     δ also holds max_j ‖Ĥx_j − H̃x_j‖: Ĥx − Hx = (Ĥx − H̃x) + (H̃x − Hx), whose second term
     (H̃'s own rounding, in the work dtype) is far below the lower-precision defect already in
     δ, while the first is measured at exactly the vectors the bounds use, the part of the
