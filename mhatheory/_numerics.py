@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -85,10 +86,16 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
         return Path(current)
     if path is None and os.environ.get(CACHE_ENV, "").lower() in _OFF:
         return None
+    chosen = path is not None or os.environ.get(CACHE_ENV, "").lower() not in {"", "1", "on",
+                                                                             "true", "yes"}
     folder = Path(path).expanduser() if path is not None else default_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
+    except OSError as err:
+        if chosen:              # a folder the user named: say why it is not used
+            warnings.warn(f"the persistent compilation cache stays off: {folder} cannot be a "
+                          f"folder ({err.strerror}). Point {CACHE_ENV} at a folder, or set it "
+                          "to 0 to turn the cache off without this warning.", stacklevel=2)
         return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

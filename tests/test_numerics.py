@@ -1,4 +1,5 @@
 import os
+import re
 
 import jax
 import jax.extend.core
@@ -41,6 +42,7 @@ def test_block_norms_has_one_eigh_whatever_the_sample_count():
 _CACHE_DRIVER = """
 import sys
 import os
+import re
 
 import jax
 from collections import Counter
@@ -113,3 +115,14 @@ def test_the_persistent_cache_can_be_turned_off(tmp_path, how):
         folder, hits, misses = _cache_run(tmp_path, cache, "--flag")
         assert not any(cache.glob("*-cache"))           # no program written (a prune stamp may be)
     assert hits == 0 and misses == 0
+
+
+def test_a_cache_path_that_cannot_be_a_folder_is_named(tmp_path):
+    """A path the user chose that is a file (or lies under one) leaves the cache off with a
+    warning naming it; nothing is configured."""
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    for path in (taken, taken / "cache"):
+        with pytest.warns(UserWarning, match=rf"{re.escape(str(path))} cannot be a folder"):
+            assert _numerics.enable_compilation_cache(path) is None
+    assert not jax.config.jax_compilation_cache_dir
