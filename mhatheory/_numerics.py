@@ -79,8 +79,8 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     """Point JAX's persistent compilation cache at ``path`` (default :func:`default_cache_dir`)
     and cache every program there; returns the folder, or None when it stays off: turned off
     by ``MHATHEORY_COMPILATION_CACHE=0`` (unless ``path`` is given), a folder that cannot be
-    created, or a cache the user already configured for JAX (then that one is kept and
-    returned)."""
+    created (with a warning when ``path`` or the environment variable named it), or a cache
+    the user already configured for JAX (then that one is kept and returned)."""
     current = jax.config.jax_compilation_cache_dir
     if current:
         return Path(current)
