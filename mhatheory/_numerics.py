@@ -54,6 +54,8 @@ PRUNE_STAMP = ".mhatheory-pruned"
 _ENTRY, _STAMP = "-cache", "-atime"
 
 _OFF = {"0", "off", "false", "no"}
+#: Values of the environment variable that keep the cache on in its default folder.
+_ON = {"1", "on", "true", "yes"}
 
 
 def configure() -> None:
@@ -69,7 +71,7 @@ def default_cache_dir() -> Path:
     """``$MHATHEORY_COMPILATION_CACHE`` when it names a folder, else the user's cache folder:
     ``$XDG_CACHE_HOME/mhatheory/jax`` (``~/.cache/mhatheory/jax``)."""
     env = os.environ.get(CACHE_ENV, "")
-    if env and env.lower() not in _OFF | {"1", "on", "true", "yes"}:
+    if env and env.lower() not in _OFF | _ON:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "mhatheory" / "jax"
@@ -86,8 +88,7 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
         return Path(current)
     if path is None and os.environ.get(CACHE_ENV, "").lower() in _OFF:
         return None
-    chosen = path is not None or os.environ.get(CACHE_ENV, "").lower() not in {"", "1", "on",
-                                                                             "true", "yes"}
+    chosen = path is not None or os.environ.get(CACHE_ENV, "").lower() not in _ON | {""}
     folder = Path(path).expanduser() if path is not None else default_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)

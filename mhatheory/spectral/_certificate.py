@@ -52,7 +52,7 @@ from __future__ import annotations
 import functools
 import math
 
-import ml_dtypes
+import jax.numpy as jnp
 import numpy as np
 
 from mhatheory.spectral import _compile
@@ -99,7 +99,7 @@ def hvp_error(vecs, Hx, Hd, hvp_dtype):
     and a random unit z, ×4, plus one rounding of the output ‖Ĥx‖. ``Hx``: the vectors'
     products; ``Hd``: the products of :func:`defect_vectors`."""
     xp = _compile.array_namespace(vecs)
-    u_h = xp.asarray(float(ml_dtypes.finfo(hvp_dtype).eps) / 2, vecs.dtype)
+    u_h = xp.asarray(float(jnp.finfo(hvp_dtype).eps) / 2, vecs.dtype)
     nd = Hd.shape[0] - 1
     defect = xp.sqrt(pairwise_sum((Hd[1:] - Hd[:1] - Hx[:nd]) ** 2))
     return 4 * xp.max(defect) + u_h * xp.max(xp.sqrt(pairwise_sum(Hx * Hx)))
