@@ -141,6 +141,17 @@ def _config_from_args(module, args):
     return module.Config(**overrides)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose sub-commands refuse flags they do not know with their own
+    usage line (``mhatheory verify --bogus`` shows verify's usage, not the top level's)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mhatheory`` argument parser: ``verify``, ``run EXPERIMENT`` and ``info``.
 
@@ -153,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from mhatheory import experiments, verify
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mhatheory",
         description="Check the theory of multi-head attention numerically: Hessian probes, "
                     "weak convexity, stability bounds, symmetry.")
@@ -269,6 +280,10 @@ def _check_out(out: str) -> None:
     results.check_out_dir(out, "--out")
 
 
+#: The exit status after Ctrl-C (the shell's 128 + SIGINT).
+INTERRUPTED = 130
+
+
 def main(argv=None) -> int:
     """The ``mhatheory`` command.
 
@@ -277,7 +292,8 @@ def main(argv=None) -> int:
 
     Returns:
         The exit status: 0 on success, 1 when ``verify`` finds a failing theorem or identity
-        check, 2 for bad input (said on stderr, naming the flag, before any work).
+        check, 2 for bad input (said on stderr, naming the flag, before any work), 130
+        (:data:`INTERRUPTED`) after Ctrl-C, saying how to continue.
     """
     args = build_parser().parse_args(argv)
     if args.no_compilation_cache:
@@ -298,8 +314,12 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"mhatheory verify: {err}", file=sys.stderr)
         return 2
-    rows, timing = verify.run_checks(args.only, args.full, args.out,
-                                     progress=not args.no_progress)
+    try:
+        rows, timing = verify.run_checks(args.only, args.full, args.out,
+                                         progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("\nmhatheory verify: interrupted; no report was written.", file=sys.stderr)
+        return INTERRUPTED
     print(verify.format_table(rows))
     page = verify.write_report(rows, timing, args.out, args.full)
     print(f"\n{verify.summary_line(rows)}; report: {page} ({sum(timing.values()):.0f} s)")
@@ -350,6 +370,12 @@ def _run(args) -> int:
               "--out/cells; once the cause is fixed, the same command with --resume continues.",
               file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        distributed.report_failure("interrupted (Ctrl-C)")
+        again = ("the same command with --resume continues from the cells finished so far "
+                 "(in --out/cells)" if hasattr(args, "resume") else "run the command again")
+        print(f"\n{prog}: interrupted before writing --out/results.json; {again}.", file=sys.stderr)
+        return INTERRUPTED
     except BaseException as err:
         distributed.report_failure(f"{type(err).__name__}: {err}")
         raise

@@ -1,3 +1,4 @@
+import functools
 import inspect
 import json
 import os
@@ -164,6 +165,48 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(results.tempfile, "mkstemp", denied)
     assert cli.main(["run", "train", "--out", str(tmp_path), "--no-progress"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["verify", "--bogus"], "usage: mhatheory verify"),
+    (["run", "train", "--out", "OUT", "--bogus", "3"], "usage: mhatheory run train"),
+    (["info", "--bogus"], "usage: mhatheory info"),
+    (["--bogus", "info"], "usage: mhatheory ["),
+])
+def test_an_unknown_flag_shows_the_usage_of_its_command(argv, usage, capsys, tmp_path):
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith(usage), err
+    assert "unrecognized arguments: --bogus" in err and not (tmp_path / "out").exists()
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("name, hint", [("weak-convexity", "the same command with --resume"),
+                                        ("train", "run the command again")])
+def test_ctrl_c_ends_a_run_with_status_130_and_how_to_continue(name, hint, tmp_path, capsys,
+                                                               monkeypatch):
+    from mhatheory import experiments
+
+    module = experiments.load(name)
+    monkeypatch.setattr(module, "run", functools.wraps(module.run)(_interrupt))  # same flags
+    assert cli.main(["run", name, "--out", str(tmp_path), "--no-progress"]) == cli.INTERRUPTED
+    err = capsys.readouterr().err
+    assert f"mhatheory run {name}: interrupted before writing --out/results.json; {hint}" in err
+    assert "Traceback" not in err and not (tmp_path / "results.json").exists()
+
+
+def test_ctrl_c_ends_verify_with_status_130(tmp_path, capsys, monkeypatch):
+    from mhatheory import verify
+
+    monkeypatch.setattr(verify, "run_checks", _interrupt)
+    assert cli.main(["verify", "--out", str(tmp_path / "r")]) == cli.INTERRUPTED
+    assert "mhatheory verify: interrupted; no report was written" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "index.html").exists()
 
 
 # --- --resume only where it means something --------------------------------------------------
