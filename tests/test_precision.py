@@ -75,7 +75,9 @@ def test_a_float32_model_computing_in_half_precision_is_flagged(low):
     # probed at the products' precision, whose noise floor (100 ε of the half type, most of
     # ‖H‖) resolves nothing here: an honest unconverged run, open on its outer side
     with pytest.warns(precision.PrecisionWarning), \
-            pytest.warns(spectral.ConvergenceWarning, match="rounding floor"):
+            pytest.warns(spectral.ConvergenceWarning,
+                         match=rf"rounding floor.*products run in {low.dtype.name}: compute "
+                               "the loss in a wider dtype"):
         r = spectral.lambda_max(loss, params, x, key=jax.random.key(0))
     assert not r.converged and r.interval[1] == np.inf
 

@@ -564,7 +564,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     big = 2.0 ** e                              # back to the operator's own units
     if not converged and not quiet:
         _warn(res * big, k, threshold * scale * big, float(delta_hvp) * big, restarts, cfg.m,
-              hvps)
+              hvps, op.hvp_dtype)
     iv = intervals(which, theta, rho, tau, converged)
     ends = _prob_ends(which, first, c, float(delta_hvp), op.size, wdt, iv, threshold * scale,
                       extend, target is not None and (lo_t, hi_t), budget, hvps, cfg.m)
@@ -661,12 +661,15 @@ def _unit_rows(xp, vecs):
     return xp.where(nrm > 0, vecs / xp.where(nrm > 0, nrm, 1.0), vecs[:1] / nrm[:1])
 
 
-def _warn(res, k, threshold, hvp_error, restarts, krylov, hvps):
+def _warn(res, k, threshold, hvp_error, restarts, krylov, hvps, hvp_dtype):
     small = bool(np.max(res[:k]) <= threshold)
     if small:
+        dtype = np.dtype(hvp_dtype)
+        fix = (f"the products run in {dtype.name}: compute the loss in a wider dtype to resolve "
+               "it" if jnp.finfo(dtype).bits < 64 else
+               "the products are float64 already, so no probe resolves it")
         why = (f"the HVP's rounding floor (tol·‖H‖ = {threshold:.3g}) exceeds the distance from "
-               "the Ritz value to its neighbour or to 0, so the pair is not resolved; compute "
-               "in float64 to resolve it")
+               f"the Ritz value to its neighbour or to 0, so the pair is not resolved; {fix}")
     elif hvp_error > threshold:
         why = (f"residual {np.max(res[:k]):.3g} > tol·‖H‖ = {threshold:.3g}, but the HVP's own "
                f"rounding is {hvp_error:.3g}, so no restart can reach it: raise tol above "
