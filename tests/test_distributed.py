@@ -385,41 +385,53 @@ def test_slurm_environment_starts_the_run_without_flags(tmp_path):
 # --- bad input: clear errors naming the flag, before any work --------------------------------
 
 
-def _run_cli(argv, devices=1, timeout=60):
-    return _finish(_start(_cli(*argv), devices), timeout)
-
-
 STAB = ["run", "stability", "--n-grid", "4", "--steps-grid", "2", "--no-progress"]
 
 
-def test_unreachable_coordinator_is_a_clear_error_within_the_timeout(tmp_path):
+@pytest.fixture(scope="module")
+def refused_launches(tmp_path_factory):
+    """The launches below that must be refused, started together: each spends most of its
+    time starting Python or waiting out a connect timeout, so they overlap instead of
+    queueing. Each test then waits for its own processes: ``{name: (t0, out, [Popen])}``."""
+    root = tmp_path_factory.mktemp("refused")
     t0 = time.monotonic()
-    rc, _, err = _run_cli([*STAB, "--out", str(tmp_path / "o"), "--coordinator",
-                           f"127.0.0.1:{_free_port()}", "--num-processes", "2",
-                           "--process-id", "1", "--connect-timeout", "2"])
+    port = lambda: f"127.0.0.1:{_free_port()}"                          # noqa: E731
+    mismatched = [*STAB, "--coordinator", port(), "--num-processes", "2",
+                  "--connect-timeout", "30", "--out", str(root / "mismatched")]
+    return {
+        "unreachable": (t0, root / "unreachable", [_start(_cli(
+            *STAB, "--out", str(root / "unreachable"), "--coordinator", port(),
+            "--num-processes", "2", "--process-id", "1", "--connect-timeout", "2"), 1)]),
+        "missing": (t0, root / "missing", [_start(_cli(
+            *STAB, "--out", str(root / "missing"), "--coordinator", port(),
+            "--num-processes", "3", "--process-id", "0", "--connect-timeout", "2"), 1)]),
+        "mismatched": (t0, root / "mismatched", [
+            _start(_cli(*mismatched, "--process-id", "0"), 1),
+            _start(_cli(*mismatched, "--process-id", "1", "--lr", "0.5"), 1)]),
+    }
+
+
+def test_unreachable_coordinator_is_a_clear_error_within_the_timeout(refused_launches):
+    t0, out, (proc,) = refused_launches["unreachable"]
+    rc, _, err = _finish(proc, timeout=60)
     assert rc == 2 and time.monotonic() - t0 < 30
     assert "--coordinator 127.0.0.1:" in err and "--connect-timeout 2 s" in err
-    assert "Traceback" not in err and not (tmp_path / "o").exists()
+    assert "Traceback" not in err and not out.exists()
 
 
-def test_missing_processes_are_named_by_process_0(tmp_path):
-    rc, _, err = _run_cli([*STAB, "--out", str(tmp_path / "o"), "--coordinator",
-                           f"127.0.0.1:{_free_port()}", "--num-processes", "3",
-                           "--process-id", "0", "--connect-timeout", "2"])
+def test_missing_processes_are_named_by_process_0(refused_launches):
+    _, out, (proc,) = refused_launches["missing"]
+    rc, _, err = _finish(proc, timeout=60)
     assert rc == 2 and "only 1 of --num-processes 3" in err and "missing --process-id 1, 2" in err
-    assert not (tmp_path / "o").exists()
+    assert not out.exists()
 
 
-def test_mismatched_settings_are_refused_on_every_process_naming_the_flag(tmp_path):
-    multi = [*STAB, "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2",
-             "--connect-timeout", "30"]
-    runs = [_start(_cli(*multi, "--out", str(tmp_path / "o"), "--process-id", "0"), 1),
-            _start(_cli(*multi, "--out", str(tmp_path / "o"), "--process-id", "1",
-                        "--lr", "0.5"), 1)]
+def test_mismatched_settings_are_refused_on_every_process_naming_the_flag(refused_launches):
+    _, out, runs = refused_launches["mismatched"]
     for rc, _, err in (_finish(p, timeout=60) for p in runs):
         assert rc == 2, err[-2000:]
         assert "--lr is 0.5 on process 1 but 1.0 on process 0" in err
-    assert not (tmp_path / "o").exists()
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("argv, expect", [
