@@ -415,6 +415,18 @@ def test_bad_arguments(deora_problem, kwargs, match):
         spectral.extreme_eigs(deora.loss_fn, params, batch, **kwargs)
 
 
+@pytest.mark.parametrize("method, option, match", [
+    ("lanczos", "krylow", r"unknown option 'krylow' \(did you mean 'krylov'\?\) for "
+                          r"method='lanczos'; it takes check_every, engine, "),
+    ("exact", "krylov", r"unknown option 'krylov' for method='exact'; it takes k, "
+                        r"memory_budget_bytes, which\."),
+])
+def test_an_unknown_option_is_named_with_the_options_there_are(method, option, match):
+    for probe in (spectral.lambda_min, spectral.lambda_max):
+        with pytest.raises(TypeError, match=match):
+            probe(quadratic, jnp.zeros(3), jnp.eye(3), method=method, **{option: 5})
+
+
 @pytest.mark.parametrize("which", ["smallest", "largest"])
 def test_the_exact_route_takes_every_eigenpair_and_a_one_parameter_model(which):
     """k = P (no neighbour pair) and P = 1 were refused with 'k must be smaller than P', which

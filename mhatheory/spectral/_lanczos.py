@@ -57,6 +57,7 @@ more); ``store_basis=None`` (the default) keeps it when it fits ``memory_budget_
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import time
@@ -833,13 +834,18 @@ def eig_probe(method: Method | str = Method.LANCZOS, **options) -> Lanczos | Exa
         >>> eig_probe("exact", which="largest")
         Exact(k=1, which=<Which.LARGEST: 'largest'>, memory_budget_bytes=None)
     """
-    if as_enum(Method, method, "method") is Method.EXACT:
-        extra = sorted(set(options) - {"k", "which", "memory_budget_bytes"})
-        if extra:
-            raise TypeError(f"method='exact' takes only k, which and memory_budget_bytes, got "
-                            f"{extra}.")
-        return Exact(**options)
-    return Lanczos(**options)
+    exact = as_enum(Method, method, "method") is Method.EXACT
+    known = ({"k", "which", "memory_budget_bytes"} if exact
+             else {f.name for f in dataclasses.fields(Lanczos) if f.init})
+    unknown = sorted(set(options) - known)
+    if unknown:
+        hints = [f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
+                 for name in unknown
+                 for close in [difflib.get_close_matches(name, sorted(known), n=1)]]
+        raise TypeError(f"unknown option {', '.join(hints)} for method="
+                        f"'{'exact' if exact else 'lanczos'}'; it takes "
+                        f"{', '.join(sorted(known))}.")
+    return Exact(**options) if exact else Lanczos(**options)
 
 
 def lambda_min(loss_fn, params, *args, method: Method | str = Method.LANCZOS, key=None,
