@@ -30,11 +30,15 @@ from collections import Counter
 #: compiles in 0.30 s instead of 0.77 s, and test_split + test_deora_chain + test_spectral +
 #: test_symmetry take 82 s of CPU instead of 134 s. The HLO and its floating-point semantics
 #: are the same (XLA does not enable fast-math on CPU; matmuls call the same Eigen/oneDNN
-#: kernels); only how fused loops are emitted and optimised by LLVM changes. ``mhatheory
-#: verify`` runs with XLA's defaults, so both code paths are exercised on every CI run. Name
-#: either flag in ``XLA_FLAGS`` to test with another setting.
+#: kernels); only how fused loops are emitted and optimised by LLVM changes. Eigen's
+#: operations run on one thread (``--xla_cpu_multi_thread_eigen=false``): two test workers
+#: share 2 cores, and the suite's tiny matmuls gain nothing from a second thread but its
+#: wake-ups (six compile-heavy files on two workers: 70.8–72.3 s with Eigen's thread pool,
+#: 66.2 s twice without; 7 % less user CPU). ``mhatheory verify`` runs with XLA's defaults, so
+#: both code paths are exercised on every CI run. Name a flag in ``XLA_FLAGS`` to test with
+#: another setting.
 TEST_XLA_FLAGS = ("--xla_force_host_platform_device_count=4", "--xla_backend_optimization_level=0",
-                  "--xla_cpu_use_fusion_emitters=false")
+                  "--xla_cpu_use_fusion_emitters=false", "--xla_cpu_multi_thread_eigen=false")
 _flags = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join([_flags] + [f for f in TEST_XLA_FLAGS
                                                if f.split("=")[0] not in _flags]).strip()
