@@ -834,18 +834,16 @@ def eig_probe(method: Method | str = Method.LANCZOS, **options) -> Lanczos | Exa
         >>> eig_probe("exact", which="largest")
         Exact(k=1, which=<Which.LARGEST: 'largest'>, memory_budget_bytes=None)
     """
-    exact = as_enum(Method, method, "method") is Method.EXACT
-    known = ({"k", "which", "memory_budget_bytes"} if exact
-             else {f.name for f in dataclasses.fields(Lanczos) if f.init})
-    unknown = sorted(set(options) - known)
+    method = as_enum(Method, method, "method")
+    probe = Exact if method is Method.EXACT else Lanczos
+    known = sorted(f.name for f in dataclasses.fields(probe) if f.init)
+    unknown = sorted(set(options) - set(known))
     if unknown:
         hints = [f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
-                 for name in unknown
-                 for close in [difflib.get_close_matches(name, sorted(known), n=1)]]
-        raise TypeError(f"unknown option {', '.join(hints)} for method="
-                        f"'{'exact' if exact else 'lanczos'}'; it takes "
-                        f"{', '.join(sorted(known))}.")
-    return Exact(**options) if exact else Lanczos(**options)
+                 for name in unknown for close in [difflib.get_close_matches(name, known, n=1)]]
+        raise TypeError(f"unknown option {', '.join(hints)} for method='{method.value}'; it "
+                        f"takes {', '.join(known)}.")
+    return probe(**options)
 
 
 def lambda_min(loss_fn, params, *args, method: Method | str = Method.LANCZOS, key=None,
