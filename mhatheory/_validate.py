@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -132,7 +133,7 @@ def float_params(params, name: str = "params") -> None:
                          "nnx.split(model, nnx.Param)[1] or a dict of arrays.")
     for path, leaf in leaves:
         dt = np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.result_type(type(leaf))
-        if not np.issubdtype(dt, np.floating):
+        if not jnp.issubdtype(dt, jnp.floating):
             raise ValueError(
                 f"{path} has dtype {dt}, but every parameter leaf must be floating point "
                 "(the Hessian is taken in the parameters). Pass only the trainable parameters: "
@@ -146,7 +147,7 @@ def finite_tree(tree, name: str) -> None:
         if leaf is None or not _concrete(leaf):
             continue
         arr = np.asarray(leaf)
-        if np.issubdtype(arr.dtype, np.inexact) and not bool(np.all(np.isfinite(arr))):
+        if jnp.issubdtype(arr.dtype, jnp.inexact) and not bool(np.all(np.isfinite(arr))):
             bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
             raise ValueError(f"{path} contains {bad} NaN/Inf value(s) (shape {list(arr.shape)}); "
                              "every probe and bound needs finite inputs: clean the data or "
@@ -169,7 +170,7 @@ def scalar_loss(loss_fn, params, args, name: str = "loss_fn") -> None:
     if out.shape != ():
         raise ValueError(f"{name} must return a scalar, got shape {list(out.shape)}; reduce it "
                          "(e.g. jnp.mean over samples) so the Hessian is that of one number.")
-    if not np.issubdtype(out.dtype, np.floating):
+    if not jnp.issubdtype(out.dtype, jnp.floating):
         raise ValueError(f"{name} must return a floating-point scalar, got dtype {out.dtype}.")
 
 
@@ -239,7 +240,7 @@ def floating_dtype(name: str, dtype) -> None:
     if dtype is None:
         return
     try:
-        ok = np.issubdtype(np.dtype(dtype), np.floating)
+        ok = jnp.issubdtype(np.dtype(dtype), jnp.floating)
     except TypeError:
         ok = False
     if not ok:

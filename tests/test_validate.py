@@ -105,3 +105,31 @@ def test_params_with_no_entries_are_refused_by_name(call):
         call, lambda: getattr(spectral, call)(loss, params, x, key=jax.random.key(0)))
     with pytest.raises(ValueError, match="P = 0"):
         fn()
+
+
+def test_bfloat16_is_a_floating_dtype_for_every_check():
+    """bfloat16 (an ml_dtypes type, not a NumPy floating subtype) is accepted as parameters, as
+    a loss's output and as a dtype, and its NaN/Inf are found. A float32 loss of bfloat16
+    parameters is probed (at bfloat16's precision, honestly unconverged) and both intervals
+    hold the float64 dense eigenvalues of the same weights."""
+    from mhatheory import _validate
+
+    w = jnp.asarray(np.random.default_rng(1).normal(size=(5, 3)) * 0.5, jnp.bfloat16)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(6, 5)), jnp.bfloat16)
+    _validate.float_params({"w": w})
+    _validate.floating_dtype("dtype", jnp.bfloat16)
+    _validate.scalar_loss(lambda p: jnp.sum(p["w"]), {"w": w}, ())
+    with pytest.raises(ValueError, match=r"x\[0\] contains 1 NaN/Inf"):
+        _validate.finite_tree((x.at[0, 0].set(jnp.nan),), "x")
+
+    def loss(p, x):
+        return jnp.sum(jnp.tanh(x @ p["w"]) ** 2)
+
+    wide = {"w": w.astype(jnp.float64)}
+    ev = np.linalg.eigvalsh(np.asarray(spectral.dense_hessian(loss, wide, x.astype(jnp.float64))))
+    with pytest.warns(spectral.ConvergenceWarning, match="products run in bfloat16"):
+        lo = spectral.lambda_min(loss, {"w": w}, x, key=jax.random.key(0))
+    with pytest.warns(spectral.ConvergenceWarning, match="products run in bfloat16"):
+        hi = spectral.lambda_max(loss, {"w": w}, x, key=jax.random.key(0))
+    for r, e in ((lo, ev[0]), (hi, ev[-1])):
+        assert r.interval[0] <= e <= r.interval[1] and r.prob_interval[0] <= e <= r.prob_interval[1]
