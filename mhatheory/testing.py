@@ -168,13 +168,21 @@ def assert_inequality(lhs, rhs, *, relation: str = ">=", name: str = "inequality
     verdict, margin = compare(a, b, relation)
     if verdict != Verdict.HOLDS:
         word = "failed" if verdict == Verdict.VIOLATED else "is INCONCLUSIVE (not certified)"
-        _raise(verdict, f"{name} {word}: lhs = {_fmt(a)} {relation} rhs = {_fmt(b)} "
+        lhs, rhs = _fmt_pair(a, b)
+        _raise(verdict, f"{name} {word}: lhs = {lhs} {relation} rhs = {rhs} "
                f"(certified margin {margin:.3g}, uncertainty {slack:.3g})", where)
     return margin
 
 
-def _fmt(iv: Interval) -> str:
-    return f"{iv.lo:.12g}" if iv.lo == iv.hi else f"[{iv.lo:.12g}, {iv.hi:.12g}]"
+def _fmt(iv: Interval, digits: int = 12) -> str:
+    return f"{iv.lo:.{digits}g}" if iv.lo == iv.hi else f"[{iv.lo:.{digits}g}, {iv.hi:.{digits}g}]"
+
+
+def _fmt_pair(a: Interval, b: Interval) -> tuple[str, str]:
+    """Both sides at 12 significant digits, or at 17 (every float64 apart) where 12 would print
+    two different sides alike."""
+    short = _fmt(a), _fmt(b)
+    return short if short[0] != short[1] or a == b else (_fmt(a, 17), _fmt(b, 17))
 
 
 def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
@@ -204,6 +212,11 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     probe = spectral.eig_probe(method, **lanczos)
     exact = isinstance(probe, spectral.Exact)
     failure_prob = spectral.Lanczos(failure_prob=failure_prob).failure_prob     # checked
+    if failure_prob is None and not exact:
+        raise ValueError("failure_prob=None turns off the probabilistic lower end this "
+                         "assertion decides with; give a probability in (0, 1) (default "
+                         f"{spectral.DEFAULT_FAILURE_PROB:g}), or method='exact' for a "
+                         "deterministic answer.")
     if not exact:
         probe = dataclasses.replace(probe, failure_prob=failure_prob)
     key = spectral.resolve_key(key, allow_none=True)
@@ -240,8 +253,9 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
         word = "failed" if verdict == Verdict.VIOLATED else "is INCONCLUSIVE (not certified)"
         why = "" if verdict == Verdict.VIOLATED else _undecided_advice(lo, rhs, H.size, dtype,
                                                                        failure_prob, exact)
-        _raise(verdict, f"{name} {word}: λmin ∈ {_fmt(iv)} ({which}; Ritz value "
-               f"{lo.value:.12g}, {lo.num_hvps} HVPs) against the bound {_fmt(rhs_iv)}; "
+        lam, bound = _fmt_pair(iv, rhs_iv)
+        _raise(verdict, f"{name} {word}: λmin ∈ {lam} ({which}; Ritz value "
+               f"{lo.value:.12g}, {lo.num_hvps} HVPs) against the bound {bound}; "
                f"certified margin {margin:.3g}{why}", fingerprint(params))
     return margin
 

@@ -34,6 +34,10 @@ def test_assert_inequality_failure_message_shows_both_sides_margin_and_theta():
                                   where=testing.fingerprint({"w": jnp.ones(3)}))
     msg = str(exc.value)
     assert "lhs = -1" in msg and "rhs = 0.5" in msg and "margin -1.5" in msg and "['w'][3]" in msg
+    # sides that differ only past 12 digits are printed with enough digits to tell them apart
+    with pytest.raises(testing.InequalityError) as exc:
+        testing.assert_inequality(0.1 + 0.2, 0.3, relation="<=")
+    assert "lhs = 0.30000000000000004 <= rhs = 0.29999999999999999" in str(exc.value)
 
 
 @pytest.mark.parametrize("lhs, rhs, relation, verdict", [
@@ -114,6 +118,8 @@ def test_an_undecidable_check_raises_inconclusive_not_pass():
     ({"kappa": 1.0, "heads": 0}, "heads must be an integer >= 1"),
     ({"kappa": -1.0, "heads": 2}, "kappa must be a finite number >= 0"),
     ({"kappa": float("nan"), "heads": 2}, "kappa must be"),
+    ({"kappa": 1.0, "heads": 1, "failure_prob": None}, "failure_prob=None turns off the "
+                                                       "probabilistic lower end"),
 ])
 def test_assert_weakly_convex_rejects_bad_arguments(kwargs, match):
     loss, params, x, y = _mlp_problem()
