@@ -86,10 +86,13 @@ def _flag(name: str) -> str:
 
 def _parse_tuple(kind, flag: str, example: str):
     def parse(text: str):
-        items = [x.strip() for x in text.split(",") if x.strip()]
-        if not items:
+        items = [x.strip() for x in text.split(",")]
+        if not any(items):
             raise argparse.ArgumentTypeError(f"expected a comma-separated list such as "
                                              f"{flag} {example}, got {text!r}")
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty entry; list the values "
+                                             f"once each, such as {flag} {example}")
         try:
             return tuple(kind(x) for x in items)
         except ValueError:

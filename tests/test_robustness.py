@@ -961,9 +961,9 @@ MALFORMED = {
     bool: st.sampled_from(["yes", "no", "1", "false"]),
 }
 MALFORMED_LISTS = {
-    int: st.sampled_from([",", "1,x", "1;2", "1.5,2", "a,b", " ", "1,2.0"]),
-    float: st.sampled_from([",", "1,abc", "1;2", "x", " , "]),
-    str: st.sampled_from([",", " , ", " "]),
+    int: st.sampled_from([",", "1,x", "1;2", "1.5,2", "a,b", " ", "1,2.0", "1,,2", "1,"]),
+    float: st.sampled_from([",", "1,abc", "1;2", "x", " , ", "1,,2"]),
+    str: st.sampled_from([",", " , ", " ", "a,,b"]),
 }
 
 
@@ -1119,6 +1119,13 @@ def cli_rows() -> list[CliRow]:
                                    lambda v, out, n=name, fl=flag: ["run", n, f"{fl}={v}",
                                                                     "--out", out],
                                    "argument " + _flag_pattern(flag)))
+            default = getattr(experiments.load(name).Config(), field)
+            if field.endswith("_grid") and kind is tuple:
+                repeated = ",".join(map(str, (*default, default[0])))
+                rows.append(CliRow(f"run {name}", flag + " (a value twice)", st.just(repeated),
+                                   lambda v, out, n=name, fl=flag: ["run", n, f"{fl}={v}",
+                                                                    "--out", out],
+                                   _flag_pattern(flag) + ".* more than once"))
         for where in ("a file", "a path under a file"):
             rows.append(CliRow(f"run {name}", f"--out ({where})", st.just(where),
                                lambda v, out, n=name: ["run", n, "--out", out]))

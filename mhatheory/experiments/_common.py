@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import jax
@@ -71,6 +72,14 @@ def validate_common(config) -> None:
     for name in NON_NEGATIVE_FLOAT:
         if hasattr(config, name):
             _validate.non_negative_float(name, getattr(config, name))
+    for f in dataclasses.fields(config):
+        values = getattr(config, f.name)
+        if f.name.endswith("_grid") and isinstance(values, tuple):
+            repeated = sorted({v for v in values if values.count(v) > 1}, key=values.index)
+            if repeated:
+                raise ValueError(f"{f.name} lists {', '.join(map(str, repeated))} more than "
+                                 "once; a grid names each value once (a repeat would run its "
+                                 "cells again and count them twice in the fits).")
     if hasattr(config, "mixture"):
         config.mixture()  # validates the data fields
         check_dense_guard(config)
