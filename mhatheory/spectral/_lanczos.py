@@ -797,6 +797,14 @@ def extreme_eigs(loss_fn, params, *args, k: int = 1, which: Which | str = Which.
     a random unit vector of weight ``warm_start_mix`` (so that a v0 with no component along the
     wanted eigenvector cannot make Lanczos certify another eigenvalue).
 
+    For k > 1 the j-th pair's ``interval`` assumes, as every ``interval`` does, a resolved
+    spectrum: here, that the run found every eigenvalue beyond it with its multiplicity. One
+    start vector sees one copy of a repeated eigenvalue (others only through rounding), so on a
+    large operator a copy can be skipped and the j-th interval then lies on a further
+    eigenvalue. Its inner end (Cauchy interlacing: λ_j ≤ θ_j for the smallest) and
+    ``prob_interval`` (whose outer end bounds the most extreme eigenvalue) hold regardless;
+    ``method="exact"`` counts multiplicities.
+
     Every option, the key and the start vector are checked first, then the inputs (floating,
     finite parameters; finite data; a scalar loss; the loss's own ``check_args``) and a precision
     warning for operations below the parameters' precision; only then does anything compile.
