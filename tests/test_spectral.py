@@ -425,6 +425,10 @@ def test_an_unknown_option_is_named_with_the_options_there_are(method, option, m
     for probe in (spectral.lambda_min, spectral.lambda_max):
         with pytest.raises(TypeError, match=match):
             probe(quadratic, jnp.zeros(3), jnp.eye(3), method=method, **{option: 5})
+        for fixed in ({"k": 2}, {"which": "largest"}):
+            with pytest.raises(TypeError, match=f"takes no {next(iter(fixed))}; use "
+                                                r"extreme_eigs\(\.\.\., k=, which=\)"):
+                probe(quadratic, jnp.zeros(3), jnp.eye(3), method=method, **fixed)
 
 
 @pytest.mark.parametrize("which", ["smallest", "largest"])

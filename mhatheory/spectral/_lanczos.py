@@ -866,6 +866,7 @@ def lambda_min(loss_fn, params, *args, method: Method | str = Method.LANCZOS, ke
         >>> round(r.value, 12), r.converged
         (-1.0, True)
     """
+    _one_end("lambda_min", options)
     return extreme_eigs(loss_fn, params, *args, which=Which.SMALLEST, method=method, key=key,
                         **options)[0]
 
@@ -881,8 +882,18 @@ def lambda_max(loss_fn, params, *args, method: Method | str = Method.LANCZOS, ke
         >>> round(r.value, 12)
         3.0
     """
+    _one_end("lambda_max", options)
     return extreme_eigs(loss_fn, params, *args, which=Which.LARGEST, method=method, key=key,
                         **options)[0]
+
+
+def _one_end(name: str, options: dict) -> None:
+    """``lambda_min`` and ``lambda_max`` are one eigenvalue at a fixed end: refuse ``k`` and
+    ``which`` (``k=2`` would compute two pairs and return one)."""
+    fixed = sorted(set(options) & {"k", "which"})
+    if fixed:
+        raise TypeError(f"{name} returns one eigenvalue at its end and takes no "
+                        f"{' or '.join(fixed)}; use extreme_eigs(..., k=, which=) for more.")
 
 
 __all__ = ["ConvergenceWarning", "EigResult", "Exact", "Lanczos", "eig_probe", "extreme_eigs",
