@@ -274,11 +274,13 @@ def test_resume_names_and_recomputes_a_corrupt_cell(tmp_path, damage):
         warnings.simplefilter("always")
         out = _sweep(tmp_path, _SweepConfig(), calls)
     assert calls == [(2, 1)] and out[-1]["value"] == 2 * 5 * 0.5 + 1
-    named = [str(w.message) for w in caught if "H2_seed1.json" in str(w.message)]
+    named = [w for w in caught if "H2_seed1.json" in str(w.message)]
     if damage == "old":
         assert out.info["recomputed_config_changed"] == 1 and not named
     else:
-        assert out.info["recomputed_corrupt"] == 1 and len(named) == 1 and "corrupt" in named[0]
+        assert out.info["recomputed_corrupt"] == 1 and len(named) == 1
+        assert "corrupt" in str(named[0].message)
+        assert named[0].filename == __file__        # the user's line, not the package's
     assert json.loads(path.read_text())["config"] == {"steps": 5, "lr": 0.5,
                                                       "numerics": results.numerics()}
 

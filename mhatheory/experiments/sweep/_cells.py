@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mhatheory import _numerics, results
+from mhatheory import _numerics, _validate, results
 
 _META = ("cell", "spec", "config", "versions", "result_keys")
 
@@ -115,7 +115,7 @@ def _plan(folder: Path, cells, want_config, resume: bool):
             payload, corrupt = _load(path, name)
             if corrupt:
                 warnings.warn(f"cell file {path} is corrupt ({corrupt}); recomputing it.",
-                              RuntimeWarning, stacklevel=3)
+                              RuntimeWarning, stacklevel=_validate.user_stacklevel())
                 why = "recomputed_corrupt"
             else:
                 stored_spec = payload["spec"]
