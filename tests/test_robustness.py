@@ -373,6 +373,8 @@ def option_rows() -> list[Row]:
                 r"\bv0 contains NaN/Inf", kwarg="v0"),
             opt("v0 zero", st.just(np.zeros(P)), r"\bv0 is the zero vector", kwarg="v0"),
             opt("v0 pytree", st.just(PARAMS), r"\bv0 must be one flat vector", kwarg="v0"),
+            opt("v0 nnx.State", st.just(nnx.State(PARAMS)), r"\bv0 must be one flat vector",
+                kwarg="v0"),
         ] if entry != "spectral.track" else [
             opt("v0", st.just(np.ones(P)), r"track takes no v0"),
         ]

@@ -384,13 +384,12 @@ def check_start(v0, *, size: int | None = None, failure_prob=None, warm_start_mi
                          "part (warm_start_mix > 0, e.g. the default 1e-2) or drop v0.")
     if not _validate.is_concrete(v0):
         return
-    if isinstance(v0, (dict, tuple, list)) and not all(np.isscalar(x) for x in
-                                                       jax.tree.leaves(v0)):
+    if not hasattr(v0, "shape") and not all(np.isscalar(x) for x in jax.tree.leaves(v0)):
         raise ValueError(f"{name} must be one flat vector of P entries in ravel_pytree order "
                          f"(as EigResult.vector), got a {type(v0).__name__} of arrays; flatten "
                          "it with jax.flatten_util.ravel_pytree(v0)[0].")
     arr = np.asarray(v0)
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+    if not jnp.issubdtype(arr.dtype, jnp.number) or np.iscomplexobj(arr):
         raise ValueError(f"{name} must be a real vector (a warm start), got dtype {arr.dtype}.")
     if size is not None and arr.size != size:
         raise ValueError(f"{name} must have P={size} entries (one per parameter), got "
