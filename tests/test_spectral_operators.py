@@ -143,3 +143,10 @@ def test_a_block_is_the_principal_submatrix_on_its_own_coordinates(tiny_deora):
                                                             * np.abs(x).max())
     with pytest.raises(ValueError, match="shares no coordinate"):
         B.restrict("W")
+
+
+@pytest.mark.parametrize("loss_fn", [3, "loss", None])
+def test_a_hessian_of_something_not_callable_is_refused_where_it_is_built(loss_fn):
+    with pytest.raises(TypeError, match=r"Hessian\(loss_fn\): loss_fn must be callable as "
+                                        r"loss_fn\(params, \*args\) -> scalar"):
+        spectral.Hessian(loss_fn)

@@ -214,6 +214,10 @@ class Hessian(Operator):
 
     loss_fn: Callable
 
+    def __post_init__(self):
+        _validate.callable_arg("Hessian(loss_fn): loss_fn", self.loss_fn,
+                               "loss_fn(params, *args) -> scalar")
+
     def check(self, params, args) -> None:
         """A scalar loss, and the loss's own ``check_args`` when it declares one."""
         _validate.loss_inputs(self.loss_fn, params, args)
