@@ -1104,6 +1104,7 @@ def _fields(name):
 def cli_rows() -> list[CliRow]:
     rows = []
     for name in experiments.EXPERIMENTS:
+        defaults = experiments.load(name).Config()
         for field, kind, item in _fields(name):
             flag = cli._flag(field)
             if field in RANGES:
@@ -1121,8 +1122,8 @@ def cli_rows() -> list[CliRow]:
                                    lambda v, out, n=name, fl=flag: ["run", n, f"{fl}={v}",
                                                                     "--out", out],
                                    "argument " + _flag_pattern(flag)))
-            default = getattr(experiments.load(name).Config(), field)
             if field.endswith("_grid") and kind is tuple:
+                default = getattr(defaults, field)
                 repeated = ",".join(map(str, (*default, default[0])))
                 rows.append(CliRow(f"run {name}", flag + " (a value twice)", st.just(repeated),
                                    lambda v, out, n=name, fl=flag: ["run", n, f"{fl}={v}",
