@@ -271,7 +271,9 @@ def test_auto_thick_restarts_a_single_lambda_min(monkeypatch):
     bottom: on a spectrum whose λmin needs restarts it takes fewer HVPs than restarting from
     the Ritz vector alone (``NONE``, the choice past the threshold, for λmax and for a
     failure_prob run), and both certify the same eigenvalue. The rule reads the model's
-    parameter count P, not a block's size."""
+    parameter count P, not a block's size. The operator of 120 coordinates counts as large
+    here (below SMALL_OPERATOR every AUTO run is FULL)."""
+    monkeypatch.setattr(_lanczos, "SMALL_OPERATOR", 64)
     A, x0 = with_spectrum(RESTARTING, seed=1), jnp.zeros(120)
     auto, plain = (spectral.lambda_min(quadratic, x0, A, key=KEY, krylov=20, reortho=r)
                    for r in ("auto", "none"))
@@ -582,3 +584,33 @@ def test_a_thick_restart_continues_a_valid_lanczos_relation(which):
     final = _recurrence.run(cfg, apply, new)
     true = eigs.min() if which == "smallest" else eigs.max()
     assert abs(extreme(final) - true) < abs(extreme(state) - true)
+
+
+def test_a_small_operator_is_spanned_in_one_cycle_by_default():
+    """krylov=None on an operator of at most SMALL_OPERATOR coordinates: FULL in one cycle as
+    long as the operator. The Gauss–Newton term of a 6-8-3 MLP on 64 samples (P = 83, a zero
+    eigenspace) took 290 HVPs in 8 thick restarts of 40 for λmin (478 with failure_prob); in
+    one cycle it takes at most P + a few, for an explicit reortho='full' too; an explicit
+    krylov is kept."""
+    from flax import nnx
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(6, 8, rngs=rngs, param_dtype=jnp.float64)
+            self.l2 = nnx.Linear(8, 3, rngs=rngs, param_dtype=jnp.float64)
+
+        def __call__(self, x):
+            return self.l2(jnp.tanh(self.l1(x)))
+
+    graphdef, params = nnx.split(MLP(nnx.Rngs(0)), nnx.Param)
+    G = spectral.GaussNewton(lambda p, x: nnx.merge(graphdef, p)(x), loss="cross_entropy")
+    k1, k2 = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(k1, (64, 6))
+    y = jnp.argmax(x @ jax.random.normal(k2, (6, 3)), -1)
+    for options in ({}, {"failure_prob": 1e-6}, {"reortho": "full"}):
+        r = spectral.lambda_min(G, params, x, y, key=jax.random.key(0), **options)
+        assert r.converged and r.restarts == 0 and r.num_hvps <= 83 + 5, (options, r.num_hvps)
+        assert r.interval[0] <= 0.0 <= r.interval[1] and r.prob_interval[0] <= 0.0
+    with pytest.warns(spectral.ConvergenceWarning):
+        short = spectral.lambda_min(G, params, x, y, key=KEY, krylov=10, max_restarts=0)
+    assert short.num_hvps <= 10 + 5

@@ -81,6 +81,7 @@ from mhatheory.spectral._operators import (
     size_of,
 )
 from mhatheory.spectral._options import (
+    DEFAULT_KRYLOV,
     DEFAULT_MAX_HVPS,
     ESCALATION,
     SMALL_OPERATOR,
@@ -201,9 +202,11 @@ class Lanczos:
         k: how many eigenpairs.
         which: a :class:`~mhatheory.spectral.Which` (or its string): ``SMALLEST`` or
             ``LARGEST``.
-        krylov: the most Lanczos vectors per cycle (the adaptive stop usually takes fewer). With
-            ``failure_prob`` the first cycle may grow to the HVP budget (at most the operator's
-            size).
+        krylov: the most Lanczos vectors per cycle (the adaptive stop usually takes fewer);
+            None (the default): the whole operator when ``AUTO`` orthogonalises it in full and
+            it has at most ``SMALL_OPERATOR`` (256) coordinates, so that one cycle spans it,
+            else ``DEFAULT_KRYLOV`` (40). With ``failure_prob`` the first cycle may grow to the
+            HVP budget (at most the operator's size).
         tol: the residual tolerance: a pair is converged, and its interval closed on both
             sides, once its true residual ρ ≤ (tol + 100ε)·‖H‖ (the 100ε covers the rounding
             of one HVP) and, where that rounding floor exceeds tol (a float32 model), the
@@ -214,7 +217,7 @@ class Lanczos:
             Kato–Temple. The recurrence stops as soon as the Ritz estimates meet it.
         max_restarts: how many times a cycle may restart.
         reortho: a :class:`~mhatheory.spectral.Reortho` (or its string); ``AUTO`` (the default):
-            ``FULL`` on a small operator (at most ``krylov`` or 64 coordinates) and for a single
+            ``FULL`` on a small operator (at most ``krylov`` or 256 coordinates) and for a single
             λmin on a model of at most ``THICK_LAMBDA_MIN_MAX_PARAMS`` parameters (thick
             restarts), else ``NONE`` for k = 1 and ``SELECTIVE`` for k > 1 (which needs the
             basis).
@@ -251,7 +254,7 @@ class Lanczos:
 
     k: int = 1
     which: Which | str = Which.SMALLEST
-    krylov: int = 40
+    krylov: int | None = None
     tol: float = 1e-10
     max_restarts: int = 20
     reortho: Reortho | str = Reortho.AUTO
@@ -326,7 +329,8 @@ class Lanczos:
     def careful(self) -> Lanczos:
         """This probe for a second look after a missed eigenvalue: three pairs (a missed λ is
         usually the next one), a Krylov space doubled (at least 80), tol 1e-12, 50 restarts."""
-        return dataclasses.replace(self, k=max(self.k, 3), krylov=max(2 * self.krylov, 80),
+        krylov = DEFAULT_KRYLOV if self.krylov is None else self.krylov
+        return dataclasses.replace(self, k=max(self.k, 3), krylov=max(2 * krylov, 80),
                                    tol=1e-12, max_restarts=50)
 
 
@@ -426,7 +430,8 @@ def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
     extend = probe.failure_prob is not None
     budget = probe.max_hvps if probe.max_hvps is not None else (
         DEFAULT_MAX_HVPS if extend else 2**62)
-    krylov = min(probe.krylov, size)
+    asked_krylov = DEFAULT_KRYLOV if probe.krylov is None else probe.krylov
+    krylov = min(asked_krylov, size)
     if extend:
         spare = budget - min_hvps(k) + (k + 1)           # the steps the budget leaves
         krylov = min(size, max(krylov, spare))
@@ -439,7 +444,10 @@ def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
     # AUTO's FULL (its selective set none) where the budget keeps the basis, else as
     # plan_memory resolves AUTO
     full = (asked is Reortho.AUTO and probe.store_basis is not False
-            and (size <= max(probe.krylov, SMALL_OPERATOR) or single_min))
+            and (size <= max(asked_krylov, SMALL_OPERATOR) or single_min))
+    if ((full or asked is Reortho.FULL) and probe.krylov is None and size <= SMALL_OPERATOR
+            and probe.store_basis is not False):
+        krylov = size                       # one cycle spans the space: no restart to lose
     selective = not full and (asked is Reortho.SELECTIVE or (asked is Reortho.AUTO and k > 1))
     store_basis, reortho = plan_memory(P, krylov, k, wdt, probe.store_basis, asked,
                                        probe.memory_budget_bytes,
@@ -447,7 +455,7 @@ def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
     if full and store_basis:
         reortho = Reortho.FULL
     if extend and not store_basis:
-        krylov = min(size, max(min(probe.krylov, size), (spare + 1) // 2))
+        krylov = min(size, max(min(asked_krylov, size), (spare + 1) // 2))
     if not store_basis or reortho not in (Reortho.SELECTIVE, Reortho.FULL):
         keep = 0
     slots = max(keep, min(k + 3, krylov)) if reortho is Reortho.SELECTIVE else 0
