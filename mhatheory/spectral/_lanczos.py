@@ -84,6 +84,7 @@ from mhatheory.spectral._options import (
     DEFAULT_KRYLOV,
     DEFAULT_MAX_HVPS,
     ESCALATION,
+    SMALL_BLOCK,
     SMALL_OPERATOR,
     THICK_LAMBDA_MIN_MAX_PARAMS,
     WARM_START_MIX,
@@ -203,8 +204,8 @@ class Lanczos:
         which: a :class:`~mhatheory.spectral.Which` (or its string): ``SMALLEST`` or
             ``LARGEST``.
         krylov: the most Lanczos vectors per cycle (the adaptive stop usually takes fewer);
-            None (the default): the whole operator when ``AUTO`` orthogonalises it in full and
-            it has at most ``SMALL_OPERATOR`` (256) coordinates, so that one cycle spans it,
+            None (the default): the whole operator when it is orthogonalised in full on a
+            model of at most ``SMALL_OPERATOR`` (256) parameters, so that one cycle spans it,
             else ``DEFAULT_KRYLOV`` (40). With ``failure_prob`` the first cycle may grow to the
             HVP budget (at most the operator's size).
         tol: the residual tolerance: a pair is converged, and its interval closed on both
@@ -217,10 +218,10 @@ class Lanczos:
             Kato–Temple. The recurrence stops as soon as the Ritz estimates meet it.
         max_restarts: how many times a cycle may restart.
         reortho: a :class:`~mhatheory.spectral.Reortho` (or its string); ``AUTO`` (the default):
-            ``FULL`` on a small operator (at most ``krylov`` or 256 coordinates) and for a single
-            λmin on a model of at most ``THICK_LAMBDA_MIN_MAX_PARAMS`` parameters (thick
-            restarts), else ``NONE`` for k = 1 and ``SELECTIVE`` for k > 1 (which needs the
-            basis).
+            ``FULL`` on a model of at most 256 parameters, a block of at most ``krylov`` or 64
+            coordinates, and for a single λmin on a model of at most
+            ``THICK_LAMBDA_MIN_MAX_PARAMS`` parameters (thick restarts), else ``NONE`` for
+            k = 1 and ``SELECTIVE`` for k > 1 (which needs the basis).
         check_every: steps between two adaptive checks (an eigh of a ≤ krylov-sized T each).
         store_basis: keep the Krylov basis (True), run basis-free (False: O(P) memory, the Ritz
             vectors recomputed by a second pass of the recurrence, twice the HVPs, k = 1, and
@@ -443,9 +444,10 @@ def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
                   and P <= THICK_LAMBDA_MIN_MAX_PARAMS)
     # AUTO's FULL (its selective set none) where the budget keeps the basis, else as
     # plan_memory resolves AUTO
+    small = P <= SMALL_OPERATOR
     full = (asked is Reortho.AUTO and probe.store_basis is not False
-            and (size <= max(asked_krylov, SMALL_OPERATOR) or single_min))
-    if ((full or asked is Reortho.FULL) and probe.krylov is None and size <= SMALL_OPERATOR
+            and (small or size <= max(asked_krylov, SMALL_BLOCK) or single_min))
+    if ((full or asked is Reortho.FULL) and probe.krylov is None and small
             and probe.store_basis is not False):
         krylov = size                       # one cycle spans the space: no restart to lose
     selective = not full and (asked is Reortho.SELECTIVE or (asked is Reortho.AUTO and k > 1))

@@ -50,15 +50,21 @@ class Method(str, enum.Enum):
     EXACT = "exact"
 
 
-#: Operators of at most this many coordinates are orthogonalised in full by ``Reortho.AUTO``
-#: (its O(P·j) work per step is then at most about 10⁵ flops, its basis at most 512 KiB in
-#: float64), and with ``krylov=None`` (the default) in one cycle as long as the operator: the
-#: Krylov space then reaches an invariant subspace without a restart, whose Ritz values are
-#: eigenvalues to rounding, and a cycle still stops as soon as its pairs converge. Restarted
-#: instead, a cluster can keep a run from ever meeting tol: λmin of the Gauss–Newton term of a
-#: trained 6-8-3 MLP (P = 83, 9 eigenvalues within 1e-12·‖G‖ of 0) took 876 HVPs unconverged in
-#: cycles of 40 (1,836 with ``failure_prob``), and 80, converged, in one.
+#: Models of at most this many parameters are orthogonalised in full by ``Reortho.AUTO`` (the
+#: Gram–Schmidt work, O(P·j) per step on vectors of all P entries, is then at most about 10⁵
+#: flops, the basis at most 512 KiB in float64), and with ``krylov=None`` (the default) in one
+#: cycle as long as the operator: the Krylov space then reaches an invariant subspace without a
+#: restart, whose Ritz values are eigenvalues to rounding, and a cycle still stops as soon as
+#: its pairs converge. Restarted instead, a cluster can keep a run from ever meeting tol: λmin
+#: of the Gauss–Newton term of a trained 6-8-3 MLP (P = 83, 9 eigenvalues within 1e-12·‖G‖ of
+#: 0) took 876 HVPs unconverged in cycles of 40 (1,836 with ``failure_prob``), and 80,
+#: converged, in one.
 SMALL_OPERATOR = 256
+
+#: A block of at most this many coordinates (or ``krylov``) is orthogonalised in full by
+#: ``Reortho.AUTO`` whatever the model's size: its cycles are short, though each Gram–Schmidt
+#: pass works on vectors of all P entries.
+SMALL_BLOCK = 64
 
 #: The most Lanczos vectors per cycle when ``krylov=None`` and the operator is not small.
 DEFAULT_KRYLOV = 40
@@ -79,8 +85,9 @@ THICK_LAMBDA_MIN_MAX_PARAMS = 2**14
 class Reortho(str, enum.Enum):
     """How a Lanczos run keeps its basis orthogonal.
 
-    * ``AUTO`` (the default): ``FULL`` on a small operator, of at most ``krylov`` or
-      :data:`SMALL_OPERATOR` coordinates (an orthonormal basis reaches an invariant subspace
+    * ``AUTO`` (the default): ``FULL`` on a small operator, a model of at most
+      :data:`SMALL_OPERATOR` parameters or a block of at most ``krylov`` or
+      :data:`SMALL_BLOCK` coordinates (an orthonormal basis reaches an invariant subspace
       within P steps, whose Ritz values are the eigenvalues to rounding, at O(P³) cost;
       without it a tight cluster,
       such as the near-zero eigenvalues of a small model's symmetries, can keep a restarted
