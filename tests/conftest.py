@@ -11,6 +11,7 @@ compiling is made cheaper (:data:`TEST_XLA_FLAGS`).
 """
 
 import contextlib
+import functools
 import gc
 import os
 import pickle
@@ -70,12 +71,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from flax import nnx  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import mhatheory  # noqa: E402,F401  (enables float64)
 from mhatheory import data, spectral  # noqa: E402
 from mhatheory.models import deora  # noqa: E402
-from mhatheory.spectral import _options  # noqa: E402
+from mhatheory.spectral import _options, _recurrence  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -97,6 +99,32 @@ def compilations(threads: bool = False):
         yield seen
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def with_spectrum(eigs, seed=0):
+    """A dense symmetric matrix with eigenvalues ``eigs`` (a random orthogonal basis)."""
+    Q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(seed), (len(eigs), len(eigs))))
+    A = Q @ jnp.diag(jnp.asarray(eigs)) @ Q.T
+    return 0.5 * (A + A.T)
+
+
+#: ``m`` steps of the compiled Lanczos recurrence on a dense matrix, ``(Q, T, r, count)``
+#: (``_recurrence.tridiag``). The matrix is an argument, so the matrices of one shape share one
+#: program per (m, scheme), where a closure over each matrix would compile one per matrix.
+dense_tridiag = jax.jit(
+    lambda A, v, m, reortho="partial": _recurrence.tridiag(lambda x: A @ x, v, m, reortho,
+                                                           key=jax.random.key(0)),
+    static_argnums=(2, 3))
+
+
+def compiled(module, static_argnames=()):
+    """``module``'s ``__call__`` as one compiled program per input shape, with the module's
+    current state: called eagerly, each of a model's few hundred operations compiles a program
+    of its own, which costs a test more than running them."""
+    graphdef, state = nnx.split(module)
+    forward = jax.jit(lambda state, *args, **kwargs: nnx.merge(graphdef, state)(*args, **kwargs),
+                      static_argnames=static_argnames)
+    return functools.partial(forward, state)
 
 
 settings.register_profile("mhatheory", deadline=None,

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import compilations
+from conftest import compilations, dense_tridiag, with_spectrum
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -19,12 +19,6 @@ REL = tol(np.float64, "eig")  # Lanczos extremes against dense eigh, relative to
 def quadratic(x, A):
     """½ xᵀAx: its Hessian is exactly A, so a matrix with a prescribed spectrum is a loss."""
     return 0.5 * x @ A @ x
-
-
-def with_spectrum(eigs, seed=0):
-    Q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(seed), (len(eigs), len(eigs))))
-    A = Q @ jnp.diag(jnp.asarray(eigs)) @ Q.T
-    return 0.5 * (A + A.T)
 
 
 SPECTRA = {
@@ -81,8 +75,7 @@ def test_partial_reorthogonalisation_keeps_the_basis_semi_orthogonal(name):
     eigs = SPECTRA.get(name, np.repeat([-1.0, 0.0, 1.0, 3.0], 50))
     A = with_spectrum(eigs)
     m = 120
-    Q, T, _, count = jax.jit(lambda v: _recurrence.tridiag(lambda x: A @ x, v, m, key=KEY))(
-        jax.random.normal(jax.random.key(1), (len(eigs),)))
+    Q, T, _, count = dense_tridiag(A, jax.random.normal(jax.random.key(1), (len(eigs),)), m)
     loss = orthogonality_loss(Q)
     assert loss <= SEMI_ORTHOGONAL, (loss, int(count))
     theta = np.linalg.eigvalsh(np.asarray(T))
@@ -92,8 +85,7 @@ def test_partial_reorthogonalisation_keeps_the_basis_semi_orthogonal(name):
     assert abs(theta[0] - eigs.min()) <= 1e-12 * scale
     assert abs(theta[-1] - eigs.max()) <= 1e-12 * scale
     # …and the plain recurrence really does lose orthogonality here (the test can fail)
-    Qn, *_ = jax.jit(lambda v: _recurrence.tridiag(lambda x: A @ x, v, m, "none", key=KEY))(
-        jax.random.normal(jax.random.key(1), (len(eigs),)))
+    Qn, *_ = dense_tridiag(A, jax.random.normal(jax.random.key(1), (len(eigs),)), m, "none")
     assert orthogonality_loss(Qn) > 1e-3  # clearly lost: ~1e5 × Simon's √ε
     with pytest.raises(ValueError, match="reortho"):
         _recurrence.tridiag(lambda x: A @ x, jnp.ones(len(eigs)), m, "gram-schmidt", key=KEY)
@@ -171,7 +163,7 @@ def test_partial_reorthogonalisation_restarting_from_a_converged_ritz_vector():
     _, V = np.linalg.eigh(np.asarray(A))
     v = jnp.asarray(V[:, 0]) + 1e-13 * jax.random.normal(jax.random.key(3), (len(eigs),))
     m = 60
-    Q, T, _, _ = jax.jit(lambda v: _recurrence.tridiag(lambda x: A @ x, v, m, key=KEY))(v)
+    Q, T, _, _ = dense_tridiag(A, v, m)
     assert orthogonality_loss(Q) <= SEMI_ORTHOGONAL
     # with an orthonormal basis no Ritz value can fall below λmin (up to ~4,500 ε·‖A‖ rounding)
     assert np.linalg.eigvalsh(np.asarray(T))[0] >= eigs.min() - 1e-12

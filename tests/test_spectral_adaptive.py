@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import dense_tridiag, with_spectrum
 
 from mhatheory import data, spectral
 from mhatheory.models import deora
@@ -21,12 +22,6 @@ SPECTRA = {
     "tiny_gap": np.concatenate([[-1.0, -1.0 + 1e-3], np.linspace(0, 1, 198)]),
     "tinier_gap": np.concatenate([[-1.0, -1.0 + 1e-6], np.linspace(0, 1, 197), [1.0 + 1e-7]]),
 }
-
-
-def with_spectrum(eigs, seed=0):
-    Q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(seed), (len(eigs), len(eigs))))
-    A = Q @ jnp.diag(jnp.asarray(eigs)) @ Q.T
-    return 0.5 * (A + A.T)
 
 
 MATRICES = {name: with_spectrum(e) for name, e in SPECTRA.items()}
@@ -102,9 +97,7 @@ def test_selective_orthogonalisation_keeps_the_basis_semi_orthogonal(name):
     eigs = SPECTRA.get(name, np.repeat([-1.0, 0.0, 1.0, 3.0], 50))
     A = MATRICES.get(name, with_spectrum(eigs))
     v = jax.random.normal(jax.random.key(1), (len(eigs),))
-    run = jax.jit(lambda v, r: _recurrence.tridiag(lambda x: A @ x, v, 120, r, key=KEY),
-                  static_argnums=1)
-    Q, T, _, count = run(v, "selective")
+    Q, T, _, count = dense_tridiag(A, v, 120, "selective")
     Q = np.asarray(Q)
     assert np.abs(Q @ Q.T - np.eye(120)).max() <= SEMI_ORTHOGONAL
     theta = np.linalg.eigvalsh(np.asarray(T))
@@ -113,7 +106,7 @@ def test_selective_orthogonalisation_keeps_the_basis_semi_orthogonal(name):
     assert abs(theta[0] - eigs.min()) <= 1e-12 * scale
     assert abs(theta[-1] - eigs.max()) <= 1e-12 * scale
     if name != "few_distinct":          # there every pass is a breakdown, in both schemes
-        assert int(count) < int(run(v, "partial")[3])
+        assert int(count) < int(dense_tridiag(A, v, 120, "partial")[3])
 
 
 def test_full_reorthogonalisation_keeps_the_basis_orthonormal_to_rounding():
@@ -121,10 +114,9 @@ def test_full_reorthogonalisation_keeps_the_basis_orthonormal_to_rounding():
     the first removed more than 1 − 1/√2 of its norm): |q_iᵀq_k| stays at the rounding of a
     200-term dot product, a few ε (3–6 ε measured on these spectra), where partial or selective
     schemes allow √ε ≈ 1.5e-8; 32 ε leaves room for other BLAS summation orders."""
-    run = jax.jit(lambda A, v: _recurrence.tridiag(lambda x: A @ x, v, 120, "full", key=KEY))
     for eigs in [*SPECTRA.values(), np.repeat([-1.0, 0.0, 1.0, 3.0], 50)]:
         v = jax.random.normal(jax.random.key(1), (len(eigs),))
-        Q = np.asarray(run(with_spectrum(eigs), v)[0])
+        Q = np.asarray(dense_tridiag(with_spectrum(eigs), v, 120, "full")[0])
         assert np.abs(Q @ Q.T - np.eye(120)).max() <= 32 * EPS
 
 
