@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import compiled
 from flax import nnx
 
 from mhatheory import positional
@@ -17,8 +18,9 @@ def test_sinusoidal_formula():
 
 
 def _txl(seed=0):
-    return DecoderTransformer(11, 16, 2, 2, positional="relative", rngs=nnx.Rngs(seed),
-                              param_dtype=jnp.float64)
+    """A two-layer Transformer-XL decoder, compiled."""
+    return compiled(DecoderTransformer(11, 16, 2, 2, positional="relative", rngs=nnx.Rngs(seed),
+                                       param_dtype=jnp.float64), ("return_mems",))
 
 
 def test_transformer_xl_memory_changes_outputs_and_carries_no_gradient():
@@ -70,7 +72,7 @@ def test_decoder_transformer_bad_input():
 
 
 def test_seq2seq_decoder_is_causal_and_encoder_padding_is_ignored():
-    m = Seq2SeqTransformer(7, 7, 16, 2, 2, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
+    m = compiled(Seq2SeqTransformer(7, 7, 16, 2, 2, rngs=nnx.Rngs(0), param_dtype=jnp.float64))
     src = jnp.array([[1, 2, 3, 0, 0]])
     valid = src > 0
     tgt = jnp.array([[1, 4, 5, 6]])
