@@ -154,13 +154,23 @@ class Descent(NamedTuple):
         return dict(self._asdict(), verdict=str(self.verdict), holds=self.holds)
 
 
+@jax.jit
+def _step_points(params, batch, lr):
+    """``(L̂(θ), θ − η/2·g, θ − η·g, ‖g‖², L̂(θ) − L̂(θ − η·g))`` with g = ∇L̂(θ), in one
+    program."""
+    loss, g = jax.value_and_grad(deora.loss_fn)(params, batch)
+    nxt = jax.tree.map(lambda p, gi: p - lr * gi, params, g)
+    mid = jax.tree.map(lambda p, gi: p - 0.5 * lr * gi, params, g)
+    gsq = sum(jnp.vdot(x, x) for x in jax.tree.leaves(g))
+    return loss, mid, nxt, gsq, loss - deora.loss_fn(nxt, batch)
+
+
 def descent_check(params, batch, lr: float, key=None, krylov: int = 40) -> Descent:
     """The descent lemma on the step from θ = ``params`` with measured λmax at 3 points
     (module docstring). Cost: 3 Lanczos runs of ``krylov`` HVPs (or more, restarted) and one
     gradient."""
-    loss, g = jax.value_and_grad(deora.loss_fn)(params, batch)
-    nxt = jax.tree.map(lambda p, gi: p - lr * gi, params, g)
-    mid = jax.tree.map(lambda p, gi: p - 0.5 * lr * gi, params, g)
+    loss, mid, nxt, gsq, decrease = _step_points(params, batch, lr)
+    loss, gsq, decrease = float(loss), float(gsq), float(decrease)
     # λmax's upper end with probability ≥ 1 − δ over the random start, each run sized to decide
     # η·λmax ≤ 1 (its target 1/η)
     probe = spectral.Lanczos(which="largest", krylov=krylov,
@@ -171,8 +181,6 @@ def descent_check(params, batch, lr: float, key=None, krylov: int = 40) -> Desce
             for p, k in zip((params, mid, nxt), keys, strict=True)]
     M = max(t.value for t in tops)
     M_hi = max(t.prob_interval[1] for t in tops)
-    gsq = float(sum(jnp.vdot(x, x) for x in jax.tree.leaves(g)))
-    decrease = float(loss - deora.loss_fn(nxt, batch))
     required = 0.5 * lr * gsq
     applicable = lr * M_hi <= 1.0
     slack = 1e-12 * float(loss)  # float64 rounding of two length-n loss sums

@@ -143,8 +143,9 @@ def eigh_extremes(H):
 
 
 def residual_norm(H, value, vector) -> float:
-    """‖H v − λ v‖₂ for a unit vector v."""
-    return float(jnp.linalg.norm(H @ vector - value * vector))
+    """‖H v − λ v‖₂ for a unit vector v, on the host."""
+    H, vector = np.asarray(H), np.asarray(vector)
+    return float(np.linalg.norm(H @ vector - value * vector))
 
 
 __all__ = ["DEFAULT_DENSE_BUDGET", "Dense", "DenseTooLargeError", "check_dense_fits", "dense",

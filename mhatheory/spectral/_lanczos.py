@@ -764,7 +764,9 @@ def exact_eigs(operator: LinearOperator, k: int, which: Which, memory_budget_byt
     t0 = time.perf_counter()
     H, asym = _exact.Dense(memory_budget_bytes).matrix(operator.widened())
     evals, evecs = _exact.eigh_extremes(H)
-    evals = np.asarray(evals)
+    # the residuals and the vectors are assembled on the host: done with jax.numpy outside a
+    # program, each operation would compile one of its own for every size
+    H, evals, evecs = np.asarray(H), np.asarray(evals), np.asarray(evecs)
     n = evals.size
     u = float(jnp.finfo(H.dtype).eps) / 2
     # Weyl: |λ(Ĥ_sym) − λ(H)| ≤ ‖E_sym‖₂ ≤ ‖Ĥ − Ĥᵀ‖_F/√2 · 2 (columns' errors, estimated by
@@ -783,7 +785,9 @@ def exact_eigs(operator: LinearOperator, k: int, which: Which, memory_budget_byt
     coords = np.arange(operator.P) if operator.mask is None else np.flatnonzero(operator.mask)
 
     def full(vec):
-        return jnp.zeros(operator.P, vec.dtype).at[coords].set(vec)
+        out = np.zeros(operator.P, vec.dtype)
+        out[coords] = vec
+        return jnp.asarray(out)
 
     return [EigResult(float(theta[j]), full(evecs[:, idx[j]]), float(rho[j]), iv[j][0],
                       iv[j][1], n, 0, True, seconds, "exact", tau, float(asym), False, "", 0,
