@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import compiled
 from flax import nnx
 from hypothesis import given
 from hypothesis import strategies as st
@@ -56,14 +57,14 @@ def _mha(d=16, h=4, seed=0, **kw):
 
 @pytest.mark.parametrize("h", [1, 2, 4, 8])
 def test_c3_self_attention_is_permutation_equivariant(h):
-    mha = _mha(16, h)
+    mha = compiled(_mha(16, h))
     x = jax.random.normal(jax.random.key(1), (2, 7, 16))
     perm = jax.random.permutation(jax.random.key(2), 7)
     np.testing.assert_allclose(mha(x[:, perm]), mha(x)[:, perm], atol=F64)
 
 
 def test_c4_cross_attention_symmetries_and_padding_that_moves():
-    mha = _mha(16, 4, d_memory=12)
+    mha = compiled(_mha(16, 4, d_memory=12))
     x = jax.random.normal(jax.random.key(1), (3, 5, 16))
     mem = jax.random.normal(jax.random.key(2), (3, 9, 12))
     valid = jnp.arange(9)[None, :] < jnp.array([[9], [6], [3]])
@@ -80,7 +81,7 @@ def test_c4_cross_attention_symmetries_and_padding_that_moves():
 
 
 def test_c5_causal_outputs_ignore_later_tokens():
-    mha = _mha(16, 4)
+    mha = compiled(_mha(16, 4))
     x = jax.random.normal(jax.random.key(1), (8, 16))
     base = mha(x, mask=A.causal_mask(8))
     for k in range(8):
@@ -100,6 +101,7 @@ def test_equals_flax_multi_head_attention_with_the_same_weights():
         x = jax.random.normal(jax.random.key(2), (2, 6, 32), jnp.float32)
         mem = jax.random.normal(jax.random.key(3), (2, 9, 32), jnp.float32)
         mask = A.causal_mask(6)
+        ours, ref = compiled(ours), compiled(ref)
         assert ours(x).dtype == jnp.float32
         np.testing.assert_allclose(ours(x, mask=mask), ref(x, mask=mask[None, None]), atol=F32)
         np.testing.assert_allclose(ours(x, mem), ref(x, mem, mem), atol=F32)

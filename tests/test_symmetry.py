@@ -5,6 +5,7 @@ edge case, no target leakage, and the enumerated ceiling."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import compiled
 from flax import nnx
 
 from mhatheory import symmetry
@@ -19,7 +20,7 @@ def model_fn(layers=2, causal=False, positional="none", residual=True, pre_ln=Tr
     m = DecoderTransformer(addition.VOCAB, 32, 4, layers, positional=positional, causal=causal,
                            residual=residual, pre_ln=pre_ln, rngs=nnx.Rngs(seed),
                            param_dtype=jnp.float64)
-    return lambda t: m(t)
+    return compiled(m)
 
 
 @pytest.mark.parametrize("layers", [1, 2, 4])
@@ -64,8 +65,8 @@ def test_c8_one_layer_causal_is_invariant_at_the_last_position_only():
 
 
 def test_c9_no_target_leakage_in_prefix_inputs():
-    m = DecoderTransformer(addition.VOCAB, 32, 4, 2, causal=False, positional="learned",
-                           rngs=nnx.Rngs(0), param_dtype=jnp.float64)
+    m = compiled(DecoderTransformer(addition.VOCAB, 32, 4, 2, causal=False, positional="learned",
+                                    rngs=nnx.Rngs(0), param_dtype=jnp.float64))
     seqs = addition.encode(np.array([123, 999]), np.array([456, 1]))
     for t in range(addition.ANSWER_LEN):
         inp, valid, pos, target = addition.prefix_inputs(seqs, t)
