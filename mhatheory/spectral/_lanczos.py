@@ -490,9 +490,17 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     start, z = _draws(words, v0, float(probe.warm_start_mix), op.mask, op.P, wdt)
     # the key of the directions that continue the recurrence after a breakdown (per cycle)
     k_break = rec.fold(cfg, words, 3) if host else key
+    # The few vectors a cycle ends with (the Ritz vectors, their products and residuals, the
+    # certificate's) are handled in NumPy whenever the operator lives on a CPU, as the host
+    # engine handles everything: a handful of O(P) passes per cycle, which the compiled engine
+    # would otherwise compile as a dozen programs of their own on a first call (about 0.6 s of
+    # a first λmax at P = 133,120, whose HVP compiles in 0.3 s). On an accelerator they stay
+    # on the device.
+    vx = np if host or (op.platforms or {jax.default_backend()}) == {"cpu"} else xp
     if not host:
-        start, z = jnp.asarray(start), jnp.asarray(z)
-    w0 = rec.on_engine(cfg, op.mv)(start)
+        start = jnp.asarray(start)
+    z = vx.asarray(z)
+    w0 = vx.asarray(rec.on_engine(cfg, op.mv)(start))
     norm0 = float(_safe_norm(w0))
     if not math.isfinite(norm0):
         _check_finite(w0, "at the start vector")
@@ -501,9 +509,13 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
 
     apply = rec.on_engine(cfg, lambda q: op.scaled_mv(q, unit))
 
+    def products(vecs):
+        """H x for the rows x of ``vecs``, stacked."""
+        return vx.stack([vx.asarray(apply(x)) for x in vecs])
+
     def defect_products(vecs):
         """The products the HVP's rounding estimate needs for the unit vectors ``vecs``."""
-        return xp.stack([apply(d) for d in defect_vectors(vecs, z)])
+        return products(defect_vectors(vecs, z))
 
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)
@@ -529,8 +541,9 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
         vecs, extra = _ritz_vectors(cfg, state, cycle_start, which, kk, apply)
+        vecs = vx.asarray(vecs)
         hvps += extra
-        Hx = xp.stack([apply(x) for x in vecs])
+        Hx = products(vecs)
         hvps += len(vecs)
         res = np.asarray(_residuals(vecs, Hx))
         scale = _scale(state)
@@ -554,7 +567,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
             state = rec.thick_restart(cfg, state._replace(prob=_no_prob(xp, wdt)), keep, apply)
             hvps += 1
         else:
-            cycle_start = _sum_rows(vecs, k)
+            cycle_start = xp.asarray(_sum_rows(vecs, k))
             state = rec.start(cfg, cycle_start, key=rec.fold(cfg, k_break, restarts),
                               tol=0.5 * threshold, prob=None, hvp_dtype=op.hvp_dtype,
                               mask=op.mask)
@@ -564,7 +577,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     # a lower-precision operator's products against the widened operator's (``certify``)
     reference, wide = None, op.widened()
     if wide is not op:
-        reference = xp.stack([xp.asarray(wide.scaled_mv(x, unit)) for x in vecs])
+        reference = vx.stack([vx.asarray(wide.scaled_mv(x, unit)) for x in vecs])
         hvps += len(vecs)
     theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.hvp_dtype,
                                                                     reference))
