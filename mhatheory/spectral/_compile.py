@@ -3,9 +3,10 @@ compiled with options of their own (:func:`probe_jit`), and optionally on a work
 the main thread compiles the model's.
 
 A probe's first call on the compiled engine (:class:`~mhatheory.spectral.Engine`) is mostly
-compilation: the model's linearisation and its HVP, and a dozen small programs of the Lanczos
-recurrence (its start, its step, the Ritz vectors, the residuals, the certificate). On the host
-engine those small programs run in NumPy and compile nothing (:func:`probe_program`). Compiled
+compilation: the model's linearisation and its HVP, and small programs of the Lanczos
+recurrence (its start, its step, the Ritz vectors; on an accelerator also the residuals and the
+certificate, which on a CPU run in NumPy). On the host engine those small programs run in NumPy
+and compile nothing (:func:`probe_program`). Compiled
 in order, their times add up. XLA releases the GIL while it compiles,
 and JAX's ahead-of-time path (``jax.jit(f).lower(shapes).compile()``) fills the very cache a
 later call of ``f`` looks up, so a program compiled on a worker thread while the main thread
