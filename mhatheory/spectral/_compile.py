@@ -6,11 +6,11 @@ A probe's first call on the compiled engine (:class:`~mhatheory.spectral.Engine`
 compilation: the model's linearisation and its HVP, and small programs of the Lanczos
 recurrence (its start, its step, the Ritz vectors; on an accelerator also the residuals and the
 certificate, which on a CPU run in NumPy). On the host engine those small programs run in NumPy
-and compile nothing (:func:`probe_program`). Compiled
-in order, their times add up. XLA releases the GIL while it compiles,
-and JAX's ahead-of-time path (``jax.jit(f).lower(shapes).compile()``) fills the very cache a
-later call of ``f`` looks up, so a program compiled on a worker thread while the main thread
-compiles another costs no extra wall time on a machine with a core to spare (the measured
+and compile nothing (:func:`probe_program`). Compiled in order, their times add up. XLA
+releases the GIL while it compiles, and JAX's ahead-of-time path
+(``jax.jit(f).lower(shapes).compile()``) fills the very cache a later call of ``f`` looks up,
+so a program compiled on a worker thread while the main thread compiles another costs no extra
+wall time on a machine with a core to spare (the measured
 first calls are in ``experiments/bench/bench_cold.py``). Two jobs run this way, each once per
 process and key (:func:`background`):
 

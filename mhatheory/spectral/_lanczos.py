@@ -496,7 +496,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     # would otherwise compile as a dozen programs of their own on a first call (about 0.6 s of
     # a first λmax at P = 133,120, whose HVP compiles in 0.3 s). On an accelerator they stay
     # on the device.
-    vx = np if host or (op.platforms or {jax.default_backend()}) == {"cpu"} else xp
+    vx = np if host or op.platforms == {"cpu"} else xp
     if not host:
         start = jnp.asarray(start)
     z = vx.asarray(z)
