@@ -540,8 +540,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         _check_finite(np.asarray(state.alpha)[:j], "along the run")
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
-        vecs, extra = _ritz_vectors(cfg, state, cycle_start, which, kk, apply)
-        vecs = vx.asarray(vecs)
+        vecs, extra = _ritz_vectors(cfg, state, cycle_start, which, kk, apply, vx)
         hvps += extra
         Hx = products(vecs)
         hvps += len(vecs)
@@ -659,9 +658,10 @@ def _scale(state) -> float:
         else float(abs(a[0]))
 
 
-def _ritz_vectors(cfg, state, start, which, kk: int, apply):
-    """The ``kk`` wanted Ritz vectors (the k wanted pairs and a neighbour), normalised, and the
-    products spent on them (a basis-free run replays the recurrence from ``start``)."""
+def _ritz_vectors(cfg, state, start, which, kk: int, apply, xp):
+    """The ``kk`` wanted Ritz vectors (the k wanted pairs and a neighbour), normalised, as
+    arrays of ``xp`` (NumPy or jax.numpy), and the products spent on them (a basis-free run
+    replays the recurrence from ``start``)."""
     j = int(state.j)
     alpha, beta = np.asarray(state.alpha)[:j], np.asarray(state.beta)[1:j]
     _, S = scipy.linalg.eigh_tridiagonal(alpha, beta) if j > 1 else (alpha, np.ones((1, 1)))
@@ -674,7 +674,7 @@ def _ritz_vectors(cfg, state, start, which, kk: int, apply):
     else:
         vecs = rec.replay(cfg, apply, start, state.alpha, state.beta, j, coef)
         extra = max(j - 1, 0)
-    return _unit_rows(vecs), extra
+    return _unit_rows(xp.asarray(vecs)), extra
 
 
 @_compile.probe_program
