@@ -70,6 +70,11 @@ def bench_sections() -> list[str]:
                         "ARPACK on our jitted HVP measured the same way",
                         ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
                          "cached_vs_arpack", "vs_lambda_min", "hvps", "cold_s_all"]),
+        "cold_133k": ("First calls at P = 133,120 (the compiled engine), rerun after a Lanczos "
+                      "cycle's vectors went to NumPy on a CPU: median of 3 fresh processes a row, "
+                      "against cold ARPACK on our jitted HVP measured the same way",
+                      ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
+                       "cached_vs_arpack", "vs_lambda_min", "hvps", "cold_s_all"]),
         "emitters": ("XLA's classic CPU emitters against its default fusion emitters for the "
                      "model's two programs (the linearisation and the product), each emitter "
                      "set up before timing (`classic/default` < 1: classic is cheaper; the "
