@@ -135,12 +135,15 @@ def _signature(tree):
     return treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
 
 
-def warn_lower_precision(loss_fn, params, *args, derivative=None) -> list[LowPrecisionOp]:
+def warn_lower_precision(loss_fn, params, *args, derivative=None,
+                         widened_from=None) -> list[LowPrecisionOp]:
     """Warn (:class:`PrecisionWarning`) when operations in ``loss_fn`` compute below the
     parameters' own precision (float32 inside a float64 loss, bfloat16 or float16 inside a
     float32 one); returns the list. A loss computing in its parameters' precision is never
     flagged (a float32 model is probed in float32 on purpose). Cached per (function, shapes and
-    dtypes). ``derivative`` as in :func:`lower_precision_ops`."""
+    dtypes). ``derivative`` as in :func:`lower_precision_ops`. ``widened_from``: the dtype of
+    the model's own parameters when ``params`` are their widened copy (the reference a probe
+    of a float32 model certifies against), which the message then names."""
     bits = param_bits(params)
     if bits < 32:
         return []
@@ -160,9 +163,18 @@ def warn_lower_precision(loss_fn, params, *args, derivative=None) -> list[LowPre
                "attention_fn=mhatheory.attention.flax_attention_fn)" if bits >= 64 else
                f"compute in {kind} throughout (e.g. the modules' dtype= and any .astype "
                "inside the loss), or probe the model in the lower precision on purpose")
+        if widened_from is None:
+            what = (f"the loss has {kind} parameters but {len(found)} operation(s) compute in "
+                    f"lower precision")
+        else:
+            low = np.dtype(widened_from).name
+            what = (f"widened from {low} to {kind} (the reference that certifies a {low} "
+                    f"probe), the loss still has {len(found)} operation(s) computing in lower "
+                    f"precision")
+            fix = (f"let the model compute in its inputs' dtype (flax modules: no fixed "
+                   f"dtype={low}; no .astype inside the loss), or probe it in {kind}")
         warnings.warn(
-            f"the loss has {kind} parameters but {len(found)} operation(s) compute in lower "
-            f"precision ({shown}). Its Hessian carries that rounding (≈{rel:.0e} relative for "
+            f"{what} ({shown}). Its Hessian carries that rounding (≈{rel:.0e} relative for "
             f"{lowest}), which certified {kind} intervals do not cover. Fix: {fix}.",
             PrecisionWarning, stacklevel=_validate.user_stacklevel())
     return found

@@ -60,6 +60,28 @@ def test_a_float32_model_is_not_flagged():
                                           np.ones(4, np.float32)) == []
 
 
+@pytest.mark.parametrize("fixed", [True, False])
+def test_a_float32_model_that_stays_float32_when_widened_is_flagged(fixed):
+    """A float32 probe certifies against the model widened to float64. A flax module built with
+    dtype=float32 computes in float32 whatever its parameters, so the widened reference
+    carries the same rounding and the certificate cannot cover it: the probe warns, naming
+    the widening. With only param_dtype set, the module follows its inputs and nothing warns."""
+    dtype = {"dtype": jnp.float32} if fixed else {}
+    model = nnx.Linear(4, 3, param_dtype=jnp.float32, rngs=nnx.Rngs(0), **dtype)
+    graphdef, params = nnx.split(model, nnx.Param)
+    x = np.asarray(jax.random.normal(jax.random.key(1), (6, 4)), np.float32)
+
+    def loss(p, x):
+        return jnp.mean(jnp.tanh(nnx.merge(graphdef, p)(x)) ** 2)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        spectral.lambda_min(loss, params, x, key=jax.random.key(0))
+    widened = [w for w in seen if issubclass(w.category, precision.PrecisionWarning)
+               and "widened from float32 to float64" in str(w.message)]
+    assert len(widened) == (1 if fixed else 0), [str(w.message) for w in seen]
+
+
 @pytest.mark.parametrize("low", [jnp.bfloat16, jnp.float16])
 def test_a_float32_model_computing_in_half_precision_is_flagged(low):
     """A float32 model with a bfloat16 (or float16) matmul inside is flagged: its probes

@@ -130,10 +130,7 @@ class Operator(abc.ABC):
             def programs():
                 return [_direct.trace(self, params, args, mask, v, 1.0).jaxpr.jaxpr]
 
-        found = precision.warn_lower_precision(self.scalar, params, *args, derivative=programs)
-        if found:
-            point.hvp_dtype = min((np.dtype(op.dtype) for op in found),
-                                  key=lambda d: jnp.finfo(d).bits)
+        _check_precision(point, programs)
         return LinearOperator(point, linearised=linearised)
 
     def linearise(self, params, *args) -> LinearOperator:
@@ -180,6 +177,17 @@ def _direct(op: Operator, params, args, mask, v, scale):
     return _product(op.matvec_at(params, args)[0], mask, v, scale)
 
 
+def _check_precision(point, programs, widened_from=None) -> None:
+    """Warn for operations below the point's parameter precision in its loss or in the
+    ``programs()`` that compute its products (:func:`mhatheory.precision.warn_lower_precision`),
+    and record the lowest such dtype as the point's ``hvp_dtype``."""
+    found = precision.warn_lower_precision(point.operator.scalar, point.params, *point.args,
+                                           derivative=programs, widened_from=widened_from)
+    if found:
+        point.hvp_dtype = min((np.dtype(op.dtype) for op in found),
+                              key=lambda d: jnp.finfo(d).bits)
+
+
 class _Point:
     """θ, the data and the operator a :class:`LinearOperator` and its blocks share, and their
     linearisation once it is made (:meth:`linearise`, at most once)."""
@@ -203,8 +211,17 @@ class _Point:
                 floating = hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)
                 return a.astype(dtype) if floating else a
 
-            self._widened = _Point(self.operator, jax.tree.map(cast, self.params),
-                                   jax.tree.map(cast, self.args))
+            wide = _Point(self.operator, jax.tree.map(cast, self.params),
+                          jax.tree.map(cast, self.args))
+            # a model that computes in a lower dtype whatever its inputs' (a flax module with
+            # dtype=float32) is not widened by this: warn, as for any operation below the
+            # parameters' precision, since the fixed rounding it leaves is not certified
+            P = sum(np.size(x) for x in jax.tree.leaves(wide.params))
+            vec = jax.ShapeDtypeStruct((P,), dtype)
+            _check_precision(wide, lambda: [
+                _direct.trace(wide.operator, wide.params, wide.args, vec, vec, 1.0).jaxpr.jaxpr],
+                widened_from=_validate.num_params(self.params)[1])
+            self._widened = wide
         return self._widened
 
 
@@ -385,8 +402,10 @@ class LinearOperator:
         So a Lanczos probe of a float32 operator compares its final vectors' products with the
         widened operator's (:func:`._certificate.certify`'s ``reference``), and the exact route
         decomposes the widened operator. A model that computes in float32 whatever its inputs'
-        dtype rounds the same way here, and E stays unmeasured; with x64 off there is no wider
-        dtype, and the intervals are those of the float32 operator."""
+        dtype (a flax module built with ``dtype=float32``) rounds the same way here, and E
+        stays unmeasured: widening it warns (:class:`~mhatheory.precision.PrecisionWarning`),
+        since its intervals do not cover E. With x64 off there is no wider dtype, and the
+        intervals are those of the float32 operator."""
         wdt = np.dtype(self.work_dtype)
         if self.dtype == wdt:
             return self
