@@ -335,3 +335,15 @@ def test_bad_options_are_refused_before_any_work(kwargs, match):
 
     with pytest.raises(ValueError, match=match):
         spectral.lambda_min(loss, {"x": jnp.zeros(10)}, jnp.eye(10), **kwargs)
+
+
+def test_the_probabilistic_end_in_float32_overflows_nothing():
+    """With x64 off the outer end's Newton steps run in float32: their step cap is a finite
+    float32 (a 1e300 cap overflowed in the cast, a RuntimeWarning that fails a run under
+    -W error), and the end still holds the dense eigenvalue."""
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        A = np.diag(np.linspace(-1.0, 2.0, 40)).astype(np.float32)
+        r = spectral.lambda_min(lambda x, A: 0.5 * x @ A @ x, jnp.zeros(40, jnp.float32), A,
+                                key=jax.random.key(0), failure_prob=1e-3)
+    assert r.prob_interval[0] <= -1.0 <= r.prob_interval[1]

@@ -188,7 +188,9 @@ def posterior_gap(theta, real, log_beta, log_c, which: str, xp=jnp):
         # computed; a candidate that does not is retried with 16× the hold
         safe = xp.where(slope > 0, slope, 1.0)
         step = xp.where(slope > 0, (g - target) / safe, xp.inf)
-        size = xp.minimum(xp.abs(step), 1e300)
+        # capped at a finite value of the arrays' dtype, with room for the sums below (1e300
+        # in float64; 1e300 itself would overflow a float32)
+        size = xp.minimum(xp.abs(step), min(1e300, 1e-8 * float(np.finfo(step.dtype).max)))
         noise = 4 * eps * ((mag + count * size + xp.abs(target)) / safe + xp.abs(hi) + size)
         cand = xp.maximum(hi - step + hold * noise, _LOWEST)
         g_c, slope_c, mag_c = g_and_slope(cand)
