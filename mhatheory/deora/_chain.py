@@ -213,6 +213,13 @@ def _warm(v, key):
     return v / jnp.linalg.norm(v) + r / jnp.linalg.norm(r)
 
 
+@jax.jit
+def _loss_and_slopes(params, batch):
+    """L̂(θ) and |ℓ'(y_i φ(x_i))| per sample, in one program."""
+    return deora.loss_fn(params, batch), jnp.abs(logistic_d1(batch.y * deora.phi(params,
+                                                                                batch.X)))
+
+
 def _lowest(op, probe, key, v0, target):
     """λmin of the operator ``op`` at the point by the configured ``probe`` (Lanczos until its
     probabilistic interval decides ``target`` or meets tol; the dense route deterministic)."""
@@ -260,11 +267,11 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     for name, v in (("v0", v0), ("v0_N", v0_N)):
         probe.check_start(v, P, name=name)
     key = spectral.resolve_key(key, allow_none=True)
-    loss = float(deora.loss_fn(params, batch))
+    loss, dl = (np.asarray(a) for a in _loss_and_slopes(params, batch))
+    loss = float(loss)
     norms = np.asarray(block_norms(params, batch.X))                    # (n, H)
     kana_blocks = np.asarray(kappa_analytic_blocks(params, batch.X))    # (n, H)
     kana = float(np.max(kana_blocks))
-    dl = np.abs(np.asarray(logistic_d1(batch.y * deora.phi(params, batch.X))))
     weighted = float(np.mean(dl * norms.max(axis=1)) / math.sqrt(H))
     weighted_ana = float(np.mean(dl * kana_blocks.max(axis=1)) / math.sqrt(H))
     kblk = float(norms.max())

@@ -32,9 +32,10 @@ def make_problem(mixture: data.MixtureConfig, heads: int, init_scale: float, see
     return Problem(mixture, train, test, params0)
 
 
+@jax.jit
 def error_metrics(params, train: data.Batch, test: data.Batch) -> dict:
     """Train/test 0-1 error and test loss (pure; a ``metrics_fn`` for
-    :func:`mhatheory.train.gd`)."""
+    :func:`mhatheory.train.gd`; one compiled program when called on its own)."""
     f_test = deora.phi(params, test.X)
     return {
         "train_error": losses.zero_one_error(deora.phi(params, train.X), train.y),
