@@ -267,8 +267,8 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
     for name, v in (("v0", v0), ("v0_N", v0_N)):
         probe.check_start(v, P, name=name)
     key = spectral.resolve_key(key, allow_none=True)
-    loss, dl = (np.asarray(a) for a in _loss_and_slopes(params, batch))
-    loss = float(loss)
+    loss, dl = _loss_and_slopes(params, batch)
+    loss, dl = float(loss), np.asarray(dl)
     norms = np.asarray(block_norms(params, batch.X))                    # (n, H)
     kana_blocks = np.asarray(kappa_analytic_blocks(params, batch.X))    # (n, H)
     kana = float(np.max(kana_blocks))

@@ -216,11 +216,11 @@ class _Point:
             # a model that computes in a lower dtype whatever its inputs' (a flax module with
             # dtype=float32) is not widened by this: warn, as for any operation below the
             # parameters' precision, since the fixed rounding it leaves is not certified
-            P = sum(np.size(x) for x in jax.tree.leaves(wide.params))
+            P, own = _validate.num_params(self.params)
             vec = jax.ShapeDtypeStruct((P,), dtype)
             _check_precision(wide, lambda: [
                 _direct.trace(wide.operator, wide.params, wide.args, vec, vec, 1.0).jaxpr.jaxpr],
-                widened_from=_validate.num_params(self.params)[1])
+                widened_from=own)
             self._widened = wide
         return self._widened
 
