@@ -109,6 +109,7 @@ from mhatheory.spectral._options import (
 )
 from mhatheory.spectral._probabilistic import (
     DEFAULT_FAILURE_PROB,
+    breakdown_floor,
     margin,
     outer_ends,
     start_threshold,
@@ -298,7 +299,7 @@ class Lanczos:
         if not _compile.enabled() or resolve_engine(self.engine, num_params):
             return None
         wdt = np.dtype(work_dtype(dtype))
-        cfg, _, _ = _size(self, size, num_params, wdt, host=False)
+        cfg, _, _ = _size(self, size, num_params, wdt, np.dtype(dtype), host=False)
         if size != num_params or lanczos_bytes(num_params, cfg.m, self.k, wdt, cfg.store_basis,
                                                cfg.slots) > COMPILE_AHEAD_BYTES:
             return None
@@ -417,9 +418,9 @@ def _check_size(k: int, size: int) -> None:
                          "size.")
 
 
-def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
+def _size(probe: Lanczos, size: int, P: int, wdt, hvp_dtype, host: bool):
     """``(Recurrence, keep, budget)`` of a run on an operator of ``size`` coordinates among P
-    (its recurrence on the host when ``host``):
+    whose products are computed in ``hvp_dtype`` (its recurrence on the host when ``host``):
     with ``failure_prob`` the Krylov size grows to what the HVP budget allows (halved
     basis-free, where the Ritz vector costs a second pass). A run whose basis stays
     orthogonal to working precision (``SELECTIVE``, ``FULL``) thick-restarts keeping ``keep``
@@ -439,8 +440,11 @@ def _size(probe: Lanczos, size: int, P: int, wdt, host: bool):
     # a thick restart leaves room for at least one new step (keep + 1 rows of krylov)
     keep = max(0, min(MAX_KEEP, krylov - 2, k + max(k + 1, (krylov - k) // 2)))
     asked = Reortho(probe.reortho)
-    # the Gram–Schmidt work of FULL is O(P·j) per step whatever the block's size
-    single_min = (k == 1 and Which(probe.which) is Which.SMALLEST and not extend
+    # the Gram–Schmidt work of FULL is O(P·j) per step whatever the block's size; a run sized
+    # for its probabilistic end keeps NONE unless its products are rounded in a lower precision
+    # than the recurrence's, which loses orthogonality at that precision's rate
+    low = jnp.finfo(hvp_dtype).eps > jnp.finfo(wdt).eps
+    single_min = (k == 1 and Which(probe.which) is Which.SMALLEST and (low or not extend)
                   and P <= THICK_LAMBDA_MIN_MAX_PARAMS)
     # AUTO's FULL (its selective set none) where the budget keeps the basis, else as
     # plan_memory resolves AUTO
@@ -477,7 +481,7 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
     k, which = probe.k, Which(probe.which)
     wdt = np.dtype(op.work_dtype)
     host = resolve_engine(probe.engine, op.P, op.platforms)
-    cfg, keep, budget = _size(probe, op.size, op.P, wdt, host)
+    cfg, keep, budget = _size(probe, op.size, op.P, wdt, op.hvp_dtype, host)
     xp = cfg.xp
     extend = probe.failure_prob is not None
     delta = DEFAULT_FAILURE_PROB if probe.failure_prob is None else probe.failure_prob
@@ -589,7 +593,8 @@ def _run(probe: Lanczos, op: LinearOperator, key, v0, target, quiet: bool = Fals
         _warn(res * big, k, threshold * scale * big, float(delta_hvp) * big, restarts, cfg.m,
               hvps, op.hvp_dtype)
     iv = intervals(which, theta, rho, tau, converged)
-    ends = _prob_ends(which, first, c, float(delta_hvp), op.size, wdt, iv, threshold * scale,
+    ends = _prob_ends(which, first, c, float(delta_hvp), op.size, wdt, op.hvp_dtype, iv,
+                      threshold * scale,
                       extend, target is not None and (lo_t, hi_t), budget, hvps, cfg.m)
     out = []
     for j in range(k):
@@ -731,8 +736,8 @@ def _resolved(theta, vecs, k: int, threshold: float, low_precision: bool) -> boo
     return True
 
 
-def _prob_ends(which, first, c, hvp_error, size, wdt, iv, width_tol, extend, target, budget,
-               hvps, krylov):
+def _prob_ends(which, first, c, hvp_error, size, wdt, hvp_dtype, iv, width_tol, extend, target,
+               budget, hvps, krylov):
     """Per wanted pair: ``(prob_interval, prob_bound, prob_stop, ritz_spread)`` from the first
     cycle's (α, β, steps) (:func:`._probabilistic.outer_ends`), moved out by the margin η."""
     alpha, beta, steps = first
@@ -741,7 +746,8 @@ def _prob_ends(which, first, c, hvp_error, size, wdt, iv, width_tol, extend, tar
         return [((-math.inf, h) if which == Which.SMALLEST else (h, math.inf), "none",
                  "residual", 0.0) for h in inner]
     tnorm = float(np.max(np.abs(alpha[:steps]) + beta[:steps] + beta[1:steps + 1]))
-    psi = float(np.finfo(wdt).eps) * math.sqrt(size)
+    # β's floor: the recurrence's breakdown threshold, which a float32 HVP raises to ε₃₂‖T‖
+    psi = float(breakdown_floor(size, wdt, float(jnp.finfo(hvp_dtype).eps) / 2))
     ends = outer_ends(alpha, beta, steps, c, psi * tnorm)
     eta = float(margin(hvp_error, size, ends.steps, tnorm, wdt))
     if which == Which.SMALLEST:

@@ -82,7 +82,12 @@ end moved outward by η. An inexact HVP (Ĥv = Hv + e, ‖e‖ ≤ δ‖v‖, e.
 Lanczos on a perturbation of H, whose eigenvalues move by at most δ (Weyl). The toolkit takes
 η = 2δ + 2(√P + k)·u·‖T‖ (δ the HVP's estimated rounding, u the unit roundoff of the
 recurrence): twice the HVP error, and twice the rounding of one recurrence step and of the
-tridiagonal eigenvalues. ``tests/test_spectral_probabilistic.py`` measures the miss frequency
+tridiagonal eigenvalues. A residual β_j at the rounding level (:func:`breakdown_floor`: ε√P‖T‖
+of the recurrence, or ε_h‖T‖ of a lower-precision HVP) is a breakdown, after which the
+recurrence goes on from a fresh direction outside K(H, v₀); the ends then stop at step j with
+β_j at that threshold, so the product β_1⋯β_k is never smaller than the residuals it stands for
+(a float32 run whose β reached ε₃₂-level rounding, entered at float64's ε√P‖T‖, made the
+product 1e8 times too small and its end missed λmin for every key). ``tests/test_spectral_probabilistic.py`` measures the miss frequency
 over thousands of random starts, float32 HVPs included, against δ.
 """
 
@@ -294,7 +299,8 @@ def ritz_batch(alpha, beta, steps, floor) -> RitzBatch:
 
     A β_j = 0 inside a run marks a breakdown after which the recurrence went on from a new
     random vector, outside K(H, v₀): its ends then use the first j steps, with β_j taken as
-    ``floor`` (the breakdown threshold, an upper bound on the true residual). A final β below
+    ``floor`` (the breakdown threshold ψ‖T‖ of :func:`breakdown_floor`, an upper bound on the
+    computed residual). A final β below
     ``floor`` is raised to it, so rounding never makes the product look smaller than it is."""
     alpha, beta = np.asarray(alpha, float), np.asarray(beta, float)
     N, m = alpha.shape
@@ -345,6 +351,18 @@ def outer_ends(alpha, beta, steps: int, c: float, floor: float) -> OuterEnds:
                      float(e.theta_min[0]), float(e.theta_max[0]), int(e.steps[0]))
 
 
+def breakdown_floor(num_params, work_dtype, hvp_unit, xp=np):
+    """ψ with a Lanczos residual β ≤ ψ·‖T‖ taken for rounding (a breakdown): the larger of the
+    recurrence's own rounding, ε√P in the work dtype (Paige), and one product's, 2·``hvp_unit``
+    (the HVP's unit roundoff doubled: a float32 HVP perturbs each step by ~ε₃₂‖H‖ however
+    precise the recurrence). The recurrence stops or restarts there
+    (:func:`~._recurrence.step`), and the ends take every β as at least ψ‖T‖
+    (:func:`ritz_batch`): one threshold on both sides, so that a breakdown never enters the
+    product β_1⋯β_k below the residual it stood for."""
+    eps = xp.finfo(work_dtype).eps
+    return xp.maximum(eps * xp.sqrt(xp.asarray(num_params, work_dtype)), 2 * hvp_unit)
+
+
 def margin(hvp_error, num_params: int, steps, tnorm, dtype):
     """η of the module docstring: 2δ + 2(√P + k)·u·‖T‖ (elementwise over runs)."""
     u = float(np.finfo(np.dtype(dtype)).eps) / 2
@@ -352,6 +370,7 @@ def margin(hvp_error, num_params: int, steps, tnorm, dtype):
         + 2 * (math.sqrt(num_params) + np.asarray(steps, float)) * u * np.asarray(tnorm, float)
 
 
-__all__ = ["DEFAULT_FAILURE_PROB", "OuterEnds", "RitzBatch", "check_failure_prob", "margin",
+__all__ = ["DEFAULT_FAILURE_PROB", "OuterEnds", "RitzBatch", "breakdown_floor",
+           "check_failure_prob", "margin",
            "outer_ends", "outer_ends_batch", "posterior_gap", "prior_error", "ritz_batch",
            "start_threshold", "steps_needed"]

@@ -83,7 +83,7 @@ import scipy.linalg
 
 from mhatheory.spectral import _compile
 from mhatheory.spectral._options import Reortho, Which, as_enum
-from mhatheory.spectral._probabilistic import posterior_gap
+from mhatheory.spectral._probabilistic import breakdown_floor, posterior_gap
 
 #: Ritz pairs with Ritz estimate ≤ this × √ε·‖T‖ join the selective set (see ``Reortho``).
 SELECTIVE_MARGIN = 1e4
@@ -469,7 +469,8 @@ def step(cfg: Recurrence, state: State, w) -> State:
         w = _cond(xp, y_count > 0, lambda w: w - Y.T @ (Y @ w), lambda w: w, w)
     b = xp.linalg.norm(w)
     anorm = xp.maximum(anorm, xp.abs(a) + b + beta[j])
-    breakdown = b <= psi * anorm
+    floor = breakdown_floor(P, dtype, hvp_eps, xp) * anorm
+    breakdown = b <= floor
     done = fresh = xp.asarray(False)
     if reortho is Reortho.NONE:
         done = breakdown                 # an invariant subspace: T's values are exact
@@ -499,7 +500,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
         def reorthogonalise(w):
             w = gram_schmidt(Q, w, j)
             nw = xp.linalg.norm(w)
-            return _cond(xp, nw <= psi * anorm, lambda: restart(Q, j),
+            return _cond(xp, nw <= floor, lambda: restart(Q, j),
                          lambda: (w, nw, nw, xp.asarray(False), xp.asarray(False)))
 
         w, b, nw, done, fresh = _cond(
@@ -567,7 +568,8 @@ def _prob_stop(theta, real, beta, steps, anorm, scale, P, which, tol, prob, hvp_
     """The probabilistic part of the stop rule (:func:`start`'s ``prob``)."""
     dtype = theta.dtype
     eps = xp.finfo(dtype).eps
-    psi = eps * xp.sqrt(xp.asarray(P, dtype))
+    # β's floor: the breakdown threshold of :func:`step`, as at the run's end
+    psi = breakdown_floor(P, dtype, hvp_eps, xp)
     idx = xp.arange(beta.shape[0])
     log_c, lo, hi = prob[0], prob[1], prob[2]
     b = xp.maximum(beta, psi * anorm)
@@ -667,7 +669,7 @@ def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> 
     B = xp.asarray(W.T, rows.dtype) @ rows
     P = rows.shape[1]
     spent, scale = False, rnorm
-    if rnorm <= np.finfo(rows.dtype).eps * math.sqrt(P) * float(state.anorm):
+    if rnorm <= float(breakdown_floor(P, rows.dtype, float(state.hvp_eps))) * float(state.anorm):
         # the kept pairs and q_m span an invariant subspace (a breakdown): go on along a random
         # direction orthogonal to them, uncoupled (β = 0), as a step does
         r, nz, spent = _fresh_direction(cfg, state.key, cfg.m + 1, state.support, P, rows.dtype,
