@@ -248,6 +248,22 @@ def floating_dtype(name: str, dtype) -> None:
                          f"jnp.float32, got {dtype!r}.")
 
 
+def size_text(num_bytes: int) -> str:
+    """``num_bytes`` in the largest binary unit that keeps it ≥ 1 (B, KiB, MiB, GiB, TiB), so a
+    message never reads "0.00 GiB over 0.00 GiB".
+
+    Example:
+        >>> size_text(100), size_text(3 * 2**20), size_text(2**31)
+        ('100 B', '3.00 MiB', '2.00 GiB')
+    """
+    value, unit = float(num_bytes), "B"
+    for name in ("KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024:
+            break
+        value, unit = value / 1024, name
+    return f"{value:.0f} B" if unit == "B" else f"{value:.2f} {unit}"
+
+
 def num_params(params) -> tuple[int, np.dtype]:
     """``(P, dtype)`` of a parameter pytree as ``ravel_pytree`` would flatten it, computed on
     the host (no device work)."""

@@ -20,6 +20,7 @@ import json
 import re
 import sys
 import typing
+import warnings
 
 from mhatheory import _numerics
 
@@ -180,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="run every check at small size; PASS/FAIL table and report",
                        description="Run every verification check, print a PASS/FAIL table, and "
                                    "write report/index.html, index.md and results.json. Exit "
-                                   "status 1 when a theorem or identity check fails.")
+                                   "status 0 when every gated check passes, 1 when a theorem or "
+                                   "identity check fails, 3 when none fails but some could not "
+                                   "decide (INCONCLUSIVE), 2 for bad input.")
     p.add_argument("--out", default="report", help="report folder (default: report)")
     p.add_argument("--full", action="store_true", help="large sizes (GPU-sized)")
     p.add_argument("--only", nargs="+", choices=list(verify.CHECKS), metavar="NAME",
@@ -287,6 +290,20 @@ def _check_out(out: str) -> None:
 INTERRUPTED = 130
 
 
+def show_each_warning_once() -> None:
+    """Show a warning of the same category and text once per command. Python's own "once"
+    registry is cleared whenever a filter changes, which every probe's ``catch_warnings`` does,
+    so a model's ``PrecisionWarning`` would otherwise print at every probe of a sweep."""
+    shown, show = set(), warnings.showwarning
+
+    def once(message, category, filename, lineno, file=None, line=None):
+        if (category, str(message)) not in shown:
+            shown.add((category, str(message)))
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = once
+
+
 def main(argv=None) -> int:
     """The ``mhatheory`` command.
 
@@ -295,10 +312,12 @@ def main(argv=None) -> int:
 
     Returns:
         The exit status: 0 on success, 1 when ``verify`` finds a failing theorem or identity
-        check, 2 for bad input (said on stderr, naming the flag, before any work), 130
-        (:data:`INTERRUPTED`) after Ctrl-C, saying how to continue.
+        check, 3 when none fails but some check could not decide (INCONCLUSIVE), 2 for bad
+        input (said on stderr, naming the flag, before any work), 130 (:data:`INTERRUPTED`)
+        after Ctrl-C, saying how to continue.
     """
     args = build_parser().parse_args(argv)
+    show_each_warning_once()
     if args.no_compilation_cache:
         _numerics.disable_compilation_cache()
     from mhatheory import results

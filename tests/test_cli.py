@@ -4,10 +4,11 @@ import json
 import os
 import stat
 import sys
+import warnings
 
 import pytest
 
-from mhatheory import cli, results
+from mhatheory import cli, precision, results
 
 
 def test_run_train_writes_results_with_provenance_and_figure(tmp_path):
@@ -319,3 +320,17 @@ def test_dev_extra_can_execute_notebooks():
     pyproject = pathlib.Path(__file__).parents[1] / "pyproject.toml"
     dev = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]["dev"]
     assert any(req.split(">")[0].split("=")[0].strip() == "nbconvert" for req in dev)
+
+
+def test_a_command_shows_a_repeated_warning_once():
+    """Each probe of a sweep enters ``catch_warnings``, which clears Python's "once" registry;
+    the command still shows one model's PrecisionWarning once, and a different one again."""
+    with warnings.catch_warnings(record=True) as log:
+        warnings.simplefilter("always")
+        cli.show_each_warning_once()
+        for _ in range(3):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Lanczos did not converge")
+                warnings.warn("the same text", precision.PrecisionWarning, stacklevel=1)
+        warnings.warn("another text", precision.PrecisionWarning, stacklevel=1)
+    assert [str(w.message) for w in log] == ["the same text", "another text"]

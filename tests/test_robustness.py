@@ -432,6 +432,9 @@ def option_rows() -> list[Row]:
             lambda v: spectral.per_block(deora.loss_fn, PARAMS, BATCH,
                                          blocks={"b": ("W", None, None)}, **v),
             r"not an option here"),
+        Row("spectral.extreme_eigs", "k beyond krylov", st.integers(40, 10**4),
+            lambda v: spectral.extreme_eigs(deora.loss_fn, PARAMS, BATCH, k=v),
+            r"k=\d+ needs more Lanczos vectors per cycle than the default krylov=40.*size P"),
         Row("spectral.extreme_eigs", "which", text_not_in("smallest", "largest"),
             lambda v: spectral.extreme_eigs(deora.loss_fn, PARAMS, BATCH, which=v),
             r"which must be one of \['smallest', 'largest'\]"),
@@ -473,7 +476,9 @@ def option_rows() -> list[Row]:
         rows += [
             Row(entry, "memory_budget_bytes", st.integers(1, 4 * P * P * 8 - 1),
                 lambda v, c=call: c(deora.loss_fn, PARAMS, BATCH, memory_budget_bytes=v),
-                r"memory_budget_bytes", errors=(spectral.DenseTooLargeError,)),
+                # both sizes in a unit that shows them (never "0.00 GiB over 0.00 GiB")
+                r"needs about (?!0\.00)[\d.]+ (B|KiB|MiB|GiB) .*budget of (?!0\.00)[\d.]+ "
+                r"(B|KiB|MiB|GiB).*memory_budget_bytes", errors=(spectral.DenseTooLargeError,)),
             Row(entry, "memory_budget_bytes type", st.sampled_from(["1GB", None, -1, math.nan]),
                 lambda v, c=call: c(deora.loss_fn, PARAMS, BATCH, memory_budget_bytes=v)
                 if v is not None else c(deora.loss_fn, PARAMS, BATCH, memory_budget_bytes="x"),

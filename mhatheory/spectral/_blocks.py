@@ -115,7 +115,7 @@ def per_block(loss_fn, params, *args, blocks: dict, key=None, method: Method | s
     """
     fixed = sorted({"k", "which"} & set(options))
     if fixed:
-        raise ValueError(f"per_block computes λmin and λmax of each block (one pair each): "
+        raise TypeError(f"per_block computes λmin and λmax of each block (one pair each): "
                          f"{fixed} is not an option here; use spectral.Lanczos(k=…, "
                          "which=…) on op.restrict(select) for more pairs of one block.")
     low = eig_probe(method, which=Which.SMALLEST, **options)

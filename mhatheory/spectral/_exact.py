@@ -51,8 +51,8 @@ def check_dense_fits(num_params: int, dtype, memory_budget_bytes: int | None = N
     if need > budget:
         raise DenseTooLargeError(
             f"the dense matrix for P={num_params:,} parameters needs about "
-            f"{need / 2**30:.2f} GiB ({_DENSE_COPIES}·P² {np.dtype(dtype).name}), over the "
-            f"budget of {budget / 2**30:.2f} GiB. Use method='lanczos' (matrix-free, "
+            f"{_validate.size_text(need)} ({_DENSE_COPIES}·P² {np.dtype(dtype).name}), over the "
+            f"budget of {_validate.size_text(budget)}. Use method='lanczos' (matrix-free, "
             f"O(P·krylov) memory), or raise memory_budget_bytes if the machine has the memory."
         )
 

@@ -368,9 +368,11 @@ def check_lanczos(*, k, which, krylov, tol, max_restarts, reortho, check_every, 
     if krylov is not None:
         krylov = _validate.positive_int("krylov", krylov)
     if (DEFAULT_KRYLOV if krylov is None else krylov) <= k:
-        raise ValueError(f"krylov={krylov} must exceed k={k}: the Krylov space holds the k "
-                         "pairs and a neighbour; raise krylov (a run caps it at the operator's "
-                         "size, which k must stay below; method='exact' takes k up to it).")
+        asked = f"the default krylov={DEFAULT_KRYLOV}" if krylov is None else f"krylov={krylov}"
+        raise ValueError(f"k={k} needs more Lanczos vectors per cycle than {asked}: the Krylov "
+                         "space holds the k pairs and a neighbour; pass krylov above k (a run "
+                         "caps it at the operator's size P, which k must stay below; "
+                         "method='exact' takes k up to P).")
     tol = _validate.positive_float("tol", tol)
     if tol >= 1:
         raise ValueError(f"tol={tol!r} is a residual relative to ‖H‖ and must be below 1 (the "

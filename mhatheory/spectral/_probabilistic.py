@@ -87,8 +87,9 @@ of the recurrence, or ε_h‖T‖ of a lower-precision HVP) is a breakdown, afte
 recurrence goes on from a fresh direction outside K(H, v₀); the ends then stop at step j with
 β_j at that threshold, so the product β_1⋯β_k is never smaller than the residuals it stands for
 (a float32 run whose β reached ε₃₂-level rounding, entered at float64's ε√P‖T‖, made the
-product 1e8 times too small and its end missed λmin for every key). ``tests/test_spectral_probabilistic.py`` measures the miss frequency
-over thousands of random starts, float32 HVPs included, against δ.
+product 1e8 times too small and its end missed λmin for every key).
+``tests/test_spectral_probabilistic.py`` measures the miss frequency over thousands of random
+starts, float32 HVPs included, against δ.
 """
 
 from __future__ import annotations

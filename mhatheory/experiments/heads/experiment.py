@@ -51,7 +51,9 @@ class Config(DeoraFields):
         num_val: validation samples per seed (≥ 2), drawn like the training set; they select
             η, the init scale and the stopping step per H.
         primary_lrs: the step sizes of the primary slices, paired with ``primary_inits``:
-            the slices named before the run whose slopes decide the claims.
+            the slices named before the run whose slopes decide the claims. One pair must be
+            (``lr``, ``init_scale``), so new primary slices usually need --lr and --init-scale
+            as well.
         primary_inits: the init scales of the primary slices (same length as primary_lrs).
         lr: the reference step size of the n slices (with ``init_scale`` a primary slice).
         init_scale: the reference init scale of the n slices.
