@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mhatheory import data, spectral, train
 from mhatheory.models import deora
-from mhatheory.spectral import _lanczos, _options, _recurrence
+from mhatheory.spectral import _cycles, _options, _recurrence
 from mhatheory.testing import tol
 
 REL = tol(np.float64, "eig")  # Lanczos extremes against dense eigh, relative to ‖H‖
@@ -96,7 +96,7 @@ _PROPERTY_N, _PROPERTY_M = 96, 48
 
 def _probe_scale(A, v) -> float:
     """The power of two 2^−e ≈ 1/‖Av‖ (v normalised) by which a probe scales its operator
-    before the recurrence sees it (``_lanczos._run``): a spectrum at 1e-153 would otherwise
+    before the recurrence sees it (``_cycles.run``): a spectrum at 1e-153 would otherwise
     have subnormal squares, which XLA flushes to zero."""
     A, v = np.asarray(A), np.asarray(v)
     norm = np.linalg.norm(A @ v / np.linalg.norm(v))
@@ -265,7 +265,7 @@ def test_auto_thick_restarts_a_single_lambda_min(monkeypatch):
     failure_prob run), and both certify the same eigenvalue. The rule reads the model's
     parameter count P, not a block's size. The operator of 120 coordinates counts as large
     here (below SMALL_OPERATOR every AUTO run is FULL)."""
-    monkeypatch.setattr(_lanczos, "SMALL_OPERATOR", 64)
+    monkeypatch.setattr(_cycles, "SMALL_OPERATOR", 64)
     A, x0 = with_spectrum(RESTARTING, seed=1), jnp.zeros(120)
     auto, plain = (spectral.lambda_min(quadratic, x0, A, key=KEY, krylov=20, reortho=r)
                    for r in ("auto", "none"))
@@ -275,7 +275,7 @@ def test_auto_thick_restarts_a_single_lambda_min(monkeypatch):
         assert r.converged and r.interval[0] <= -1.0 <= r.interval[1]
     others = [spectral.lambda_max(quadratic, x0, A, key=KEY, krylov=20),
               spectral.lambda_min(quadratic, x0, A, key=KEY, krylov=20, failure_prob=1e-3)]
-    monkeypatch.setattr(_lanczos, "THICK_LAMBDA_MIN_MAX_PARAMS", 119)
+    monkeypatch.setattr(_cycles, "THICK_LAMBDA_MIN_MAX_PARAMS", 119)
     others.append(spectral.lambda_min(quadratic, x0, A, key=KEY, krylov=20))
     # a block of 100 coordinates keeps NONE too: its vectors have all P = 120 entries, and
     # Gram–Schmidt works on them

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +18,10 @@ import numpy as np
 
 from mhatheory import _validate
 from mhatheory._numerics import map_chunks
-from mhatheory.spectral._operators import Hessian, as_operator, size_of
-from mhatheory.spectral._options import DEFAULT_BASIS_BUDGET, check_budget
+from mhatheory.spectral._certificate import intervals
+from mhatheory.spectral._operators import Hessian, LinearOperator, as_operator, size_of
+from mhatheory.spectral._options import DEFAULT_BASIS_BUDGET, Which, check_budget
+from mhatheory.spectral._result import EigResult
 
 #: Default budget for dense routes (bytes). The dense route holds about four P×P arrays
 #: (the columns, their symmetrisation and asymmetry, eigh's eigenvectors and workspace).
@@ -148,6 +151,43 @@ def residual_norm(H, value, vector) -> float:
     return float(np.linalg.norm(H @ vector - value * vector))
 
 
+def exact_eigs(operator: LinearOperator, k: int, which: Which, memory_budget_bytes=None
+               ) -> list[EigResult]:
+    """The k most extreme eigenpairs of ``operator``'s dense matrix (:class:`~._exact.Dense`),
+    with the exact route's interval (:mod:`._cycles`, "Certificate"); deterministic."""
+    t0 = time.perf_counter()
+    H, asym = Dense(memory_budget_bytes).matrix(operator.widened())
+    evals, evecs = eigh_extremes(H)
+    # the residuals and the vectors are assembled on the host: done with jax.numpy outside a
+    # program, each operation would compile one of its own for every size
+    H, evals, evecs = np.asarray(H), np.asarray(evals), np.asarray(evecs)
+    n = evals.size
+    u = float(jnp.finfo(H.dtype).eps) / 2
+    # Weyl: |λ(Ĥ_sym) − λ(H)| ≤ ‖E_sym‖₂ ≤ ‖Ĥ − Ĥᵀ‖_F/√2 · 2 (columns' errors, estimated by
+    # the asymmetry, ×2 margin), plus eigh's backward error ≤ n·u·‖H‖₂ (LAPACK, generous)
+    tau = 2.0 * float(asym) + n * u * float(np.max(np.abs(evals)))
+    idx = list(range(k + 1)) if which == Which.SMALLEST else list(range(n - 1, n - 2 - k, -1))
+    idx = [i for i in idx if 0 <= i < n]
+    theta = evals[idx]
+    rho = np.array([residual_norm(H, float(evals[i]), evecs[:, i]) for i in idx]) + tau
+    taus = np.full(len(idx), tau)
+    if len(idx) == k:   # k = n: no neighbour pair; the next eigenvalue is infinitely far away
+        theta = np.append(theta, np.inf if which == Which.SMALLEST else -np.inf)
+        rho, taus = np.append(rho, 0.0), np.append(taus, tau)
+    iv = intervals(which, theta, rho, taus, True)
+    seconds = time.perf_counter() - t0
+    coords = np.arange(operator.P) if operator.mask is None else np.flatnonzero(operator.mask)
+
+    def full(vec):
+        out = np.zeros(operator.P, vec.dtype)
+        out[coords] = vec
+        return jnp.asarray(out)
+
+    return [EigResult(float(theta[j]), full(evecs[:, idx[j]]), float(rho[j]), iv[j][0],
+                      iv[j][1], n, 0, True, seconds, "exact", tau, float(asym), False, "", 0,
+                      iv[j][0], 0.0, "exact", "exact", float(evals[-1] - evals[0]))
+            for j in range(k)]
+
+
 __all__ = ["DEFAULT_DENSE_BUDGET", "Dense", "DenseTooLargeError", "check_dense_fits", "dense",
-           "dense_bytes", "dense_hessian", "eigh_extremes",
-           "residual_norm"]
+           "dense_bytes", "dense_hessian", "eigh_extremes", "exact_eigs", "residual_norm"]
