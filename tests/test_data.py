@@ -47,6 +47,24 @@ def test_sampler_is_jittable_and_keyed():
     assert not np.array_equal(a.X, data.sample(cfg, jax.random.key(4), 64).X)
 
 
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+def test_a_draw_of_n_samples_is_the_same_whatever_size_the_program_draws(impl):
+    """Under partitionable threefry (JAX's default) ``sample`` draws a power of two and keeps
+    the first n: the numbers of a program drawing exactly n, one program for n = 17, 20, 31.
+    Another key implementation, whose draws need not be prefixes, draws exactly n."""
+    cfg = data.MixtureConfig(d=6, T=3, n=8, num_irrelevant=2)
+    key = jax.random.key(5, impl=impl)
+    before = data._sample._cache_size()
+    drawn = {n: data.sample(cfg, key, n) for n in (17, 20, 31)}
+    programs = data._sample._cache_size() - before
+    assert programs == (1 if impl == "threefry2x32" else 3)
+    for n, got in drawn.items():
+        exact = data._sample(cfg, key, n)
+        assert got.X.shape == (n, cfg.T, cfg.d)
+        np.testing.assert_array_equal(got.X, exact.X)
+        np.testing.assert_array_equal(got.y, exact.y)
+
+
 def test_bayes_error_floor_when_noise_is_small():
     # With σ → 0 the only ambiguity is a sample with no relevant token: a coin flip. So the
     # Bayes error is (1 − ζ)^T / 2, which the Monte-Carlo estimate must match within 4 SE.

@@ -11,9 +11,9 @@ a convenience's first call costs one compiled product (two for a linearised oper
 products; or as
 compiled programs, once per Krylov size and P whatever the model (with
 ``MHATHEORY_BACKGROUND_COMPILE=1`` the conveniences compile them on a worker thread while they
-linearise the model: :meth:`~._lanczos.Lanczos.compile_ahead`, :mod:`._compile`). The random draws (the
-start, the rounding probe) come from NumPy generators seeded by the key's words, so both
-engines start from the same vectors. Every
+linearise the model: :meth:`~._lanczos.Lanczos.compile_ahead`, :mod:`._compile`). The random
+draws (the start, the rounding probe) come from NumPy generators seeded by the key's words, so
+both engines start from the same vectors. Every
 ``check_every`` steps the Ritz estimates of the k wanted pairs are compared with tol·‖T‖ and
 the cycle stops as soon as they meet it (the adaptive stop). The wanted Ritz vectors (and one
 neighbour, for the gap) are formed from the stored basis, or, with ``store_basis=False``, by
