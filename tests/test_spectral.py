@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mhatheory import data, spectral, train
 from mhatheory.models import deora
-from mhatheory.spectral import _cycles, _options, _recurrence
+from mhatheory.spectral import _cycles, _options, _recurrence, _restart
 from mhatheory.testing import tol
 
 REL = tol(np.float64, "eig")  # Lanczos extremes against dense eigh, relative to ‖H‖
@@ -560,7 +560,7 @@ def test_a_thick_restart_continues_a_valid_lanczos_relation(which):
         return ev[0] if which == "smallest" else ev[-1]
 
     state = _recurrence.run(cfg, apply, _recurrence.start(cfg, jnp.ones(len(eigs)), key=KEY))
-    new = _recurrence.thick_restart(cfg, state, 4, apply)
+    new = _restart.thick_restart(cfg, state, 4, apply)
     n = int(new.j)
     B = np.asarray(new.Q[:n])
     T = np.diag(np.asarray(new.alpha[:n])) + np.diag(np.asarray(new.beta[1:n]), 1) \

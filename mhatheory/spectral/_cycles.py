@@ -17,7 +17,7 @@ both engines start from the same vectors. Every
 ``check_every`` steps the Ritz estimates of the k wanted pairs are compared with tol·‖T‖ and
 the cycle stops as soon as they meet it (the adaptive stop). The wanted Ritz vectors (and one
 neighbour, for the gap) are formed from the stored basis, or, with ``store_basis=False``, by
-replaying the recurrence (:func:`._recurrence.replay`, the same products again, O(P) memory).
+replaying the recurrence (:func:`._restart.replay`, the same products again, O(P) memory).
 Their true residuals ρ = ‖Hx − θx‖ are recomputed with k + 1 products; while one exceeds
 tol·‖H‖ (‖H‖ estimated by the largest |Ritz value|) the run restarts, up to ``max_restarts``
 times: a stored basis thick-restarts (Wu & Simon), keeping the Ritz vectors nearest the wanted
@@ -59,7 +59,7 @@ import numpy as np
 import scipy.linalg
 
 from mhatheory import _validate
-from mhatheory.spectral import _compile
+from mhatheory.spectral import _compile, _restart
 from mhatheory.spectral import _recurrence as rec
 from mhatheory.spectral._certificate import certify, defect_vectors, intervals
 from mhatheory.spectral._operators import (
@@ -255,7 +255,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         best = np.max(res[:k]) if best is None else min(best, np.max(res[:k]))
         # later cycles are not from the random start: their stop ignores the probabilistic end
         if keep and not stalled:
-            state = rec.thick_restart(cfg, state._replace(prob=_no_prob(xp, wdt)), keep, apply)
+            state = _restart.thick_restart(cfg, state._replace(prob=_no_prob(xp, wdt)), keep,
+                                           apply)
             hvps += 1
         else:
             cycle_start = xp.asarray(_sum_rows(vecs, k))
@@ -363,9 +364,9 @@ def _ritz_vectors(cfg, state, start, which, kk: int, apply, xp):
     coef[:j, :S.shape[1]] = S
     coef = cfg.xp.asarray(coef, state.q.dtype)
     if cfg.store_basis:
-        vecs, extra = rec.combine(state.Q, coef), 0
+        vecs, extra = _restart.combine(state.Q, coef), 0
     else:
-        vecs = rec.replay(cfg, apply, start, state.alpha, state.beta, j, coef)
+        vecs = _restart.replay(cfg, apply, start, state.alpha, state.beta, j, coef)
         extra = max(j - 1, 0)
     return _unit_rows(xp.asarray(vecs)), extra
 
