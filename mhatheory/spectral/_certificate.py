@@ -139,9 +139,11 @@ def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
     return theta, rho, tau, delta
 
 
-def intervals(which: str, theta, rho, tau, converged: bool):
+def intervals(which: str, theta, rho, tau, converged: bool, widen: float = 0.0):
     """Certified intervals and gap lower bounds for the k most extreme of ``len(theta)`` Ritz
-    pairs (the last one is only a neighbour): see the module docstring, "Certificate"."""
+    pairs (the last one is only a neighbour): see the module docstring, "Certificate".
+    ``widen`` moves every side that rests on the Krylov assumption outward: 2‖Δ‖ for a run on a
+    lower-precision operator that differs from the widened one by Δ on its Krylov space."""
     theta, rho, tau = (np.asarray(a, float) for a in (theta, rho, tau))
     sign = 1.0 if which == "smallest" else -1.0
     out = []
@@ -152,9 +154,9 @@ def intervals(which: str, theta, rho, tau, converged: bool):
                   default=0.0)
         # Kato–Temple only where the gap is resolved by a wide margin (see "Certificate")
         spread = rho[j] ** 2 / gap if gap > KATO_TEMPLE_RATIO * rho[j] else rho[j]
-        inner, outer = theta[j] + sign * tau[j], theta[j] - sign * (tau[j] + spread)
+        inner, outer = theta[j] + sign * tau[j], theta[j] - sign * (tau[j] + spread + widen)
         if j > 0:
-            inner = theta[j] + sign * (tau[j] + spread)
+            inner = theta[j] + sign * (tau[j] + spread + widen)
         if not converged:
             outer = -sign * math.inf
             if j > 0:

@@ -30,6 +30,7 @@ from mhatheory import _validate
 from mhatheory.spectral._certificate import defect_vectors, hvp_error
 from mhatheory.spectral._options import Reortho, work_dtype
 from mhatheory.spectral._probabilistic import (
+    PERTURBED_WEIGHT,
     check_failure_prob,
     margin,
     outer_ends_batch,
@@ -161,7 +162,7 @@ def coverage(H, *, failure_probs, key, num_starts: int = 10_000, steps: int = 10
     hvp_err = float(hvp_error(x, jax.vmap(matvec)(x), jax.vmap(matvec)(d), H.dtype))
     sign = 1.0 if which == "smallest" else -1.0
     checked = tuple(range(every, steps + 1, every)) or (steps,)
-    thresholds = [start_threshold(P, delta) for delta in deltas]
+    thresholds = [PERTURBED_WEIGHT * start_threshold(P, delta) for delta in deltas]
     missed = np.zeros((len(deltas), num_starts), bool)
     misses_at = np.zeros((len(deltas), len(checked)), int)
     width = np.full(len(deltas), math.nan)

@@ -38,7 +38,11 @@ and P·u·‖H‖ covers ``eigh``'s backward error.
 its float32 θ and data: its final vectors' products are compared with those of the operator
 widened to float64 (:meth:`LinearOperator.widened`), which adds the rounding that is linear in
 the vector (a fixed perturbation no linearity defect sees) to δ, at k + 1 more products in one
-more compiled program; the exact route decomposes the widened operator.
+more compiled program; so is every product of the first cycle (one widened product per step),
+whose errors F bound how far the operator the run saw is from the widened one on its Krylov
+space, ‖Δ‖ ≤ 2‖F‖_F: the probabilistic end is moved out by 2‖Δ‖ (:mod:`._probabilistic`,
+"Finite precision") and the certified interval's outer side by ‖Δ‖ (its Krylov assumption is
+about the operator the run saw). The exact route decomposes the widened operator.
 
 **Memory.** The stored basis costs ``krylov``·P numbers (and the thick-restart set up to 32
 more); ``store_basis=None`` (the default) keeps it when it fits ``memory_budget_bytes`` (default
@@ -82,6 +86,7 @@ from mhatheory.spectral._options import (
 )
 from mhatheory.spectral._probabilistic import (
     DEFAULT_FAILURE_PROB,
+    PERTURBED_WEIGHT,
     breakdown_floor,
     margin,
     outer_ends,
@@ -129,15 +134,17 @@ def plan(probe, size: int, P: int, wdt, hvp_dtype, host: bool):
     asked = Reortho(probe.reortho)
     # the Gram–Schmidt work of FULL is O(P·j) per step whatever the block's size; a run sized
     # for its probabilistic end keeps NONE unless its products are rounded in a lower precision
-    # than the recurrence's, which loses orthogonality at that precision's rate
+    # than the recurrence's, whose long cycle loses orthogonality at that precision's rate (a
+    # float32 classifier's λmin and λmax took 1,300–2,000 HVPs unorthogonalised, 60–400 in full)
     low = jnp.finfo(hvp_dtype).eps > jnp.finfo(wdt).eps
-    single_min = (k == 1 and Which(probe.which) is Which.SMALLEST and (low or not extend)
-                  and P <= THICK_LAMBDA_MIN_MAX_PARAMS)
+    smallest = Which(probe.which) is Which.SMALLEST
+    thick_single = (k == 1 and P <= THICK_LAMBDA_MIN_MAX_PARAMS
+                  and ((smallest and not extend) or (low and extend)))
     # AUTO's FULL (its selective set none) where the budget keeps the basis, else as
     # plan_memory resolves AUTO
     small = P <= SMALL_OPERATOR
     full = (asked is Reortho.AUTO and probe.store_basis is not False
-            and (small or size <= max(asked_krylov, SMALL_BLOCK) or single_min))
+            and (small or size <= max(asked_krylov, SMALL_BLOCK) or thick_single))
     if ((full or asked is Reortho.FULL) and probe.krylov is None and small
             and probe.store_basis is not False):
         krylov = size                       # one cycle spans the space: no restart to lose
@@ -175,7 +182,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     delta = DEFAULT_FAILURE_PROB if probe.failure_prob is None else probe.failure_prob
     mix = None if v0 is None else float(probe.warm_start_mix)
     c = start_threshold(op.size, delta, mix) if mix != 0 else 0.0
-    log_c = math.log(c) if c > 0 else math.inf
+    c_end = PERTURBED_WEIGHT * c                  # the ends' threshold (:mod:`._probabilistic`)
+    log_c = math.log(c_end) if c > 0 else math.inf
     threshold = float(probe.tol) + 100 * float(jnp.finfo(op.hvp_dtype).eps)
     t0 = time.perf_counter()
     words = key_words(key)
@@ -200,6 +208,21 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     unit = 2.0 ** -e
 
     apply = rec.on_engine(cfg, lambda q: op.scaled_mv(q, unit))
+    # a lower-precision operator is compared with its widened self at every vector of the first
+    # cycle (the one its probabilistic end reads): ``errors[0]`` = Σ‖Ĥq − H̃q‖², so that
+    # ‖F‖₂ ≤ ‖F‖_F = √errors for F = [Ĥq_j − H̃q_j]_j (module docstring, "Lower precision")
+    wide = op.widened()
+    errors = [0.0]
+    first_apply = apply
+    if wide is not op:
+        wide_apply = rec.on_engine(cfg, lambda q: wide.scaled_mv(q, unit))
+
+        def first_apply(q):
+            w = apply(q)
+            errors[0] += float(_safe_norm(vx.asarray(w) - vx.asarray(wide_apply(q)))) ** 2
+            return w
+
+        errors[0] = float(_safe_norm(w0 * unit - vx.asarray(wide_apply(start)))) ** 2
 
     def products(vecs):
         """H x for the rows x of ``vecs``, stacked."""
@@ -217,7 +240,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
                       prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=op.hvp_dtype,
                       mask=op.mask)
     state = rec.advance(cfg, state, w0 * unit)
-    hvps = steps = 1
+    hvps = 2 if wide is not op else 1
+    steps = 1
     restarts = 0
     first = best = Hd = None
     cycle_start = start
@@ -225,9 +249,10 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         j0 = int(state.j)
         room = budget - hvps - reserve
         limit = room if cfg.store_basis else (room + 1) // 2    # a replay costs as much again
-        state = rec.run(cfg, apply, state, limit=max(limit, 0))
+        state = rec.run(cfg, first_apply if first is None else apply, state,
+                        limit=max(limit, 0))
         j = int(state.j)
-        hvps += j - j0
+        hvps += (j - j0) * (2 if first is None and wide is not op else 1)
         steps += j - j0
         _check_finite(np.asarray(state.alpha)[:j], "along the run")
         if first is None:
@@ -267,7 +292,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         Hd = defect_products(vecs)
         hvps += Hd.shape[0]
     # a lower-precision operator's products against the widened operator's (``certify``)
-    reference, wide = None, op.widened()
+    reference = None
     if wide is not op:
         reference = vx.stack([vx.asarray(wide.scaled_mv(x, unit)) for x in vecs])
         hvps += len(vecs)
@@ -281,8 +306,12 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     if not converged and not quiet:
         _warn(res * big, k, threshold * scale * big, float(delta_hvp) * big, restarts, cfg.m,
               hvps, op.hvp_dtype)
-    iv = intervals(which, theta, rho, tau, converged)
-    ends = _prob_ends(which, first, c, float(delta_hvp), op.size, wdt, op.hvp_dtype, iv,
+    # ‖Δ‖ ≤ 2‖F‖_F: how far the operator the first cycle saw is from the widened one on its
+    # Krylov space (module docstring, "Lower precision"); δ where that is larger
+    perturbation = 2 * math.sqrt(errors[0])
+    delta_run = max(float(delta_hvp), perturbation)
+    iv = intervals(which, theta, rho, tau, converged, perturbation)
+    ends = _prob_ends(which, first, c_end, delta_run, op.size, wdt, op.hvp_dtype, iv,
                       threshold * scale,
                       extend, target is not None and (lo_t, hi_t), budget, hvps, cfg.m)
     out = []
@@ -293,7 +322,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
             float(theta[j]) * big, jax.device_put(vecs[j]), float(rho[j]) * big,
             (lo * big, hi * big),
             gap * big, hvps, restarts, converged, seconds, "lanczos", float(tau[j]) * big,
-            float(delta_hvp) * big, cfg.store_basis, cfg.reortho.value, steps,
+            delta_run * big, cfg.store_basis, cfg.reortho.value, steps,
             (plo * big, phi * big), delta if c > 0 else 1.0, bound, stop, spread * big, key))
     return out
 

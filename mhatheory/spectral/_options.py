@@ -69,10 +69,10 @@ SMALL_BLOCK = 64
 #: The most Lanczos vectors per cycle when ``krylov=None`` and the operator is not small.
 DEFAULT_KRYLOV = 40
 
-#: ``Reortho.AUTO`` orthogonalises a single λmin (k = 1, ``SMALLEST``; with ``failure_prob`` only
-#: where the products are rounded in a lower precision than the recurrence, e.g. a float32
-#: model, whose basis loses orthogonality at ε₃₂'s rate over the long cycle such a run takes) in
-#: full on a model of up to this many parameters, so that its restarts are thick. A Hessian's
+#: ``Reortho.AUTO`` orthogonalises a single λmin (k = 1, ``SMALLEST``, no ``failure_prob``) in
+#: full on a model of up to this many parameters, so that its restarts are thick; and, with
+#: ``failure_prob``, a single λmin or λmax whose products are rounded in a lower precision than
+#: the recurrence (a float32 model: its long cycle loses orthogonality at ε₃₂'s rate). A Hessian's
 #: lower end is usually a small eigenvalue beside a cluster at zero that one cycle of 40 steps
 #: rarely resolves; restarting from the Ritz vector alone then takes 114–225 HVPs where a thick
 #: restart takes 80–89, about ARPACK's count (Deora, n = 64, P = 2,176 and 8,448, float64), and
@@ -95,8 +95,8 @@ class Reortho(str, enum.Enum):
       such as the near-zero eigenvalues of a small model's symmetries, can keep a restarted
       run from ever meeting tol), and for a single λmin on a model of up to
       :data:`THICK_LAMBDA_MIN_MAX_PARAMS` parameters (its restarts are then thick; with
-      ``failure_prob``, only where the products are rounded in a lower precision than the
-      recurrence, as a float32 model's);
+      ``failure_prob``, a single λmin or λmax where the products are rounded in a lower
+      precision than the recurrence, as a float32 model's);
       otherwise ``NONE`` for k = 1 (the certificate never relies on orthogonality, and the
       single most extreme pair is not affected by ghosts), ``SELECTIVE`` for k > 1.
     * ``SELECTIVE``: Parlett–Scott selective orthogonalisation. At each adaptive check, the

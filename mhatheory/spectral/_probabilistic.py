@@ -78,16 +78,33 @@ components over the interval around λ_i add up to about γ_i². (Her proved int
 pessimistic; Greenbaum & Strakoš 1992 observe widths of a few ε‖H‖.) Applying (1) to H̃: if
 λmin < t − η with η the interval half-width, every eigenvalue of H̃ near λmin is below t and the
 same argument bounds their joint weight, about γ_min², by c. So the statement survives with the
-end moved outward by η. An inexact HVP (Ĥv = Hv + e, ‖e‖ ≤ δ‖v‖, e.g. a float32 model) is
-Lanczos on a perturbation of H, whose eigenvalues move by at most δ (Weyl). The toolkit takes
-η = 2δ + 2(√P + k)·u·‖T‖ (δ the HVP's estimated rounding, u the unit roundoff of the
-recurrence): twice the HVP error, and twice the rounding of one recurrence step and of the
-tridiagonal eigenvalues. A residual β_j at the rounding level (:func:`breakdown_floor`: ε√P‖T‖
-of the recurrence, or ε_h‖T‖ of a lower-precision HVP) is a breakdown, after which the
-recurrence goes on from a fresh direction outside K(H, v₀); the ends then stop at step j with
-β_j at that threshold, so the product β_1⋯β_k is never smaller than the residuals it stands for
-(a float32 run whose β reached ε₃₂-level rounding, entered at float64's ε√P‖T‖, made the
-product 1e8 times too small and its end missed λmin for every key).
+end moved outward by η.
+
+An inexact HVP (Ĥv = Hv + e(v), e.g. a float32 model) makes the run exact Lanczos for a
+perturbation M = H + Δ: with Q the first cycle's orthonormal vectors and F = [e(q_j)]_j, the
+symmetric Δ = FQᵀ + QFᵀ − Q(QᵀF)Qᵀ maps each q_j to its product's error, and
+‖Δ‖ ≤ 2‖F‖₂ ≤ 2‖F‖_F. M's eigenvalues lie within ‖Δ‖ of H's (Weyl), but M depends on v₀, so
+the event is read on H's own eigenvector x_min: if λmin < t − 2‖Δ‖, Davis–Kahan
+(sin θ ≤ ‖Δx_min‖/(t − λmin) ≤ ½) puts at least |γ_min|/2 of v₀ on M's invariant subspace below
+t, while (1) for M bounds that weight by β_1⋯β_k/|p_k(t)|. So the ends are solved at c/2
+(:data:`PERTURBED_WEIGHT`), moved out by 2‖Δ‖, and keep their probability. The toolkit takes
+η = 2δ + 2(√P + k)·u·‖T‖, u the unit roundoff of the recurrence (twice the rounding of one
+step and of the tridiagonal eigenvalues), and δ a bound on ‖Δ‖: for a float32 model,
+2‖F‖_F with every product of the first cycle compared with the operator widened to float64
+(one more product per step), or the linearity-defect estimate at the final vectors if larger;
+for a float64 model that estimate alone. Measuring F matters: a product's error depends on the
+vector (on an MLP trained to float32 convergence, 0.07–1.3e-6 over a cycle's vectors against
+1.2e-7 at λmin's eigenvector), and a fixed perturbation E can be small at every vector but
+large on the span of the cycle, or invisible to every linearity defect (a float32 loss that is
+exactly 0 hides a float64 curvature of 5.2e-4: an end moved out by 2δ at the final vectors
+missed λmin for every key, and λmax of a loss near 0 at ‖H‖ ≈ 1e-8 was missed by 30 %).
+
+A residual β_j at the rounding level (:func:`breakdown_floor`: ε√P‖T‖ of the recurrence, or
+ε_h‖T‖ of a lower-precision HVP) is a breakdown, after which the recurrence goes on from a
+fresh direction outside K(H, v₀); the ends then stop at step j with β_j at that threshold, so
+the product β_1⋯β_k is never smaller than the residuals it stands for (a float32 run whose β
+reached ε₃₂-level rounding, entered at float64's ε√P‖T‖, made the product 1e8 times too small
+and its end missed λmin for every key).
 ``tests/test_spectral_probabilistic.py`` measures the miss frequency over thousands of random
 starts, float32 HVPs included, against δ.
 """
@@ -106,6 +123,11 @@ from scipy import special
 
 #: The failure probability of a probabilistic end when none is asked for.
 DEFAULT_FAILURE_PROB = 1e-6
+
+#: A run's ends are solved at this fraction of the start threshold c (module docstring,
+#: "Finite precision"): with products perturbed by Δ, the start keeps at least half of
+#: |γ_min| ≥ c on the perturbed operator's subspace below an end 2‖Δ‖ above λmin (Davis–Kahan).
+PERTURBED_WEIGHT = 0.5
 
 #: At most this many Newton steps on log s (:func:`posterior_gap`); from its start above the
 #: root Newton crosses each scale θ_j − θ_1 of the sum in a step or two and then converges
@@ -371,7 +393,8 @@ def margin(hvp_error, num_params: int, steps, tnorm, dtype):
         + 2 * (math.sqrt(num_params) + np.asarray(steps, float)) * u * np.asarray(tnorm, float)
 
 
-__all__ = ["DEFAULT_FAILURE_PROB", "OuterEnds", "RitzBatch", "breakdown_floor",
+__all__ = ["DEFAULT_FAILURE_PROB", "PERTURBED_WEIGHT", "OuterEnds", "RitzBatch",
+           "breakdown_floor",
            "check_failure_prob", "margin",
            "outer_ends", "outer_ends_batch", "posterior_gap", "prior_error", "ritz_batch",
            "start_threshold", "steps_needed"]

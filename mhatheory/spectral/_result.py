@@ -26,8 +26,10 @@ class EigResult(NamedTuple):
             call (a convenience's input checks and linearisation before it are not).
         method: "lanczos" or "exact".
         rounding: τ, the bound on |value − xᵀHx| from rounding (module docstring).
-        hvp_error: δ, the estimated rounding error ‖Ĥx − Hx‖ of one HVP (for ``exact``: the
-            asymmetry ‖Ĥ − Ĥᵀ‖_F of the dense matrix).
+        hvp_error: δ, the estimated rounding error ‖Ĥx − Hx‖ of one HVP; for a lower-precision
+            operator at least 2‖F‖_F, the bound on how far the operator the first cycle saw is
+            from the widened one (:mod:`._probabilistic`, "Finite precision"); for ``exact``:
+            the asymmetry ‖Ĥ − Ĥᵀ‖_F of the dense matrix.
         store_basis: whether the Krylov basis was kept (False: basis-free, O(P) memory, chosen
             or forced by the memory budget).
         reortho: the reorthogonalisation scheme used ("" for ``exact``).
