@@ -120,6 +120,26 @@ def test_full_reorthogonalisation_keeps_the_basis_orthonormal_to_rounding():
         assert np.abs(Q @ Q.T - np.eye(120)).max() <= 32 * EPS
 
 
+@pytest.mark.parametrize("reortho", ["none", "partial", "selective", "full"])
+def test_products_that_are_mostly_rounding_end_the_cycle_before_beta_grows(reortho):
+    """Products Mv with M = A + N, N a random non-symmetric matrix as large as A (a float32
+    operator whose products are mostly rounding, δ ≈ ‖H‖): β_{j+1} ≤ ‖Mq_j‖ holds for a
+    symmetric operator whatever the basis's orthogonality, and once it fails every further
+    step amplifies w (β reached 42–47 ≈ 30‖M‖ in 150 steps here, and overflowed on a float32
+    classifier). Every scheme ends the cycle there, with β ≤ 2‖Mq‖ + its floor; FULL, whose
+    Gram–Schmidt keeps the basis orthonormal, never meets it."""
+    P = 200
+    rng = np.random.default_rng(0)
+    M = jnp.asarray(np.diag(np.linspace(-1, 1, P)) + 0.5 * rng.standard_normal((P, P)) / 14)
+    kr = _recurrence.lanczos(lambda v: M @ v, jnp.asarray(rng.standard_normal(P)), 150,
+                             key=jax.random.key(0), reortho=reortho, tol=1e-10)
+    beta = np.asarray(kr.beta)[1:int(kr.steps) + 1]
+    norm = np.linalg.norm(np.asarray(M), 2)
+    assert np.all(np.isfinite(beta)) and beta.max() <= 2 * norm + 1e-12
+    if reortho != "full":
+        assert int(kr.steps) < 150
+
+
 @pytest.fixture(scope="module")
 def deora_problem():
     cfg = data.MixtureConfig(d=8, T=5, n=64, num_irrelevant=3)

@@ -66,8 +66,13 @@ from mhatheory.spectral import _compile
 from mhatheory.spectral._options import Reortho, Which, as_enum
 from mhatheory.spectral._probabilistic import breakdown_floor, posterior_gap
 
-#: Ritz pairs with Ritz estimate ≤ this × √ε·‖T‖ join the selective set (see ``Reortho``).
+#: Ritz pairs with Ritz estimate ≤ this × √ε·‖T‖ join the selective set (see ``Reortho``), and
+#: at most :data:`SELECTIVE_MAX` × ‖T‖: with float32 products √ε₃₂ = 3.5e-4, and the margin alone
+#: would admit every Ritz pair, converged or not; projecting each new vector against unconverged
+#: Ritz vectors breaks the three-term recurrence (β grew ×10 a step to overflow on a float32
+#: classifier, its ends at 1e+134).
 SELECTIVE_MARGIN = 1e4
+SELECTIVE_MAX = 1e-2
 #: Rows of the Krylov basis handled per block by Gram–Schmidt: only rows 0…j are filled, so
 #: the work is on the smallest multiple of this that holds them.
 BLOCK = 16
@@ -443,6 +448,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
         local = psi * anorm / b_safe                               # ω_{j+1,j}: rounding of α_j
         return xp.where(idx < j, new, xp.where(idx == j, local, (idx == j + 1).astype(dtype)))
 
+    hq = xp.linalg.norm(w)
     w = w - beta[j] * q_prev
     a = q @ w
     w = w - a * q
@@ -491,6 +497,12 @@ def step(cfg: Recurrence, state: State, w) -> State:
             om, om_prev = xp.where(need & (idx <= j), psi, new), xp.where(need, om, seed_prev)
             force = need & ~force
         count = count + need
+    # β_{j+1}² = ‖Hq_j‖² − α_j² − β_j² up to the products' asymmetry (local orthogonality holds
+    # in finite precision whatever the global one), so β_{j+1} ≤ ‖Hq_j‖: a larger β means the
+    # products are mostly rounding (δ ≈ ‖H‖, no longer a symmetric operator's) or Gram–Schmidt
+    # ran against a basis that lost its orthogonality, and each further step amplifies w (β
+    # grew ×10 a step to overflow on a float32 classifier at ‖H‖ ≈ 1e-8): the cycle ends here
+    done = done | (~fresh & (b > 2 * hq + floor))
     q_next = w / nw
     if cfg.store_basis:
         Q = _set_row(xp, Q, j + 1, q_next)
@@ -508,7 +520,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
             stop = stop & _prob_stop(theta, real, beta, j, anorm, scale, P, which, tol, prob,
                                      hvp_eps, xp)
         if selective:
-            good = real & (est <= SELECTIVE_MARGIN * eta * anorm)
+            good = real & (est <= xp.minimum(SELECTIVE_MARGIN * eta, SELECTIVE_MAX) * anorm)
             count_ = xp.minimum(xp.sum(good), cfg.slots).astype(xp.int32)
             best = xp.min(xp.where(good, est, xp.inf)).astype(est.dtype)
             rebuild = (count_ > y_count) | (best < 1e-2 * y_est)
@@ -519,8 +531,14 @@ def step(cfg: Recurrence, state: State, w) -> State:
                 S = ritz(alpha, beta, j, m, which, anorm, order, xp=xp)[3]
                 coef = xp.where(good[order][None, :], S, 0.0)               # (m, slots)
                 Yn = coef.T @ Q[:m]                                          # one pass over Q
-                nrm = xp.linalg.norm(Yn, axis=1, keepdims=True)
-                return xp.where(nrm > 0, Yn / xp.where(nrm > 0, nrm, 1.0), 0.0), count_, best
+                # orthonormal rows: w − Yᵀ(Yw) projects only then. Ritz vectors of a basis that
+                # is semi-orthogonal at √ε of the products (1e-4 for float32 ones) can be
+                # near-copies, and projecting against two copies of y doubles w's part along y
+                # at every step (β grew ×10 a step to overflow on a float32 classifier); a row
+                # that adds less than half a new direction is dropped
+                Qy, R = xp.linalg.qr(Yn.T)
+                new_part = xp.abs(xp.diagonal(R))[:, None]
+                return xp.where(new_part > 0.5, Qy.T, 0.0), count_, best
 
             Y, y_count, y_est = _cond(xp, rebuild, build, lambda: (Y, y_count, y_est))
         return stop, Y, y_count, y_est
