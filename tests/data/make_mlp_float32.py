@@ -12,7 +12,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
@@ -30,30 +29,13 @@ class MLP(nnx.Module):
 
 
 def main() -> None:
+    from _fit import fit_and_save  # this folder's helper (the script's own directory)
+
     kx, kw = jax.random.split(jax.random.key(0))
     x = jax.random.normal(kx, (64, 8), jnp.float32)
     y = jnp.tanh(x @ jax.random.normal(kw, (8,), jnp.float32))
-    graphdef, params = nnx.split(MLP(nnx.Rngs(0)), nnx.Param)
-
-    def loss_fn(p, x, y):
-        return jnp.mean((nnx.merge(graphdef, p)(x) - y) ** 2)
-
-    opt = optax.adam(optax.exponential_decay(3e-3, 10_000, 0.3))
-    state = opt.init(params)
-
-    @jax.jit
-    def step(p, s):
-        g = jax.grad(loss_fn)(p, x, y)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    for _ in range(40_000):
-        params, state = step(params, state)
-    flat = {jax.tree_util.keystr(k): np.asarray(v)
-            for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-    print("loss", float(loss_fn(params, x, y)))
-    np.savez(Path(__file__).with_name("mlp_float32.npz"), x=np.asarray(x), y=np.asarray(y),
-             **flat)
+    fit_and_save(MLP(nnx.Rngs(0)), x, y, optax.exponential_decay(3e-3, 10_000, 0.3), 40_000,
+                 Path(__file__).with_name("mlp_float32.npz"))
 
 
 if __name__ == "__main__":

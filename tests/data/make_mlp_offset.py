@@ -15,7 +15,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
@@ -37,32 +36,14 @@ class MLP(nnx.Module):
 
 
 def main() -> None:
+    from _fit import fit_and_save  # this folder's helper (the script's own directory)
+
     kx, kw = jax.random.split(jax.random.key(1))
     x = jax.random.normal(kx, (32, 4), jnp.float32)
     w = jax.random.normal(kw, (4,), jnp.float32) / 2
     y = (OFFSET + jnp.sin(2 * x @ w) + 0.5 * jnp.tanh(x[:, 0])).astype(jnp.float32)
-    graphdef, params = nnx.split(MLP(nnx.Rngs(0)), nnx.Param)
-
-    def loss_fn(p, x, y):
-        return jnp.mean((nnx.merge(graphdef, p)(x) - y) ** 2)
-
-    steps = 8000
-    opt = optax.adam(optax.exponential_decay(3e-3, steps, 0.01))
-    state = opt.init(params)
-
-    @jax.jit
-    def step(p, s):
-        g = jax.grad(loss_fn)(p, x, y)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    for _ in range(steps):
-        params, state = step(params, state)
-    flat = {jax.tree_util.keystr(k): np.asarray(v)
-            for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-    print("float32 loss", float(loss_fn(params, x, y)))
-    np.savez(Path(__file__).with_name("mlp_offset.npz"), x=np.asarray(x), y=np.asarray(y),
-             **flat)
+    fit_and_save(MLP(nnx.Rngs(0)), x, y, optax.exponential_decay(3e-3, 8000, 0.01), 8000,
+                 Path(__file__).with_name("mlp_offset.npz"))
 
 
 if __name__ == "__main__":
