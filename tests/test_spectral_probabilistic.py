@@ -272,6 +272,19 @@ def test_auto_orthogonalises_a_float32_run_sized_for_its_probabilistic_end():
     assert r32.prob_interval[0] <= lam <= r32.value + r32.rounding
 
 
+def test_a_float32_run_keeps_its_hvp_budget_with_its_widened_products():
+    """A float32 run's products include its widened ones (one per step of the first cycle, and
+    one per final vector): ``max_hvps`` bounds them all (the final vectors' widened products
+    were not reserved, and a run took max_hvps + 2)."""
+    loss, params, x, y = _trained_float32_mlp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", spectral.ConvergenceWarning)
+        for budget in (60, 200):
+            r = spectral.lambda_min(loss, params, x, y, key=jax.random.key(0),
+                                    failure_prob=1e-6, max_hvps=budget, reortho="none")
+            assert r.num_hvps <= budget
+
+
 @pytest.mark.parametrize("reortho", ["full", "none"])
 def test_a_float32_run_measures_its_perturbation_over_the_first_cycle(reortho):
     """The float32 MLP at targets 30000 + O(1) (``make_mlp_offset.py``): its float32 loss is

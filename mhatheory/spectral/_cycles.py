@@ -235,7 +235,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)
     kk = min(k + 1, cfg.m)
-    reserve = kk + 1 + min(2, kk)                        # residuals and the rounding estimate
+    # residuals, the rounding estimate, and a lower-precision operator's widened products
+    reserve = kk + 1 + min(2, kk) + (kk if wide is not op else 0)
     state = rec.start(cfg, start, key=k_break, tol=0.5 * threshold,
                       prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=op.hvp_dtype,
                       mask=op.mask)
@@ -249,10 +250,11 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         j0 = int(state.j)
         room = budget - hvps - reserve
         limit = room if cfg.store_basis else (room + 1) // 2    # a replay costs as much again
+        per_step = 2 if first is None and wide is not op else 1  # and a widened product
         state = rec.run(cfg, first_apply if first is None else apply, state,
-                        limit=max(limit, 0))
+                        limit=max(limit // per_step, 0))
         j = int(state.j)
-        hvps += (j - j0) * (2 if first is None and wide is not op else 1)
+        hvps += (j - j0) * per_step
         steps += j - j0
         _check_finite(np.asarray(state.alpha)[:j], "along the run")
         if first is None:
