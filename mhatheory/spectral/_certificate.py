@@ -142,8 +142,9 @@ def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
 def intervals(which: str, theta, rho, tau, converged: bool, widen: float = 0.0):
     """Certified intervals and gap lower bounds for the k most extreme of ``len(theta)`` Ritz
     pairs (the last one is only a neighbour): see the module docstring, "Certificate".
-    ``widen`` moves every side that rests on the Krylov assumption outward: 2‖Δ‖ for a run on a
-    lower-precision operator that differs from the widened one by Δ on its Krylov space."""
+    ``widen`` moves every side that rests on the Krylov assumption outward: a bound on ‖Δ‖ for a
+    run on a lower-precision operator that differs from the widened one by Δ on its Krylov
+    space (the assumption is then about the operator the run saw)."""
     theta, rho, tau = (np.asarray(a, float) for a in (theta, rho, tau))
     sign = 1.0 if which == "smallest" else -1.0
     out = []

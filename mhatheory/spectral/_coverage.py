@@ -30,9 +30,9 @@ from mhatheory import _validate
 from mhatheory.spectral._certificate import defect_vectors, hvp_error
 from mhatheory.spectral._options import Reortho, work_dtype
 from mhatheory.spectral._probabilistic import (
-    PERTURBED_WEIGHT,
     check_failure_prob,
     margin,
+    margin_factor,
     outer_ends_batch,
     ritz_batch,
     start_threshold,
@@ -162,7 +162,8 @@ def coverage(H, *, failure_probs, key, num_starts: int = 10_000, steps: int = 10
     hvp_err = float(hvp_error(x, jax.vmap(matvec)(x), jax.vmap(matvec)(d), H.dtype))
     sign = 1.0 if which == "smallest" else -1.0
     checked = tuple(range(every, steps + 1, every)) or (steps,)
-    thresholds = [PERTURBED_WEIGHT * start_threshold(P, delta) for delta in deltas]
+    factor = margin_factor(H.dtype)           # the ends' K, as a probe of H's products takes
+    thresholds = [(1 - 1 / factor) * start_threshold(P, delta) for delta in deltas]
     missed = np.zeros((len(deltas), num_starts), bool)
     misses_at = np.zeros((len(deltas), len(checked)), int)
     width = np.full(len(deltas), math.nan)
@@ -174,7 +175,7 @@ def coverage(H, *, failure_probs, key, num_starts: int = 10_000, steps: int = 10
                           * tnorm)
         for d, c in enumerate(thresholds):
             ends = outer_ends_batch(ritz, c)
-            eta = margin(hvp_err, P, ends.steps, tnorm, wdt)
+            eta = margin(hvp_err, P, ends.steps, tnorm, wdt, factor)
             if which == "smallest":
                 end, value = ends.lo - eta, ends.theta_min
             else:

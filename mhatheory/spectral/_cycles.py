@@ -86,9 +86,9 @@ from mhatheory.spectral._options import (
 )
 from mhatheory.spectral._probabilistic import (
     DEFAULT_FAILURE_PROB,
-    PERTURBED_WEIGHT,
     breakdown_floor,
     margin,
+    margin_factor,
     outer_ends,
     start_threshold,
 )
@@ -182,7 +182,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     delta = DEFAULT_FAILURE_PROB if probe.failure_prob is None else probe.failure_prob
     mix = None if v0 is None else float(probe.warm_start_mix)
     c = start_threshold(op.size, delta, mix) if mix != 0 else 0.0
-    c_end = PERTURBED_WEIGHT * c                  # the ends' threshold (:mod:`._probabilistic`)
+    factor = margin_factor(op.hvp_dtype)          # the ends' K (:mod:`._probabilistic`)
+    c_end = (1 - 1 / factor) * c
     log_c = math.log(c_end) if c > 0 else math.inf
     threshold = float(probe.tol) + 100 * float(jnp.finfo(op.hvp_dtype).eps)
     t0 = time.perf_counter()
@@ -469,7 +470,7 @@ def _prob_ends(which, first, c, hvp_error, size, wdt, hvp_dtype, iv, width_tol, 
     # β's floor: the recurrence's breakdown threshold, which a float32 HVP raises to ε₃₂‖T‖
     psi = float(breakdown_floor(size, wdt, float(jnp.finfo(hvp_dtype).eps) / 2))
     ends = outer_ends(alpha, beta, steps, c, psi * tnorm)
-    eta = float(margin(hvp_error, size, ends.steps, tnorm, wdt))
+    eta = float(margin(hvp_error, size, ends.steps, tnorm, wdt, margin_factor(hvp_dtype)))
     if which == Which.SMALLEST:
         outer, bound, end = ends.lo - eta, ends.lo_bound, ends.theta_min
     else:

@@ -84,15 +84,16 @@ An inexact HVP (Ĥv = Hv + e(v), e.g. a float32 model) makes the run exact Lancz
 perturbation M = H + Δ: with Q the first cycle's orthonormal vectors and F = [e(q_j)]_j, the
 symmetric Δ = FQᵀ + QFᵀ − Q(QᵀF)Qᵀ maps each q_j to its product's error, and
 ‖Δ‖ ≤ 2‖F‖₂ ≤ 2‖F‖_F. M's eigenvalues lie within ‖Δ‖ of H's (Weyl), but M depends on v₀, so
-the event is read on H's own eigenvector x_min: if λmin < t − 2‖Δ‖, Davis–Kahan
-(sin θ ≤ ‖Δx_min‖/(t − λmin) ≤ ½) puts at least |γ_min|/2 of v₀ on M's invariant subspace below
-t, while (1) for M bounds that weight by β_1⋯β_k/|p_k(t)|. So the ends are solved at c/2
-(:data:`PERTURBED_WEIGHT`), moved out by 2‖Δ‖, and keep their probability. The toolkit takes
-η = 2δ + 2(√P + k)·u·‖T‖, u the unit roundoff of the recurrence (twice the rounding of one
-step and of the tridiagonal eigenvalues), and δ a bound on ‖Δ‖: for a float32 model,
-2‖F‖_F with every product of the first cycle compared with the operator widened to float64
-(one more product per step), or the linearity-defect estimate at the final vectors if larger;
-for a float64 model that estimate alone. Measuring F matters: a product's error depends on the
+the event is read on H's own eigenvector x_min: if λmin < t − K‖Δ‖, Davis–Kahan
+(sin θ ≤ ‖Δx_min‖/(t − λmin) ≤ 1/K) puts at least (1 − 1/K)|γ_min| of v₀ on M's invariant
+subspace below t, while (1) for M bounds that weight by β_1⋯β_k/|p_k(t)|. So the ends are
+solved at (1 − 1/K)·c, moved out by K‖Δ‖, and keep their probability (K of
+:data:`MARGIN_FACTOR`: 2 for float32 products, 20 for float64 ones). The toolkit takes
+η = K·δ + 2(√P + k)·u·‖T‖, u the unit roundoff of the recurrence (twice the rounding of one
+step and of the tridiagonal eigenvalues), and δ a bound on ‖Δ‖: for a float32 model, 2‖F‖_F
+with every product of the first cycle compared with the operator widened to float64 (one more
+product per step), or the linearity-defect estimate at the final vectors if larger; for a
+float64 model that estimate alone. Measuring F matters: a product's error depends on the
 vector (on an MLP trained to float32 convergence, 0.07–1.3e-6 over a cycle's vectors against
 1.2e-7 at λmin's eigenvector), and a fixed perturbation E can be small at every vector but
 large on the span of the cycle, or invisible to every linearity defect (a float32 loss that is
@@ -124,10 +125,17 @@ from scipy import special
 #: The failure probability of a probabilistic end when none is asked for.
 DEFAULT_FAILURE_PROB = 1e-6
 
-#: A run's ends are solved at this fraction of the start threshold c (module docstring,
-#: "Finite precision"): with products perturbed by Δ, the start keeps at least half of
-#: |γ_min| ≥ c on the perturbed operator's subspace below an end 2‖Δ‖ above λmin (Davis–Kahan).
-PERTURBED_WEIGHT = 0.5
+#: A run's ends move out by K·δ (δ ≥ ‖Δ‖) and are solved at (1 − 1/K)·c (module docstring,
+#: "Finite precision": Davis–Kahan keeps 1 − 1/K of |γ_min| ≥ c on the perturbed operator's
+#: subspace below an end K‖Δ‖ above λmin). K = 2 for products in float32 or lower, whose δ is
+#: large (c halves instead); K = 20 for float64 products, whose 20δ is negligible beside any
+#: width while c loses only 5 % (c/2 cost a float64 λmin up to 59 % more products).
+MARGIN_FACTOR_LOW, MARGIN_FACTOR = 2.0, 20.0
+
+
+def margin_factor(hvp_dtype) -> float:
+    """K of :data:`MARGIN_FACTOR` for products computed in ``hvp_dtype``."""
+    return MARGIN_FACTOR if jnp.finfo(hvp_dtype).bits >= 64 else MARGIN_FACTOR_LOW
 
 #: At most this many Newton steps on log s (:func:`posterior_gap`); from its start above the
 #: root Newton crosses each scale θ_j − θ_1 of the sum in a step or two and then converges
@@ -386,15 +394,15 @@ def breakdown_floor(num_params, work_dtype, hvp_unit, xp=np):
     return xp.maximum(eps * xp.sqrt(xp.asarray(num_params, work_dtype)), 2 * hvp_unit)
 
 
-def margin(hvp_error, num_params: int, steps, tnorm, dtype):
-    """η of the module docstring: 2δ + 2(√P + k)·u·‖T‖ (elementwise over runs)."""
+def margin(hvp_error, num_params: int, steps, tnorm, dtype, factor: float):
+    """η of the module docstring: K·δ + 2(√P + k)·u·‖T‖ (elementwise over runs), K =
+    ``factor`` (:func:`margin_factor`)."""
     u = float(np.finfo(np.dtype(dtype)).eps) / 2
-    return 2 * np.asarray(hvp_error, float) \
+    return factor * np.asarray(hvp_error, float) \
         + 2 * (math.sqrt(num_params) + np.asarray(steps, float)) * u * np.asarray(tnorm, float)
 
 
-__all__ = ["DEFAULT_FAILURE_PROB", "PERTURBED_WEIGHT", "OuterEnds", "RitzBatch",
-           "breakdown_floor",
-           "check_failure_prob", "margin",
+__all__ = ["DEFAULT_FAILURE_PROB", "MARGIN_FACTOR", "MARGIN_FACTOR_LOW", "OuterEnds",
+           "RitzBatch", "breakdown_floor", "check_failure_prob", "margin", "margin_factor",
            "outer_ends", "outer_ends_batch", "posterior_gap", "prior_error", "ritz_batch",
            "start_threshold", "steps_needed"]
