@@ -135,7 +135,7 @@ def plan(probe, size: int, P: int, wdt, hvp_dtype, host: bool):
     # the Gram–Schmidt work of FULL is O(P·j) per step whatever the block's size; a run sized
     # for its probabilistic end keeps NONE unless its products are rounded in a lower precision
     # than the recurrence's, whose long cycle loses orthogonality at that precision's rate (a
-    # float32 classifier's λmin and λmax took 1,300–2,000 HVPs unorthogonalised, 60–400 in full)
+    # float32 classifier's λmin and λmax take 1,300–2,000 HVPs unorthogonalised, 60–400 in full)
     low = jnp.finfo(hvp_dtype).eps > jnp.finfo(wdt).eps
     smallest = Which(probe.which) is Which.SMALLEST
     thick_single = (k == 1 and P <= THICK_LAMBDA_MIN_MAX_PARAMS

@@ -98,14 +98,14 @@ vector (on an MLP trained to float32 convergence, 0.07–1.3e-6 over a cycle's v
 1.2e-7 at λmin's eigenvector), and a fixed perturbation E can be small at every vector but
 large on the span of the cycle, or invisible to every linearity defect (a float32 loss that is
 exactly 0 hides a float64 curvature of 5.2e-4: an end moved out by 2δ at the final vectors
-missed λmin for every key, and λmax of a loss near 0 at ‖H‖ ≈ 1e-8 was missed by 30 %).
+misses λmin for every key, and misses λmax of a loss near 0 at ‖H‖ ≈ 1e-8 by 30 %).
 
 A residual β_j at the rounding level (:func:`breakdown_floor`: ε√P‖T‖ of the recurrence, or
 ε_h‖T‖ of a lower-precision HVP) is a breakdown, after which the recurrence goes on from a
 fresh direction outside K(H, v₀); the ends then stop at step j with β_j at that threshold, so
-the product β_1⋯β_k is never smaller than the residuals it stands for (a float32 run whose β
-reached ε₃₂-level rounding, entered at float64's ε√P‖T‖, made the product 1e8 times too small
-and its end missed λmin for every key).
+the product β_1⋯β_k is never smaller than the residuals it stands for (entered at float64's
+ε√P‖T‖, a float32 run's β at ε₃₂-level rounding makes the product 1e8 times too small, and
+its end misses λmin for every key).
 ``tests/test_spectral_probabilistic.py`` measures the miss frequency over thousands of random
 starts, float32 HVPs included, against δ.
 """

@@ -69,7 +69,7 @@ from mhatheory.spectral._probabilistic import breakdown_floor, posterior_gap
 #: Ritz pairs with Ritz estimate ≤ this × √ε·‖T‖ join the selective set (see ``Reortho``), and
 #: at most :data:`SELECTIVE_MAX` × ‖T‖: with float32 products √ε₃₂ = 3.5e-4, and the margin alone
 #: would admit every Ritz pair, converged or not; projecting each new vector against unconverged
-#: Ritz vectors breaks the three-term recurrence (β grew ×10 a step to overflow on a float32
+#: Ritz vectors breaks the three-term recurrence (β grows ×10 a step to overflow on a float32
 #: classifier, its ends at 1e+134).
 SELECTIVE_MARGIN = 1e4
 SELECTIVE_MAX = 1e-2
@@ -501,7 +501,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
     # in finite precision whatever the global one), so β_{j+1} ≤ ‖Hq_j‖: a larger β means the
     # products are mostly rounding (δ ≈ ‖H‖, no longer a symmetric operator's) or Gram–Schmidt
     # ran against a basis that lost its orthogonality, and each further step amplifies w (β
-    # grew ×10 a step to overflow on a float32 classifier at ‖H‖ ≈ 1e-8): the cycle ends here
+    # grows ×10 a step to overflow on a float32 classifier at ‖H‖ ≈ 1e-8): the cycle ends here
     done = done | (~fresh & (b > 2 * hq + floor))
     q_next = w / nw
     if cfg.store_basis:
@@ -534,7 +534,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
                 # orthonormal rows: w − Yᵀ(Yw) projects only then. Ritz vectors of a basis that
                 # is semi-orthogonal at √ε of the products (1e-4 for float32 ones) can be
                 # near-copies, and projecting against two copies of y doubles w's part along y
-                # at every step (β grew ×10 a step to overflow on a float32 classifier); a row
+                # at every step (β grows ×10 a step to overflow on a float32 classifier); a row
                 # that adds less than half a new direction is dropped
                 Qy, R = xp.linalg.qr(Yn.T)
                 new_part = xp.abs(xp.diagonal(R))[:, None]
