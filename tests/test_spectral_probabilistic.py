@@ -244,7 +244,7 @@ def test_a_float32_run_at_its_rounding_floor_keeps_its_probabilistic_end():
     within 1e-4 of 0 at ‖H‖ = 10) reaches residuals β near the float32 products' rounding
     within ~80 steps. The recurrence takes a β ≤ ε₃₂‖T‖ for a breakdown, and the probabilistic
     end must take it at that threshold: at float64's ε√P‖T‖ instead, the product β_1⋯β_k
-    shrank by ~1e8 and the end (−4.01e-5, …) missed λmin = −4.096e-5 for every key."""
+    shrinks by ~1e8 and the end (−4.01e-5, …) misses λmin = −4.096e-5 for every key."""
     loss, params, x, y = _trained_float32_mlp()
     lam = _float32_mlp_lambda_min()
     for seed in range(3):
@@ -260,7 +260,7 @@ def test_auto_orthogonalises_a_float32_run_sized_for_its_probabilistic_end():
     """With ``failure_prob``, AUTO keeps a float64 model's single λmin unorthogonalised (one long
     cycle, whose extreme pair ghosts do not disturb) but orthogonalises a float32 model's:
     products rounded at ε₃₂ lose orthogonality at that rate, and an unorthogonalised run on a
-    float32 Transformer ended 2,000 HVPs later at +2.4e-3 where λmin = −5.8e-5."""
+    float32 Transformer ends 2,000 HVPs later at +2.4e-3 where λmin = −5.8e-5."""
     loss, params, x, y = _trained_float32_mlp()
     lam = _float32_mlp_lambda_min()
     with warnings.catch_warnings():
@@ -274,8 +274,8 @@ def test_auto_orthogonalises_a_float32_run_sized_for_its_probabilistic_end():
 
 def test_a_float32_run_keeps_its_hvp_budget_with_its_widened_products():
     """A float32 run's products include its widened ones (one per step of the first cycle, and
-    one per final vector): ``max_hvps`` bounds them all (the final vectors' widened products
-    were not reserved, and a run took max_hvps + 2)."""
+    one per final vector): ``max_hvps`` bounds them all, the final vectors' widened products
+    reserved with the residuals."""
     loss, params, x, y = _trained_float32_mlp()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", spectral.ConvergenceWarning)
@@ -288,10 +288,10 @@ def test_a_float32_run_keeps_its_hvp_budget_with_its_widened_products():
 @pytest.mark.parametrize("reortho", ["full", "none"])
 def test_a_float32_run_measures_its_perturbation_over_the_first_cycle(reortho):
     """The float32 MLP at targets 30000 + O(1) (``make_mlp_offset.py``): its float32 loss is
-    exactly 0, so its products carry no curvature term, while float64 has λmin = −5.6e-4; the
+    exactly 0, so its products carry no curvature term, while float64 has λmin = −5.2e-4; the
     fixed perturbation E is invisible to linearity defects and small at the final vectors
-    (δ ≈ 2e-4), and an end moved out by 2δ missed λmin for every key (by up to 5e-5). The end
-    now accounts for ‖Ĥq − H̃q‖ at every vector of the first cycle (‖Δ‖ ≤ 2‖F‖_F), and the
+    (δ ≈ 2e-4), and an end moved out by 2δ misses λmin for every key (by up to 5e-5). The end
+    must account for ‖Ĥq − H̃q‖ at every vector of the first cycle (‖Δ‖ ≤ 2‖F‖_F), and the
     deterministic interval's outer side too."""
     loss, params, x, y = _trained_float32_mlp(name="mlp_offset")
     assert float(loss(params, x, y)) == 0.0
