@@ -8,7 +8,7 @@ from conftest import compilations, dense_tridiag, with_spectrum
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from mhatheory import data, spectral, train
+from mhatheory import data, precision, spectral, train
 from mhatheory.models import deora
 from mhatheory.spectral import _cycles, _options, _recurrence, _restart
 from mhatheory.testing import tol
@@ -359,6 +359,22 @@ def test_a_vanishing_hessian_is_certified_exactly(dtype, engine):
     r = spectral.lambda_min(lambda w: 0.0 * jnp.sum(w**2), jnp.ones(10, dtype), key=KEY,
                             engine=engine)
     assert r.converged and r.value == 0.0 and r.interval == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("probe, truth", [(spectral.lambda_max, 2e-45),
+                                          (spectral.lambda_min, 2e-46)])
+def test_float32_products_that_underflow_probe_the_widened_operator(probe, truth):
+    """A loss scaled by 1e-46: every float32 product underflows to exactly 0 while the float64
+    Hessian is 2e-46·diag(1, …, 10). The first cycle's products differ from the widened ones
+    by all of them, so the probe says so and runs on the widened operator: the eigenvalue, not
+    the float32 operator's 0."""
+    def loss(w):
+        return 1e-46 * jnp.sum(jnp.arange(1, 11) * w**2)
+
+    with pytest.warns(precision.PrecisionWarning, match="widened operator instead"):
+        r = probe(loss, jnp.ones(10, jnp.float32), key=KEY)
+    assert r.converged and r.interval[0] <= truth <= r.interval[1]
+    assert r.value == pytest.approx(truth, rel=1e-12)
 
 
 def test_repeated_calls_compile_nothing_new(deora_problem):

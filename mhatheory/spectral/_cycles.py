@@ -52,15 +52,18 @@ more); ``store_basis=None`` (the default) keeps it when it fits ``memory_budget_
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from mhatheory import _validate, precision
 from mhatheory.spectral import _compile, _restart
 from mhatheory.spectral import _recurrence as rec
 from mhatheory.spectral._certificate import certify, defect_vectors, intervals
@@ -256,6 +259,12 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         _check_finite(np.asarray(state.alpha)[:j], "along the run")
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
+            # products that differ from the widened operator's by more than the acceptance
+            # threshold (all of them, for products that are exactly 0) cannot certify it: the
+            # widened operator is probed instead
+            if wide is not op and 2 * math.sqrt(errors[0]) > threshold * _scale(state):
+                return _widened_run(probe, op, wide, key, v0, target, quiet, budget, hvps,
+                                    2 * math.sqrt(errors[0]) / unit, threshold, t0)
         vecs, extra = _ritz_vectors(cfg, state, cycle_start, which, kk, apply, vx)
         hvps += extra
         Hx = products(vecs)
@@ -324,6 +333,32 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
             delta_run * big, cfg.store_basis, cfg.reortho.value, steps,
             (plo * big, phi * big), delta if c > 0 else 1.0, bound, stop, spread * big, key))
     return out
+
+
+def _widened_run(probe, op, wide, key, v0, target, quiet, budget, hvps, perturbation,
+                 threshold, t0) -> list[EigResult]:
+    """``probe`` on ``wide``, the operator widened to the work dtype, after a first cycle on
+    ``op`` (``hvps`` products) whose products differ from the widened ones by ``perturbation``
+    on its Krylov space (the bound on ‖Δ‖, :mod:`._probabilistic`), more than the acceptance
+    threshold: then no interval from ``op``'s products is narrower than ‖Δ‖, and where ‖Δ‖
+    exceeds the spectrum's own scale (a float32 operator whose products are exactly 0, or a
+    fixed rounding E as large as H) its Krylov space can miss the widened operator's extreme
+    eigenvalue altogether. The rest of the budget goes to the widened run; its results count
+    every product."""
+    if not quiet:
+        warnings.warn(
+            f"the {np.dtype(op.hvp_dtype).name} products differ from the operator widened to "
+            f"{np.dtype(op.work_dtype).name} by up to {perturbation:.3g} on the first Lanczos "
+            f"cycle, more than the acceptance threshold (tol + 100ε = {threshold:.3g} of ‖H‖): "
+            f"the probe ran on the widened operator instead ({np.dtype(op.work_dtype).name} "
+            "products). To certify the lower-precision operator itself, compute it in the wider "
+            "dtype or accept its rounding with a larger tol.",
+            precision.PrecisionWarning, stacklevel=_validate.user_stacklevel())
+    if probe.max_hvps is not None or probe.failure_prob is not None:
+        probe = dataclasses.replace(probe, max_hvps=max(budget - hvps, min_hvps(probe.k)))
+    out = run(probe, wide, key, v0, target, quiet)
+    seconds = time.perf_counter() - t0
+    return [r._replace(num_hvps=r.num_hvps + hvps, seconds=seconds) for r in out]
 
 
 def _draws(words, v0, mix, mask, P: int, dtype):

@@ -83,22 +83,26 @@ end moved outward by η.
 An inexact HVP (Ĥv = Hv + e(v), e.g. a float32 model) makes the run exact Lanczos for a
 perturbation M = H + Δ: with Q the first cycle's orthonormal vectors and F = [e(q_j)]_j, the
 symmetric Δ = FQᵀ + QFᵀ − Q(QᵀF)Qᵀ maps each q_j to its product's error, and
-‖Δ‖ ≤ 2‖F‖₂ ≤ 2‖F‖_F. M's eigenvalues lie within ‖Δ‖ of H's (Weyl), but M depends on v₀, so
-the event is read on H's own eigenvector x_min: if λmin < t − K‖Δ‖, Davis–Kahan
-(sin θ ≤ ‖Δx_min‖/(t − λmin) ≤ 1/K) puts at least (1 − 1/K)|γ_min| of v₀ on M's invariant
-subspace below t, while (1) for M bounds that weight by β_1⋯β_k/|p_k(t)|. So the ends are
-solved at (1 − 1/K)·c, moved out by K‖Δ‖, and keep their probability (K of
-:data:`MARGIN_FACTOR`: 2 for float32 products, 20 for float64 ones). The toolkit takes
+‖Δ‖ ≤ 2‖F‖₂ ≤ 2‖F‖_F; M's eigenvalues lie within ‖Δ‖ of H's (Weyl). But M depends on v₀, so the
+random-start event does not carry over to it: a Δ as small as ‖Hv₀‖ can make v₀ an eigenvector
+of M and hide every other eigenvalue of H, and no margin makes that a proof. The toolkit takes
 η = K·δ + 2(√P + k)·u·‖T‖, u the unit roundoff of the recurrence (twice the rounding of one
-step and of the tridiagonal eigenvalues), and δ a bound on ‖Δ‖: for a float32 model, 2‖F‖_F
-with every product of the first cycle compared with the operator widened to float64 (one more
-product per step), or the linearity-defect estimate at the final vectors if larger; for a
-float64 model that estimate alone. Measuring F matters: a product's error depends on the
-vector (on an MLP trained to float32 convergence, 0.07–1.3e-6 over a cycle's vectors against
-1.2e-7 at λmin's eigenvector), and a fixed perturbation E can be small at every vector but
-large on the span of the cycle, or invisible to every linearity defect (a float32 loss that is
-exactly 0 hides a float64 curvature of 5.2e-4: an end moved out by 2δ at the final vectors
-misses λmin for every key, and misses λmax of a loss near 0 at ‖H‖ ≈ 1e-8 by 30 %).
+step and of the tridiagonal eigenvalues), δ ≥ ‖Δ‖ as measured, and solves the ends at
+(1 − 1/K)·c (K of :data:`MARGIN_FACTOR`: 2 for float32 products, 20 for float64 ones). δ is,
+for a float32 model, 2‖F‖_F with every product of the first cycle compared with the operator
+widened to float64 (one more product per step), or the linearity-defect estimate at the final
+vectors if larger; for a float64 model that estimate alone. Measuring F matters: a product's
+error depends on the vector (on an MLP trained to float32 convergence, 0.07–1.3e-6 over a
+cycle's vectors against 1.2e-7 at λmin's eigenvector), and a fixed perturbation E can be small
+at every vector but large on the span of the cycle, or invisible to every linearity defect (a
+float32 loss that is exactly 0 hides a float64 curvature of 5.2e-4: an end moved out by 2δ at
+the final vectors misses λmin for every key). Where ‖Δ‖ exceeds the acceptance threshold
+(tol + 100ε of the products, times ‖T‖) after the first cycle, a float32 probe runs on the
+widened operator instead (:mod:`._cycles`), whose products are exact to float64 rounding: the
+float32 cases where the margin alone missed (products exactly 0 while float64 has a curvature
+of 5e-4; λmax of a classifier whose float32 rounding exceeds its ‖H‖ ≈ 1e-8) are all of that
+kind. Below it, the margin held in every case measured: the coverage experiment's float32
+rows and two audits of float32 models at and near convergence.
 
 A residual β_j at the rounding level (:func:`breakdown_floor`: ε√P‖T‖ of the recurrence, or
 ε_h‖T‖ of a lower-precision HVP) is a breakdown, after which the recurrence goes on from a
@@ -125,11 +129,10 @@ from scipy import special
 #: The failure probability of a probabilistic end when none is asked for.
 DEFAULT_FAILURE_PROB = 1e-6
 
-#: A run's ends move out by K·δ (δ ≥ ‖Δ‖) and are solved at (1 − 1/K)·c (module docstring,
-#: "Finite precision": Davis–Kahan keeps 1 − 1/K of |γ_min| ≥ c on the perturbed operator's
-#: subspace below an end K‖Δ‖ above λmin). K = 2 for products in float32 or lower, whose δ is
-#: large (c halves instead); K = 20 for float64 products, whose 20δ is negligible beside any
-#: width while c loses only 5 % (c/2 cost a float64 λmin up to 59 % more products).
+#: A run's ends move out by K·δ (δ ≥ ‖Δ‖, the products' perturbation) and are solved at
+#: (1 − 1/K)·c (module docstring, "Finite precision"): K = 2 for products in float32 or lower,
+#: whose δ is large (c halves instead); K = 20 for float64 products, whose 20δ is negligible
+#: beside any width while c loses only 5 % (c/2 costs a float64 λmin up to 59 % more products).
 MARGIN_FACTOR_LOW, MARGIN_FACTOR = 2.0, 20.0
 
 
