@@ -264,7 +264,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
             # widened operator is probed instead
             if wide is not op and 2 * math.sqrt(errors[0]) > threshold * _scale(state):
                 return _widened_run(probe, op, wide, key, v0, target, quiet, budget, hvps,
-                                    2 * math.sqrt(errors[0]) / unit, threshold, t0)
+                                    2 * math.sqrt(errors[0]), _scale(state), threshold, t0)
         vecs, extra = _ritz_vectors(cfg, state, cycle_start, which, kk, apply, vx)
         hvps += extra
         Hx = products(vecs)
@@ -335,25 +335,29 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     return out
 
 
-def _widened_run(probe, op, wide, key, v0, target, quiet, budget, hvps, perturbation,
+def _widened_run(probe, op, wide, key, v0, target, quiet, budget, hvps, perturbation, scale,
                  threshold, t0) -> list[EigResult]:
-    """``probe`` on ``wide``, the operator widened to the work dtype, after a first cycle on
-    ``op`` (``hvps`` products) whose products differ from the widened ones by ``perturbation``
-    on its Krylov space (the bound on ‖Δ‖, :mod:`._probabilistic`), more than the acceptance
-    threshold: then no interval from ``op``'s products is narrower than ‖Δ‖, and where ‖Δ‖
-    exceeds the spectrum's own scale (a float32 operator whose products are exactly 0, or a
-    fixed rounding E as large as H) its Krylov space can miss the widened operator's extreme
-    eigenvalue altogether. The rest of the budget goes to the widened run; its results count
-    every product."""
+    """``probe`` on ``wide``, the operator widened to the work dtype, after a first cycle on ``op``
+    (``hvps`` products) whose products differ from the widened ones by ``perturbation`` on its
+    Krylov space (the bound on ‖Δ‖, :mod:`._probabilistic`; ``scale``: ‖T‖, both in the run's
+    units), more than the acceptance threshold: then no interval from ``op``'s products is
+    narrower than ‖Δ‖, and where ‖Δ‖ exceeds the spectrum's own scale (a float32 operator whose
+    products are exactly 0, or a fixed rounding E as large as H) its Krylov space can miss the
+    widened operator's extreme eigenvalue altogether. The rest of the budget goes to the widened
+    run; its results count every product."""
     if not quiet:
+        low, wdt = np.dtype(op.hvp_dtype).name, np.dtype(op.work_dtype).name
+        if scale > 0:
+            by = f"by {perturbation / scale:.3g} of ‖H‖"
+            fix = f"To probe with {low} products, pass tol above {perturbation / scale:.2g}."
+        else:
+            by, fix = "entirely (they are all 0)", f"No tol lets {low} products certify it."
         warnings.warn(
-            f"the {np.dtype(op.hvp_dtype).name} products differ from the operator widened to "
-            f"{np.dtype(op.work_dtype).name} by up to {perturbation:.3g} on the first Lanczos "
-            f"cycle, more than the acceptance threshold (tol + 100ε = {threshold:.3g} of ‖H‖): "
-            f"the probe ran on the widened operator instead ({np.dtype(op.work_dtype).name} "
-            "products). To certify the lower-precision operator itself, compute it in the wider "
-            "dtype or accept its rounding with a larger tol.",
-            precision.PrecisionWarning, stacklevel=_validate.user_stacklevel())
+            f"the {low} products differ from the operator widened to {wdt} {by} on the first "
+            f"Lanczos cycle, more than the acceptance threshold (tol + 100ε = {threshold:.3g}): "
+            f"the probe ran on the widened operator instead ({wdt} products; the result "
+            f"certifies the same weights and data in {wdt}). {fix}", precision.PrecisionWarning,
+            stacklevel=_validate.user_stacklevel())
     if probe.max_hvps is not None or probe.failure_prob is not None:
         probe = dataclasses.replace(probe, max_hvps=max(budget - hvps, min_hvps(probe.k)))
     out = run(probe, wide, key, v0, target, quiet)
