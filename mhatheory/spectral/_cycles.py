@@ -96,6 +96,11 @@ from mhatheory.spectral._result import EigResult
 #: The most Ritz pairs a thick restart keeps (their vectors are the selective set after it).
 MAX_KEEP = 32
 
+#: A lower-precision run compares its products with the widened operator's after this many
+#: steps of its first cycle (and at its end), so that a fallback (``_widened_run``) spends
+#: little of the budget on products it discards.
+COMPARE_STEPS = 8
+
 
 def check_size(k: int, size: int) -> None:
     """Lanczos needs one more coordinate than the pairs it is asked for (the gap's neighbour)."""
@@ -200,6 +205,18 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     if not host:
         start = jnp.asarray(start)
     z = vx.asarray(z)
+    # A lower-precision run compares its products with the widened ones after COMPARE_STEPS
+    # steps and at the end of its first cycle, and falls back to the widened operator with the
+    # rest of its budget (``_widened_run``), which the reserve keeps at least the shortest run
+    # it can make; where the budget cannot hold a comparison too, the widened operator is
+    # probed from the start.
+    wide = op.widened()
+    kk = min(k + 1, cfg.m)
+    reserve = kk + 1 + min(2, kk)                        # residuals and the rounding estimate
+    if wide is not op:
+        reserve = max(reserve + kk, min_hvps(k, not cfg.store_basis))   # and widened products
+        if budget - 2 - reserve < 2 * COMPARE_STEPS:
+            return run(probe, wide, key, v0, target, quiet)
     w0 = vx.asarray(rec.on_engine(cfg, op.mv)(start))
     norm0 = float(_safe_norm(w0))
     if not math.isfinite(norm0):
@@ -211,7 +228,6 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     # a lower-precision operator is compared with its widened self at every vector of the first
     # cycle (the one its probabilistic end reads): ``errors[0]`` = Σ‖Ĥq − H̃q‖², so that
     # ‖F‖₂ ≤ ‖F‖_F = √errors for F = [Ĥq_j − H̃q_j]_j (module docstring, "Lower precision")
-    wide = op.widened()
     errors = [0.0]
     first_apply = apply
     if wide is not op:
@@ -234,9 +250,6 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
 
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)
-    kk = min(k + 1, cfg.m)
-    # residuals, the rounding estimate, and a lower-precision operator's widened products
-    reserve = kk + 1 + min(2, kk) + (kk if wide is not op else 0)
     state = rec.start(cfg, start, key=k_break, tol=0.5 * threshold,
                       prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=op.hvp_dtype,
                       mask=op.mask)
@@ -246,23 +259,32 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     restarts = 0
     first = best = Hd = None
     cycle_start = start
+    def unresolved(state):
+        """The lower-precision products differ from the widened ones by more than the
+        acceptance threshold on the cycle so far (all of them when they vanish)."""
+        return wide is not op and 2 * math.sqrt(errors[0]) > threshold * _scale(state)
+
     while True:
         j0 = int(state.j)
         room = budget - hvps - reserve
         limit = room if cfg.store_basis else (room + 1) // 2    # a replay costs as much again
-        per_step = 2 if first is None and wide is not op else 1  # and a widened product
-        state = rec.run(cfg, first_apply if first is None else apply, state,
-                        limit=max(limit // per_step, 0))
+        if first is None and wide is not op:                    # two products a step
+            state = rec.run(cfg, first_apply, state, limit=COMPARE_STEPS)
+            if unresolved(state):
+                return _widened_run(probe, op, wide, key, v0, target, quiet, budget,
+                                    hvps + 2 * (int(state.j) - j0), 2 * math.sqrt(errors[0]),
+                                    _scale(state), threshold, t0)
+            state = rec.run(cfg, first_apply, state,
+                            limit=max(limit // 2 - (int(state.j) - j0), 0))
+        else:
+            state = rec.run(cfg, apply, state, limit=max(limit, 0))
         j = int(state.j)
-        hvps += (j - j0) * per_step
+        hvps += (j - j0) * (2 if first is None and wide is not op else 1)
         steps += j - j0
         _check_finite(np.asarray(state.alpha)[:j], "along the run")
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
-            # products that differ from the widened operator's by more than the acceptance
-            # threshold (all of them, for products that are exactly 0) cannot certify it: the
-            # widened operator is probed instead
-            if wide is not op and 2 * math.sqrt(errors[0]) > threshold * _scale(state):
+            if unresolved(state):
                 return _widened_run(probe, op, wide, key, v0, target, quiet, budget, hvps,
                                     2 * math.sqrt(errors[0]), _scale(state), threshold, t0)
         vecs, extra = _ritz_vectors(cfg, state, cycle_start, which, kk, apply, vx)
@@ -359,7 +381,7 @@ def _widened_run(probe, op, wide, key, v0, target, quiet, budget, hvps, perturba
             f"certifies the same weights and data in {wdt}). {fix}", precision.PrecisionWarning,
             stacklevel=_validate.user_stacklevel())
     if probe.max_hvps is not None or probe.failure_prob is not None:
-        probe = dataclasses.replace(probe, max_hvps=max(budget - hvps, min_hvps(probe.k)))
+        probe = dataclasses.replace(probe, max_hvps=budget - hvps)
     out = run(probe, wide, key, v0, target, quiet)
     seconds = time.perf_counter() - t0
     return [r._replace(num_hvps=r.num_hvps + hvps, seconds=seconds) for r in out]
