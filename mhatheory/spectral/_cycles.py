@@ -267,9 +267,10 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     while True:
         j0 = int(state.j)
         room = budget - hvps - reserve
-        limit = room if cfg.store_basis else (room + 1) // 2    # a replay costs as much again
+        # a basis-free replay costs the cycle's steps again, less its first
+        limit = room if cfg.store_basis else (room - j0 + 1) // 2
         if first is None and wide is not op:                    # two products a step
-            state = rec.run(cfg, first_apply, state, limit=COMPARE_STEPS)
+            state = rec.run(cfg, first_apply, state, limit=min(COMPARE_STEPS, limit // 2))
             if unresolved(state):
                 return _widened_run(probe, op, wide, key, v0, target, quiet, budget,
                                     hvps + 2 * (int(state.j) - j0), 2 * math.sqrt(errors[0]),
