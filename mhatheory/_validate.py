@@ -7,6 +7,9 @@ value checks are skipped and only static shape checks apply.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import os
 import sys
 from collections.abc import Sequence
@@ -246,6 +249,36 @@ def floating_dtype(name: str, dtype) -> None:
     if not ok:
         raise ValueError(f"{name} must be a floating-point dtype such as jnp.float64 or "
                          f"jnp.float32, got {dtype!r}.")
+
+
+def unknown_names(unknown, known) -> str:
+    """``unknown`` names, each with the closest of ``known`` as a hint where one is close.
+
+    Example:
+        >>> unknown_names(["num_sample", "zzz"], ["num_samples", "key"])
+        "'num_sample' (did you mean 'num_samples'?), 'zzz'"
+    """
+    return ", ".join(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
+                     for name in unknown
+                     for close in [difflib.get_close_matches(name, list(known), n=1)])
+
+
+def suggests_keywords(fn):
+    """``fn`` (without ``**kwargs``) whose unknown keyword arguments raise a TypeError naming the
+    closest known one, which Python's own message does not."""
+    params = inspect.signature(fn).parameters.values()
+    known = [p.name for p in params
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown:
+            raise TypeError(f"{fn.__name__}() got an unknown keyword argument "
+                            f"{unknown_names(unknown, known)}; it takes {', '.join(known)}.")
+        return fn(*args, **kwargs)
+
+    return checked
 
 
 def size_text(num_bytes: int) -> str:

@@ -209,6 +209,7 @@ def _rademacher(op: LinearOperator, words, count: int) -> np.ndarray:
     return z.astype(op.work_dtype)
 
 
+@_validate.suggests_keywords
 def trace(loss_fn, params, *args, key=None, num_samples: int = 100) -> Estimate:
     """Hutchinson estimate of tr ∇²L̂ (or of a curvature operator) with its unbiased (ddof = 1)
     standard error: :class:`Hutchinson` on the operator at ``params``. ``key=None`` is a fresh
@@ -225,6 +226,7 @@ def trace(loss_fn, params, *args, key=None, num_samples: int = 100) -> Estimate:
     return probe(one_shot(loss_fn, params, *args), key=key)
 
 
+@_validate.suggests_keywords
 def spectral_density(loss_fn, params, *args, key=None, num_probes: int = 8, krylov: int = 60,
                      reortho: Reortho | str = Reortho.NONE,
                      engine: Engine | str = Engine.AUTO) -> Density:

@@ -17,7 +17,6 @@ A Lanczos run, from its sizing to its certificate, is :mod:`._cycles`; the exact
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import ClassVar
 
 import jax
@@ -336,10 +335,8 @@ def eig_probe(method: Method | str = Method.LANCZOS, **options) -> Lanczos | Exa
     known = sorted(f.name for f in dataclasses.fields(probe) if f.init)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        hints = [f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
-                 for name in unknown for close in [difflib.get_close_matches(name, known, n=1)]]
-        raise TypeError(f"unknown option {', '.join(hints)} for method='{method.value}'; it "
-                        f"takes {', '.join(known)}.")
+        raise TypeError(f"unknown option {_validate.unknown_names(unknown, known)} for "
+                        f"method='{method.value}'; it takes {', '.join(known)}.")
     return probe(**options)
 
 
