@@ -259,35 +259,42 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     restarts = 0
     first = best = Hd = None
     cycle_start = start
-    def unresolved(state):
-        """The lower-precision products differ from the widened ones by more than the
-        acceptance threshold on the cycle so far (all of them when they vanish)."""
-        return wide is not op and 2 * math.sqrt(errors[0]) > threshold * _scale(state)
+
+    def widened_if_unresolved(state, spent):
+        """The widened run (:func:`_widened_run`) if the lower-precision products differ from
+        the widened ones by more than the acceptance threshold on the cycle so far (all of them
+        when they vanish), after ``spent`` products; else None."""
+        scale, perturbation = _scale(state), 2 * math.sqrt(errors[0])
+        if perturbation <= threshold * scale:
+            return None
+        return _widened_run(probe, op, wide, key, v0, target, quiet, budget, spent,
+                            perturbation, scale, threshold, t0)
 
     while True:
         j0 = int(state.j)
         room = budget - hvps - reserve
         # a basis-free replay costs the cycle's steps again, less its first
         limit = room if cfg.store_basis else (room - j0 + 1) // 2
-        if first is None and wide is not op:                    # two products a step
+        compare = first is None and wide is not op              # two products a step
+        if compare:
             state = rec.run(cfg, first_apply, state, limit=min(COMPARE_STEPS, limit // 2))
-            if unresolved(state):
-                return _widened_run(probe, op, wide, key, v0, target, quiet, budget,
-                                    hvps + 2 * (int(state.j) - j0), 2 * math.sqrt(errors[0]),
-                                    _scale(state), threshold, t0)
+            widened = widened_if_unresolved(state, hvps + 2 * (int(state.j) - j0))
+            if widened is not None:
+                return widened
             state = rec.run(cfg, first_apply, state,
                             limit=max(limit // 2 - (int(state.j) - j0), 0))
         else:
             state = rec.run(cfg, apply, state, limit=max(limit, 0))
         j = int(state.j)
-        hvps += (j - j0) * (2 if first is None and wide is not op else 1)
+        hvps += (j - j0) * (2 if compare else 1)
         steps += j - j0
         _check_finite(np.asarray(state.alpha)[:j], "along the run")
+        if compare:
+            widened = widened_if_unresolved(state, hvps)
+            if widened is not None:
+                return widened
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
-            if unresolved(state):
-                return _widened_run(probe, op, wide, key, v0, target, quiet, budget, hvps,
-                                    2 * math.sqrt(errors[0]), _scale(state), threshold, t0)
         vecs, extra = _ritz_vectors(cfg, state, cycle_start, which, kk, apply, vx)
         hvps += extra
         Hx = products(vecs)
