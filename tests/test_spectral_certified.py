@@ -9,10 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.linalg import hadamard
 
 from mhatheory import data, precision, spectral, train
 from mhatheory.models import deora
+from mhatheory.spectral import _certificate
 
 
 def _hadamard_loss(n):
@@ -196,3 +199,116 @@ def test_a_skipped_copy_of_a_repeated_eigenvalue_leaves_the_inner_ends_and_prob_
                 assert e <= r.interval[1] + 1e-12 and r.prob_interval[0] <= e <= r.prob_interval[1]
                 skipped += not r.interval[0] <= e
     assert skipped > 0      # the case the docstring describes occurs (key 1: two copies)
+
+
+def _saturated_classifier(scale):
+    """A linear softmax classifier on 16 well-separated points (P = 16), its weights ``scale``
+    times a near-identity: the smallest logit margin is about 0.64·scale. Returns the loss,
+    the weights, the data and the eigenvalues of its Hessian formed with 1 − p computed stably
+    (as Σ of the other classes' p), which float64 autodiff rounds to 0 past margins of ~37."""
+    y = jnp.arange(16) % 4
+    x = jax.nn.one_hot(y, 4) + 0.1 * jax.random.normal(jax.random.key(0), (16, 4))
+    W = scale * (jnp.eye(4) + 0.05 * jax.random.normal(jax.random.key(1), (4, 4)))
+
+    def loss(W, x, y):
+        return optax.softmax_cross_entropy_with_integer_labels(x @ W, y).mean()
+
+    X, Z = np.asarray(x), np.asarray(x @ W)
+    H = np.zeros((16, 16))
+    for xi, z in zip(X, Z, strict=True):
+        t = np.argmax(z)
+        e = np.exp(z - z[t])
+        e[t] = 0.0
+        p = e / (1 + e.sum())
+        p[t] = 1 / (1 + e.sum())
+        A = -np.outer(p, p)
+        A[np.diag_indices(4)] = p * (1 - p)
+        A[t, t] = p[t] * e.sum() / (1 + e.sum())          # p_t(1 − p_t), 1 − p_t not rounded
+        H += np.kron(np.outer(xi, xi), A) / len(X)
+    return loss, W, (x, y), np.linalg.eigvalsh(H)
+
+
+@pytest.mark.parametrize("scale", [30.0, 100.0, 150.0])
+def test_a_softmax_saturated_beyond_float64_is_certified_truly_or_not_at_all(scale):
+    """Past float64's resolution (margins ≳ 37) autodiff's products carry a fixed error as large
+    as the curvature (the top class's 1 − p rounds to 0), which the linearity check cannot see:
+    without the symmetry test λmin's intervals missed the stably computed eigenvalue at scale
+    100 and 150 for every key, and λmax certified a converged interval that missed at 150. Now
+    every interval holds, and where the products fail the symmetry test (λmin at 100, every
+    probe at 150, margins ≈ 97) the probe says so and certifies nothing."""
+    loss, W, args, ev = _saturated_classifier(scale)
+    for which, truth in (("smallest", ev[0]), ("largest", ev[-1])):
+        for k in (0, 1):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                r = spectral.extreme_eigs(loss, W, *args, which=which, key=jax.random.key(k),
+                                          failure_prob=1e-6)[0]
+            assert r.interval[0] <= truth <= r.interval[1], (which, k, r.interval, truth)
+            assert r.prob_interval[0] <= truth <= r.prob_interval[1], (which, k, truth)
+            asymmetric = [w for w in caught if issubclass(w.category, precision.PrecisionWarning)
+                          and "not symmetric" in str(w.message)]
+            if asymmetric:
+                assert r.interval == r.prob_interval == (-np.inf, np.inf) and not r.converged
+            # resolved at 30 (margins ≈ 19), beyond float64 for every probe at 150
+            assert bool(asymmetric) == (scale == 150.0) or scale == 100.0, (which, k)
+
+
+class _Matrix(spectral.Operator):
+    """The operator v ↦ M v of a fixed matrix M, whatever θ (hashable by identity)."""
+
+    def __init__(self, M):
+        self.M = jnp.asarray(M)
+
+    def check(self, params, args):
+        pass
+
+    def matvec_at(self, params, args):
+        flat = jax.flatten_util.ravel_pytree(params)[0]
+        return jax.tree_util.Partial(jnp.matmul, self.M), flat
+
+    def scalar(self, params, *args):
+        return 0.5 * jnp.sum(params * (self.M @ params))
+
+
+def test_a_non_symmetric_operator_is_certified_nothing():
+    """Lanczos assumes a symmetric operator; one that is not (here M = A + K, K antisymmetric at
+    1e-6·‖A‖, far below what its Ritz values would show) fails the symmetry test, warns, and
+    leaves every interval open, where its symmetric part alone is certified."""
+    rng = np.random.default_rng(0)
+    A = np.diag(np.linspace(-1.0, 1.0, 40))
+    K = rng.standard_normal((40, 40))
+    K = 1e-6 * (K - K.T) / np.linalg.norm(K - K.T, 2)
+    theta = jnp.zeros(40)
+    r = spectral.lambda_min(_Matrix(A), theta, key=jax.random.key(0))
+    assert r.converged and r.interval[0] <= -1.0 <= r.interval[1]
+    with pytest.warns(precision.PrecisionWarning, match="not symmetric"):
+        r = spectral.lambda_min(_Matrix(A + K), theta, key=jax.random.key(0))
+    assert r.interval == r.prob_interval == (-np.inf, np.inf) and not r.converged
+
+
+@given(P=st.integers(2, 64), exponent=st.integers(-300, 300), seed=st.integers(0, 2**31))
+def test_the_symmetry_test_passes_every_symmetric_operator_within_its_bound(P, exponent, seed):
+    """A theorem of ``_certificate.asymmetry``: for a symmetric A whose products err by at most
+    δ (here NumPy's float64 matmul, |fl(Ax) − Ax| ≤ γ_P·|A||x| entrywise), the computed
+    asymmetry never exceeds its bound, at any scale; an antisymmetric part of 1e-6·‖A‖, far
+    above δ, exceeds it."""
+    rng = np.random.default_rng(seed)
+    B = rng.standard_normal((P, P)) * 2.0 ** exponent
+    A = (B + B.T) / 2
+    unit = rng.standard_normal((3, P))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    z, vecs = unit[0], unit[1:]
+    g = _certificate.gamma(P, np.finfo(np.float64).eps / 2)
+
+    def products(M):
+        rows = np.concatenate([z[None], vecs + z[None]])
+        return vecs @ M.T, rows @ M.T
+
+    delta = max(np.linalg.norm(g * (np.abs(A) @ np.abs(v))) for v in (z, *vecs))
+    a, allowed = _certificate.asymmetry(vecs, *products(A)[:1], z, products(A)[1], delta)
+    assert a <= allowed
+    K = rng.standard_normal((P, P))
+    K = 1e-6 * np.linalg.norm(A, 2) * (K - K.T) / np.linalg.norm(K - K.T, 2)
+    Hx, Hd = products(A + K)
+    a, allowed = _certificate.asymmetry(vecs, Hx, z, Hd, delta)
+    assert a > allowed

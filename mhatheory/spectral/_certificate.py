@@ -45,6 +45,20 @@ off). The outer end that needs no such assumption is probabilistic
 (:mod:`._probabilistic`, ``EigResult.prob_interval``), and the toolkit's verdicts use it.
 An **unconverged** run (ρ̂ > tol·‖H‖ after the restart budget)
 reports (−∞, θ̂ + τ] for λmin ([θ̂ − τ, +∞) for λmax): only the Rayleigh side is claimed.
+
+**Symmetry** (:func:`asymmetry`). The estimate δ sees rounding that is not linear in the vector;
+a fixed error of the products (Ĥ = H + E with E linear) passes the linearity check whatever its
+size. A softmax saturated beyond the work dtype's resolution computes one: the top class's
+p rounds to 1, so p(1 − p) and the top row of diag(p) − ppᵀ round to 0 (or to a linear
+expression in the tangent) while the other rows keep their O(1 − p) entries, an error as
+large as the curvature itself, and not symmetric. The products already made test for it at no
+cost: for unit a, b among z and the first two Ritz vectors, if H is symmetric and
+‖Ĥa − Ha‖, ‖Ĥb − Hb‖ ≤ δ, then aᵀĤb − bᵀĤa = aᵀe_b − bᵀe_a, so
+|aᵀĤb − bᵀĤa| ≤ (‖a‖ + ‖b‖)δ; the two pairwise dot products add at most γ(Σ|a_i(Ĥb)_i| +
+Σ|b_i(Ĥa)_i|), and the norms, the sums of |·| and the subtraction at most a factor (1 + 4γ). A
+computed asymmetry above that refutes the premise (H symmetric with every product within δ):
+the run then certifies nothing (:mod:`._cycles`). The test is one-sided: a symmetric E, or an
+asymmetric one that the three vectors do not see, passes it.
 """
 
 from __future__ import annotations
@@ -137,6 +151,29 @@ def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
     rho_hat = xp.sqrt(pairwise_sum(r * r))
     rho = (rho_hat * (1 + g) + 2 * u * (nHx + xp.abs(theta) * nx) + delta * nx) / nx + tau
     return theta, rho, tau, delta
+
+
+@_compile.probe_program
+def asymmetry(xp, vecs, Hx, z, Hd, delta):
+    """``(a, allowed)`` for the pair of unit vectors among z and the first min(2, len(vecs)) rows
+    of ``vecs`` whose computed |aᵀĤb − bᵀĤa| exceeds most the bound it obeys when the operator
+    is symmetric and its products err by at most ``delta`` (module docstring, "Symmetry"):
+    a > allowed refutes that premise. ``Hx``, ``Hd``: as in :func:`certify` (``Hd[0]`` = Ĥz)."""
+    nd = Hd.shape[0] - 1
+    units = xp.concatenate([z[None], vecs[:nd]])
+    prods = xp.concatenate([Hd[:1], Hx[:nd]])
+    P = vecs.shape[-1]
+    g = gamma(math.ceil(math.log2(max(P, 2))) + 2, np.finfo(vecs.dtype).eps / 2)
+    i, j = np.triu_indices(nd + 1, 1)
+    terms = xp.concatenate([units[i] * prods[j], units[j] * prods[i]])
+    # one pairwise summation for every dot product, |·| sum and norm
+    sums = pairwise_sum(xp.concatenate([terms, xp.abs(terms), units * units]))
+    n = len(i)
+    dots, mags, norms = sums[:2 * n], sums[2 * n:4 * n], xp.sqrt(sums[4 * n:])
+    a = xp.abs(dots[:n] - dots[n:])
+    bound = (1 + 4 * g) * ((norms[i] + norms[j]) * delta + g * (mags[:n] + mags[n:]))
+    worst = xp.argmax(a - bound)
+    return a[worst], bound[worst]
 
 
 def intervals(which: str, theta, rho, tau, converged: bool, widen: float = 0.0):

@@ -28,7 +28,10 @@ residual alone, exactly as with a fixed Krylov size.
 **Certificate** (:mod:`._certificate`): from the final unit vectors and their own products,
 with the HVP's rounding estimated from its linearity defect: λmin ∈ [θ̂ − τ − s, θ̂ + τ] with s the
 Bauer–Fike ρ or the Kato–Temple ρ²/g (mirrored for λmax); an unconverged run claims only the
-Rayleigh side (−∞, θ̂ + τ] and warns with a :class:`ConvergenceWarning`. The probabilistic outer
+Rayleigh side (−∞, θ̂ + τ] and warns with a :class:`ConvergenceWarning`. Products that fail the
+symmetry test (:func:`._certificate.asymmetry`: a fixed error the rounding estimate cannot see,
+or an operator that is not symmetric) certify nothing: every interval is (−∞, ∞), with a
+:class:`~mhatheory.precision.PrecisionWarning`. The probabilistic outer
 end (``prob_interval``, :mod:`._probabilistic`) needs no assumption on the spectrum: it comes
 from the first cycle's tridiagonal matrix, from the random start. The exact route's interval is
 ±(2‖Ĥ − Ĥᵀ‖_F + P·u·‖H‖): the asymmetry of the materialised columns estimates their rounding,
@@ -66,8 +69,8 @@ import scipy.linalg
 from mhatheory import _validate, precision
 from mhatheory.spectral import _compile, _restart
 from mhatheory.spectral import _recurrence as rec
-from mhatheory.spectral._certificate import certify, defect_vectors, intervals
-from mhatheory.spectral._ends import prob_ends, resolved, warn_unconverged
+from mhatheory.spectral._certificate import asymmetry, certify, defect_vectors, intervals
+from mhatheory.spectral._ends import prob_ends, resolved, warn_asymmetric, warn_unconverged
 from mhatheory.spectral._operators import (
     LinearOperator,
 )
@@ -337,21 +340,27 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.hvp_dtype,
                                                                     reference))
     seconds = time.perf_counter() - t0
-    low = float(probe.tol) < 100 * float(jnp.finfo(op.hvp_dtype).eps)
-    converged = bool(np.max(res[:k]) <= threshold * scale) and resolved(
-        theta, np.asarray(vecs), k, threshold * scale, low)
-    big = 2.0 ** e                              # back to the operator's own units
-    if not converged and not quiet:
-        warn_unconverged(res * big, k, threshold * scale * big, float(delta_hvp) * big,
-                         restarts, cfg.m, hvps, op.hvp_dtype)
     # ‖Δ‖ ≤ 2‖F‖_F: how far the operator the first cycle saw is from the widened one on its
     # Krylov space (module docstring, "Lower precision"); δ where that is larger
     perturbation = 2 * math.sqrt(errors[0])
     delta_run = max(float(delta_hvp), perturbation)
-    iv = intervals(which, theta, rho, tau, converged, perturbation)
-    ends = prob_ends(which, first, c_end, delta_run, op.size, wdt, op.hvp_dtype, iv,
-                      threshold * scale,
-                      extend, target is not None and (lo_t, hi_t), budget, hvps, cfg.m)
+    big = 2.0 ** e                              # back to the operator's own units
+    asym, allowed = (float(a) for a in asymmetry(vecs, Hx, z, Hd, delta_run))
+    symmetric = asym <= allowed
+    if not symmetric:
+        warn_asymmetric(asym * big, allowed * big, delta_run * big, scale * big, wdt)
+        delta_run = max(delta_run, asym / 2)
+    low = float(probe.tol) < 100 * float(jnp.finfo(op.hvp_dtype).eps)
+    converged = symmetric and bool(np.max(res[:k]) <= threshold * scale) and resolved(
+        theta, np.asarray(vecs), k, threshold * scale, low)
+    if symmetric and not converged and not quiet:
+        warn_unconverged(res * big, k, threshold * scale * big, float(delta_hvp) * big,
+                         restarts, cfg.m, hvps, op.hvp_dtype)
+    iv = (intervals(which, theta, rho, tau, converged, perturbation) if symmetric
+          else [((-math.inf, math.inf), 0.0)] * k)
+    ends = prob_ends(which, first, c_end, delta_run if symmetric else math.inf, op.size, wdt,
+                     op.hvp_dtype, iv, threshold * scale,
+                     extend, target is not None and (lo_t, hi_t), budget, hvps, cfg.m)
     out = []
     for j in range(k):
         (lo, hi), gap = iv[j]

@@ -10,7 +10,7 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 
-from mhatheory import _validate
+from mhatheory import _validate, precision
 from mhatheory.spectral._options import Which
 from mhatheory.spectral._probabilistic import breakdown_floor, margin, margin_factor, outer_ends
 from mhatheory.spectral._result import ConvergenceWarning
@@ -36,6 +36,23 @@ def warn_unconverged(res, k, threshold, hvp_error, restarts, krylov, hvps, hvp_d
     warnings.warn(f"Lanczos did not converge: {why}. The interval is open on its outer side; "
                   "prob_interval still holds with its stated probability.", ConvergenceWarning,
                   stacklevel=_validate.user_stacklevel())
+
+
+def warn_asymmetric(asym, allowed, hvp_error, scale, wdt):
+    """The :class:`~mhatheory.precision.PrecisionWarning` of a run whose products fail the
+    symmetry test (:func:`._certificate.asymmetry`)."""
+    warnings.warn(
+        f"the operator's products are not symmetric to within their measured rounding: "
+        f"|aᵀĤb − bᵀĤa| = {asym:.3g} ({asym / scale if scale > 0 else math.inf:.1g} of ‖H‖) "
+        f"where a symmetric operator whose products err by at most δ = {hvp_error:.3g} allows "
+        f"{allowed:.3g}. Either the operator is not symmetric, or its products carry a fixed "
+        f"error that the rounding estimate cannot see, as a softmax saturated beyond "
+        f"{np.dtype(wdt).name}'s resolution makes (1 − p rounds to 0 for the top class). "
+        "Nothing about this spectrum is certified: interval and prob_interval are (-inf, inf); "
+        "the value is the Rayleigh quotient of the products as computed. Fix: probe a point "
+        "whose curvature the computation resolves (smaller margins), or write the loss so that "
+        "it keeps 1 − p (e.g. from log-probabilities).",
+        precision.PrecisionWarning, stacklevel=_validate.user_stacklevel())
 
 
 def resolved(theta, vecs, k: int, threshold: float, low_precision: bool) -> bool:
@@ -102,4 +119,4 @@ def prob_ends(which, first, c, hvp_error, size, wdt, hvp_dtype, iv, width_tol, e
             for h in inner]
 
 
-__all__ = ["prob_ends", "resolved", "warn_unconverged"]
+__all__ = ["prob_ends", "resolved", "warn_asymmetric", "warn_unconverged"]
