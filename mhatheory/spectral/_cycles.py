@@ -298,7 +298,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
                 return widened
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
-        vecs, extra = _ritz_vectors(cfg, state, cycle_start, which, kk, apply, vx)
+        vecs, extra = _restart.ritz_vectors(cfg, state, cycle_start, which, kk, apply, vx)
         hvps += extra
         Hx = products(vecs)
         hvps += len(vecs)
@@ -348,7 +348,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     asym, allowed = (float(a) for a in asymmetry(vecs, Hx, z, Hd, delta_run))
     symmetric = asym <= allowed
     if not symmetric:
-        warn_asymmetric(asym * big, allowed * big, delta_run * big, scale * big, wdt)
+        warn_asymmetric(asym * big, allowed * big, delta_run * big, scale * big, op.hvp_dtype)
         delta_run = max(delta_run, asym / 2)
     low = float(probe.tol) < 100 * float(jnp.finfo(op.hvp_dtype).eps)
     converged = symmetric and bool(np.max(res[:k]) <= threshold * scale) and resolved(
@@ -456,30 +456,3 @@ def _scale(state) -> float:
     a, b = np.asarray(state.alpha)[:j], np.asarray(state.beta)[1:j]
     return float(np.max(np.abs(scipy.linalg.eigvalsh_tridiagonal(a, b)))) if j > 1 \
         else float(abs(a[0]))
-
-
-def _ritz_vectors(cfg, state, start, which, kk: int, apply, xp):
-    """The ``kk`` wanted Ritz vectors (the k wanted pairs and a neighbour), normalised, as
-    arrays of ``xp`` (NumPy or jax.numpy), and the products spent on them (a basis-free run
-    replays the recurrence from ``start``)."""
-    j = int(state.j)
-    alpha, beta = np.asarray(state.alpha)[:j], np.asarray(state.beta)[1:j]
-    _, S = scipy.linalg.eigh_tridiagonal(alpha, beta) if j > 1 else (alpha, np.ones((1, 1)))
-    S = S[:, :kk] if which == Which.SMALLEST else S[:, ::-1][:, :kk]
-    coef = np.zeros((cfg.m + 1, kk))
-    coef[:j, :S.shape[1]] = S
-    coef = cfg.xp.asarray(coef, state.q.dtype)
-    if cfg.store_basis:
-        vecs, extra = _restart.combine(state.Q, coef), 0
-    else:
-        vecs = _restart.replay(cfg, apply, start, state.alpha, state.beta, j, coef)
-        extra = max(j - 1, 0)
-    return _unit_rows(xp.asarray(vecs)), extra
-
-
-@_compile.probe_program
-def _unit_rows(xp, vecs):
-    """Rows normalised; a pair beyond a tiny invariant subspace (steps < k + 1) has no vector
-    and reuses the first, whose zero gap then keeps Kato–Temple off."""
-    nrm = xp.linalg.norm(vecs, axis=1, keepdims=True)
-    return xp.where(nrm > 0, vecs / xp.where(nrm > 0, nrm, 1.0), vecs[:1] / nrm[:1])

@@ -38,7 +38,7 @@ def warn_unconverged(res, k, threshold, hvp_error, restarts, krylov, hvps, hvp_d
                   stacklevel=_validate.user_stacklevel())
 
 
-def warn_asymmetric(asym, allowed, hvp_error, scale, wdt):
+def warn_asymmetric(asym, allowed, hvp_error, scale, hvp_dtype):
     """The :class:`~mhatheory.precision.PrecisionWarning` of a run whose products fail the
     symmetry test (:func:`._certificate.asymmetry`)."""
     warnings.warn(
@@ -47,7 +47,7 @@ def warn_asymmetric(asym, allowed, hvp_error, scale, wdt):
         f"where a symmetric operator whose products err by at most δ = {hvp_error:.3g} allows "
         f"{allowed:.3g}. Either the operator is not symmetric, or its products carry a fixed "
         f"error that the rounding estimate cannot see, as a softmax saturated beyond "
-        f"{np.dtype(wdt).name}'s resolution makes (1 − p rounds to 0 for the top class). "
+        f"{np.dtype(hvp_dtype).name}'s resolution makes (1 − p rounds to 0 for the top class). "
         "Nothing about this spectrum is certified: interval and prob_interval are (-inf, inf); "
         "the value is the Rayleigh quotient of the products as computed. Fix: probe a point "
         "whose curvature the computation resolves (smaller margins), or write the loss so that "

@@ -1,4 +1,5 @@
-"""Restarts of a Lanczos run (:mod:`._recurrence`), and its basis-free second pass.
+"""Restarts of a Lanczos run (:mod:`._recurrence`), its basis-free second pass, and the Ritz
+vectors a cycle ends with (:func:`ritz_vectors`: from the stored basis or by that pass).
 
 **Thick restart** (Wu & Simon, SIAM J. Matrix Anal. Appl. 2000; :func:`thick_restart`). When a
 cycle of m steps ends without convergence, the ``keep`` Ritz pairs nearest the wanted end are
@@ -157,4 +158,32 @@ def _replay_step(xp, w, q, q_prev, x, a, b_prev, b_next, c):
     return q_next, q, x + c[:, None] * q_next[None]
 
 
-__all__ = ["combine", "replay", "thick_restart"]
+
+def ritz_vectors(cfg, state, start, which, kk: int, apply, xp):
+    """The ``kk`` wanted Ritz vectors (the k wanted pairs and a neighbour), normalised, as
+    arrays of ``xp`` (NumPy or jax.numpy), and the products spent on them (a basis-free run
+    replays the recurrence from ``start``)."""
+    j = int(state.j)
+    alpha, beta = np.asarray(state.alpha)[:j], np.asarray(state.beta)[1:j]
+    _, S = scipy.linalg.eigh_tridiagonal(alpha, beta) if j > 1 else (alpha, np.ones((1, 1)))
+    S = S[:, :kk] if which == Which.SMALLEST else S[:, ::-1][:, :kk]
+    coef = np.zeros((cfg.m + 1, kk))
+    coef[:j, :S.shape[1]] = S
+    coef = cfg.xp.asarray(coef, state.q.dtype)
+    if cfg.store_basis:
+        vecs, extra = combine(state.Q, coef), 0
+    else:
+        vecs = replay(cfg, apply, start, state.alpha, state.beta, j, coef)
+        extra = max(j - 1, 0)
+    return _unit_rows(xp.asarray(vecs)), extra
+
+
+@_compile.probe_program
+def _unit_rows(xp, vecs):
+    """Rows normalised; a pair beyond a tiny invariant subspace (steps < k + 1) has no vector
+    and reuses the first, whose zero gap then keeps Kato–Temple off."""
+    nrm = xp.linalg.norm(vecs, axis=1, keepdims=True)
+    return xp.where(nrm > 0, vecs / xp.where(nrm > 0, nrm, 1.0), vecs[:1] / nrm[:1])
+
+
+__all__ = ["combine", "replay", "ritz_vectors", "thick_restart"]
