@@ -43,15 +43,17 @@ def warn_asymmetric(asym, allowed, hvp_error, scale, hvp_dtype):
     symmetry test (:func:`._certificate.asymmetry`)."""
     warnings.warn(
         f"the operator's products are not symmetric to within their measured rounding: "
-        f"|aᵀĤb − bᵀĤa| = {asym:.3g} ({asym / scale if scale > 0 else math.inf:.1g} of ‖H‖) "
-        f"where a symmetric operator whose products err by at most δ = {hvp_error:.3g} allows "
-        f"{allowed:.3g}. Either the operator is not symmetric, or its products carry a fixed "
-        f"error that the rounding estimate cannot see, as a softmax saturated beyond "
-        f"{np.dtype(hvp_dtype).name}'s resolution makes (1 − p rounds to 0 for the top class). "
-        "Nothing about this spectrum is certified: interval and prob_interval are (-inf, inf); "
-        "the value is the Rayleigh quotient of the products as computed. Fix: probe a point "
-        "whose curvature the computation resolves (smaller margins), or write the loss so that "
-        "it keeps 1 − p (e.g. from log-probabilities).",
+        f"|aᵀĤb − bᵀĤa| = {asym:.3g} ({asym / scale if scale > 0 else math.inf:.1g} of the "
+        f"products' own scale) where a symmetric operator whose products err by at most the "
+        f"estimated δ = {hvp_error:.3g} allows {allowed:.3g}. Either the operator is not "
+        f"symmetric, or its products carry a fixed error that the rounding estimate cannot see, "
+        f"as a softmax saturated beyond {np.dtype(hvp_dtype).name}'s resolution makes (1 − p "
+        "rounds to 0 for the top class). Nothing about this spectrum is certified: interval "
+        "and prob_interval are (-inf, inf), hvp_error at least half the asymmetry; the value "
+        "is the Rayleigh quotient of the products as computed. Fix: probe a point whose "
+        f"curvature the loss's computation resolves (smaller logit margins: a "
+        f"{np.dtype(hvp_dtype).name} softmax keeps 1 − p up to margins of about "
+        f"{-math.log(float(jnp.finfo(hvp_dtype).eps) / 2):.0f}).",
         precision.PrecisionWarning, stacklevel=_validate.user_stacklevel())
 
 
