@@ -75,6 +75,12 @@ def bench_sections() -> list[str]:
                       "against cold ARPACK on our jitted HVP measured the same way",
                       ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
                        "cached_vs_arpack", "vs_lambda_min", "hvps", "cold_s_all"]),
+        "cold_floor": ("First calls against the PyTorch peers (P ≤ 8,448, median of 3 fresh "
+                       "processes a row), with the floor of any `jax.jit` first call: the bare "
+                       "HVP traced (`trace_s`), lowered and compiled (cached: loaded), never run",
+                       ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
+                        "cached_vs_arpack", "vs_lambda_min", "trace_s", "hvps", "value",
+                        "cold_s_all"]),
         "emitters": ("XLA's classic CPU emitters against its default fusion emitters for the "
                      "model's two programs (the linearisation and the product), each emitter "
                      "set up before timing (`classic/default` < 1: classic is cheaper; the "

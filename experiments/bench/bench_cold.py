@@ -12,6 +12,9 @@ plus the products; the PyTorch peers compile nothing. Columns:
   first one in a shared persistent cache folder (a rerun notebook, a second CLI run);
 * ``ours, worker`` (λmin): ours with the compilation worker thread on
   (``MHATHEORY_BACKGROUND_COMPILE=1``; ``spectral._compile``);
+* ``jit floor`` (quantity ``hvp``): the least a first call through ``jax.jit`` can cost, the
+  bare HVP traced (``trace_s``), lowered and compiled, no product run; its ``cached_s`` loads
+  the program from the cache instead of compiling it, so the tracing remains;
 * ``vs_arpack``: ``cold_s`` / the cold ARPACK-on-our-HVP row of the same model and quantity
   (< 1: ours is faster); ``cached_vs_arpack`` likewise for ``cached_s``.
 
@@ -49,6 +52,9 @@ ARPACK = ("lambda_min", "lambda_max")
 TORCH = {"pyhessian": ("lambda_max", "trace"), "arpack+torch": ("lambda_min", "lambda_max")}
 #: ours with the worker thread on (MHATHEORY_BACKGROUND_COMPILE=1; the default is off)
 WORKER = "ours, worker"
+#: the least any first call through ``jax.jit`` costs: the bare HVP traced, lowered and compiled
+#: (or, with the cache, loaded), no product run
+FLOOR = "jit floor"
 
 
 # ----------------------------------------------------------------------------- one process
@@ -147,6 +153,24 @@ def _arpack_ours(quantity, loss, params, args):
     return float(w[0]), count[0]
 
 
+def _jit_floor(loss, params, args):
+    """ARPACK's HVP program (:func:`_arpack_ours`) made ready without running it: traced,
+    lowered, compiled or loaded from the persistent cache. Returns its phases' seconds."""
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    t0 = time.perf_counter()
+    flat, unravel = ravel_pytree(params)
+    grad = jax.grad(lambda f: loss(unravel(f), *args))
+    traced = jax.jit(lambda v: jax.jvp(grad, (flat,), (v,))[1]).trace(jnp.zeros_like(flat))
+    t1 = time.perf_counter()
+    lowered = traced.lower()
+    t2 = time.perf_counter()
+    lowered.compile()
+    return {"trace_s": t1 - t0, "lower_s": t2 - t1, "compile_s": time.perf_counter() - t2}
+
+
 def _torch(tool, quantity, d, H):
     """The PyTorch peers on the same Deora weights and data (bench_peers.py's set-up), timed
     from the moment the model and data exist (their gradient graph built inside the timing):
@@ -200,12 +224,15 @@ def one(tool, quantity, model, d, H) -> dict:
     from mhatheory import spectral  # noqa: F401
     loss, params, args = _problem(model, d, H)
     jax.block_until_ready((params, args))
+    size = sum(x.size for x in jax.tree.leaves(params))
+    where = {"P": int(size), "compile_cache": str(jax.config.jax_compilation_cache_dir)}
+    if tool == FLOOR:
+        phases = _jit_floor(loss, params, args)
+        return {"seconds": sum(phases.values()), **phases, **where}
     t0 = time.perf_counter()
     value, hvps = (_ours if tool == "ours" else _arpack_ours)(quantity, loss, params, args)
     seconds = time.perf_counter() - t0
-    size = sum(x.size for x in jax.tree.leaves(params))
-    return {"seconds": seconds, "value": value, "hvps": hvps, "P": int(size),
-            "compile_cache": str(jax.config.jax_compilation_cache_dir)}
+    return {"seconds": seconds, "value": value, "hvps": hvps, **where}
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -235,6 +262,8 @@ def cells(max_p, torch_peers):
                 yield model, d, H, P, WORKER, q
             if q in ARPACK:
                 yield model, d, H, P, "arpack+ours", q
+            if q == "lambda_min":
+                yield model, d, H, P, FLOOR, "hvp"
             for tool, qs in TORCH.items():
                 if torch_peers and model == "deora" and q in qs and (q != "trace" or
                                                                      P <= FULL_MAX):
@@ -250,8 +279,8 @@ def main(argv=None) -> None:
                         help="only the models of these sizes (e.g. 133120)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peers")
     parser.add_argument("--tools", nargs="+", default=None,
-                        help="only these tools (ours, 'ours, worker', arpack+ours, pyhessian, "
-                             "arpack+torch)")
+                        help="only these tools (ours, 'ours, worker', arpack+ours, 'jit floor', "
+                             "pyhessian, arpack+torch)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fresh processes per cold row (cold_s is their median, "
                              "cold_s_all lists them)")
@@ -292,8 +321,11 @@ def main(argv=None) -> None:
                        value=cold.get("value"), hvps=cold.get("hvps"), error=cold.get("error"))
             if args.repeats > 1:
                 row["cold_s_all"] = seconds
-            if tool == "ours":
-                cache = str(Path(tmp) / f"{model}-{P}-{q}")
+            if tool == FLOOR:
+                row.update({k: statistics.median(c[k] for c in colds if k in c)
+                            for k in ("trace_s", "lower_s", "compile_s")})
+            if tool in ("ours", FLOOR):
+                cache = str(Path(tmp) / f"{model}-{P}-{q}-{tool}")
                 _spawn(tool, q, model, d, H, cache)               # fills the cache
                 row["cached_s"] = _spawn(tool, q, model, d, H, cache).get("seconds")
             rows.append({k: v for k, v in row.items() if v is not None})
@@ -310,10 +342,14 @@ def main(argv=None) -> None:
         if r["quantity"] == "per_block" and "cold_s" in r and (r["model"], r["P"]) in lmin:
             r["vs_lambda_min"] = r["cold_s"] / lmin[(r["model"], r["P"])]
     cols = ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
-            "cached_vs_arpack", "vs_lambda_min", "hvps", "value"]
+            "cached_vs_arpack", "vs_lambda_min", "trace_s", "hvps", "value"]
     print(_util.table(rows, cols))
-    print(_util.write(args.name, rows, {"tol": TOL, "full_max": FULL_MAX,
-                                     "torch_peers": torch_peers}, quick=args.quick))
+    extra = {"tol": TOL, "full_max": FULL_MAX, "torch_peers": torch_peers,
+             "repeats": args.repeats}
+    if torch_peers:
+        import torch
+        extra["torch"] = torch.__version__
+    print(_util.write(args.name, rows, extra, quick=args.quick))
 
 
 if __name__ == "__main__":
