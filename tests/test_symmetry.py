@@ -23,9 +23,11 @@ def model_fn(layers=2, causal=False, positional="none", residual=True, pre_ln=Tr
     return compiled(m)
 
 
-@pytest.mark.parametrize("layers", [1, 2, 4])
-@pytest.mark.parametrize("pre_ln", [True, False])
-@pytest.mark.parametrize("residual", [True, False])
+# every pair of values of any two of (layers, pre_ln, residual) appears (a pairwise design: 6
+# models where the full product takes 12, each compiling its own)
+@pytest.mark.parametrize("layers, pre_ln, residual", [
+    (1, True, True), (1, False, False), (2, True, False), (2, False, True), (4, True, True),
+    (4, False, False)])
 def test_c6_theorem_noncausal_no_pe(layers, pre_ln, residual):
     fn = model_fn(layers, pre_ln=pre_ln, residual=residual)
     res = symmetry.last_position_invariance(fn, TOKENS[:7])  # n = 7: all 6! − 1 permutations
