@@ -158,7 +158,6 @@ def _replay_step(xp, w, q, q_prev, x, a, b_prev, b_next, c):
     return q_next, q, x + c[:, None] * q_next[None]
 
 
-
 def ritz_vectors(cfg, state, start, which, kk: int, apply, xp):
     """The ``kk`` wanted Ritz vectors (the k wanted pairs and a neighbour), normalised, as
     arrays of ``xp`` (NumPy or jax.numpy), and the products spent on them (a basis-free run

@@ -55,8 +55,9 @@ def _cross_entropy_grad(z, t):
     """∂ℓ/∂z = p − e_t, its t-th entry formed as −Σ_{c≠t} p_c. Autodiff forms p_t − 1, which
     rounds to a multiple of u when p_t ≈ 1: a fixed error of about u, against 1 − p_t ≈ e^{−m}
     at a logit margin m (relative 5e-8 at m = 20 in float64; at m ≳ 37 the entry is 0). N holds
-    these weights fixed, so no linearity check sees that error: Curvature's certified intervals
-    missed N's eigenvalues of a classifier at margins 10 and 20."""
+    these weights fixed, so no linearity check sees that error: with autodiff's weights,
+    Curvature's certified intervals miss N's eigenvalues of a classifier at margins 10 and 20
+    (``tests/test_split.py``)."""
     p = jax.nn.softmax(z)
     is_t = jnp.arange(z.shape[-1]) == t
     return jnp.where(is_t, -jnp.sum(jnp.where(is_t, 0.0, p)), p)
