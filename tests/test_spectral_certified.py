@@ -234,9 +234,9 @@ def _saturated_classifier(scale):
 def test_a_softmax_saturated_beyond_float64_is_certified_truly_or_not_at_all(scale):
     """Past float64's resolution (margins ≳ 37) autodiff's products carry a fixed error as large
     as the curvature (the top class's 1 − p rounds to 0), which the linearity check cannot see:
-    without the symmetry test λmin's intervals missed the stably computed eigenvalue at scale
-    100 and 150 for every key, and λmax certified a converged interval that missed at 150. Now
-    every interval holds, and where the products fail the symmetry test (λmin at 100, every
+    without the symmetry test λmin's intervals miss the stably computed eigenvalue at scale
+    100 and 150 for every key, and λmax certifies a converged interval that misses at 150. With
+    it every interval holds, and where the products fail the symmetry test (λmin at 100, every
     probe at 150, margins ≈ 97) the probe says so and certifies nothing."""
     loss, W, args, ev = _saturated_classifier(scale)
     for which, truth in (("smallest", ev[0]), ("largest", ev[-1])):

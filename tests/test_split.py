@@ -214,7 +214,7 @@ def test_the_split_of_a_confident_classifier_is_certified_against_its_stable_ref
     """The classifier's last layer scaled so that its smallest logit margin is 10 or 20
     (resolved in float64, 1 − p ≈ 5e-5 or 2e-9): N holds the gradient weights fixed, so their
     rounding is a fixed error no linearity check sees. With autodiff's p_t − 1, Curvature's
-    certified intervals missed N's eigenvalues at both margins (by 1e-15 and 1e-7 relative);
+    certified intervals miss N's eigenvalues at both margins (by 1e-15 and 1e-7 relative);
     formed stably, every interval of N and G holds the reference built from the stable NumPy
     weights."""
     f, p, x, y = confident_classifier
