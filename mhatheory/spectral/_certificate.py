@@ -100,6 +100,12 @@ def gamma(n_ops: int, u):
     return n_ops * u / (1 - n_ops * u)
 
 
+def pairwise_gamma(P: int, dtype):
+    """γ_m with m = ⌈log₂ P⌉ + 2 and u of ``dtype``: the relative rounding of a pairwise sum of P
+    terms and the operation around it (module docstring, "Rounding")."""
+    return gamma(math.ceil(math.log2(max(P, 2))) + 2, np.finfo(dtype).eps / 2)
+
+
 def defect_vectors(vecs, z):
     """The vectors whose products the rounding estimate needs besides ``Hx``: z and x + z for the
     first min(2, len(vecs)) unit vectors x (``[1 + min(2, k), P]``)."""
@@ -136,7 +142,7 @@ def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
     wdt = vecs.dtype
     P = vecs.shape[-1]
     u = np.finfo(wdt).eps / 2
-    g = gamma(math.ceil(math.log2(max(P, 2))) + 2, u)
+    g = pairwise_gamma(P, wdt)
     nx2 = pairwise_sum(vecs * vecs)
     nx = xp.sqrt(nx2)
     theta = pairwise_sum(vecs * Hx) / nx2
@@ -163,7 +169,7 @@ def asymmetry(xp, vecs, Hx, z, Hd, delta):
     units = xp.concatenate([z[None], vecs[:nd]])
     prods = xp.concatenate([Hd[:1], Hx[:nd]])
     P = vecs.shape[-1]
-    g = gamma(math.ceil(math.log2(max(P, 2))) + 2, np.finfo(vecs.dtype).eps / 2)
+    g = pairwise_gamma(P, vecs.dtype)
     i, j = np.triu_indices(nd + 1, 1)
     terms = xp.concatenate([units[i] * prods[j], units[j] * prods[i]])
     # one pairwise summation for every dot product, |·| sum and norm
