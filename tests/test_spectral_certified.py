@@ -314,3 +314,32 @@ def test_the_symmetry_test_passes_every_symmetric_operator_within_its_bound(P, e
     Hx, Hd = products(A + K)
     a, allowed = _certificate.asymmetry(vecs, Hx, z, Hd, delta)
     assert a > allowed
+
+
+@given(n=st.integers(0, 70), rows=st.integers(1, 3), chunk=st.sampled_from([4, 8, 2**13]),
+       spread=st.integers(0, 200), seed=st.integers(0, 2**31))
+def test_pairwise_sums_obey_their_rounding_bound_and_agree_bitwise_on_host_and_xla(
+        n, rows, chunk, spread, seed):
+    """A theorem of ``_certificate.row_sums``: every sum of n terms is within
+    γ_{⌈log₂n⌉}·Σ|terms| of the exact sum (``math.fsum``), the block tree included (a small
+    ``CHUNK`` puts these short rows through it), on terms whose magnitudes span 2^±spread; the
+    host's block-by-block sums and XLA's whole-array sums are the same numbers, and a row
+    builder applied per block gives the sums of the rows it builds on the whole array."""
+    import math
+    from unittest import mock
+
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((rows, n)) * 2.0 ** rng.integers(-spread, spread + 1, (rows, n))
+    w = rng.standard_normal((rows, n))
+    with mock.patch.object(_certificate, "CHUNK", chunk):
+        host = _certificate.pairwise_sum(v)
+        xla = np.asarray(_certificate.pairwise_sum(jnp.asarray(v)))
+        built = _certificate.row_sums(lambda xp, a, b, c: xp.concatenate([a * b, c * a]),
+                                      (v, w), 3.0)
+        whole = _certificate.pairwise_sum(np.concatenate([v * w, 3.0 * v]))
+    levels = math.ceil(math.log2(max(n, 2)))
+    bound = _certificate.gamma(levels, np.finfo(np.float64).eps / 2) * np.abs(v).sum(-1)
+    exact = np.array([math.fsum(r) for r in v])
+    assert np.all(np.abs(host - exact) <= bound)
+    np.testing.assert_array_equal(host, xla)
+    np.testing.assert_array_equal(built, whole)

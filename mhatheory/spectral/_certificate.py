@@ -77,21 +77,86 @@ from mhatheory.spectral import _compile
 KATO_TEMPLE_RATIO = 1e3
 
 
+#: Columns summed as one block by :func:`row_sums` (a power of 2): a block of the certificate's
+#: dozen rows stays in a core's cache (1 MiB here) while the terms are formed and summed.
+CHUNK = 2**13
+
+
+def row_sums(rows, arrays, *params):
+    """Pairwise sums over the last axis of the rows ``rows(xp, *arrays, *params)`` builds
+    (``[r, P]`` → ``[r]``): the ``arrays`` share that last axis of length P, and ``rows`` acts
+    on each column alone, so on the host it runs on one block of :data:`CHUNK` columns at a
+    time and its terms are formed and summed in a core's cache; the ``params`` are passed whole.
+
+    **The tree** (the same on the host and in XLA, so both give the same bits). A length n ≤
+    CHUNK is summed by halving: each level adds the last ⌊n/2⌋ terms onto the first ⌊n/2⌋ (the
+    middle term of an odd n passes through), n → ⌈n/2⌉, so every term takes part in at most one
+    addition a level, ⌈log₂ n⌉ levels. A longer row is cut into nb = ⌈P/CHUNK⌉ blocks, the last
+    padded with exact zeros, each block halved (log₂ CHUNK levels) and the nb block sums halved
+    in turn: with P ≤ 2^L, nb ≤ 2^(L − log₂ CHUNK), so again at most ⌈log₂ P⌉ levels. Either
+    way the rounding of each sum is at most γ_{⌈log₂P⌉}·Σ|terms| (Higham, *Accuracy and
+    Stability*, §4.2), whatever order XLA or NumPy would otherwise pick."""
+    xp = _compile.array_namespace(*arrays)
+    P = arrays[0].shape[-1]
+    if xp is not np:
+        return _halve_xp(_block_sums_xp(rows(xp, *arrays, *params)))
+    if P <= CHUNK:
+        return _halve_host(np.array(rows(np, *arrays, *params), copy=True))
+    nb = -(-P // CHUNK)
+    sums = None
+    for c in range(nb):
+        part = rows(np, *(a[..., c * CHUNK:(c + 1) * CHUNK] for a in arrays), *params)
+        block = np.zeros(part.shape[:-1] + (CHUNK,), part.dtype)
+        block[..., :part.shape[-1]] = part
+        if sums is None:
+            sums = np.empty(part.shape[:-1] + (nb,), part.dtype)
+        sums[..., c] = _halve_host(block)
+    return _halve_host(sums)
+
+
 def pairwise_sum(v):
-    """Σ over the last axis by pairwise (tree) summation, ``⌈log₂ P⌉`` levels, so the rounding
-    of the sum is at most γ_{⌈log₂P⌉}·Σ|v_i| (Higham, *Accuracy and Stability*, §4.2) whatever
-    order XLA or NumPy would otherwise pick."""
+    """Σ over the last axis by the pairwise tree of :func:`row_sums`."""
+    return row_sums(lambda xp, v: v, (v,))
+
+
+def _halve_host(v):
+    """The halving sum of :func:`row_sums` over the last axis of ``v``, in place (``v`` is
+    overwritten)."""
     n = v.shape[-1]
-    levels = max(1, math.ceil(math.log2(max(n, 2))))
-    xp = _compile.array_namespace(v)
-    if xp is np:                        # zero padding to 2^levels (np.pad is slow on the host)
-        padded = np.zeros(v.shape[:-1] + (2**levels,), v.dtype)
-        padded[..., :n] = v
-        v = padded
-    else:
-        v = xp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 2**levels - n)])
-    for _ in range(levels):
-        v = v[..., 0::2] + v[..., 1::2]
+    if n == 0:
+        return np.zeros(v.shape[:-1], v.dtype)
+    while n > 1:
+        h = (n + 1) // 2
+        v[..., :n - h] += v[..., h:n]
+        n = h
+    return v[..., 0]
+
+
+def _halve_xp(v):
+    """:func:`_halve_host` in XLA."""
+    n = v.shape[-1]
+    if n == 0:
+        return jnp.zeros(v.shape[:-1], v.dtype)
+    while n > 1:
+        h = (n + 1) // 2
+        v = jnp.concatenate([v[..., :n - h] + v[..., h:n], v[..., n - h:h]], axis=-1)
+        n = h
+    return v[..., 0]
+
+
+def _block_sums_xp(v):
+    """In XLA, the rows of ``v`` as :func:`row_sums` sums them before its last halving: the
+    rows themselves up to :data:`CHUNK` columns, else their zero-padded blocks' sums."""
+    P = v.shape[-1]
+    if P <= CHUNK:
+        return v
+    nb = -(-P // CHUNK)
+    v = jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, nb * CHUNK - P)])
+    v = v.reshape(v.shape[:-1] + (nb, CHUNK))
+    n = CHUNK
+    while n > 1:
+        n //= 2
+        v = v[..., :n] + v[..., n:]
     return v[..., 0]
 
 
@@ -118,11 +183,34 @@ def hvp_error(vecs, Hx, Hd, hvp_dtype):
     Ĥ(x+z) − Ĥz − Ĥx (zero in exact arithmetic) for the first min(2, len(vecs)) unit vectors x
     and a random unit z, ×4, plus one rounding of the output ‖Ĥx‖. ``Hx``: the vectors'
     products; ``Hd``: the products of :func:`defect_vectors`."""
-    xp = _compile.array_namespace(vecs)
-    u_h = xp.asarray(float(jnp.finfo(hvp_dtype).eps) / 2, vecs.dtype)
-    nd = Hd.shape[0] - 1
-    defect = xp.sqrt(pairwise_sum((Hd[1:] - Hd[:1] - Hx[:nd]) ** 2))
-    return 4 * xp.max(defect) + u_h * xp.max(xp.sqrt(pairwise_sum(Hx * Hx)))
+    k, nd = Hx.shape[0], Hd.shape[0] - 1
+    sums = row_sums(lambda xp, Hx, Hd: xp.concatenate([Hx * Hx, _defect(Hx, Hd) ** 2]), (Hx, Hd))
+    return _delta(_compile.array_namespace(vecs), sums[:k], sums[k:k + nd], hvp_dtype)
+
+
+def _defect(Hx, Hd):
+    """The linearity defects Ĥ(x+z) − Ĥz − Ĥx of :func:`hvp_error`, one row per x."""
+    return Hd[1:] - Hd[:1] - Hx[:Hd.shape[0] - 1]
+
+
+def _delta(xp, Hx2, defect2, hvp_dtype):
+    """:func:`hvp_error` from the squared norms of the products and of the defects."""
+    u_h = xp.asarray(float(jnp.finfo(hvp_dtype).eps) / 2, Hx2.dtype)
+    return 4 * xp.max(xp.sqrt(defect2)) + u_h * xp.max(xp.sqrt(Hx2))
+
+
+def _certify_rows(xp, vecs, Hx, Hd, *reference):
+    """The rows whose sums :func:`certify` needs before θ: xᵀx, xᵀĤx, Σ|x_i(Ĥx)_i|, ‖Ĥx‖²,
+    the defects' squared norms, and ‖Ĥx − H̃x‖² with a reference."""
+    vh = vecs * Hx
+    rows = [vecs * vecs, vh, xp.abs(vh), Hx * Hx, _defect(Hx, Hd) ** 2]
+    return xp.concatenate(rows + [(Hx - r) ** 2 for r in reference])
+
+
+def _residual_rows(xp, vecs, Hx, theta):
+    """‖Ĥx − θ̂x‖² per vector, as rows to sum."""
+    r = Hx - theta[:, None] * vecs
+    return r * r
 
 
 @functools.partial(_compile.probe_program, static_argnames="hvp_dtype")
@@ -130,7 +218,7 @@ def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
     """Rayleigh quotients, residual bounds and rounding bounds of unit vectors (module docstring,
     "Rounding"): returns ``(θ, ρ*, τ, δ)`` per vector, from their products ``Hx`` and the
     products ``Hd`` of :func:`defect_vectors` (1 + min(2, len(vecs)) HVPs). O(P) memory per
-    vector.
+    vector; two passes over the vectors (:func:`row_sums`), one before θ̂ and one after.
 
     ``reference``: the same vectors' products computed in the work dtype from a widened point
     (``LinearOperator.widened``), for an operator evaluated in lower precision. Then
@@ -140,23 +228,39 @@ def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
     rounding that is linear in x included (a fixed perturbation of the operator, which no
     linearity defect sees)."""
     wdt = vecs.dtype
-    P = vecs.shape[-1]
+    k, nd, P = vecs.shape[0], Hd.shape[0] - 1, vecs.shape[-1]
     u = np.finfo(wdt).eps / 2
     g = pairwise_gamma(P, wdt)
-    nx2 = pairwise_sum(vecs * vecs)
+    arrays = (vecs, Hx, Hd) + (() if reference is None else (reference,))
+    sums = row_sums(_certify_rows, arrays)
+    nx2, vHx, mag, Hx2 = (sums[i * k:(i + 1) * k] for i in range(4))
     nx = xp.sqrt(nx2)
-    theta = pairwise_sum(vecs * Hx) / nx2
-    nHx = xp.sqrt(pairwise_sum(Hx * Hx))
-    delta = hvp_error(vecs, Hx, Hd, hvp_dtype)
+    theta = vHx / nx2
+    nHx = xp.sqrt(Hx2)
+    delta = _delta(xp, Hx2, sums[4 * k:4 * k + nd], hvp_dtype)
     if reference is not None:
-        delta = delta + xp.max(xp.sqrt(pairwise_sum((Hx - reference) ** 2)))
+        delta = delta + xp.max(xp.sqrt(sums[4 * k + nd:]))
     # τ: |θ̂ − xᵀHx/xᵀx| from δ, the two pairwise dot products and the division
-    tau = (delta * nx + g * pairwise_sum(xp.abs(vecs * Hx)) + g * xp.abs(theta) * nx2) / nx2 \
-        + u * xp.abs(theta)
-    r = Hx - theta[:, None] * vecs
-    rho_hat = xp.sqrt(pairwise_sum(r * r))
+    tau = (delta * nx + g * mag + g * xp.abs(theta) * nx2) / nx2 + u * xp.abs(theta)
+    rho_hat = xp.sqrt(row_sums(_residual_rows, (vecs, Hx), theta))
     rho = (rho_hat * (1 + g) + 2 * u * (nHx + xp.abs(theta) * nx) + delta * nx) / nx + tau
     return theta, rho, tau, delta
+
+
+def _pairs(nd: int):
+    """The index pairs (i < j) among z and the first ``nd`` vectors."""
+    return np.triu_indices(nd + 1, 1)
+
+
+def _asymmetry_rows(xp, vecs, Hx, z, Hd):
+    """The rows :func:`asymmetry` sums: aᵀĤb and bᵀĤa for each pair, their |·| sums, and the
+    vectors' squared norms."""
+    nd = Hd.shape[0] - 1
+    units = xp.concatenate([z[None], vecs[:nd]])
+    prods = xp.concatenate([Hd[:1], Hx[:nd]])
+    i, j = _pairs(nd)
+    terms = xp.concatenate([units[i] * prods[j], units[j] * prods[i]])
+    return xp.concatenate([terms, xp.abs(terms), units * units])
 
 
 @_compile.probe_program
@@ -164,16 +268,12 @@ def asymmetry(xp, vecs, Hx, z, Hd, delta):
     """``(a, allowed)`` for the pair of unit vectors among z and the first min(2, len(vecs)) rows
     of ``vecs`` whose computed |aᵀĤb − bᵀĤa| exceeds most the bound it obeys when the operator
     is symmetric and its products err by at most ``delta`` (module docstring, "Symmetry"):
-    a > allowed refutes that premise. ``Hx``, ``Hd``: as in :func:`certify` (``Hd[0]`` = Ĥz)."""
-    nd = Hd.shape[0] - 1
-    units = xp.concatenate([z[None], vecs[:nd]])
-    prods = xp.concatenate([Hd[:1], Hx[:nd]])
+    a > allowed refutes that premise. ``Hx``, ``Hd``: as in :func:`certify` (``Hd[0]`` = Ĥz).
+    Every dot product, |·| sum and norm comes from one pass (:func:`row_sums`)."""
     P = vecs.shape[-1]
     g = pairwise_gamma(P, vecs.dtype)
-    i, j = np.triu_indices(nd + 1, 1)
-    terms = xp.concatenate([units[i] * prods[j], units[j] * prods[i]])
-    # one pairwise summation for every dot product, |·| sum and norm
-    sums = pairwise_sum(xp.concatenate([terms, xp.abs(terms), units * units]))
+    i, j = _pairs(Hd.shape[0] - 1)
+    sums = row_sums(_asymmetry_rows, (vecs, Hx, z, Hd))
     n = len(i)
     dots, mags, norms = sums[:2 * n], sums[2 * n:4 * n], xp.sqrt(sums[4 * n:])
     a = xp.abs(dots[:n] - dots[n:])

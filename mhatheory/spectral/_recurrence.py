@@ -359,6 +359,13 @@ def _cond(xp, pred, true_fn, false_fn, *operands):
     return jax.lax.cond(pred, true_fn, false_fn, *operands)
 
 
+def _select(xp, pred, a, b):
+    """``where(pred, a, b)`` of scalars: a Python choice on the host."""
+    if xp is np:
+        return a if pred else b
+    return xp.where(pred, a, b)
+
+
 def _set(xp, a, i, value):
     """``a`` with entry ``i`` set (a copy: earlier states keep their values)."""
     if xp is np:
@@ -366,6 +373,37 @@ def _set(xp, a, i, value):
         a[i] = value
         return a
     return a.at[i].set(value)
+
+
+def _constants(xp, m: int, P: int, dtype, hvp_eps):
+    """What a step needs besides its state: ε (the products' precision, not only the
+    recurrence's: a float32 HVP perturbs every step by ~ε₃₂‖H‖, so orthogonality is lost at
+    that rate and can be kept to √ε₃₂, not √ε₆₄), η = √ε, ψ = ε√P, the row indices 0…m and the
+    breakdown floor's unit (:func:`~._probabilistic.breakdown_floor`)."""
+    eps = xp.maximum(xp.finfo(dtype).eps, 2 * hvp_eps)
+    return (eps, xp.sqrt(eps), eps * xp.sqrt(xp.asarray(P, dtype)), xp.arange(m + 1),
+            breakdown_floor(P, dtype, hvp_eps, xp))
+
+
+@functools.lru_cache(maxsize=64)
+def _host_constants(m: int, P: int, dtype: np.dtype, hvp_eps: float):
+    """:func:`_constants` in NumPy, once per run shape (the host step is otherwise dominated by
+    such small computations at small P)."""
+    eps, eta, psi, idx, floor_unit = _constants(np, m, P, dtype,
+                                                np.asarray(hvp_eps, dtype))
+    idx.flags.writeable = False
+    return eps, eta, psi, idx, floor_unit
+
+
+def _norm(v):
+    """‖v‖₂ of a real NumPy vector: √(v·v), what ``numpy.linalg.norm`` computes for it, without
+    its dispatch."""
+    return np.sqrt(v @ v)
+
+
+def _sizes(m: int) -> list[int]:
+    """The row counts a compiled step's Gram–Schmidt branches read: multiples of BLOCK up to m."""
+    return [min(b + BLOCK, m) for b in range(0, m, BLOCK)]
 
 
 def step(cfg: Recurrence, state: State, w) -> State:
@@ -398,13 +436,11 @@ def step(cfg: Recurrence, state: State, w) -> State:
     (j, Q, q, q_prev, alpha, beta, om, om_prev, force, anorm, count, Y, y_count, y_est,
      done, next_check, key, tol, prob, hvp_eps, support) = state
     P, dtype = q.shape[0], q.dtype
-    # the products' precision, not only the recurrence's: a float32 HVP perturbs every step by
-    # ~ε₃₂‖H‖, so orthogonality is lost at that rate and can be kept to √ε₃₂, not √ε₆₄
-    eps = xp.maximum(xp.finfo(dtype).eps, 2 * hvp_eps)
-    eta = xp.sqrt(eps)
-    psi = eps * xp.sqrt(xp.asarray(P, dtype))
-    idx = xp.arange(m + 1)
-    sizes = [min(b + BLOCK, m) for b in range(0, m, BLOCK)]
+    if cfg.host:
+        eps, eta, psi, idx, floor_unit = _host_constants(m, P, dtype, float(hvp_eps))
+    else:
+        eps, eta, psi, idx, floor_unit = _constants(xp, m, P, dtype, hvp_eps)
+    norm = _norm if cfg.host else xp.linalg.norm
     selective = reortho is Reortho.SELECTIVE
     kk = min(k + 1, m)
 
@@ -414,7 +450,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
         if reortho is not Reortho.FULL:  # two passes: Q is itself only semi-orthogonal
             return once - Qf.T @ (Qf @ once)
         # Q orthonormal to rounding: a second pass only where the first removed much (DGKS)
-        return _cond(xp, xp.linalg.norm(once) < DGKS * xp.linalg.norm(w),
+        return _cond(xp, norm(once) < DGKS * norm(w),
                      lambda v: v - Qf.T @ (Qf @ v), lambda v: v, once)
 
     def dots(rows, Q, V):               # [m + 1, c]: q_iᵀ v for the filled rows, zero past them
@@ -426,12 +462,12 @@ def step(cfg: Recurrence, state: State, w) -> State:
     def gram_schmidt(Q, w, j):
         if cfg.host:
             return passes(int(j) + 1, Q, w)
-        return jax.lax.switch(j // BLOCK, [functools.partial(passes, s) for s in sizes], Q, w)
+        return jax.lax.switch(j // BLOCK, [functools.partial(passes, s) for s in _sizes(m)], Q, w)
 
     def overlaps(Q, V, j):              # one pass over rows 0…j of Q
         if cfg.host:
             return dots(int(j) + 1, Q, V)
-        return jax.lax.switch(j // BLOCK, [functools.partial(dots, s) for s in sizes], Q, V)
+        return jax.lax.switch(j // BLOCK, [functools.partial(dots, s) for s in _sizes(m)], Q, V)
 
     def restart(Q, j):
         z, nz, spent = fresh_direction(cfg, key, j, support, P, dtype,
@@ -439,29 +475,31 @@ def step(cfg: Recurrence, state: State, w) -> State:
         return z, xp.zeros((), dtype), xp.where(spent, 1.0, nz), spent, ~spent
 
     def omega(a, b):
-        up = xp.roll(om, -1) * xp.roll(beta, -1)                 # β_{k+1} ω_{j,k+1}
-        down = xp.where(idx > 0, xp.roll(om, 1) * beta, 0.0)     # β_k ω_{j,k−1}
-        alpha_k = xp.concatenate([alpha, xp.zeros(1, dtype)])
+        # entries k < j only (the rest is replaced below): shifted products, not rolls
+        zero = xp.zeros(1, dtype)
+        up = xp.concatenate([om[1:] * beta[1:], zero])           # β_{k+1} ω_{j,k+1}
+        down = xp.concatenate([zero, om[:-1] * beta[1:]])        # β_k ω_{j,k−1}
+        alpha_k = xp.concatenate([alpha, zero])
         new = up + (alpha_k - a) * om + down - beta[j] * om_prev
         b_safe = xp.maximum(b, psi * anorm)
         new = (new + xp.where(new < 0, -1.0, 1.0) * psi * anorm) / b_safe
         local = psi * anorm / b_safe                               # ω_{j+1,j}: rounding of α_j
         return xp.where(idx < j, new, xp.where(idx == j, local, (idx == j + 1).astype(dtype)))
 
-    hq = xp.linalg.norm(w)
+    hq = norm(w)
     w = w - beta[j] * q_prev
     a = q @ w
     w = w - a * q
     if cfg.slots:
         w = _cond(xp, y_count > 0, lambda w: w - Y.T @ (Y @ w), lambda w: w, w)
-    b = xp.linalg.norm(w)
+    b = norm(w)
     anorm = xp.maximum(anorm, xp.abs(a) + b + beta[j])
-    floor = breakdown_floor(P, dtype, hvp_eps, xp) * anorm
+    floor = floor_unit * anorm
     breakdown = b <= floor
     done = fresh = xp.asarray(False)
     if reortho is Reortho.NONE:
         done = breakdown                 # an invariant subspace: T's values are exact
-        nw = xp.where(breakdown, 1.0, b)
+        nw = _select(xp, breakdown, 1.0, b)
     else:
         if reortho in (Reortho.PARTIAL, Reortho.SELECTIVE):
             new = omega(a, b)
@@ -486,7 +524,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
 
         def reorthogonalise(w):
             w = gram_schmidt(Q, w, j)
-            nw = xp.linalg.norm(w)
+            nw = norm(w)
             return _cond(xp, nw <= floor, lambda: restart(Q, j),
                          lambda: (w, nw, nw, xp.asarray(False), xp.asarray(False)))
 

@@ -166,12 +166,15 @@ def ritz_vectors(cfg, state, start, which, kk: int, apply, xp):
     alpha, beta = np.asarray(state.alpha)[:j], np.asarray(state.beta)[1:j]
     _, S = scipy.linalg.eigh_tridiagonal(alpha, beta) if j > 1 else (alpha, np.ones((1, 1)))
     S = S[:, :kk] if which == Which.SMALLEST else S[:, ::-1][:, :kk]
-    coef = np.zeros((cfg.m + 1, kk))
+    coef = np.zeros((cfg.m + 1, kk), np.dtype(state.q.dtype))
     coef[:j, :S.shape[1]] = S
-    coef = cfg.xp.asarray(coef, state.q.dtype)
-    if cfg.store_basis:
-        vecs, extra = combine(state.Q, coef), 0
+    if cfg.store_basis and xp is np:
+        # the j filled rows only, read where they lie (a CPU device array is viewed, not copied)
+        vecs, extra = coef[:j].T @ np.asarray(state.Q)[:j], 0
+    elif cfg.store_basis:
+        vecs, extra = combine(state.Q, cfg.xp.asarray(coef)), 0
     else:
+        coef = cfg.xp.asarray(coef)
         vecs = replay(cfg, apply, start, state.alpha, state.beta, j, coef)
         extra = max(j - 1, 0)
     return _unit_rows(xp.asarray(vecs)), extra
