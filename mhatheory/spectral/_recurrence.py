@@ -54,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -401,6 +402,39 @@ def _norm(v):
     return np.sqrt(v @ v)
 
 
+def _minus_scaled(xp, y, a, x):
+    """y − a·x; on the host in place on y, a buffer the step owns, through one scratch vector
+    per thread (:func:`_scratch`): NumPy's ``y - a * x`` makes two fresh P-vectors a call, and
+    where the allocator hands back freshly mapped memory for them their page faults cost more
+    than the arithmetic (at P = 133,120: 1.1 ms against 0.17 ms for both updates of a step)."""
+    if xp is np:
+        t = _scratch(y.shape, y.dtype)
+        np.multiply(x, a, out=t)
+        np.subtract(y, t, out=y)
+        return y
+    return y - a * x
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(shape, dtype):
+    """A work vector of this thread, reused by every host step of its shape and dtype."""
+    key = (shape, np.dtype(dtype))
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or (buf.shape, buf.dtype) != key:
+        buf = _SCRATCH.buf = np.empty(shape, dtype)
+    return buf
+
+
+def _divided(xp, y, s):
+    """y / s; on the host in place on y (as :func:`_minus_scaled`)."""
+    if xp is np:
+        y /= s
+        return y
+    return y / s
+
+
 def _sizes(m: int) -> list[int]:
     """The row counts a compiled step's Gram–Schmidt branches read: multiples of BLOCK up to m."""
     return [min(b + BLOCK, m) for b in range(0, m, BLOCK)]
@@ -486,10 +520,12 @@ def step(cfg: Recurrence, state: State, w) -> State:
         local = psi * anorm / b_safe                               # ω_{j+1,j}: rounding of α_j
         return xp.where(idx < j, new, xp.where(idx == j, local, (idx == j + 1).astype(dtype)))
 
+    if cfg.host:
+        w = np.array(w, dtype, copy=True)   # the step's own buffer, updated in place below
     hq = norm(w)
-    w = w - beta[j] * q_prev
+    w = _minus_scaled(xp, w, beta[j], q_prev)
     a = q @ w
-    w = w - a * q
+    w = _minus_scaled(xp, w, a, q)
     if cfg.slots:
         w = _cond(xp, y_count > 0, lambda w: w - Y.T @ (Y @ w), lambda w: w, w)
     b = norm(w)
@@ -541,7 +577,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
     # ran against a basis that lost its orthogonality, and each further step amplifies w (β
     # grows ×10 a step to overflow on a float32 classifier at ‖H‖ ≈ 1e-8): the cycle ends here
     done = done | (~fresh & (b > 2 * hq + floor))
-    q_next = w / nw
+    q_next = _divided(xp, w, nw)
     if cfg.store_basis:
         Q = _set_row(xp, Q, j + 1, q_next)
     alpha, beta = _set(xp, alpha, j, a), _set(xp, beta, j + 1, b)
