@@ -1,6 +1,7 @@
 r"""Benchmark: the Lanczos recurrence in NumPy on the host against its compiled step, warm.
 
-Every row is one Deora model (the peers' grid, init point, float64, n = 64 samples) and one
+Every row is one Deora model (the peers' grid and two sizes between its last points, init
+point, float64, n = 64 samples) and one
 probe (λmin, λmax) at the default options, run with ``engine="host"`` and
 ``engine="compiled"`` on one linearisation, from the same key (so the same start vector, the
 same steps and the same HVPs): median wall time of ``--repeats`` interleaved calls after a
@@ -27,8 +28,9 @@ from _util import table, write  # noqa: E402
 from mhatheory import data, spectral  # noqa: E402
 from mhatheory.models import deora  # noqa: E402
 
-#: (d, H): P = H(d² + d) = 2,176; 8,448; 133,120; 1,056,768 (bench_peers.py's grid)
-GRID = [(16, 8), (32, 8), (64, 32), (128, 64)]
+#: (d, H): P = H(d² + d) = 2,176; 8,448; 133,120; 1,056,768 (bench_peers.py's grid) and, between
+#: its last two points where the engines cross over, 266,240 and 446,976
+GRID = [(16, 8), (32, 8), (64, 32), (64, 64), (96, 48), (128, 64)]
 ENGINES = ("host", "compiled")
 
 

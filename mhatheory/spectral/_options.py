@@ -155,8 +155,11 @@ class Engine(str, enum.Enum):
     COMPILED = "compiled"
 
 
-#: ``Engine.AUTO`` runs the recurrence on the host up to this many coordinates (on a CPU).
-HOST_MAX_PARAMS = 2**17
+#: ``Engine.AUTO`` runs the recurrence on the host up to this many coordinates (on a CPU): the
+#: warm crossover lies between P = 133,120 (host/compiled 0.92 for λmin, 0.73 for λmax on
+#: Deora) and 266,240 (1.42 and 0.80; ``experiments/bench/bench_engine.py``), and a first call on
+#: the host compiles nothing but the HVP.
+HOST_MAX_PARAMS = 5 * 2**15
 
 #: The one-shot conveniences (``lambda_min``, ``lambda_max``, ``extreme_eigs``, ``trace``,
 #: ``spectral_density``, ``per_block``) compute each product in one program up to this many

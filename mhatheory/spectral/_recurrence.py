@@ -427,6 +427,16 @@ def _scratch(shape, dtype):
     return buf
 
 
+def _minus_projection(xp, y, rows):
+    """y − rowsᵀ(rows·y); on the host in place on y (as :func:`_minus_scaled`)."""
+    if xp is np:
+        t = _scratch(y.shape, y.dtype)
+        np.dot(rows.T, rows @ y, out=t)
+        np.subtract(y, t, out=y)
+        return y
+    return y - rows.T @ (rows @ y)
+
+
 def _divided(xp, y, s):
     """y / s; on the host in place on y (as :func:`_minus_scaled`)."""
     if xp is np:
@@ -478,14 +488,15 @@ def step(cfg: Recurrence, state: State, w) -> State:
     selective = reortho is Reortho.SELECTIVE
     kk = min(k + 1, m)
 
-    def passes(rows, Q, w):
+    def passes(rows, Q, w):             # on the host in place on w, a vector the step owns
         Qf = Q[:rows]
-        once = w - Qf.T @ (Qf @ w)
+        before = norm(w) if reortho is Reortho.FULL else None
+        once = _minus_projection(xp, w, Qf)
         if reortho is not Reortho.FULL:  # two passes: Q is itself only semi-orthogonal
-            return once - Qf.T @ (Qf @ once)
+            return _minus_projection(xp, once, Qf)
         # Q orthonormal to rounding: a second pass only where the first removed much (DGKS)
-        return _cond(xp, norm(once) < DGKS * norm(w),
-                     lambda v: v - Qf.T @ (Qf @ v), lambda v: v, once)
+        return _cond(xp, norm(once) < DGKS * before,
+                     lambda v: _minus_projection(xp, v, Qf), lambda v: v, once)
 
     def dots(rows, Q, V):               # [m + 1, c]: q_iᵀ v for the filled rows, zero past them
         D = Q[:rows] @ V.T
@@ -527,7 +538,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
     a = q @ w
     w = _minus_scaled(xp, w, a, q)
     if cfg.slots:
-        w = _cond(xp, y_count > 0, lambda w: w - Y.T @ (Y @ w), lambda w: w, w)
+        w = _cond(xp, y_count > 0, lambda w: _minus_projection(xp, w, Y), lambda w: w, w)
     b = norm(w)
     anorm = xp.maximum(anorm, xp.abs(a) + b + beta[j])
     floor = floor_unit * anorm
