@@ -17,16 +17,17 @@ array namespace (``Recurrence.xp``). :func:`run` drives it from Python, calling 
 own compiled HVP between steps (the probes: one compiled HVP per model serves every probe, block
 and restart), on one of two engines (:class:`~mhatheory.spectral.Engine`):
 
-* **host** (``Recurrence.host``): the state is NumPy arrays and the step runs in NumPy, the
-  tridiagonal eigenproblems in LAPACK; nothing is compiled but the HVP, and no compiled step is
+* **host** (``Recurrence.host``): the state is NumPy arrays and the step runs in NumPy,
+  updating its own vectors in place (:mod:`._ops`), the tridiagonal eigenproblems in LAPACK
+  (:mod:`._tridiagonal`); nothing is compiled but the HVP, and no compiled step is
   dispatched per HVP. On a CPU at small P this is what a probe's time is made of: a first
   λmin on Deora at P = 2,176 compiled 25 programs for 2.5 s around an HVP that compiles in
   0.35 s, and a warm call spent as long dispatching its steps as computing its HVPs
   (``experiments/bench/bench_cold.py``, ``bench_peers.py``);
 * **compiled**: the step is compiled once per :class:`Recurrence` (the Krylov size, P, the
   dtype and the switches), whatever the operator, with the state donated so the basis is
-  updated in place; the vectors stay on the device (an accelerator), and at large P on a CPU
-  its fused vector work beats NumPy's temporaries.
+  updated in place; the vectors stay on the device (an accelerator), and past about 2·10⁵
+  coordinates on a CPU its fused vector work beats NumPy's passes (``HOST_MAX_PARAMS``).
 
 Both draw the same random numbers from one key and run the same recurrence; their numbers
 differ by rounding, which can tip a decision sitting at its threshold (a reorthogonalisation,
@@ -36,7 +37,7 @@ a stop) and so the step count. :func:`lanczos` drives the compiled step inside o
 **Adaptive stop.** Every ``every`` steps the recurrence computes the eigenpairs of T_j, and
 stops once the Ritz estimates of the k wanted pairs are ≤ ``tol``·max|θ| (and at least k + 1
 steps were taken, so the neighbour pair that bounds the gap exists). A check decomposes the
-leading T_j on the host (:func:`ritz`, LAPACK's tridiagonal solver: about 1 ms at j = 200) and
+leading T_j on the host (:func:`~._tridiagonal.ritz`, LAPACK: about 1 ms at j = 200) and
 needs no HVP; stopping late wastes at most ``every − 1`` HVPs. Past :data:`LONG_RUN` steps the
 checks thin out geometrically.
 
@@ -54,18 +55,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 
 from mhatheory.spectral import _compile
+from mhatheory.spectral import _ops as ops
 from mhatheory.spectral._options import Reortho, Which, as_enum
 from mhatheory.spectral._probabilistic import breakdown_floor, posterior_gap
+from mhatheory.spectral._tridiagonal import ritz, tridiagonal, wanted
 
 #: Ritz pairs with Ritz estimate ≤ this × √ε·‖T‖ join the selective set (see ``Reortho``), and
 #: at most :data:`SELECTIVE_MAX` × ‖T‖: with float32 products √ε₃₂ = 3.5e-4, and the margin alone
@@ -188,89 +189,6 @@ def krylov(cfg: Recurrence, state: State) -> Krylov:
                   state.j, state.count)
 
 
-def tridiagonal(alpha, beta, steps, size: int, fill):
-    """The leading ``size × size`` block of T with rows ≥ ``steps`` replaced by ``fill`` on the
-    diagonal (decoupled, so its eigenvalues are those of T_steps plus copies of ``fill``)."""
-    i = jnp.arange(size)
-    d = jnp.where(i < steps, alpha[:size], fill)
-    e = jnp.where(i[1:] < steps, beta[1:size], 0.0)
-    return jnp.diag(d) + jnp.diag(e, 1) + jnp.diag(e, -1)
-
-
-def _eigh_tridiagonal_host(d, e):
-    d, e = np.asarray(d), np.asarray(e)
-    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(e))):
-        n = d.shape[0]
-        return np.full(n, np.nan, d.dtype), np.full((n, n), np.nan, d.dtype)
-    w, v = scipy.linalg.eigh_tridiagonal(d, e, check_finite=False)
-    return w.astype(d.dtype), v.astype(d.dtype)
-
-
-def eigh_tridiagonal(d, e):
-    """Eigenvalues (ascending) and eigenvectors of the symmetric tridiagonal matrix with
-    diagonal ``d`` and off-diagonal ``e``, by LAPACK's tridiagonal solver on the host
-    (``scipy.linalg.eigh_tridiagonal``, O(m²)): about 1 ms at m = 150, where XLA's dense
-    ``eigh`` of the same matrix took 126 ms on a CPU core. Non-finite input gives NaN."""
-    n = d.shape[0]
-    out = (jax.ShapeDtypeStruct((n,), d.dtype), jax.ShapeDtypeStruct((n, n), d.dtype))
-    return jax.pure_callback(_eigh_tridiagonal_host, out, d, e, vmap_method="sequential")
-
-
-def _ritz_host(alpha, beta, steps, fill, cols, which):
-    """Ritz values, the last row of T's eigenvectors and the eigenvector columns ``cols``, in a
-    ``size``-row layout whose rows ≥ ``steps`` are decoupled copies of ``fill`` (see
-    :func:`ritz`); only the leading ``steps × steps`` block is decomposed, and only the requested
-    columns travel back."""
-    # the callback's arguments as NumPy arrays: slicing a device array by a Python int
-    # compiles one program per length
-    alpha, beta, cols = np.asarray(alpha), np.asarray(beta), np.asarray(cols)
-    size = alpha.shape[0]
-    k = int(steps)
-    dtype = alpha.dtype
-    theta = np.full(size, fill, dtype)
-    last = np.zeros(size, dtype)
-    S = np.zeros((size, len(cols)), dtype)
-    if k == 0:
-        return theta, last, S
-    w, v = _eigh_tridiagonal_host(alpha[:k], beta[1:k])
-    off = 0 if which == Which.SMALLEST else size - k     # where the k real pairs sit
-    theta[off:off + k], last[off:off + k] = w, v[k - 1]
-    for c, j in enumerate(cols):
-        if off <= j < off + k:
-            S[:k, c] = v[:, j - off]
-    return theta, last, S
-
-
-def ritz(alpha, beta, steps, size: int, which: Which, anorm, cols=None, xp=jnp):
-    """Ritz values (ascending), Ritz estimates and the mask of real (non-padding) pairs of a
-    ``size``-row block (``size ≥ steps``), and T's eigenvectors at positions ``cols`` (``[size,
-    len(cols)]``, rows ≥ steps zero; None: none). The padding value ±(2‖T‖ + 1) lies beyond the
-    spectrum of T_steps (‖T‖ ≤ ``anorm`` by Gershgorin) on the side away from the wanted end, so
-    the wanted pairs keep their sorted positions. The leading ``steps × steps`` block is
-    decomposed on the host (through a callback when ``xp`` is ``jax.numpy``), and only the
-    asked-for columns come back (a check of a long run moves O(size), not O(size²), numbers)."""
-    fill = (1.0 if which == Which.SMALLEST else -1.0) * (2 * anorm + 1)
-    i = xp.arange(size)
-    dtype = alpha.dtype
-    cols = xp.zeros(0, xp.int32) if cols is None else xp.asarray(cols, xp.int32)
-    args = (alpha[:size], beta[:size + 1], steps, xp.asarray(fill, dtype), cols)
-    host = functools.partial(_ritz_host, which=Which(which))
-    if xp is np:
-        theta, last, S = host(*args)
-    else:
-        out = (jax.ShapeDtypeStruct((size,), dtype), jax.ShapeDtypeStruct((size,), dtype),
-               jax.ShapeDtypeStruct((size, cols.shape[0]), dtype))
-        theta, last, S = jax.pure_callback(host, out, *args, vmap_method="sequential")
-    est = beta[steps] * xp.abs(last)
-    real = i < steps if which == Which.SMALLEST else i >= size - steps
-    return theta, est, real, S
-
-
-def wanted(size: int, count: int, which: Which, xp=jnp):
-    """Sorted positions of the ``count`` most extreme Ritz pairs in a ``size``-row block."""
-    return xp.arange(count) if which == Which.SMALLEST else size - 1 - xp.arange(count)
-
-
 def fold(cfg: Recurrence, key, i):
     """The key ``i`` of a family: ``fold_in`` of a JAX key, or on the host engine the seed
     words with ``i`` appended (a ``numpy`` ``SeedSequence``)."""
@@ -329,7 +247,7 @@ def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps, support) -> State:
     idx = xp.arange(m + 1)
     if cfg.store_basis:
         Q = xp.zeros((m + 1, P), dtype)
-        Q = _set_row(xp, Q, 0, q0)
+        Q = ops.set_row(xp, Q, 0, q0)
     else:
         Q = xp.zeros((0, P), dtype)
     scalar = functools.partial(xp.asarray, dtype=dtype)
@@ -342,38 +260,6 @@ def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps, support) -> State:
         fold(cfg, key, 0),      # its own buffer: a compiled step donates the state
         tol, prob, hvp_eps, support)
 
-
-
-def _set_row(xp, Q, i, row):
-    """Q with row ``i`` replaced: in place on the host (the run owns its basis), and in place
-    for XLA too (a scatter with mode="drop" made XLA copy Q at every step)."""
-    if xp is np:
-        Q[i] = row
-        return Q
-    return jax.lax.dynamic_update_slice_in_dim(Q, row[None], i, axis=0)
-
-
-def _cond(xp, pred, true_fn, false_fn, *operands):
-    """``lax.cond`` in a compiled step; a Python ``if`` on the host."""
-    if xp is np:
-        return true_fn(*operands) if pred else false_fn(*operands)
-    return jax.lax.cond(pred, true_fn, false_fn, *operands)
-
-
-def _select(xp, pred, a, b):
-    """``where(pred, a, b)`` of scalars: a Python choice on the host."""
-    if xp is np:
-        return a if pred else b
-    return xp.where(pred, a, b)
-
-
-def _set(xp, a, i, value):
-    """``a`` with entry ``i`` set (a copy: earlier states keep their values)."""
-    if xp is np:
-        a = a.copy()
-        a[i] = value
-        return a
-    return a.at[i].set(value)
 
 
 def _constants(xp, m: int, P: int, dtype, hvp_eps):
@@ -394,55 +280,6 @@ def _host_constants(m: int, P: int, dtype: np.dtype, hvp_eps: float):
                                                 np.asarray(hvp_eps, dtype))
     idx.flags.writeable = False
     return eps, eta, psi, idx, floor_unit
-
-
-def _norm(v):
-    """‖v‖₂ of a real NumPy vector: √(v·v), what ``numpy.linalg.norm`` computes for it, without
-    its dispatch."""
-    return np.sqrt(v @ v)
-
-
-def _minus_scaled(xp, y, a, x):
-    """y − a·x; on the host in place on y, a buffer the step owns, through one scratch vector
-    per thread (:func:`_scratch`): NumPy's ``y - a * x`` makes two fresh P-vectors a call, and
-    where the allocator hands back freshly mapped memory for them their page faults cost more
-    than the arithmetic (at P = 133,120: 1.1 ms against 0.17 ms for both updates of a step)."""
-    if xp is np:
-        t = _scratch(y.shape, y.dtype)
-        np.multiply(x, a, out=t)
-        np.subtract(y, t, out=y)
-        return y
-    return y - a * x
-
-
-_SCRATCH = threading.local()
-
-
-def _scratch(shape, dtype):
-    """A work vector of this thread, reused by every host step of its shape and dtype."""
-    key = (shape, np.dtype(dtype))
-    buf = getattr(_SCRATCH, "buf", None)
-    if buf is None or (buf.shape, buf.dtype) != key:
-        buf = _SCRATCH.buf = np.empty(shape, dtype)
-    return buf
-
-
-def _minus_projection(xp, y, rows):
-    """y − rowsᵀ(rows·y); on the host in place on y (as :func:`_minus_scaled`)."""
-    if xp is np:
-        t = _scratch(y.shape, y.dtype)
-        np.dot(rows.T, rows @ y, out=t)
-        np.subtract(y, t, out=y)
-        return y
-    return y - rows.T @ (rows @ y)
-
-
-def _divided(xp, y, s):
-    """y / s; on the host in place on y (as :func:`_minus_scaled`)."""
-    if xp is np:
-        y /= s
-        return y
-    return y / s
 
 
 def _sizes(m: int) -> list[int]:
@@ -484,19 +321,19 @@ def step(cfg: Recurrence, state: State, w) -> State:
         eps, eta, psi, idx, floor_unit = _host_constants(m, P, dtype, float(hvp_eps))
     else:
         eps, eta, psi, idx, floor_unit = _constants(xp, m, P, dtype, hvp_eps)
-    norm = _norm if cfg.host else xp.linalg.norm
+    norm = ops.norm if cfg.host else xp.linalg.norm
     selective = reortho is Reortho.SELECTIVE
     kk = min(k + 1, m)
 
     def passes(rows, Q, w):             # on the host in place on w, a vector the step owns
         Qf = Q[:rows]
         before = norm(w) if reortho is Reortho.FULL else None
-        once = _minus_projection(xp, w, Qf)
+        once = ops.minus_projection(xp, w, Qf)
         if reortho is not Reortho.FULL:  # two passes: Q is itself only semi-orthogonal
-            return _minus_projection(xp, once, Qf)
+            return ops.minus_projection(xp, once, Qf)
         # Q orthonormal to rounding: a second pass only where the first removed much (DGKS)
-        return _cond(xp, norm(once) < DGKS * before,
-                     lambda v: _minus_projection(xp, v, Qf), lambda v: v, once)
+        return ops.cond(xp, norm(once) < DGKS * before,
+                     lambda v: ops.minus_projection(xp, v, Qf), lambda v: v, once)
 
     def dots(rows, Q, V):               # [m + 1, c]: q_iᵀ v for the filled rows, zero past them
         D = Q[:rows] @ V.T
@@ -534,11 +371,11 @@ def step(cfg: Recurrence, state: State, w) -> State:
     if cfg.host:
         w = np.array(w, dtype, copy=True)   # the step's own buffer, updated in place below
     hq = norm(w)
-    w = _minus_scaled(xp, w, beta[j], q_prev)
+    w = ops.minus_scaled(xp, w, beta[j], q_prev)
     a = q @ w
-    w = _minus_scaled(xp, w, a, q)
+    w = ops.minus_scaled(xp, w, a, q)
     if cfg.slots:
-        w = _cond(xp, y_count > 0, lambda w: _minus_projection(xp, w, Y), lambda w: w, w)
+        w = ops.cond(xp, y_count > 0, lambda w: ops.minus_projection(xp, w, Y), lambda w: w, w)
     b = norm(w)
     anorm = xp.maximum(anorm, xp.abs(a) + b + beta[j])
     floor = floor_unit * anorm
@@ -546,7 +383,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
     done = fresh = xp.asarray(False)
     if reortho is Reortho.NONE:
         done = breakdown                 # an invariant subspace: T's values are exact
-        nw = _select(xp, breakdown, 1.0, b)
+        nw = ops.select(xp, breakdown, 1.0, b)
     else:
         if reortho in (Reortho.PARTIAL, Reortho.SELECTIVE):
             new = omega(a, b)
@@ -564,7 +401,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
                     lost = xp.max(xp.where(idx <= j, xp.abs(D[:, 1]), 0.0)) > eta
                     return force | breakdown | lost, nxt, prev
 
-                need, new, seed_prev = _cond(xp, need, measure, lambda _: (need, new, om),
+                need, new, seed_prev = ops.cond(xp, need, measure, lambda _: (need, new, om),
                                              None)
         else:
             need = xp.asarray(True)
@@ -572,10 +409,10 @@ def step(cfg: Recurrence, state: State, w) -> State:
         def reorthogonalise(w):
             w = gram_schmidt(Q, w, j)
             nw = norm(w)
-            return _cond(xp, nw <= floor, lambda: restart(Q, j),
+            return ops.cond(xp, nw <= floor, lambda: restart(Q, j),
                          lambda: (w, nw, nw, xp.asarray(False), xp.asarray(False)))
 
-        w, b, nw, done, fresh = _cond(
+        w, b, nw, done, fresh = ops.cond(
             xp, need, reorthogonalise,
             lambda w: (w, b, b, xp.asarray(False), xp.asarray(False)), w)
         if reortho in (Reortho.PARTIAL, Reortho.SELECTIVE):
@@ -588,10 +425,10 @@ def step(cfg: Recurrence, state: State, w) -> State:
     # ran against a basis that lost its orthogonality, and each further step amplifies w (β
     # grows ×10 a step to overflow on a float32 classifier at ‖H‖ ≈ 1e-8): the cycle ends here
     done = done | (~fresh & (b > 2 * hq + floor))
-    q_next = _divided(xp, w, nw)
+    q_next = ops.divided(xp, w, nw)
     if cfg.store_basis:
-        Q = _set_row(xp, Q, j + 1, q_next)
-    alpha, beta = _set(xp, alpha, j, a), _set(xp, beta, j + 1, b)
+        Q = ops.set_row(xp, Q, j + 1, q_next)
+    alpha, beta = ops.set_entry(xp, alpha, j, a), ops.set_entry(xp, beta, j + 1, b)
     j = j + 1
 
     def check(Y, y_count, y_est):
@@ -625,7 +462,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
                 new_part = xp.abs(xp.diagonal(R))[:, None]
                 return xp.where(new_part > 0.5, Qy.T, 0.0), count_, best
 
-            Y, y_count, y_est = _cond(xp, rebuild, build, lambda: (Y, y_count, y_est))
+            Y, y_count, y_est = ops.cond(xp, rebuild, build, lambda: (Y, y_count, y_est))
         return stop, Y, y_count, y_est
 
     if cfg.adaptive or cfg.prob or selective:
@@ -640,7 +477,7 @@ def step(cfg: Recurrence, state: State, w) -> State:
         spacing = xp.where(j < LONG_RUN, cfg.every,
                            xp.maximum(cfg.every, (j // 16) // cfg.every * cfg.every))
         next_check = xp.where(at_check, j + spacing, next_check)
-        stop, Y, y_count, y_est = _cond(
+        stop, Y, y_count, y_est = ops.cond(
             xp, at_check, check, lambda Y, c, e: (xp.asarray(False), Y, c, e), Y, y_count,
             y_est)
         done = done | stop
