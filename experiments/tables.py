@@ -70,9 +70,9 @@ def bench_sections() -> list[str]:
                         "ARPACK on our jitted HVP measured the same way",
                         ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
                          "cached_vs_arpack", "vs_lambda_min", "hvps", "cold_s_all"]),
-        "cold_133k": ("First calls at P = 133,120 (the compiled engine), rerun after a Lanczos "
-                      "cycle's vectors went to NumPy on a CPU: median of 3 fresh processes a row, "
-                      "against cold ARPACK on our jitted HVP measured the same way",
+        "cold_133k": ("First calls at P = 133,120 (the host engine, `HOST_MAX_PARAMS` = 163,840): "
+                      "median of 3 fresh processes a row, against cold ARPACK on our jitted HVP "
+                      "measured the same way",
                       ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
                        "cached_vs_arpack", "vs_lambda_min", "hvps", "cold_s_all"]),
         "cold_floor": ("First calls against the PyTorch peers (P ≤ 8,448, median of 3 fresh "
