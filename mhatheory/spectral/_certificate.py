@@ -9,7 +9,7 @@ enter the certificate, so every reorthogonalisation scheme, adaptive stopping an
 **Rounding.** With u the unit roundoff of the recurrence's dtype (float64 under x64, also for a
 float32 model), m = ⌈log₂ P⌉ + 2 and γ = m·u/(1 − m·u):
 
-* every dot product and norm is a *pairwise* sum (:func:`pairwise_sum`), so its rounding is at
+* every dot product and norm is a *pairwise* sum (:func:`row_sums`), so its rounding is at
   most γ·Σ|terms| (Higham, Accuracy and Stability, §4.2), whatever order XLA picks;
 * the HVP's own error is estimated, not bounded a priori (an HVP is an arbitrary program): for a
   random unit z, Ĥ(x+z) − Ĥz − Ĥx is zero in exact arithmetic (linearity), so its norm measures
@@ -112,11 +112,6 @@ def row_sums(rows, arrays, *params):
             sums = np.empty(part.shape[:-1] + (nb,), part.dtype)
         sums[..., c] = _halve_host(block)
     return _halve_host(sums)
-
-
-def pairwise_sum(v):
-    """Σ over the last axis by the pairwise tree of :func:`row_sums`."""
-    return row_sums(lambda xp, v: v, (v,))
 
 
 def _halve_host(v):
