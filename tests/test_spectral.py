@@ -364,41 +364,44 @@ def test_a_vanishing_hessian_is_certified_exactly(dtype, engine):
 
 @pytest.mark.parametrize("probe, truth", [(spectral.lambda_max, 2e-45),
                                           (spectral.lambda_min, 2e-46)])
-def test_float32_products_that_underflow_probe_the_widened_operator(probe, truth):
+def test_float32_products_that_underflow_are_never_used(probe, truth):
     """A loss scaled by 1e-46: every float32 product underflows to exactly 0 while the float64
-    Hessian is 2e-46·diag(1, …, 10). The first cycle's products differ from the widened ones
-    by all of them, so the probe says so and runs on the widened operator: the eigenvalue, not
-    the float32 operator's 0."""
-    def loss(w):
-        return 1e-46 * jnp.sum(jnp.arange(1, 11) * w**2)
-
-    with pytest.warns(precision.PrecisionWarning, match="widened operator instead"):
-        r = probe(loss, jnp.ones(10, jnp.float32), key=KEY)
-    assert r.converged and r.interval[0] <= truth <= r.interval[1]
-    assert r.value == pytest.approx(truth, rel=1e-12)
-
-
-@pytest.mark.parametrize("budget, store_basis", [(7, None), (8, False), (9, False), (12, None),
-                                                 (60, None), (41, False)])
-def test_a_float32_fallback_keeps_its_budget(budget, store_basis):
-    """The fallback to the widened operator keeps ``max_hvps``: it compares after
-    ``COMPARE_STEPS`` steps, so it discards at most 2 + 2·8 products, and keeps the shortest
-    widened run in reserve; a budget too small for both probes the widened operator from the
-    start (7 and 8 HVPs took 9 when the fallback got the shortest run on top, and a basis-free
-    budget of 8 raised a ValueError naming a budget of 7). A basis-free run's replay costs its
-    first cycle's steps less the one taken before it (float64 too: 9 took 10)."""
+    Hessian is 2e-46·diag(1, …, 10). The first cycle runs on the widened operator: where it
+    converges (one cycle spans the space) no float32 product is used; with krylov = 3 the run
+    restarts, compares the float32 products at its Ritz vectors, finds them all 0, says so and
+    restarts on the widened operator. Either way the eigenvalue, not the float32 operator's 0."""
     def loss(w):
         return 1e-46 * jnp.sum(jnp.arange(1, 11) * w**2)
 
     with warnings.catch_warnings():
+        warnings.simplefilter("error", precision.PrecisionWarning)
+        r = probe(loss, jnp.ones(10, jnp.float32), key=KEY)
+    assert r.converged and r.interval[0] <= truth <= r.interval[1]
+    assert r.value == pytest.approx(truth, rel=1e-12)
+    with pytest.warns(precision.PrecisionWarning, match="widened operator instead"):
+        r = probe(loss, jnp.ones(10, jnp.float32), key=KEY, krylov=3)
+    assert r.converged and r.interval[0] <= truth <= r.interval[1] and r.restarts > 0
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-46])
+@pytest.mark.parametrize("budget, store_basis", [(7, None), (8, False), (9, False), (12, None),
+                                                 (20, None), (60, None), (41, False)])
+def test_a_float32_run_keeps_its_budget_through_its_switch(budget, store_basis, scale):
+    """A float32 run with krylov = 3 restarts: its first restart costs the float32 products at
+    the Ritz vectors and the widened operator's rounding estimate, and a run that switches to
+    float32 products (scale 1) reserves its final vectors' widened products; one whose products
+    all underflow (scale 1e-46) stays widened. ``max_hvps`` bounds every product (a basis-free
+    run's replay costs its cycle's steps less the one taken before it: 9 took 10), and the
+    probabilistic end holds."""
+    def loss(w):
+        return scale * jnp.sum(jnp.arange(1, 11) * w**2)
+
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r32 = spectral.lambda_max(loss, jnp.ones(10, jnp.float32), key=KEY, max_hvps=budget,
-                                  store_basis=store_basis)
-        r64 = spectral.lambda_max(loss, jnp.ones(10, jnp.float64), key=KEY, max_hvps=budget,
-                                  store_basis=store_basis)
-    assert r32.num_hvps <= budget and r64.num_hvps <= budget
-    assert r32.prob_interval[1] >= 2e-45
-    assert r32.num_hvps - r64.num_hvps <= 2 + 2 * _cycles.COMPARE_STEPS
+        r = spectral.lambda_max(loss, jnp.ones(10, jnp.float32), key=KEY, max_hvps=budget,
+                                store_basis=store_basis, krylov=3)
+    assert r.num_hvps <= budget
+    assert r.prob_interval[1] >= 20 * scale and r.interval[0] <= 20 * scale <= r.interval[1]
 
 
 def test_repeated_calls_compile_nothing_new(deora_problem):

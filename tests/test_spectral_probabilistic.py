@@ -240,17 +240,26 @@ def _float32_mlp_lambda_min() -> float:
 
 
 def test_a_float32_run_at_its_rounding_floor_keeps_its_probabilistic_end():
-    """A fully orthogonalised run on the float32 MLP (P = 1,377, a bulk of ~1,300 eigenvalues
-    within 1e-4 of 0 at ‖H‖ = 10) reaches residuals β near the float32 products' rounding
-    within ~80 steps. The recurrence takes a β ≤ ε₃₂‖T‖ for a breakdown, and the probabilistic
-    end must take it at that threshold: at float64's ε√P‖T‖ instead, the product β_1⋯β_k
-    shrinks by ~1e8 and the end (−4.01e-5, …) misses λmin = −4.096e-5 for every key."""
+    """The float32 MLP (P = 1,377, a bulk of ~1,300 eigenvalues within 1e-4 of 0 at ‖H‖ = 10)
+    with a loss that computes in float32 whatever its parameters' dtype, so that its widened
+    operator rounds in float32 too and the first cycle runs on float32 products (a flax module
+    built with dtype=float32 does the same). A fully orthogonalised run reaches residuals β
+    near their rounding within ~80 steps. The recurrence takes a β ≤ ε₃₂‖T‖ for a breakdown,
+    and the probabilistic end must take it at that threshold: at float64's ε√P‖T‖ instead, the
+    product β_1⋯β_k shrinks by ~1e8 and the end (−4.01e-5, …) misses λmin = −4.096e-5 for
+    every key."""
     loss, params, x, y = _trained_float32_mlp()
     lam = _float32_mlp_lambda_min()
+
+    def loss32(p, x, y):
+        return loss(*jax.tree.map(lambda a: a.astype(jnp.float32), (p, x, y)))
+
     for seed in range(3):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", spectral.ConvergenceWarning)
-            r = spectral.lambda_min(loss, params, x, y, key=jax.random.key(seed),
+            # the widened operator is flagged as still computing in float32
+            warnings.simplefilter("ignore", precision.PrecisionWarning)
+            r = spectral.lambda_min(loss32, params, x, y, key=jax.random.key(seed),
                                     reortho="full", failure_prob=1e-6)
         assert r.reortho == "full"
         assert r.prob_interval[0] <= lam <= r.prob_interval[1] + r.rounding, r.prob_interval
@@ -273,9 +282,9 @@ def test_auto_orthogonalises_a_float32_run_sized_for_its_probabilistic_end():
 
 
 def test_a_float32_run_keeps_its_hvp_budget_with_its_widened_products():
-    """A float32 run's products include its widened ones (one per step of the first cycle, and
-    one per final vector): ``max_hvps`` bounds them all, the final vectors' widened products
-    reserved with the residuals."""
+    """A float32 run's products include its widened ones (the first cycle's, the restart's
+    comparison, one per final vector after a switch to float32 products): ``max_hvps`` bounds
+    them all, the final vectors' widened products reserved with the residuals."""
     loss, params, x, y = _trained_float32_mlp()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", spectral.ConvergenceWarning)
@@ -286,29 +295,29 @@ def test_a_float32_run_keeps_its_hvp_budget_with_its_widened_products():
 
 
 @pytest.mark.parametrize("reortho", ["full", "none"])
-def test_float32_products_far_from_float64_ones_probe_the_widened_operator(reortho):
+def test_float32_products_far_from_float64_ones_are_not_in_the_first_cycle(reortho):
     """The float32 MLP at targets 30000 + O(1) (``make_mlp_offset.py``): its float32 loss is
     exactly 0, so its products carry no curvature term, while float64 has λmin = −5.2e-4; the
     fixed perturbation E is invisible to linearity defects and small at the final vectors
-    (δ ≈ 2e-4), and an end moved out by 2δ misses λmin for every key (by up to 5e-5). Over the
-    first cycle the products differ from the widened operator's by far more than float32's
-    acceptance threshold, so the probe says so and runs on the widened operator: its intervals
-    are float64's, and hold."""
+    (δ ≈ 2e-4), and an end from a cycle on the float32 products, moved out by 2δ, misses λmin
+    for every key (by up to 5e-5). The first cycle runs on the widened operator, so its ends
+    and intervals are float64's (narrower than float32's ε₃₂·λmax), and hold."""
     loss, params, x, y = _trained_float32_mlp(name="mlp_offset")
     assert float(loss(params, x, y)) == 0.0
     lam_min, lam_max = _float32_mlp_eigenvalues("mlp_offset")
+    eps32 = float(np.finfo(np.float32).eps)
     for seed in range(2):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", spectral.ConvergenceWarning)
-            with pytest.warns(precision.PrecisionWarning, match="widened operator instead"):
-                lo = spectral.lambda_min(loss, params, x, y, key=jax.random.key(seed),
-                                         failure_prob=1e-2, reortho=reortho)
-            with pytest.warns(precision.PrecisionWarning, match="widened operator instead"):
-                hi = spectral.lambda_max(loss, params, x, y, key=jax.random.key(seed),
-                                         failure_prob=1e-2, reortho=reortho)
+            lo = spectral.lambda_min(loss, params, x, y, key=jax.random.key(seed),
+                                     failure_prob=1e-2, reortho=reortho)
+            hi = spectral.lambda_max(loss, params, x, y, key=jax.random.key(seed),
+                                     failure_prob=1e-2, reortho=reortho)
         assert lo.prob_interval[0] <= lam_min <= lo.value + lo.rounding
         assert lo.interval[0] <= lam_min <= lo.interval[1]
         assert hi.prob_interval[1] >= lam_max and hi.interval[0] <= lam_max <= hi.interval[1]
+        for r in (lo, hi):
+            assert r.interval[1] - r.interval[0] < eps32 * lam_max
 
 
 def test_a_float32_model_near_convergence_gets_no_false_pass():

@@ -38,14 +38,23 @@ from the first cycle's tridiagonal matrix, from the random start. The exact rout
 and P·u·‖H‖ covers ``eigh``'s backward error.
 
 **Lower precision.** A float32 operator (under x64) is certified against the exact operator at
-its float32 θ and data: its final vectors' products are compared with those of the operator
-widened to float64 (:meth:`LinearOperator.widened`), which adds the rounding that is linear in
-the vector (a fixed perturbation no linearity defect sees) to δ, at k + 1 more products in one
-more compiled program; so is every product of the first cycle (one widened product per step),
-whose errors F bound how far the operator the run saw is from the widened one on its Krylov
-space, ‖Δ‖ ≤ 2‖F‖_F: the probabilistic end is moved out by 2‖Δ‖ (:mod:`._probabilistic`,
-"Finite precision") and the certified interval's outer side by ‖Δ‖ (its Krylov assumption is
-about the operator the run saw). The exact route decomposes the widened operator.
+its float32 θ and data, through the operator widened to float64 (:meth:`LinearOperator.widened`,
+one more compiled program). Its first cycle runs on the widened products: its probabilistic
+ends are the widened operator's (its own rounding estimate and K, :mod:`._probabilistic`,
+"Finite precision"), it aims at their rounding floor (tol + 100ε₆₄), and a run that converges
+there computes no float32 product. A run that restarts first compares the float32 products
+with the widened ones at the k + 1 Ritz vectors (and takes the widened operator's rounding
+estimate there, for the ends): where 2‖F‖_F, F their differences, is within the acceptance
+threshold (tol + 100ε₃₂)·‖T‖, the restarts run on the float32 products (0.40–0.86× the cost
+of a float64 one on a CPU, at P = 133,120 … 2,176) and aim at that threshold, the final
+vectors' products are compared with the widened operator's, which adds the rounding that is
+linear in the vector (a fixed perturbation no linearity defect sees) to δ at k + 1 more
+products, and the certified interval's outer side moves out by 2‖F‖_F (its Krylov assumption
+is about the operator the later cycles saw, estimated at the vectors they start from);
+otherwise the probe says so (a PrecisionWarning) and restarts on the widened operator. A pair
+is accepted at the floor its residual meets: the widened operator's where the run ends on it
+within that floor, else the float32 threshold with its resolution rule. The exact route
+decomposes the widened operator.
 
 **Memory.** The stored basis costs ``krylov``·P numbers (and the thick-restart set up to 32
 more); ``store_basis=None`` (the default) keeps it when it fits ``memory_budget_bytes`` (default
@@ -55,7 +64,6 @@ more); ``store_basis=None`` (the default) keeps it when it fits ``memory_budget_
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import time
@@ -98,11 +106,6 @@ from mhatheory.spectral._result import EigResult
 
 #: The most Ritz pairs a thick restart keeps (their vectors are the selective set after it).
 MAX_KEEP = 32
-
-#: A lower-precision run compares its products with the widened operator's after this many
-#: steps of its first cycle (and at its end), so that a fallback (``_widened_run``) spends
-#: little of the budget on products it discards.
-COMPARE_STEPS = 8
 
 
 def check_size(k: int, size: int) -> None:
@@ -189,7 +192,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     delta = DEFAULT_FAILURE_PROB if probe.failure_prob is None else probe.failure_prob
     mix = None if v0 is None else float(probe.warm_start_mix)
     c = start_threshold(op.size, delta, mix) if mix != 0 else 0.0
-    factor = margin_factor(op.hvp_dtype)          # the ends' K (:mod:`._probabilistic`)
+    # the ends' K (:mod:`._probabilistic`), of the first cycle's (widened) products
+    factor = margin_factor(op.widened().hvp_dtype)
     c_end = (1 - 1 / factor) * c
     log_c = math.log(c_end) if c > 0 else math.inf
     threshold = float(probe.tol) + 100 * float(jnp.finfo(op.hvp_dtype).eps)
@@ -208,113 +212,96 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     if not host:
         start = jnp.asarray(start)
     z = vx.asarray(z)
-    # A lower-precision run compares its products with the widened ones after COMPARE_STEPS
-    # steps and at the end of its first cycle, and falls back to the widened operator with the
-    # rest of its budget (``_widened_run``), which the reserve keeps at least the shortest run
-    # it can make; where the budget cannot hold a comparison too, the widened operator is
-    # probed from the start.
+    # A lower-precision operator's first cycle runs on its widened self, and its restarts on
+    # its own products where those agree with the widened ones at the first cycle's Ritz
+    # vectors (module docstring, "Lower precision"); ``cur``: the operator of the products.
     wide = op.widened()
+    cur = wide
     kk = min(k + 1, cfg.m)
     reserve = kk + 1 + min(2, kk)                        # residuals and the rounding estimate
-    if wide is not op:
-        reserve = max(reserve + kk, min_hvps(k, not cfg.store_basis))   # and widened products
-        if budget - 2 - reserve < 2 * COMPARE_STEPS:
-            return run(probe, wide, key, v0, target, quiet)
-    w0 = vx.asarray(rec.on_engine(cfg, op.mv)(start))
+    w0 = vx.asarray(rec.on_engine(cfg, wide.mv)(start))
     norm0 = float(_safe_norm(w0))
     if not math.isfinite(norm0):
         _check_finite(w0, "at the start vector")
     e = int(np.frexp(norm0)[1]) if norm0 > 0 else 0
     unit = 2.0 ** -e
 
-    apply = rec.on_engine(cfg, lambda q: op.scaled_mv(q, unit))
-    # a lower-precision operator is compared with its widened self at every vector of the first
-    # cycle (the one its probabilistic end reads): ``errors[0]`` = Σ‖Ĥq − H̃q‖², so that
-    # ‖F‖₂ ≤ ‖F‖_F = √errors for F = [Ĥq_j − H̃q_j]_j (module docstring, "Lower precision")
-    errors = [0.0]
-    first_apply = apply
-    if wide is not op:
-        wide_apply = rec.on_engine(cfg, lambda q: wide.scaled_mv(q, unit))
+    def scaled(o):
+        """``o``'s products scaled by ``unit``, on the run's engine."""
+        return rec.on_engine(cfg, lambda q: o.scaled_mv(q, unit))
 
-        def first_apply(q):
-            w = apply(q)
-            errors[0] += float(_safe_norm(vx.asarray(w) - vx.asarray(wide_apply(q)))) ** 2
-            return w
+    apply = wide_apply = scaled(wide)
 
-        errors[0] = float(_safe_norm(w0 * unit - vx.asarray(wide_apply(start)))) ** 2
-
-    def products(vecs):
-        """H x for the rows x of ``vecs``, stacked."""
+    def products(vecs, apply):
+        """H x for the rows x of ``vecs`` by ``apply``, stacked."""
         return vx.stack([vx.asarray(apply(x)) for x in vecs])
 
-    def defect_products(vecs):
+    def defect_products(vecs, apply):
         """The products the HVP's rounding estimate needs for the unit vectors ``vecs``."""
-        return products(defect_vectors(vecs, z))
+        return products(defect_vectors(vecs, z), apply)
 
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)
-    state = rec.start(cfg, start, key=k_break, tol=0.5 * threshold,
-                      prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=op.hvp_dtype,
+    # the cycles on the widened operator aim at its own rounding floor, the acceptance
+    # threshold stays the operator's
+    aim = aim0 = float(probe.tol) + 100 * float(jnp.finfo(wide.hvp_dtype).eps)
+    state = rec.start(cfg, start, key=k_break, tol=0.5 * aim,
+                      prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=wide.hvp_dtype,
                       mask=op.mask)
     state = rec.advance(cfg, state, w0 * unit)
-    hvps = 2 if wide is not op else 1
-    steps = 1
+    hvps = steps = 1
     restarts = 0
     first = best = Hd = None
+    # a switched run's 2‖F‖_F at the switch, and the widened operator's rounding estimate there
+    perturbation, delta_first = 0.0, None
     cycle_start = start
-
-    def widened_if_unresolved(state, spent):
-        """The widened run (:func:`_widened_run`) if the lower-precision products differ from
-        the widened ones by more than the acceptance threshold on the cycle so far (all of them
-        when they vanish), after ``spent`` products; else None."""
-        scale, perturbation = _scale(state), 2 * math.sqrt(errors[0])
-        if perturbation <= threshold * scale:
-            return None
-        return _widened_run(probe, op, wide, key, v0, target, quiet, budget, spent,
-                            perturbation, scale, threshold, t0)
-
     while True:
         j0 = int(state.j)
         room = budget - hvps - reserve
         # a basis-free replay costs the cycle's steps again, less its first
         limit = room if cfg.store_basis else (room - j0 + 1) // 2
-        compare = first is None and wide is not op              # two products a step
-        if compare:
-            state = rec.run(cfg, first_apply, state, limit=min(COMPARE_STEPS, limit // 2))
-            widened = widened_if_unresolved(state, hvps + 2 * (int(state.j) - j0))
-            if widened is not None:
-                return widened
-            state = rec.run(cfg, first_apply, state,
-                            limit=max(limit // 2 - (int(state.j) - j0), 0))
-        else:
-            state = rec.run(cfg, apply, state, limit=max(limit, 0))
+        state = rec.run(cfg, apply, state, limit=max(limit, 0))
         j = int(state.j)
-        hvps += (j - j0) * (2 if compare else 1)
+        hvps += j - j0
         steps += j - j0
         _check_finite(np.asarray(state.alpha)[:j], "along the run")
-        if compare:
-            widened = widened_if_unresolved(state, hvps)
-            if widened is not None:
-                return widened
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
         vecs, extra = _restart.ritz_vectors(cfg, state, cycle_start, which, kk, apply, vx)
         hvps += extra
-        Hx = products(vecs)
+        Hx = products(vecs, apply)
         hvps += len(vecs)
         res = np.asarray(_residuals(vecs, Hx))
         scale = _scale(state)
         if (np.max(res[:k]) <= threshold * scale or restarts >= probe.max_restarts
                 or hvps + reserve + 2 > budget):
             break
+        if cur is wide and wide is not op and restarts == 0 \
+                and hvps + reserve + 2 + 2 * kk + 1 + min(2, kk) <= budget:
+            # the lower-precision products at the Ritz vectors; on a switch, the widened
+            # operator's rounding estimate there, for the first cycle's ends
+            low_apply = scaled(op)
+            F = 2 * float(_safe_norm(products(vecs, low_apply) - Hx))      # 2‖F‖_F
+            hvps += len(vecs)
+            if F <= threshold * scale:
+                perturbation = F
+                Hd = defect_products(vecs, apply)
+                hvps += Hd.shape[0]
+                delta_first = float(certify(vecs, Hx, Hd, wide.hvp_dtype)[3])
+                Hd = None
+                cur, apply, reserve, aim = op, low_apply, reserve + kk, threshold
+                state = state._replace(hvp_eps=xp.asarray(
+                    float(jnp.finfo(op.hvp_dtype).eps) / 2, wdt), tol=xp.asarray(0.5 * aim, wdt))
+            elif not quiet:
+                _warn_widened(op, F, scale, threshold)
         # a restart that did not halve the residual: a thick one falls back to an explicit one,
         # and a residual within δ, the HVP's measured rounding, is the products' noise, which
         # no restart lowers (a Hessian that is a small difference of large terms): stop there
         stalled = best is not None and np.max(res[:k]) > 0.5 * best
         if stalled:
-            Hd = defect_products(vecs)
+            Hd = defect_products(vecs, apply)
             hvps += Hd.shape[0]
-            if np.max(res[:k]) <= float(certify(vecs, Hx, Hd, op.hvp_dtype)[3]):
+            if np.max(res[:k]) <= float(certify(vecs, Hx, Hd, cur.hvp_dtype)[3]):
                 break
             Hd = None
         restarts += 1
@@ -327,39 +314,42 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         else:
             cycle_start = xp.asarray(_sum_rows(vecs, k))
             state = rec.start(cfg, cycle_start, key=rec.fold(cfg, k_break, restarts),
-                              tol=0.5 * threshold, prob=None, hvp_dtype=op.hvp_dtype,
+                              tol=0.5 * aim, prob=None, hvp_dtype=cur.hvp_dtype,
                               mask=op.mask)
     if Hd is None:
-        Hd = defect_products(vecs)
+        Hd = defect_products(vecs, apply)
         hvps += Hd.shape[0]
-    # a lower-precision operator's products against the widened operator's (``certify``)
+    # a switched run's final vectors against the widened operator's products (``certify``)
     reference = None
-    if wide is not op:
-        reference = vx.stack([vx.asarray(wide.scaled_mv(x, unit)) for x in vecs])
+    if cur is not wide:
+        reference = products(vecs, wide_apply)
         hvps += len(vecs)
-    theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, op.hvp_dtype,
+    theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, cur.hvp_dtype,
                                                                     reference))
     seconds = time.perf_counter() - t0
-    # ‖Δ‖ ≤ 2‖F‖_F: how far the operator the first cycle saw is from the widened one on its
-    # Krylov space (module docstring, "Lower precision"); δ where that is larger
-    perturbation = 2 * math.sqrt(errors[0])
     delta_run = max(float(delta_hvp), perturbation)
     big = 2.0 ** e                              # back to the operator's own units
     asym, allowed = (float(a) for a in asymmetry(vecs, Hx, z, Hd, delta_run))
     symmetric = asym <= allowed
     if not symmetric:
-        warn_asymmetric(asym * big, allowed * big, delta_run * big, scale * big, op.hvp_dtype)
+        warn_asymmetric(asym * big, allowed * big, delta_run * big, scale * big, cur.hvp_dtype)
         delta_run = max(delta_run, asym / 2)
-    low = float(probe.tol) < 100 * float(jnp.finfo(op.hvp_dtype).eps)
-    converged = symmetric and bool(np.max(res[:k]) <= threshold * scale) and resolved(
-        theta, np.asarray(vecs), k, threshold * scale, low)
+    # accepted at the floor of the products the residual meets: the widened operator's where
+    # the run ended on it within that floor, else the operator's own
+    fine = cur is wide and bool(np.max(res[:k]) <= aim * scale)
+    accept, floor_dtype = (aim, wide.hvp_dtype) if fine else (threshold, op.hvp_dtype)
+    low = float(probe.tol) < 100 * float(jnp.finfo(floor_dtype).eps)
+    converged = symmetric and bool(np.max(res[:k]) <= accept * scale) and resolved(
+        theta, np.asarray(vecs), k, accept * scale, low)
     if symmetric and not converged and not quiet:
-        warn_unconverged(res * big, k, threshold * scale * big, float(delta_hvp) * big,
-                         restarts, cfg.m, hvps, op.hvp_dtype)
+        warn_unconverged(res * big, k, accept * scale * big, float(delta_hvp) * big,
+                         restarts, cfg.m, hvps, floor_dtype)
     iv = (intervals(which, theta, rho, tau, converged, perturbation) if symmetric
           else [((-math.inf, math.inf), 0.0)] * k)
-    ends = prob_ends(which, first, c_end, delta_run if symmetric else math.inf, op.size, wdt,
-                     op.hvp_dtype, iv, threshold * scale,
+    # the ends are the first cycle's, on the widened operator: its own rounding estimate
+    delta_ends = delta_run if delta_first is None else delta_first
+    ends = prob_ends(which, first, c_end, delta_ends if symmetric else math.inf, op.size, wdt,
+                     wide.hvp_dtype, iv, aim0 * scale,
                      extend, target is not None and (lo_t, hi_t), budget, hvps, cfg.m)
     out = []
     for j in range(k):
@@ -374,34 +364,27 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     return out
 
 
-def _widened_run(probe, op, wide, key, v0, target, quiet, budget, hvps, perturbation, scale,
-                 threshold, t0) -> list[EigResult]:
-    """``probe`` on ``wide``, the operator widened to the work dtype, after a first cycle on ``op``
-    (``hvps`` products) whose products differ from the widened ones by ``perturbation`` on its
-    Krylov space (the bound on ‖Δ‖, :mod:`._probabilistic`; ``scale``: ‖T‖, both in the run's
-    units), more than the acceptance threshold: then no interval from ``op``'s products is
-    narrower than ‖Δ‖, and where ‖Δ‖ exceeds the spectrum's own scale (a float32 operator whose
-    products are exactly 0, or a fixed rounding E as large as H) its Krylov space can miss the
-    widened operator's extreme eigenvalue altogether. The rest of the budget goes to the widened
-    run; its results count every product."""
-    if not quiet:
-        low, wdt = np.dtype(op.hvp_dtype).name, np.dtype(op.work_dtype).name
-        if scale > 0:
-            by = f"by {perturbation / scale:.3g} of ‖H‖"
-            fix = f"To probe with {low} products, pass tol above {perturbation / scale:.2g}."
-        else:
-            by, fix = "entirely (they are all 0)", f"No tol lets {low} products certify it."
-        warnings.warn(
-            f"the {low} products differ from the operator widened to {wdt} {by} on the first "
-            f"Lanczos cycle, more than the acceptance threshold (tol + 100ε = {threshold:.3g}): "
-            f"the probe ran on the widened operator instead ({wdt} products; the result "
-            f"certifies the same weights and data in {wdt}). {fix}", precision.PrecisionWarning,
-            stacklevel=_validate.user_stacklevel())
-    if probe.max_hvps is not None or probe.failure_prob is not None:
-        probe = dataclasses.replace(probe, max_hvps=budget - hvps)
-    out = run(probe, wide, key, v0, target, quiet)
-    seconds = time.perf_counter() - t0
-    return [r._replace(num_hvps=r.num_hvps + hvps, seconds=seconds) for r in out]
+def _warn_widened(op, perturbation: float, scale: float, threshold: float) -> None:
+    """The PrecisionWarning of a lower-precision run whose products differ from the widened
+    operator's at its first cycle's Ritz vectors by ``perturbation`` (2‖F‖_F, in the run's
+    units, ``scale``: ‖T‖) more than the acceptance threshold, so that its restarts stay on the
+    widened operator: no interval from its own products would be narrower than ‖Δ‖, and where
+    ‖Δ‖ exceeds the spectrum's own scale (a float32 operator whose products are exactly 0, or
+    a fixed rounding E as large as H) its Krylov space can miss the widened operator's extreme
+    eigenvalue altogether."""
+    low, wdt = np.dtype(op.hvp_dtype).name, np.dtype(op.work_dtype).name
+    if scale > 0:
+        by = f"by {perturbation / scale:.3g} of ‖H‖"
+        fix = f"To restart with {low} products, pass tol above {perturbation / scale:.2g}."
+    else:
+        by, fix = "entirely (they are all 0)", f"No tol lets {low} products certify it."
+    warnings.warn(
+        f"the {low} products differ from the operator widened to {wdt} {by} at the first "
+        f"Lanczos cycle's Ritz vectors, more than the acceptance threshold (tol + 100ε = "
+        f"{threshold:.3g}): the probe's restarts ran on the widened operator instead of {low} "
+        f"products, as its first cycle did ({wdt} products; the result certifies the same "
+        f"weights and data in {wdt}). {fix}", precision.PrecisionWarning,
+        stacklevel=_validate.user_stacklevel())
 
 
 def _draws(words, v0, mix, mask, P: int, dtype):

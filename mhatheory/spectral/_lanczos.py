@@ -71,7 +71,9 @@ class Lanczos:
             HVP budget (at most the operator's size).
         tol: the residual tolerance: a pair is converged, and its interval closed on both
             sides, once its true residual ρ ≤ (tol + 100ε)·‖H‖ (the 100ε covers the rounding
-            of one HVP) and, where that rounding floor exceeds tol (a float32 model), the
+            of one HVP; a float32 model's first cycle computes in float64 and aims at
+            float64's floor, its float32 restarts at float32's: :mod:`._cycles`) and, where
+            that rounding floor exceeds tol (a float32 model's float32 products), the
             threshold is below the distance the pair must resolve: the gap to its neighbouring
             Ritz value, and |θ| (a Ritz value within the rounding floor of 0 is not told apart
             from it). Its certified interval is then at most 2τ + min(ρ, ρ²/g) wide. The

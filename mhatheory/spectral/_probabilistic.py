@@ -88,21 +88,20 @@ random-start event does not carry over to it: a Δ as small as ‖Hv₀‖ can m
 of M and hide every other eigenvalue of H, and no margin makes that a proof. The toolkit takes
 η = K·δ + 2(√P + k)·u·‖T‖, u the unit roundoff of the recurrence (twice the rounding of one
 step and of the tridiagonal eigenvalues), δ ≥ ‖Δ‖ as measured, and solves the ends at
-(1 − 1/K)·c (K of :data:`MARGIN_FACTOR`: 2 for float32 products, 20 for float64 ones). δ is,
-for a float32 model, 2‖F‖_F with every product of the first cycle compared with the operator
-widened to float64 (one more product per step), or the linearity-defect estimate at the final
-vectors if larger; for a float64 model that estimate alone. Measuring F matters: a product's
-error depends on the vector (on an MLP trained to float32 convergence, 0.07–1.3e-6 over a
-cycle's vectors against 1.2e-7 at λmin's eigenvector), and a fixed perturbation E can be small
-at every vector but large on the span of the cycle, or invisible to every linearity defect (a
-float32 loss that is exactly 0 hides a float64 curvature of 5.2e-4: an end moved out by 2δ at
-the final vectors misses λmin for every key). Where ‖Δ‖ exceeds the acceptance threshold
-(tol + 100ε of the products, times ‖T‖) after the first cycle, a float32 probe runs on the
-widened operator instead (:mod:`._cycles`), whose products are exact to float64 rounding: the
-float32 cases where the margin alone missed (products exactly 0 while float64 has a curvature
-of 5e-4; λmax of a classifier whose float32 rounding exceeds its ‖H‖ ≈ 1e-8) are all of that
-kind. Below it, the margin held in every case measured: the coverage experiment's float32
-rows and two audits of float32 models at and near convergence.
+(1 − 1/K)·c (K of :data:`MARGIN_FACTOR`: 2 for float32 products, 20 for float64 ones). δ is
+the linearity-defect estimate of the products at the final vectors. A float32 model's ends
+come from no float32 product: its first cycle runs on the operator widened to float64
+(:mod:`._cycles`, "Lower precision"), so Δ is the widened operator's own rounding, δ its
+linearity-defect estimate (at the first cycle's Ritz vectors where the run restarts on float32
+products) and K = 20. A cycle on the float32 products would need δ ≥ ‖Δ‖ = ‖M − H‖ for their
+own perturbation, and measuring that is what fails: a product's error depends on the vector
+(on an MLP trained to float32 convergence, 0.07–1.3e-6 over a cycle's vectors against 1.2e-7
+at λmin's eigenvector), and a fixed perturbation E can be small at every vector but large on
+the span of the cycle, or invisible to every linearity defect (a float32 loss that is exactly
+0 hides a float64 curvature of 5.2e-4: an end moved out by 2δ at the final vectors misses
+λmin for every key; so does λmax of a classifier whose float32 rounding exceeds its
+‖H‖ ≈ 1e-8). The coverage experiment's float32 rows measure the margin on float32 products
+all the same, as a bound on what such a cycle would claim.
 
 A residual β_j at the rounding level (:func:`breakdown_floor`: ε√P‖T‖ of the recurrence, or
 ε_h‖T‖ of a lower-precision HVP) is a breakdown, after which the recurrence goes on from a

@@ -27,8 +27,9 @@ class EigResult(NamedTuple):
         method: "lanczos" or "exact".
         rounding: τ, the bound on |value − xᵀHx| from rounding (module docstring).
         hvp_error: δ, the estimated rounding error ‖Ĥx − Hx‖ of one HVP; for a lower-precision
-            operator at least 2‖F‖_F, the bound on how far the operator the first cycle saw is
-            from the widened one (:mod:`._probabilistic`, "Finite precision"); where the
+            operator whose restarts ran on its own products, at least their distance from the
+            widened operator's at the final vectors and 2‖F‖_F at the switch
+            (:mod:`._cycles`, "Lower precision"); where the
             products fail the symmetry test, at least half their measured asymmetry; for ``exact``:
             the asymmetry ‖Ĥ − Ĥᵀ‖_F of the dense matrix.
         store_basis: whether the Krylov basis was kept (False: basis-free, O(P) memory, chosen
