@@ -4,14 +4,15 @@ log axes where the quantity spans decades.
 Importing this module leaves matplotlib's backend alone: Jupyter's inline backend shows the
 figures, a headless process (CI, ``mhatheory run``) gets matplotlib's non-interactive default
 (``MPLBACKEND`` overrides it). Every function returns the figure; experiments save it with
-:func:`mhatheory.results.save_figure_atomic`, which closes it.
+:func:`mhatheory.results.save_figure_atomic`, which closes it. Here and in the experiments'
+figure modules matplotlib is imported by the functions that draw, so that importing an
+experiment (the CLI imports every one to build its parser) does not load it: ``mhatheory
+--help`` takes 1.7 s instead of 2.9 s on a 2-core CPU.
 """
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 
 def finish(fig, ax, *, xlabel: str, ylabel: str, title: str | None = None, legend: int = 7):
@@ -40,6 +41,7 @@ def loss_curve(traj, title: str = "Gradient descent", bayes_error: float | None 
     step; right: the recorded ``*_error`` metrics in % with the Bayes-error floor (a labelled
     horizontal line, its ±1 SE band shaded) when ``bayes_error`` (a fraction) is given. Step 0
     is kept (symlog step axis)."""
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
     steps = np.arange(len(traj.loss))
     ax[0].semilogy(steps, traj.loss, label="training loss L̂(θ_k)")
@@ -75,6 +77,7 @@ def slq_density(densities: dict, exact: dict | None = None, sigma: float | None 
     """One panel per label: the SLQ density (a :class:`mhatheory.spectral.Density` from
     :func:`mhatheory.spectral.spectral_density`, Gaussian-smoothed) on a linear axis, with the
     dense eigenvalue histogram overlaid when ``exact[label]`` is given."""
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(densities), figsize=(5.2 * len(densities), 3.8),
                              squeeze=False)
     for ax, (label, dens) in zip(axes[0], densities.items(), strict=True):
@@ -121,6 +124,7 @@ def symlog_fit(ax, values, pad: float = 2.0):
 
 def integer_ticks(ax, values):
     """Ticks at ``values`` on a log x axis, labelled as plain integers."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
     ax.set_xticks(values)
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())

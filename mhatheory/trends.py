@@ -1,5 +1,7 @@
 """Trends against a grid variable (here: the number of heads H), for the experiments' tendency
-rows: per-seed slopes with their SE, monotonicity, and a three-way verdict.
+rows: per-seed slopes with their SE, monotonicity, and a three-way verdict. ``scipy.stats`` is
+imported by the functions that test (half a second, which every CLI start would pay
+otherwise: :mod:`mhatheory.plots`).
 
 **Slopes.** For a quantity q, each seed s gives a curve q_s(H) over the grid (paired: a seed's
 data are the same at every H). Per seed, least squares
@@ -25,7 +27,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 
 def mean_se(values) -> tuple[float | None, float | None]:
@@ -98,6 +99,7 @@ def t_test(values, level: float = 0.95) -> dict:
     """Mean of the finite values, its SE, the Student-t interval at ``level`` and the two-sided
     one-sample t-test p-value of "mean = 0" (None where fewer than two values; where all values
     are equal, p = 1 if they are 0 and p = 0 otherwise: seeds that agree exactly)."""
+    from scipy import stats
     v = np.array([float(x) for x in values if x is not None and math.isfinite(float(x))])
     mean, se = mean_se(v)
     out = {"mean": mean, "se": se, "n": int(v.size), "lo": None, "hi": None, "p": None}
@@ -119,6 +121,7 @@ def decide(tests, direction: int, alpha: float = 0.05) -> list[str]:
     per slice "yes" (resolved in the claimed ``direction``, −1 a decrease, +1 an increase),
     "no" (resolved the other way) or "undecided" (adjusted p ≥ α or no test); each test gains
     its ``p_adjusted``."""
+    from scipy import stats
     if direction not in (-1, 1):
         raise ValueError(f"direction must be -1 (a decrease) or +1 (an increase), got "
                          f"{direction!r}.")

@@ -5,9 +5,7 @@ log₂ axis; error bars are ± 1 SE over seeds unless a panel says otherwise."""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 _VERDICT_COLOR = {"yes": "tab:green", "no": "tab:red", "undecided": "tab:gray"}
 _ARM = {"growing": ("H heads, width grows (d×d per head)", "o-", "tab:blue"),
@@ -16,6 +14,7 @@ _ARM = {"growing": ("H heads, width grows (d×d per head)", "o-", "tab:blue"),
 
 
 def _heads_axis(ax, heads):
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
     ax.set_xscale("log", base=2)
     ax.set_xticks(heads)
     ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -34,6 +33,7 @@ def _nan(v):
 def phase_diagrams(records, n: int):
     """H × η heatmaps of the growing arm at training-set size ``n``: the failed fraction (top)
     and the test error at θ_K over all seeds (bottom), one column per init scale."""
+    import matplotlib.pyplot as plt
     rs = _select(records, n=n, arm="growing")
     inits = sorted({r["init_scale"] for r in rs})
     heads = sorted({r["heads"] for r in rs})
@@ -84,6 +84,7 @@ def tuned(summary, bayes: float):
     """Each H at its tuned best: test error ± SE (validation error dashed; hollow marker: the
     selected setting is on the grid's edge), the selected η and init scale, and the stopping
     step."""
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     heads = sorted({t["heads"] for t in summary["tuned"]})
     for arm in ("growing", "fixed_width"):
@@ -123,6 +124,7 @@ def tuned(summary, bayes: float):
 def robustness(summary):
     """Share of the η × init grid whose validation error is within δ of each H's best (± bootstrap
     SE over seeds), and the share of all runs that failed."""
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     heads = sorted({r["heads"] for r in summary["robustness"]})
     for arm in ("growing", "fixed_width"):
@@ -152,6 +154,7 @@ def robustness(summary):
 def matched(summary, records, config):
     """Test error, gap and ε₁ against H at each training-loss target (solid) and after K steps
     (dashed), one column per primary slice, growing arm."""
+    import matplotlib.pyplot as plt
     qs = (("test_error", "test error (fraction)"), ("gen_gap", "gap = test − train loss (nats)"),
           ("eps1", "ε₁ = mean ‖θ − θ^(i)‖"))
     fig, axes = plt.subplots(len(qs), len(config.primary), squeeze=False,
@@ -189,6 +192,7 @@ def matched(summary, records, config):
 
 def cost(summary):
     """Tuned test error against the FLOPs of one GD step, and seconds per step against H."""
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     cost_of = {(c["arm"], c["heads"]): c for c in summary["cost"]}
     for arm in ("growing", "fixed_width"):
@@ -227,6 +231,7 @@ def cost(summary):
 def controls(records, config):
     """Test error after K steps against H on each primary slice: the growing model, the
     fixed-width control and the average of H one-head models."""
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(config.primary), squeeze=False,
                              figsize=(4.8 * len(config.primary), 3.8))
     for ax, (lr, init) in zip(axes[0], config.primary, strict=True):
@@ -251,6 +256,7 @@ def controls(records, config):
 def claims_forest(summary):
     """Per claim: every slice's estimate with its Student-t interval, coloured by its
     Benjamini–Hochberg verdict; the claimed direction is the sign of ``direction``."""
+    import matplotlib.pyplot as plt
     rows = summary["slopes"]
     cols = 3
     nrow = -(-len(rows) // cols)
@@ -287,6 +293,7 @@ def claims_forest(summary):
 def bounds_vs_gap(records, lr: float, init: float):
     """Generalisation gap (± 2 SE) and both Lei–Ying bounds against H, one panel per n, on the
     reference slice of the growing arm."""
+    import matplotlib.pyplot as plt
     rs = [r for r in _select(records, arm="growing", lr=lr, init_scale=init)
           if r.get("bound_lipschitz") is not None]
     ns = sorted({r["n"] for r in rs}) or [None]

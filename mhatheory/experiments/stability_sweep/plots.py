@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from mhatheory.plots import finish, integer_ticks
@@ -11,6 +10,7 @@ from mhatheory.plots import finish, integer_ticks
 
 def eps1_vs_n(records, slopes):
     """ε₁ against n on log-log axes per (H, K), with the fitted slope and an n^(−1) guide."""
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for s in slopes:
         rs = sorted((r for r in records if (r["heads"], r["steps"]) == (s["heads"], s["steps"])),
@@ -33,6 +33,7 @@ def eps1_vs_n(records, slopes):
 
 def gap_vs_bounds(records):
     """Generalisation gap (± 3 SE) against the Lipschitz and smooth bounds, per cell."""
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(records)), 4.2))
     x = np.arange(len(records))
     ax.errorbar(x, [r["gen_gap"] for r in records], yerr=[3 * r["gen_gap_se"] for r in records],
@@ -48,6 +49,7 @@ def gap_vs_bounds(records):
 
 def distance_curves(payloads, lr):
     """Mean leave-one-out parameter distance ‖θ_t − θ_t^(−i)‖ along GD, seed 0, per cell."""
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for p in payloads:
         r = p["record"]

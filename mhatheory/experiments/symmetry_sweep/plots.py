@@ -3,7 +3,6 @@ and unit; see :mod:`mhatheory.plots` for the conventions."""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 
@@ -14,6 +13,7 @@ def _label(spec):
 def addition_curves(payloads, ceil):
     """Held-out exact match against training step per variant (mean over seeds, band = min/max),
     with the enumerated ceiling for non-causal models without positions."""
+    import matplotlib.pyplot as plt
     groups = {}
     for p in payloads:
         groups.setdefault(_label(p["spec"]), []).append(p)
@@ -44,6 +44,7 @@ def addition_curves(payloads, ceil):
 
 def residual_ablation(payloads):
     """Causal models: training loss and exact match with and without residual connections."""
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     groups = {}
     for p in payloads:
@@ -71,6 +72,7 @@ def residual_ablation(payloads):
 def correlation_heatmaps(payloads):
     """The correlation analyses (a) and (b) (``experiment.correlations``) for seed-0 cells
     without positional encoding."""
+    import matplotlib.pyplot as plt
     cells = [p for p in payloads if p["spec"]["positional"] == "none"
              and p["spec"]["seed"] == min(q["spec"]["seed"] for q in payloads)]
     fig, axes = plt.subplots(2, max(1, len(cells)), figsize=(3.4 * max(1, len(cells)), 7.0),

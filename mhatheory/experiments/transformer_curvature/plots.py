@@ -6,7 +6,6 @@ Functions of the records the experiment writes, so a notebook can redraw them fr
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from mhatheory import trends
@@ -32,6 +31,7 @@ def law(records: list[dict], summary: dict, config, task: str):
     """−λmin/L̂ against H (log-log) on one task: a row per scaling, a column per stage, a line per
     depth (seed mean ± SE, positive values only) with its slope and 95 % t-interval, and an
     H^(−1/2) reference through the first point."""
+    import matplotlib.pyplot as plt
     stages = stage_names(config)
     scalings = list(config.scaling_grid)
     fig, axes = plt.subplots(len(scalings), len(stages),
@@ -82,6 +82,7 @@ def law(records: list[dict], summary: dict, config, task: str):
 def training_curves(cells: list[dict], config):
     """Probe-batch loss (nats, log scale) and validation exact-match accuracy against AdamW step,
     one line per cell, coloured by H, a column per task."""
+    import matplotlib.pyplot as plt
     tasks = list(config.tasks)
     fig, axes = plt.subplots(2, len(tasks), figsize=(5.0 * len(tasks), 6.0), squeeze=False,
                              constrained_layout=True)
@@ -112,6 +113,7 @@ def training_curves(cells: list[dict], config):
 def probe_batch(records: list[dict], config):
     """At the end of training, −λmin/L̂ on the fewest probe samples against the most, a point
     per cell, a marker per task, with the diagonal."""
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.0, 4.6), constrained_layout=True)
     late = [r for r in records if r["stage"] == "late"]
     for i, task in enumerate(config.tasks):
@@ -143,6 +145,7 @@ def probe_batch(records: list[dict], config):
 def head_block_minima(records: list[dict], config):
     """Per-head block λmin of N (first layer, Q/K/V of head h) at the end of training against
     H, each head of each seed a point, beside λmin(N) of the whole model (seed mean)."""
+    import matplotlib.pyplot as plt
     combos = [(t, L) for t in config.tasks for L in config.layers_grid]
     fig, axes = plt.subplots(1, len(combos), figsize=(4.2 * len(combos), 3.4), squeeze=False,
                              constrained_layout=True)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from mhatheory.plots import by_heads, finish, integer_ticks, symlog_fit
@@ -11,6 +10,7 @@ from mhatheory.plots import by_heads, finish, integer_ticks, symlog_fit
 
 def chain_vs_step(records, seed: int = 0):
     """λmin(∇²L̂), λmin(N) and the bound −κ_blk·L̂/√H against GD step, one panel per H."""
+    import matplotlib.pyplot as plt
     heads, by = by_heads(records, seed)
     cols = min(4, len(heads))
     rows = -(-len(heads) // cols)
@@ -39,6 +39,7 @@ def chain_vs_step(records, seed: int = 0):
 def kappa_vs_heads(records, slopes, stages):
     """κ̂ and −λmin/L̂ against H on log-log axes, per stage, with the fitted slope (mean ± SE over
     seeds) and a −1/2 reference line."""
+    import matplotlib.pyplot as plt
     names = {"kappa_hat": "κ̂ = max(0, −λmin)·√H/L̂", "neg_lambda_over_loss": "−λmin/L̂"}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (q, label) in zip(axes, names.items(), strict=True):
@@ -73,6 +74,7 @@ def kappa_vs_heads(records, slopes, stages):
 
 def tightness(records):
     """Geometric mean over probes of how much each link of the chain loses, against H."""
+    import matplotlib.pyplot as plt
     heads = sorted({r["heads"] for r in records})
     names = [link["name"] for link in records[0]["links"]]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -92,6 +94,7 @@ def tightness(records):
 
 def convergence(conv, lr):
     """Measured L̂(θ_K) and the finite-time bound against K (log-log)."""
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4))
     K = np.asarray(conv["K"])
     ax.loglog(K, conv["loss"], label="measured L̂(θ_K)")
