@@ -148,8 +148,10 @@ def test_the_digits_load_as_tokens_with_a_fixed_stratified_split():
 
 def test_a_tiny_sweep_on_the_digits(tmp_path):
     out = tmp_path / "digits"
-    # the assumption probes are tested on the family above; here the per-seed θ_0 checks
+    # the assumption probes are tested on the family above; here the per-seed θ_0 checks, which
+    # one H (one cell) exercises as well as several
     argv = ["run", "heads", "--data", "digits", "--out", str(out), "--width", "0", *TINY]
+    argv[argv.index("--heads-grid") + 1] = "2"
     argv[argv.index("--probe-seeds") + 1] = "0"
     argv[argv.index("--lr-grid") + 1] = "1.0,16.0"
     for flag in ("--lr", "--primary-lrs"):
@@ -201,4 +203,4 @@ def test_the_transformer_family_fits_binary_and_class_labels(data_name, classes)
     # the sweep's init scale multiplies the module's own initial parameters
     assert all(np.allclose(a, 2 * b) for a, b in zip(jax.tree.leaves(params),
                                                       jax.tree.leaves(base), strict=True))
-    assert phi(params, np.zeros((5, 8, 8))).shape == want
+    assert jax.eval_shape(phi, params, np.zeros((5, 8, 8))).shape == want

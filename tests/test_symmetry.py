@@ -93,8 +93,10 @@ def test_ceiling_matches_brute_force_enumeration(lo, hi, reverse):
 
 
 def test_exact_match_ceiling_is_the_same_forward_and_reversed():
-    # reversal is a bijection on answers, so the multiset classes and their best counts agree
-    assert addition.exact_match_ceiling(0, 999) == addition.exact_match_ceiling(0, 999, True)
+    # reversal is a bijection on answers, so the multiset classes and their best counts agree;
+    # operands 0..549 give answers of one to four digits (leading zeros, carries into the
+    # thousands) at a third of the full range's enumeration
+    assert addition.exact_match_ceiling(0, 549) == addition.exact_match_ceiling(0, 549, True)
 
 
 def test_split_is_disjoint_and_bad_ranges_raise():
