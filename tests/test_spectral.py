@@ -367,7 +367,7 @@ def test_a_vanishing_hessian_is_certified_exactly(dtype, engine):
 def test_float32_products_that_underflow_are_never_used(probe, truth):
     """A loss scaled by 1e-46: every float32 product underflows to exactly 0 while the float64
     Hessian is 2e-46·diag(1, …, 10). The first cycle runs on the widened operator: where it
-    converges (one cycle spans the space) no float32 product is used; with krylov = 3 the run
+    converges (one cycle spans the space) no float32 product is used; with krylov = 5 the run
     restarts, compares the float32 products at its Ritz vectors, finds them all 0, says so and
     restarts on the widened operator. Either way the eigenvalue, not the float32 operator's 0."""
     def loss(w):
@@ -379,7 +379,7 @@ def test_float32_products_that_underflow_are_never_used(probe, truth):
     assert r.converged and r.interval[0] <= truth <= r.interval[1]
     assert r.value == pytest.approx(truth, rel=1e-12)
     with pytest.warns(precision.PrecisionWarning, match="widened operator instead"):
-        r = probe(loss, jnp.ones(10, jnp.float32), key=KEY, krylov=3)
+        r = probe(loss, jnp.ones(10, jnp.float32), key=KEY, krylov=5)
     assert r.converged and r.interval[0] <= truth <= r.interval[1] and r.restarts > 0
 
 

@@ -294,6 +294,26 @@ def test_a_float32_run_keeps_its_hvp_budget_with_its_widened_products():
             assert r.num_hvps <= budget
 
 
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_a_stall_that_spends_the_budget_ends_the_run(dtype):
+    """A restart that stalls spends 1 + min(2, k + 1) products on the rounding estimate; where
+    they leave no room for a restart's first step the run ends there with what it has (λmin of
+    the MLP fixture with krylov 3 and 4 and these budgets restarted into an empty cycle and
+    raised an IndexError, float64 and float32 alike)."""
+    loss, params, x, y = _trained_float32_mlp(dtype)
+    H = spectral.linearise(loss, params, x, y)
+    lam = _float32_mlp_lambda_min()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", spectral.ConvergenceWarning)
+        for krylov, budgets in ((3, (16, 17, 24, 25, 32)), (4, (17, 18, 26, 27, 35))):
+            for budget in budgets:
+                r = spectral.Lanczos(which="smallest", krylov=krylov, max_hvps=budget)(
+                    H, key=jax.random.key(0))[0]
+                assert r.num_hvps <= budget
+                if dtype == jnp.float32:        # the reference is at the float32 weights
+                    assert lam <= r.interval[1]
+
+
 @pytest.mark.parametrize("reortho", ["full", "none"])
 def test_float32_products_far_from_float64_ones_are_not_in_the_first_cycle(reortho):
     """The float32 MLP at targets 30000 + O(1) (``make_mlp_offset.py``): its float32 loss is

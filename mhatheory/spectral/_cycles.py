@@ -41,20 +41,22 @@ and P·u·‖H‖ covers ``eigh``'s backward error.
 its float32 θ and data, through the operator widened to float64 (:meth:`LinearOperator.widened`,
 one more compiled program). Its first cycle runs on the widened products: its probabilistic
 ends are the widened operator's (its own rounding estimate and K, :mod:`._probabilistic`,
-"Finite precision"), it aims at their rounding floor (tol + 100ε₆₄), and a run that converges
-there computes no float32 product. A run that restarts first compares the float32 products
-with the widened ones at the k + 1 Ritz vectors (and takes the widened operator's rounding
-estimate there, for the ends): where 2‖F‖_F, F their differences, is within the acceptance
-threshold (tol + 100ε₃₂)·‖T‖, the restarts run on the float32 products (0.40–0.86× the cost
-of a float64 one on a CPU, at P = 133,120 … 2,176) and aim at that threshold, the final
-vectors' products are compared with the widened operator's, which adds the rounding that is
-linear in the vector (a fixed perturbation no linearity defect sees) to δ at k + 1 more
-products, and the certified interval's outer side moves out by 2‖F‖_F (its Krylov assumption
-is about the operator the later cycles saw, estimated at the vectors they start from);
-otherwise the probe says so (a PrecisionWarning) and restarts on the widened operator. A pair
-is accepted at the floor its residual meets: the widened operator's where the run ends on it
-within that floor, else the float32 threshold with its resolution rule. The exact route
-decomposes the widened operator.
+"Finite precision"), and a run that converges at their rounding floor (tol + 100ε₆₄) computes
+no float32 product. A run that does not compares the float32 products with the widened ones
+at the k + 1 Ritz vectors (and takes the widened operator's rounding estimate there, for the
+ends). Where 2‖F‖_F, F their differences, is within the float32 acceptance threshold
+(tol + 100ε₃₂)·‖T‖, the run goes on with the float32 products (0.40–0.86× the cost of a
+float64 one on a CPU, at P = 133,120 … 2,176): it ends there if the Ritz vectors' float32
+residuals are within that threshold, else it restarts on them, aiming at it; its final vectors'
+products are compared with the widened operator's, which adds the rounding that is linear in
+the vector (a fixed perturbation no linearity defect sees) to δ, and the certified interval's
+outer side moves out by 2‖F‖_F (its Krylov assumption is about the operator the later cycles
+saw, estimated at the vectors they start from). Otherwise the probe says so (a
+PrecisionWarning) and restarts on the widened operator, to its floor: a run on float64
+products stopped at float32's threshold would pair float64's τ with a residual 10⁵ times
+larger and rest its outer side on a Kato–Temple gap to a neighbouring Ritz value that has not
+yet resolved its pair (such intervals missed λmax of a float32 quadratic with a top pair
+1e-5 apart in 12 of 16 runs). The exact route decomposes the widened operator.
 
 **Memory.** The stored basis costs ``krylov``·P numbers (and the thick-restart set up to 32
 more); ``store_basis=None`` (the default) keeps it when it fits ``memory_budget_bytes`` (default
@@ -242,8 +244,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
 
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)
-    # the cycles on the widened operator aim at its own rounding floor, the acceptance
-    # threshold stays the operator's
+    # the run aims at, and accepts at, the rounding floor of the products it runs on: the
+    # widened operator's, after a switch the operator's own (``threshold``)
     aim = aim0 = float(probe.tol) + 100 * float(jnp.finfo(wide.hvp_dtype).eps)
     state = rec.start(cfg, start, key=k_break, tol=0.5 * aim,
                       prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=wide.hvp_dtype,
@@ -254,10 +256,23 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     first = best = Hd = None
     # a switched run's 2‖F‖_F at the switch, and the widened operator's rounding estimate there
     perturbation, delta_first = 0.0, None
+    compared, reference = False, None
     cycle_start = start
+    # a lower-precision run keeps its comparison at the Ritz vectors (and the widened rounding
+    # estimate there) out of the first cycle's steps, so that a budget-bound run can end on the
+    # lower-precision products within their threshold, where that leaves the cycle at least as
+    # many steps as the comparison takes
+    switch = kk + 1 + min(2, kk) if wide is not op else 0
+    if budget - hvps - reserve < 2 * switch:
+        switch = 0
+
+    def held():
+        """The products the rest of the run keeps back from its cycles."""
+        return reserve + (0 if compared or cur is not wide else switch)
+
     while True:
         j0 = int(state.j)
-        room = budget - hvps - reserve
+        room = budget - hvps - held()
         # a basis-free replay costs the cycle's steps again, less its first
         limit = room if cfg.store_basis else (room - j0 + 1) // 2
         state = rec.run(cfg, apply, state, limit=max(limit, 0))
@@ -273,35 +288,53 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         hvps += len(vecs)
         res = np.asarray(_residuals(vecs, Hx))
         scale = _scale(state)
-        if (np.max(res[:k]) <= threshold * scale or restarts >= probe.max_restarts
-                or hvps + reserve + 2 > budget):
+        done = bool(np.max(res[:k]) <= aim * scale)
+        if not done and cur is wide and wide is not op and not compared:
+            # the lower-precision products at the Ritz vectors: within the threshold, the run
+            # ends on them (its residuals there within it) or restarts on them, and the widened
+            # operator's rounding estimate there serves the first cycle's ends
+            within = bool(np.max(res[:k]) <= threshold * scale)
+            # ending here: the comparison and both rounding estimates; restarting: the
+            # comparison, the widened estimate, the next cycle's end and its widened products
+            d = 1 + min(2, kk)
+            cost = kk + 2 * d if within else kk + d + reserve + kk + 2
+            if (within or restarts < probe.max_restarts) and hvps + cost <= budget:
+                compared = True
+                low_apply = scaled(op)
+                low = products(vecs, low_apply)
+                hvps += len(vecs)
+                F = 2 * float(_safe_norm(low - Hx))                          # 2‖F‖_F
+                low_res = np.asarray(_residuals(vecs, low))
+                done = bool(np.max(low_res[:k]) <= threshold * scale)
+                if F <= threshold * scale and (done or hvps + d + reserve + kk + 2 <= budget):
+                    Hd = defect_products(vecs, apply)
+                    hvps += Hd.shape[0]
+                    delta_first = float(certify(vecs, Hx, Hd, wide.hvp_dtype)[3])
+                    Hd = None
+                    cur, apply, aim, perturbation = op, low_apply, threshold, F
+                    if done:
+                        reference, Hx, res = Hx, low, low_res
+                    else:
+                        reserve += kk                # the final vectors' widened products
+                        state = state._replace(
+                            hvp_eps=xp.asarray(float(jnp.finfo(op.hvp_dtype).eps) / 2, wdt),
+                            tol=xp.asarray(0.5 * aim, wdt))
+                else:
+                    done = False
+                    if F > threshold * scale and not quiet:
+                        _warn_widened(op, F, scale, threshold)
+        if done or restarts >= probe.max_restarts or hvps + held() + 2 > budget:
             break
-        if cur is wide and wide is not op and restarts == 0 \
-                and hvps + reserve + 2 + 2 * kk + 1 + min(2, kk) <= budget:
-            # the lower-precision products at the Ritz vectors; on a switch, the widened
-            # operator's rounding estimate there, for the first cycle's ends
-            low_apply = scaled(op)
-            F = 2 * float(_safe_norm(products(vecs, low_apply) - Hx))      # 2‖F‖_F
-            hvps += len(vecs)
-            if F <= threshold * scale:
-                perturbation = F
-                Hd = defect_products(vecs, apply)
-                hvps += Hd.shape[0]
-                delta_first = float(certify(vecs, Hx, Hd, wide.hvp_dtype)[3])
-                Hd = None
-                cur, apply, reserve, aim = op, low_apply, reserve + kk, threshold
-                state = state._replace(hvp_eps=xp.asarray(
-                    float(jnp.finfo(op.hvp_dtype).eps) / 2, wdt), tol=xp.asarray(0.5 * aim, wdt))
-            elif not quiet:
-                _warn_widened(op, F, scale, threshold)
         # a restart that did not halve the residual: a thick one falls back to an explicit one,
         # and a residual within δ, the HVP's measured rounding, is the products' noise, which
-        # no restart lowers (a Hessian that is a small difference of large terms): stop there
+        # no restart lowers (a Hessian that is a small difference of large terms): stop there,
+        # as where the estimate leaves no room for a restart
         stalled = best is not None and np.max(res[:k]) > 0.5 * best
         if stalled:
             Hd = defect_products(vecs, apply)
             hvps += Hd.shape[0]
-            if np.max(res[:k]) <= float(certify(vecs, Hx, Hd, cur.hvp_dtype)[3]):
+            if (np.max(res[:k]) <= float(certify(vecs, Hx, Hd, cur.hvp_dtype)[3])
+                    or hvps + held() + 2 > budget):
                 break
             Hd = None
         restarts += 1
@@ -320,8 +353,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         Hd = defect_products(vecs, apply)
         hvps += Hd.shape[0]
     # a switched run's final vectors against the widened operator's products (``certify``)
-    reference = None
-    if cur is not wide:
+    if cur is not wide and reference is None:
         reference = products(vecs, wide_apply)
         hvps += len(vecs)
     theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, cur.hvp_dtype,
@@ -334,16 +366,13 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     if not symmetric:
         warn_asymmetric(asym * big, allowed * big, delta_run * big, scale * big, cur.hvp_dtype)
         delta_run = max(delta_run, asym / 2)
-    # accepted at the floor of the products the residual meets: the widened operator's where
-    # the run ended on it within that floor, else the operator's own
-    fine = cur is wide and bool(np.max(res[:k]) <= aim * scale)
-    accept, floor_dtype = (aim, wide.hvp_dtype) if fine else (threshold, op.hvp_dtype)
-    low = float(probe.tol) < 100 * float(jnp.finfo(floor_dtype).eps)
-    converged = symmetric and bool(np.max(res[:k]) <= accept * scale) and resolved(
-        theta, np.asarray(vecs), k, accept * scale, low)
+    # accepted at the rounding floor of the products the run ended on
+    low = float(probe.tol) < 100 * float(jnp.finfo(cur.hvp_dtype).eps)
+    converged = symmetric and bool(np.max(res[:k]) <= aim * scale) and resolved(
+        theta, np.asarray(vecs), k, aim * scale, low)
     if symmetric and not converged and not quiet:
-        warn_unconverged(res * big, k, accept * scale * big, float(delta_hvp) * big,
-                         restarts, cfg.m, hvps, floor_dtype)
+        warn_unconverged(res * big, k, aim * scale * big, float(delta_hvp) * big,
+                         restarts, cfg.m, hvps, cur.hvp_dtype)
     iv = (intervals(which, theta, rho, tau, converged, perturbation) if symmetric
           else [((-math.inf, math.inf), 0.0)] * k)
     # the ends are the first cycle's, on the widened operator: its own rounding estimate
