@@ -8,16 +8,15 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mhatheory import _validate, data, deora, results, train
+from mhatheory import _validate, data, results, train
 from mhatheory.experiments import _batched
-from mhatheory.experiments._common import DeoraFields, make_problem
-from mhatheory.experiments.heads import analysis, datasets, families, plots, probes
+from mhatheory.experiments._common import DeoraFields
+from mhatheory.experiments.heads import analysis, datasets, families, plots, probes, seeds
 from mhatheory.experiments.heads.claims import claims, slopes
 from mhatheory.experiments.heads.records import compact, make_records
 from mhatheory.experiments.sweep import run_cells
@@ -278,27 +277,6 @@ def plan(config: Config) -> list[tuple[str, dict]]:
     return cells
 
 
-def _stack(trees):
-    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
-
-
-def _take(tree, idx):
-    return jax.tree.map(lambda a: a[idx], tree)
-
-
-def _replacements(mix, seed: int, n: int, R: int):
-    """R distinct indices i and a fresh sample for each (keyed by the seed only)."""
-    k_idx, k_new = jax.random.split(jax.random.fold_in(jax.random.key(seed), 7919))
-    which = np.sort(np.asarray(jax.random.choice(k_idx, n, (R,), replace=False)))
-    return which, data.sample(mix, k_new, R)
-
-
-def _validation(mix, seed: int, num: int) -> data.Batch:
-    """The seed's validation set: drawn like the training set from a key of its own, so it is
-    independent of the training and test sets (continuous features: no sample is shared)."""
-    return data.sample(mix, jax.random.fold_in(jax.random.key(seed), 104_729), num)
-
-
 def _cost(phi, layout, params0, batch: data.Batch, reps: int = 50) -> dict:
     """One run's optimiser step: FLOPs from the compiled program's ``cost_analysis()`` and warm
     seconds per step (a scan of ``reps`` steps, timed on its second call)."""
@@ -322,91 +300,6 @@ def _cost(phi, layout, params0, batch: data.Batch, reps: int = 50) -> dict:
             "flops_per_step": flops, "seconds_per_step": (time.perf_counter() - t0) / reps}
 
 
-@functools.cache
-def task_of(data: str, digits_pair: tuple) -> datasets.Task | None:
-    """The checked dataset of ``--data`` (None for the mixture, drawn per seed)."""
-    if data == "mixture":
-        return None
-    fn = datasets.resolve(data, digits_pair)
-    try:
-        arrays = fn()
-    except ImportError as e:        # an optional extra (scikit-learn for the digits)
-        raise ValueError(f"--data {data}: {e}") from e
-    except Exception as e:  # noqa: BLE001 - a user's data callable failing
-        raise ValueError(f"--data {data}: calling it failed: {type(e).__name__}: {e}") from e
-    return datasets.check(arrays)
-
-
-def _shape(config: Config, task) -> tuple[tuple, str, int]:
-    """(input shape of one sample, loss, classes) of the run's data."""
-    if task is None:
-        return (config.T, config.d), "logistic", 1
-    return task.arrays["x_train"].shape[1:], task.loss, task.classes
-
-
-def _make(config: Config, task, arm: str):
-    """The nnx family's ``make`` for an arm (None for the Deora family's pure functions)."""
-    if config.model == "deora":
-        return None
-    if config.model == "transformer":
-        shape, loss, classes = _shape(config, task)
-        return families.transformer(shape[-1], classes if loss == "cross_entropy" else 1,
-                                    **({"d_model": config.width} if arm == "fixed_width"
-                                       else {"head_dim": config.head_dim}))
-    return datasets.load_callable(config.model, "--model")
-
-
-class SeedData(NamedTuple):
-    """One seed of a cell: its sets, θ_0 of every member (one unless ensembles), the model
-    output, and the replace-one indices with their replacement samples."""
-
-    train: data.Batch
-    val: data.Batch
-    test: data.Batch
-    members: list
-    phi: object
-    which: np.ndarray
-    fresh: data.Batch | None
-
-
-def _seed_data(config: Config, spec: dict, seed: int) -> SeedData:
-    """The data, θ_0 and replacements of one seed of a cell."""
-    arm, H, init, n = (spec[k] for k in ("arm", "heads", "init_scale", "n"))
-    M = H if arm == "average" else 1
-    R = 0 if arm == "average" else config.replace
-    task = task_of(config.data, config.digits_pair)
-    deora_family = config.model == "deora"
-    if task is None:
-        mix = config.mixture(n)
-        prob = make_problem(mix, H if deora_family and arm != "fixed_width" else 1, init, seed,
-                            config.num_test)
-        train_, test, val = prob.train, prob.test, _validation(mix, seed, config.num_val)
-        which, fresh = _replacements(mix, seed, n, R) if R else (np.zeros(0, int), None)
-        p0 = prob.params0
-    else:
-        sp = datasets.seed_split(task, seed, n, config.num_val, spare=R)
-        train_, val, test = (data.Batch(jnp.asarray(sp[f"x_{k}"]), jnp.asarray(sp[f"y_{k}"]))
-                             for k in ("train", "val", "test"))
-        rng = np.random.default_rng([seed, 7_919])
-        which = np.sort(rng.choice(n, R, replace=False)) if R else np.zeros(0, int)
-        fresh = data.Batch(jnp.asarray(sp["x_spare"]), jnp.asarray(sp["y_spare"])) if R else None
-        k_init = jax.random.split(jax.random.key(seed), 3)[2]
-        p0 = (deora.init_params(k_init, train_.X.shape[-1], H, init) if deora_family
-              and arm != "fixed_width" else None)
-    if deora_family:
-        if arm == "fixed_width":
-            k_init = jax.random.fold_in(jax.random.split(jax.random.key(seed), 3)[2], H)
-            p0 = families.fixed_width_init(k_init, train_.X.shape[-1], H, init, config.width)
-        members = [_take(p0, slice(m, m + 1)) for m in range(M)] if M > 1 else [p0]
-        phi = families.phi_of("fixed_width" if arm == "fixed_width" else "growing")
-    else:
-        make = _make(config, task, arm)
-        built = ([families.nnx_params(make, 1, seed * 100_003 + m, init) for m in range(M)]
-                 if M > 1 else [families.nnx_params(make, H, seed, init)])
-        members, phi = [p for p, _ in built], built[0][1]
-    return SeedData(train_, val, test, members, phi, which, fresh)
-
-
 def run_cell(config: Config, spec: dict) -> dict:
     """Train (and on the primary slices retrain and probe) one (arm, H, init, n) cell for all
     its step sizes and seeds; see :mod:`mhatheory.experiments._batched` for the run layout."""
@@ -417,10 +310,9 @@ def run_cell(config: Config, spec: dict) -> dict:
     E, K = len(lrs), config.steps
     M = H if arm == "average" else 1
     R = config.replace if arm != "average" else 0
-    seeds = [config.seed + s for s in range(S)]
-    sets = [_seed_data(config, spec, sd) for sd in seeds]
+    sets = [seeds.seed_data(config, spec, config.seed + s) for s in range(S)]
     phi = sets[0].phi
-    _, loss, classes = _shape(config, task_of(config.data, config.digits_pair))
+    _, loss, classes = seeds.data_shape(config, seeds.task_of(config.data, config.digits_pair))
     trivial = datasets.trivial_loss(loss, classes)
     # base rows (e, s, m), then one retraining per (primary e, s, r)
     X, y, p0, lr_rows, pairs = [], [], [], [], []
@@ -449,7 +341,7 @@ def run_cell(config: Config, spec: dict) -> dict:
     eval_sets = {name: (jnp.stack([getattr(st, name).X for st in sets]),
                         jnp.stack([getattr(st, name).y for st in sets]))
                  for name in ("train", "val", "test")}
-    out = _batched.train_runs(phi, _stack(p0), jnp.stack(X), jnp.stack(y),
+    out = _batched.train_runs(phi, seeds.stack(p0), jnp.stack(X), jnp.stack(y),
                               jnp.asarray(lr_rows, dtype=sets[0].train.X.dtype), eval_sets,
                               layout=layout, steps=K, record_steps=rec_steps,
                               snapshot_rows=snap_rows, snapshot_steps=steps_p if snap_rows else ())
@@ -513,8 +405,8 @@ def prepare(config: Config) -> None:
     callable's arrays (:func:`datasets.check`), the training pool against n, num_val and
     replace, the Deora family's token input and ±1 labels, and every arm's output shape
     against the labels (traced with ``jax.eval_shape``, nothing compiled)."""
-    task = task_of(config.data, config.digits_pair)
-    shape, loss, classes = _shape(config, task)
+    task = seeds.task_of(config.data, config.digits_pair)
+    shape, loss, classes = seeds.data_shape(config, task)
     if task is not None:
         for n in set(config.n_grid):
             datasets.seed_split(task, config.seed, n, config.num_val, spare=config.replace)
@@ -534,7 +426,7 @@ def prepare(config: Config) -> None:
         heads = config.fixed_width_heads if arm == "fixed_width" else config.heads_grid
         for h in sorted({min(heads), max(heads)}):
             try:
-                got = families.output_shape(_make(config, task, arm), h, x_shape,
+                got = families.output_shape(seeds.nnx_make(config, task, arm), h, x_shape,
                                             jax.dtypes.canonicalize_dtype(float))
             except Exception as e:  # noqa: BLE001 - a user's module failing to build or run
                 if str(e).startswith("--model"):

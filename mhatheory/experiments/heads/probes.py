@@ -14,11 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from mhatheory import _validate, data, deora, spectral
+from mhatheory.experiments.heads import seeds
 from mhatheory.verdicts import Interval, compare
-
-
-def _take(tree, idx):
-    return jax.tree.map(lambda a: a[idx], tree)
 
 
 def _stage(k: int, steps: int) -> str:
@@ -109,7 +106,7 @@ def probe(config, spec, sets, lrs, primary, out, steps_p, probe_s, curves, timin
             row = i * len(probe_s) + j
             sd = sets[s]
             for t, k in enumerate(steps_p):
-                theta = _take(snaps, (t, row))
+                theta = seeds.take(snaps, (t, row))
                 L = float(curves[k, e * S + s])
                 if not math.isfinite(L):
                     continue
