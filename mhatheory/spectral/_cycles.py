@@ -146,8 +146,10 @@ def plan(probe, size: int, P: int, wdt, hvp_dtype, host: bool):
     asked = Reortho(probe.reortho)
     # the Gram–Schmidt work of FULL is O(P·j) per step whatever the block's size; a run sized
     # for its probabilistic end keeps NONE unless its products are rounded in a lower precision
-    # than the recurrence's, whose long cycle loses orthogonality at that precision's rate (a
-    # float32 classifier's λmin and λmax take 1,300–2,000 HVPs unorthogonalised, 60–400 in full)
+    # than the recurrence's, whose long cycles on them (restarts; every cycle of a model that
+    # computes in float32 whatever its parameters) lose orthogonality at that precision's rate
+    # (a float32 classifier's λmin and λmax took 1,300–2,000 HVPs unorthogonalised, 60–400 in
+    # full, when its first cycle ran on float32 products)
     low = jnp.finfo(hvp_dtype).eps > jnp.finfo(wdt).eps
     smallest = Which(probe.which) is Which.SMALLEST
     thick_single = (k == 1 and P <= THICK_LAMBDA_MIN_MAX_PARAMS
