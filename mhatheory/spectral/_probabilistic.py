@@ -92,7 +92,7 @@ step and of the tridiagonal eigenvalues), δ ≥ ‖Δ‖ as measured, and solve
 the linearity-defect estimate of the products at the final vectors. A float32 model's ends
 come from no float32 product: its first cycle runs on the operator widened to float64
 (:mod:`._cycles`, "Lower precision"), so Δ is the widened operator's own rounding, δ its
-linearity-defect estimate (at the first cycle's Ritz vectors where the run restarts on float32
+linearity-defect estimate (at the first cycle's Ritz vectors where the run goes on with float32
 products) and K = 20. A cycle on the float32 products would need δ ≥ ‖Δ‖ = ‖M − H‖ for their
 own perturbation, and measuring that is what fails: a product's error depends on the vector
 (on an MLP trained to float32 convergence, 0.07–1.3e-6 over a cycle's vectors against 1.2e-7

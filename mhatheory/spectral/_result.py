@@ -27,7 +27,7 @@ class EigResult(NamedTuple):
         method: "lanczos" or "exact".
         rounding: τ, the bound on |value − xᵀHx| from rounding (module docstring).
         hvp_error: δ, the estimated rounding error ‖Ĥx − Hx‖ of one HVP; for a lower-precision
-            operator whose restarts ran on its own products, at least their distance from the
+            operator whose run ended on its own products, at least their distance from the
             widened operator's at the final vectors and 2‖F‖_F at the switch
             (:mod:`._cycles`, "Lower precision"); where the
             products fail the symmetry test, at least half their measured asymmetry; for ``exact``:
