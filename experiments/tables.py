@@ -194,9 +194,10 @@ def pitfalls_section(res, path) -> list[str]:
 # peers_trace: the trace rows again after trace's default chunk became 1 (`bench_peers.py --full-max
 # 2000000 --quantities trace --name peers_trace`); peers' own trace rows ran in chunks of 50-100;
 # peers_eig: the λ rows again with one shared linearisation per cell (`--quantities lambda_max
-# lambda_min --max-p 140000 --name peers_eig`)
+# lambda_min --max-p 140000 --name peers_eig`), and at P = 1,056,768 (`--min-p 1000000 --name
+# peers_eig_1m`)
 CUSTOM = {"peers": peers_section, "peers_trace": peers_section, "peers_eig": peers_section,
-          "peer_pitfalls": pitfalls_section}
+          "peers_eig_1m": peers_section, "peer_pitfalls": pitfalls_section}
 
 
 def seq2seq_section() -> list[str]:
