@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mhatheory.plots import integer_ticks
+
 _VERDICT_COLOR = {"yes": "tab:green", "no": "tab:red", "undecided": "tab:gray"}
 _ARM = {"growing": ("H heads, width grows (d×d per head)", "o-", "tab:blue"),
         "fixed_width": ("H heads, fixed total width", "s-", "tab:orange"),
@@ -14,11 +16,8 @@ _ARM = {"growing": ("H heads, width grows (d×d per head)", "o-", "tab:blue"),
 
 
 def _heads_axis(ax, heads):
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
     ax.set_xscale("log", base=2)
-    ax.set_xticks(heads)
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    integer_ticks(ax, heads)
     ax.set_xlabel("number of heads H")
 
 
