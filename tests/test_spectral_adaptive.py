@@ -66,6 +66,38 @@ def test_the_adaptive_stop_comes_exactly_when_the_estimates_meet_the_tolerance(n
     assert est_prev > tol * scale_prev * (1 - 1e-3)
 
 
+_every5 = jax.jit(
+    lambda A, v, tol, which: _recurrence.lanczos(lambda x: A @ x, v, 150, key=KEY,
+                                                 reortho="selective", which=which, k=1,
+                                                 tol=tol, every=5),
+    static_argnames="which")
+
+
+def test_near_the_tolerance_the_checks_come_every_step():
+    """Checked every 5 steps, the recurrence checks every step from the first check whose Ritz
+    estimate is within ``NEAR``·tol·max|θ|, so it stops at the first step after it that meets
+    tol (recomputed in numpy from the returned α, β), not at the next multiple of 5."""
+    tol, stops = 1e-9, []
+    for name in SPECTRA:
+        for which in ("smallest", "largest"):
+            kr = _every5(MATRICES[name], jax.random.normal(jax.random.key(1), (200,)), tol,
+                         which)
+            j = int(kr.steps)
+            alpha, beta = np.asarray(kr.alpha), np.asarray(kr.beta)
+
+            def within(i, factor, alpha=alpha, beta=beta, which=which):
+                est, scale = ritz_estimates(alpha, beta, i, which, 1)
+                # numpy's eigensolver and the step's agree to ~1e-15 on T: a 1e-3 margin
+                return est <= factor * tol * scale * (1 + 1e-3)
+
+            first = next(c for c in range(5, j + 1, 5) if within(c, _recurrence.NEAR) or c == j)
+            assert within(j, 1), (name, which)
+            assert not any(within(i, 1 - 2e-3) for i in range(first, j)), (name, which, first, j)
+            stops.append(j)
+    # the rule changed something: some run stopped between two multiples of 5
+    assert any(j % 5 for j in stops), stops
+
+
 @pytest.mark.parametrize("name", list(SPECTRA))
 def test_adaptive_probes_meet_the_tolerance_and_certify_the_truth(name):
     """The stop rule only decides when Ritz vectors are formed: a converged result has a true

@@ -85,7 +85,8 @@ class Lanczos:
             coordinates, and for a single λmin on a model of at most
             ``THICK_LAMBDA_MIN_MAX_PARAMS`` parameters (thick restarts), else ``NONE`` for
             k = 1 and ``SELECTIVE`` for k > 1 (which needs the basis).
-        check_every: steps between two adaptive checks (an eigh of a ≤ krylov-sized T each).
+        check_every: steps between two adaptive checks (an eigh of a ≤ krylov-sized T each);
+            once the wanted Ritz estimates are within 10³ times tol, a check every step.
         store_basis: keep the Krylov basis (True), run basis-free (False: O(P) memory, the Ritz
             vectors recomputed by a second pass of the recurrence, twice the HVPs, k = 1, and
             restarts that keep only the Ritz vector), or decide by ``memory_budget_bytes``
