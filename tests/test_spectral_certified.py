@@ -412,3 +412,29 @@ def test_pairwise_sums_agree_bitwise_on_host_and_xla(n, chunk):
     with mock.patch.object(_certificate, "CHUNK", chunk):
         np.testing.assert_array_equal(_sum(v),
                                       np.asarray(xla(jnp.asarray(v), chunk)))
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_the_rounding_estimate_takes_the_products_the_run_has_made(k):
+    """A converged one-cycle run from a random start pays its steps (the start's product among
+    them), k + 1 residual products and 2 for the rounding estimate, whose z is the start (its
+    product is the first step's). From a warm start at the converged vector, the
+    first Ritz vector is nearly the start (x + z ≈ 2x, whose product is 2Ĥx up to exact
+    scaling), so z is an independent draw at one more product; both estimates see the same
+    HVP's rounding, to within the factor 4 that δ carries."""
+    n = 64
+    lam = jnp.asarray(_spectrum("gaussian", n, np.random.default_rng(0)))
+    theta = {"x": jnp.zeros(n)}
+    r = spectral.extreme_eigs(LOSSES[n], theta, lam, k=k, which="largest",
+                              key=jax.random.key(0))
+    assert all(e.converged for e in r) and r[0].restarts == 0
+    assert r[0].num_hvps == r[0].lanczos_steps + (k + 1) + 2
+    w = spectral.extreme_eigs(LOSSES[n], theta, lam, k=k, which="largest",
+                              key=jax.random.key(1), v0=r[0].vector)
+    assert w[0].converged and w[0].restarts == 0
+    assert w[0].num_hvps == w[0].lanczos_steps + (k + 1) + 3
+    assert 0.25 <= w[0].rounding / r[0].rounding <= 4
+    top = np.sort(np.asarray(lam))[::-1]
+    for res in (r, w):
+        for i, e in enumerate(res):
+            assert e.interval[0] <= top[i] <= e.interval[1]

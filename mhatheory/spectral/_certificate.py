@@ -12,9 +12,15 @@ float32 model), m = ⌈log₂ P⌉ + 2 and γ = m·u/(1 − m·u):
 * every dot product and norm is a *pairwise* sum (:func:`row_sums`), so its rounding is at
   most γ·Σ|terms| (Higham, Accuracy and Stability, §4.2), whatever order XLA picks;
 * the HVP's own error is estimated, not bounded a priori (an HVP is an arbitrary program): for a
-  random unit z, Ĥ(x+z) − Ĥz − Ĥx is zero in exact arithmetic (linearity), so its norm measures
-  the rounding of three HVPs; δ = 4·max_j ‖that defect‖ + u_h‖Ĥx‖ (u_h of the HVP's dtype). A
-  float32 softmax inside a float64 loss shows up here as a δ of ≈1e-7·‖H‖;
+  unit z, Ĥ(x+z) − Ĥz − Ĥx is zero in exact arithmetic (linearity), so its norm measures
+  the rounding of three HVPs; δ = 4·max_j ‖that defect‖ + u_h‖Ĥx‖ (u_h of the HVP's dtype),
+  over the first two vectors x_j (a product's rounding grows with its size: on a Transformer
+  the neighbour of λmin, at a curvature 170 times larger, had a defect 10–25 times larger).
+  z is the run's random start, whose product its first step made (:mod:`._cycles`), or,
+  where the first vector is nearly parallel to it (|x_1ᵀz| > :data:`PARALLEL`, as from a
+  warm start), an independent random unit vector: with x = z the defect Ĥ(2x) − 2Ĥx is
+  exactly zero (scaling by 2 is exact), however large the rounding. A float32 softmax inside
+  a float64 loss shows up here as a δ of ≈1e-7·‖H‖;
 * the computed quotient θ̂ = fl(xᵀĤx)/fl(xᵀx) then satisfies |θ̂ − xᵀHx/xᵀx| ≤ τ with
   τ = (δ‖x‖ + γΣ|x_i(Ĥx)_i| + γ|θ̂|‖x‖²)/‖x‖² + u|θ̂|: the numerator's error is
   |xᵀe| ≤ δ‖x‖ (Cauchy–Schwarz) plus the pairwise-sum rounding γΣ|x_i(Ĥx)_i|, the
@@ -75,6 +81,10 @@ from mhatheory.spectral import _compile
 #: many residuals: an eigenvalue hidden inside an unresolved cluster (closer than the HVP's
 #: rounding can separate) makes the measured gap meaningless, and then ρ is the safe spread.
 KATO_TEMPLE_RATIO = 1e3
+
+#: The rounding estimate's z is the run's start unless the first vector is this close to
+#: parallel to it (|x_1ᵀz|, both unit): module docstring, "Rounding".
+PARALLEL = 0.9
 
 
 #: Columns summed as one block by :func:`row_sums` (a power of 2): a block of the certificate's
@@ -175,8 +185,8 @@ def defect_vectors(vecs, z):
 
 def hvp_error(vecs, Hx, Hd, hvp_dtype):
     """δ, the HVP's own rounding (module docstring, "Rounding"): its linearity defect
-    Ĥ(x+z) − Ĥz − Ĥx (zero in exact arithmetic) for the first min(2, len(vecs)) unit vectors x
-    and a random unit z, ×4, plus one rounding of the output ‖Ĥx‖. ``Hx``: the vectors'
+    Ĥ(x+z) − Ĥz − Ĥx (zero in exact arithmetic) for the unit vectors x of ``Hd`` (the first
+    ones of ``vecs``) and a unit z, ×4, plus one rounding of the output ‖Ĥx‖. ``Hx``: the vectors'
     products; ``Hd``: the products of :func:`defect_vectors`."""
     k, nd = Hx.shape[0], Hd.shape[0] - 1
     sums = row_sums(lambda xp, Hx, Hd: xp.concatenate([Hx * Hx, _defect(Hx, Hd) ** 2]), (Hx, Hd))
@@ -212,7 +222,8 @@ def _residual_rows(xp, vecs, Hx, theta):
 def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
     """Rayleigh quotients, residual bounds and rounding bounds of unit vectors (module docstring,
     "Rounding"): returns ``(θ, ρ*, τ, δ)`` per vector, from their products ``Hx`` and the
-    products ``Hd`` of :func:`defect_vectors` (1 + min(2, len(vecs)) HVPs). O(P) memory per
+    products ``Hd`` of :func:`defect_vectors` (1 + min(2, len(vecs)) HVPs, the first of them
+    the start's product where z is the start). O(P) memory per
     vector; two passes over the vectors (:func:`row_sums`), one before θ̂ and one after.
 
     ``reference``: the same vectors' products computed in the work dtype from a widened point

@@ -79,7 +79,13 @@ import scipy.linalg
 from mhatheory import _validate, precision
 from mhatheory.spectral import _compile, _restart
 from mhatheory.spectral import _recurrence as rec
-from mhatheory.spectral._certificate import asymmetry, certify, defect_vectors, intervals
+from mhatheory.spectral._certificate import (
+    PARALLEL,
+    asymmetry,
+    certify,
+    defect_vectors,
+    intervals,
+)
 from mhatheory.spectral._ends import prob_ends, resolved, warn_asymmetric, warn_unconverged
 from mhatheory.spectral._operators import (
     LinearOperator,
@@ -222,7 +228,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     wide = op.widened()
     cur = wide
     kk = min(k + 1, cfg.m)
-    reserve = kk + 1 + min(2, kk)                        # residuals and the rounding estimate
+    nd = 1 + min(2, kk)                         # the rounding estimate's products, at most
+    reserve = kk + nd                           # residuals and the rounding estimate
     w0 = vx.asarray(rec.on_engine(cfg, wide.mv)(start))
     norm0 = float(_safe_norm(w0))
     if not math.isfinite(norm0):
@@ -235,14 +242,26 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         return rec.on_engine(cfg, lambda q: o.scaled_mv(q, unit))
 
     apply = wide_apply = scaled(wide)
+    start_x = vx.asarray(start)
 
     def products(vecs, apply):
         """H x for the rows x of ``vecs`` by ``apply``, stacked."""
         return vx.stack([vx.asarray(apply(x)) for x in vecs])
 
     def defect_products(vecs, apply):
-        """The products the HVP's rounding estimate needs for the unit vectors ``vecs``."""
-        return products(defect_vectors(vecs, z), apply)
+        """``(z, products, HVPs)`` of the HVP's rounding estimate at the unit vectors ``vecs``
+        (:func:`~._certificate.defect_vectors`): z is the run's start, whose widened product
+        the first step made, unless the first vector is nearly parallel to it
+        (:data:`~._certificate.PARALLEL`), where it is the independent draw. On the
+        lower-precision products of a switched run, Ĥ(x+z) − H̃z − Ĥx = e(x+z) − e(x) − ẽ(z)
+        holds the perturbation's linear part at z too, E(x+z) − Ex = Ez, besides the
+        rounding: an estimate at least as large as on its own products."""
+        parallel = abs(float(vx.sum(vecs[0] * start_x))) > PARALLEL
+        zz = z if parallel else start_x
+        rows = defect_vectors(vecs, zz)
+        if parallel:
+            return zz, products(rows, apply), rows.shape[0]
+        return zz, vx.concatenate([w0[None] * unit, products(rows[1:], apply)]), rows.shape[0] - 1
 
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)
@@ -264,7 +283,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     # estimate there) out of the first cycle's steps, so that a budget-bound run can end on the
     # lower-precision products within their threshold, where that leaves the cycle at least as
     # many steps as the comparison takes
-    switch = kk + 1 + min(2, kk) if wide is not op else 0
+    switch = kk + nd if wide is not op else 0
     if budget - hvps - reserve < 2 * switch:
         switch = 0
 
@@ -284,6 +303,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         _check_finite(np.asarray(state.alpha)[:j], "along the run")
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
+            cut = not bool(state.done)
         vecs, extra = _restart.ritz_vectors(cfg, state, cycle_start, which, kk, apply, vx)
         hvps += extra
         Hx = products(vecs, apply)
@@ -298,8 +318,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
             within = bool(np.max(res[:k]) <= threshold * scale)
             # ending here: the comparison and both rounding estimates; restarting: the
             # comparison, the widened estimate, the next cycle's end and its widened products
-            d = 1 + min(2, kk)
-            cost = kk + 2 * d if within else kk + d + reserve + kk + 2
+            cost = kk + 2 * nd if within else kk + nd + reserve + kk + 2
             if (within or restarts < probe.max_restarts) and hvps + cost <= budget:
                 compared = True
                 low_apply = scaled(op)
@@ -308,9 +327,9 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
                 F = 2 * float(_safe_norm(low - Hx))                          # 2‖F‖_F
                 low_res = np.asarray(_residuals(vecs, low))
                 done = bool(np.max(low_res[:k]) <= threshold * scale)
-                if F <= threshold * scale and (done or hvps + d + reserve + kk + 2 <= budget):
-                    Hd = defect_products(vecs, apply)
-                    hvps += Hd.shape[0]
+                if F <= threshold * scale and (done or hvps + nd + reserve + kk + 2 <= budget):
+                    _, Hd, n = defect_products(vecs, apply)
+                    hvps += n
                     delta_first = float(certify(vecs, Hx, Hd, wide.hvp_dtype)[3])
                     Hd = None
                     cur, apply, aim, perturbation = op, low_apply, threshold, F
@@ -333,8 +352,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         # as where the estimate leaves no room for a restart
         stalled = best is not None and np.max(res[:k]) > 0.5 * best
         if stalled:
-            Hd = defect_products(vecs, apply)
-            hvps += Hd.shape[0]
+            zz, Hd, n = defect_products(vecs, apply)
+            hvps += n
             if (np.max(res[:k]) <= float(certify(vecs, Hx, Hd, cur.hvp_dtype)[3])
                     or hvps + held() + 2 > budget):
                 break
@@ -352,8 +371,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
                               tol=0.5 * aim, prob=None, hvp_dtype=cur.hvp_dtype,
                               mask=op.mask)
     if Hd is None:
-        Hd = defect_products(vecs, apply)
-        hvps += Hd.shape[0]
+        zz, Hd, n = defect_products(vecs, apply)
+        hvps += n
     # a switched run's final vectors against the widened operator's products (``certify``)
     if cur is not wide and reference is None:
         reference = products(vecs, wide_apply)
@@ -363,7 +382,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     seconds = time.perf_counter() - t0
     delta_run = max(float(delta_hvp), perturbation)
     big = 2.0 ** e                              # back to the operator's own units
-    asym, allowed = (float(a) for a in asymmetry(vecs, Hx, z, Hd, delta_run))
+    asym, allowed = (float(a) for a in asymmetry(vecs, Hx, zz, Hd, delta_run))
     symmetric = asym <= allowed
     if not symmetric:
         warn_asymmetric(asym * big, allowed * big, delta_run * big, scale * big, cur.hvp_dtype)
@@ -381,7 +400,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     delta_ends = delta_run if delta_first is None else delta_first
     ends = prob_ends(which, first, c_end, delta_ends if symmetric else math.inf, op.size, wdt,
                      wide.hvp_dtype, iv, aim0 * scale,
-                     extend, target is not None and (lo_t, hi_t), budget, hvps, cfg.m)
+                     extend, target is not None and (lo_t, hi_t), cut, cfg.m)
     out = []
     for j in range(k):
         (lo, hi), gap = iv[j]

@@ -82,9 +82,10 @@ def resolved(theta, vecs, k: int, threshold: float, low_precision: bool) -> bool
 
 
 def prob_ends(which, first, c, hvp_error, size, wdt, hvp_dtype, iv, width_tol, extend, target,
-               budget, hvps, krylov):
+               cut, krylov):
     """Per wanted pair: ``(prob_interval, prob_bound, prob_stop, ritz_spread)`` from the first
-    cycle's (α, β, steps) (:func:`._probabilistic.outer_ends`), moved out by the margin η."""
+    cycle's (α, β, steps) (:func:`._probabilistic.outer_ends`), moved out by the margin η;
+    ``cut``: that cycle stopped where the HVP budget left it no room for another step."""
     alpha, beta, steps = first
     inner = [(lo if which == Which.LARGEST else hi) for (lo, hi), _ in iv]
     if c <= 0 or steps == 0:
@@ -108,7 +109,7 @@ def prob_ends(which, first, c, hvp_error, size, wdt, hvp_dtype, iv, width_tol, e
         stop = "tol"
     elif steps >= size or beta[steps] <= psi * tnorm:
         stop = "dimension"
-    elif hvps >= budget or steps >= krylov:
+    elif cut or steps >= krylov:
         stop = "budget"
     else:
         # the run stopped on its in-run width, which cannot know the HVP's measured rounding

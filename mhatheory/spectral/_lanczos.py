@@ -112,7 +112,9 @@ class Lanczos:
 
     Cost: per cycle, the steps taken (≤ krylov) + k + 1 products (the Ritz pairs' true
     residuals; the neighbour bounds the gap for Kato–Temple), twice the steps basis-free, one
-    more per thick restart, plus 3 at the end (the HVP rounding estimate), and 3 more at a
+    more per thick restart, plus 2 at the end (the HVP rounding estimate, whose third product is
+    the start's; 3 where the first Ritz vector is nearly parallel to the start, as from a warm
+    start, or where a float32 model's run ends on its own products), and as many more at a
     restart that failed to halve the residual (the same estimate: a residual within the HVP's
     rounding ends the run, since no restart can lower it).
     """

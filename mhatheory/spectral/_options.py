@@ -329,8 +329,8 @@ def escalated(options: dict, level: int) -> dict:
 
 def min_hvps(k: int, basis_free: bool = False) -> int:
     """HVPs of the shortest certified run: k + 1 steps (the wanted pairs and a neighbour), their
-    k + 1 residuals, the 1 + min(2, k + 1) HVPs of the rounding estimate, and k replayed steps
-    when basis-free."""
+    k + 1 residuals, the 1 + min(2, k + 1) HVPs of the rounding estimate at most (one fewer
+    where the start's product serves), and k replayed steps when basis-free."""
     return (k + 1) + (k + 1) + 1 + min(2, k + 1) + (k if basis_free else 0)
 
 
