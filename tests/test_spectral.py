@@ -1,3 +1,4 @@
+import functools
 import threading
 import warnings
 
@@ -452,6 +453,26 @@ def test_bad_arguments(deora_problem, kwargs, match):
     params, batch, _ = deora_problem
     with pytest.raises(ValueError, match=match):
         spectral.extreme_eigs(deora.loss_fn, params, batch, **kwargs)
+
+
+def _nan_curvature(p, d):
+    """Finite at p = 1 in its quadratic part, NaN on the two coordinates of sqrt(p − 2)."""
+    return jnp.sum(jnp.sqrt(p["w"][:2] - 2.0)) + jnp.sum(d * p["w"] ** 2)
+
+
+@pytest.mark.parametrize("probe, where", [
+    (functools.partial(spectral.lambda_min, method="exact"), "in its dense matrix"),
+    (functools.partial(spectral.lambda_max, method="exact"), "in its dense matrix"),
+    (spectral.lambda_min, "along the run"),
+    (spectral.trace, "at a Rademacher probe"),
+    (spectral.spectral_density, "along an SLQ run"),
+])
+def test_a_hessian_that_is_not_finite_is_an_error_naming_it(probe, where):
+    """Finite params and data whose Hessian is NaN on two coordinates: every probe refuses with
+    the same FloatingPointError, never a converged result or a NaN estimate."""
+    p, d = {"w": jnp.ones(30)}, jnp.linspace(-1.0, 2.0, 30)
+    with pytest.raises(FloatingPointError, match=f"product is NaN/Inf {where}.*not finite"):
+        probe(_nan_curvature, p, d, key=jax.random.key(0))
 
 
 @pytest.mark.parametrize("method, option, match", [

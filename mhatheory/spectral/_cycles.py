@@ -87,9 +87,7 @@ from mhatheory.spectral._certificate import (
     intervals,
 )
 from mhatheory.spectral._ends import prob_ends, resolved, warn_asymmetric, warn_unconverged
-from mhatheory.spectral._operators import (
-    LinearOperator,
-)
+from mhatheory.spectral._operators import LinearOperator, check_finite
 from mhatheory.spectral._options import (
     DEFAULT_KRYLOV,
     DEFAULT_MAX_HVPS,
@@ -233,7 +231,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     w0 = vx.asarray(rec.on_engine(cfg, wide.mv)(start))
     norm0 = float(_safe_norm(w0))
     if not math.isfinite(norm0):
-        _check_finite(w0, "at the start vector")
+        check_finite(w0, "at the start vector")
     e = int(np.frexp(norm0)[1]) if norm0 > 0 else 0
     unit = 2.0 ** -e
 
@@ -300,7 +298,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         j = int(state.j)
         hvps += j - j0
         steps += j - j0
-        _check_finite(np.asarray(state.alpha)[:j], "along the run")
+        check_finite(np.asarray(state.alpha)[:j], "along the run")
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
             cut = not bool(state.done)
@@ -469,14 +467,6 @@ def _safe_norm(xp, v):
     """‖v‖ without under- or overflow in the squares: max|v|·‖v/max|v|‖."""
     s = xp.max(xp.abs(v))
     return xp.where(s > 0, s * xp.linalg.norm(v / xp.where(s > 0, s, 1.0)), 0.0)
-
-
-def _check_finite(values, where: str) -> None:
-    if not np.all(np.isfinite(np.asarray(values))):
-        raise FloatingPointError(
-            f"the operator's product is NaN/Inf {where}: the Hessian (or curvature operator) is "
-            "not finite at these params and data (a loss that is not twice differentiable "
-            "there, e.g. sqrt or abs at 0, or an overflow); check the loss and params.")
 
 
 def _no_prob(xp, dtype):

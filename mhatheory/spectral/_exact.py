@@ -19,7 +19,13 @@ import numpy as np
 from mhatheory import _validate
 from mhatheory._numerics import map_chunks
 from mhatheory.spectral._certificate import intervals
-from mhatheory.spectral._operators import Hessian, LinearOperator, as_operator, size_of
+from mhatheory.spectral._operators import (
+    Hessian,
+    LinearOperator,
+    as_operator,
+    check_finite,
+    size_of,
+)
 from mhatheory.spectral._options import DEFAULT_BASIS_BUDGET, Which, check_budget
 from mhatheory.spectral._result import EigResult
 
@@ -96,6 +102,7 @@ class Dense:
         idx = jnp.arange(operator.P) if operator.mask is None \
             else jnp.asarray(np.flatnonzero(operator.mask))
         H, asym = _columns(operator.lin, operator.vector_mask, idx, operator.work_dtype)
+        check_finite(asym, "in its dense matrix")
         return H, float(asym)
 
     def __call__(self, operator) -> jax.Array:

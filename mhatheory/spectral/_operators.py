@@ -140,6 +140,16 @@ class Operator(abc.ABC):
         return self.at(params, *args)
 
 
+def check_finite(values, where: str) -> None:
+    """Raise a FloatingPointError naming the cause when the operator's ``values`` (its products,
+    or numbers computed from them ``where``) are not all finite."""
+    if not np.all(np.isfinite(np.asarray(values))):
+        raise FloatingPointError(
+            f"the operator's product is NaN/Inf {where}: the Hessian (or curvature operator) is "
+            "not finite at these params and data (a loss that is not twice differentiable "
+            "there, e.g. sqrt or abs at 0, or an overflow); check the loss and params.")
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _linearise(op: Operator, params, args):
     return op.matvec_at(params, args)
@@ -502,5 +512,5 @@ class Block(Operator):
             self.select, self.axis, self.index)
 
 
-__all__ = ["Block", "Hessian", "LinearOperator", "Operator", "as_operator", "linearise",
-           "one_shot", "size_of"]
+__all__ = ["Block", "Hessian", "LinearOperator", "Operator", "as_operator", "check_finite",
+           "linearise", "one_shot", "size_of"]
