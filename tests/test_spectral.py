@@ -214,6 +214,12 @@ def test_lanczos_extremes_match_the_dense_eigenvalues(tiny_deora, which):
     assert r.interval[0] - slack <= truth <= r.interval[1] + slack, (r.interval, truth)
 
 
+def test_track_of_a_trajectory_without_stored_params_names_record_steps():
+    traj = train.gd(lambda p, c: jnp.sum(c * p ** 2), jnp.ones(3), 1.0, steps=2, lr=0.1)
+    with pytest.raises(ValueError, match="pass record_steps=.* to train.gd"):
+        spectral.track(lambda p, c: jnp.sum(c * p ** 4), traj, 1.0, key=jax.random.key(0))
+
+
 def test_memory_guard_raises_before_allocating():
     params = {"w": jnp.zeros(100_000)}  # 3·P²·8 B = 240 GB
     with pytest.raises(spectral.DenseTooLargeError, match="method='lanczos'"):
@@ -229,8 +235,11 @@ def test_warm_starts_cut_hvps_along_a_trajectory():
     params = deora.init_params(jax.random.key(1), 8, 4, init_scale=2.0)
     traj = train.gd(deora.loss_fn, params, batch, steps=12, lr=0.05, record_steps=range(0, 13, 2))
     kw = dict(which=("smallest",), krylov=12, tol=1e-9, max_restarts=200)  # probe options
-    warm = spectral.track(deora.loss_fn, traj.params_at, batch, warm_start=True, **kw)
+    warm = spectral.track(deora.loss_fn, traj, batch, warm_start=True, **kw)
     cold = spectral.track(deora.loss_fn, traj.params_at, batch, warm_start=False, **kw)
+    # a Trajectory's records carry its GD steps; stacked params alone, their index
+    assert [r["step"] for r in warm] == list(range(0, 13, 2))
+    assert [r["step"] for r in cold] == list(range(7))
     # both converged to a residual ≤ 1e-9·‖H‖ (the tol above) and ‖H‖ ≈ 2.4|λmin| here, so
     # they agree to ≲ 5e-9 relative: 1e-7 leaves 20× (Lanczos against Lanczos: no table kind)
     np.testing.assert_allclose([r["lambda_min"] for r in warm], [r["lambda_min"] for r in cold],

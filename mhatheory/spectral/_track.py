@@ -15,12 +15,14 @@ from mhatheory.spectral._options import Method, Which, as_enum, resolve_key
 def track(loss_fn, params_at, *args, steps=None, which=(Which.SMALLEST, Which.LARGEST),
           method: Method | str = Method.LANCZOS, key=None, warm_start: bool = True,
           progress: bool = False, **lanczos) -> list[dict]:
-    """Extreme eigenvalues at each stored θ (a pytree stacked over a leading axis, e.g.
-    ``Trajectory.params_at``), each Lanczos run started from the previous probe's eigenvector.
+    """Extreme eigenvalues at each stored θ (a pytree stacked over a leading axis, or a
+    :class:`~mhatheory.train.Trajectory`, whose ``params_at`` it probes), each Lanczos run
+    started from the previous probe's eigenvector.
     At each θ the operator is linearised once and every ``which`` is probed on it; the compiled
     HVP and recurrence serve every θ.
 
-    Returns one record per stored θ: ``step`` and, for each ``which`` (``name`` =
+    Returns one record per stored θ: ``step`` (from ``steps``; by default a Trajectory's
+    ``record_steps``, else the index 0…S−1) and, for each ``which`` (``name`` =
     ``lambda_min`` for "smallest", ``lambda_max`` for "largest"), the keys ``name`` (the value),
     ``name_residual``, ``name_interval`` (certified; open on its outer side when unconverged),
     ``name_prob_interval`` (its outer end with probability ≥ 1 − 10⁻⁶ over the random part of
@@ -45,6 +47,13 @@ def track(loss_fn, params_at, *args, steps=None, which=(Which.SMALLEST, Which.LA
     which = tuple(as_enum(Which, w, "which") for w in which)
     probes = {w: eig_probe(method, which=w, **lanczos) for w in which}
     op = as_operator(loss_fn)
+    if hasattr(params_at, "record_steps") and hasattr(params_at, "params_at"):
+        steps = params_at.record_steps if steps is None else steps
+        params_at = params_at.params_at
+    if params_at is None:
+        raise ValueError("params_at is None: train.gd stores θ only at the steps it is given as "
+                         "record_steps; pass record_steps=[...] to train.gd and its Trajectory "
+                         "to track.")
     _validate.float_params(params_at, "params_at")
     _validate.finite_tree(params_at, "params_at")
     sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(params_at)}
