@@ -70,6 +70,18 @@ def test_importing_the_toolkit_loads_none_of_the_study():
     assert not loaded & set(study), loaded & set(study)
 
 
+def test_a_submodule_loads_on_first_use_as_an_attribute():
+    """``import mhatheory`` loads no submodule, and ``mhatheory.attention.…`` (as the README
+    writes it) loads that one on first use; a name that is no submodule is an AttributeError."""
+    code = ("import sys, mhatheory\n"
+            "before = sorted(m for m in sys.modules if m.startswith('mhatheory.'))\n"
+            "fn = mhatheory.attention.flax_attention_fn\n"
+            "print(before, 'mhatheory.attention' in sys.modules, hasattr(mhatheory, 'nope'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.split() == ["['mhatheory._numerics']", "True", "False"], out.stdout
+
+
 def test_no_experiment_is_named_like_a_library_module():
     library = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir()
                                                          if p.is_dir()}
