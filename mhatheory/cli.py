@@ -275,15 +275,24 @@ def _identity(name: str, config, args) -> dict:
     return out
 
 
-def _check_out(out: str) -> None:
-    """``--out`` names a writable folder (``results.check_out_dir``); an empty or blank value
-    (an unset shell variable: ``--out "$DIR"``) would mean the current directory, so it is
-    refused too."""
+def _check_out(out: str, experiment: str) -> None:
+    """``--out`` names a writable folder (``results.check_out_dir``) that holds no other
+    experiment's results (its figures would stay beside this one's results.json); an empty or
+    blank value (an unset shell variable: ``--out "$DIR"``) would mean the current directory, so
+    it is refused too."""
     from mhatheory import results
 
     if not out.strip():
         raise ValueError(f"--out {out!r} is empty; name a folder (e.g. --out results/run1).")
-    results.check_out_dir(out, "--out")
+    folder = results.check_out_dir(out, "--out")
+    try:
+        previous = json.loads((folder / "results.json").read_text()).get("experiment")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous is not None and previous != experiment:
+        raise ValueError(f"--out {out!r} holds the results of '{previous}' (results.json and its "
+                         f"figures); name another folder for '{experiment}', or remove that "
+                         "one first.")
 
 
 #: The exit status after Ctrl-C (the shell's 128 + SIGINT).
@@ -332,7 +341,7 @@ def main(argv=None) -> int:
     from mhatheory import verify
 
     try:
-        _check_out(args.out)
+        _check_out(args.out, "verify")
     except ValueError as err:
         print(f"mhatheory verify: {err}", file=sys.stderr)
         return 2
@@ -374,7 +383,7 @@ def _run(args) -> int:
         print(distributed.session_line(session), file=sys.stderr)
     try:
         if distributed.is_writer():
-            _check_out(args.out)
+            _check_out(args.out, args.experiment)
     except ValueError as err:
         distributed.report_failure(str(err))
         print(f"{prog}: {err}", file=sys.stderr)

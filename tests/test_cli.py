@@ -155,6 +155,22 @@ def test_bad_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch, comma
     assert (tmp_path / "taken").read_text() == "precious"
 
 
+@pytest.mark.parametrize("command", [["run", "train"], ["verify", "--only", "model"]])
+def test_out_holding_another_experiments_results_is_refused(tmp_path, capsys, monkeypatch,
+                                                            command):
+    """A folder whose results.json is another experiment's is refused before any work (its
+    figures would stay beside the new results); the same experiment's folder is written again."""
+    _no_work(monkeypatch)
+    (tmp_path / "results.json").write_text('{"experiment": "spectrum"}')
+    assert cli.main([*command, "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "holds the results of 'spectrum'" in err and "another folder" in err
+    name = command[1] if command[0] == "run" else "verify"
+    (tmp_path / "results.json").write_text(json.dumps({"experiment": name}))
+    with pytest.raises(AssertionError, match="work started"):
+        cli.main([*command, "--out", str(tmp_path), "--no-progress"])
+
+
 def test_unwritable_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     from mhatheory import results
 
