@@ -1,7 +1,10 @@
 """Full-batch gradient descent on any ``loss_fn(params, *args)``, as scanned XLA programs.
 
-θ_{k+1} = θ_k − η ∇L̂(θ_k), through ``optax.sgd(η)``. The whole run is ``lax.scan`` over steps
-(split into equal chunks only so a progress bar can advance between them); each step records
+θ_{k+1} = θ_k − η ∇L̂(θ_k), through ``optax.sgd(η)``. The whole run is ``lax.scan`` over steps,
+split into chunks of one length only so that a progress bar can advance and Ctrl-C can stop
+the run between them (a compiled scan cannot be interrupted): with ``progress``, chunks of
+about :data:`CHUNK_SECONDS`, sized from the time of a short one (a chunk's padding past the
+last step is masked, so every chunk is one compiled program); each step records
 L̂(θ_k), ‖∇L̂(θ_k)‖ and optional metrics, and the parameters θ_k are stored at a schedule of steps
 (``record_steps``) for later probes. This module never imports a model: it sees a loss function.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -88,22 +92,35 @@ def make_step(loss_fn: Callable, lr, optimizer: str = "gd"):
     return opt, step
 
 
+#: With ``progress``, GD runs in chunks of about this many seconds (module docstring).
+CHUNK_SECONDS = 1.0
+#: The steps of the first two chunks, whose second (compiled by then) sizes the rest.
+FIRST_CHUNK = 64
+
+
+def _timed_size(steps: int, seconds_per_step: float) -> int:
+    """The steps of a chunk of about :data:`CHUNK_SECONDS`: a power of 2, at most ``steps``."""
+    return min(steps, 2 ** max(0, round(math.log2(CHUNK_SECONDS / seconds_per_step))))
+
+
 @functools.partial(jax.jit, static_argnames=("loss_fn", "metrics_fn"))
-def _run_chunk(loss_fn, metrics_fn, lr, carry, ks, record_steps, args, metric_args):
-    """Scan GD over the steps ``ks``; returns the new carry and per-step (loss, ‖g‖, metrics)."""
+def _run_chunk(loss_fn, metrics_fn, lr, carry, ks, total, record_steps, args, metric_args):
+    """Scan GD over the steps ``ks``; returns the new carry and per-step (loss, ‖g‖, metrics).
+    Steps k ≥ ``total`` (a chunk's padding) change nothing."""
     _, step = make_step(loss_fn, lr)
     num_rec = record_steps.shape[0]
 
     def body(c, k):
         params, opt_state, buf, idx, bad = c
-        hit = (idx < num_rec) & (record_steps[jnp.minimum(idx, num_rec - 1)] == k)
+        real = k < total
+        hit = real & (idx < num_rec) & (record_steps[jnp.minimum(idx, num_rec - 1)] == k)
         buf = jax.lax.cond(
             hit, lambda b: jax.tree.map(lambda B, p: B.at[idx].set(p), b, params), lambda b: b, buf
         )
         mets = metrics_fn(params, *metric_args) if metrics_fn is not None else {}
         new_params, new_state, loss, gnorm = step(params, opt_state, *args)
-        bad = jnp.where((bad < 0) & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm)), k, bad)
-        frozen = bad >= 0
+        bad = jnp.where(real & (bad < 0) & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm)), k, bad)
+        frozen = (bad >= 0) | ~real
         params = jax.tree.map(lambda a, b: jnp.where(frozen, a, b), params, new_params)
         opt_state = jax.tree.map(lambda a, b: jnp.where(frozen, a, b), opt_state, new_state)
         return (params, opt_state, buf, idx + hit, bad), (loss, gnorm, mets)
@@ -149,7 +166,8 @@ def gd(
             recorded at every step (e.g. train/test error).
         metric_args: the arguments of ``metrics_fn`` after ``params`` (e.g. the test set).
         progress: show a progress bar (rate and ETA) advancing once per chunk.
-        num_chunks: scan chunks (default 1, or 20 with ``progress``).
+        num_chunks: scan chunks of equal length (default 1, or, with ``progress``, chunks of
+            about :data:`CHUNK_SECONDS`).
 
     Returns:
         A :class:`Trajectory`.
@@ -182,15 +200,18 @@ def gd(
     buf = jax.tree.map(lambda p: jnp.zeros((rec_dev.shape[0],) + jnp.shape(p), jnp.result_type(p)),
                        params)
     carry = (params, opt.init(params), buf, jnp.int32(0), jnp.int32(-1))
-    num_chunks = num_chunks or (20 if progress else 1)
-    size = -(-steps // max(1, min(num_chunks, steps)))
+    timed = progress and num_chunks is None
+    size = min(steps, FIRST_CHUNK) if timed else -(-steps // min(num_chunks or 1, steps))
     losses, gnorms, mets = [], [], []
     bar = tqdm(total=steps, desc="GD", unit="step", disable=not progress, leave=False)
-    lr_dev = jnp.asarray(lr)
-    for start in range(0, steps, size):
-        ks = jnp.arange(start, min(start + size, steps), dtype=jnp.int32)
-        carry, (lo, gn, me) = _run_chunk(loss_fn, metrics_fn, lr_dev, carry, ks, rec_dev, args,
-                                         tuple(metric_args))
+    lr_dev, total = jnp.asarray(lr), jnp.int32(steps)
+    start = chunk = 0
+    while start < steps:
+        n = min(size, steps - start)
+        t0 = time.perf_counter()
+        carry, (lo, gn, me) = _run_chunk(loss_fn, metrics_fn, lr_dev, carry,
+                                         jnp.arange(start, start + size, dtype=jnp.int32), total,
+                                         rec_dev, args, tuple(metric_args))
         bad = int(carry[4])
         if bad >= 0:
             bar.close()
@@ -202,8 +223,14 @@ def gd(
                 f"GD diverged: the loss or gradient is NaN/Inf at step {bad} (lr={lr:g}); "
                 f"try a smaller step size, e.g. lr={lr / 10:g}."
             )
+        # on the host: slicing the device arrays would compile a program per length
+        lo, gn, me = jax.tree.map(lambda a, n=n: np.asarray(a)[:n], (lo, gn, me))
         losses.append(lo), gnorms.append(gn), mets.append(me)
-        bar.update(int(ks.shape[0]))
+        bar.update(n)
+        start, chunk = start + n, chunk + 1
+        if timed and chunk == 2:
+            # the second chunk ran compiled: the steps of CHUNK_SECONDS, a power of 2
+            size = _timed_size(steps, max(time.perf_counter() - t0, 1e-9) / n)
     bar.close()
 
     # Evaluate at θ_K (the scan evaluated θ_0..θ_{K-1}) and store it if scheduled.

@@ -44,6 +44,20 @@ def test_recorded_params_match_shorter_runs_and_chunks_agree(problem):
     np.testing.assert_allclose(one.loss, full.loss, rtol=0, atol=tol(np.float64, "reordered"))
 
 
+def test_a_progress_bar_runs_the_same_steps_in_timed_chunks(problem, monkeypatch):
+    """With ``progress`` the run goes in chunks sized by time, the last padded past K with masked
+    steps: the same losses, recorded θ (θ_K among them) and final θ as one scan, bit for bit."""
+    batch, params = problem
+    monkeypatch.setattr(train, "FIRST_CHUNK", 16)
+    monkeypatch.setattr(train, "_timed_size", lambda steps, seconds: 32)  # 16, 16, 32 × 4
+    kw = dict(steps=150, lr=0.5, record_steps=[0, 16, 149, 150])
+    one = train.gd(deora.loss_fn, params, batch, **kw)
+    timed = train.gd(deora.loss_fn, params, batch, progress=True, **kw)
+    np.testing.assert_array_equal(one.loss, timed.loss)
+    np.testing.assert_array_equal(one.params_at["W"], timed.params_at["W"])
+    np.testing.assert_array_equal(one.final_params["U"], timed.final_params["U"])
+
+
 def _quadratic(p, batch):
     return jnp.sum(batch * p["x"] ** 2)
 
