@@ -9,7 +9,7 @@ from conftest import dense_tridiag, with_spectrum
 
 from mhatheory import data, spectral
 from mhatheory.models import deora
-from mhatheory.spectral import _recurrence
+from mhatheory.spectral import _cycles, _recurrence
 
 EPS = np.finfo(np.float64).eps
 SEMI_ORTHOGONAL = np.sqrt(EPS)          # Simon's bound on |q_iᵀq_k|, i ≠ k
@@ -227,8 +227,10 @@ def test_basis_free_memory_does_not_grow_with_the_krylov_size():
     assert grow_free < 10 * per, grow_free / per
 
 
-def test_the_memory_budget_chooses_the_basis_free_run(deora_problem):
+def test_the_memory_budget_chooses_the_basis_free_run(deora_problem, monkeypatch):
     params, batch = deora_problem
+    # cycles of krylov = 40: the model (P = 288) counts as large, as past SMALL_OPERATOR
+    monkeypatch.setattr(_cycles, "SMALL_OPERATOR", 64)
     P = deora.parameter_count(8, 4)
     need_free = spectral.lanczos_bytes(P, 40, 1, jnp.float64, store_basis=False)
     need_stored = spectral.lanczos_bytes(P, 40, 1, jnp.float64, store_basis=True)

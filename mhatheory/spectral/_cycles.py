@@ -92,6 +92,7 @@ from mhatheory.spectral._options import (
     DEFAULT_KRYLOV,
     DEFAULT_MAX_HVPS,
     SMALL_BLOCK,
+    SMALL_COMPILED_OPERATOR,
     SMALL_OPERATOR,
     THICK_LAMBDA_MIN_MAX_PARAMS,
     Reortho,
@@ -160,7 +161,7 @@ def plan(probe, size: int, P: int, wdt, hvp_dtype, host: bool):
                   and ((smallest and not extend) or (low and extend)))
     # AUTO's FULL (its selective set none) where the budget keeps the basis, else as
     # plan_memory resolves AUTO
-    small = P <= SMALL_OPERATOR
+    small = P <= (SMALL_OPERATOR if host else SMALL_COMPILED_OPERATOR)
     full = (asked is Reortho.AUTO and probe.store_basis is not False
             and (small or size <= max(asked_krylov, SMALL_BLOCK) or thick_single))
     if ((full or asked is Reortho.FULL) and probe.krylov is None and small

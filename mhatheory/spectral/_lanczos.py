@@ -66,7 +66,8 @@ class Lanczos:
             ``LARGEST``.
         krylov: the most Lanczos vectors per cycle (the adaptive stop usually takes fewer);
             None (the default): the whole operator when it is orthogonalised in full on a
-            model of at most ``SMALL_OPERATOR`` (256) parameters, so that one cycle spans it,
+            model of at most ``SMALL_OPERATOR`` (2,048; 256 on a compiled recurrence)
+            parameters, so that one cycle spans it,
             else ``DEFAULT_KRYLOV`` (40). With ``failure_prob`` the first cycle may grow to the
             HVP budget (at most the operator's size).
         tol: the residual tolerance: a pair is converged, and its interval closed on both
@@ -81,8 +82,8 @@ class Lanczos:
             Kato–Temple. The recurrence stops as soon as the Ritz estimates meet it.
         max_restarts: how many times a cycle may restart.
         reortho: a :class:`~mhatheory.spectral.Reortho` (or its string); ``AUTO`` (the default):
-            ``FULL`` on a model of at most 256 parameters, a block of at most ``krylov`` or 64
-            coordinates, and for a single λmin on a model of at most
+            ``FULL`` on a model of at most 2,048 parameters (256 compiled), a block of at most
+            ``krylov`` or 64 coordinates, and for a single λmin on a model of at most
             ``THICK_LAMBDA_MIN_MAX_PARAMS`` parameters (thick restarts), else ``NONE`` for
             k = 1 and ``SELECTIVE`` for k > 1 (which needs the basis).
         check_every: steps between two adaptive checks (an eigh of a ≤ krylov-sized T each);
