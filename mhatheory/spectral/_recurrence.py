@@ -42,9 +42,8 @@ needs no HVP. Once the wanted estimates are within :data:`NEAR` (10³) times the
 next check comes one step later: Lanczos' estimates for an extreme pair fall by a growing
 factor a step, so the few steps from there each get a check, and the stop wastes no HVP
 where a check every ``every`` steps would waste up to ``every − 1`` (on Deora at P = 2,176 and
-8,448: λmax 25 → 23–24 HVPs at init, 25 → 21 trained at 8,448, λmin 80–85 → 76–84; a check
-costs about one tenth of an HVP there). Past :data:`LONG_RUN` steps the checks thin out
-geometrically.
+8,448 it saves 1–4 HVPs of a λmax or λmin; a check costs about one tenth of an HVP there).
+Past :data:`LONG_RUN` steps the checks thin out geometrically.
 
 **Orthogonality** (:class:`~mhatheory.spectral.Reortho`). In floating point the q_j lose
 orthogonality as soon as a Ritz pair converges (Paige 1971: y_iᵀ q_{j+1} =
