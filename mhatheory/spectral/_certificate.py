@@ -185,9 +185,9 @@ def defect_vectors(vecs, z):
 
 def hvp_error(vecs, Hx, Hd, hvp_dtype):
     """δ, the HVP's own rounding (module docstring, "Rounding"): its linearity defect
-    Ĥ(x+z) − Ĥz − Ĥx (zero in exact arithmetic) for the unit vectors x of ``Hd`` (the first
-    ones of ``vecs``) and a unit z, ×4, plus one rounding of the output ‖Ĥx‖. ``Hx``: the vectors'
-    products; ``Hd``: the products of :func:`defect_vectors`."""
+    Ĥ(x+z) − Ĥz − Ĥx (zero in exact arithmetic) for the first min(2, len(vecs)) unit vectors x
+    and a unit z (module docstring), ×4, plus one rounding of the output ‖Ĥx‖. ``Hx``: the
+    vectors' products; ``Hd``: the products of :func:`defect_vectors`."""
     k, nd = Hx.shape[0], Hd.shape[0] - 1
     sums = row_sums(lambda xp, Hx, Hd: xp.concatenate([Hx * Hx, _defect(Hx, Hd) ** 2]), (Hx, Hd))
     return _delta(_compile.array_namespace(vecs), sums[:k], sums[k:k + nd], hvp_dtype)
