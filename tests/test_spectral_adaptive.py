@@ -273,3 +273,33 @@ def test_a_probe_is_built_by_a_call_and_applied_later(deora_problem):
     with pytest.raises(ValueError, match="check_every"):
         spectral.Lanczos(check_every=0)
     assert spectral.Reortho.SELECTIVE == "selective" and spectral.Which.LARGEST == "largest"
+
+
+@pytest.mark.parametrize("kw", [dict(k=2, reortho="full"), dict(k=1, reortho="partial")],
+                         ids=["thick", "explicit"])
+def test_a_compiled_run_takes_over_the_basis_the_last_run_at_its_point_left(kw):
+    """A compiled run allocates no basis where a finished run at the same point left one of its
+    size (``LinearOperator.swap_basis``): it takes the buffer over (donated) and zeroes the rows
+    that run wrote, as each restart does with its cycle's, and its numbers are bit for bit those
+    of a run on a fresh operator (restarts, thick or explicit, included). Rows left unzeroed
+    change them: the compiled Gram–Schmidt reads whole blocks of rows."""
+    A = MATRICES["tinier_gap"]
+
+    def operator():
+        return spectral.linearise(quadratic, jnp.zeros(200), A)
+
+    probe = spectral.Lanczos(which="smallest", krylov=24, engine="compiled", max_restarts=30,
+                             tol=1e-12, **kw)
+    H = operator()
+    with pytest.warns(spectral.ConvergenceWarning):     # one cycle: all 25 rows written
+        spectral.Lanczos(which="largest", krylov=24, reortho="full", max_restarts=0,
+                         engine="compiled")(H, key=KEY)
+    left = H.swap_basis()
+    assert left[0].shape == (25, 200) and left[1] == 25
+    H.swap_basis(left)
+    got = probe(H, key=jax.random.key(3))
+    assert left[0].is_deleted()
+    want = probe(operator(), key=jax.random.key(3))
+    assert got[0].restarts >= 1 and got[0].num_hvps == want[0].num_hvps
+    for g, w in zip(got, want, strict=True):
+        assert (g.value, g.interval, g.residual) == (w.value, w.interval, w.residual)

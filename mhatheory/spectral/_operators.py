@@ -206,6 +206,7 @@ class _Point:
         self.operator, self.params, self.args = operator, params, args
         self.lin = self.flat = self._widened = self.hvp_dtype = None
         self.ready = ready                     # the product's compilation on a worker thread
+        self.basis = None                      # a finished compiled run's basis, (Q, rows)
 
     def linearise(self):
         """The linearisation ``(lin, flat)`` at the point, made on the first call."""
@@ -380,6 +381,15 @@ class LinearOperator:
     def vector_mask(self) -> jax.Array:
         """The block's mask as a 0/1 vector in the products' dtype (ones for the whole space)."""
         return self._mask
+
+    def swap_basis(self, basis=None):
+        """The Krylov basis ``(Q, rows)`` the last compiled Lanczos run at this point left (or
+        None), replaced by ``basis``: the next run on this operator or its blocks takes it over
+        instead of allocating its own (:func:`._recurrence.reusable`). It is freed with the
+        point: the operator, its blocks and its widened operator."""
+        point = self._point
+        old, point.basis = point.basis, basis
+        return old
 
     def mv(self, v) -> jax.Array:
         """The operator applied to a P-vector v (entries outside the block ignored), in v's

@@ -225,8 +225,8 @@ def _normal(cfg: Recurrence, key, i, size: int, dtype):
     return jax.random.normal(fold(cfg, key, i), (size,), dtype)
 
 
-def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None, mask=None
-          ) -> State:
+def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None, mask=None,
+          basis=None) -> State:
     """The state before the first step from ``v`` (normalised here). ``key``: a JAX key, or on
     the host the seed words of one (:func:`~._options.key_words`); ``tol``: the adaptive
     stop's tolerance (ignored unless ``cfg.adaptive``); ``prob``: ``(log c, lo, hi)`` of the
@@ -235,25 +235,49 @@ def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None, mask=
     probabilistic interval wholly above ``hi`` or below ``lo`` (a decision; NaN never decides);
     ``hvp_dtype``: the dtype the HVP computes in (default v's), for that rule's margin;
     ``mask``: the 0/1 coordinates of a block's operator (None: all), on which the directions
-    that continue the run after a breakdown are drawn, so that it never leaves the block."""
+    that continue the run after a breakdown are drawn, so that it never leaves the block;
+    ``basis``: ``(Q, rows)``, a finished compiled run's basis of this configuration and how
+    many of its rows it wrote, which this run takes over (the buffer is donated) instead of
+    allocating its own (:func:`reusable`)."""
     xp = cfg.xp
     dtype = np.dtype(cfg.dtype)
     hvp_eps = float(jnp.finfo(dtype if hvp_dtype is None else hvp_dtype).eps) / 2
     support = xp.zeros(0, dtype) if mask is None else xp.asarray(mask, dtype)
+    Q, rows = basis if reusable(cfg, basis) else (None, None)
     return _initial(cfg, xp.asarray(v), key, xp.asarray(np.inf if tol is None else tol, dtype),
                     xp.asarray([np.inf, np.nan, np.nan] if prob is None else prob, dtype),
-                    xp.asarray(hvp_eps, dtype), support)
+                    xp.asarray(hvp_eps, dtype), support, Q,
+                    None if Q is None else xp.asarray(rows, xp.int32))
 
 
-@functools.partial(_compile.probe_program, static_argnums=0)
-def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps, support) -> State:
+def reusable(cfg: Recurrence, basis) -> bool:
+    """Whether ``basis`` (``(Q, rows)`` or None) can serve a new compiled run of ``cfg``.
+
+    A compiled run's basis is one XLA buffer of (m + 1)·P numbers, and a fresh one costs more
+    than its zeros: on a CPU its pages are mapped on first touch (140 ms of a 0.6 s λmax at
+    P = 1,056,768, where the 41 rows hold 346 MB). A finished run's buffer, donated to the next
+    run of the same configuration, costs the zeroing of the rows it wrote (8 ms there). The
+    host engine's ``numpy.zeros`` maps only the rows a run writes, and takes none."""
+    if basis is None or cfg.host or not cfg.store_basis:
+        return False
+    Q = basis[0]
+    return (isinstance(Q, jax.Array) and not Q.is_deleted()
+            and Q.shape == (cfg.m + 1, cfg.size) and Q.dtype == np.dtype(cfg.dtype))
+
+
+@functools.partial(_compile.probe_program, static_argnums=0, donate_argnums=7)
+def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps, support, basis=None, rows=None
+             ) -> State:
     """:func:`start` in the namespace ``xp`` (one compiled program for ``jax.numpy``, inlined
-    when traced inside another)."""
+    when traced inside another); ``basis``: a buffer to reuse (compiled only), of which the
+    first ``rows`` rows may be nonzero."""
     m, dtype = cfg.m, np.dtype(cfg.dtype)
     q0 = (v / xp.linalg.norm(v)).astype(dtype)
     P = q0.shape[0]
     idx = xp.arange(m + 1)
-    if cfg.store_basis:
+    if cfg.store_basis and basis is not None:
+        Q = refilled(basis, rows, q0[None])
+    elif cfg.store_basis:
         Q = xp.zeros((m + 1, P), dtype)
         Q = ops.set_row(xp, Q, 0, q0)
     else:
@@ -268,6 +292,21 @@ def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps, support) -> State:
         fold(cfg, key, 0),      # its own buffer: a compiled step donates the state
         tol, prob, hvp_eps, support)
 
+
+
+def refilled(Q, rows, B):
+    """A compiled basis ``Q`` whose first ``rows`` rows may be nonzero, with the rows of ``B`` at
+    its top and zeros after them: every row past a run's last vector must be zero, since a
+    compiled step's Gram–Schmidt reads whole blocks of rows. Writes only those ``rows``."""
+    zero = jnp.zeros((1, Q.shape[1]), Q.dtype)
+    Q = jax.lax.fori_loop(B.shape[0], jnp.maximum(rows, B.shape[0]),
+                          lambda i, Q: jax.lax.dynamic_update_slice_in_dim(Q, zero, i, axis=0),
+                          Q)
+    return jax.lax.dynamic_update_slice_in_dim(Q, B.astype(Q.dtype), 0, axis=0)
+
+
+#: :func:`refilled` on a donated basis, in place (a thick restart's)
+refill = _compile.probe_jit(refilled, donate_argnums=0)
 
 
 def _constants(xp, m: int, P: int, dtype, hvp_eps):

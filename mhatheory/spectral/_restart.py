@@ -35,7 +35,7 @@ import scipy.linalg
 from mhatheory.spectral import _compile
 from mhatheory.spectral._options import Which
 from mhatheory.spectral._probabilistic import breakdown_floor
-from mhatheory.spectral._recurrence import Recurrence, State, fresh_direction
+from mhatheory.spectral._recurrence import Recurrence, State, fresh_direction, refill
 
 
 def thick_restart(cfg: Recurrence, state: State, keep: int, apply: Callable) -> State:
@@ -113,7 +113,8 @@ def _restarted(cfg, state, B, q_next, diag, off, rnorm, Y, done: bool) -> State:
         Q, slots = np.zeros(state.Q.shape, dtype), np.zeros(state.Y.shape, dtype)
         Q[:n], Q[n], slots[:Y.shape[0]] = B, q_next, Y
     else:
-        Q = jnp.zeros_like(state.Q).at[:n].set(B).at[n].set(q_next)
+        Q = refill(state.Q, jnp.asarray(int(state.j) + 1, jnp.int32),
+                   jnp.concatenate([B, q_next[None]]))
         slots = jnp.zeros_like(state.Y).at[:Y.shape[0]].set(Y)
     alpha, beta = np.zeros(state.alpha.shape, dtype), np.zeros(state.beta.shape, dtype)
     alpha[:n] = diag
