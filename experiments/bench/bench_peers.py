@@ -39,9 +39,13 @@ weights and data: dense ``eigh`` where P ≤ ``DENSE_MAX``, else the tightest co
 density. λmin's error is relative to |λmax| (λmin may be ≈ 0); the density's error is the
 Wasserstein-1 distance between the SLQ measure and the reference measure over λmax − λmin.
 Timing: the first call (our compilation; the peers' warm-up) is reported apart as
-``first_s``; then 3 rounds in which every method of the cell runs once, in turn, and the median
-is ``median_s``; ``vs_ours`` = median_s / ours' median_s for the same quantity (> 1: ours is
-faster). The trained point is ``TRAIN_STEPS`` steps of full-batch GD (``mhatheory.train.gd``).
+``first_s``; then ``ROUNDS`` rounds in which every method of the cell runs once, in turn, each
+round starting one method later than the one before, and the median is ``median_s``;
+``vs_ours`` = median_s / ours' median_s for the same quantity (> 1: ours is faster). The
+rotation matters on 2 cores: a call right after a PyTorch peer runs while torch's worker
+threads still spin (a λmax of ours at P = 2,176 took 12.6 ms after curvlinops against 9.7 ms
+after ARPACK, medians of 15), and in a fixed order the same methods would always pay it.
+The trained point is ``TRAIN_STEPS`` steps of full-batch GD (``mhatheory.train.gd``).
 Past P = ``FULL_MAX`` only λmax and λmin are measured (time budget of the run on 2 cores).
 
     pip install torch==2.13.0 && pip install -e ".[bench]"   # torch first: see pyproject
@@ -84,7 +88,7 @@ DENSE_MAX = 3_000          # dense eigh reference up to here (P = 8,448 took 91 
                            # spectral.py: four of them would cost a quarter of the run)
 REF_PROBES = 1_000         # Hutchinson reference past DENSE_MAX
 TRACE_PROBES, SLQ_PROBES, SLQ_NODES = 100, 8, 60
-ROUNDS = 3
+ROUNDS = 5
 LOOSE_TOL = 1e-3           # a λmax row of ours at PyHessian's stopping tolerance
 QUANTITIES = ("lambda_max", "lambda_min", "trace", "density")
 #: past this P only λmax and λmin are measured (the trace and density cells would take the
@@ -366,8 +370,10 @@ def cell(d, H, point, dtype_name, base, full_max=FULL_MAX, quantities=QUANTITIES
         value, hvps = fn()
         results[name] = {"first_s": time.perf_counter() - t0, "value": value, "hvps": hvps,
                          "times": []}
-    for _ in range(ROUNDS):                            # interleaved rounds
-        for name, fn in fns.items():
+    names = list(fns)
+    for i in range(ROUNDS):                            # interleaved rounds, rotated
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            fn = fns[name]
             t0 = time.perf_counter()
             value, hvps = fn()
             results[name]["times"].append(time.perf_counter() - t0)
