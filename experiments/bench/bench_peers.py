@@ -7,8 +7,10 @@ Per cell (P, dtype, point), for λmax, λmin, the trace and the spectral density
   adaptive Lanczos, tol = 1e-10, krylov = 40), ``spectral.trace`` (100 probes),
   ``spectral.spectral_density`` (8 probes × 60 nodes; its default ``reortho="none"``, O(P)
   memory; and ``reortho="selective"``, which stores the basis);
-* **ours tol=0.001**: ``lambda_max`` at PyHessian's stopping tolerance (a residual of 1e-3‖H‖),
-  to compare at matched accuracy;
+* **ours tol=0.001**, **ours tol=0.01**: ``lambda_max`` with the residual tolerance at 1e-3‖H‖
+  (PyHessian's stopping tolerance, a relative change) and 1e-2‖H‖: two points of our
+  time-against-error curve beside PyHessian's one, whose errors are 5e-4–4e-3 (a Ritz value's
+  error is about ρ²/gap, so these tolerances give errors far below it);
 * **arpack+ours**: scipy ``eigsh`` (ARPACK, k = 1, ncv = 20) on our JAX HVP, at the tolerance
   our probe accepts (tol + 100ε of the dtype);
 * **curvlinops**: ``HessianLinearOperator(...).to_scipy()`` under the same ``eigsh``,
@@ -89,7 +91,7 @@ DENSE_MAX = 3_000          # dense eigh reference up to here (P = 8,448 took 91 
 REF_PROBES = 1_000         # Hutchinson reference past DENSE_MAX
 TRACE_PROBES, SLQ_PROBES, SLQ_NODES = 100, 8, 60
 ROUNDS = 5
-LOOSE_TOL = 1e-3           # a λmax row of ours at PyHessian's stopping tolerance
+LOOSE_TOLS = (1e-3, 1e-2)  # λmax rows of ours at looser tolerances, beside PyHessian
 QUANTITIES = ("lambda_max", "lambda_min", "trace", "density")
 #: past this P only λmax and λmin are measured (the trace and density cells would take the
 #: run past its time budget on 2 cores; see the README)
@@ -289,8 +291,8 @@ def methods(params, batch, P, dtype_name, full):
         ("lambda_max", "arpack+ours"): arpack_fn(jax_mv, "LA"),
         ("lambda_max", "curvlinops"): arpack_fn(H_sp.matvec, "LA"),
         ("lambda_max", "pyhessian"): pyh_eig,
-        # ours at PyHessian's accuracy: its power iteration stops at a 1e-3 relative change
-        ("lambda_max", f"ours tol={LOOSE_TOL:g}"): ours_eig("largest", tol=LOOSE_TOL),
+        # ours at looser tolerances: PyHessian's power iteration stops at a 1e-3 relative change
+        **{("lambda_max", f"ours tol={t:g}"): ours_eig("largest", tol=t) for t in LOOSE_TOLS},
         ("lambda_min", "ours"): ours_eig("smallest"),
         ("lambda_min", "arpack+ours"): arpack_fn(jax_mv, "SA"),
         ("lambda_min", "curvlinops"): arpack_fn(H_sp.matvec, "SA"),
