@@ -163,7 +163,41 @@ def peers_section(res, path) -> list[str]:
         if rows:
             extra = ["ref_se_rel"] if q == "trace" else []
             lines += [f"#### {q}", ""] + table(rows, cols + extra + ["reference"]) + [""]
+    matched = equal_accuracy(res["rows"])
+    if matched:
+        lines += ["#### lambda_max at equal accuracy", "",
+                  "Per peer row, the fastest of ours' rows (the default and the looser "
+                  f"tolerances) whose error is at most the peer's, or at most {FLOOR:g} "
+                  "(float64 rounding of a Ritz value, where neither tool can be said to be "
+                  "more accurate); `peer_over_ours` > 1: ours faster.", ""]
+        lines += table(matched, ["P", "dtype", "point", "peer", "peer_err", "peer_s", "ours",
+                                 "ours_err", "ours_s", "peer_over_ours"]) + [""]
     return lines
+
+
+#: errors below this count as equal in :func:`equal_accuracy` (about 45 ε of float64)
+FLOOR = 1e-14
+
+
+def equal_accuracy(rows) -> list[dict]:
+    """λmax per cell and peer: the peer's time over that of ours' fastest row (``ours`` or
+    ``ours tol=…``) whose error is at most max(the peer's, FLOOR); no row where none is."""
+    out = []
+    cells = {(r["P"], r["dtype"], r["point"]) for r in rows if r["quantity"] == "lambda_max"}
+    for cell in sorted(cells):
+        here = [r for r in rows if r["quantity"] == "lambda_max"
+                and (r["P"], r["dtype"], r["point"]) == cell]
+        ours = [r for r in here if r["tool"].startswith("ours")]
+        for peer in (r for r in here if not r["tool"].startswith("ours")):
+            ok = [r for r in ours if r["rel_err"] <= max(peer["rel_err"], FLOOR)]
+            if ok:
+                best = min(ok, key=lambda r: r["median_s"])
+                out.append({"P": cell[0], "dtype": cell[1], "point": cell[2],
+                            "peer": peer["tool"], "peer_err": peer["rel_err"],
+                            "peer_s": peer["median_s"], "ours": best["tool"],
+                            "ours_err": best["rel_err"], "ours_s": best["median_s"],
+                            "peer_over_ours": peer["median_s"] / best["median_s"]})
+    return out
 
 
 def pitfalls_section(res, path) -> list[str]:
