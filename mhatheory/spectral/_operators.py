@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -196,6 +197,9 @@ def _check_precision(point, programs, widened_from=None) -> None:
     if found:
         point.hvp_dtype = min((np.dtype(op.dtype) for op in found),
                               key=lambda d: jnp.finfo(d).bits)
+
+
+_BASIS_LOCK = threading.Lock()
 
 
 class _Point:
@@ -388,7 +392,8 @@ class LinearOperator:
         instead of allocating its own (:func:`._recurrence.reusable`). It is freed with the
         point: the operator, its blocks and its widened operator."""
         point = self._point
-        old, point.basis = point.basis, basis
+        with _BASIS_LOCK:                      # one taker per basis, whatever the threads
+            old, point.basis = point.basis, basis
         return old
 
     def mv(self, v) -> jax.Array:

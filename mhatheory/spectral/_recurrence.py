@@ -256,7 +256,7 @@ def reusable(cfg: Recurrence, basis) -> bool:
     A compiled run's basis is one XLA buffer of (m + 1)·P numbers, and a fresh one costs more
     than its zeros: on a CPU its pages are mapped on first touch (140 ms of a 0.6 s λmax at
     P = 1,056,768, where the 41 rows hold 346 MB). A finished run's buffer, donated to the next
-    run of the same configuration, costs the zeroing of the rows it wrote (8 ms there). The
+    run of the same Krylov size, P and dtype, costs the zeroing of the rows it wrote (8 ms). The
     host engine's ``numpy.zeros`` maps only the rows a run writes, and takes none."""
     if basis is None or cfg.host or not cfg.store_basis:
         return False
@@ -291,7 +291,6 @@ def _initial(xp, cfg: Recurrence, v, key, tol, prob, hvp_eps, support, basis=Non
         scalar(np.inf), xp.asarray(False), xp.asarray(cfg.every, xp.int32),
         fold(cfg, key, 0),      # its own buffer: a compiled step donates the state
         tol, prob, hvp_eps, support)
-
 
 
 def refilled(Q, rows, B):
