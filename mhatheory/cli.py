@@ -14,6 +14,7 @@ fields from the base classes' docstrings). Errors name the flag as typed (``--he
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -299,18 +300,29 @@ def _check_out(out: str, experiment: str) -> None:
 INTERRUPTED = 130
 
 
-def show_each_warning_once() -> None:
-    """Show a warning of the same category and text once per command. Python's own "once"
-    registry is cleared whenever a filter changes, which every probe's ``catch_warnings`` does,
-    so a model's ``PrecisionWarning`` would otherwise print at every probe of a sweep."""
-    shown, show = set(), warnings.showwarning
+@contextlib.contextmanager
+def command_warnings():
+    """The warnings of one command, as long as it runs: each category and text shown once, and
+    as ``Category: text`` without a file and line. Python's own "once" registry is cleared
+    whenever a filter changes, which every probe's ``catch_warnings`` does, so a model's
+    ``PrecisionWarning`` would otherwise print at every probe of a sweep; and the file and line
+    a warning names are the caller its ``stacklevel`` finds outside the toolkit, which in a
+    command is the console script's own line. The previous hooks come back on exit."""
+    shown, show, fmt = set(), warnings.showwarning, warnings.formatwarning
 
     def once(message, category, filename, lineno, file=None, line=None):
         if (category, str(message)) not in shown:
             shown.add((category, str(message)))
             show(message, category, filename, lineno, file, line)
 
-    warnings.showwarning = once
+    def plain(message, category, filename, lineno, line=None):
+        return f"{category.__name__}: {message}\n"
+
+    warnings.showwarning, warnings.formatwarning = once, plain
+    try:
+        yield
+    finally:
+        warnings.showwarning, warnings.formatwarning = show, fmt
 
 
 def main(argv=None) -> int:
@@ -326,7 +338,12 @@ def main(argv=None) -> int:
         after Ctrl-C, saying how to continue.
     """
     args = build_parser().parse_args(argv)
-    show_each_warning_once()
+    with command_warnings():
+        return _command(args)
+
+
+def _command(args) -> int:
+    """:func:`main` after parsing: ``info``, ``run`` or ``verify``."""
     if args.no_compilation_cache:
         _numerics.disable_compilation_cache()
     from mhatheory import results

@@ -343,10 +343,21 @@ def test_a_command_shows_a_repeated_warning_once():
     the command still shows one model's PrecisionWarning once, and a different one again."""
     with warnings.catch_warnings(record=True) as log:
         warnings.simplefilter("always")
-        cli.show_each_warning_once()
-        for _ in range(3):
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Lanczos did not converge")
-                warnings.warn("the same text", precision.PrecisionWarning, stacklevel=1)
-        warnings.warn("another text", precision.PrecisionWarning, stacklevel=1)
+        with cli.command_warnings():
+            for _ in range(3):
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Lanczos did not converge")
+                    warnings.warn("the same text", precision.PrecisionWarning, stacklevel=1)
+            warnings.warn("another text", precision.PrecisionWarning, stacklevel=1)
     assert [str(w.message) for w in log] == ["the same text", "another text"]
+
+
+def test_a_command_prints_a_warning_without_the_console_scripts_line():
+    """In a command a warning reads ``Category: text``: the file and line its stacklevel finds
+    outside the toolkit are the console script's. Python's hooks come back after the command."""
+    show, fmt = warnings.showwarning, warnings.formatwarning
+    with cli.command_warnings():
+        text = warnings.formatwarning("the text", precision.PrecisionWarning,
+                                      "/venv/bin/mhatheory", 8, "sys.exit(main())")
+    assert text == "PrecisionWarning: the text\n"
+    assert (warnings.showwarning, warnings.formatwarning) == (show, fmt)
