@@ -303,3 +303,27 @@ def test_a_compiled_run_takes_over_the_basis_the_last_run_at_its_point_left(kw):
     assert got[0].restarts >= 1 and got[0].num_hvps == want[0].num_hvps
     for g, w in zip(got, want, strict=True):
         assert (g.value, g.interval, g.residual) == (w.value, w.interval, w.residual)
+
+
+def test_a_lambda_min_that_restarts_from_its_ritz_vector_gets_longer_cycles_where_they_fit():
+    """Past THICK_LAMBDA_MIN_MAX_PARAMS a single λmin restarts from its Ritz vector: its cycles
+    hold RESTART_KRYLOV vectors where that basis fits the memory budget, and DEFAULT_KRYLOV
+    otherwise, as every other run without a krylov of its own does."""
+    from mhatheory.spectral import _options
+
+    P = spectral.THICK_LAMBDA_MIN_MAX_PARAMS + 1_000
+    f64 = np.dtype(np.float64)
+
+    def plan(**kw):
+        cfg, keep, _ = _cycles.plan(spectral.Lanczos(**kw), P, P, f64, f64, True)
+        return cfg.m, keep
+
+    assert plan(which="smallest") == (_options.RESTART_KRYLOV, 0)
+    fits_40 = _options.lanczos_bytes(P, _options.DEFAULT_KRYLOV, 1, f64, True)
+    for kw in [dict(which="largest"), dict(which="smallest", krylov=30),
+               dict(which="smallest", failure_prob=1e-3, max_hvps=45),
+               dict(which="smallest", reortho="partial"),
+               dict(which="smallest", memory_budget_bytes=fits_40)]:
+        assert plan(**kw)[0] == kw.get("krylov", _options.DEFAULT_KRYLOV), kw
+    m, keep = plan(which="smallest", k=2)
+    assert m == _options.DEFAULT_KRYLOV and keep > 0        # thick restarts keep theirs

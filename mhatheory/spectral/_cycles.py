@@ -93,8 +93,10 @@ from mhatheory.spectral._certificate import (
 from mhatheory.spectral._ends import prob_ends, resolved, warn_asymmetric, warn_unconverged
 from mhatheory.spectral._operators import LinearOperator, check_finite
 from mhatheory.spectral._options import (
+    DEFAULT_BASIS_BUDGET,
     DEFAULT_KRYLOV,
     DEFAULT_MAX_HVPS,
+    RESTART_KRYLOV,
     SMALL_BLOCK,
     SMALL_COMPILED_OPERATOR,
     SMALL_OPERATOR,
@@ -103,6 +105,7 @@ from mhatheory.spectral._options import (
     Which,
     host_rng,
     key_words,
+    lanczos_bytes,
     min_hvps,
     plan_memory,
     resolve_engine,
@@ -140,7 +143,8 @@ def plan(probe, size: int, P: int, wdt, hvp_dtype, host: bool):
     Ritz pairs; the others restart from their Ritz vector, since Ritz vectors of a basis that
     lost orthogonality (``NONE``), or whose Gram–Schmidt corrections T does not record
     (``PARTIAL``, O(√ε)), do not satisfy the restarted Lanczos relation to the tolerance, and a
-    thick restart from them stagnates."""
+    thick restart from them stagnates. A single λmin restarting so gets cycles of
+    ``RESTART_KRYLOV`` where its basis fits the memory budget."""
     k = probe.k
     extend = probe.failure_prob is not None
     budget = probe.max_hvps if probe.max_hvps is not None else (
@@ -181,6 +185,12 @@ def plan(probe, size: int, P: int, wdt, hvp_dtype, host: bool):
         krylov = min(size, max(min(asked_krylov, size), (spare + 1) // 2))
     if not store_basis or reortho not in (Reortho.SELECTIVE, Reortho.FULL):
         keep = 0
+    memory = DEFAULT_BASIS_BUDGET if probe.memory_budget_bytes is None \
+        else probe.memory_budget_bytes
+    if (smallest and k == 1 and keep == 0 and store_basis and asked is Reortho.AUTO
+            and probe.krylov is None and not extend and krylov < RESTART_KRYLOV <= size
+            and lanczos_bytes(P, RESTART_KRYLOV, k, wdt, True) <= memory):
+        krylov = RESTART_KRYLOV                 # fewer restarts from the Ritz vector
     slots = max(keep, min(k + 3, krylov)) if reortho is Reortho.SELECTIVE else 0
     cfg = rec.Recurrence(krylov, P, str(np.dtype(wdt)), reortho, store_basis, Which(probe.which),
                          k, probe.check_every, True, extend, slots, host)

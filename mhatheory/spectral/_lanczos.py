@@ -68,8 +68,10 @@ class Lanczos:
             None (the default): the whole operator when it is orthogonalised in full on a
             model of at most ``SMALL_OPERATOR`` (2,048; 256 on a compiled recurrence)
             parameters, so that one cycle spans it,
-            else ``DEFAULT_KRYLOV`` (40). With ``failure_prob`` the first cycle may grow to the
-            HVP budget (at most the operator's size).
+            else ``DEFAULT_KRYLOV`` (40), or ``RESTART_KRYLOV`` (80) for a single λmin that
+            restarts from its Ritz vector (past ``THICK_LAMBDA_MIN_MAX_PARAMS``) where its
+            basis fits ``memory_budget_bytes``. With ``failure_prob`` the first cycle may grow
+            to the HVP budget (at most the operator's size).
         tol: the residual tolerance: a pair is converged, and its interval closed on both
             sides, once its true residual ρ ≤ (tol + 100ε)·‖H‖ (the 100ε covers the rounding
             of one HVP; a float32 model's first cycle computes in float64 and aims at

@@ -78,6 +78,18 @@ SMALL_BLOCK = 64
 #: The most Lanczos vectors per cycle when ``krylov=None`` and the operator is not small.
 DEFAULT_KRYLOV = 40
 
+#: The most Lanczos vectors per cycle of a single λmin that restarts from its Ritz vector
+#: (``krylov=None``, ``reortho="auto"`` past :data:`THICK_LAMBDA_MIN_MAX_PARAMS`, no
+#: ``failure_prob``) where its stored basis fits the memory budget: each such restart drops the
+#: cycle's Krylov space, and fewer, longer cycles spend fewer HVPs. On Deora (n = 64, medians
+#: of interleaved calls, 2026-12-07) 40 → 80 took λmin from 200/212 HVPs to 166/196 at
+#: P = 133,120 in float64 (ARPACK: 171/231; 0.60/0.57 s against 0.68/0.58 s), from 203/227 to
+#: 178/189 at 1,056,768 (ARPACK: 191/231; 3.2/3.1 s against 3.2/3.6 s), and float32 from
+#: 103/107 to 88/88 at 133,120 (ARPACK: 92/150) and 127 to 109 at 10⁶ (ARPACK: 125). At 120 the
+#: float64 runs took 155–168 HVPs but a float32 one 128, its first cycle running on its
+#: widened products past where 80 switches to its own.
+RESTART_KRYLOV = 80
+
 #: ``Reortho.AUTO`` orthogonalises a single λmin (k = 1, ``SMALLEST``, no ``failure_prob``) in
 #: full on a model of up to this many parameters, so that its restarts are thick; and, with
 #: ``failure_prob``, a single λmin or λmax whose products are rounded in a lower precision than
