@@ -229,9 +229,12 @@ def pitfalls_section(res, path) -> list[str]:
 # 2000000 --quantities trace --name peers_trace`); peers' own trace rows ran in chunks of 50-100;
 # peers_eig: the λ rows again with one shared linearisation per cell (`--quantities lambda_max
 # lambda_min --max-p 140000 --name peers_eig`), and at P = 1,056,768 (`--min-p 1000000 --name
-# peers_eig_1m`)
+# peers_eig_1m`); peers_lmin: the λmin rows after a λmin restarting from its Ritz vector got
+# cycles of 80 vectors (`--quantities lambda_min --max-p 140000 --name peers_lmin`, and
+# `--min-p 1000000 --name peers_lmin_1m`)
 CUSTOM = {"peers": peers_section, "peers_trace": peers_section, "peers_eig": peers_section,
-          "peers_eig_1m": peers_section, "peer_pitfalls": pitfalls_section}
+          "peers_eig_1m": peers_section, "peers_lmin": peers_section,
+          "peers_lmin_1m": peers_section, "peer_pitfalls": pitfalls_section}
 
 
 def seq2seq_section() -> list[str]:
