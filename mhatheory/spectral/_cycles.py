@@ -269,7 +269,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         holds the perturbation's linear part at z too, E(x+z) − Ex = Ez, besides the
         rounding: an estimate at least as large as on its own products."""
         parallel = abs(float(vx.sum(vecs[0] * start_x))) > PARALLEL
-        zz = vx.asarray(_probe(words, op.mask, op.P, wdt)) if parallel else start_x
+        zz = vx.asarray(_independent_z(words, op.mask, op.P, wdt)) if parallel else start_x
         rows = defect_vectors(vecs, zz)
         if parallel:
             return zz, products(rows, apply), rows.shape[0]
@@ -282,7 +282,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     aim = aim0 = float(probe.tol) + 100 * float(jnp.finfo(wide.hvp_dtype).eps)
     state = rec.start(cfg, start, key=k_break, tol=0.5 * aim,
                       prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=wide.hvp_dtype,
-                      mask=op.mask, basis=op.swap_basis())
+                      mask=op.mask, basis=op.swap_basis() if rec.takes_basis(cfg) else None)
     state = rec.advance(cfg, state, w0 * unit)
     hvps = steps = 1
     restarts = 0
@@ -382,7 +382,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
             state = rec.start(cfg, cycle_start, key=rec.fold(cfg, k_break, restarts),
                               tol=0.5 * aim, prob=None, hvp_dtype=cur.hvp_dtype,
                               mask=op.mask, basis=_basis(cfg, state))
-    op.swap_basis(_basis(cfg, state))
+    if rec.takes_basis(cfg):              # a host run leaves the operator's basis alone
+        op.swap_basis(_basis(cfg, state))
     if Hd is None:
         zz, Hd, n = defect_products(vecs, apply)
         hvps += n
@@ -461,7 +462,7 @@ def _start(words, v0, mix, mask, P: int, dtype):
     return start / np.linalg.norm(start)
 
 
-def _probe(words, mask, P: int, dtype):
+def _independent_z(words, mask, P: int, dtype):
     """The rounding estimate's own unit random vector z (on the block when ``mask``), drawn from
     the key's words only where the start cannot serve (``defect_products``)."""
     z = host_rng(words, 2).standard_normal(P).astype(dtype)

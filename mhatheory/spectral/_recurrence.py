@@ -250,6 +250,12 @@ def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None, mask=
                     None if Q is None else xp.asarray(rows, xp.int32))
 
 
+def takes_basis(cfg: Recurrence) -> bool:
+    """Whether a run of ``cfg`` keeps its basis in one compiled buffer, which it can take over
+    from an earlier run and leave to a later one (:func:`reusable`)."""
+    return cfg.store_basis and not cfg.host
+
+
 def reusable(cfg: Recurrence, basis) -> bool:
     """Whether ``basis`` (``(Q, rows)`` or None) can serve a new compiled run of ``cfg``.
 
@@ -258,7 +264,7 @@ def reusable(cfg: Recurrence, basis) -> bool:
     P = 1,056,768, where the 41 rows hold 346 MB). A finished run's buffer, donated to the next
     run of the same Krylov size, P and dtype, costs the zeroing of the rows it wrote (8 ms). The
     host engine's ``numpy.zeros`` maps only the rows a run writes, and takes none."""
-    if basis is None or cfg.host or not cfg.store_basis:
+    if basis is None or not takes_basis(cfg):
         return False
     Q = basis[0]
     return (isinstance(Q, jax.Array) and not Q.is_deleted()
