@@ -93,7 +93,6 @@ from mhatheory.spectral._certificate import (
 from mhatheory.spectral._ends import prob_ends, resolved, warn_asymmetric, warn_unconverged
 from mhatheory.spectral._operators import LinearOperator, check_finite
 from mhatheory.spectral._options import (
-    DEFAULT_BASIS_BUDGET,
     DEFAULT_KRYLOV,
     DEFAULT_MAX_HVPS,
     RESTART_KRYLOV,
@@ -103,6 +102,7 @@ from mhatheory.spectral._options import (
     THICK_LAMBDA_MIN_MAX_PARAMS,
     Reortho,
     Which,
+    basis_budget,
     host_rng,
     key_words,
     lanczos_bytes,
@@ -185,11 +185,10 @@ def plan(probe, size: int, P: int, wdt, hvp_dtype, host: bool):
         krylov = min(size, max(min(asked_krylov, size), (spare + 1) // 2))
     if not store_basis or reortho not in (Reortho.SELECTIVE, Reortho.FULL):
         keep = 0
-    memory = DEFAULT_BASIS_BUDGET if probe.memory_budget_bytes is None \
-        else probe.memory_budget_bytes
     if (smallest and k == 1 and keep == 0 and store_basis and asked is Reortho.AUTO
             and probe.krylov is None and not extend and krylov < RESTART_KRYLOV <= size
-            and lanczos_bytes(P, RESTART_KRYLOV, k, wdt, True) <= memory):
+            and lanczos_bytes(P, RESTART_KRYLOV, k, wdt, True)
+            <= basis_budget(probe.memory_budget_bytes)):
         krylov = RESTART_KRYLOV                 # fewer restarts from the Ritz vector
     slots = max(keep, min(k + 3, krylov)) if reortho is Reortho.SELECTIVE else 0
     cfg = rec.Recurrence(krylov, P, str(np.dtype(wdt)), reortho, store_basis, Which(probe.which),

@@ -451,13 +451,19 @@ def check_start(v0, *, size: int | None = None, failure_prob=None, warm_start_mi
                          "non-zero start vector or None for a random start.")
 
 
+def basis_budget(memory_budget_bytes) -> int:
+    """The bytes a run's Lanczos vectors may take: ``memory_budget_bytes``, or
+    :data:`DEFAULT_BASIS_BUDGET` for None."""
+    return DEFAULT_BASIS_BUDGET if memory_budget_bytes is None else memory_budget_bytes
+
+
 def plan_memory(num_params: int, krylov: int, k: int, dtype, store_basis, reortho: Reortho,
                 memory_budget_bytes, slots: int = 0) -> tuple[bool, Reortho]:
     """``(store_basis, reortho)`` for a run: the basis is kept when asked, or (``None``) when
     :func:`lanczos_bytes` with it fits the budget; without it the recurrence is the plain one.
     Raises a ``ValueError`` naming ``memory_budget_bytes`` when not even the O(P) vectors fit,
     or when k > 1 needs a basis the budget cannot hold."""
-    budget = DEFAULT_BASIS_BUDGET if memory_budget_bytes is None else memory_budget_bytes
+    budget = basis_budget(memory_budget_bytes)
     free = lanczos_bytes(num_params, krylov, k, dtype, False)
     if free > budget:
         raise ValueError(

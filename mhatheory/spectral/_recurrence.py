@@ -236,8 +236,8 @@ def start(cfg: Recurrence, v, *, key, tol=None, prob=None, hvp_dtype=None, mask=
     ``hvp_dtype``: the dtype the HVP computes in (default v's), for that rule's margin;
     ``mask``: the 0/1 coordinates of a block's operator (None: all), on which the directions
     that continue the run after a breakdown are drawn, so that it never leaves the block;
-    ``basis``: ``(Q, rows)``, a finished compiled run's basis of this configuration and how
-    many of its rows it wrote, which this run takes over (the buffer is donated) instead of
+    ``basis``: ``(Q, rows)``, a finished compiled run's basis of this Krylov size, P and dtype
+    and how many of its rows it wrote, which this run takes over (the buffer is donated) instead of
     allocating its own (:func:`reusable`)."""
     xp = cfg.xp
     dtype = np.dtype(cfg.dtype)
