@@ -75,6 +75,10 @@ def bench_sections() -> list[str]:
                       "measured the same way",
                       ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
                        "cached_vs_arpack", "vs_lambda_min", "hvps", "cold_s_all"]),
+        "cold_1m": ("First calls at P = 1,056,768 against ARPACK (on our jitted HVP and on "
+                    "torch's) and PyHessian: median of 3 fresh processes a row",
+                    ["model", "P", "quantity", "tool", "cold_s", "cached_s", "vs_arpack",
+                     "cached_vs_arpack", "vs_lambda_min", "hvps", "value", "cold_s_all"]),
         "cold_floor": ("First calls against the PyTorch peers (P ≤ 8,448, median of 3 fresh "
                        "processes a row), with the floor of any `jax.jit` first call: the bare "
                        "HVP traced (`trace_s`), lowered and compiled (cached: loaded), never run",
