@@ -365,6 +365,36 @@ def test_the_symmetry_test_passes_every_symmetric_operator_within_its_bound(P, e
     assert a > allowed
 
 
+@pytest.mark.parametrize("P, chunk, k, reference", [(37, 8, 1, False), (37, 8, 2, True),
+                                                     (40, 8, 3, False), (20, 2**13, 2, True)])
+def test_the_certificate_pass_takes_the_symmetry_tests_sums_as_the_test_alone_does(
+        P, chunk, k, reference):
+    """``certify(..., z=z)`` takes the symmetry test's sums in its first pass: the same bits as
+    ``asymmetry`` summing them on its own, with and without a reference, on one block and on
+    several with a zero-padded last one; and its θ, ρ, τ, δ are those of a call without z."""
+    from unittest import mock
+
+    rng = np.random.default_rng(P + k)
+    A = rng.standard_normal((P, P))
+    A = A + A.T + 1e-9 * rng.standard_normal((P, P))          # a little asymmetry to measure
+    unit = rng.standard_normal((k + 1, P))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    z, vecs = unit[0], unit[1:]
+    Hx = vecs @ A.T
+    Hd = _certificate.defect_vectors(vecs, z) @ A.T
+    ref = (Hx * (1 + 1e-12),) if reference else ()
+    with mock.patch.object(_certificate, "CHUNK", chunk):
+        *bounds, sym = _certificate.certify(vecs, Hx, Hd, np.float64, *ref, z=z)
+        *alone, none = _certificate.certify(vecs, Hx, Hd, np.float64, *ref)
+        delta = float(bounds[3])
+        expected = _certificate.asymmetry(vecs, Hx, z, Hd, delta)
+    assert none is None
+    for a, b in zip(bounds, alone, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(_certificate.symmetry_test(sym, delta), expected)
+    assert expected[0] > 0
+
+
 def _sum(v):
     """Each row of ``v`` summed by ``_certificate.row_sums``'s pairwise tree."""
     return _certificate.row_sums(lambda xp, v: v, (v,))

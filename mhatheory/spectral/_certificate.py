@@ -52,7 +52,7 @@ off). The outer end that needs no such assumption is probabilistic
 An **unconverged** run (ρ̂ > tol·‖H‖ after the restart budget)
 reports (−∞, θ̂ + τ] for λmin ([θ̂ − τ, +∞) for λmax): only the Rayleigh side is claimed.
 
-**Symmetry** (:func:`asymmetry`). The estimate δ sees rounding that is not linear in the vector;
+**Symmetry** (:func:`symmetry_test`). The estimate δ sees rounding that is not linear in the vector;
 a fixed error of the products (Ĥ = H + E with E linear) passes the linearity check whatever its
 size. A softmax saturated beyond the work dtype's resolution computes one: the top class's
 p rounds to 1, so p(1 − p) and the top row of diag(p) − ppᵀ round to 0 (or to a linear
@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -111,17 +112,31 @@ def row_sums(rows, arrays, *params):
     if xp is not np:
         return _halve_xp(_block_sums_xp(rows(xp, *arrays, *params)))
     if P <= CHUNK:
-        return _halve_host(np.array(rows(np, *arrays, *params), copy=True))
+        return _halve_host(_scratch(rows(np, *arrays, *params), arrays))
     nb = -(-P // CHUNK)
     sums = None
     for c in range(nb):
         part = rows(np, *(a[..., c * CHUNK:(c + 1) * CHUNK] for a in arrays), *params)
-        block = np.zeros(part.shape[:-1] + (CHUNK,), part.dtype)
-        block[..., :part.shape[-1]] = part
+        if part.shape[-1] == CHUNK:
+            block = _scratch(part, arrays)
+        else:
+            block = np.zeros(part.shape[:-1] + (CHUNK,), part.dtype)
+            block[..., :part.shape[-1]] = part
         if sums is None:
             sums = np.empty(part.shape[:-1] + (nb,), part.dtype)
         sums[..., c] = _halve_host(block)
     return _halve_host(sums)
+
+
+def _scratch(part, arrays):
+    """``part`` itself where it is a buffer of its own, apart from the caller's ``arrays`` (a row
+    builder's fresh result, which :func:`_halve_host` may overwrite), else a copy (one of the
+    arrays, or a view of one)."""
+    f = part.flags
+    own = f.owndata and f.writeable and f.c_contiguous
+    if own and not any(np.may_share_memory(part, a) for a in arrays):
+        return part
+    return np.array(part, copy=True)
 
 
 def _halve_host(v):
@@ -204,12 +219,17 @@ def _delta(xp, Hx2, defect2, hvp_dtype):
     return 4 * xp.max(xp.sqrt(defect2)) + u_h * xp.max(xp.sqrt(Hx2))
 
 
-def _certify_rows(xp, vecs, Hx, Hd, *reference):
+def _certify_rows(xp, vecs, Hx, Hd, *more, reference: bool, symmetry: bool):
     """The rows whose sums :func:`certify` needs before θ: xᵀx, xᵀĤx, Σ|x_i(Ĥx)_i|, ‖Ĥx‖²,
-    the defects' squared norms, and ‖Ĥx − H̃x‖² with a reference."""
+    the defects' squared norms, then ‖Ĥx − H̃x‖² with a ``reference`` (``more[0]``), then
+    with ``symmetry`` the rows of :func:`_symmetry_rows` at z = ``more[-1]``."""
     vh = vecs * Hx
     rows = [vecs * vecs, vh, xp.abs(vh), Hx * Hx, _defect(Hx, Hd) ** 2]
-    return xp.concatenate(rows + [(Hx - r) ** 2 for r in reference])
+    if reference:
+        rows.append((Hx - more[0]) ** 2)
+    if symmetry:
+        rows.append(_symmetry_rows(xp, vecs, Hx, more[-1], Hd))
+    return xp.concatenate(rows)
 
 
 def _residual_rows(xp, vecs, Hx, theta):
@@ -219,12 +239,14 @@ def _residual_rows(xp, vecs, Hx, theta):
 
 
 @functools.partial(_compile.probe_program, static_argnames="hvp_dtype")
-def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
+def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None, z=None):
     """Rayleigh quotients, residual bounds and rounding bounds of unit vectors (module docstring,
-    "Rounding"): returns ``(θ, ρ*, τ, δ)`` per vector, from their products ``Hx`` and the
-    products ``Hd`` of :func:`defect_vectors` (1 + min(2, len(vecs)) HVPs, the first of them
-    the start's product where z is the start). O(P) memory per
-    vector; two passes over the vectors (:func:`row_sums`), one before θ̂ and one after.
+    "Rounding"): returns ``(θ, ρ*, τ, δ, symmetry)`` per vector, from their products ``Hx`` and
+    the products ``Hd`` of :func:`defect_vectors` (1 + min(2, len(vecs)) HVPs, the first of
+    them the start's product where z is the start). O(P) memory per vector; two passes over
+    the vectors (:func:`row_sums`), one before θ̂ and one after. With the rounding estimate's
+    unit ``z`` (``Hd[0]`` = Ĥz), ``symmetry`` is the symmetry test's :class:`Symmetry`, its sums
+    taken in the first pass (else None): :func:`symmetry_test` reads it once δ is final.
 
     ``reference``: the same vectors' products computed in the work dtype from a widened point
     (``LinearOperator.widened``), for an operator evaluated in lower precision. Then
@@ -237,55 +259,82 @@ def certify(xp, vecs, Hx, Hd, hvp_dtype, reference=None):
     k, nd, P = vecs.shape[0], Hd.shape[0] - 1, vecs.shape[-1]
     u = np.finfo(wdt).eps / 2
     g = pairwise_gamma(P, wdt)
-    arrays = (vecs, Hx, Hd) + (() if reference is None else (reference,))
-    sums = row_sums(_certify_rows, arrays)
+    ref, sym = reference is not None, z is not None
+    arrays = (vecs, Hx, Hd) + ((reference,) if ref else ()) + ((z,) if sym else ())
+    sums = row_sums(functools.partial(_certify_rows, reference=ref, symmetry=sym), arrays)
     nx2, vHx, mag, Hx2 = (sums[i * k:(i + 1) * k] for i in range(4))
     nx = xp.sqrt(nx2)
     theta = vHx / nx2
     nHx = xp.sqrt(Hx2)
     delta = _delta(xp, Hx2, sums[4 * k:4 * k + nd], hvp_dtype)
-    if reference is not None:
-        delta = delta + xp.max(xp.sqrt(sums[4 * k + nd:]))
+    end = 4 * k + nd + (k if ref else 0)
+    if ref:
+        delta = delta + xp.max(xp.sqrt(sums[4 * k + nd:end]))
+    symmetry = _symmetry(xp, sums[end:], nx2[:nd], P, wdt) if sym else None
     # τ: |θ̂ − xᵀHx/xᵀx| from δ, the two pairwise dot products and the division
     tau = (delta * nx + g * mag + g * xp.abs(theta) * nx2) / nx2 + u * xp.abs(theta)
     rho_hat = xp.sqrt(row_sums(_residual_rows, (vecs, Hx), theta))
     rho = (rho_hat * (1 + g) + 2 * u * (nHx + xp.abs(theta) * nx) + delta * nx) / nx + tau
-    return theta, rho, tau, delta
+    return theta, rho, tau, delta, symmetry
 
 
+@functools.cache
 def _pairs(nd: int):
     """The index pairs (i < j) among z and the first ``nd`` vectors."""
     return np.triu_indices(nd + 1, 1)
 
 
-def _asymmetry_rows(xp, vecs, Hx, z, Hd):
-    """The rows :func:`asymmetry` sums: aᵀĤb and bᵀĤa for each pair, their |·| sums, and the
-    vectors' squared norms."""
+class Symmetry(NamedTuple):
+    """The symmetry test's sums (module docstring, "Symmetry"), one entry per pair of unit
+    vectors a, b among z and the first min(2, k) vectors: ``a`` = |aᵀĤb − bᵀĤa|, ``norms`` =
+    ‖a‖ + ‖b‖, ``mags`` = Σ|a_i(Ĥb)_i| + Σ|b_i(Ĥa)_i|; ``g``: γ of the pairwise sums."""
+    a: Any
+    norms: Any
+    mags: Any
+    g: Any
+
+
+def _symmetry_rows(xp, vecs, Hx, z, Hd):
+    """The rows of the symmetry test besides the first vectors' squared norms: aᵀĤb and bᵀĤa
+    for each pair, their |·| sums, and zᵀz."""
     nd = Hd.shape[0] - 1
     units = xp.concatenate([z[None], vecs[:nd]])
     prods = xp.concatenate([Hd[:1], Hx[:nd]])
     i, j = _pairs(nd)
     terms = xp.concatenate([units[i] * prods[j], units[j] * prods[i]])
-    return xp.concatenate([terms, xp.abs(terms), units * units])
+    return xp.concatenate([terms, xp.abs(terms), z[None] * z[None]])
 
 
-@_compile.probe_program
-def asymmetry(xp, vecs, Hx, z, Hd, delta):
-    """``(a, allowed)`` for the pair of unit vectors among z and the first min(2, len(vecs)) rows
-    of ``vecs`` whose computed |aᵀĤb − bᵀĤa| exceeds most the bound it obeys when the operator
-    is symmetric and its products err by at most ``delta`` (module docstring, "Symmetry"):
-    a > allowed refutes that premise. ``Hx``, ``Hd``: as in :func:`certify` (``Hd[0]`` = Ĥz).
-    Every dot product, |·| sum and norm comes from one pass (:func:`row_sums`)."""
-    P = vecs.shape[-1]
-    g = pairwise_gamma(P, vecs.dtype)
-    i, j = _pairs(Hd.shape[0] - 1)
-    sums = row_sums(_asymmetry_rows, (vecs, Hx, z, Hd))
+def _symmetry(xp, sums, nx2, P: int, dtype) -> Symmetry:
+    """:class:`Symmetry` from the sums of :func:`_symmetry_rows` and the first vectors' xᵀx."""
+    i, j = _pairs(nx2.shape[0])
     n = len(i)
-    dots, mags, norms = sums[:2 * n], sums[2 * n:4 * n], xp.sqrt(sums[4 * n:])
-    a = xp.abs(dots[:n] - dots[n:])
-    bound = (1 + 4 * g) * ((norms[i] + norms[j]) * delta + g * (mags[:n] + mags[n:]))
-    worst = xp.argmax(a - bound)
-    return a[worst], bound[worst]
+    dots, mags = sums[:2 * n], sums[2 * n:4 * n]
+    norms = xp.sqrt(xp.concatenate([sums[4 * n:], nx2]))
+    return Symmetry(xp.abs(dots[:n] - dots[n:]), norms[i] + norms[j], mags[:n] + mags[n:],
+                    xp.asarray(pairwise_gamma(P, dtype), dtype))
+
+
+def symmetry_test(sym: Symmetry, delta):
+    """``(a, allowed)`` for the pair whose computed |aᵀĤb − bᵀĤa| exceeds most the bound it
+    obeys when the operator is symmetric and its products err by at most ``delta`` (module
+    docstring, "Symmetry"): a > allowed refutes that premise."""
+    xp = np if isinstance(sym.a, np.ndarray) else jnp
+    bound = (1 + 4 * sym.g) * (sym.norms * delta + sym.g * sym.mags)
+    worst = xp.argmax(sym.a - bound)
+    return sym.a[worst], bound[worst]
+
+
+def asymmetry(vecs, Hx, z, Hd, delta):
+    """:func:`symmetry_test` for the unit vectors ``vecs`` and z on their own: ``Hx``, ``Hd`` as in
+    :func:`certify` (``Hd[0]`` = Ĥz), every dot product, |·| sum and norm from one pass
+    (:func:`row_sums`); a run takes these sums in :func:`certify`'s first pass instead."""
+    nd = Hd.shape[0] - 1
+    xp = _compile.array_namespace(vecs)
+    sums = row_sums(lambda xp, vecs, Hx, z, Hd: xp.concatenate(
+        [_symmetry_rows(xp, vecs, Hx, z, Hd), vecs[:nd] * vecs[:nd]]), (vecs, Hx, z, Hd))
+    return symmetry_test(_symmetry(xp, sums[:-nd], sums[-nd:], vecs.shape[-1], vecs.dtype),
+                         delta)
 
 
 def intervals(which: str, theta, rho, tau, converged: bool, widen: float = 0.0):

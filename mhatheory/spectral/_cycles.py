@@ -29,7 +29,7 @@ residual alone, exactly as with a fixed Krylov size.
 with the HVP's rounding estimated from its linearity defect: λmin ∈ [θ̂ − τ − s, θ̂ + τ] with s the
 Bauer–Fike ρ or the Kato–Temple ρ²/g (mirrored for λmax); an unconverged run claims only the
 Rayleigh side (−∞, θ̂ + τ] and warns with a :class:`ConvergenceWarning`. Products that fail the
-symmetry test (:func:`._certificate.asymmetry`: a fixed error the rounding estimate cannot see,
+symmetry test (:func:`._certificate.symmetry_test`: a fixed error the rounding estimate cannot see,
 or an operator that is not symmetric) certify nothing: every interval is (−∞, ∞), with a
 :class:`~mhatheory.precision.PrecisionWarning`. The probabilistic outer
 end (``prob_interval``, :mod:`._probabilistic`) needs no assumption on the spectrum: it comes
@@ -85,10 +85,10 @@ from mhatheory.spectral import _compile, _restart
 from mhatheory.spectral import _recurrence as rec
 from mhatheory.spectral._certificate import (
     PARALLEL,
-    asymmetry,
     certify,
     defect_vectors,
     intervals,
+    symmetry_test,
 )
 from mhatheory.spectral._ends import prob_ends, resolved, warn_asymmetric, warn_unconverged
 from mhatheory.spectral._operators import LinearOperator, check_finite
@@ -390,12 +390,12 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     if cur is not wide and reference is None:
         reference = products(vecs, wide_apply)
         hvps += len(vecs)
-    theta, rho, tau, delta_hvp = (np.asarray(a) for a in certify(vecs, Hx, Hd, cur.hvp_dtype,
-                                                                    reference))
+    *bounds, sym = certify(vecs, Hx, Hd, cur.hvp_dtype, reference, zz)
+    theta, rho, tau, delta_hvp = (np.asarray(a) for a in bounds)
     seconds = time.perf_counter() - t0
     delta_run = max(float(delta_hvp), perturbation)
     big = 2.0 ** e                              # back to the operator's own units
-    asym, allowed = (float(a) for a in asymmetry(vecs, Hx, zz, Hd, delta_run))
+    asym, allowed = (float(a) for a in symmetry_test(sym, delta_run))
     symmetric = asym <= allowed
     if not symmetric:
         warn_asymmetric(asym * big, allowed * big, delta_run * big, scale * big, cur.hvp_dtype)
