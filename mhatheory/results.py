@@ -215,7 +215,34 @@ def check_out_dir(path, flag: str = "--out") -> Path:
     return path
 
 
-def write_results(out_dir, experiment: str, config, seed, body: dict) -> Path:
-    """``out_dir/results.json`` = provenance + ``body``, written atomically."""
-    payload = {"experiment": experiment, **provenance(config, seed), **body}
+def write_results(out_dir, experiment: str, config, seed, body: dict, figures=()) -> Path:
+    """``out_dir/results.json`` = provenance + ``body`` + ``figures`` (the names of the files
+    written beside it, which :func:`retire` removes with it), written atomically."""
+    payload = {"experiment": experiment, **provenance(config, seed), **body,
+               "figures": sorted(Path(f).name for f in figures)}
     return write_json_atomic(Path(out_dir) / "results.json", payload)
+
+
+def retire(out_dir) -> None:
+    """Remove the results a previous run left in ``out_dir``: its ``results.json`` first, then
+    the files that file names under ``figures`` (files of this folder only). Every run calls it
+    before its work starts, so a run that fails or is interrupted leaves no results rather than
+    the previous run's looking like its own; the finished cells (``out_dir/cells``) stay for
+    ``--resume``. In a multi-process run only process 0 removes, as only it writes."""
+    if jax.distributed.is_initialized() and jax.process_index() != 0:
+        return
+    folder = Path(out_dir)
+    path = folder / "results.json"
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        previous = None
+    names = previous.get("figures") if isinstance(previous, dict) else None
+    path.unlink(missing_ok=True)
+    for name in names if isinstance(names, list) else ():
+        if isinstance(name, str) and name and Path(name).name == name and name != "cells":
+            file = folder / name
+            if file.is_file():
+                file.unlink()

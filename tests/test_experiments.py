@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import shutil
+import sys
 import warnings
 
 import jax
@@ -46,6 +47,28 @@ def test_killed_sweep_resumes_without_recomputing_finished_cells(weak_convexity_
     assert kept.stat().st_mtime_ns == before and lost.exists()
     again = json.loads((tmp_path / "results.json").read_text())["records"]
     assert [r["lambda_min"] for r in again] == [r["lambda_min"] for r in first]
+
+
+def test_a_rerun_that_dies_leaves_no_results_not_the_previous_runs(weak_convexity_run, tmp_path,
+                                                                   monkeypatch):
+    """A rerun into a folder of finished results removes them before its work starts: killed,
+    it leaves no results.json and none of the figures that results.json listed, rather than
+    the previous run's looking like its own; the cells stay for --resume, other files stay."""
+    cfg, _, finished = weak_convexity_run
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    figures = json.loads((tmp_path / "results.json").read_text())["figures"]
+    assert figures and all((tmp_path / f).exists() for f in figures)
+    (tmp_path / "notes.txt").write_text("mine")
+
+    def killed(*args):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(sys.modules[wc.run.__module__], "probe_cell", killed)
+    with pytest.raises(KeyboardInterrupt):
+        wc.run(dataclasses.replace(cfg, steps=cfg.steps + 1), tmp_path, progress=False)
+    assert not (tmp_path / "results.json").exists()
+    assert not any((tmp_path / f).exists() for f in figures)
+    assert list((tmp_path / "cells").glob("*.json")) and (tmp_path / "notes.txt").exists()
 
 
 def test_spectrum_smoke(tmp_path):

@@ -85,3 +85,27 @@ def test_check_out_dir_rejects_a_read_only_folder(tmp_path):
     ro.mkdir(mode=0o500)
     with pytest.raises(ValueError, match="--out"):
         results.check_out_dir(ro / "new")
+
+
+def test_retire_removes_results_and_the_files_they_list_only(tmp_path):
+    """``results.retire`` removes results.json and the files it lists under ``figures``, and
+    nothing else: not a listed name that leaves the folder, not the cells, not a folder."""
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "a.json").write_text("{}")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    outside.write_text("x")
+    for name in ("a.png", "mine.txt"):
+        (tmp_path / name).write_text("x")
+    results.write_results(tmp_path, "demo", {"n": 1}, 0, {},
+                          figures=[tmp_path / "a.png", "missing.png"])
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["figures"] == ["a.png", "missing.png"]
+    payload["figures"] += [f"../{outside.name}", "cells", ""]
+    (tmp_path / "results.json").write_text(json.dumps(payload))
+    results.retire(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells", "mine.txt"]
+    assert outside.exists() and (tmp_path / "cells" / "a.json").exists()
+    results.retire(tmp_path)                    # nothing to retire: no error
+    (tmp_path / "results.json").write_text("{not json")
+    results.retire(tmp_path)                    # unreadable: removed, listing nothing
+    assert not (tmp_path / "results.json").exists()

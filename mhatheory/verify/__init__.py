@@ -86,6 +86,7 @@ def run_checks(only=None, full: bool = False, out_dir="report", progress: bool =
     if unknown:
         raise ValueError(f"unknown check(s) {unknown}; choose from {list(CHECKS)}.")
     out = Path(out_dir)
+    results.retire(out)
     rows, timing = [], {}
     bar = tqdm(names, desc="verify", unit="group", disable=not progress)
     for name in bar:
@@ -110,13 +111,15 @@ def format_table(rows: list[Check]) -> str:
 
 
 def write_report(rows: list[Check], timing: dict, out_dir, full: bool) -> Path:
-    """``report/results.json``, ``report/index.md`` and ``report/index.html``."""
+    """``report/results.json``, ``report/index.md`` and ``report/index.html`` (the pages listed
+    under ``figures``, for :func:`mhatheory.results.retire`)."""
     out = Path(out_dir)
     results.write_json_atomic(out / "results.json", {
         "experiment": "verify", **results.provenance({"full": full, "checks": list(timing)}, 0),
         "checks": [dict(r.__dict__, verdict=None if r.verdict is None else str(r.verdict),
                         status=r.status) for r in rows],
-        "seconds": timing, "all_pass": all_pass(rows), "exit_status": exit_status(rows)})
+        "seconds": timing, "all_pass": all_pass(rows), "exit_status": exit_status(rows),
+        "figures": ["index.html", "index.md"]})
     return report.write(rows, timing, out)
 
 

@@ -448,6 +448,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
     figures; return the summary."""
     t0 = time.perf_counter()
     out = Path(out_dir)
+    results.retire(out)
     prepare(config)
     cells = plan(config)
     # a cell's spec holds its step sizes, primary slices and seed count; the grids and the
@@ -473,7 +474,6 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
         results.save_figure_atomic(fig, out / name)
     results.write_results(out, "heads", config, config.seed,
                           {"summary": summary, "records": compact(records),
-                           "figures": list(figs),
-                           "sweep": getattr(payloads, "info", None)})
+                           "sweep": getattr(payloads, "info", None)}, figures=list(figs))
     return {k: v for k, v in summary.items()
             if k not in ("slopes", "tuned", "robustness", "matched", "cost", "controls")}

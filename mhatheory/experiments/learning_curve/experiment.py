@@ -33,6 +33,7 @@ class Config(DeoraFields):
 
 def run(config: Config, out_dir, progress: bool = True) -> dict:
     """Train, write ``results.json`` and ``loss_curve.png`` to ``out_dir``; returns the summary."""
+    results.retire(out_dir)
     mixture = config.mixture()
     prob = make_problem(mixture, config.heads, config.init_scale, config.seed, config.num_test)
     data.check_batch(prob.train, config.d)
@@ -58,5 +59,6 @@ def run(config: Config, out_dir, progress: bool = True) -> dict:
     curves = {"step": np.arange(0, config.steps + 1, stride), "loss": traj.loss[::stride],
               "grad_norm": traj.grad_norm[::stride],
               **{k: v[::stride] for k, v in traj.metrics.items()}}
-    results.write_results(out, "train", config, config.seed, {"summary": summary, "curves": curves})
+    results.write_results(out, "train", config, config.seed, {"summary": summary, "curves": curves},
+                          figures=["loss_curve.png"])
     return summary

@@ -125,6 +125,7 @@ def evaluate(model, config: Config, test):
 
 def run(config: Config, out_dir, progress: bool = True) -> dict:
     """Train with AdamW, write ``results.json`` and the learning curve; returns the final row."""
+    results.retire(out_dir)
     pool, test = make_data(config)
     model = Seq2SeqTransformer(config.vocab, config.vocab, config.d_model, config.heads,
                                config.layers, max_len=config.length + 1,
@@ -144,7 +145,8 @@ def run(config: Config, out_dir, progress: bool = True) -> dict:
     results.save_figure_atomic(_figure(curve, config), out / "learning_curve.png")
     body = {"final": final, "curve": curve, "train_pool": int(len(pool)),
             "num_test": int(len(test)), "disjoint": True}
-    results.write_results(out, "seq2seq", config, config.seed, body)
+    results.write_results(out, "seq2seq", config, config.seed, body,
+                          figures=["learning_curve.png"])
     return final
 
 

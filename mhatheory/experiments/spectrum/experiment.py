@@ -92,6 +92,7 @@ class Summary(NamedTuple):
 
 def run(config: Config, out_dir, progress: bool = True) -> Summary:
     """Probe at θ_0 and after GD; write ``results.json`` and ``spectral_density.png``."""
+    results.retire(out_dir)
     prob = make_problem(config.mixture(), config.heads, config.init_scale, config.seed,
                         config.num_test)
     data.check_batch(prob.train, config.d)
@@ -109,6 +110,6 @@ def run(config: Config, out_dir, progress: bool = True) -> Summary:
                                         out / "spectral_density.png")
     P = deora.parameter_count(config.d, config.heads)
     results.write_results(out, "spectrum", config, config.seed,
-                          {"parameters": P, "stages": stages})
+                          {"parameters": P, "stages": stages}, figures=[figure])
     initial, trained = stages.values()
     return Summary(P, initial, trained, {"spectral_density": figure})

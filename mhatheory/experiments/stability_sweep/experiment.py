@@ -198,6 +198,7 @@ def _bound_check(records, name: str) -> BoundCheck:
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> Summary:
     """Every cell (resumable), the ε₁ slopes, the figures and ``results.json``."""
     out = Path(out_dir)
+    results.retire(out)
     cells = [(f"n{n}_H{h}_K{k}", {"n": n, "heads": h, "steps": k})
              for h in config.heads_grid for k in config.steps_grid for n in config.n_grid]
     # every cell averages over `seeds` data sets, so `seeds` enters each cell's result
@@ -224,7 +225,6 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
                       seeds=config.seeds, min_eps1=min_eps1, eps1_positive=min_eps1 > 0,
                       eps1_slopes=slopes, influence=infl, figures=figures)
     results.write_results(out, "stability", config, config.seed,
-                          {"summary": summary, "records": records,
-                           "figures": [p.name for p in figures.values()],
-                           "sweep": payloads.info})
+                          {"summary": summary, "records": records, "sweep": payloads.info},
+                          figures=figures.values())
     return summary

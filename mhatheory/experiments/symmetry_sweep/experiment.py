@@ -215,6 +215,7 @@ class Summary(NamedTuple):
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> Summary:
     """Every cell (resumable), the table against the ceilings, the figures, ``results.json``."""
     out = Path(out_dir)
+    results.retire(out)
     data = ad.split(config.num_train, config.num_test, lo=config.lo, hi=config.hi,
                     reverse_answer=config.reverse_answer, seed=config.seed)
     ceil = ad.ceilings(config.lo, config.hi, config.reverse_answer)
@@ -232,7 +233,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
     figures = {name: results.save_figure_atomic(fig, out / f"{name}.png")
                for name, fig in figs.items()}
     body = {"ceilings": ceil, "table": table, "cells": list(payloads), "sweep": payloads.info}
-    results.write_results(out, "symmetry", config, config.seed, body)
+    results.write_results(out, "symmetry", config, config.seed, body, figures=figures.values())
     return Summary(ceil, table, figures)
 
 

@@ -382,6 +382,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
         the :class:`Summary`.
     """
     out = Path(out_dir)
+    results.retire(out)
     data = load_tasks(config)
     cells = [(f"{t}_d{d}_H{h}_L{L}_seed{s}",
               {"task": t, "d_model": d, "heads": h, "layers": L, "seed": config.seed + s,
@@ -405,7 +406,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
     table = analysis.rows(summary)
     results.write_results(out, "transformer-curvature", config, config.seed,
                           {"records": records, "training": training, "summary": summary,
-                           "rows": table, "sweep": payloads.info})
+                           "rows": table, "sweep": payloads.info}, figures=figures.values())
     return Summary(summary, table, figures)
 
 

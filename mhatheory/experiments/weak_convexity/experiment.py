@@ -187,6 +187,7 @@ class Summary(NamedTuple):
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> Summary:
     """Every (H, seed) cell (resumable), the slopes, convergence, figures, ``results.json``."""
     out = Path(out_dir)
+    results.retire(out)
     cells = [(f"H{h}_seed{s}", {"heads": h, "seed": config.seed + s})
              for h in config.heads_grid for s in range(config.seeds)]
     # the convergence run and the fits read these fields, no cell does
@@ -247,6 +248,5 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
     )
     results.write_results(out, "weak-convexity", config, config.seed,
                           {"summary": summary, "records": records, "convergence": conv,
-                           "figures": [p.name for p in figures.values()],
-                           "sweep": payloads.info})
+                           "sweep": payloads.info}, figures=figures.values())
     return summary
