@@ -465,23 +465,33 @@ def test_bad_arguments(deora_problem, kwargs, match):
 
 
 def _nan_curvature(p, d):
-    """Finite at p = 1 in its quadratic part, NaN on the two coordinates of sqrt(p − 2)."""
+    """NaN at p = 1 (sqrt(p − 2) on two coordinates), and so is its Hessian."""
     return jnp.sum(jnp.sqrt(p["w"][:2] - 2.0)) + jnp.sum(d * p["w"] ** 2)
 
 
+def _kinked(p, d):
+    """Finite at p = 1 (|p − 1| on two coordinates, as sqrt((p − 1)²)), its Hessian is not."""
+    return jnp.sum(jnp.sqrt((p["w"][:2] - 1.0) ** 2)) + jnp.sum(d * p["w"] ** 2)
+
+
+@pytest.mark.parametrize("loss, cause", [
+    (_nan_curvature, "and the loss itself is nan at these params"),
+    (_kinked, "the Hessian .* is not finite at these params and data .*not twice differentiable"),
+], ids=["nan-loss", "kink"])
 @pytest.mark.parametrize("probe, where", [
     (functools.partial(spectral.lambda_min, method="exact"), "in its dense matrix"),
     (functools.partial(spectral.lambda_max, method="exact"), "in its dense matrix"),
-    (spectral.lambda_min, "along the run"),
+    (spectral.lambda_min, "at the start vector"),
     (spectral.trace, "at a Rademacher probe"),
     (spectral.spectral_density, "along an SLQ run"),
 ])
-def test_a_hessian_that_is_not_finite_is_an_error_naming_it(probe, where):
+def test_a_hessian_that_is_not_finite_is_an_error_naming_it(probe, where, loss, cause):
     """Finite params and data whose Hessian is NaN on two coordinates: every probe refuses with
-    the same FloatingPointError, never a converged result or a NaN estimate."""
+    the same FloatingPointError, never a converged result or a NaN estimate, and names the
+    cause: a loss that is itself NaN there, else a loss that is not twice differentiable."""
     p, d = {"w": jnp.ones(30)}, jnp.linspace(-1.0, 2.0, 30)
-    with pytest.raises(FloatingPointError, match=f"product is NaN/Inf {where}.*not finite"):
-        probe(_nan_curvature, p, d, key=jax.random.key(0))
+    with pytest.raises(FloatingPointError, match=f"product is NaN/Inf {where}.*{cause}"):
+        probe(loss, p, d, key=jax.random.key(0))
 
 
 @pytest.mark.parametrize("method, option, match", [

@@ -244,7 +244,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     w0 = vx.asarray(rec.on_engine(cfg, wide.mv)(start))
     norm0 = float(_safe_norm(w0))
     if not math.isfinite(norm0):
-        check_finite(w0, "at the start vector")
+        check_finite(w0, "at the start vector", op)
     e = int(np.frexp(norm0)[1]) if norm0 > 0 else 0
     unit = 2.0 ** -e
 
@@ -311,7 +311,7 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         j = int(state.j)
         hvps += j - j0
         steps += j - j0
-        check_finite(np.asarray(state.alpha)[:j], "along the run")
+        check_finite(np.asarray(state.alpha)[:j], "along the run", op)
         if first is None:
             first = (np.asarray(state.alpha), np.asarray(state.beta), j)
             cut = not bool(state.done)
@@ -484,9 +484,10 @@ def _sum_rows(xp, vecs, k: int):
 
 @_compile.probe_program
 def _safe_norm(xp, v):
-    """‖v‖ without under- or overflow in the squares: max|v|·‖v/max|v|‖."""
+    """‖v‖ without under- or overflow in the squares: max|v|·‖v/max|v|‖ (0 for v = 0, NaN where
+    v holds a NaN)."""
     s = xp.max(xp.abs(v))
-    return xp.where(s > 0, s * xp.linalg.norm(v / xp.where(s > 0, s, 1.0)), 0.0)
+    return xp.where(s > 0, s * xp.linalg.norm(v / xp.where(s > 0, s, 1.0)), s)
 
 
 def _basis(cfg, state):

@@ -95,7 +95,7 @@ class Hutchinson:
         op = _operator(self, operator)
         probes = _rademacher(op, key_words(resolve_key(key)), self.num_samples)
         values = np.array([z @ np.asarray(op.mv(z)) for z in probes])
-        check_finite(values, "at a Rademacher probe")
+        check_finite(values, "at a Rademacher probe", op)
         return Estimate(float(values.mean()),
                         float(values.std(ddof=1) / math.sqrt(self.num_samples)),
                         self.num_samples, values)
@@ -194,7 +194,7 @@ class SLQ:
                                                       mask=op.mask))
             j = int(state.j)
             a, b = np.asarray(state.alpha[:j]), np.asarray(state.beta[1:j])
-            check_finite(a, "along an SLQ run")
+            check_finite(a, "along an SLQ run", op)
             # a run without a basis stops at a breakdown; its decoupled padding carries no weight
             theta, S = scipy.linalg.eigh_tridiagonal(a, b) if j > 1 else (a, np.ones((1, 1)))
             nodes.append(np.pad(theta, (0, m - j), constant_values=theta[-1]))

@@ -102,7 +102,7 @@ class Dense:
         idx = jnp.arange(operator.P) if operator.mask is None \
             else jnp.asarray(np.flatnonzero(operator.mask))
         H, asym = _columns(operator.lin, operator.vector_mask, idx, operator.work_dtype)
-        check_finite(asym, "in its dense matrix")
+        check_finite(asym, "in its dense matrix", operator)
         return H, float(asym)
 
     def __call__(self, operator) -> jax.Array:

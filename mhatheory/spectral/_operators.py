@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,14 +142,27 @@ class Operator(abc.ABC):
         return self.at(params, *args)
 
 
-def check_finite(values, where: str) -> None:
+def check_finite(values, where: str, op: LinearOperator | None = None) -> None:
     """Raise a FloatingPointError naming the cause when the operator's ``values`` (its products,
-    or numbers computed from them ``where``) are not all finite."""
-    if not np.all(np.isfinite(np.asarray(values))):
-        raise FloatingPointError(
-            f"the operator's product is NaN/Inf {where}: the Hessian (or curvature operator) is "
-            "not finite at these params and data (a loss that is not twice differentiable "
-            "there, e.g. sqrt or abs at 0, or an overflow); check the loss and params.")
+    or numbers computed from them ``where``) are not all finite. With the operator ``op``, its
+    loss is evaluated at the point (on this error path only), so that a loss that is itself
+    NaN or infinite there is named as the cause."""
+    if np.all(np.isfinite(np.asarray(values))):
+        return
+    if op is not None:
+        try:
+            value = float(op.operator.scalar(op.params, *op.args))
+        except Exception:                    # the message below still holds
+            value = 0.0
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"the operator's product is NaN/Inf {where}, and the loss itself is {value} at "
+                "these params and data, so its Hessian is not finite either: check the loss "
+                "(a log or a division at 0, an overflow in exp) and the params.")
+    raise FloatingPointError(
+        f"the operator's product is NaN/Inf {where}: the Hessian (or curvature operator) is "
+        "not finite at these params and data (a loss that is not twice differentiable "
+        "there, e.g. sqrt or abs at 0, or an overflow); check the loss and params.")
 
 
 @functools.partial(jax.jit, static_argnums=0)
