@@ -98,12 +98,38 @@ def test_subtree_blocks_of_a_users_mlp():
     assert abs(tr.value - np.trace(H[np.ix_(idx, idx)])) <= 5 * tr.se  # Monte-Carlo: 5 SE
 
 
+def test_a_selection_reads_an_nnx_path_without_value_and_warns_when_it_takes_everything():
+    """flax.nnx puts ``.value`` at the end of every parameter's path: a selection searches the
+    path without it ("val" matches nothing). An unanchored expression that selects every
+    parameter whole ("e", found in every path here) warns; one anchored, or restricted to an
+    index along an axis, does not."""
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.enc = nnx.Linear(2, 3, rngs=rngs, param_dtype=jnp.float64)
+            self.head = nnx.Linear(3, 1, rngs=rngs, param_dtype=jnp.float64)
+
+    _, params = nnx.split(Net(nnx.Rngs(0)), nnx.Param)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [int(spectral.block_mask(params, s).sum()) for s in ("enc", "head")] == [9, 4]
+        assert spectral.block_mask(params, r"^\['").all()
+        assert spectral.block_mask(params, "e", axis=0, index=0).sum() == 1 + 3 + 1 + 1
+    assert list(spectral.subtree_blocks(params)) == ["['enc']", "['head']"]
+    with pytest.raises(ValueError, match=r"the leaf paths are \[\"\['enc'\]\['bias'\]\""):
+        spectral.block_mask(params, "val")
+    with pytest.warns(UserWarning, match=r"'e' matches every parameter .* whole operator.*"
+                                         r"anchor it to a key, e\.g\. \"\^\\\\\['e'\\\\\]\""):
+        spectral.block_mask(params, "e")
+
+
 def test_a_selection_that_matches_nothing_is_named(deora_problem):
     params, batch = deora_problem
     with pytest.raises(ValueError, match=r"matches no parameter; the leaf paths are \[\"\['U'\]\""):
         spectral.lambda_min(spectral.Block(deora.loss_fn, "attn"), params, batch)
-    with pytest.raises(ValueError, match="has no index 7 along axis 0"):
+    with pytest.raises(ValueError, match=r"has no index 7 along axis 0 \(its length there is"):
         spectral.lambda_min(spectral.Block(deora.loss_fn, "W", 0, 7), params, batch)
+    with pytest.raises(ValueError, match=r"of shape \[\d+, \d+, \d+\] has no axis 5 \(it has 3\)"):
+        spectral.lambda_min(spectral.Block(deora.loss_fn, "W", 5, 0), params, batch)
     with pytest.raises(ValueError, match="non-empty dict"):
         spectral.per_block(deora.loss_fn, params, batch, blocks={})
     for heads in (0, -2, 2.0):                   # refused where it is given, by name

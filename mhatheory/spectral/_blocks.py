@@ -24,7 +24,7 @@ import numpy as np
 
 from mhatheory import _validate
 from mhatheory.spectral._lanczos import Exact, eig_probe
-from mhatheory.spectral._mask import block_mask
+from mhatheory.spectral._mask import block_mask, leaf_path
 from mhatheory.spectral._operators import one_shot
 from mhatheory.spectral._options import Method, Which, derive_key, resolve_key
 
@@ -67,7 +67,7 @@ def subtree_blocks(params, depth: int = 1) -> dict:
     """
     names = []
     for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
-        prefix = jax.tree_util.keystr(path[:depth])
+        prefix = leaf_path(path[:depth])
         if prefix not in names:
             names.append(prefix)
     # the name, then the end of the path or the next key: ".w" must not select ".w2"
