@@ -48,7 +48,11 @@ def int_array(name: str, value) -> np.ndarray:
 
 
 def _as_float(name: str, value, what: str) -> float:
-    """``float(value)``, or a ValueError saying ``name`` must be ``what``."""
+    """``float(value)``, or a ValueError saying ``name`` must be ``what``: text ("1e-3", which
+    ``float`` would parse) and booleans are refused, as numbers in disguise."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"{name} must be {what}, got the {type(value).__name__} {value!r}; "
+                         "pass a number (e.g. 1e-3, not '1e-3').")
     try:
         return float(value)
     except (TypeError, ValueError):

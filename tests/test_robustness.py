@@ -171,12 +171,12 @@ def bad_positive_int(minimum: int = 1):
 
 def bad_positive_float():
     return (st.floats(max_value=0.0, allow_nan=False) | NONFINITE
-            | st.sampled_from(["x", None, [1.0]]))
+            | st.sampled_from(["x", "1e-3", True, None, [1.0]]))
 
 
 def bad_non_negative_float():
     return (st.floats(max_value=-1e-300, allow_nan=False) | NONFINITE
-            | st.sampled_from(["x", None]))
+            | st.sampled_from(["x", "1", True, None]))
 
 
 def text_not_in(*allowed):
