@@ -5,7 +5,10 @@ float64 loss that routes part of its computation through float32 (a common case:
 ``flax.nnx.MultiHeadAttention`` computes its attention weights in the module's ``dtype``, and a
 module built with ``param_dtype=float64`` but the default ``dtype`` promotes inconsistently, or an
 explicit ``.astype(jnp.float32)`` inside a model) has float32 rounding, about 1e-7 relative,
-hidden inside a float64 result; a Lanczos interval certified to 1e-15 would then be wrong. The
+hidden inside a float64 result, which a Lanczos interval certified to 1e-15 would miss. Probes
+take the lowest such dtype as their products' precision (``LinearOperator.hvp_dtype``) and
+widen their intervals by the rounding they measure, which leaves out only a fixed error linear
+in the vector and symmetric (``spectral._certificate``, "Symmetry"); hence the warning. The
 same holds one level down: a float32 model that computes in bfloat16 or float16 (mixed-precision
 layers, an autocast) carries 4e-3 or 1e-3 relative rounding inside float32 results.
 
@@ -175,7 +178,10 @@ def warn_lower_precision(loss_fn, params, *args, derivative=None,
                    f"dtype={low}; no .astype inside the loss), or probe it in {kind}")
         warnings.warn(
             f"{what} ({shown}). Its Hessian carries that rounding (≈{rel:.0e} relative for "
-            f"{lowest}), which certified {kind} intervals do not cover. Fix: {fix}.",
+            f"{lowest}): the probes take {lowest}'s rounding into their intervals, as far as "
+            "their rounding estimate and symmetry test measure it, but a fixed error that is "
+            "linear in the vector and symmetric (a saturated softmax can make one) passes both "
+            f"unseen, and no interval covers it. Fix: {fix}.",
             PrecisionWarning, stacklevel=_validate.user_stacklevel())
     return found
 
