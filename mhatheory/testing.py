@@ -137,7 +137,8 @@ def _as_interval(x, name: str = "value") -> Interval:
     try:
         lo, hi = ((float(v) for v in x) if isinstance(x, (tuple, list)) else (float(x),) * 2)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number or a (lo, hi) interval, got {x!r}.") from None
+        raise ValueError(f"{name} must be a number or a (lo, hi) interval as a tuple or list "
+                         f"(an array is read as one number), got {x!r}.") from None
     if math.isnan(lo) or math.isnan(hi) or not lo <= hi:
         raise ValueError(f"{name} must be a number or a (lo, hi) interval with lo <= hi (no NaN), "
                          f"got {x!r}.")
@@ -154,7 +155,8 @@ def assert_inequality(lhs, rhs, *, relation: str = ">=", name: str = "inequality
                       slack: float = 0.0, where: str | None = None) -> float:
     """Assert ``lhs >= rhs`` (or ``<=``), certified.
 
-    ``lhs`` and ``rhs`` are numbers or ``(lo, hi)`` intervals known to contain them; ``slack``
+    ``lhs`` and ``rhs`` are numbers (a size-1 array counts as one) or ``(lo, hi)`` intervals
+    known to contain them, as tuples or lists; ``slack``
     is the stated numerical uncertainty of ``lhs − rhs`` (it widens the comparison, it is never
     granted as leniency). Returns the certified margin (≥ 0). Raises :class:`InequalityError`
     when the inequality is certified to fail and :class:`InconclusiveError` when the intervals
@@ -170,12 +172,13 @@ def assert_inequality(lhs, rhs, *, relation: str = ">=", name: str = "inequality
         word = "failed" if verdict == Verdict.VIOLATED else "is INCONCLUSIVE (not certified)"
         lhs, rhs = _fmt_pair(a, b)
         _raise(verdict, f"{name} {word}: lhs = {lhs} {relation} rhs = {rhs} "
-               f"(certified margin {margin:.3g}, uncertainty {slack:.3g})", where)
+               f"(worst-case margin {margin:.3g}, uncertainty {slack:.3g})", where)
     return margin
 
 
 def _fmt(iv: Interval, digits: int = 12) -> str:
-    return f"{iv.lo:.{digits}g}" if iv.lo == iv.hi else f"[{iv.lo:.{digits}g}, {iv.hi:.{digits}g}]"
+    lo, hi = iv.lo + 0.0, iv.hi + 0.0               # + 0.0: a bound −0.0 (κ = 0) prints as 0
+    return f"{lo:.{digits}g}" if lo == hi else f"[{lo:.{digits}g}, {hi:.{digits}g}]"
 
 
 def _fmt_pair(a: Interval, b: Interval) -> tuple[str, str]:
@@ -256,7 +259,7 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
         lam, bound = _fmt_pair(iv, rhs_iv)
         _raise(verdict, f"{name} {word}: λmin ∈ {lam} ({which}; Ritz value "
                f"{lo.value:.12g}, {lo.num_hvps} HVPs) against the bound {bound}; "
-               f"certified margin {margin:.3g}{why}", fingerprint(params))
+               f"worst-case margin {margin:.3g}{why}", fingerprint(params))
     return margin
 
 

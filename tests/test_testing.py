@@ -38,6 +38,14 @@ def test_assert_inequality_failure_message_shows_both_sides_margin_and_theta():
     with pytest.raises(testing.InequalityError) as exc:
         testing.assert_inequality(0.1 + 0.2, 0.3, relation="<=")
     assert "lhs = 0.30000000000000004 <= rhs = 0.29999999999999999" in str(exc.value)
+    # a bound of -0.0 (κ = 0) prints as 0; an undecided margin is not called certified
+    with pytest.raises(testing.InequalityError, match=r"rhs = 0 \(worst-case margin -1,"):
+        testing.assert_inequality(-1.0, -0.0)
+    with pytest.raises(testing.InconclusiveError, match=r"\(worst-case margin -1,"):
+        testing.assert_inequality((0.0, 2.0), 1.0)
+    # an array of two numbers is not read as an interval: the message says what is
+    with pytest.raises(ValueError, match=r"a \(lo, hi\) interval as a tuple or list"):
+        testing.assert_inequality(jnp.array([0.4, 0.5]), 1.0)
 
 
 @pytest.mark.parametrize("lhs, rhs, relation, verdict", [
