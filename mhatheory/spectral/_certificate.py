@@ -191,11 +191,15 @@ def pairwise_gamma(P: int, dtype):
     return gamma(math.ceil(math.log2(max(P, 2))) + 2, np.finfo(dtype).eps / 2)
 
 
+def shifted_vectors(vecs, z):
+    """x + z for the first min(2, len(vecs)) unit vectors x (``[min(2, k), P]``)."""
+    return vecs[:min(2, vecs.shape[0])] + z[None]
+
+
 def defect_vectors(vecs, z):
-    """The vectors whose products the rounding estimate needs besides ``Hx``: z and x + z for the
-    first min(2, len(vecs)) unit vectors x (``[1 + min(2, k), P]``)."""
-    nd = min(2, vecs.shape[0])
-    return _compile.array_namespace(vecs).concatenate([z[None], vecs[:nd] + z[None]])
+    """The vectors whose products the rounding estimate needs besides ``Hx``: z and
+    :func:`shifted_vectors` (``[1 + min(2, k), P]``)."""
+    return _compile.array_namespace(vecs).concatenate([z[None], shifted_vectors(vecs, z)])
 
 
 def hvp_error(vecs, Hx, Hd, hvp_dtype):

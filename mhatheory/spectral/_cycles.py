@@ -86,8 +86,8 @@ from mhatheory.spectral import _recurrence as rec
 from mhatheory.spectral._certificate import (
     PARALLEL,
     certify,
-    defect_vectors,
     intervals,
+    shifted_vectors,
     symmetry_test,
 )
 from mhatheory.spectral._ends import prob_ends, resolved, warn_asymmetric, warn_unconverged
@@ -267,12 +267,12 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
         lower-precision products of a switched run, Ĥ(x+z) − H̃z − Ĥx = e(x+z) − e(x) − ẽ(z)
         holds the perturbation's linear part at z too, E(x+z) − Ex = Ez, besides the
         rounding: an estimate at least as large as on its own products."""
-        parallel = abs(float(vx.sum(vecs[0] * start_x))) > PARALLEL
+        parallel = abs(float(vecs[0] @ start_x)) > PARALLEL
         zz = vx.asarray(_independent_z(words, op.mask, op.P, wdt)) if parallel else start_x
-        rows = defect_vectors(vecs, zz)
+        shifted = shifted_vectors(vecs, zz)                 # defect_vectors less z itself
         if parallel:
-            return zz, products(rows, apply), rows.shape[0]
-        return zz, vx.concatenate([w0[None] * unit, products(rows[1:], apply)]), rows.shape[0] - 1
+            return zz, products([zz, *shifted], apply), 1 + len(shifted)
+        return zz, vx.concatenate([w0[None] * unit, products(shifted, apply)]), len(shifted)
 
     lo_t, hi_t = (math.nan, math.nan) if target is None else (float(target[0]) * unit,
                                                               float(target[1]) * unit)

@@ -186,6 +186,8 @@ def _unit_rows(xp, vecs):
     """Rows normalised; a pair beyond a tiny invariant subspace (steps < k + 1) has no vector
     and reuses the first, whose zero gap then keeps Kato–Temple off."""
     nrm = xp.linalg.norm(vecs, axis=1, keepdims=True)
+    if xp is np and np.all(nrm > 0):
+        return vecs / nrm                   # the same numbers, without the fallback's passes
     return xp.where(nrm > 0, vecs / xp.where(nrm > 0, nrm, 1.0), vecs[:1] / nrm[:1])
 
 
