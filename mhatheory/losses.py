@@ -46,6 +46,19 @@ def margin_loss(outputs, labels, weights=None):
     return weighted_mean(logistic(labels * outputs), weights)
 
 
+def mistakes(outputs, labels):
+    """Per-sample 0/1 mistakes of outputs f against labels y ∈ {±1}: sign(f_i) ≠ y_i, a zero
+    output included, and any f_i that is not finite (a diverged model predicts nothing, while
+    y·f ≤ 0 is False for NaN and would count it right)."""
+    return ~(labels * outputs > 0) | ~jnp.isfinite(outputs)
+
+
+def class_mistakes(logits, labels):
+    """Per-sample 0/1 mistakes of logits ``[..., C]`` against integer labels: argmax ≠ label,
+    and any row with a non-finite logit (``argmax`` would pick a NaN as the class)."""
+    return (jnp.argmax(logits, axis=-1) != labels) | ~jnp.all(jnp.isfinite(logits), axis=-1)
+
+
 def zero_one_error(outputs, labels):
-    """Fraction of sign(f_i) ≠ y_i (a zero output counts as an error)."""
-    return jnp.mean(labels * outputs <= 0)
+    """Fraction of :func:`mistakes`: sign(f_i) ≠ y_i or f_i not finite."""
+    return jnp.mean(mistakes(outputs, labels))

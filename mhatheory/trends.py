@@ -37,6 +37,18 @@ def mean_se(values) -> tuple[float | None, float | None]:
     return float(v.mean()), (float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else None)
 
 
+def slope(x, y):
+    """The least-squares slope of ``y`` against ``x`` (``y``: ``[len(x)]``, or ``[len(x), B]``
+    for B curves at once): Σ(x − x̄)(y − y₀)/Σ(x − x̄)², y centred on its first value (the same
+    slope, since Σ(x − x̄) = 0), so that a flat curve gives exactly 0 rather than a round-off
+    slope (``np.polyfit`` gave −3.9e-17 for a constant 0.5, which a t-test of equal seeds
+    would then resolve as a decrease)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    dx = (x - x.mean()).reshape((-1,) + (1,) * (y.ndim - 1))
+    return np.sum(dx * (y - y[:1]), axis=0) / np.sum(dx * dx)
+
+
 def fit_slope(heads, per_seed, kind: str, min_points: int = 2) -> dict:
     """Per-seed least-squares slope of ``per_seed[h][s]`` against H (module docstring), mean ±
     SE over seeds, the seed-mean curve and whether it is monotone.
@@ -59,7 +71,7 @@ def fit_slope(heads, per_seed, kind: str, min_points: int = 2) -> dict:
         ok = valid[:, s]
         if len(np.unique(H[ok])) >= min_points:
             yv = np.log(V[ok, s]) if kind == "log" else V[ok, s]
-            slopes.append(float(np.polyfit(x[ok], yv, 1)[0]))
+            slopes.append(float(slope(x[ok], yv)))
         else:
             slopes.append(None)
     mean, se = mean_se(slopes)
@@ -97,8 +109,11 @@ def verdict(slope, se) -> str:
 
 def t_test(values, level: float = 0.95) -> dict:
     """Mean of the finite values, its SE, the Student-t interval at ``level`` and the two-sided
-    one-sample t-test p-value of "mean = 0" (None where fewer than two values; where all values
-    are equal, p = 1 if they are 0 and p = 0 otherwise: seeds that agree exactly)."""
+    one-sample t-test p-value of "mean = 0" (None where fewer than two values). Where all n
+    values are equal (seeds that agree exactly, as discrete test errors often do), the t
+    statistic is undefined and p is that of the exact sign-flip test instead: 1 for values of
+    0, else 2^(1−n), the share of the 2ⁿ sign patterns whose mean is as far from 0 (the two
+    all-equal-sign ones): two seeds that agree decide nothing (p = 0.5), six can (0.031)."""
     from scipy import stats
     v = np.array([float(x) for x in values if x is not None and math.isfinite(float(x))])
     mean, se = mean_se(v)
@@ -109,8 +124,8 @@ def t_test(values, level: float = 0.95) -> dict:
     out.update(lo=mean - half, hi=mean + half)
     if se <= 1e-13 * abs(mean) or se == 0:
         # equal values up to float64 round-off of their mean (relative 1e-16 per term): no
-        # spread, so the test is decided by the mean alone
-        out["p"] = 1.0 if mean == 0 else 0.0
+        # spread, so the exact sign-flip test (docstring)
+        out["p"] = 1.0 if mean == 0 else 2.0 ** (1 - v.size)
     else:
         out["p"] = float(stats.ttest_1samp(v, 0.0).pvalue)
     return out
@@ -138,4 +153,4 @@ def decide(tests, direction: int, alpha: float = 0.05) -> list[str]:
     return out
 
 
-__all__ = ["decide", "fit_slope", "mean_se", "monotone", "t_test", "verdict"]
+__all__ = ["decide", "fit_slope", "mean_se", "monotone", "slope", "t_test", "verdict"]

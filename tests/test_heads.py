@@ -103,6 +103,17 @@ def test_train_runs_freeze_nonfinite_rows_and_record_distances_to_their_base():
     assert err[-1] == float(jnp.mean(prob.test.y * f <= 0))
 
 
+def test_a_nonfinite_output_is_a_mistake():
+    """A NaN or infinite output predicts nothing: counted right (y·f ≤ 0 is False for NaN,
+    argmax picks a NaN logit), a failed run would win the tuning on validation error."""
+    y = jnp.array([1.0, 1.0, 1.0, -1.0])
+    _, wrong = _batched._per_sample("logistic", jnp.array([1.0, jnp.nan, jnp.inf, -2.0]), y)
+    assert wrong.tolist() == [0, 1, 1, 0]
+    logits = jnp.array([[2.0, 0.0], [jnp.nan, 0.0], [0.0, jnp.nan], [0.0, 1.0]])
+    _, wrong = _batched._per_sample("cross_entropy", logits, jnp.array([0, 0, 1, 1]))
+    assert wrong.tolist() == [0, 1, 1, 0]
+
+
 def test_failed_is_independent_of_the_init_and_separates_a_catapult():
     catapult = _batched.failed([0.7, 3.0, 0.5, 0.01], -1)
     assert catapult["spiked"] and not catapult["failed"]
@@ -210,9 +221,25 @@ def test_t_interval_matches_scipy(values):
 
 
 def test_t_test_conventions_at_zero_spread_and_too_few_values():
+    """Equal values: the exact sign-flip test, p = 2^(1−n) (1 for zeros), so two seeds that
+    agree decide nothing and six decide at 5 %."""
     assert trends.t_test([0.0, 0.0, 0.0])["p"] == 1.0
-    assert trends.t_test([0.2, 0.2, 0.2])["p"] == 0.0
+    assert trends.t_test([0.2, 0.2, 0.2])["p"] == 0.25
+    assert trends.t_test([-0.01, -0.01])["p"] == 0.5
+    assert trends.t_test([0.2] * 6)["p"] == 2.0 ** -5 < 0.05
     assert trends.t_test([0.2])["p"] is None and trends.t_test([])["mean"] is None
+
+
+def test_a_flat_curve_has_slope_zero_and_decides_nothing():
+    """Equal means at every H give slope exactly 0 (np.polyfit gave −3.9e-17, which the
+    zero-spread branch then resolved as a decrease), per seed and over bootstrap curves."""
+    fit = trends.fit_slope([1, 2, 4], [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], "linear")
+    assert fit["per_seed"] == [0.0, 0.0] and trends.t_test(fit["per_seed"])["p"] == 1.0
+    assert trends.fit_slope([1, 2], [[0.3] * 3, [0.3] * 3], "log")["per_seed"] == [0.0] * 3
+    boot = np.tile([[0.1], [0.7], [0.2]], (1, 5)) * np.ones((3, 5))
+    assert trends.slope(np.log2([1, 2, 4]), boot).tolist() == [trends.slope(
+        np.log2([1, 2, 4]), boot[:, 0])] * 5
+    assert np.all(trends.slope([0.0, 1.0, 2.0], np.full((3, 4), 0.37)) == 0)
 
 
 def test_benjamini_hochberg_matches_a_hand_computation():

@@ -179,19 +179,21 @@ def _rec(h, seed, stage, lam, batch=32, verdict="HOLDS", d=16):
 
 def test_summary_and_rows():
     cfg = tc.Config(tasks=("addition",), heads_grid=(1, 4), layers_grid=(1,),
-                    scaling_grid=("fixed_d_model",), seeds=3, d_model=16, loss_levels=(0.5,),
+                    scaling_grid=("fixed_d_model",), seeds=6, d_model=16, loss_levels=(0.5,),
                     late_probe_batches=(8,), probe_batch=32)
-    recs = [_rec(h, s, st, -(h ** -0.5) * (1 + 0.01 * s)) for h in (1, 4) for s in range(3)
+    # six seeds on one exact law: their slopes agree, so the exact sign-flip test decides
+    # (p = 2^(1−6) ≈ 0.031; three seeds that agree would give 0.25: trends.t_test)
+    recs = [_rec(h, s, st, -(h ** -0.5) * (1 + 0.01 * s)) for h in (1, 4) for s in range(6)
             for st in ("init", "entropy", "late")]
     recs += [_rec(h, s, "late", -2 * h ** -0.5 * (1 + 0.01 * s), batch=8) for h in (1, 4)
-             for s in range(3)]
+             for s in range(6)]
     assert all(k in recs[0] for k in PINNED)
     cells = [{"task": "addition", "d_model": 16, "heads": h, "layers": 1, "seed": s,
-              "trained": True, "steps": 10} for h in (1, 4) for s in range(3)]
+              "trained": True, "steps": 10} for h in (1, 4) for s in range(6)]
     summ = tc.summarise(recs, cells, cfg, {"addition": 1.9})
     assert summ["theorem"]["probes"] == len(recs)
     assert summ["theorem"]["counts"]["HOLDS"] == len(recs)
-    assert summ["training"]["addition"]["learned"] == 6
+    assert summ["training"]["addition"]["learned"] == 12
     out = tc.rows(summ)
     assert out[0]["kind"] == "theorem" and out[0]["verdict"] == "HOLDS"
     slopes = summ["slopes"]
@@ -199,13 +201,13 @@ def test_summary_and_rows():
     # an exact power law (slope −0.5 for every seed): float64 rounding ≪ the "dense" tolerance
     for s in slopes:
         assert abs(s["slope"] + 0.5) < tol(np.float64, "dense")
-        assert s["lo"] <= s["slope"] <= s["hi"] and s["n"] == 3
+        assert s["lo"] <= s["slope"] <= s["hi"] and s["n"] == 6
         assert s["verdict"] == "falls" and s["p_adjusted"] < 0.05
     (batch,) = summ["probe_batch"]
-    assert batch["cells"] == 6
+    assert batch["cells"] == 12
     assert abs(batch["log_ratio"]["mean"] - np.log(2)) < tol(np.float64, "dense") * 10
     assert batch["log_ratio"]["verdict"] == "larger on fewer samples"
-    bad = tc.rows(tc.summarise(recs[:-1] + [_rec(4, 2, "late", -0.5, 8, "VIOLATED")], cells,
+    bad = tc.rows(tc.summarise(recs[:-1] + [_rec(4, 5, "late", -0.5, 8, "VIOLATED")], cells,
                                cfg, {"addition": 1.9}))
     assert bad[0]["verdict"] == "VIOLATED"
 

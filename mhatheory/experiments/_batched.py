@@ -63,13 +63,15 @@ class Layout:
 
 def _per_sample(loss: str, f, y):
     """Per-sample loss and 0/1 mistake: logistic for outputs ``f [..., N]`` and labels ±1,
-    cross-entropy for logits ``f [..., N, C]`` and integer labels."""
+    cross-entropy for logits ``f [..., N, C]`` and integer labels. A non-finite output is a
+    mistake (:func:`mhatheory.losses.mistakes`), or a failed run would win the tuning on
+    validation error."""
     if loss == "logistic":
-        return losses.logistic(y * f), (y * f <= 0).astype(f.dtype)
+        return losses.logistic(y * f), losses.mistakes(f, y).astype(f.dtype)
     logp = jax.nn.log_softmax(f, axis=-1)
     y = jnp.broadcast_to(y, f.shape[:-1]).astype(jnp.int32)
     picked = jnp.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
-    return -picked, (jnp.argmax(f, axis=-1) != y).astype(f.dtype)
+    return -picked, losses.class_mistakes(f, y).astype(f.dtype)
 
 
 def _loss(phi, loss, params, X, y):

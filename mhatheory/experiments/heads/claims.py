@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mhatheory.trends import decide, fit_slope, t_test
+from mhatheory.trends import decide, fit_slope, slope, t_test
 
 #: fixed-K quantity → (axis label with unit, fit kind)
 QUANTITIES = {
@@ -127,8 +127,8 @@ def _bootstrap_slice(name, rows, level: float = 0.95) -> dict:
     resampled seeds at every H): SE, percentile interval and two-sided p = 2·min(share of
     resampled slopes ≤ 0, share ≥ 0), with the +1 correction of a finite bootstrap."""
     x = np.log2([r["heads"] for r in rows])
-    est = float(np.polyfit(x, [r["good_frac"] for r in rows], 1)[0])
-    boot = np.polyfit(x, np.array([r["good_frac_boot"] for r in rows]), 1)[0]
+    est = float(slope(x, [r["good_frac"] for r in rows]))
+    boot = slope(x, np.array([r["good_frac_boot"] for r in rows]))
     B = boot.size
     p = min(1.0, 2 * (min(np.sum(boot <= 0), np.sum(boot >= 0)) + 1) / (B + 1))
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])

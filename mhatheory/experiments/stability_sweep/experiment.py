@@ -12,7 +12,7 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from mhatheory import data, deora, results, stability, train
+from mhatheory import data, deora, results, stability, train, trends
 from mhatheory._numerics import ravel_stacked
 from mhatheory.experiments._common import DeoraFields
 from mhatheory.experiments.stability_sweep import plots
@@ -146,7 +146,7 @@ def eps1_slopes(records) -> list[dict]:
             continue
         ns = np.log([r["n"] for r in rs])
         per_seed = np.log(np.array([r["eps1_per_seed"] for r in rs]))      # (n values, seeds)
-        slopes = [float(np.polyfit(ns, per_seed[:, s], 1)[0]) for s in range(per_seed.shape[1])]
+        slopes = [float(s) for s in trends.slope(ns, per_seed)]
         out.append({"heads": key[0], "steps": key[1], "slope_mean": float(np.mean(slopes)),
                     "slope_se": float(np.std(slopes, ddof=1) / math.sqrt(len(slopes))),
                     "per_seed": slopes})

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from mhatheory import data, deora, results, spectral, train
+from mhatheory import data, deora, results, spectral, train, trends
 from mhatheory.experiments._common import DeoraFields, error_metrics, make_problem
 from mhatheory.experiments.sweep import run_cells, selector_fields
 from mhatheory.experiments.weak_convexity import plots
@@ -102,7 +102,7 @@ def fit_slopes(records: list[dict], quantity: str, steps_by_stage: dict) -> dict
             excluded += len(pts) - len(good)
             if len({h for h, _ in good}) >= 2:
                 x, yv = np.log([h for h, _ in good]), np.log([v for _, v in good])
-                slopes.append(float(np.polyfit(x, yv, 1)[0]))
+                slopes.append(float(trends.slope(x, yv)))
         se = float(np.std(slopes, ddof=1) / math.sqrt(len(slopes))) if len(slopes) > 1 else None
         out[stage] = {"step": int(step), "slope_mean": float(np.mean(slopes)) if slopes else None,
                       "slope_se": se, "per_seed": slopes, "points_excluded_nonpositive": excluded}
