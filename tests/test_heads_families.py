@@ -58,6 +58,16 @@ def make_column(num_heads, *, rngs):
     return _Column(num_heads, rngs=rngs)
 
 
+class _Empty(nnx.Module):
+    def __call__(self, x):
+        return x.mean(axis=(-2, -1))
+
+
+def make_empty_at_2(num_heads, *, rngs):
+    """A wrong family: no parameters with 2 heads."""
+    return _Empty() if num_heads == 2 else Tiny(num_heads, rngs=rngs)
+
+
 def data(labels="pm1", nan=False, mismatch=False, no_test=False):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 4, 3))
@@ -174,6 +184,7 @@ def test_a_tiny_sweep_on_the_digits(tmp_path):
     (["--data", f"{__name__}:no_test_data"], "a test set is required"),
     (["--data", f"{__name__}:bad_label_data"], "must be all in {-1, +1}"),
     (["--model", f"{__name__}:make_column"], "maps x [2, 4, 3] to [2, 1], but the labels"),
+    (["--model", f"{__name__}:make_empty_at_2"], "make(2, rngs=...) has no nnx.Param to train"),
     (["--model", f"{__name__}:make", "--data", f"{__name__}:classes_data"],
      "to [2], but the labels need [N, 3]"),
     (["--model", "deora", "--data", f"{__name__}:classes_data"], "--model deora has one output"),

@@ -403,8 +403,9 @@ def run_cell(config: Config, spec: dict) -> dict:
 def prepare(config: Config) -> None:
     """Check the model family and the data against their contracts before any work: the data
     callable's arrays (:func:`datasets.check`), the training pool against n, num_val and
-    replace, the Deora family's token input and ±1 labels, and every arm's output shape
-    against the labels (traced with ``jax.eval_shape``, nothing compiled)."""
+    replace, the Deora family's token input and ±1 labels, and every arm's parameters and
+    output shape at every H against the labels (traced with ``jax.eval_shape``, nothing
+    compiled)."""
     task = seeds.task_of(config.data, config.digits_pair)
     shape, loss, classes = seeds.data_shape(config, task)
     if task is not None:
@@ -424,7 +425,7 @@ def prepare(config: Config) -> None:
                           else [])
     for arm in arms:
         heads = config.fixed_width_heads if arm == "fixed_width" else config.heads_grid
-        for h in sorted({min(heads), max(heads)}):
+        for h in sorted(set(heads)):
             try:
                 got = families.output_shape(seeds.nnx_make(config, task, arm), h, x_shape,
                                             jax.dtypes.canonicalize_dtype(float))

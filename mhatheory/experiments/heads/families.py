@@ -120,6 +120,10 @@ def output_shape(make, num_heads: int, x_shape: tuple, dtype) -> tuple:
         raise ValueError(f"--model: make({num_heads}, rngs=...) must return a flax.nnx.Module, "
                          f"got {type(module).__name__}.")
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    if not jax.tree.leaves(params):
+        raise ValueError(f"--model: make({num_heads}, rngs=...) has no nnx.Param to train; "
+                         "every H needs parameters (declare them as nnx.Param, e.g. through "
+                         "nnx.Linear).")
     return tuple(jax.eval_shape(NnxApply(graphdef, rest), nnx.to_pure_dict(params),
                                 jax.ShapeDtypeStruct(x_shape, dtype)).shape)
 
