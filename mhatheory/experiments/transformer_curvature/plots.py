@@ -24,7 +24,7 @@ def _stage_title(stage: str, entropy: float) -> str:
         return f"L̂ first ≤ {entropy:.2f} (marginal entropy)"
     if stage.startswith("loss_"):
         return f"L̂ first ≤ {stage[5:]}"
-    return {"init": "init (step 0)", "late": "learned (end)"}[stage]
+    return {"init": "init (step 0)", "late": "end of training"}[stage]
 
 
 def law(records: list[dict], summary: dict, config, task: str):
@@ -64,15 +64,21 @@ def law(records: list[dict], summary: dict, config, task: str):
                     hh = np.array(hs, float)
                     ax.plot(hh, m[0] * (hh / hh[0]) ** -0.5, "k--", lw=1, label="∝ H^(−1/2)")
             ax.set_xscale("log", base=2)
+            reached = any(r["stage"] == stage for r in main)
             if drawn:
                 ax.set_yscale("log")
             else:
-                ax.text(0.5, 0.5, "no cell with λmin < 0\nat this stage", ha="center",
-                        va="center", transform=ax.transAxes, fontsize=8)
+                ax.text(0.5, 0.5, "no cell with λmin < 0\nat this stage" if reached else
+                        "no cell reached\nthis stage", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=8)
             ax.set_xlabel("heads H per layer")
             if j == 0:
                 ax.set_ylabel(f"{scaling}\n−λmin(∇²L̂)/L̂  (1/param²)")
-            ax.set_title(_stage_title(stage, summary["entropy"][task]), fontsize=9)
+            title = _stage_title(stage, summary["entropy"][task])
+            if stage == "late":
+                t = summary["training"][task]
+                title += f" ({t['learned']} of {t['cells']} cells learned)"
+            ax.set_title(title, fontsize=9)
             ax.legend(fontsize=6)
     fig.suptitle(f"{task}: negative curvature relative to the loss vs heads, at matched loss "
                  "(seed mean ± SE)", fontsize=10)
