@@ -42,14 +42,19 @@ from mhatheory._numerics import ravel_stacked
 
 
 def loo_indices(n: int, which) -> np.ndarray:
-    """``[R, n−1]``: for each i in ``which``, the indices of the other samples."""
-    return np.stack([np.delete(np.arange(n), i) for i in which])
+    """``[R, n−1]``: for each i in ``which`` (samples in [0, n), n ≥ 2), the indices of the
+    other samples."""
+    n = _validate.positive_int("n", n, minimum=2)
+    return np.stack([np.delete(np.arange(n), i) for i in _sample_indices(which, n)])
 
 
 def replace_indices(n: int, which) -> np.ndarray:
-    """``[R, n]``: sample i replaced by the fresh sample n + r (r = position of i in which)."""
+    """``[R, n]``: sample i replaced by the fresh sample n + r (r = position of i in which;
+    samples in [0, n))."""
+    n = _validate.positive_int("n", n)
+    which = _sample_indices(which, n)
     idx = np.tile(np.arange(n), (len(which), 1))
-    idx[np.arange(len(which)), np.asarray(which)] = n + np.arange(len(which))
+    idx[np.arange(len(which)), which] = n + np.arange(len(which))
     return idx
 
 
@@ -163,6 +168,16 @@ def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
     _validate.finite_tree(params0, "params0")
     _validate.finite_tree(pool, "pool")
     _validate.loss_inputs(loss_fn, params0, (pool,))
+    # and traced on one retraining's data, whose sample count is not the pool's (a loss that
+    # fixes its batch size fails here, before any work)
+    rows = jax.tree.map(lambda a: jax.ShapeDtypeStruct((idx.shape[1],) + np.shape(a)[1:],
+                                                       jnp.result_type(a)), pool)
+    try:
+        _validate.scalar_loss(loss_fn, params0, (rows,))
+    except ValueError as err:
+        raise ValueError(f"on one retraining's data ({idx.shape[1]} of the pool's {n} samples): "
+                         f"{str(err).rstrip('.')}. A loss must take any number of samples (no "
+                         "fixed batch size inside it).") from err
     P, _ = _validate.num_params(params0)
     _validate.shape("base_traj", base_traj, (steps, P))
     _validate.finite("base_traj", base_traj)

@@ -50,7 +50,13 @@ def _check(fn, tokens, min_len: int, key=None, num_random: int = 1,
     _validate.positive_int("max_exhaustive", max_exhaustive, minimum=0)
     if key is not None:
         _validate.prng_key("key", key)
-    return jnp.asarray(tokens)
+    tokens = jnp.asarray(tokens)
+    out = jax.eval_shape(fn, tokens)                    # traced only: nothing runs
+    if not hasattr(out, "shape") or len(out.shape) == 0 or out.shape[0] != tokens.shape[0]:
+        got = list(out.shape) if hasattr(out, "shape") else type(out).__name__
+        raise ValueError(f"fn must map tokens [T] to outputs [T, ...] (a row per position), got "
+                         f"{got} for T = {tokens.shape[0]}.")
+    return tokens
 
 
 def permutations(n_free: int, *, key=None, max_exhaustive: int = 6, num_random: int = 50):

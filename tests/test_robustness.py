@@ -629,6 +629,17 @@ def stability_rows() -> list[Row]:
             lambda v: retrain(idx=v), r"\bidx must be"),
         Row("stability.retrain", "steps", bad_positive_int(1), lambda v: retrain(steps=v),
             r"steps must be"),
+        *[Row(f"stability.{f.__name__}", "which", st.sampled_from([[N], [N + 5], [-1], [1.7]]),
+              lambda v, f=f: f(N, v), r"\bwhich (names samples|must be integers)")
+          for f in (stability.loo_indices, stability.replace_indices)],
+        Row("stability.retrain", "loss with a fixed batch size", st.just(None),
+            lambda v: retrain(loss_fn=lambda p, b: deora.loss_fn(
+                p, jax.tree.map(lambda a: a.reshape((N,) + a.shape[1:]), b)),
+                pool=BATCH, idx=stability.loo_indices(N, [0, 1])),
+            r"on one retraining's data \(\d+ of the pool's \d+ samples\).*\. A loss must take "
+            r"any number of samples \(no fixed batch size"),
+        Row("stability.loo_indices", "n", st.sampled_from([1, 0, 2.0]),
+            lambda v: stability.loo_indices(v, [0]), r"\bn must be an integer >= 2"),
         Row("stability.retrain", "lr", bad_positive_float(), lambda v: retrain(lr=v),
             r"\blr must be"),
         Row("stability.retrain", "chunk", bad_positive_int(1), lambda v: retrain(chunk=v),
@@ -858,6 +869,8 @@ def symmetry_rows() -> list[Row]:
                 lambda v, f=f: f(_ident, nine, num_random=v), r"num_random must be"),
             Row(entry, "key", st.sampled_from(["abc", 1.5]),
                 lambda v, f=f: f(_ident, nine, key=v), r"\bkey must be"),
+            Row(entry, "fn output", st.sampled_from([jnp.sum, lambda t: t[:-1], lambda t: t[0]]),
+                lambda v, f=f: f(v, nine), r"fn must map tokens \[T\] to outputs \[T, \.\.\.\]"),
         ]
     return rows + [
         Row("symmetry.last_position_invariance", "position", st.integers(5, 100)
