@@ -1,6 +1,8 @@
 """Adaptive Lanczos (the stop rule), the selective scheme, the basis-free run
 (``store_basis=False``) and the probe built by a call (:class:`mhatheory.spectral.Lanczos`)."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -294,7 +296,7 @@ def test_a_compiled_run_takes_over_the_basis_the_last_run_at_its_point_left(kw):
     with pytest.warns(spectral.ConvergenceWarning):     # one cycle: all 25 rows written
         spectral.Lanczos(which="largest", krylov=24, reortho="full", max_restarts=0,
                          engine="compiled")(H, key=KEY)
-    left = H.swap_basis()
+    left = H.swap_basis(shape=(25, 200))
     assert left[0].shape == (25, 200) and left[1] == 25
     H.swap_basis(left)
     got = probe(H, key=jax.random.key(3))
@@ -303,6 +305,30 @@ def test_a_compiled_run_takes_over_the_basis_the_last_run_at_its_point_left(kw):
     assert got[0].restarts >= 1 and got[0].num_hvps == want[0].num_hvps
     for g, w in zip(got, want, strict=True):
         assert (g.value, g.interval, g.residual) == (w.value, w.interval, w.residual)
+
+
+def test_an_operator_keeps_the_bases_of_the_last_two_krylov_sizes():
+    """Runs of two Krylov sizes alternating at one point (a λmin of 80-vector cycles, a λmax of
+    40) each take over the basis of their own size; a third size drops the oldest."""
+    H = spectral.linearise(quadratic, jnp.zeros(200), MATRICES["tinier_gap"])
+
+    def run(krylov):                            # one cycle each, converged or not
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", spectral.ConvergenceWarning)
+            spectral.Lanczos(which="largest", krylov=krylov, engine="compiled", max_restarts=0,
+                             tol=1e-3)(H, key=KEY)
+
+    run(20)
+    run(30)
+    kept = [H.swap_basis(shape=(m + 1, 200)) for m in (20, 30)]
+    assert [b[0].shape for b in kept] == [(21, 200), (31, 200)]
+    for b in kept:
+        H.swap_basis(b)
+    run(20)                                     # takes the 21-row basis over (donated)
+    assert kept[0][0].is_deleted() and not kept[1][0].is_deleted()
+    run(40)                                     # a third size: the oldest (31 rows) goes
+    assert H.swap_basis(shape=(31, 200)) is None
+    assert H.swap_basis(shape=(21, 200)) is not None and H.swap_basis(shape=(41, 200))
 
 
 def test_a_lambda_min_that_restarts_from_its_ritz_vector_gets_longer_cycles_where_they_fit():

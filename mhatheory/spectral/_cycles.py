@@ -62,8 +62,9 @@ yet resolved its pair (such intervals missed λmax of a float32 quadratic with a
 more); ``store_basis=None`` (the default) keeps it when it fits ``memory_budget_bytes`` (default
 2 GiB) and otherwise runs basis-free, O(P) memory whatever ``krylov`` is
 (:func:`~._options.lanczos_bytes`), and says so in :attr:`EigResult.store_basis`. A compiled
-run takes over the basis the last compiled run at the same point left
-(:meth:`LinearOperator.swap_basis`, kept with the operator until it is freed), and each explicit
+run takes over the basis an earlier compiled run of its Krylov size at the same point left
+(:meth:`LinearOperator.swap_basis`, kept with the operator until it is freed: the last two
+sizes, so that a λmin's 81 rows and a λmax's 41 alternate), and each explicit
 restart its cycle's: on a CPU a fresh XLA buffer's pages are mapped on first touch, 140 ms of
 a 0.6 s λmax at P = 1,056,768 for its 41 rows (:func:`._recurrence.reusable`).
 """
@@ -281,7 +282,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     aim = aim0 = float(probe.tol) + 100 * float(jnp.finfo(wide.hvp_dtype).eps)
     state = rec.start(cfg, start, key=k_break, tol=0.5 * aim,
                       prob=(log_c, lo_t, hi_t) if extend else None, hvp_dtype=wide.hvp_dtype,
-                      mask=op.mask, basis=op.swap_basis() if rec.takes_basis(cfg) else None)
+                      mask=op.mask, basis=(op.swap_basis(shape=rec.basis_shape(cfg))
+                                           if rec.takes_basis(cfg) else None))
     state = rec.advance(cfg, state, w0 * unit)
     hvps = steps = 1
     restarts = 0

@@ -97,7 +97,7 @@ class Lanczos:
         memory_budget_bytes: bytes the Lanczos vectors may take (default 2 GiB); a budget
             below the O(P) vectors themselves is an error. A compiled run's stored basis stays
             with the operator after the call, for the next run at its point to take over
-            (``LinearOperator.swap_basis``).
+            (``LinearOperator.swap_basis``: the bases of the last two Krylov sizes).
         failure_prob: δ in (0, 1), or None. Every result carries ``prob_interval``, which holds
             the eigenvalue with probability ≥ 1 − δ over the random start for any spectrum
             (:mod:`._probabilistic`). With None it is stated at δ = 1e-6 for whatever the run

@@ -256,6 +256,11 @@ def takes_basis(cfg: Recurrence) -> bool:
     return cfg.store_basis and not cfg.host
 
 
+def basis_shape(cfg: Recurrence) -> tuple[int, int]:
+    """The shape of a compiled run's basis: m + 1 rows of P."""
+    return (cfg.m + 1, cfg.size)
+
+
 def reusable(cfg: Recurrence, basis) -> bool:
     """Whether ``basis`` (``(Q, rows)`` or None) can serve a new compiled run of ``cfg``.
 
@@ -268,7 +273,7 @@ def reusable(cfg: Recurrence, basis) -> bool:
         return False
     Q = basis[0]
     return (isinstance(Q, jax.Array) and not Q.is_deleted()
-            and Q.shape == (cfg.m + 1, cfg.size) and Q.dtype == np.dtype(cfg.dtype))
+            and Q.shape == basis_shape(cfg) and Q.dtype == np.dtype(cfg.dtype))
 
 
 @functools.partial(_compile.probe_program, static_argnums=0, donate_argnums=7)
