@@ -60,11 +60,12 @@ def block_mask(params, select, axis: int | None = None, index: int | None = None
         except re.error as err:
             raise ValueError(f"a block's select {select!r} is not a regular expression: {err} "
                              "(escape literal brackets and dots, e.g. re.escape(name)).") from None
-    parts, any_leaf = [], False
+    parts, paths, any_leaf = [], [], False
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         shape = np.shape(leaf)
         m = np.zeros(shape, bool)
         name = leaf_path(path)
+        paths.append(name)
         if _matches(select, name, leaf):
             any_leaf = True
             if axis is None:
@@ -82,7 +83,6 @@ def block_mask(params, select, axis: int | None = None, index: int | None = None
                 sl[axis] = index
                 m[tuple(sl)] = True
         parts.append(m.ravel())
-    paths = [leaf_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     if not any_leaf:
         raise ValueError(f"block selection {select!r} matches no parameter; the leaf paths are "
                          f"{paths[:8]}{' …' if len(paths) > 8 else ''}.")
