@@ -339,7 +339,7 @@ def test_a_non_symmetric_operator_is_certified_nothing():
 
 @given(P=st.integers(2, 64), exponent=st.integers(-300, 300), seed=st.integers(0, 2**31))
 def test_the_symmetry_test_passes_every_symmetric_operator_within_its_bound(P, exponent, seed):
-    """A theorem of ``_certificate.asymmetry``: for a symmetric A whose products err by at most
+    """A theorem of ``_certificate.symmetry_test``: for a symmetric A whose products err by at most
     δ (here NumPy's float64 matmul, |fl(Ax) − Ax| ≤ γ_P·|A||x| entrywise), the computed
     asymmetry never exceeds its bound, at any scale; an antisymmetric part of 1e-6·‖A‖, far
     above δ, exceeds it."""
@@ -356,27 +356,33 @@ def test_the_symmetry_test_passes_every_symmetric_operator_within_its_bound(P, e
         return vecs @ M.T, rows @ M.T
 
     delta = max(np.linalg.norm(g * (np.abs(A) @ np.abs(v))) for v in (z, *vecs))
-    a, allowed = _certificate.asymmetry(vecs, *products(A)[:1], z, products(A)[1], delta)
+    def test(Hx, Hd):
+        sym = _certificate.certify(vecs, Hx, Hd, np.float64, z=z)[4]
+        return _certificate.symmetry_test(sym, delta)
+
+    a, allowed = test(*products(A))
     assert a <= allowed
     K = rng.standard_normal((P, P))
     K = 1e-6 * np.linalg.norm(A, 2) * (K - K.T) / np.linalg.norm(K - K.T, 2)
     Hx, Hd = products(A + K)
-    a, allowed = _certificate.asymmetry(vecs, Hx, z, Hd, delta)
+    a, allowed = test(Hx, Hd)
     assert a > allowed
 
 
 @pytest.mark.parametrize("P, chunk, k, reference", [(37, 8, 1, False), (37, 8, 2, True),
                                                      (40, 8, 3, False), (20, 2**13, 2, True)])
-def test_the_certificate_pass_takes_the_symmetry_tests_sums_as_the_test_alone_does(
-        P, chunk, k, reference):
-    """``certify(..., z=z)`` takes the symmetry test's sums in its first pass: the same bits as
-    ``asymmetry`` summing them on its own, with and without a reference, on one block and on
-    several with a zero-padded last one; and its θ, ρ, τ, δ are those of a call without z."""
+def test_the_certificate_pass_takes_the_symmetry_tests_sums(P, chunk, k, reference):
+    """``certify(..., z=z)`` takes the symmetry test's sums in its first pass, with and without a
+    reference, on one block and on several with a zero-padded last one: each pair's
+    |aᵀĤb − bᵀĤa|, ‖a‖ + ‖b‖ and Σ|a_i(Ĥb)_i| + Σ|b_i(Ĥa)_i| as NumPy computes them, to the
+    sums' rounding (≤ 40 terms of size ≤ 30: ≤ 1e-12 relative for the norms and |·| sums, and
+    ≤ 2e-13 absolute against an asymmetry of ~1e-6, so 1e-6 relative for it), and its θ, ρ, τ,
+    δ are bit for bit those of a call without z."""
     from unittest import mock
 
     rng = np.random.default_rng(P + k)
     A = rng.standard_normal((P, P))
-    A = A + A.T + 1e-9 * rng.standard_normal((P, P))          # a little asymmetry to measure
+    A = A + A.T + 1e-6 * rng.standard_normal((P, P))          # an asymmetry to measure
     unit = rng.standard_normal((k + 1, P))
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
     z, vecs = unit[0], unit[1:]
@@ -386,13 +392,18 @@ def test_the_certificate_pass_takes_the_symmetry_tests_sums_as_the_test_alone_do
     with mock.patch.object(_certificate, "CHUNK", chunk):
         *bounds, sym = _certificate.certify(vecs, Hx, Hd, np.float64, *ref, z=z)
         *alone, none = _certificate.certify(vecs, Hx, Hd, np.float64, *ref)
-        delta = float(bounds[3])
-        expected = _certificate.asymmetry(vecs, Hx, z, Hd, delta)
     assert none is None
     for a, b in zip(bounds, alone, strict=True):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(_certificate.symmetry_test(sym, delta), expected)
-    assert expected[0] > 0
+    units = np.concatenate([z[None], vecs[:2]])
+    prods = np.concatenate([Hd[:1], Hx[:2]])
+    i, j = np.triu_indices(len(units), 1)
+    want = (np.abs(np.sum(units[i] * prods[j] - units[j] * prods[i], axis=1)),
+            np.linalg.norm(units[i], axis=1) + np.linalg.norm(units[j], axis=1),
+            np.sum(np.abs(units[i] * prods[j]) + np.abs(units[j] * prods[i]), axis=1))
+    for got, w in zip((sym.a, sym.norms, sym.mags), want, strict=True):
+        np.testing.assert_allclose(got, w, rtol=1e-6 if got is sym.a else 1e-12)
+    assert np.all(sym.a > 0)
 
 
 def _sum(v):

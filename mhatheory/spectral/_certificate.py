@@ -329,18 +329,6 @@ def symmetry_test(sym: Symmetry, delta):
     return sym.a[worst], bound[worst]
 
 
-def asymmetry(vecs, Hx, z, Hd, delta):
-    """:func:`symmetry_test` for the unit vectors ``vecs`` and z on their own: ``Hx``, ``Hd`` as in
-    :func:`certify` (``Hd[0]`` = Ĥz), every dot product, |·| sum and norm from one pass
-    (:func:`row_sums`); a run takes these sums in :func:`certify`'s first pass instead."""
-    nd = Hd.shape[0] - 1
-    xp = _compile.array_namespace(vecs)
-    sums = row_sums(lambda xp, vecs, Hx, z, Hd: xp.concatenate(
-        [_symmetry_rows(xp, vecs, Hx, z, Hd), vecs[:nd] * vecs[:nd]]), (vecs, Hx, z, Hd))
-    return symmetry_test(_symmetry(xp, sums[:-nd], sums[-nd:], vecs.shape[-1], vecs.dtype),
-                         delta)
-
-
 def intervals(which: str, theta, rho, tau, converged: bool, widen: float = 0.0):
     """Certified intervals and gap lower bounds for the k most extreme of ``len(theta)`` Ritz
     pairs (the last one is only a neighbour): see the module docstring, "Certificate".
