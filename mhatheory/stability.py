@@ -156,6 +156,10 @@ def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
     lr = _validate.positive_float("lr", lr)
     idx = np.asarray(idx)
     n = _sample_count(pool)
+    if idx.ndim == 2 and idx.shape[0] > 0 and idx.shape[1] == 0:
+        raise ValueError(f"idx {list(idx.shape)} gives each retraining no samples to train on "
+                         "(leave-one-out of a single sample); retraining needs n >= 2 samples "
+                         "for leave-one-out, n >= 1 for replace-one.")
     if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer) or idx.size == 0:
         raise ValueError(f"idx must be a non-empty integer array [R, m] of sample indices (e.g. "
                          f"loo_indices or replace_indices), got shape {list(idx.shape)} and "

@@ -625,8 +625,11 @@ def stability_rows() -> list[Row]:
             lambda i: np.where(np.arange(N) == 0, i, IDX)), lambda v: retrain(idx=v),
             r"idx must index the pool's 8 samples"),
         Row("stability.retrain", "idx shape/dtype", st.sampled_from(
-            [IDX[0], IDX.astype(float) + 0.5, IDX[None], np.zeros((2, 0), int)]),
+            [IDX[0], IDX.astype(float) + 0.5, IDX[None], np.zeros((0, 3), int)]),
             lambda v: retrain(idx=v), r"\bidx must be"),
+        Row("stability.retrain", "idx of no samples", st.sampled_from(
+            [np.zeros((1, 0), int), np.zeros((2, 0), int)]),
+            lambda v: retrain(idx=v), r"gives each retraining no samples .* n >= 2"),
         Row("stability.retrain", "steps", bad_positive_int(1), lambda v: retrain(steps=v),
             r"steps must be"),
         *[Row(f"stability.{f.__name__}", "which", st.sampled_from([[N], [N + 5], [-1], [1.7]]),
