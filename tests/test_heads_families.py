@@ -172,6 +172,12 @@ def test_a_tiny_sweep_on_the_digits(tmp_path):
     assert rows["NTK features separable at θ₀ (realizability)"]["held"] is not None
     assert "bounded tokens (the chain's R = max ‖x_t‖)" in rows
     assert s["grid"]["arms"] == ["growing"] and s["bayes_error"] is None
+    # the results say what the data were, and that the mixture's fields were not read
+    res = json.loads((out / "results.json").read_text())
+    d, pair = res["data"], tuple(res["config"]["digits_pair"])
+    assert d["source"] == "digits" and d["loss"] == "logistic" and d["classes"] == 1
+    assert d["num_test"] == len(digits.load(pair)["x_test"]) != res["config"]["num_test"]
+    assert "num_test" in d["config_fields_unused"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -475,6 +475,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
         results.save_figure_atomic(fig, out / name)
     results.write_results(out, "heads", config, config.seed,
                           {"summary": summary, "records": compact(records),
+                           "data": seeds.data_summary(config),
                            "sweep": getattr(payloads, "info", None)}, figures=list(figs))
     return {k: v for k, v in summary.items()
             if k not in ("slopes", "tuned", "robustness", "matched", "cost", "controls")}

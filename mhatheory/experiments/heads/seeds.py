@@ -62,6 +62,24 @@ def data_shape(config, task) -> tuple[tuple, str, int]:
     return task.arrays["x_train"].shape[1:], task.loss, task.classes
 
 
+#: The config fields of the tokenized mixture, which a run on a dataset does not read.
+MIXTURE_FIELDS = ("d", "T", "zeta", "num_irrelevant", "sigma", "scale", "num_test")
+
+
+def data_summary(config) -> dict:
+    """What the run's data were, for its results: the source, one sample's shape, the loss and
+    classes its labels imply and the test set's size; for a dataset also its training pool
+    and the config fields it did not read (:data:`MIXTURE_FIELDS`), which results.json's
+    config still lists."""
+    task = task_of(config.data, config.digits_pair)
+    shape, loss, classes = data_shape(config, task)
+    out = {"source": config.data, "sample_shape": list(shape), "loss": loss, "classes": classes}
+    if task is None:
+        return {**out, "num_test": config.num_test}
+    return {**out, "num_test": int(len(task.arrays["x_test"])),
+            "pool": int(len(task.arrays["x_train"])), "config_fields_unused": list(MIXTURE_FIELDS)}
+
+
 def nnx_make(config, task, arm: str):
     """The nnx family's ``make`` for an arm (None for the Deora family's pure functions)."""
     if config.model == "deora":
