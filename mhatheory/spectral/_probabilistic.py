@@ -209,9 +209,6 @@ def posterior_gap(theta, real, log_beta, log_c, which: str, xp=jnp):
     # an invariant subspace (log β = −∞) has s = 0: iterate on a finite stand-in meanwhile
     target = xp.where(xp.isneginf(target_in), 0.0, target_in)
     count = xp.maximum(xp.sum(real, axis=-1), 1)
-    # a start above the root: Σ log(rel + e^u) ≥ k·u ≥ target once u ≥ (target)₊/k
-    hi = (xp.maximum(target, 0.0) / count + 1.0).astype(theta.dtype)
-
     eps = float(np.finfo(theta.dtype).eps)
 
     def g_and_slope(v):
@@ -219,6 +216,12 @@ def posterior_gap(theta, real, log_beta, log_c, which: str, xp=jnp):
         logs = xp.where(real, xp.log(rel + e), 0.0)
         return (xp.sum(logs, axis=-1), xp.sum(xp.where(real, e / (rel + e), 0.0), axis=-1),
                 xp.sum(xp.abs(logs), axis=-1))
+
+    # a start above the root: the root of the lower bound (:func:`_start_above`) where g, as
+    # computed, meets the target there, else (target)₊/k + 1, since g(u) ≥ k·u
+    near = _start_above(rel, real, target, count, eps, xp).astype(theta.dtype)
+    far = (xp.maximum(target, 0.0) / count + 1.0).astype(theta.dtype)
+    hi = xp.where(g_and_slope(near)[0] >= target, near, far)
 
     def newton(hi, g, slope, mag, hold):
         # the step is held back by ``hold`` times the rounding of g at the candidate in u
@@ -234,9 +237,11 @@ def posterior_gap(theta, real, log_beta, log_c, which: str, xp=jnp):
         g_c, slope_c, mag_c = g_and_slope(cand)
         below = cand < hi
         moved, missed = below & (g_c >= target), below & (g_c < target)
+        # a move no larger than what was held back is the last: the steps after it would only
+        # creep by roundings of g
         return (xp.where(moved, cand, hi), xp.where(moved, g_c, g),
                 xp.where(moved, slope_c, slope), xp.where(moved, mag_c, mag),
-                xp.where(missed, 16 * hold, hold), moved | missed)
+                xp.where(missed, 16 * hold, hold), (moved & (hi - cand > hold * noise)) | missed)
 
     state = (*g_and_slope(hi), xp.ones_like(hi))
     if xp is jnp:
@@ -255,6 +260,30 @@ def posterior_gap(theta, real, log_beta, log_c, which: str, xp=jnp):
             if not np.any(active):
                 break
     return xp.where(xp.isneginf(target_in), 0.0, xp.exp(hi))
+
+
+def _start_above(rel, real, target, count, eps: float, xp):
+    """u₀ ≥ the root of g(u) = Σ_j log(r_j + e^u) = target (:func:`posterior_gap`), close to it.
+
+    g(u) ≥ L(u) = Σ_j max(log r_j, u), and L(u) = max_t (t-largest sum of log r_j + (k − t)·u)
+    over t = 0 … (the number of r_j > 0): the terms above u keep their log, the others count u.
+    So L(u) ≥ target once u ≥ u* = min_t (target − S_t)/(k − t), S_t the sum of the t largest
+    log r_j, and g(u*) ≥ target: u* lies at or above g's root. g − L = Σ_j log(1 + min/max)
+    ≤ k·log 2, and g' ≥ 1 (the r_1 = 0 term), so u* is at most k·log 2 above the root, and
+    within rounding of it where one term dominates. u* is moved up by a bound on the rounding
+    of the sums (each |term| ≤ max(|log r_j|, |u|)); the caller checks g there as computed."""
+    pos = real & (rel > 0)
+    logs = xp.where(pos, xp.log(xp.where(pos, rel, 1.0)), -xp.inf)
+    desc = -xp.sort(-logs, axis=-1)                        # the largest first, −inf last
+    top = xp.cumsum(xp.where(xp.isfinite(desc), desc, 0.0), axis=-1)
+    top = xp.concatenate([xp.zeros_like(top[..., :1]), top], axis=-1)            # S_t
+    t = xp.arange(top.shape[-1])
+    free = count[..., None] - t
+    ok = (t <= xp.sum(pos, axis=-1, keepdims=True)) & (free >= 1)
+    u = xp.min(xp.where(ok, (target[..., None] - top) / xp.where(ok, free, 1), xp.inf), axis=-1)
+    u = xp.maximum(u, _LOWEST)
+    mag = xp.sum(xp.where(pos, xp.maximum(xp.abs(logs), xp.abs(u)[..., None]), 0.0), axis=-1)
+    return u + 4 * eps * (count + 1) * (mag + count * xp.abs(u) + xp.abs(target) + 1)
 
 
 @functools.lru_cache(maxsize=4096)
