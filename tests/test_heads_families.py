@@ -3,13 +3,15 @@ this file, run through the CLI as MODULE:FUNCTION; the built-in digits; the data
 contracts, each violation answered before any work with nothing written to --out."""
 
 import json
+import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from mhatheory import attention, cli
+from mhatheory import attention, cli, precision
 from mhatheory.experiments import heads
 from mhatheory.experiments.heads import datasets, families
 from mhatheory.tasks import digits
@@ -66,6 +68,56 @@ class _Empty(nnx.Module):
 def make_empty_at_2(num_heads, *, rngs):
     """A wrong family: no parameters with 2 heads."""
     return _Empty() if num_heads == 2 else Tiny(num_heads, rngs=rngs)
+
+
+class _TwoHeadsAlways(Tiny):
+    """A wrong family: two heads whatever num_heads."""
+
+    def __init__(self, num_heads: int, *, rngs: nnx.Rngs):
+        super().__init__(2, rngs=rngs)
+
+
+def make_ignoring_heads(num_heads, *, rngs):
+    return _TwoHeadsAlways(num_heads, rngs=rngs)
+
+
+class _Fused(nnx.Module):
+    """One fused q, k, v projection split into num_heads heads inside ``__call__``: the same
+    parameter shapes at every H, and H still matters."""
+
+    def __init__(self, num_heads: int, *, rngs: nnx.Rngs):
+        self.num_heads = num_heads
+        self.qkv = nnx.Linear(3, 12, param_dtype=np.float64, rngs=rngs)
+        self.head = nnx.Linear(4, 1, param_dtype=np.float64, rngs=rngs)
+
+    def __call__(self, x):
+        def split(a):
+            return a.reshape(*a.shape[:-1], self.num_heads, 4 // self.num_heads)
+
+        q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
+        out = nnx.dot_product_attention(split(q), split(k), split(v))
+        return self.head(out.reshape(*x.shape[:-1], 4).mean(axis=-2))[..., 0]
+
+
+def make_fused(num_heads, *, rngs):
+    return _Fused(num_heads, rngs=rngs)
+
+
+class _Float32(nnx.Module):
+    """A family at flax.nnx's default parameter dtype, float32."""
+
+    def __init__(self, num_heads: int, *, rngs: nnx.Rngs):
+        self.attn = nnx.MultiHeadAttention(num_heads=num_heads, in_features=3,
+                                           qkv_features=2 * num_heads, out_features=4,
+                                           decode=False, rngs=rngs)
+        self.head = nnx.Linear(4, 1, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(self.attn(x).mean(axis=-2))[..., 0]
+
+
+def make_float32(num_heads, *, rngs):
+    return _Float32(num_heads, rngs=rngs)
 
 
 def data(labels="pm1", nan=False, mismatch=False, no_test=False):
@@ -191,6 +243,8 @@ def test_a_tiny_sweep_on_the_digits(tmp_path):
     (["--data", f"{__name__}:bad_label_data"], "must be all in {-1, +1}"),
     (["--model", f"{__name__}:make_column"], "maps x [2, 4, 3] to [2, 1], but the labels"),
     (["--model", f"{__name__}:make_empty_at_2"], "make(2, rngs=...) has no nnx.Param to train"),
+    (["--model", f"{__name__}:make_ignoring_heads"],
+     "make(1, rngs=...) and make(2, rngs=...) build the same module"),
     (["--model", f"{__name__}:make", "--data", f"{__name__}:classes_data"],
      "to [2], but the labels need [N, 3]"),
     (["--model", "deora", "--data", f"{__name__}:classes_data"], "--model deora has one output"),
@@ -213,7 +267,7 @@ def test_the_transformer_family_fits_binary_and_class_labels(data_name, classes)
     heads.prepare(cfg)                   # every arm's output shape checked against the labels
     make = families.transformer(8, classes, head_dim=2)
     want = (5,) if classes == 1 else (5, classes)
-    assert families.output_shape(make, 4, (5, 8, 8), np.float64) == want
+    assert families.abstract(make, 4, (5, 8, 8), np.float64).output == want
     fixed = families.transformer(8, classes, d_model=8)
     params, phi = families.nnx_params(fixed, 4, 0, 2.0)
     base, _ = families.nnx_params(fixed, 4, 0, 1.0)
@@ -221,3 +275,32 @@ def test_the_transformer_family_fits_binary_and_class_labels(data_name, classes)
     assert all(np.allclose(a, 2 * b) for a, b in zip(jax.tree.leaves(params),
                                                       jax.tree.leaves(base), strict=True))
     assert jax.eval_shape(phi, params, np.zeros((5, 8, 8))).shape == want
+
+
+def test_a_family_with_the_same_shapes_at_every_h_is_refused_only_if_h_changes_nothing():
+    """Two families with the same parameter shapes at every H: one ignores H (refused by
+    ``prepare`` through ``ignores_heads``), one splits a fused projection into H heads (kept)."""
+    x_shape = (2, 4, 3)
+
+    def check(make):
+        abstracts = {h: families.abstract(make, h, x_shape, np.float64) for h in (1, 2, 4)}
+        return families.ignores_heads(make, abstracts, x_shape, np.float64)
+
+    assert check(make_ignoring_heads) == (1, 4)
+    assert check(make_fused) is None
+    # and a family whose shapes change with H is never built
+    assert check(make) is None
+
+
+@pytest.mark.parametrize("family, narrow", [("make_float32", True), ("make", False)])
+def test_parameters_narrower_than_the_float_dtype_are_warned_about(family, narrow):
+    cfg = heads.Config(model=f"{__name__}:{family}", data=f"{__name__}:data", heads_grid=(1, 2),
+                       n_grid=(24,), n=24, num_val=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        heads.prepare(cfg)
+    said = [str(w.message) for w in caught if issubclass(w.category, precision.PrecisionWarning)]
+    assert len(said) == narrow, said
+    if narrow:
+        assert "float32 arrays while JAX computes in float64" in said[0]
+        assert "param_dtype=jnp.float64" in said[0]

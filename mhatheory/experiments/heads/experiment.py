@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mhatheory import _validate, data, results, train
+from mhatheory import _validate, data, precision, results, train
 from mhatheory.experiments import _batched
 from mhatheory.experiments._common import DeoraFields
 from mhatheory.experiments.heads import analysis, datasets, families, plots, probes, seeds
@@ -405,7 +406,10 @@ def prepare(config: Config) -> None:
     callable's arrays (:func:`datasets.check`), the training pool against n, num_val and
     replace, the Deora family's token input and ±1 labels, and every arm's parameters and
     output shape at every H against the labels (traced with ``jax.eval_shape``, nothing
-    compiled)."""
+    compiled); a family that builds the same module at every H is refused
+    (:func:`families.ignores_heads`: built and run only where its parameter shapes do not
+    change with H), and parameters narrower than JAX's float dtype are warned about (a
+    :class:`~mhatheory.precision.PrecisionWarning`)."""
     task = seeds.task_of(config.data, config.digits_pair)
     shape, loss, classes = seeds.data_shape(config, task)
     if task is not None:
@@ -421,26 +425,48 @@ def prepare(config: Config) -> None:
         return
     x_shape = (2,) + tuple(shape)
     want = (2,) if loss == "logistic" else (2, classes)
+    dtype = jax.dtypes.canonicalize_dtype(float)
     arms = ["growing"] + (["fixed_width"] if config.width and config.model == "transformer"
                           else [])
+    narrow = set()
     for arm in arms:
+        make = seeds.nnx_make(config, task, arm)
         heads = config.fixed_width_heads if arm == "fixed_width" else config.heads_grid
+        abstracts = {}
         for h in sorted(set(heads)):
             try:
-                got = families.output_shape(seeds.nnx_make(config, task, arm), h, x_shape,
-                                            jax.dtypes.canonicalize_dtype(float))
+                abstracts[h] = families.abstract(make, h, x_shape, dtype)
             except Exception as e:  # noqa: BLE001 - a user's module failing to build or run
                 if str(e).startswith("--model"):
                     raise
                 raise ValueError(f"--model {config.model}: building or calling the module "
                                  f"with {h} heads on inputs of shape {list(x_shape)} failed: "
                                  f"{type(e).__name__}: {e}") from e
+            got = abstracts[h].output
             if tuple(got) != want:
                 what = ("[N] (one logit per input) for labels ±1" if loss == "logistic" else
                         f"[N, {classes}] (one logit per class) for integer labels")
                 raise ValueError(f"--model {config.model}: with {h} heads the module maps "
                                  f"x {list(x_shape)} to {list(got)}, but the labels need "
                                  f"{what}.")
+            narrow.update(families.narrower_floats(abstracts[h].params, dtype))
+        same = families.ignores_heads(make, abstracts, x_shape, dtype)
+        if same is not None:
+            raise ValueError(f"--model {config.model}: make({same[0]}, rngs=...) and "
+                             f"make({same[1]}, rngs=...) build the same module (the same "
+                             "parameters drawn from one key, the same outputs): the family "
+                             "ignores num_heads, so the sweep would compare a network with "
+                             "itself. Pass num_heads to its attention layers (e.g. "
+                             "nnx.MultiHeadAttention(num_heads=num_heads, ...)).")
+    if narrow:
+        warnings.warn(
+            f"--model {config.model}: the module's parameters include {', '.join(narrow)} "
+            f"arrays while JAX computes in {dtype.name}: the sweep trains them in that "
+            f"precision and its Hessian probes run on their {', '.join(narrow)} products "
+            f"(certified against the same weights widened to {dtype.name}, their intervals "
+            "widened by the products' rounding). To train and probe in float64, build the "
+            "layers with param_dtype=jnp.float64 (flax.nnx layers default to float32).",
+            precision.PrecisionWarning, stacklevel=_validate.user_stacklevel())
 
 
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False,

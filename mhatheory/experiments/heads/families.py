@@ -23,9 +23,11 @@ fixed-width arm's heads change shape with H, so its inits at different H are ind
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mhatheory.models import deora
 
@@ -110,9 +112,18 @@ def nnx_params(make, num_heads: int, seed: int, init_scale: float):
     return jax.tree.map(lambda a: init_scale * jnp.asarray(a), nnx.to_pure_dict(params)), phi
 
 
-def output_shape(make, num_heads: int, x_shape: tuple, dtype) -> tuple:
-    """The shape of ``make(num_heads)``'s output on inputs of ``x_shape``, traced abstractly
-    (``nnx.eval_shape`` and ``jax.eval_shape``: no parameter is drawn, nothing compiles)."""
+class Abstract(NamedTuple):
+    """``make(num_heads)`` traced abstractly: its output's shape on the traced inputs and its
+    parameters as a pure dict of ``jax.ShapeDtypeStruct``."""
+
+    output: tuple
+    params: dict
+
+
+def abstract(make, num_heads: int, x_shape: tuple, dtype) -> Abstract:
+    """``make(num_heads)``'s parameters and its output's shape on inputs of ``x_shape``, traced
+    abstractly (``nnx.eval_shape`` and ``jax.eval_shape``: no parameter is drawn, nothing
+    compiles)."""
     from flax import nnx
 
     module = nnx.eval_shape(lambda: make(num_heads, rngs=nnx.Rngs(params=0)))
@@ -124,8 +135,45 @@ def output_shape(make, num_heads: int, x_shape: tuple, dtype) -> tuple:
         raise ValueError(f"--model: make({num_heads}, rngs=...) has no nnx.Param to train; "
                          "every H needs parameters (declare them as nnx.Param, e.g. through "
                          "nnx.Linear).")
-    return tuple(jax.eval_shape(NnxApply(graphdef, rest), nnx.to_pure_dict(params),
-                                jax.ShapeDtypeStruct(x_shape, dtype)).shape)
+    pure = nnx.to_pure_dict(params)
+    out = jax.eval_shape(NnxApply(graphdef, rest), pure, jax.ShapeDtypeStruct(x_shape, dtype))
+    return Abstract(tuple(out.shape), pure)
+
+
+def narrower_floats(params, dtype) -> list[str]:
+    """The floating dtypes among ``params``' leaves (arrays or ``ShapeDtypeStruct``) narrower
+    than ``dtype``, by name."""
+    bits = jnp.finfo(dtype).bits
+    return sorted({str(a.dtype) for a in jax.tree.leaves(params)
+                   if jnp.issubdtype(a.dtype, jnp.floating) and jnp.finfo(a.dtype).bits < bits})
+
+
+def ignores_heads(make, abstracts: dict, x_shape: tuple, dtype) -> tuple[int, int] | None:
+    """``(h₁, h₂)`` where ``make`` builds one module whatever ``num_heads`` (its keys of
+    ``abstracts``, :class:`Abstract` by H): the same parameter shapes at every H and, from one
+    seed at the smallest and the largest H, the same parameters and the same outputs on one
+    random input; else None. Shapes alone do not decide it: a fused projection split into heads
+    inside ``__call__`` keeps its shapes at every H and still uses H, so only such families are
+    built and run (once each, on two samples)."""
+    hs = sorted(abstracts)
+    if len(hs) < 2:
+        return None
+    first = abstracts[hs[0]].params
+    structure = jax.tree.structure(first)
+    for h in hs[1:]:
+        other = abstracts[h].params
+        if jax.tree.structure(other) != structure or any(
+                (a.shape, a.dtype) != (b.shape, b.dtype)
+                for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(other), strict=True)):
+            return None
+    lo, hi = hs[0], hs[-1]
+    (p_lo, phi_lo), (p_hi, phi_hi) = (nnx_params(make, h, 0, 1.0) for h in (lo, hi))
+    if not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p_lo),
+                                                     jax.tree.leaves(p_hi), strict=True)):
+        return None
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(x_shape), dtype)
+    outs = [np.asarray(phi_lo(p_lo, x)), np.asarray(phi_hi(p_hi, x))]
+    return (lo, hi) if np.array_equal(outs[0], outs[1]) else None
 
 
 def transformer(d_in: int, classes: int, *, head_dim: int | None = None,
