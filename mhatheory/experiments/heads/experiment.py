@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mhatheory import _validate, data, precision, results, train
+from mhatheory import _validate, data, results, train
 from mhatheory.experiments import _batched
 from mhatheory.experiments._common import DeoraFields
 from mhatheory.experiments.heads import analysis, datasets, families, plots, probes, seeds
 from mhatheory.experiments.heads.claims import claims, slopes
+from mhatheory.experiments.heads.contract import prepare
 from mhatheory.experiments.heads.records import compact, make_records
 from mhatheory.experiments.sweep import run_cells
 
@@ -399,74 +399,6 @@ def run_cell(config: Config, spec: dict) -> dict:
         payload["cost"] = _cost(phi, layout, sets[0].members[0], sets[0].train)
     payload["seconds"] = time.perf_counter() - t0
     return payload
-
-
-def prepare(config: Config) -> None:
-    """Check the model family and the data against their contracts before any work: the data
-    callable's arrays (:func:`datasets.check`), the training pool against n, num_val and
-    replace, the Deora family's token input and ±1 labels, and every arm's parameters and
-    output shape at every H against the labels (traced with ``jax.eval_shape``, nothing
-    compiled); a family that builds the same module at every H is refused
-    (:func:`families.ignores_heads`: built and run only where its parameter shapes do not
-    change with H), and parameters narrower than JAX's float dtype are warned about (a
-    :class:`~mhatheory.precision.PrecisionWarning`)."""
-    task = seeds.task_of(config.data, config.digits_pair)
-    shape, loss, classes = seeds.data_shape(config, task)
-    if task is not None:
-        for n in set(config.n_grid):
-            datasets.seed_split(task, config.seed, n, config.num_val, spare=config.replace)
-    if config.model == "deora":
-        if loss != "logistic":
-            raise ValueError("--model deora has one output per input (labels ±1); for "
-                             f"{classes} classes use --model transformer or MODULE:FUNCTION.")
-        if len(shape) != 2 or shape[0] < 2:
-            raise ValueError(f"--model deora takes token inputs x [n, T, d] with T >= 2; "
-                             f"--data gives samples of shape {list(shape)}.")
-        return
-    x_shape = (2,) + tuple(shape)
-    want = (2,) if loss == "logistic" else (2, classes)
-    dtype = jax.dtypes.canonicalize_dtype(float)
-    arms = ["growing"] + (["fixed_width"] if config.width and config.model == "transformer"
-                          else [])
-    narrow = set()
-    for arm in arms:
-        make = seeds.nnx_make(config, task, arm)
-        heads = config.fixed_width_heads if arm == "fixed_width" else config.heads_grid
-        abstracts = {}
-        for h in sorted(set(heads)):
-            try:
-                abstracts[h] = families.abstract(make, h, x_shape, dtype)
-            except Exception as e:  # noqa: BLE001 - a user's module failing to build or run
-                if str(e).startswith("--model"):
-                    raise
-                raise ValueError(f"--model {config.model}: building or calling the module "
-                                 f"with {h} heads on inputs of shape {list(x_shape)} failed: "
-                                 f"{type(e).__name__}: {e}") from e
-            got = abstracts[h].output
-            if tuple(got) != want:
-                what = ("[N] (one logit per input) for labels ±1" if loss == "logistic" else
-                        f"[N, {classes}] (one logit per class) for integer labels")
-                raise ValueError(f"--model {config.model}: with {h} heads the module maps "
-                                 f"x {list(x_shape)} to {list(got)}, but the labels need "
-                                 f"{what}.")
-            narrow.update(families.narrower_floats(abstracts[h].params, dtype))
-        same = families.ignores_heads(make, abstracts, x_shape, dtype)
-        if same is not None:
-            raise ValueError(f"--model {config.model}: make({same[0]}, rngs=...) and "
-                             f"make({same[1]}, rngs=...) build the same module (the same "
-                             "parameters drawn from one key, the same outputs): the family "
-                             "ignores num_heads, so the sweep would compare a network with "
-                             "itself. Pass num_heads to its attention layers (e.g. "
-                             "nnx.MultiHeadAttention(num_heads=num_heads, ...)).")
-    if narrow:
-        warnings.warn(
-            f"--model {config.model}: the module's parameters include {', '.join(narrow)} "
-            f"arrays while JAX computes in {dtype.name}: the sweep trains them in that "
-            f"precision and its Hessian probes run on their {', '.join(narrow)} products "
-            f"(certified against the same weights widened to {dtype.name}, their intervals "
-            "widened by the products' rounding). To train and probe in float64, build the "
-            "layers with param_dtype=jnp.float64 (flax.nnx layers default to float32).",
-            precision.PrecisionWarning, stacklevel=_validate.user_stacklevel())
 
 
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
