@@ -203,7 +203,9 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     needs: its first cycle stops as soon as that interval lies wholly above or below the bound
     (−κ/√H·L̂ ± the rounding of L̂, :func:`loss_rounding`), or when ``max_hvps`` (default 2,000)
     is spent, and then the answer is :class:`InconclusiveError`, naming the HVPs the a-priori
-    bound says a decision needs and the dense route where P fits. So an assertion costs the
+    bound says a decision needs and the dense route where P fits, or, where λmin's estimate
+    lies inside the bound's own rounding, that no eigenvalue method decides it (the loss's
+    precision does: float32 params give L̂ about 5e-4 relative). So an assertion costs the
     HVPs its margin requires: many when the bound sits just below λmin, e.g. late in training
     where L̂ → 0 puts it inside the bulk of eigenvalues near 0. ``method="exact"`` (dense eigh,
     P² memory) is deterministic. ``lanczos`` options are the fields of
@@ -254,8 +256,9 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     name = f"λmin(∇²L̂) ≥ −κ/√H·L̂ (κ={kappa:g}, H={heads}, L̂={loss:.6g})"
     if verdict != Verdict.HOLDS:
         word = "failed" if verdict == Verdict.VIOLATED else "is INCONCLUSIVE (not certified)"
-        why = "" if verdict == Verdict.VIOLATED else _undecided_advice(lo, rhs, H.size, dtype,
-                                                                       failure_prob, exact)
+        why = "" if verdict == Verdict.VIOLATED else _undecided_advice(lo, rhs_iv, H.size,
+                                                                       dtype, failure_prob,
+                                                                       exact)
         lam, bound = _fmt_pair(iv, rhs_iv)
         _raise(verdict, f"{name} {word}: λmin ∈ {lam} ({which}; Ritz value "
                f"{lo.value:.12g}, {lo.num_hvps} HVPs) against the bound {bound}; "
@@ -263,13 +266,25 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     return margin
 
 
-def _undecided_advice(lo, rhs: float, num_params: int, dtype, failure_prob, exact) -> str:
-    """What an undecided assertion would need: the a-priori HVP count for its margin, and the
-    dense route where P fits memory."""
+def _undecided_advice(lo, rhs_iv: Interval, num_params: int, dtype, failure_prob,
+                      exact) -> str:
+    """What an undecided assertion would need: nothing an eigenvalue method can give where the
+    estimate of λmin lies inside the bound's own rounding (:func:`loss_rounding` of L̂ in the
+    params' dtype); else the a-priori HVP count for its margin and the dense route where P
+    fits memory."""
+    if rhs_iv.lo <= lo.value <= rhs_iv.hi:
+        bits = np.finfo(np.dtype(dtype)).bits
+        fix = ("pass the params as float64 (the same weights exactly; L̂ is then computed in "
+               "float64) to narrow it" if bits < 64 else
+               "κ sits at the threshold to float64's precision")
+        other = "this one" if exact else "method='exact'"
+        return (f"; λmin's estimate {lo.value:.12g} lies inside the bound's own rounding "
+                f"(±{rhs_iv.width / 2:.3g}, from L̂ in {np.dtype(dtype).name}): no eigenvalue "
+                f"method decides it, {other} included; {fix}")
     if exact:
         return ("; the bound is within the dense eigenvalue's rounding of λmin: no amount of "
                 "arithmetic at this precision decides it")
-    gap = lo.value - rhs
+    gap = lo.value - (rhs_iv.lo + rhs_iv.hi) / 2
     need = spectral.steps_needed(gap / lo.ritz_spread, spectral.start_threshold(
         num_params, failure_prob), 10 * num_params) if gap > 0 and lo.ritz_spread > 0 else None
     dense_ok = spectral.dense_bytes(num_params, dtype) <= spectral.DEFAULT_DENSE_BUDGET

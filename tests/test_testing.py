@@ -122,6 +122,24 @@ def test_an_undecidable_check_raises_inconclusive_not_pass():
                                      method="exact")
 
 
+@pytest.mark.parametrize("method", ["lanczos", "exact"])
+def test_a_bound_whose_own_rounding_holds_lambda_min_is_not_sent_to_another_method(method):
+    """L̂ = 2 in float32 carries ±4,500·ε₃₂·|bound| ≈ 5e-4 of rounding: with the bound at
+    λmin = −1, the advice is the loss's precision, not another eigenvalue method."""
+    diag = jnp.asarray([3.0, 2.0, 1.0, -1.0], jnp.float32)
+
+    def loss(x):
+        return 0.5 * jnp.sum(diag * x * x) + 2.0
+
+    with pytest.raises(testing.InconclusiveError) as err:
+        testing.assert_weakly_convex(loss, jnp.zeros(4, jnp.float32), kappa=0.5, heads=1,
+                                     method=method, key=jax.random.key(0))
+    message = str(err.value)
+    assert "lies inside the bound's own rounding" in message, message
+    assert ("this one included" if method == "exact" else "method='exact' included") in message
+    assert "pass the params as float64" in message and "a-priori" not in message
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"kappa": 1.0, "heads": 0}, "heads must be an integer >= 1"),
     ({"kappa": -1.0, "heads": 2}, "kappa must be a finite number >= 0"),
