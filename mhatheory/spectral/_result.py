@@ -17,7 +17,9 @@ class EigResult(NamedTuple):
             outside a block).
         residual: ‖H v − λ v‖₂, recomputed with a final product (or densely for ``exact``).
         interval: (lo, hi) enclosing the eigenvalue (see module docstring).
-        gap: estimated distance to the next eigenvalue.
+        gap: a lower bound on the distance to the next eigenvalue, from the neighbouring Ritz
+            pair, under the same Krylov assumption as ``interval``'s outer side: an
+            eigenvalue the Krylov space has not separated from this one is not seen.
         num_hvps: products with the operator, all of them (its size for ``exact``).
         restarts: Lanczos restarts used.
         converged: residual ≤ tol·‖H‖ within the restart budget, and, where the HVP's rounding
