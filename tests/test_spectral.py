@@ -178,6 +178,21 @@ def test_extreme_eigs_k_smallest():
     np.testing.assert_allclose([r.value for r in rs], eigs[:3], rtol=REL)
 
 
+def test_the_default_krylov_takes_k_up_to_a_small_operators_size_and_refuses_beyond_it_early():
+    """With krylov=None a small operator is spanned whole, so k = 45 > DEFAULT_KRYLOV pairs of a
+    100-coordinate one are found; past SMALL_OPERATOR coordinates the cycle is DEFAULT_KRYLOV
+    and the same k is refused once the operator's size is known, before its linearisation."""
+    eigs = np.linspace(-1.0, 2.0, 100)
+    rs = spectral.extreme_eigs(quadratic, jnp.ones(100), with_spectrum(eigs), k=45,
+                               key=jax.random.key(0))
+    np.testing.assert_allclose([r.value for r in rs], eigs[:45], atol=1e-9)
+    big = _options.SMALL_OPERATOR + 1
+
+    with pytest.raises(ValueError, match=f"k=45 needs more Lanczos vectors per cycle than the "
+                                         f"default krylov={_options.DEFAULT_KRYLOV}"):
+        spectral.extreme_eigs(lambda x: 0.5 * x @ x, jnp.ones(big), k=45)
+
+
 @pytest.fixture(scope="module")
 def deora_problem():
     cfg = data.MixtureConfig(d=8, T=5, n=64, num_irrelevant=3)

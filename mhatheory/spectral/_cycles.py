@@ -106,6 +106,7 @@ from mhatheory.spectral._options import (
     basis_budget,
     host_rng,
     key_words,
+    krylov_error,
     lanczos_bytes,
     min_hvps,
     plan_memory,
@@ -123,8 +124,12 @@ from mhatheory.spectral._result import EigResult
 MAX_KEEP = 32
 
 
-def check_size(k: int, size: int) -> None:
-    """Lanczos needs one more coordinate than the pairs it is asked for (the gap's neighbour)."""
+def check_size(k: int, size: int, krylov: int | None = None, extend: bool = False) -> None:
+    """Lanczos needs one more coordinate than the pairs it is asked for (the gap's neighbour),
+    and, with the default Krylov size (``krylov=None``), more vectors per cycle than k: the
+    whole operator where :func:`plan` spans it (at most ``SMALL_OPERATOR`` coordinates), else
+    ``DEFAULT_KRYLOV`` unless ``extend`` (a run sized for its probabilistic end grows its cycle
+    to the HVP budget); :func:`run` checks its plan's size."""
     if size <= 1:
         raise ValueError(f"the operator acts on {size} coordinate(s): Lanczos needs at least 2 "
                          "(the gap needs a neighbour pair); use method='exact'.")
@@ -132,6 +137,9 @@ def check_size(k: int, size: int) -> None:
         raise ValueError(f"k={k} must be smaller than the operator's size {size} for Lanczos "
                          "(its gap needs one more Ritz pair); method='exact' takes k up to the "
                          "size.")
+    if krylov is None and not extend and size > SMALL_OPERATOR and k >= DEFAULT_KRYLOV:
+        raise krylov_error(k, f"the default krylov={DEFAULT_KRYLOV} (for an operator of more "
+                              f"than {SMALL_OPERATOR:,} coordinates)")
 
 
 def plan(probe, size: int, P: int, wdt, hvp_dtype, host: bool):
@@ -210,6 +218,8 @@ def run(probe, op: LinearOperator, key, v0, target, quiet: bool = False
     wdt = np.dtype(op.work_dtype)
     host = resolve_engine(probe.engine, op.P, op.platforms)
     cfg, keep, budget = plan(probe, op.size, op.P, wdt, op.hvp_dtype, host)
+    if cfg.m <= k:
+        raise krylov_error(k, f"the default krylov={cfg.m} for this operator")
     xp = cfg.xp
     extend = probe.failure_prob is not None
     delta = DEFAULT_FAILURE_PROB if probe.failure_prob is None else probe.failure_prob

@@ -188,7 +188,7 @@ class Lanczos:
         """Refuse, before any work, an operator of ``size`` coordinates too small for k pairs
         and their gap's neighbour."""
         del dtype                               # the basis is sized later, by memory_budget
-        check_size(self.k, size)
+        check_size(self.k, size, self.krylov, self.failure_prob is not None)
 
     #: How many escalation levels :meth:`escalated` has.
     LEVELS: ClassVar[int] = len(ESCALATION)

@@ -368,6 +368,14 @@ def check_budget(memory_budget_bytes) -> None:
                          f"{memory_budget_bytes!r}.")
 
 
+def krylov_error(k: int, asked: str) -> ValueError:
+    """The error of a probe for k pairs whose Krylov size (``asked``, in words) is ≤ k."""
+    return ValueError(f"k={k} needs more Lanczos vectors per cycle than {asked}: the Krylov "
+                      "space holds the k pairs and a neighbour; pass krylov above k (a run "
+                      "caps it at the operator's size, which k must stay below; method='exact' "
+                      "takes k up to it).")
+
+
 def check_lanczos(*, k, which, krylov, tol, max_restarts, reortho, check_every, store_basis,
                   memory_budget_bytes, failure_prob, max_hvps, warm_start_mix,
                   engine=Engine.AUTO) -> dict:
@@ -392,12 +400,8 @@ def check_lanczos(*, k, which, krylov, tol, max_restarts, reortho, check_every, 
                          "store_basis=False leave reortho at 'auto' (or 'none').")
     if krylov is not None:
         krylov = _validate.positive_int("krylov", krylov)
-    if (DEFAULT_KRYLOV if krylov is None else krylov) <= k:
-        asked = f"the default krylov={DEFAULT_KRYLOV}" if krylov is None else f"krylov={krylov}"
-        raise ValueError(f"k={k} needs more Lanczos vectors per cycle than {asked}: the Krylov "
-                         "space holds the k pairs and a neighbour; pass krylov above k (a run "
-                         "caps it at the operator's size P, which k must stay below; "
-                         "method='exact' takes k up to P).")
+    if krylov is not None and krylov <= k:
+        raise krylov_error(k, f"krylov={krylov}")
     tol = _validate.positive_float("tol", tol)
     if tol >= 1:
         raise ValueError(f"tol={tol!r} is a residual relative to ‖H‖ and must be below 1 (the "
