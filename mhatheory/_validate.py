@@ -172,8 +172,11 @@ def scalar_loss(loss_fn, params, args, name: str = "loss_fn") -> None:
         raise ValueError(f"{name}(params, *args) could not be evaluated on these inputs: {err}"
                          ) from err
     if isinstance(out, tuple) or not hasattr(out, "shape"):
-        raise ValueError(f"{name} must return one scalar array, got {type(out).__name__}; "
-                         "return only the loss (e.g. use has_aux-free loss_fn).")
+        aux = (" (a loss with auxiliary outputs, as jax.value_and_grad(..., has_aux=True) "
+               "takes?)" if isinstance(out, tuple) else "")
+        raise ValueError(f"{name} must return one scalar array, got {type(out).__name__}{aux}; "
+                         "pass a function that returns only the loss, e.g. "
+                         "lambda params, *args: loss_fn(params, *args)[0].")
     if out.shape != ():
         raise ValueError(f"{name} must return a scalar, got shape {list(out.shape)}; reduce it "
                          "(e.g. jnp.mean over samples) so the Hessian is that of one number.")

@@ -219,3 +219,22 @@ def test_a_block_whose_operator_vanishes_raises_no_numpy_warning():
         rows = spectral.per_block(loss, p, blocks=spectral.subtree_blocks(p),
                                   key=jax.random.key(0), engine="host")
     assert rows[1].lambda_min == rows[1].lambda_max == 0.0 and rows[1].converged
+
+
+def test_a_blocks_warning_names_the_block():
+    """A probe that does not converge on one block warns with that block's name and size."""
+    diag = {"a": jnp.linspace(-1.0, 1.0, 50), "b": jnp.asarray([1.0, 2.0, 3.0])}
+
+    def loss(p):
+        return sum(0.5 * jnp.sum(diag[k] * p[k] ** 2) for k in p)
+
+    params = {"a": jnp.ones(50), "b": jnp.ones(3)}
+    blocks = {"a": ("a", None, None), "b": ("b", None, None)}
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        rows = spectral.per_block(loss, params, blocks=blocks, krylov=4, max_restarts=0,
+                                  key=jax.random.key(0))
+    texts = [str(w.message) for w in said if issubclass(w.category, spectral.ConvergenceWarning)]
+    assert texts and all(t.startswith("block 'a' (50 coordinates): Lanczos did not converge")
+                         for t in texts), texts
+    assert {r.name: r.converged for r in rows} == {"a": False, "b": True}

@@ -78,6 +78,14 @@ def test_a_non_scalar_loss_is_refused_with_the_fix(probe):
         PROBES[probe](lambda p, x: p["w"] * x, {"w": jnp.ones(3)}, jnp.ones(3))
 
 
+@pytest.mark.parametrize("probe", ["lambda_min", "trace", "hessian", "gd"])
+def test_a_loss_with_auxiliary_outputs_is_refused_with_the_fix(probe):
+    with pytest.raises(ValueError, match=r"got tuple \(a loss with auxiliary outputs.*"
+                                         r"loss_fn\(params, \*args\)\[0\]"):
+        PROBES[probe](lambda p, x: (jnp.sum(p["w"] * x), {"aux": x}), {"w": jnp.ones(3)},
+                      jnp.ones(3))
+
+
 def test_gauss_newton_output_shape_must_match_the_labels(problem):
     params, batch = problem
     with pytest.raises(ValueError, match=r"f\(params, inputs\) has shape \[12\] but the targets"):

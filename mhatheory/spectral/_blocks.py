@@ -17,6 +17,7 @@ general the blocks only bound λmin(A) from above.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -137,7 +138,12 @@ def per_block(loss_fn, params, *args, blocks: dict, key=None, method: Method | s
         blk = op.restrict(*spec)
         k1, k2 = derive_key(key, i, 0), derive_key(key, i, 1)
         lo_probe, hi_probe = (low, high) if sizes[name] > 1 else one
-        lo, hi = lo_probe(blk, key=k1)[0], hi_probe(blk, key=k2)[0]
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            lo, hi = lo_probe(blk, key=k1)[0], hi_probe(blk, key=k2)[0]
+        for w in said:                        # each warning names the block it is about
+            warnings.warn(f"block {name!r} ({sizes[name]} coordinates): {w.message}",
+                          w.category, stacklevel=_validate.user_stacklevel())
         rows.append(BlockSpectrum(name, sizes[name], lo.value, lo.interval, hi.value,
                                   hi.interval, lo.converged and hi.converged, lo.prob_interval,
                                   hi.prob_interval))

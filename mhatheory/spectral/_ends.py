@@ -17,22 +17,25 @@ from mhatheory.spectral._result import ConvergenceWarning
 
 
 def warn_unconverged(res, k, threshold, hvp_error, restarts, krylov, hvps, hvp_dtype):
+    """The :class:`ConvergenceWarning` of a run whose wanted residuals ``res[:k]`` exceed the
+    acceptance ``threshold`` ((tol + 100ε)·‖H‖, ε of the products the run ended on), or met
+    it without resolving their pair (:func:`resolved`)."""
     small = bool(np.max(res[:k]) <= threshold)
+    accept = f"(tol + 100ε)·‖H‖ = {threshold:.3g}"
     if small:
         dtype = np.dtype(hvp_dtype)
         fix = (f"the products run in {dtype.name}: compute the loss in a wider dtype to resolve "
                "it" if jnp.finfo(dtype).bits < 64 else
                "the products are float64 already, so no probe resolves it")
-        why = (f"the HVP's rounding floor (tol·‖H‖ = {threshold:.3g}) exceeds the distance from "
-               f"the Ritz value to its neighbour or to 0, so the pair is not resolved; {fix}")
+        why = (f"the HVP's rounding floor ({accept}) exceeds the distance from the Ritz value "
+               f"to its neighbour or to 0, so the pair is not resolved; {fix}")
     elif hvp_error > threshold:
-        why = (f"residual {np.max(res[:k]):.3g} > tol·‖H‖ = {threshold:.3g}, but the HVP's own "
-               f"rounding is {hvp_error:.3g}, so no restart can reach it: raise tol above "
-               "that rounding (relative to ‖H‖), or compute the loss in higher precision")
+        why = (f"residual {np.max(res[:k]):.3g} > {accept}, but the HVP's own rounding is "
+               f"{hvp_error:.3g}, so no restart can reach it: raise tol above that rounding "
+               "(relative to ‖H‖), or compute the loss in higher precision")
     else:
-        why = (f"residual {np.max(res[:k]):.3g} > tol·‖H‖ = {threshold:.3g} after {restarts} "
-               f"restarts of up to {krylov} vectors ({hvps} HVPs); raise krylov, max_restarts "
-               "or max_hvps")
+        why = (f"residual {np.max(res[:k]):.3g} > {accept} after {restarts} restarts of up to "
+               f"{krylov} vectors ({hvps} HVPs); raise krylov, max_restarts or max_hvps")
     warnings.warn(f"Lanczos did not converge: {why}. The interval is open on its outer side; "
                   "prob_interval still holds with its stated probability.", ConvergenceWarning,
                   stacklevel=_validate.user_stacklevel())

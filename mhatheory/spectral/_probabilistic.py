@@ -297,7 +297,10 @@ def prior_error(steps: int, c: float) -> float:
     # log T_{k−1}(y) = a + log((1 + e^{−2a})/2), a = (k − 1)·arccosh(y)
     a = (steps - 1) * np.arccosh(y)
     log_t = a + np.log1p(np.exp(-2 * a)) - math.log(2)
-    return float(min(1.0, np.min(eps + np.exp(-2 * (math.log(c) + log_t)))))
+    # a tiny c (failure_prob = 1e-300) makes the second term overflow to +inf where the steps
+    # bound nothing: min(1, ·) reads that as no bound, not as an error
+    with np.errstate(over="ignore"):
+        return float(min(1.0, np.min(eps + np.exp(-2 * (math.log(c) + log_t)))))
 
 
 def steps_needed(rel: float, c: float, cap: int) -> int:
