@@ -65,6 +65,31 @@ def test_density_is_a_probability_measure_and_matches_eigh():
     assert abs(mass.value - np.abs(eigs[eigs < 0]).sum()) < 4 * mass.se + 1e-9
 
 
+def test_a_negative_count_the_quadrature_cannot_resolve_says_so_in_its_bracket():
+    """30 eigenvalues in [−1e-6, 0) and 20 in (0, 1e-6] beside 250 in [0.5, 3]: 20 Lanczos steps
+    put one node for the whole cluster, on one side of 0 or the other (each probe reads 0 or
+    about 50); the Chebyshev–Markov–Stieltjes bracket holds the probes' own exact counts
+    (qᵀ1(H < 0)q, from the eigendecomposition) and spans the cluster it could not split."""
+    eigs = np.concatenate([np.linspace(-1e-6, -1e-8, 30), np.linspace(1e-8, 1e-6, 20),
+                           np.linspace(0.5, 3.0, 250)])
+    A = with_spectrum(eigs, seed=4)
+    key = jax.random.key(2)
+    dens = spectral.spectral_density(quadratic, jnp.ones(300), A, key=key, num_probes=8,
+                                     krylov=20, reortho="full")
+    count = dens.negative_count()
+    lam, V = np.linalg.eigh(A)
+    q = slq_probes(key, 8, 300)
+    exact = 300 * np.mean(np.sum((q @ V[:, lam < 0]) ** 2, axis=1))   # the probes' own counts
+    lo, hi = count.bracket
+    assert lo <= exact <= hi, (lo, exact, hi)
+    assert lo < 5 and hi > 40                     # about the cluster's 50, unplaced
+    # a resolved count: its bracket is narrow around the truth (the last node below −0.1 and
+    # the first above it carry little weight: no eigenvalue within the spacing of −0.1)
+    narrow = dens.negative_count(threshold=0.1)
+    assert narrow.bracket[0] <= 300 * np.mean(np.sum((q @ V[:, lam < -0.1]) ** 2, axis=1)) \
+        <= narrow.bracket[1]
+
+
 def slq_probes(key, num_probes, P):
     """The unit start vectors ``spectral_density`` draws from ``key``: Rademacher signs from
     NumPy's generator seeded by the key's words and stream 0."""

@@ -63,7 +63,8 @@ def probe(config: Config, params, batch, key) -> tuple[dict, spectral.Density, n
     rec["trace_hutchinson"] = {"value": tr.value, "se": tr.se, "hvps": tr.num_hvps}
     for name, est in (("trace_slq", dens.trace()), ("negative_count_slq", dens.negative_count()),
                       ("negative_mass_slq", dens.negative_mass())):
-        rec[name] = {"value": est.value, "se": est.se}
+        rec[name] = {"value": est.value, "se": est.se,
+                     **({} if est.bracket is None else {"bracket": list(est.bracket)})}
     eigs = None
     P = deora.parameter_count(config.d, config.heads)
     if P <= config.dense_max_params:
