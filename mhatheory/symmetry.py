@@ -18,6 +18,7 @@ and the permutation that produced it.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import NamedTuple
 
 import jax
@@ -60,18 +61,30 @@ def _check(fn, tokens, min_len: int, key=None, num_random: int = 1,
 
 
 def permutations(n_free: int, *, key=None, max_exhaustive: int = 6, num_random: int = 50):
-    """All permutations of ``n_free`` items when n_free ≤ max_exhaustive (so (n−1)! for n ≤ 7),
-    else ``num_random`` random ones (the identity excluded)."""
+    """``(perms, exhaustive)``: every permutation of ``n_free`` items but the identity when
+    n_free ≤ max_exhaustive or when there are at most ``num_random`` of them (so n! − 1), else
+    ``num_random`` distinct random ones, the identity excluded (the draws of
+    ``jax.random.split(key, num_random)``, any identity or repeat replaced by further draws)."""
     _validate.positive_int("n_free", n_free, minimum=0)
     _validate.positive_int("max_exhaustive", max_exhaustive, minimum=0)
     _validate.positive_int("num_random", num_random)
     if key is not None:
         _validate.prng_key("key", key)
-    if n_free <= max_exhaustive:
-        return [p for p in itertools.permutations(range(n_free)) if p != tuple(range(n_free))], True
+    identity = tuple(range(n_free))
+    if n_free <= max_exhaustive or math.factorial(n_free) - 1 <= num_random:
+        return [p for p in itertools.permutations(range(n_free)) if p != identity], True
     key = jax.random.key(0) if key is None else key
-    return [tuple(np.asarray(jax.random.permutation(k, n_free)))
-            for k in jax.random.split(key, num_random)], False
+    keys = list(jax.random.split(key, num_random))
+    perms, seen = [], {identity}
+    while len(perms) < num_random:
+        if not keys:                            # a repeat or the identity: draw again
+            key = jax.random.fold_in(key, len(seen))
+            keys = list(jax.random.split(key, num_random - len(perms)))
+        p = tuple(int(x) for x in np.asarray(jax.random.permutation(keys.pop(0), n_free)))
+        if p not in seen:
+            seen.add(p)
+            perms.append(p)
+    return perms, False
 
 
 def _worst(fn, tokens, perms, build, compare):

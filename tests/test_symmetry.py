@@ -2,6 +2,7 @@
 edge case, no target leakage, and the enumerated ceiling."""
 
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -37,6 +38,20 @@ def test_c6_theorem_noncausal_no_pe(layers, pre_ln, residual):
     assert not res.exhaustive and res.num_permutations == 50
     assert res.max_deviation <= F64
     assert symmetry.equivariance(fn, TOKENS[:6]).max_deviation <= F64
+
+
+@pytest.mark.parametrize("n, num_random, exhaustive", [(3, 50, True), (7, 50, False),
+                                                        (8, 300, False)])
+def test_permutations_are_distinct_and_never_the_identity(n, num_random, exhaustive):
+    """n = 3 has 5 non-identity permutations, fewer than asked: all of them, exhaustively; at
+    n = 7 and 8 the random draws repeat and hit the identity (50 of 5,040: a repeat in one
+    draw of four), and are replaced."""
+    perms, exh = symmetry.permutations(n, key=jax.random.key(0), max_exhaustive=0,
+                                       num_random=num_random)
+    assert exh is exhaustive
+    assert len(perms) == (5 if exhaustive else num_random) == len(set(perms))
+    assert tuple(range(n)) not in perms
+    assert all(sorted(p) == list(range(n)) for p in perms)
 
 
 def test_c6_corollary_123_plus_456_equals_654_plus_321():
