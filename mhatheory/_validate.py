@@ -42,8 +42,10 @@ def int_array(name: str, value) -> np.ndarray:
     if arr.size == 0:
         return arr.astype(int)
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be integers, got {arr.tolist()} (a cast would truncate "
-                         "2.7 to 2).")
+        what = ("booleans, not indices (a mask would read True as sample 1)"
+                if arr.dtype.kind == "b" else f"of dtype {arr.dtype}: a cast to int would "
+                "truncate fractions silently")
+        raise ValueError(f"{name} must be integer indices, got {arr.tolist()}, {what}.")
     return arr
 
 

@@ -66,8 +66,8 @@ def gather(pool, idx):
 
 def _sample_indices(which, n: int) -> np.ndarray:
     """``which`` as a flat integer array of sample indices in [0, n), checked: a gather inside
-    a compiled program would clamp an index ≥ n to the last sample, and an int cast would
-    truncate 2.7 to 2, both silently."""
+    a compiled program would clamp an index ≥ n to the last sample, an int cast would truncate
+    2.7 to 2, and a repeated sample would count twice, all silently."""
     arr = _validate.int_array("which", which)
     if arr.size == 0:
         raise ValueError("which must name one or more samples, got none.")
@@ -75,6 +75,11 @@ def _sample_indices(which, n: int) -> np.ndarray:
     if bad.size:
         raise ValueError(f"which names samples {bad.tolist()} outside the data's {n} samples "
                          f"(indices 0..{n - 1}).")
+    values, counts = np.unique(arr, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"which names samples {values[counts > 1].tolist()} more than once: "
+                         "each sample is left out or replaced once (a repeat would count twice "
+                         "in ε₁).")
     return arr
 
 
@@ -83,8 +88,11 @@ def _sample_count(pool) -> int:
     if not leaves:
         raise ValueError("pool has no array leaves; pass the training data (followed by any "
                          "fresh draws) with a leading sample axis.")
-    sizes = {int(np.shape(a)[0]) if np.ndim(a) else -1 for a in leaves}
-    if len(sizes) != 1 or -1 in sizes:
+    if any(np.ndim(a) == 0 for a in leaves):
+        raise ValueError("every leaf of pool must have a leading sample axis; a scalar leaf has "
+                         "none (pass a per-sample array, or close over the constant in loss_fn).")
+    sizes = {int(np.shape(a)[0]) for a in leaves}
+    if len(sizes) != 1:
         raise ValueError(f"every leaf of pool must have the same leading sample axis, got "
                          f"leading sizes {sorted(sizes)}.")
     return sizes.pop()
@@ -171,7 +179,15 @@ def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
     _validate.float_params(params0, "params0")
     _validate.finite_tree(params0, "params0")
     _validate.finite_tree(pool, "pool")
-    _validate.loss_inputs(loss_fn, params0, (pool,))
+    try:
+        _validate.loss_inputs(loss_fn, params0, (pool,))
+    except ValueError as err:
+        if "could not be evaluated" not in str(err):
+            raise
+        raise ValueError(f"{str(err).rstrip('.')}. retrain calls loss_fn(params, data) with "
+                         "data one pytree of samples (the pool's rows it trains on): a loss "
+                         "of (params, x, y) is passed as lambda params, data: "
+                         "loss(params, *data) with pool=(x, y).") from err
     # and traced on one retraining's data, whose sample count is not the pool's (a loss that
     # fixes its batch size fails here, before any work)
     rows = jax.tree.map(lambda a: jax.ShapeDtypeStruct((idx.shape[1],) + np.shape(a)[1:],
@@ -209,7 +225,32 @@ def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
         finals.append(jax.tree.map(lambda a, keep=keep: np.asarray(a)[:keep], p))
         dists.append(np.asarray(d)[:keep])
     params = jax.tree.map(lambda *a: np.concatenate(a), *finals)
-    return Retrained(params, np.concatenate(dists))
+    dist = np.concatenate(dists)
+    _check_retrainings(params, dist, idx, lr)
+    return Retrained(params, dist)
+
+
+def _check_retrainings(params, dist, idx, lr: float) -> None:
+    """Raise :class:`~mhatheory.train.DivergenceError` naming the retrainings (rows of ``idx``)
+    whose final parameters or distances to the full-data trajectory are NaN/Inf, as
+    :func:`mhatheory.train.gd` does for one run."""
+    bad = ~np.all(np.isfinite(dist), axis=1)
+    for leaf in jax.tree.leaves(params):
+        bad |= ~np.all(np.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad)
+
+    def where(r):
+        row = [int(i) for i in idx[r]]
+        return f"row {r} of idx (trains on pool samples {row[:8]}{' …' if len(row) > 8 else ''})"
+
+    named = "; ".join(where(int(r)) for r in rows[:3])
+    raise train.DivergenceError(
+        f"{len(rows)} of {len(idx)} retrainings diverged (NaN/Inf parameters or distance to the "
+        f"full-data trajectory at lr={lr:g}): {named}{'; …' if len(rows) > 3 else ''}. Check "
+        "the samples they train on (a sample that makes the loss NaN), or try a smaller step "
+        f"size, e.g. lr={lr / 10:g}.")
 
 
 def base_trajectory(loss_fn, params0, batch, steps, lr):
@@ -256,7 +297,10 @@ def smooth_bound(beta: float, train_loss: float, eps2: float) -> SmoothBound:
         >>> round(b.gamma, 6), round(b.bound, 6)
         (14.142136, 0.151421)
     """
-    if eps2 <= 0:
+    beta = _validate.non_negative_float("beta", beta)
+    train_loss = _validate.non_negative_float("train_loss", train_loss)
+    eps2 = _validate.non_negative_float("eps2", eps2)
+    if eps2 == 0:
         return SmoothBound(0.0, math.inf)
     gamma = math.sqrt(2 * beta * train_loss / eps2) if train_loss > 0 else 0.0
     return SmoothBound(math.sqrt(2 * beta * train_loss * eps2) + beta * eps2 / 2, gamma)

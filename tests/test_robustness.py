@@ -635,9 +635,15 @@ def stability_rows() -> list[Row]:
             lambda v: retrain(idx=v), r"gives each retraining no samples .* n >= 2"),
         Row("stability.retrain", "steps", bad_positive_int(1), lambda v: retrain(steps=v),
             r"steps must be"),
-        *[Row(f"stability.{f.__name__}", "which", st.sampled_from([[N], [N + 5], [-1], [1.7]]),
-              lambda v, f=f: f(N, v), r"\bwhich (names samples|must be integers)")
+        *[Row(f"stability.{f.__name__}", "which", st.sampled_from(
+              [[N], [N + 5], [-1], [1.7], [True], [0, 1, 0]]),
+              lambda v, f=f: f(N, v), r"\bwhich (names samples|must be integer indices)")
           for f in (stability.loo_indices, stability.replace_indices)],
+        *[Row("stability.smooth_bound", name, st.sampled_from([-1.0, math.nan, math.inf]),
+              lambda v, name=name: stability.smooth_bound(**{**{"beta": 1.0, "train_loss": 0.1,
+                                                                 "eps2": 0.01}, name: v}),
+              rf"\b{name} must be")
+          for name in ("beta", "train_loss", "eps2")],
         Row("stability.retrain", "loss with a fixed batch size", st.just(None),
             lambda v: retrain(loss_fn=lambda p, b: deora.loss_fn(
                 p, jax.tree.map(lambda a: a.reshape((N,) + a.shape[1:]), b)),

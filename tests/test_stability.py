@@ -145,3 +145,24 @@ def test_retrain_takes_any_loss_and_any_data_pytree():
     with pytest.raises(ValueError, match="must index the pool's 12 samples"):
         stability.retrain(_regression_loss, params0, pool, idx + 5, steps=30, lr=0.3,
                           base_traj=base)
+
+
+def test_a_retraining_that_diverges_is_named_and_a_loss_of_x_y_is_told_how_to_take_data():
+    """A fresh sample that makes the loss NaN (√ of a negative input) diverges the replace-one
+    retraining that trains on it: DivergenceError names its row and samples, as train.gd names
+    its step; a loss of (params, x, y) is told that retrain passes one data pytree."""
+    def loss(p, data):
+        x, y = data
+        return jnp.mean((jnp.sqrt(x[:, 0] + 1.0) * p["w"] - y) ** 2)
+
+    x = jnp.array([[0.5], [1.0], [2.0], [3.0], [1.5], [-5.0]])  # the second fresh one: √(−4)
+    y = jnp.array([1.0, 2.0, 3.0, 4.0, 2.5, 5.0])
+    p0 = {"w": jnp.array(0.1)}
+    _, base = stability.base_trajectory(loss, p0, (x[:4], y[:4]), 5, 0.1)
+    with pytest.raises(train.DivergenceError, match=r"1 of 2 retrainings diverged .* row 1 of "
+                                                    r"idx \(trains on pool samples \[0, 5, 2, 3\]"):
+        stability.retrain(loss, p0, (x, y), stability.replace_indices(4, [0, 1]), steps=5,
+                          lr=0.1, base_traj=base, devices=ONE)
+    with pytest.raises(ValueError, match=r"retrain calls loss_fn\(params, data\)"):
+        stability.retrain(lambda p, x, y: loss(p, (x, y)), p0, (x, y),
+                          stability.loo_indices(4, [0]), steps=5, lr=0.1, base_traj=base)
