@@ -156,16 +156,9 @@ def warn_lower_precision(loss_fn, params, *args, derivative=None,
     except Exception:  # noqa: BLE001 - a guard must never break a probe that would run
         return []
     if found:
-        ops = sorted({f"{op.primitive} → {op.dtype} at {op.where}" for op in found})
-        shown = "; ".join(ops[:5]) + (f"; … {len(ops) - 5} more" if len(ops) > 5 else "")
+        shown, lowest, rel = _summary(found)
         kind = f"float{bits}"
-        lowest = min((op.dtype for op in found), key=lambda d: jnp.finfo(d).bits)
-        rel = float(jnp.finfo(lowest).eps)
-        fix = ("compute in float64 throughout; for flax attention use "
-               "mhatheory.attention.MultiHeadAttention, or nnx.MultiHeadAttention(..., "
-               "attention_fn=mhatheory.attention.flax_attention_fn)" if bits >= 64 else
-               f"compute in {kind} throughout (e.g. the modules' dtype= and any .astype "
-               "inside the loss), or probe the model in the lower precision on purpose")
+        fix = _fix(bits, "probe the model in the lower precision on purpose")
         if widened_from is None:
             what = (f"the loss has {kind} parameters but {len(found)} operation(s) compute in "
                     f"lower precision")
@@ -182,6 +175,46 @@ def warn_lower_precision(loss_fn, params, *args, derivative=None,
             "their rounding estimate and symmetry test measure it, but a fixed error that is "
             "linear in the vector and symmetric (a saturated softmax can make one) passes both "
             f"unseen, and no interval covers it. Fix: {fix}.",
+            PrecisionWarning, stacklevel=_validate.user_stacklevel())
+    return found
+
+
+def _summary(found: list[LowPrecisionOp]) -> tuple[str, str, float]:
+    """``(shown, lowest, rel)``: the first five distinct operations as text, the lowest dtype
+    among them and its relative rounding."""
+    ops = sorted({f"{op.primitive} → {op.dtype} at {op.where}" for op in found})
+    shown = "; ".join(ops[:5]) + (f"; … {len(ops) - 5} more" if len(ops) > 5 else "")
+    lowest = min((op.dtype for op in found), key=lambda d: jnp.finfo(d).bits)
+    return shown, lowest, float(jnp.finfo(lowest).eps)
+
+
+def _fix(bits: int, on_purpose: str) -> str:
+    """The fix a precision warning names for a computation meant to run in float``bits``."""
+    if bits >= 64:
+        return ("compute in float64 throughout; for flax attention use "
+                "mhatheory.attention.MultiHeadAttention, or nnx.MultiHeadAttention(..., "
+                "attention_fn=mhatheory.attention.flax_attention_fn)")
+    return (f"compute in float{bits} throughout (e.g. the modules' dtype= and any .astype "
+            f"inside the function), or {on_purpose}")
+
+
+def warn_below_outputs(closed, what: str) -> list[LowPrecisionOp]:
+    """Warn (:class:`PrecisionWarning`) where the traced function ``closed`` (a ``ClosedJaxpr``)
+    computes below the precision of its own floating outputs (a float64 output through a
+    float32 softmax), so that a deviation it is checked for to that precision's rounding has a
+    floor of the lower one's; returns the list. Nothing is computed."""
+    bits = max((jnp.finfo(a.dtype).bits for a in closed.out_avals
+                if jnp.issubdtype(a.dtype, jnp.floating)), default=0)
+    found: list[LowPrecisionOp] = []
+    if bits >= 32:
+        _walk(closed.jaxpr, bits, found)
+    if found:
+        shown, lowest, rel = _summary(found)
+        warnings.warn(
+            f"{what} returns float{bits} but {len(found)} operation(s) compute in lower "
+            f"precision ({shown}): its outputs carry {lowest}'s rounding (≈{rel:.0e} "
+            f"relative), so a deviation measured on them is at that floor, not float{bits}'s. "
+            f"Fix: {_fix(bits, f'compare deviations with {lowest} tolerances')}.",
             PrecisionWarning, stacklevel=_validate.user_stacklevel())
     return found
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mhatheory import _validate
+from mhatheory import _validate, precision
 
 
 class SymmetryResult(NamedTuple):
@@ -52,11 +52,12 @@ def _check(fn, tokens, min_len: int, key=None, num_random: int = 1,
     if key is not None:
         _validate.prng_key("key", key)
     tokens = jnp.asarray(tokens)
-    out = jax.eval_shape(fn, tokens)                    # traced only: nothing runs
+    closed, out = jax.make_jaxpr(fn, return_shape=True)(tokens)    # traced only: nothing runs
     if not hasattr(out, "shape") or len(out.shape) == 0 or out.shape[0] != tokens.shape[0]:
         got = list(out.shape) if hasattr(out, "shape") else type(out).__name__
         raise ValueError(f"fn must map tokens [T] to outputs [T, ...] (a row per position), got "
                          f"{got} for T = {tokens.shape[0]}.")
+    precision.warn_below_outputs(closed, "fn")
     return tokens
 
 

@@ -2,6 +2,8 @@
 edge case, no target leakage, and the enumerated ceiling."""
 
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from conftest import compiled
 from flax import nnx
 
-from mhatheory import symmetry
+from mhatheory import precision, symmetry
 from mhatheory.models import DecoderTransformer
 from mhatheory.tasks import addition
 
@@ -52,6 +54,22 @@ def test_permutations_are_distinct_and_never_the_identity(n, num_random, exhaust
     assert len(perms) == (5 if exhaustive else num_random) == len(set(perms))
     assert tuple(range(n)) not in perms
     assert all(sorted(p) == list(range(n)) for p in perms)
+
+
+def test_a_function_computing_below_its_outputs_precision_is_warned_about():
+    """A float64 output through float32 arithmetic (flax's default attention softmax does this)
+    has float32's rounding floor, which no float64 symmetry tolerance allows for."""
+    def low(t):
+        return jnp.cumsum(jnp.sin(t.astype(jnp.float32))).astype(jnp.float64)[:, None]
+
+    def high(t):
+        return jnp.cumsum(jnp.sin(t.astype(jnp.float64)))[:, None]
+
+    with pytest.warns(precision.PrecisionWarning, match="fn returns float64 but .* float32"):
+        symmetry.last_position_invariance(low, jnp.arange(5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", precision.PrecisionWarning)
+        symmetry.last_position_invariance(high, jnp.arange(5))
 
 
 def test_c6_corollary_123_plus_456_equals_654_plus_321():
