@@ -1,7 +1,6 @@
 """Checks C6–C9 of notes/symmetry.md: the theorem, its negative controls, the one-layer causal
 edge case, no target leakage, and the enumerated ceiling."""
 
-
 import warnings
 
 import jax
