@@ -78,9 +78,23 @@ def _check_mask_dtype(mask) -> None:
                          "float mask (0 / -inf) belongs in bias=, not mask=.")
 
 
+def _check_bias(bias) -> None:
+    """An additive bias: −inf allowed (a key that may not be attended), NaN and +inf not (when
+    concrete)."""
+    if isinstance(bias, jax.core.Tracer):
+        return
+    b = np.asarray(bias)
+    bad = np.isnan(b) | (b == np.inf)
+    if bad.any():
+        raise ValueError(f"bias contains {int(bad.sum())} NaN/+inf value(s); an additive bias "
+                         "takes finite values, and -inf for a key that may not be attended.")
+
+
 def attention_weights(q, k, mask=None, bias=None):
     """softmax(q kᵀ/√d_k + bias) over keys: ``q [..., Tq, dk]``, ``k [..., Tk, dk]`` →
-    ``[..., Tq, Tk]``. Rows sum to 1 (0 for a fully masked row); masked entries are exactly 0."""
+    ``[..., Tq, Tk]``. Rows sum to 1 (0 for a fully masked row); masked entries are exactly 0.
+    A −inf in ``bias`` masks its entry like ``mask=False``, so a row of −inf is fully masked
+    (0), not 0/0."""
     _check_array("q", q, "[..., Tq, dk]")
     _check_array("k", k, "[..., Tk, dk]")
     if mask is not None:
@@ -91,7 +105,11 @@ def attention_weights(q, k, mask=None, bias=None):
                          f"(q {list(q.shape)}, k {list(k.shape)}).")
     scores = jnp.einsum("...qe,...ke->...qk", q, k) / math.sqrt(q.shape[-1])
     if bias is not None:
-        scores = scores + lead(bias, scores.ndim)
+        _check_bias(bias)
+        bias = lead(jnp.asarray(bias), scores.ndim)
+        open_ = bias > -jnp.inf
+        scores = scores + jnp.where(open_, bias, 0.0)
+        mask = open_ if mask is None else lead(jnp.asarray(mask, bool), scores.ndim) & open_
     if mask is None:
         return jax.nn.softmax(scores, axis=-1)
     _check_mask(mask, q.shape[-2], k.shape[-2])

@@ -49,6 +49,16 @@ def test_c2_weights_are_distributions_and_masked_entries_are_zero(shape, seed):
     rows = np.asarray(mask).any(1)
     np.testing.assert_allclose(w.sum(1)[rows], 1.0, atol=F64)
     assert np.all(w.sum(1)[~rows] == 0.0)  # fully masked rows: zeros, not NaN
+    # the same mask as an additive bias (0 / −inf) gives the same weights, bit for bit
+    bias = jnp.where(mask, 0.0, -jnp.inf)
+    np.testing.assert_array_equal(np.asarray(A.attention_weights(q, k, bias=bias)), w)
+
+
+def test_a_bias_of_nan_or_plus_inf_is_refused():
+    q = k = jnp.ones((2, 4))
+    for bad in (jnp.nan, jnp.inf):
+        with pytest.raises(ValueError, match=r"bias contains 1 NaN/\+inf value"):
+            A.attention_weights(q, k, bias=jnp.zeros((2, 2)).at[0, 1].set(bad))
 
 
 def _mha(d=16, h=4, seed=0, **kw):
