@@ -117,6 +117,16 @@ def test_symmetry_resumes_mid_training_from_an_orbax_checkpoint(tmp_path, monkey
     assert row["trained_invariance_max"] <= 1e-10 and row["under_ceiling"]
 
 
+def test_symmetry_cell_names_are_file_names():
+    """The residual spec off:K becomes off-K in the names of the cells' records and
+    checkpoints (a colon is not a file name on every system)."""
+    cfg = symmetry_sweep.Config(**{**TINY_SYM, "residual_grid": ("all", "off:0"),
+                                   "noncausal_residual_ablation": True})
+    names = [name for name, _ in symmetry_sweep.plan(cfg)]
+    assert names == ["noncausal_none_res-all_seed0", "noncausal_none_res-off-0_seed0"]
+    assert [spec["residual"] for _, spec in symmetry_sweep.plan(cfg)] == ["all", "off:0"]
+
+
 def test_seq2seq_smoke(tmp_path):
     final = seq2seq.run(seq2seq.Config(length=4, vocab=6, d_model=16, heads=2, layers=1,
                                        train_pool=500, num_test=50, batch=16, steps=20,

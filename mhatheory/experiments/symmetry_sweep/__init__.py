@@ -17,11 +17,12 @@ from mhatheory.experiments.symmetry_sweep.experiment import (
     Summary,
     build,
     correlations,
+    plan,
     run,
     summarise,
     train_cell,
     variants,
 )
 
-__all__ = ["Config", "FULL", "Summary", "build", "correlations", "run", "summarise", "train_cell",
-           "variants"]
+__all__ = ["Config", "FULL", "Summary", "build", "correlations", "plan", "run", "summarise",
+           "train_cell", "variants"]

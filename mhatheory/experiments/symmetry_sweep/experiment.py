@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -155,6 +156,9 @@ def train_cell(config: Config, spec: dict, data, folder: Path, progress: bool) -
             nnx.replace_by_pure_dict(s, restored["state"][key])
             nnx.update(obj, s)
         curve = restored["curve"]["curve"]
+        if progress:
+            tqdm.write(f"{spec['name']}: resumed from its checkpoint at step {start} of "
+                       f"{config.steps}", file=sys.stderr)
     train_seqs, test = data
     for step in tqdm(range(start + 1, config.steps + 1), desc=spec["name"], leave=False,
                      disable=not progress):
@@ -212,6 +216,16 @@ class Summary(NamedTuple):
     figures: dict
 
 
+def plan(config: Config) -> list[tuple[str, dict]]:
+    """Every cell as ``(name, spec)``, a variant and a seed each; the names are file and folder
+    names (the cell's record, its checkpoints), so the residual spec "off:K" is written
+    "off-K" in them."""
+    return [(name, {"mode": m, "positional": pe, "residual": r, "seed": config.seed + s,
+                    "name": name})
+            for m, pe, r in variants(config) for s in range(config.seeds)
+            for name in [f"{m}_{pe}_res-{r.replace(':', '-')}_seed{s}"]]
+
+
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False) -> Summary:
     """Every cell (resumable), the table against the ceilings, the figures, ``results.json``."""
     out = Path(out_dir)
@@ -219,10 +233,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False) ->
     data = ad.split(config.num_train, config.num_test, lo=config.lo, hi=config.hi,
                     reverse_answer=config.reverse_answer, seed=config.seed)
     ceil = ad.ceilings(config.lo, config.hi, config.reverse_answer)
-    cells = [(f"{m}_{pe}_res-{r}_seed{s}",
-              {"mode": m, "positional": pe, "residual": r, "seed": config.seed + s,
-               "name": f"{m}_{pe}_res-{r}_seed{s}"})
-             for m, pe, r in variants(config) for s in range(config.seeds)]
+    cells = plan(config)
     payloads = run_cells(out, cells, lambda spec: train_cell(config, spec, data, out, progress),
                          resume=resume, progress=progress, desc="symmetry cells",
                          config=config, ignore=_not_in_cells(config))
