@@ -88,6 +88,14 @@ def test_a_negative_count_the_quadrature_cannot_resolve_says_so_in_its_bracket()
     narrow = dens.negative_count(threshold=0.1)
     assert narrow.bracket[0] <= 300 * np.mean(np.sum((q @ V[:, lam < -0.1]) ** 2, axis=1)) \
         <= narrow.bracket[1]
+    # the negative mass Σ|λ<0| = ∫_floor^0 #{λ < x} dx between the same bounds, from any floor
+    # below λmin; the probes' own masses inside it
+    mass = 300 * np.mean(np.sum((q @ V[:, lam < 0]) ** 2 * -lam[lam < 0], axis=1))
+    for floor in (lam[0], 2 * lam[0]):
+        lo, hi = dens.negative_mass(floor=floor).bracket
+        assert lo <= mass <= hi, (floor, lo, mass, hi)
+    assert dens.negative_mass().bracket is None
+    assert dens.negative_mass(floor=1.0).bracket == (0.0, 0.0)
 
 
 def slq_probes(key, num_probes, P):

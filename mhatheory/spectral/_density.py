@@ -157,23 +157,45 @@ class Density(NamedTuple):
         arithmetic; without reorthogonalisation they hold for the nearby measure whose exact
         quadrature the recurrence computes (module docstring)."""
         x = -float(threshold)
+        lo, hi = self._cdf_bracket(np.array([x]))
+        bracket = (self.dim * float(np.mean(lo)), self.dim * float(np.mean(hi)))
+        return self._per_probe(self.nodes < x)._replace(bracket=bracket)
+
+    def negative_mass(self, floor: float | None = None) -> Estimate:
+        """Estimated Σ_{λ<0} |λ| with standard error; with ``floor``, a lower bound on λmin (a
+        λmin probe's ``prob_interval[0]``), also the ``bracket`` the quadrature's resolution
+        leaves: Σ_{λ<0} |λ| = ∫_floor^0 #{λ < x} dx, integrated between the per-probe bounds of
+        :meth:`negative_count`'s Chebyshev–Markov–Stieltjes bracket (exact, the integrands
+        being constant between nodes)."""
+        est = self._per_probe(np.abs(self.nodes) * (self.nodes < 0))
+        if floor is None:
+            return est
+        floor = float(floor)
+        if not math.isfinite(floor):
+            raise ValueError(f"floor must be a finite lower bound on λmin, got {floor}.")
+        if floor >= 0:
+            return est._replace(bracket=(0.0, 0.0))
+        # the integrands are constant between consecutive nodes in (floor, 0): one point each
+        cuts = np.unique(np.concatenate([[floor, 0.0],
+                                         self.nodes[(self.nodes > floor) & (self.nodes < 0)]]))
+        widths, mids = np.diff(cuts), 0.5 * (cuts[:-1] + cuts[1:])
+        lo, hi = self._cdf_bracket(mids)
+        return est._replace(bracket=(self.dim * float(np.mean(lo @ widths)),
+                                     self.dim * float(np.mean(hi @ widths))))
+
+    def _cdf_bracket(self, xs) -> tuple[np.ndarray, np.ndarray]:
+        """Per probe and point x of ``xs``, the Chebyshev–Markov–Stieltjes bounds on the probe's
+        measure of (−∞, x) (``[N, len(xs)]`` each; :meth:`negative_count`): with c nodes below
+        x and S_j the sum of the first j weights (ascending nodes), S_{c−1} ≤ μ ≤ S_{c+1}."""
         order = np.argsort(self.nodes, axis=1, kind="stable")
         nodes = np.take_along_axis(self.nodes, order, axis=1)
         weights = np.take_along_axis(self.weights, order, axis=1)
-        below = nodes < x
-        inside = np.sum(weights * below, axis=1)
-        n_below = np.sum(below, axis=1)
-        rows = np.arange(nodes.shape[0])
         m = nodes.shape[1]
-        last = np.where(n_below > 0, weights[rows, np.maximum(n_below - 1, 0)], 0.0)
-        first = np.where(n_below < m, weights[rows, np.minimum(n_below, m - 1)], 0.0)
-        lo = self.dim * float(np.mean(np.maximum(inside - last, 0.0)))
-        hi = self.dim * float(np.mean(np.minimum(inside + first, 1.0)))
-        return self._per_probe(self.nodes < x)._replace(bracket=(lo, hi))
-
-    def negative_mass(self) -> Estimate:
-        """Estimated Σ_{λ<0} |λ| with standard error."""
-        return self._per_probe(np.abs(self.nodes) * (self.nodes < 0))
+        sums = np.concatenate([np.zeros((len(nodes), 1)), np.cumsum(weights, axis=1)], axis=1)
+        c = np.sum(nodes[:, None, :] < np.asarray(xs, float)[None, :, None], axis=2)
+        lo = np.take_along_axis(sums, np.maximum(c - 1, 0), axis=1)
+        hi = np.minimum(np.take_along_axis(sums, np.minimum(c + 1, m), axis=1), 1.0)
+        return lo, hi
 
     def trace(self) -> Estimate:
         """tr H = P·E[Σ τ_j θ_j], with standard error (a second trace estimator)."""
