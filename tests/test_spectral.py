@@ -235,6 +235,12 @@ def test_track_of_a_trajectory_without_stored_params_names_record_steps():
         spectral.track(lambda p, c: jnp.sum(c * p ** 4), traj, 1.0, key=jax.random.key(0))
 
 
+def test_track_names_the_stored_theta_that_is_not_finite():
+    stacked = jnp.stack([jnp.ones(3), jnp.full(3, jnp.nan), 2 * jnp.ones(3), jnp.ones(3)])
+    with pytest.raises(ValueError, match=r"at 1 of the 4 stored θ: indices 1 along the leading"):
+        spectral.track(lambda x: jnp.sum(x ** 4), stacked, key=jax.random.key(0))
+
+
 def test_memory_guard_raises_before_allocating():
     params = {"w": jnp.zeros(100_000)}  # 3·P²·8 B = 240 GB
     with pytest.raises(spectral.DenseTooLargeError, match="method='lanczos'"):

@@ -55,13 +55,23 @@ def track(loss_fn, params_at, *args, steps=None, which=(Which.SMALLEST, Which.LA
                          "record_steps; pass record_steps=[...] to train.gd and its Trajectory "
                          "to track.")
     _validate.float_params(params_at, "params_at")
-    _validate.finite_tree(params_at, "params_at")
     sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(params_at)}
     if len(sizes) != 1 or None in sizes or 0 in sizes:
         raise ValueError("params_at must stack the parameters over a leading axis of the same "
                          f"length S >= 1 on every leaf (e.g. Trajectory.params_at), got leading "
                          f"sizes {sorted(sizes, key=str)}.")
     num = sizes.pop()
+    try:
+        _validate.finite_tree(params_at, "params_at")
+    except ValueError as err:
+        bad = np.zeros(num, bool)
+        for leaf in jax.tree.leaves(params_at):
+            bad |= ~np.all(np.isfinite(np.asarray(leaf).reshape(num, -1)), axis=1)
+        where = np.flatnonzero(bad)
+        named = ", ".join(str(int(i)) for i in where[:8]) + (" …" if len(where) > 8 else "")
+        raise ValueError(f"{str(err).rstrip('.')} (at {len(where)} of the {num} stored θ: "
+                         f"indices {named} along the leading axis); probe the finite ones, e.g. "
+                         "the steps before a divergence.") from None
     steps = list(range(num)) if steps is None else list(steps)
     if len(steps) != num:
         raise ValueError(f"steps must hold one step per stored θ ({num}), got {len(steps)}.")
