@@ -157,7 +157,10 @@ def retrain(loss_fn, params0, pool, idx, *, steps: int, lr: float, base_traj,
     ``loss_fn(params, data)`` is any loss and ``pool`` any data pytree whose leaves share a
     leading sample axis (a :class:`~mhatheory.data.Batch`, ``(x, y)``, a dict): retraining r
     trains on ``gather(pool, idx[r])``. ``base_traj`` is the full-data trajectory θ_1..θ_K
-    flattened, ``[K, P]``."""
+    flattened, ``[K, P]``, from :func:`base_trajectory` with the same loss, θ_0, training
+    samples, steps and lr: only its shape and finiteness are checked, and one from another lr
+    or data gives wrong ``distance`` rows (ε₁ from :func:`model_stability` compares final
+    parameters and does not use it)."""
     from tqdm.auto import tqdm
 
     steps = _validate.positive_int("steps", steps)
