@@ -111,11 +111,13 @@ class Hutchinson:
 
 class Density(NamedTuple):
     """SLQ nodes and weights per probe (``[N, m]`` each) for an operator of ``dim``
-    coordinates."""
+    coordinates whose products round at ``hvp_unit`` (their dtype's unit roundoff; 0: the
+    nodes' own)."""
 
     nodes: np.ndarray
     weights: np.ndarray
     dim: int
+    hvp_unit: float = 0.0
 
     def _per_probe(self, values) -> Estimate:
         per = self.dim * np.sum(self.weights * values, axis=1)
@@ -147,15 +149,20 @@ class Density(NamedTuple):
         A probe's Gauss quadrature (nodes θ_1 < … < θ_m, weights τ_j) brackets its measure's
         distribution function by the Chebyshev–Markov–Stieltjes inequalities (Szegő,
         *Orthogonal Polynomials*, §3.41): Σ_{i<j} τ_i ≤ μ((−∞, θ_j)) and
-        μ((−∞, θ_j]) ≤ Σ_{i≤j} τ_i. So μ((−∞, x)) lies within the quadrature's own read-out
-        less the weight of the last node below x and plus the weight of the first node at or
-        above it; ``bracket`` is dim times the probe average of those two ends (so its own
+        μ((−∞, θ_j]) ≤ Σ_{i≤j} τ_i. So, with c nodes below x and S_j the sum of the first j
+        weights, S_{c−1} ≤ μ((−∞, x)) ≤ S_{c+1}: the quadrature's own read-out S_c less the
+        weight of the last node below x, plus the weight of the first at or above it. The
+        computed nodes are those of a nearby measure (module docstring), whose copies of an
+        eigenvalue (ghosts, or the near-zero-weight nodes a restart after a breakdown adds)
+        can sit within rounding of it on either side and use up that one node of slack: a
+        threshold on an eigenvalue (0, with an exact null space) then got a bracket of zero
+        width that missed its whole weight. So the bounds are read at x ∓ r, r the nodes'
+        rounding (:meth:`rounding`), μ being monotone: every node within r of x counts as
+        unplaced. ``bracket`` is dim times the probe average of the two ends (its own
         Monte-Carlo error is the ``se``'s size). The ``se`` sees only the probes' spread: where
         eigenvalues crowd within the nodes' spacing of −threshold (a trained model's bulk
         around 0), every probe can put its node on one side and report 0 ± 0, and the bracket
-        is what says how many the quadrature could not place. The inequalities hold in exact
-        arithmetic; without reorthogonalisation they hold for the nearby measure whose exact
-        quadrature the recurrence computes (module docstring)."""
+        is what says how many the quadrature could not place."""
         x = -float(threshold)
         lo, hi = self._cdf_bracket(np.array([x]))
         bracket = (self.dim * float(np.mean(lo)), self.dim * float(np.mean(hi)))
@@ -165,36 +172,59 @@ class Density(NamedTuple):
         """Estimated Σ_{λ<0} |λ| with standard error; with ``floor``, a lower bound on λmin (a
         λmin probe's ``prob_interval[0]``), also the ``bracket`` the quadrature's resolution
         leaves: Σ_{λ<0} |λ| = ∫_floor^0 #{λ < x} dx, integrated between the per-probe bounds of
-        :meth:`negative_count`'s Chebyshev–Markov–Stieltjes bracket (exact, the integrands
-        being constant between nodes)."""
+        :meth:`negative_count` (exact, the integrands being constant between the points
+        θ_j ∓ r). A floor above a node (less its rounding) is no lower bound on λmin, every
+        Ritz value lying in [λmin, λmax], and is refused."""
         est = self._per_probe(np.abs(self.nodes) * (self.nodes < 0))
         if floor is None:
             return est
         floor = float(floor)
+        r = self.rounding()
         if not math.isfinite(floor):
             raise ValueError(f"floor must be a finite lower bound on λmin, got {floor}.")
+        low = float(np.min(self.nodes + r[:, None]))
+        if floor > low:
+            raise ValueError(f"floor={floor:.6g} lies above an SLQ node ({low:.6g} with its "
+                             "rounding), so it is no lower bound on λmin (every node lies in "
+                             "[λmin, λmax]): pass a λmin probe's prob_interval[0].")
         if floor >= 0:
             return est._replace(bracket=(0.0, 0.0))
-        # the integrands are constant between consecutive nodes in (floor, 0): one point each
-        cuts = np.unique(np.concatenate([[floor, 0.0],
-                                         self.nodes[(self.nodes > floor) & (self.nodes < 0)]]))
+        # the integrands are constant between consecutive points θ_j ∓ r in (floor, 0)
+        ends = np.concatenate([(self.nodes - r[:, None]).ravel(),
+                               (self.nodes + r[:, None]).ravel()])
+        cuts = np.unique(np.concatenate([[floor, 0.0], ends[(ends > floor) & (ends < 0)]]))
         widths, mids = np.diff(cuts), 0.5 * (cuts[:-1] + cuts[1:])
         lo, hi = self._cdf_bracket(mids)
         return est._replace(bracket=(self.dim * float(np.mean(lo @ widths)),
                                      self.dim * float(np.mean(hi @ widths))))
 
+    def rounding(self) -> np.ndarray:
+        """r per probe: how far its computed nodes may sit from the nearby measure's, taken as
+        the margin η of the λ probes' ends without a measured HVP error,
+        (2(√dim + m)·u + 8·u_h)·max|θ| (Paige's O((√P + m)·u·‖T‖) for the recurrence, u_h the
+        products' unit roundoff; as :func:`._recurrence._prob_stop`)."""
+        u = float(np.finfo(self.nodes.dtype).eps) / 2
+        u_h = self.hvp_unit or u
+        m = self.nodes.shape[1]
+        return (2 * (math.sqrt(self.dim) + m) * u + 8 * u_h) * np.max(np.abs(self.nodes), axis=1)
+
     def _cdf_bracket(self, xs) -> tuple[np.ndarray, np.ndarray]:
-        """Per probe and point x of ``xs``, the Chebyshev–Markov–Stieltjes bounds on the probe's
-        measure of (−∞, x) (``[N, len(xs)]`` each; :meth:`negative_count`): with c nodes below
-        x and S_j the sum of the first j weights (ascending nodes), S_{c−1} ≤ μ ≤ S_{c+1}."""
+        """Per probe and point x of ``xs``, the bounds of :meth:`negative_count` on the probe's
+        measure of (−∞, x) (``[N, len(xs)]`` each): S_{c−1} with c the nodes below x − r, and
+        S_{c+1} with c the nodes below x + r."""
         order = np.argsort(self.nodes, axis=1, kind="stable")
         nodes = np.take_along_axis(self.nodes, order, axis=1)
         weights = np.take_along_axis(self.weights, order, axis=1)
         m = nodes.shape[1]
+        r = self.rounding()[:, None, None]
         sums = np.concatenate([np.zeros((len(nodes), 1)), np.cumsum(weights, axis=1)], axis=1)
-        c = np.sum(nodes[:, None, :] < np.asarray(xs, float)[None, :, None], axis=2)
-        lo = np.take_along_axis(sums, np.maximum(c - 1, 0), axis=1)
-        hi = np.minimum(np.take_along_axis(sums, np.minimum(c + 1, m), axis=1), 1.0)
+        x = np.asarray(xs, float)[None, :, None]
+        below = np.sum(nodes[:, None, :] < x - r, axis=2)
+        upto = np.sum(nodes[:, None, :] < x + r, axis=2)
+        lo = np.take_along_axis(sums, np.maximum(below - 1, 0), axis=1)
+        # past the last node the bound is the whole measure, 1, not the rounded sum of weights
+        hi = np.where(upto + 1 >= m, 1.0, np.take_along_axis(sums, np.minimum(upto + 1, m),
+                                                              axis=1))
         return lo, hi
 
     def trace(self) -> Estimate:
@@ -256,7 +286,8 @@ class SLQ:
             theta, S = scipy.linalg.eigh_tridiagonal(a, b) if j > 1 else (a, np.ones((1, 1)))
             nodes.append(np.pad(theta, (0, m - j), constant_values=theta[-1]))
             weights.append(np.pad(S[0] ** 2, (0, m - j)))
-        return Density(np.stack(nodes), np.stack(weights), op.size)
+        return Density(np.stack(nodes), np.stack(weights), op.size,
+                       float(jnp.finfo(op.hvp_dtype).eps) / 2)
 
 
 def _rademacher(op: LinearOperator, words, count: int) -> np.ndarray:
