@@ -163,6 +163,21 @@ def finite_tree(tree, name: str) -> None:
                              "restore finite parameters before probing.")
 
 
+def nonfinite_rows(tree, n: int) -> np.ndarray:
+    """The indices along the leading axis (of length ``n`` on every leaf) where any leaf of
+    ``tree`` holds a NaN/Inf."""
+    bad = np.zeros(n, bool)
+    for leaf in jax.tree.leaves(tree):
+        bad |= ~np.all(np.isfinite(np.asarray(leaf).reshape(n, -1)), axis=1)
+    return np.flatnonzero(bad)
+
+
+def listed(values, limit: int = 8) -> str:
+    """The first ``limit`` of ``values`` comma-separated, with " …" when there are more."""
+    values = [str(int(v)) for v in values]
+    return ", ".join(values[:limit]) + (" …" if len(values) > limit else "")
+
+
 def scalar_loss(loss_fn, params, args, name: str = "loss_fn") -> None:
     """``loss_fn(params, *args)`` traces to a real scalar (checked abstractly: no compute)."""
     if not callable(loss_fn):

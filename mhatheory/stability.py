@@ -237,18 +237,11 @@ def _check_retrainings(params, dist, idx, lr: float) -> None:
     """Raise :class:`~mhatheory.train.DivergenceError` naming the retrainings (rows of ``idx``)
     whose final parameters or distances to the full-data trajectory are NaN/Inf, as
     :func:`mhatheory.train.gd` does for one run."""
-    bad = ~np.all(np.isfinite(dist), axis=1)
-    for leaf in jax.tree.leaves(params):
-        bad |= ~np.all(np.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
-    if not bad.any():
+    rows = _validate.nonfinite_rows((params, dist), len(idx))
+    if not rows.size:
         return
-    rows = np.flatnonzero(bad)
-
-    def where(r):
-        row = [int(i) for i in idx[r]]
-        return f"row {r} of idx (trains on pool samples {row[:8]}{' …' if len(row) > 8 else ''})"
-
-    named = "; ".join(where(int(r)) for r in rows[:3])
+    named = "; ".join(f"row {r} of idx (trains on pool samples [{_validate.listed(idx[r])}])"
+                      for r in rows[:3])
     raise train.DivergenceError(
         f"{len(rows)} of {len(idx)} retrainings diverged (NaN/Inf parameters or distance to the "
         f"full-data trajectory at lr={lr:g}): {named}{'; …' if len(rows) > 3 else ''}. Check "

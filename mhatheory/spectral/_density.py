@@ -35,10 +35,11 @@ p < 2m (Knizhnerman 1996; Chen, Trogdon & Ubaru 2021 carry this over to the SLQ 
 orthogonality shows only as *ghost* nodes: a converged eigenvalue reappears within rounding of
 itself, its weight shared among the copies (often nearly all of it on one), which leaves the
 measure, the CDF, the trace and the negative mass unchanged up to that rounding (the brackets
-of :meth:`Density.negative_count` allow for it). ``tests/test_spectral.py`` checks the moments, and the peer benchmark measured the
-same Wasserstein error in 2–6× less time than ``"selective"``. ``"selective"`` (or
-``"partial"``/``"full"``) stores the basis (``krylov``·P numbers) and keeps it semi-orthogonal:
-use it to read individual nodes as Ritz values free of ghosts.
+of :meth:`Density.negative_count` allow for it). ``tests/test_spectral.py`` checks the
+moments, and the peer benchmark measured the same Wasserstein error in 2–6× less time than
+``"selective"``. ``"selective"`` (or ``"partial"``/``"full"``) stores the basis (``krylov``·P
+numbers) and keeps it semi-orthogonal: use it to read individual nodes as Ritz values free of
+ghosts.
 """
 
 from __future__ import annotations

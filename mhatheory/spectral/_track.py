@@ -64,14 +64,10 @@ def track(loss_fn, params_at, *args, steps=None, which=(Which.SMALLEST, Which.LA
     try:
         _validate.finite_tree(params_at, "params_at")
     except ValueError as err:
-        bad = np.zeros(num, bool)
-        for leaf in jax.tree.leaves(params_at):
-            bad |= ~np.all(np.isfinite(np.asarray(leaf).reshape(num, -1)), axis=1)
-        where = np.flatnonzero(bad)
-        named = ", ".join(str(int(i)) for i in where[:8]) + (" …" if len(where) > 8 else "")
+        where = _validate.nonfinite_rows(params_at, num)
         raise ValueError(f"{str(err).rstrip('.')} (at {len(where)} of the {num} stored θ: "
-                         f"indices {named} along the leading axis); probe the finite ones, e.g. "
-                         "the steps before a divergence.") from None
+                         f"indices {_validate.listed(where)} along the leading axis); probe the "
+                         "finite ones, e.g. the steps before a divergence.") from None
     steps = list(range(num)) if steps is None else list(steps)
     if len(steps) != num:
         raise ValueError(f"steps must hold one step per stored θ ({num}), got {len(steps)}.")
