@@ -34,6 +34,16 @@ differ by rounding, which can tip a decision sitting at its threshold (a reortho
 a stop) and so the step count. :func:`lanczos` drives the compiled step inside one program with
 ``lax.while_loop`` (vmapped runs over many starts, :mod:`._coverage`).
 
+A third design was measured and not taken: a whole cycle in one program per model
+(``lax.while_loop`` over the product and the step). Inside a loop the product costs about
+77 µs at P = 2,176 (Deora, float64, CPU), against 150–190 µs called from Python and waited
+for, which ARPACK pays too; but the adaptive checks cannot run in it cheaply (an XLA ``eigh`` of
+T, dense or by bisection, 115–140 µs a check; a host callback 320 µs), and run in chunks
+between host checks (5 steps, then 1 when near) the first cycle of a warm λmax took 4.8 ms
+against the host engine's 6.1 ms, which would bring the whole call from 8.9 ms to about 7.6 ms:
+ARPACK's time on the same products in that run (7.6 ms), for one more compiled program per
+model (the product inside the loop) that a first call would pay or wait for.
+
 **Adaptive stop.** Every ``every`` steps the recurrence computes the eigenpairs of T_j, and
 stops once the Ritz estimates of the k wanted pairs are ≤ ``tol``·max|θ| (and at least k + 1
 steps were taken, so the neighbour pair that bounds the gap exists). A check decomposes the
