@@ -28,6 +28,22 @@ def finish(fig, ax, *, xlabel: str, ylabel: str, title: str | None = None, legen
     return fig
 
 
+def log_scale(ax, axis: str = "y") -> bool:
+    """Put ``axis`` ("x" or "y") of ``ax`` on a log scale where what is drawn there (call it
+    after drawing) holds a positive finite value, and say in the panel that there is none
+    otherwise, leaving the axis linear: a log axis over no positive data has no ticks to place,
+    and matplotlib raises while laying the figure out (a heads sweep whose primary slice
+    diverged in every run lost its results that way). Returns whether the axis is logarithmic."""
+    lim = ax.dataLim
+    top = lim.y1 if axis == "y" else lim.x1
+    if np.isfinite(top) and top > 0:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        return True
+    ax.text(0.5, 0.5, "no positive finite values to draw", transform=ax.transAxes,
+            ha="center", va="center", fontsize=8, color="0.4")
+    return False
+
+
 def step_axis(ax):
     """GD-step x axis that shows step 0: linear on [0, 1], logarithmic beyond."""
     ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)

@@ -18,3 +18,19 @@ def test_importing_the_figure_modules_leaves_the_backend_alone():
             assert matplotlib.get_backend() == "pdf", module.__name__
     finally:
         plt.switch_backend(before)
+
+
+def test_a_log_axis_over_no_positive_data_stays_linear_and_the_figure_saves(tmp_path):
+    """matplotlib cannot lay out a log axis whose data hold no positive value (it raises at
+    ``tight_layout``); :func:`plots.log_scale` leaves such an axis linear and says why, and puts
+    an axis with a positive value on the log scale."""
+    fig, (empty, nonpositive, some) = plt.subplots(1, 3)
+    empty.plot([1, 2], [float("nan")] * 2)
+    nonpositive.plot([1, 2], [0.0, -1.0])
+    some.plot([1, 2], [0.0, 3.0])
+    assert [plots.log_scale(ax) for ax in (empty, nonpositive, some)] == [False, False, True]
+    assert [ax.get_yscale() for ax in (empty, nonpositive, some)] == ["linear", "linear", "log"]
+    assert "no positive" in empty.texts[0].get_text()
+    fig.tight_layout()
+    fig.savefig(tmp_path / "f.png")
+    plt.close(fig)

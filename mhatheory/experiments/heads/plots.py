@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mhatheory.plots import integer_ticks
+from mhatheory.plots import integer_ticks, log_scale
 
 _VERDICT_COLOR = {"yes": "tab:green", "no": "tab:red", "undecided": "tab:gray"}
 _ARM = {"growing": ("H heads, width grows (d×d per head)", "o-", "tab:blue"),
@@ -176,7 +176,7 @@ def matched(summary, records, config):
             ax.plot([r["heads"] for r in at_k], [r[q] for r in at_k], "k--", lw=1,
                     label=f"after K = {config.steps} steps")
             if q == "eps1":
-                ax.set_yscale("log")
+                log_scale(ax)
             _heads_axis(ax, heads)
             ax.set_ylabel(label, fontsize=8)
             ax.grid(True, which="both", alpha=0.3)
@@ -216,7 +216,7 @@ def cost(summary):
     axes[0].set_xscale("log")
     axes[0].set_xlabel("FLOPs of one full-batch GD step (compiled program's cost analysis)")
     axes[0].set_ylabel("tuned test error (fraction)")
-    axes[1].set_yscale("log")
+    log_scale(axes[1])
     axes[1].set_ylabel("seconds per GD step (one run, warm)")
     _heads_axis(axes[1], sorted({c["heads"] for c in summary["cost"]}))
     for ax in axes:

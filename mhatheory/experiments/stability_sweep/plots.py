@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mhatheory.plots import finish, integer_ticks
+from mhatheory.plots import finish, integer_ticks, log_scale
 
 
 def eps1_vs_n(records, slopes):
@@ -23,7 +23,7 @@ def eps1_vs_n(records, slopes):
         ax.loglog(n, per.mean(1)[0] * (n / n[0]) ** -1.0, ":", color=line[0].get_color(),
                   alpha=0.6)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    log_scale(ax)
     integer_ticks(ax, sorted({r["n"] for r in records}))
     return finish(
         fig, ax, xlabel="training-set size n",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mhatheory.plots import log_scale
+
 
 def _label(spec):
     return f"{spec['mode']}, PE={spec['positional']}, res={spec['residual']}"
@@ -55,7 +57,7 @@ def residual_ablation(payloads):
         for ax, key, scale in ((axes[0], "train_loss", 1), (axes[1], "exact_match", 100)):
             vals = np.array([[scale * c[key] for c in p["curve"]] for p in ps])
             ax.errorbar(steps, vals.mean(0), yerr=vals.std(0), capsize=2, label=label)
-    axes[0].set_yscale("log")
+    log_scale(axes[0])
     axes[0].set_ylabel("training cross-entropy (nats/token)")
     axes[1].set_ylabel("held-out exact match (%)")
     for ax in axes:

@@ -10,6 +10,7 @@ import numpy as np
 
 from mhatheory import trends
 from mhatheory.experiments.transformer_curvature.grid import scaling_members, stage_names
+from mhatheory.plots import log_scale
 
 
 def _slope_label(s) -> str:
@@ -105,7 +106,7 @@ def training_curves(cells: list[dict], config):
                            label=f"target loss {config.target_loss:g}")
         axes[1, j].axhline(config.target_accuracy, color="k", ls=":", lw=1,
                            label=f"target accuracy {config.target_accuracy:g}")
-        axes[0, j].set_yscale("log")
+        log_scale(axes[0, j])
         axes[0, j].set_ylabel("L̂ on the probe batch (nats)")
         axes[1, j].set_ylabel("validation exact match")
         for ax in axes[:, j]:
