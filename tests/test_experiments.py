@@ -264,6 +264,17 @@ def test_resume_recomputes_cells_whose_config_changed(tmp_path, capsys):
     assert len(err) == 1 and "recomputed 4 (config changed (steps))" in err[0]
 
 
+def test_resume_recomputes_cells_whose_fingerprints_changed(tmp_path):
+    """A config that names a user's model or data holds only the name: their fingerprints join
+    the cell config, so a cell computed from other code or arrays is not reused."""
+    calls = []
+    _sweep(tmp_path, _SweepConfig(), calls, resume=False, fingerprints={"data": "a"})
+    calls.clear()
+    assert _sweep(tmp_path, _SweepConfig(), calls, fingerprints={"data": "a"}).info["reused"] == 4
+    out = _sweep(tmp_path, _SweepConfig(), calls, fingerprints={"data": "b"})
+    assert len(calls) == 4 and out.info["changed_fields"] == ["fingerprints"]
+
+
 def test_resume_keeps_cells_when_only_the_grids_or_seed_count_change(tmp_path):
     calls = []
     _sweep(tmp_path, _SweepConfig(), calls, resume=False)

@@ -260,6 +260,43 @@ def test_bad_models_and_data_are_refused_before_any_work(tmp_path, capsys, args,
     assert not out.exists()
 
 
+def make_wider(num_heads, *, rngs):
+    """``make`` with another parameter shape (a head without a bias)."""
+    module = Tiny(num_heads, rngs=rngs)
+    module.head = nnx.Linear(4, 1, use_bias=False, param_dtype=np.float64, rngs=rngs)
+    return module
+
+
+def test_the_fingerprints_of_a_user_family_and_data_follow_their_code_and_arrays(monkeypatch):
+    """``prepare`` fingerprints what a ``MODULE:FUNCTION`` config names (a resumed sweep reuses
+    only cells with the same ones): the same code and arrays give the same digests, a family
+    with other parameters or other arrays behind the same name other ones."""
+    cfg = heads.Config(model=f"{__name__}:make", data=f"{__name__}:data", heads_grid=(1, 2),
+                       n_grid=(24,), n=24, num_val=8, replace=1)
+    first = heads.prepare(cfg)
+    assert set(first) == {"model", "data"} and heads.prepare(cfg) == first
+    module, base = __import__(__name__, fromlist=["data"]), data()
+    monkeypatch.setattr(module, "data", lambda: {k: v + (k == "x_train") * 1e-9
+                                                 for k, v in base.items()})
+    second = heads.prepare(cfg)
+    assert second["data"] != first["data"] and second["model"] == first["model"]
+    monkeypatch.setattr(module, "make", make_wider)
+    assert heads.prepare(cfg)["model"] != first["model"]
+    builtin = heads.Config(heads_grid=(1, 2), n_grid=(24,), n=24)
+    assert heads.prepare(builtin) == {}
+
+
+def test_a_refused_run_leaves_the_last_results_alone(tmp_path):
+    out = tmp_path / "kept"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    cfg = heads.Config(model=f"{__name__}:make_column", data=f"{__name__}:data",
+                       heads_grid=(1, 2), n_grid=(24,), n=24, num_val=8, replace=1)
+    with pytest.raises(ValueError, match="but the labels"):
+        heads.run(cfg, out, progress=False)
+    assert (out / "results.json").read_text() == "{}"
+
+
 @pytest.mark.parametrize("data_name, classes", [("digits", 1), ("digits10", 10)])
 def test_the_transformer_family_fits_binary_and_class_labels(data_name, classes):
     cfg = heads.Config(model="transformer", data=data_name, heads_grid=(1, 2, 4), n_grid=(64,),

@@ -1,19 +1,24 @@
 """What a ``heads`` sweep checks before any work (:func:`prepare`): the data against their
 contract, the model family's parameters and outputs at every H against the labels, a family
-that ignores H, and parameters narrower than JAX's float dtype. ``config`` is the experiment's
+that ignores H, and parameters narrower than JAX's float dtype; and the fingerprints of a
+user's model family and data (:func:`fingerprints`), by which a resumed sweep tells whether
+its cells were computed from the same code and arrays. ``config`` is the experiment's
 :class:`~mhatheory.experiments.heads.Config`."""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import warnings
 
 import jax
+import numpy as np
 
 from mhatheory import _validate, precision
 from mhatheory.experiments.heads import datasets, families, seeds
 
 
-def prepare(config) -> None:
+def prepare(config) -> dict:
     """Check the model family and the data against their contracts before any work: the data
     callable's arrays (:func:`datasets.check`), the training pool against n, num_val and
     replace, the Deora family's token input and ±1 labels, and every arm's parameters and
@@ -21,7 +26,7 @@ def prepare(config) -> None:
     compiled); a family that builds the same module at every H is refused
     (:func:`families.ignores_heads`: built and run only where its parameter shapes do not
     change with H), and parameters narrower than JAX's float dtype are warned about (a
-    :class:`~mhatheory.precision.PrecisionWarning`)."""
+    :class:`~mhatheory.precision.PrecisionWarning`). Returns :func:`fingerprints`."""
     task = seeds.task_of(config.data, config.digits_pair)
     shape, loss, classes = seeds.data_shape(config, task)
     if task is not None:
@@ -34,13 +39,13 @@ def prepare(config) -> None:
         if len(shape) != 2 or shape[0] < 2:
             raise ValueError(f"--model deora takes token inputs x [n, T, d] with T >= 2; "
                              f"--data gives samples of shape {list(shape)}.")
-        return
+        return fingerprints(config, task, {})
     x_shape = (2,) + tuple(shape)
     want = (2,) if loss == "logistic" else (2, classes)
     dtype = jax.dtypes.canonicalize_dtype(float)
     arms = ["growing"] + (["fixed_width"] if config.width and config.model == "transformer"
                           else [])
-    narrow = set()
+    narrow, shapes = set(), {}
     for arm in arms:
         make = seeds.nnx_make(config, task, arm)
         heads = config.fixed_width_heads if arm == "fixed_width" else config.heads_grid
@@ -62,6 +67,7 @@ def prepare(config) -> None:
                                  f"x {list(x_shape)} to {list(got)}, but the labels need "
                                  f"{what}.")
             narrow.update(families.narrower_floats(abstracts[h].params, dtype))
+            shapes[f"{arm} H={h}"] = abstracts[h]
         same = families.ignores_heads(make, abstracts, x_shape, dtype)
         if same is not None:
             raise ValueError(f"--model {config.model}: make({same[0]}, rngs=...) and "
@@ -79,3 +85,43 @@ def prepare(config) -> None:
             "widened by the products' rounding). To train and probe in float64, build the "
             "layers with param_dtype=jnp.float64 (flax.nnx layers default to float32).",
             precision.PrecisionWarning, stacklevel=_validate.user_stacklevel())
+    return fingerprints(config, task, shapes)
+
+
+def fingerprints(config, task, abstracts: dict) -> dict:
+    """What a sweep's cells depend on beyond its config, for a ``MODULE:FUNCTION`` model or data
+    (the config holds only their names): ``model``, a SHA-256 of the family's module source,
+    the function's own source and its parameter shapes and dtypes and output shape at every H
+    and arm (``abstracts``: ``{label: families.Abstract}``), and ``data``, a SHA-256 of the
+    arrays (names, dtypes, shapes, bytes). Empty for the built-in families and data, which the
+    config and the package version determine. A change that none of these sees (a module the
+    family imports edited) is not detected: start that sweep afresh."""
+    out = {}
+    if ":" in config.model:
+        make = datasets.load_callable(config.model, "--model")
+        digest = hashlib.sha256()
+        for obj in (inspect.getmodule(make), make):
+            digest.update(_source(obj).encode())
+        for label, a in sorted(abstracts.items()):
+            leaves = [(jax.tree_util.keystr(path), leaf.shape, str(leaf.dtype)) for path, leaf
+                      in jax.tree_util.tree_flatten_with_path(a.params)[0]]
+            digest.update(repr((label, a.output, leaves)).encode())
+        out["model"] = digest.hexdigest()
+    if ":" in config.data and task is not None:
+        digest = hashlib.sha256()
+        for name in sorted(task.arrays):
+            a = np.ascontiguousarray(task.arrays[name])
+            digest.update(repr((name, str(a.dtype), a.shape)).encode())
+            digest.update(a.tobytes())
+        out["data"] = digest.hexdigest()
+    return out
+
+
+def _source(obj) -> str:
+    """``obj``'s source text where Python can find it (a module's file, a function defined in a
+    notebook cell), else its bytecode and constants (a function built at run time)."""
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None)
+        return "" if code is None else code.co_code.hex() + repr(code.co_consts)

@@ -407,8 +407,8 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
     figures; return the summary."""
     t0 = time.perf_counter()
     out = Path(out_dir)
+    inputs = prepare(config)        # a refused model or data leaves the last results alone
     results.retire(out)
-    prepare(config)
     cells = plan(config)
     # a cell's spec holds its step sizes, primary slices and seed count; the grids and the
     # analysis fields only choose which cells exist or how they are read
@@ -416,7 +416,8 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
         "seeds", "lr", "init_scale", "full_product", "primary_lrs", "primary_inits", "delta",
         "loss_targets", "alpha", "average_control", "bayes_samples"}
     payloads = run_cells(out, cells, lambda spec: run_cell(config, spec), resume=resume,
-                         progress=progress, desc="heads cells", config=config, ignore=ignore)
+                         progress=progress, desc="heads cells", config=config, ignore=ignore,
+                         fingerprints=inputs)
     bayes = bayes_se = None
     if config.mixture_data:
         bayes, bayes_se = data.bayes_error(config.mixture(), jax.random.key(config.seed + 99),

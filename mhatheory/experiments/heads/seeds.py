@@ -40,12 +40,19 @@ def validation(mix, seed: int, num: int) -> data.Batch:
     return data.sample(mix, jax.random.fold_in(jax.random.key(seed), 104_729), num)
 
 
-@functools.cache
 def task_of(data: str, digits_pair: tuple) -> datasets.Task | None:
-    """The checked dataset of ``--data`` (None for the mixture, drawn per seed)."""
+    """The checked dataset of ``--data`` (None for the mixture, drawn per seed), loaded once per
+    process and data callable: a ``MODULE:FUNCTION`` is looked up again at every call, so a
+    function redefined in a notebook is called again, not served from the cache."""
     if data == "mixture":
         return None
-    fn = datasets.resolve(data, digits_pair)
+    return _task(data, tuple(digits_pair),
+                 datasets.resolve(data, digits_pair) if ":" in data else None)
+
+
+@functools.cache
+def _task(data: str, digits_pair: tuple, fn) -> datasets.Task:
+    fn = fn or datasets.resolve(data, digits_pair)
     try:
         arrays = fn()
     except ImportError as e:        # an optional extra (scikit-learn for the digits)

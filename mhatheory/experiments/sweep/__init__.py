@@ -23,13 +23,16 @@ from mhatheory.experiments.sweep._shared import run_shared
 
 def run_cells(out_dir, cells: Iterable[tuple[str, dict]], compute: Callable[[dict], dict],
               *, resume: bool, progress: bool, desc: str, config=None,
-              ignore: Collection[str] | None = None) -> Cells:
+              ignore: Collection[str] | None = None, fingerprints: dict | None = None) -> Cells:
     """Compute (or, with ``resume``, load) every cell; returns their payloads in order.
 
     ``cells`` are ``(name, spec)`` pairs; ``compute(spec)`` returns the cell's result (a dict).
     ``config`` is the experiment's frozen dataclass config: each cell file stores
     :func:`cell_config` ``(config, ignore)`` next to its spec, and with ``resume`` a cell is
-    reused only when both match the current ones; otherwise it is recomputed. A corrupt cell
+    reused only when both match the current ones; otherwise it is recomputed. ``fingerprints``
+    (``{name: digest}``) join that config where it names what it does not hold (a user's model
+    family or data by ``MODULE:FUNCTION``): a cell computed from other code or arrays is
+    recomputed (the changed field ``fingerprints``). A corrupt cell
     file (bad JSON, missing keys) is named in a warning and recomputed. With ``resume``, one line
     on stderr says how many cells were reused, recomputed (config changed / corrupt) and newly
     computed; the same counts are in the result's ``info``.
@@ -41,6 +44,8 @@ def run_cells(out_dir, cells: Iterable[tuple[str, dict]], compute: Callable[[dic
     cells = list(cells)
     folder = Path(out_dir) / "cells"
     want_config = cell_config(config, ignore)
+    if fingerprints:
+        want_config = {**(want_config or {}), "fingerprints": dict(fingerprints)}
     versions = results.versions()
     run = run_shared if distributed.process_count() > 1 else run_local
     out = run(folder, cells, compute, want_config=want_config, versions=versions, resume=resume,
