@@ -165,6 +165,22 @@ def test_validation_selects_a_planted_optimum_and_flags_the_edge():
     assert row["at_edge"] == ["lr"] and not row["on_edge"]
 
 
+@pytest.mark.parametrize("verdicts, held", [
+    (["HOLDS", "HOLDS"], True), (["HOLDS", "INCONCLUSIVE"], None),
+    (["HOLDS", "VIOLATED", "INCONCLUSIVE"], False)])
+def test_an_assumption_row_is_held_only_when_every_probe_holds(verdicts, held):
+    """The certified rows are three-valued: an INCONCLUSIVE probe is never a pass."""
+    cfg = heads.Config(primary_lrs=(4.0,), primary_inits=(1.0,), init_scale=1.0)
+    rec = {"primary": True, "arm": "growing", "n": cfg.n, "lr": 4.0, "init_scale": 1.0,
+           "heads": 1, "per_seed": {},
+           "probes": [{"theorem_verdict": v, "chain_verdict": v} for v in verdicts]}
+    rows = {a["assumption"]: a for a in analysis.assumptions([rec], cfg)}
+    for name in ("λmin(∇²L̂) ≥ λmin(N) at every probe (theorem, certified)",
+                 "weak-convexity chain at θ_K (certified)"):
+        assert rows[name]["held"] is held
+        assert f"INCONCLUSIVE {verdicts.count('INCONCLUSIVE')}" in rows[name]["detail"]
+
+
 def _payload(test_errors, failed):
     S, P = len(test_errors), 3
     curve = [[0.5] * P for _ in range(S)]

@@ -267,11 +267,8 @@ def assumptions(records, config) -> list[dict]:
     probes = [p for r in prim for p in r.get("probes", [])]
     rows = []
     if probes:
-        counts = {v: sum(p["theorem_verdict"] == v for p in probes)
-                  for v in ("HOLDS", "VIOLATED", "INCONCLUSIVE")}
         rows.append({"assumption": "λmin(∇²L̂) ≥ λmin(N) at every probe (theorem, certified)",
-                     "held": counts["VIOLATED"] == 0 and counts["HOLDS"] > 0,
-                     "detail": ", ".join(f"{k} {v}" for k, v in counts.items())})
+                     **_verdicts([p["theorem_verdict"] for p in probes])})
     for stage in ("init", "early", "late"):
         slopes = []
         for lr, init in config.primary:
@@ -295,15 +292,22 @@ def assumptions(records, config) -> list[dict]:
                      "detail": f"separable share per record {min(sep):.2f}–{max(sep):.2f}"})
     chains = [p["chain_verdict"] for p in probes if "chain_verdict" in p]
     if chains:
-        counts = {v: chains.count(v) for v in ("HOLDS", "VIOLATED", "INCONCLUSIVE")}
         rows.append({"assumption": "weak-convexity chain at θ_K (certified)",
-                     "held": counts["VIOLATED"] == 0 and counts["HOLDS"] > 0,
-                     "detail": ", ".join(f"{k} {v}" for k, v in counts.items())})
+                     **_verdicts(chains)})
     norms = [r["token_norm_max"] for r in prim if "token_norm_max" in r]
     if norms:
         rows.append({"assumption": "bounded tokens (the chain's R = max ‖x_t‖)", "held": None,
                      "detail": f"largest token norm {max(norms):.3g}"})
     return rows
+
+
+def _verdicts(verdicts: list[str]) -> dict:
+    """``held`` and ``detail`` of a row of certified verdicts, three-valued: False where one
+    was VIOLATED, None (undecided) where none was and one was INCONCLUSIVE, which is never a
+    pass, True where all HOLD; the detail counts each."""
+    counts = {v: verdicts.count(v) for v in ("HOLDS", "VIOLATED", "INCONCLUSIVE")}
+    held = False if counts["VIOLATED"] else None if counts["INCONCLUSIVE"] else True
+    return {"held": held, "detail": ", ".join(f"{k} {v}" for k, v in counts.items())}
 
 
 def cost(payloads, config) -> list[dict]:
