@@ -273,6 +273,28 @@ def test_benjamini_hochberg_matches_a_hand_computation():
     assert trends.decide([{"p": None, "mean": None}], -1) == ["undecided"]
 
 
+def test_recompute_claims_rebuilds_what_the_run_computed(tiny_run, tmp_path):
+    """``recompute_claims`` reads only results.json: on a copy whose claims were damaged it
+    writes back the run's own slopes, claims and assumption rows, and says when it did."""
+    import shutil
+    out, _, res = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("cells"))
+    damaged = json.loads((copy / "results.json").read_text())
+    for key in ("claims", "slopes", "assumptions"):
+        damaged["summary"][key] = []
+    (copy / "results.json").write_text(json.dumps(damaged))
+    heads.recompute_claims(copy)
+    again = json.loads((copy / "results.json").read_text())
+    for key in ("claims", "slopes", "assumptions"):
+        assert again["summary"][key] == res["summary"][key], key
+    assert again["summary"]["claims_recomputed"]["versions"]["mhatheory"]
+    assert again["created_utc"] == res["created_utc"]           # the run's provenance stays
+    with pytest.raises(ValueError, match="not a heads sweep"):
+        (copy / "results.json").write_text(json.dumps({"experiment": "stability"}))
+        heads.recompute_claims(copy)
+
+
 def _claim_summary(per_seed_slices):
     return {"slopes": [{"claim": "c", "quantity": "gen_gap", "arm": "growing", "direction": -1,
                         "kind": "linear",

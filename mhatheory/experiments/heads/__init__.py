@@ -36,9 +36,10 @@ from mhatheory.experiments.heads.experiment import (
     plan,
     prepare,
     probe_steps,
+    recompute_claims,
     run,
     run_cell,
 )
 
 __all__ = ["CLAIMS", "Claim", "Config", "FULL", "QUANTITIES", "VERIFY", "claims", "plan",
-           "prepare", "probe_steps", "run", "run_cell"]
+           "prepare", "probe_steps", "recompute_claims", "run", "run_cell"]

@@ -18,8 +18,17 @@ so its slope is bootstrapped over seeds instead (:func:`_bootstrap_slice`).
 slice is resolved where its adjusted p < α, in the claimed direction ("yes") or against it ("no").
 The claim is "yes" or "no" when every resolved slice agrees, "depends" when resolved slices
 disagree (the detail names them), "undecided" when none is resolved. ``measured`` is the
-seed-wise mean over the claim's slices of b_s, with its 95 % t-interval (a single slice's own
-estimate and interval when the claim has one slice).
+seed-wise mean of b_s over the slices that decided a "yes" or "no" (so that the printed
+estimate is the one the answer rests on, not a pool with unresolved slices of the other sign),
+over every slice that counts otherwise, with its 95 % t-interval (a single slice's own estimate
+and interval when one slice is averaged).
+
+**Failed runs** (non-finite, or L̂(θ_K) > ln 2) stay in every slice, never dropped: their count
+is in each slice (``failed_runs`` of ``runs``) and in the claim's detail. A failed run's test
+error is still its error (a diverged classifier's), so the test-error claims read it as it is;
+its loss, gap, ε₁, distance or curvature measures the divergence, not the quantity, so a slice
+of such a quantity with a failed run is left unresolved (``excluded`` says why, p is None) and
+out of ``measured``.
 """
 
 from __future__ import annotations
@@ -29,6 +38,10 @@ from typing import NamedTuple
 import numpy as np
 
 from mhatheory.trends import decide, fit_slope, slope, t_test
+
+#: quantities whose value at a failed run is still a measurement of them (module docstring,
+#: "Failed runs")
+READ_AT_FAILURE = frozenset({"failed", "test_error", "excess_error"})
 
 #: fixed-K quantity → (axis label with unit, fit kind)
 QUANTITIES = {
@@ -97,9 +110,10 @@ CLAIMS = (
 
 class Claim(NamedTuple):
     """One of Deora et al.'s claims, measured: ``measured`` the seed-averaged slope over the
-    slices (exponent for log quantities, change per doubling of H for linear ones, or a mean
-    difference), ``se`` its SE, ``lo``/``hi`` its Student-t interval, ``reference`` the
-    no-effect value 0, ``answer`` "yes" / "no" / "depends" / "undecided"."""
+    deciding slices (module docstring, "Answer"; exponent for log quantities, change per
+    doubling of H for linear ones, or a mean difference), ``se`` its SE, ``lo``/``hi`` its
+    Student-t interval, ``reference`` the no-effect value 0, ``answer`` "yes" / "no" /
+    "depends" / "undecided"."""
 
     name: str
     measured: float | None
@@ -150,15 +164,22 @@ def _slices(spec: ClaimSpec, summary, records, config) -> list[dict]:
         return [_bootstrap_slice("η × init grid", rows)]
     if spec.source == "tuned":
         rows = [r for r in summary["tuned"] if r["arm"] == spec.arm]
-        return [_slice("tuned per H", rows, lambda r: r["per_seed_test_error"], spec.kind)] \
-            if len(rows) > 1 else []
+        if len(rows) < 2:
+            return []
+        out = _slice("tuned per H", rows, lambda r: r["per_seed_test_error"], spec.kind)
+        runs = sum(len(r["per_seed_test_error"]) for r in rows)
+        return [dict(out, runs=runs, failed_runs=int(round(sum(
+            r["failed_frac"] * len(r["per_seed_test_error"]) for r in rows))))]
+    recorded = {(r["arm"], r["heads"], r["lr"], r["init_scale"]): r for r in records
+                if r["n"] == config.n}
     out = []
     for lr, init in config.primary:
         at = [r for r in records if r["arm"] == spec.arm and r["n"] == config.n
               and r["lr"] == lr and r["init_scale"] == init]
         if spec.source == "fixed_k" and len(at) > 1 and spec.quantity in at[0]["per_seed"]:
-            out.append(_slice(f"η={lr:g}/init={init:g}", at,
-                              lambda r: r["per_seed"][spec.quantity], spec.kind))
+            out.append(_with_failures(
+                _slice(f"η={lr:g}/init={init:g}", at, lambda r: r["per_seed"][spec.quantity],
+                       spec.kind), at, spec.quantity))
         elif spec.source == "matched":
             for target in config.loss_targets:
                 rows = [m for m in summary["matched"] if m["arm"] == spec.arm and m["lr"] == lr
@@ -184,11 +205,25 @@ def _slices(spec: ClaimSpec, summary, records, config) -> list[dict]:
                 d = np.array([[a - b for a, b in zip(errors(r), errors(e), strict=True)]
                               for r, e in pairs])
                 per_seed = d.mean(axis=0).tolist()
-                out.append({"slice": f"η={lr:g}/init={init:g}", "primary": True,
-                            "heads": [r["heads"] for r, _ in pairs],
-                            "means": d.mean(axis=1).tolist(), "per_seed": per_seed,
-                            **t_test(per_seed)})
+                runs = [recorded[(r["arm"], r["heads"], lr, init)] for pair in pairs
+                        for r in pair]
+                out.append(_with_failures(
+                    {"slice": f"η={lr:g}/init={init:g}", "primary": True,
+                     "heads": [r["heads"] for r, _ in pairs], "means": d.mean(axis=1).tolist(),
+                     "per_seed": per_seed, **t_test(per_seed)}, runs, spec.quantity))
     return out
+
+
+def _with_failures(sl: dict, rows, quantity: str) -> dict:
+    """``sl`` with the count of failed runs among the seeds of its ``rows`` (records), left
+    unresolved where it has one and ``quantity`` is not read at a failure (module docstring,
+    "Failed runs")."""
+    failed = [bool(f) for r in rows for f in r["per_seed"]["failed"]]
+    sl = dict(sl, failed_runs=int(sum(failed)), runs=len(failed))
+    if sum(failed) and quantity not in READ_AT_FAILURE:
+        sl.update(p=None, excluded=(f"{sum(failed)} of {len(failed)} runs failed: a diverged "
+                                    f"run's {quantity} measures the divergence"))
+    return sl
 
 
 def slopes(records, summary, config) -> list[dict]:
@@ -216,16 +251,22 @@ def claims(summary: dict, alpha: float = 0.05) -> list[Claim]:
             rows.append(Claim(c["claim"], None, None, None, None, 0.0, "undecided",
                               "no slice of the grid has two H to compare"))
             continue
-        if len(sl) == 1:
-            t = {k: sl[0][k] for k in ("mean", "se", "lo", "hi")}
-        else:
-            t = _seed_average(sl)
         by = {k: [s for s in sl if s["verdict"] == k] for k in ("yes", "no", "undecided")}
+        counted = [s for s in sl if not s.get("excluded")]
+        deciding = by["yes"] + by["no"] if bool(by["yes"]) != bool(by["no"]) else counted
+        t = _estimate(deciding)
         unit = {"log": "exponent of H", "linear": "change per doubling of H",
                 "difference": "mean difference, H heads − ensemble"}[c["kind"]]
         detail = (f"{c['quantity']} ({unit}), {len(sl)} slice(s); Benjamini–Hochberg at "
                   f"α = {alpha:g}: {len(by['yes'])} as claimed, {len(by['no'])} against, "
                   f"{len(by['undecided'])} unresolved")
+        failed, runs = (sum(s.get(k, 0) for s in sl) for k in ("failed_runs", "runs"))
+        if failed:
+            left = len(sl) - len(counted)
+            detail += (f"; {failed} of {runs} runs in its slices failed"
+                       + (f" ({left} slice(s) left unresolved: a diverged run's "
+                          f"{c['quantity']} measures the divergence)" if left
+                          else " (read at their values)"))
         if by["yes"] and by["no"]:
             answer = "depends"
             detail = (f"as claimed at {_names(by['yes'])}; against at {_names(by['no'])}; "
@@ -237,6 +278,16 @@ def claims(summary: dict, alpha: float = 0.05) -> list[Claim]:
         rows.append(Claim(c["claim"], t["mean"], t["se"], t["lo"], t["hi"], 0.0, answer,
                           detail))
     return rows
+
+
+def _estimate(slices) -> dict:
+    """``mean``, ``se``, ``lo``, ``hi`` of ``slices``: one slice's own, several slices'
+    seed-wise average (:func:`_seed_average`), None for none."""
+    if not slices:
+        return dict.fromkeys(("mean", "se", "lo", "hi"))
+    if len(slices) == 1:
+        return {k: slices[0][k] for k in ("mean", "se", "lo", "hi")}
+    return _seed_average(slices)
 
 
 def _seed_average(slices) -> dict:
