@@ -273,6 +273,20 @@ def test_benjamini_hochberg_matches_a_hand_computation():
     assert trends.decide([{"p": None, "mean": None}], -1) == ["undecided"]
 
 
+def test_the_curvature_slope_is_not_read_from_failed_runs_after_init():
+    """−λmin/L̂ at a diverged θ measures the divergence: past θ₀ a slice with a failed run says
+    so instead of a slope; at θ₀ every run is read."""
+    cfg = heads.Config(primary_lrs=(4.0,), primary_inits=(1.0,), init_scale=1.0)
+    recs = [{"primary": True, "arm": "growing", "n": cfg.n, "lr": 4.0, "init_scale": 1.0,
+             "heads": h, "per_seed": {"failed": [False, h == 2, False],
+                                      **{f"neg_lambda_over_loss_{s}": [1.0 / h, 1.1 / h, 0.9 / h]
+                                         for s in ("init", "late")}}} for h in (1, 2, 4)]
+    rows = {a["assumption"]: a["detail"] for a in analysis.assumptions(recs, cfg)}
+    assert rows["−λmin/L̂ ∝ H^b at late (bound: b = −1/2)"] == \
+        "η=4/init=1: not read (1 of 9 runs failed)"
+    assert rows["−λmin/L̂ ∝ H^b at init (bound: b = −1/2)"].startswith("η=4/init=1: -1.00")
+
+
 def test_recompute_claims_rebuilds_what_the_run_computed(tiny_run, tmp_path):
     """``recompute_claims`` reads only results.json: on a copy whose claims were damaged it
     writes back the run's own slopes, claims and assumption rows, and says when it did."""

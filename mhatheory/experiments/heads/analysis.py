@@ -275,7 +275,15 @@ def assumptions(records, config) -> list[dict]:
             at = sorted((r for r in prim if (r["lr"], r["init_scale"]) == (lr, init)),
                         key=lambda r: r["heads"])
             q = f"neg_lambda_over_loss_{stage}"
-            if len(at) > 1 and q in at[0]["per_seed"]:
+            if len(at) < 2 or q not in at[0]["per_seed"]:
+                continue
+            failed = [bool(f) for r in at for f in r["per_seed"]["failed"]]
+            if any(failed) and stage != "init":
+                # a diverged run's curvature measures its divergence (claims, "Failed runs");
+                # at θ₀ every run is still a measurement
+                slopes.append(f"η={lr:g}/init={init:g}: not read ({sum(failed)} of "
+                              f"{len(failed)} runs failed)")
+            else:
                 fit = fit_slope([r["heads"] for r in at], [r["per_seed"][q] for r in at], "log")
                 t = t_test(fit["per_seed"])
                 if t["mean"] is not None:
