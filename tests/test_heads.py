@@ -273,6 +273,20 @@ def test_benjamini_hochberg_matches_a_hand_computation():
     assert trends.decide([{"p": None, "mean": None}], -1) == ["undecided"]
 
 
+def test_config_takes_lists_and_numpy_numbers_and_names_a_function_passed_itself():
+    cfg = heads.Config(heads_grid=[1, np.int64(2)], n_grid=np.array([32, 128, 512]))
+    assert cfg.heads_grid == (1, 2) and type(cfg.heads_grid[1]) is int
+    assert cfg.n_grid == (32, 128, 512) and hash(cfg) == hash(heads.Config(heads_grid=(1, 2)))
+    with pytest.raises(ValueError, match="must be a tuple of numbers"):
+        heads.Config(heads_grid={1, 2})
+
+    def make(num_heads, *, rngs):
+        raise AssertionError("never built")
+
+    with pytest.raises(ValueError, match=f"'{__name__}:make'"):
+        heads.Config(model=make)
+
+
 def test_the_curvature_slope_is_not_read_from_failed_runs_after_init():
     """−λmin/L̂ at a diverged θ measures the divergence: past θ₀ a slice with a failed run says
     so instead of a slope; at θ₀ every run is read."""

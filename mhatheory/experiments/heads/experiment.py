@@ -116,8 +116,21 @@ class Config(DeoraFields):
     bayes_samples: int = 200_000
 
     def __post_init__(self):
+        # a list or NumPy array is taken as the tuple it spells, NumPy scalars as Python's
+        for name in _SEQUENCES:
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, name, tuple(v.item() if isinstance(v, np.generic)
+                                                     else v for v in value))
         for flag, value, names in (("--model", self.model, families.BUILT_IN),
                                    ("--data", self.data, datasets.BUILT_IN)):
+            if callable(value):
+                module, name = (getattr(value, k, "?") for k in ("__module__", "__name__"))
+                raise ValueError(f"{flag} takes a name, not the function itself: "
+                                 f"'{module}:{name}' (one defined in a notebook: "
+                                 f"'__main__:{name}').")
             if not isinstance(value, str) or (value not in names and ":" not in value):
                 raise ValueError(f"{flag} must be one of {', '.join(names)} or "
                                  f"MODULE:FUNCTION, got {value!r}.")
@@ -216,8 +229,16 @@ class Config(DeoraFields):
             [train.log_schedule(K, m - len(lin) + 1), lin, probe_steps(K)])))
 
 
+#: the Config fields that hold several values (a tuple; a list or array is converted)
+_SEQUENCES = ("digits_pair", "heads_grid", "lr_grid", "init_scale_grid", "n_grid",
+              "primary_lrs", "primary_inits", "loss_targets")
+
+
 def _check_grid(flag, grid, what, ok) -> None:
-    if not isinstance(grid, tuple) or not grid:
+    if not isinstance(grid, tuple):
+        raise ValueError(f"{flag} must be a tuple of numbers such as (1, 2, 4), got "
+                         f"{type(grid).__name__} {grid!r}.")
+    if not grid:
         raise ValueError(f"{flag} is empty; give at least one value (comma-separated).")
     bad = [v for v in grid if isinstance(v, bool) or not isinstance(v, (int, float))
            or not math.isfinite(v) or not ok(v)]
