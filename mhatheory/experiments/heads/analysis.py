@@ -348,7 +348,8 @@ def summarise(records, payloads, config) -> dict:
                  "init_scale": list(config.init_scale_grid), "n": list(config.n_grid),
                  "reference_n": config.n, "primary": [list(p) for p in config.primary],
                  "fixed_width_heads": list(config.fixed_width_heads if "fixed_width" in config.arms
-                                           else ()), "width": config.width,
+                                           else ()),
+                 "width": config.width if "fixed_width" in config.arms else None,
                  "arms": list(config.arms), "model": config.model, "data": config.data},
         "tuned": tuned_rows,
         "robustness": robust,

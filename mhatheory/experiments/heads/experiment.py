@@ -426,7 +426,8 @@ def run_cell(config: Config, spec: dict) -> dict:
 def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
         figures: bool = True) -> dict:
     """Run (or resume) the sweep; write ``results.json`` and (unless ``figures=False``) the
-    figures; return the summary."""
+    figures; return the summary (less its long tables) with ``answers``, each claim's answer
+    by name."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     inputs = prepare(config)        # a refused model or data leaves the last results alone
@@ -458,8 +459,10 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
                           {"summary": summary, "records": compact(records),
                            "data": seeds.data_summary(config),
                            "sweep": getattr(payloads, "info", None)}, figures=list(figs))
-    return {k: v for k, v in summary.items()
-            if k not in ("slopes", "tuned", "robustness", "matched", "cost", "controls")}
+    # the terminal's table (``mhatheory run``) shows each claim's answer beside its name
+    return {"answers": {c["name"]: c["answer"] for c in summary["claims"]},
+            **{k: v for k, v in summary.items()
+               if k not in ("slopes", "tuned", "robustness", "matched", "cost", "controls")}}
 
 
 def recompute_claims(out_dir) -> dict:
