@@ -337,9 +337,28 @@ def main(argv=None) -> int:
         input (said on stderr, naming the flag, before any work), 130 (:data:`INTERRUPTED`)
         after Ctrl-C, saying how to continue.
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_negative_values_attached(
+        sys.argv[1:] if argv is None else list(argv)))
     with command_warnings():
         return _command(args)
+
+
+#: a value that starts like a negative number, or a list of numbers led by one ("-1,1.0")
+_NEGATIVE = re.compile(r"^-\.?\d")
+
+
+def _negative_values_attached(argv: list[str]) -> list[str]:
+    """``--flag -1,1.0`` as ``--flag=-1,1.0``: argparse takes a token that starts with "-" and
+    is not a single number for an option and says only "expected one argument", where the
+    flag's own check names what it accepts (no flag of this CLI starts with a digit)."""
+    out: list[str] = []
+    for token in argv:
+        if (out and _NEGATIVE.match(token) and out[-1].startswith("--")
+                and "=" not in out[-1]):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
 
 
 def _command(args) -> int:

@@ -38,6 +38,16 @@ def test_bad_config_value_is_reported(capsys, tmp_path):
     assert not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr-grid", "-1,1.0", "--lr-grid must hold step sizes > 0"),
+    ("--lr", "-4", "--lr -4 and --init-scale"),
+    ("--lr-grid", "-.5", "--lr-grid must hold step sizes > 0")])
+def test_a_negative_value_reaches_the_flags_own_check(capsys, tmp_path, flag, value, message):
+    """argparse would take "-1,1.0" for an option ("expected one argument")."""
+    assert cli.main(["run", "heads", "--out", str(tmp_path / "x"), flag, value]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_verify_only_model_passes_and_writes_report(tmp_path):
     assert cli.main(["verify", "--only", "model", "--out", str(tmp_path), "--no-progress"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
