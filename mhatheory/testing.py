@@ -9,9 +9,11 @@ margin and the θ where they failed.
 Every assertion is three-valued (:mod:`mhatheory.verdicts`): it passes only when the inequality
 is *certified* to hold, and an eigenvalue's outer end is certified with a stated failure
 probability over the random start, whatever the spectrum (:func:`assert_weakly_convex`). A
-certified violation raises :class:`InequalityError`; a check that could not be decided (an
+certified violation raises :class:`ViolatedError`; a check that could not be decided (an
 interval that straddles the bound when the HVP budget is spent) raises
-:class:`InconclusiveError`, a subclass, so it never passes silently.
+:class:`InconclusiveError`; both are :class:`InequalityError` (an ``AssertionError``), so neither
+passes silently, and a test that expects a certified violation catches :class:`ViolatedError`
+(``pytest.raises(InequalityError)`` would also accept an undecided check).
 
 For identities (two computations of one quantity) :func:`assert_allclose` compares with the
 tolerance of :data:`TOL` for the arrays' dtype. :data:`TOLERANCES` (read by :func:`tol`) is the
@@ -38,6 +40,10 @@ class InequalityError(AssertionError):
 
 class InconclusiveError(InequalityError):
     """A checked inequality could not be decided numerically (never a pass)."""
+
+
+class ViolatedError(InequalityError):
+    """A checked inequality is certified to fail."""
 
 
 #: Default absolute tolerance of an identity between O(1) quantities, by dtype: a few hundred
@@ -134,6 +140,8 @@ def fingerprint(params) -> str:
 def _as_interval(x, name: str = "value") -> Interval:
     """A number or a ``(lo, hi)`` pair as an :class:`Interval`; ``name`` (``lhs``/``rhs``) is
     named in the error for anything else, a NaN or a reversed pair."""
+    if getattr(x, "size", None) == 1:           # a size-1 array (NumPy or JAX) of any shape
+        x = np.asarray(x).reshape(()).item()
     try:
         lo, hi = ((float(v) for v in x) if isinstance(x, (tuple, list)) else (float(x),) * 2)
     except (TypeError, ValueError):
@@ -148,7 +156,7 @@ def _as_interval(x, name: str = "value") -> Interval:
 def _raise(verdict: Verdict, msg: str, where: str | None):
     if where:
         msg += f"\n  at θ: {where}"
-    raise (InconclusiveError if verdict == Verdict.INCONCLUSIVE else InequalityError)(msg)
+    raise (InconclusiveError if verdict == Verdict.INCONCLUSIVE else ViolatedError)(msg)
 
 
 def assert_inequality(lhs, rhs, *, relation: str = ">=", name: str = "inequality",

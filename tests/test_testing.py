@@ -16,16 +16,23 @@ def test_assert_inequality_passes_and_reports_the_certified_margin():
     # the slack is uncertainty of lhs − rhs, so it shrinks the certified margin
     assert testing.assert_inequality(1.0, 2.0, relation="<=", slack=0.5) == 0.5
     assert testing.assert_inequality((2.0, 3.0), (0.5, 1.5)) == 0.5
+    # a size-1 array of any shape counts as one number, NumPy or JAX
+    assert testing.assert_inequality(0.2, jnp.array([0.25]), relation="<=") == \
+        pytest.approx(0.05)
+    assert testing.assert_inequality(np.array([[2.0]]), jnp.float32(1.0)) == 1.0
 
 
 def test_assert_inequality_never_passes_within_its_uncertainty():
     # on main the slack was added in the lenient direction: 1.0 >= 1.2 "passed" with slack 0.5
     with pytest.raises(testing.InconclusiveError, match="INCONCLUSIVE"):
         testing.assert_inequality(1.0, 1.2, slack=0.5)
-    with pytest.raises(testing.InconclusiveError):
+    with pytest.raises(testing.InconclusiveError) as undecided:
         testing.assert_inequality((0.0, 2.0), 1.0)
-    with pytest.raises(testing.InequalityError, match="failed"):
+    # a test expecting a certified violation catches ViolatedError, which no undecided check is
+    assert not isinstance(undecided.value, testing.ViolatedError)
+    with pytest.raises(testing.ViolatedError, match="failed") as violated:
         testing.assert_inequality(1.0, 2.0, slack=0.5)
+    assert isinstance(violated.value, testing.InequalityError)
 
 
 def test_assert_inequality_failure_message_shows_both_sides_margin_and_theta():

@@ -330,7 +330,7 @@ def chain(params, batch: Batch, *, method: str = "lanczos", key=None, v0=None,
 
 def assert_chain(params, batch, **kwargs) -> Chain:
     """Assert every link of the weak-convexity chain at θ (module docstring), certified;
-    returns the :class:`Chain`. Raises :class:`mhatheory.testing.InequalityError` on a certified
+    returns the :class:`Chain`. Raises :class:`mhatheory.testing.ViolatedError` on a certified
     violation and :class:`mhatheory.testing.InconclusiveError` on an undecided link."""
     ch = chain(params, batch, **kwargs).chain
     for link in ch.links:
