@@ -472,3 +472,22 @@ def test_the_probabilistic_end_in_float32_overflows_nothing():
         r = spectral.lambda_min(lambda x, A: 0.5 * x @ A @ x, jnp.zeros(40, jnp.float32), A,
                                 key=jax.random.key(0), failure_prob=1e-3)
     assert r.prob_interval[0] <= -1.0 <= r.prob_interval[1]
+
+
+def test_a_float32_run_whose_rounding_exceeds_tol_stops_within_twice_it():
+    """In float32 (MHATHEORY_X64=0) at P = 20,000 the end's rounding margin η ≥ 2√P·u·‖T‖
+    exceeds the default tol + 100ε₃₂ from the first step, so a stop on width ≤ tol·‖T‖ could
+    never come: a probabilistic run spent its whole budget (1,308 products at P = 667 in a
+    user's float32 run). It stops once the posterior gap is within η instead."""
+    P, m = 20_000, 300
+    eps32 = float(jnp.finfo(jnp.float32).eps)
+    tol = 0.5 * (1e-10 + 100 * eps32)                  # the run's in-cycle tolerance
+    assert 2 * math.sqrt(P) * eps32 / 2 > tol           # η > tol·‖T‖ before any step
+    d = jnp.asarray(np.r_[-0.5, np.linspace(0.0, 1.0, P - 1)], jnp.float32)
+    v = jax.random.normal(jax.random.key(0), (P,), jnp.float32)
+    c = prob.start_threshold(P, 1e-6, None)
+    kr = jax.jit(lambda v: lanczos(lambda q: d * q, v, m, key=jax.random.key(1),
+                                   reortho="none", store_basis=False, tol=tol,
+                                   prob=jnp.asarray([math.log(c), jnp.nan, jnp.nan],
+                                                    jnp.float32)))(v)
+    assert int(kr.steps) < m // 2

@@ -572,7 +572,11 @@ def _prob_stop(theta, real, beta, steps, anorm, scale, P, which, tol, prob, hvp_
     sign = 1.0 if which == Which.SMALLEST else -1.0
     outer, inner = end - sign * (s + eta), end + sign * eta
     decided = (xp.minimum(outer, inner) > hi) | (xp.maximum(outer, inner) < lo)
-    return (s + eta <= tol * scale) | decided
+    # the end's width s + η cannot fall below the rounding margin η, which grows with the steps:
+    # where η exceeds tol·‖T‖ (float32 products and recurrence, or P ≳ 10⁴ at the float32 floor)
+    # the width tol asks for is out of reach, and the run stops once s ≤ η, within twice the
+    # narrowest width its rounding allows (``prob_stop`` "rounding"), not at the HVP budget
+    return (s + eta <= xp.maximum(tol * scale, 2 * eta)) | decided
 
 
 @functools.partial(_compile.probe_jit, static_argnums=0, donate_argnums=1)
