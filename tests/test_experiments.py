@@ -140,6 +140,23 @@ def test_seq2seq_smoke(tmp_path):
     assert curve[-1]["train_loss"] < curve[0]["train_loss"] < np.log(6)
 
 
+def test_seq2seq_evaluates_in_chunks_as_in_one(monkeypatch):
+    """The held-out metrics are the same decoded in chunks (a large test set would not fit one
+    program) as all at once."""
+    from flax import nnx
+
+    from mhatheory.experiments.seq2seq import experiment as s2s
+    cfg = seq2seq.Config(length=4, vocab=6, d_model=16, heads=2, layers=1, train_pool=200,
+                         num_test=100, batch=16, steps=2, warmup=1, eval_every=2)
+    _, test = s2s.make_data(cfg)
+    model = s2s.Seq2SeqTransformer(cfg.vocab, cfg.vocab, cfg.d_model, cfg.heads, cfg.layers,
+                                   max_len=cfg.length + 1, rngs=nnx.Rngs(0))
+    whole = s2s.evaluate(model, cfg, test)
+    monkeypatch.setattr(s2s, "EVAL_CHUNK", 7)    # chunks of 7 and a shorter last one
+    # the same counts summed in another order: equal to float64 rounding
+    assert s2s.evaluate(model, cfg, test) == pytest.approx(whole, rel=1e-12, abs=1e-15)
+
+
 def test_stability_records_bounds_and_figures(stability_run):
     cfg, summary, out = stability_run
     res = json.loads((out / "results.json").read_text())
