@@ -76,8 +76,10 @@ def test_spectrum_smoke(tmp_path):
                                            krylov=20, num_probes=3, trace_samples=10,
                                            num_test=20), tmp_path, progress=False)
     stage = summary.initial
-    saved = json.loads((tmp_path / "results.json").read_text())["stages"]
-    assert list(saved.values()) == [summary.initial, summary.trained]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    # results.json holds the summary's names, so what `mhatheory run spectrum` prints is there
+    assert [saved["initial"], saved["trained"]] == [summary.initial, summary.trained]
+    assert saved["labels"] == {"initial": "initialisation", "trained": "after 20 GD steps"}
     assert stage["lambda_min"]["value"] <= stage["lambda_max"]["value"]
     norm = max(abs(stage["lambda_min"]["value"]), abs(stage["lambda_max"]["value"]))  # ‖H‖₂
     assert abs(stage["lambda_min"]["value"] - stage["dense"]["lambda_min"]) <= tol(

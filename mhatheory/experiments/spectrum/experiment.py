@@ -110,7 +110,10 @@ def run(config: Config, out_dir, progress: bool = True) -> Summary:
     figure = results.save_figure_atomic(plots.slq_density(dens, exact),
                                         out / "spectral_density.png")
     P = deora.parameter_count(config.d, config.heads)
-    results.write_results(out, "spectrum", config, config.seed,
-                          {"parameters": P, "stages": stages}, figures=[figure])
     initial, trained = stages.values()
+    # the summary's names (what ``mhatheory run`` prints), each with its stage's label
+    results.write_results(out, "spectrum", config, config.seed,
+                          {"parameters": P, "initial": initial, "trained": trained,
+                           "labels": dict(zip(("initial", "trained"), stages))},
+                          figures=[figure])
     return Summary(P, initial, trained, {"spectral_density": figure})
