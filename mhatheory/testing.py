@@ -240,12 +240,18 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     op.check_inputs(params, args)                           # every input checked, once
     if exact:
         probe.check_fits(size, dtype)
-    # one probe: by size, as the conveniences (the dense route reads a linearisation)
-    H = op.at(params, *args, linearised=True if exact else None)
     loss = float(loss_fn(params, *args))
     if not math.isfinite(loss):
         raise ValueError(f"the loss is {loss} at these params, so −κ/√H·L̂ is undefined: check "
                          "the loss function, its data and params.")
+    if loss < 0:
+        # the bound rests on a self-bounded loss ℓ ≥ 0 (|ℓ''| ≤ c·ℓ): a loss shifted below 0
+        # has the same Hessian and a bound of the other sign
+        raise ValueError(f"the loss is {loss:.6g} < 0 at these params: λmin ≥ −κ/√H·L̂ is a "
+                         "bound for a nonnegative loss (logistic, cross-entropy, squared "
+                         "error); pass the loss without its constant shift.")
+    # one probe: by size, as the conveniences (the dense route reads a linearisation)
+    H = op.at(params, *args, linearised=True if exact else None)
     dtype = jax.numpy.result_type(*jax.tree.leaves(params))
     rhs = -kappa / math.sqrt(heads) * loss
     rhs_iv = Interval.around(rhs, loss_rounding(rhs, dtype))

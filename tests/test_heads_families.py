@@ -150,6 +150,15 @@ def nan_data():
     return data(nan=True)
 
 
+def misspelt_data():
+    return {**data(), "x_tset": data()["x_test"]}
+
+
+def one_class_data():
+    out = data()
+    return {**out, "y_train": np.abs(out["y_train"])}
+
+
 def mismatched_data():
     return data(mismatch=True)
 
@@ -234,7 +243,10 @@ def test_a_tiny_sweep_on_the_digits(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "no_such_module_xyz:make"], "--model no_such_module_xyz:make: module"),
-    (["--model", f"{__name__}:NOT_CALLABLE"], "no callable named"),
+    (["--model", f"{__name__}:NOT_CALLABLE"], "NOT_CALLABLE is not callable (its type is int)"),
+    (["--model", f"{__name__}:no_such_function"], "no callable named 'no_such_function'"),
+    (["--data", f"{__name__}:misspelt_data"], "unknown keys ['x_tset']"),
+    (["--data", f"{__name__}:one_class_data"], "y_train holds one class only"),
     (["--model", "nothing"], "--model must be one of deora, transformer or MODULE:FUNCTION"),
     (["--data", "nothing"], "--data must be one of mixture, digits, digits10"),
     (["--data", f"{__name__}:nan_data"], "x_train holds NaN or Inf"),

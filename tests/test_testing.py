@@ -202,6 +202,10 @@ def test_assert_weakly_convex_names_a_loss_that_is_not_finite():
     with pytest.raises(ValueError, match="the loss is nan"):
         testing.assert_weakly_convex(loss, {"x": jnp.full(3, 0.3)}, jnp.asarray(1.0), kappa=1.0,
                                      heads=1)
+    # a loss shifted below 0 has the same Hessian and a bound of the other sign: refused
+    with pytest.raises(ValueError, match="< 0 at these params"):
+        testing.assert_weakly_convex(lambda p: jnp.sum(p["x"] ** 2) - 10.0,
+                                     {"x": jnp.full(3, 0.3)}, kappa=1.0, heads=1)
 
 
 def test_assert_weakly_convex_takes_a_python_float_leaf():

@@ -47,8 +47,11 @@ def load_callable(spec: str, flag: str):
         raise ValueError(f"{flag} {spec}: module {module!r} does not import ({e}); check the "
                          f"name and that it is on PYTHONPATH.") from e
     fn = getattr(obj, name, None)
-    if not callable(fn):
+    if fn is None:
         raise ValueError(f"{flag} {spec}: {module} has no callable named {name!r}.")
+    if not callable(fn):
+        raise ValueError(f"{flag} {spec}: {module}.{name} is not callable (its type is "
+                         f"{type(fn).__name__}); name the function that builds it.")
     return fn
 
 
@@ -79,6 +82,11 @@ def check(arrays: dict, flag: str = "--data") -> Task:
                              f"return x_test and y_test).")
     if ("x_val" in arrays) != ("y_val" in arrays):
         raise ValueError(f"{flag}: give both x_val and y_val, or neither.")
+    unknown = sorted(set(arrays) - {f"{a}_{s}" for a in "xy" for s in ("train", "val", "test")})
+    if unknown:
+        raise ValueError(f"{flag}: the data hold unknown keys {unknown} (a misspelt split would "
+                         "be ignored); the keys are x_train, y_train, x_test, y_test and "
+                         "optionally x_val, y_val.")
     out = {}
     kinds = set()
     for split in ("train", "val", "test"):
@@ -93,6 +101,9 @@ def check(arrays: dict, flag: str = "--data") -> Task:
         if not np.all(np.isfinite(x)):
             raise ValueError(f"{flag}: x_{split} holds NaN or Inf; clean the data first.")
         kinds.add(labels_kind(y, flag, f"y_{split}"))
+        if split == "train" and len(np.unique(y)) < 2:
+            raise ValueError(f"{flag}: y_train holds one class only ({np.unique(y).tolist()}): "
+                             "a classifier learns nothing from it; check the labels.")
         out[f"x_{split}"] = x
         out[f"y_{split}"] = y
     if len({k[0] for k in kinds}) > 1:

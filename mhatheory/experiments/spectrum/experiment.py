@@ -114,6 +114,6 @@ def run(config: Config, out_dir, progress: bool = True) -> Summary:
     # the summary's names (what ``mhatheory run`` prints), each with its stage's label
     results.write_results(out, "spectrum", config, config.seed,
                           {"parameters": P, "initial": initial, "trained": trained,
-                           "labels": dict(zip(("initial", "trained"), stages))},
+                           "labels": dict(zip(("initial", "trained"), stages, strict=True))},
                           figures=[figure])
     return Summary(P, initial, trained, {"spectral_density": figure})
