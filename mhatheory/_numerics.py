@@ -4,8 +4,8 @@ The toolkit checks inequalities whose margins can be small, so it runs in float6
 (``jax_enable_x64``) and forces the highest matmul precision: on GPUs XLA otherwise uses TF32
 for float32 matmuls (about 1e-3 relative error), which would fake violations.
 
-Set ``MHATHEORY_X64=0`` in the environment before importing ``mhatheory`` to keep JAX's float32
-default (for example, to benchmark float32 models).
+Set ``MHATHEORY_X64=0`` (or off, false, no) in the environment before importing ``mhatheory``
+to keep JAX's float32 default (for example, to benchmark float32 models); another value warns.
 
 **Persistent compilation cache.** A probe's first call is mostly compilation (the model's HVP,
 the Lanczos step, a few small programs), and a CLI run or a notebook pays it again in every new
@@ -53,15 +53,20 @@ PRUNE_STAMP = ".mhatheory-pruned"
 #: its own size limit is on (a cache filled by an earlier version of this module has them).
 _ENTRY, _STAMP = "-cache", "-atime"
 
+#: Values of ``MHATHEORY_X64`` and ``MHATHEORY_COMPILATION_CACHE`` that turn them off, and that
+#: keep them on (the cache in its default folder).
 _OFF = {"0", "off", "false", "no"}
-#: Values of the environment variable that keep the cache on in its default folder.
 _ON = {"1", "on", "true", "yes"}
 
 
 def configure() -> None:
     """Enable float64 (unless ``MHATHEORY_X64=0``), the highest matmul precision and the
     persistent compilation cache (unless ``MHATHEORY_COMPILATION_CACHE=0``)."""
-    if os.environ.get("MHATHEORY_X64", "1") != "0":
+    x64 = os.environ.get("MHATHEORY_X64", "1").strip().lower()
+    if x64 not in _OFF | _ON:
+        warnings.warn(f"MHATHEORY_X64={os.environ['MHATHEORY_X64']!r} is neither on (1, on, "
+                      "true, yes) nor off (0, off, false, no): float64 stays on.", stacklevel=2)
+    if x64 not in _OFF:
         jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
     enable_compilation_cache()

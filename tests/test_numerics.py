@@ -126,3 +126,16 @@ def test_a_cache_path_that_cannot_be_a_folder_is_named(tmp_path):
         with pytest.warns(UserWarning, match=rf"{re.escape(str(path))} cannot be a folder"):
             assert _numerics.enable_compilation_cache(path) is None
     assert not jax.config.jax_compilation_cache_dir
+
+
+@pytest.mark.parametrize("value, x64, warns", [("false", False, False), ("maybe", True, True)])
+def test_mhatheory_x64_takes_the_words_of_an_off_switch_and_warns_on_others(value, x64, warns):
+    import subprocess
+    import sys
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "import mhatheory, jax; print(jax.config.jax_enable_x64)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MHATHEORY_X64": value}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == str(x64)
+    assert ("is neither on" in out.stderr) == warns, out.stderr
