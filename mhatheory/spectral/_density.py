@@ -137,7 +137,10 @@ class Density(NamedTuple):
 
     def cdf(self, x) -> float | np.ndarray:
         """Estimated fraction of eigenvalues ≤ x: a float for a scalar ``x``, else an array of
-        ``x``'s shape."""
+        ``x``'s shape. A point estimate: its Monte-Carlo error and the bracket the quadrature's
+        resolution leaves at x are :meth:`negative_count` ``(threshold=-x)``'s over ``dim``,
+        and where eigenvalues crowd around x (0 in a trained model's bulk) the bracket can be
+        most of [0, 1] (0.31 read there against an exact 0.51, inside its bracket)."""
         x = np.asarray(x, dtype=float)
         # [*x.shape, N, m] → mean over probes of the weight below each x
         below = self.nodes <= x[..., None, None]
