@@ -465,7 +465,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
                if k not in ("slopes", "tuned", "robustness", "matched", "cost", "controls")}}
 
 
-def recompute_claims(out_dir) -> dict:
+def recompute_claims(out_dir) -> list[dict]:
     """Recompute the claims of a finished sweep's ``results.json`` from its records with the
     installed code, without its cells: the per-slice slopes and verdicts, the claims and the
     assumption rows (which read only the primary slices' records and the stored tuned,
@@ -478,8 +478,7 @@ def recompute_claims(out_dir) -> dict:
         raise ValueError(f"{out / 'results.json'} is not a heads sweep's results (experiment "
                          f"{payload.get('experiment')!r}).")
     fields = {f.name for f in dataclasses.fields(Config)}
-    config = Config(**{k: tuple(v) if isinstance(v, list) else v
-                       for k, v in payload["config"].items() if k in fields})
+    config = Config(**{k: v for k, v in payload["config"].items() if k in fields})
     summary, records = payload["summary"], payload["records"]
     summary["assumptions"] = analysis.assumptions(records, config)
     summary["slopes"] = slopes(records, summary, config)
