@@ -36,10 +36,10 @@ from mhatheory.experiments.heads.experiment import (
     plan,
     prepare,
     probe_steps,
-    recompute_claims,
     run,
     run_cell,
 )
+from mhatheory.experiments.heads.recompute import recompute_claims
 
 __all__ = ["CLAIMS", "Claim", "Config", "FULL", "QUANTITIES", "VERIFY", "claims", "plan",
            "prepare", "probe_steps", "recompute_claims", "run", "run_cell"]
