@@ -298,6 +298,13 @@ def test_the_fingerprints_of_a_user_family_and_data_follow_their_code_and_arrays
     assert heads.prepare(builtin) == {}
 
 
+def test_a_grid_of_one_h_is_warned_about_before_any_work():
+    cfg = heads.Config(model=f"{__name__}:make", data=f"{__name__}:data", heads_grid=(2,),
+                       n_grid=(24,), n=24, num_val=8, replace=1)
+    with pytest.warns(UserWarning, match="holds one H"):
+        heads.prepare(cfg)
+
+
 def test_a_refused_run_leaves_the_last_results_alone(tmp_path):
     out = tmp_path / "kept"
     out.mkdir()

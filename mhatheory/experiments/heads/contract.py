@@ -26,7 +26,13 @@ def prepare(config) -> dict:
     compiled); a family that builds the same module at every H is refused
     (:func:`families.ignores_heads`: built and run only where its parameter shapes do not
     change with H), and parameters narrower than JAX's float dtype are warned about (a
-    :class:`~mhatheory.precision.PrecisionWarning`). Returns :func:`fingerprints`."""
+    :class:`~mhatheory.precision.PrecisionWarning`), as is a grid of one H, which no claim can
+    read (they compare H). Returns :func:`fingerprints`."""
+    if len(set(config.heads_grid)) < 2:
+        warnings.warn(f"--heads-grid {','.join(map(str, config.heads_grid))} holds one H: the "
+                      "sweep trains and probes it, but every claim compares H and will answer "
+                      "'undecided'; give two or more (e.g. --heads-grid 1,2,4).",
+                      stacklevel=_validate.user_stacklevel())
     task = seeds.task_of(config.data, config.digits_pair)
     shape, loss, classes = seeds.data_shape(config, task)
     if task is not None:
