@@ -291,7 +291,15 @@ def test_the_fingerprints_of_a_user_family_and_data_follow_their_code_and_arrays
     monkeypatch.setattr(module, "data", lambda: {k: v + (k == "x_train") * 1e-9
                                                  for k, v in base.items()})
     second = heads.prepare(cfg)
-    assert second["data"] != first["data"] and second["model"] == first["model"]
+    # the data's digest follows the arrays; the family's covers every function of its module,
+    # this data function included
+    assert second["data"] != first["data"] and second["model"] != first["model"]
+    monkeypatch.undo()
+    # a method of a class the family builds, redefined in the process (same shapes)
+    monkeypatch.setattr(Tiny, "__call__", lambda self, x: self.head(self.attn(x).sum(-2))[..., 0])
+    assert heads.prepare(cfg)["model"] != first["model"]
+    monkeypatch.undo()
+    assert heads.prepare(cfg) == first
     monkeypatch.setattr(module, "make", make_wider)
     assert heads.prepare(cfg)["model"] != first["model"]
     builtin = heads.Config(heads_grid=(1, 2), n_grid=(24,), n=24)

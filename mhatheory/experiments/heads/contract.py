@@ -96,18 +96,20 @@ def prepare(config) -> dict:
 
 def fingerprints(config, task, abstracts: dict) -> dict:
     """What a sweep's cells depend on beyond its config, for a ``MODULE:FUNCTION`` model or data
-    (the config holds only their names): ``model``, a SHA-256 of the family's module source,
-    the function's own source and its parameter shapes and dtypes and output shape at every H
-    and arm (``abstracts``: ``{label: families.Abstract}``), and ``data``, a SHA-256 of the
-    arrays (names, dtypes, shapes, bytes). Empty for the built-in families and data, which the
-    config and the package version determine. A change that none of these sees (a module the
-    family imports edited) is not detected: start that sweep afresh."""
+    (the config holds only their names): ``model``, a SHA-256 of the family's module as it is
+    in this process (its file's source, and the bytecode of every function and class method it
+    defines with its plain global values: a class or global redefined in a notebook or script
+    counts) and of the parameter shapes and dtypes and output shape at every H and arm
+    (``abstracts``: ``{label: families.Abstract}``), and ``data``, a SHA-256 of the arrays
+    (names, dtypes, shapes, bytes). Empty for the built-in families and data, which the config
+    and the package version determine. A change that none of these sees (another module the
+    family imports, edited) is not detected: start that sweep afresh."""
     out = {}
     if ":" in config.model:
         make = datasets.load_callable(config.model, "--model")
-        digest = hashlib.sha256()
-        for obj in (inspect.getmodule(make), make):
-            digest.update(_source(obj).encode())
+        module = inspect.getmodule(make)
+        digest = hashlib.sha256(_source(module).encode())
+        digest.update(_members(module, make).encode())
         for label, a in sorted(abstracts.items()):
             leaves = [(jax.tree_util.keystr(path), leaf.shape, str(leaf.dtype)) for path, leaf
                       in jax.tree_util.tree_flatten_with_path(a.params)[0]]
@@ -123,11 +125,37 @@ def fingerprints(config, task, abstracts: dict) -> dict:
     return out
 
 
-def _source(obj) -> str:
-    """``obj``'s source text where Python can find it (a module's file, a function defined in a
-    notebook cell), else its bytecode and constants (a function built at run time)."""
+def _source(module) -> str:
+    """The module's file source where it has one (empty for a notebook's ``__main__``)."""
     try:
-        return inspect.getsource(obj)
+        return inspect.getsource(module)
     except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        return "" if code is None else code.co_code.hex() + repr(code.co_consts)
+        return ""
+
+
+def _members(module, make) -> str:
+    """``make``'s code and, for every function and class ``module`` defines, its functions'
+    code (:func:`_code`), and the module's plain global values (numbers, strings, tuples)."""
+    name = getattr(module, "__name__", None)
+    parts = [_code(make)]
+    for key, obj in sorted(vars(module).items() if module is not None else ()):
+        if inspect.isfunction(obj) and obj.__module__ == name:
+            parts.append(f"{key}:{_code(obj)}")
+        elif inspect.isclass(obj) and obj.__module__ == name:
+            parts += [f"{key}.{k}:{_code(v)}" for k, v in sorted(vars(obj).items())
+                      if _code(v)]
+        elif isinstance(obj, (bool, int, float, str, tuple)) and not key.startswith("__"):
+            parts.append(f"{key}={obj!r}")
+    return "\n".join(parts)
+
+
+def _code(obj) -> str:
+    """A function's (or a method's, a property's getter's) bytecode, names and constants, with
+    nested code objects (inner functions, lambdas) by their own content, not their address;
+    empty for anything without code."""
+    obj = getattr(obj, "__func__", None) or getattr(obj, "fget", None) or obj
+    code = getattr(obj, "__code__", obj)
+    if not inspect.iscode(code):
+        return ""
+    consts = [_code(c) if inspect.iscode(c) else repr(c) for c in code.co_consts]
+    return f"{code.co_code.hex()}|{code.co_names}|{consts}"
