@@ -351,8 +351,8 @@ def heads_section(folder: str = "heads",
                 "same for every seed); ") +
              f"primary slices (η, init) {g['primary']} with {c['replace']} replace-one "
              f"retrainings per seed; n ∈ {g['n']} at η = {c['lr']}, init = {c['init_scale']}; "
-             (f"fixed-width control at width {g['width']} (H ∈ {g['fixed_width_heads']}); "
-              if g["width"] else "no fixed-width control; ") +
+             + (f"fixed-width control at width {g['width']} (H ∈ {g['fixed_width_heads']}); "
+                if g["width"] else "no fixed-width control; ")
              + (f"d = {c['d']}, T = {c['T']}, ζ = {c['zeta']}, σ = {c['sigma']}"
                 if c.get("data", "mixture") == "mixture" else "data as given")
              + f"{floor}. {g['records']} records; "

@@ -287,6 +287,23 @@ def test_config_takes_lists_and_numpy_numbers_and_names_a_function_passed_itself
         heads.Config(model=make)
 
 
+def test_failed_runs_leave_a_slice_unresolved_where_they_measure_the_divergence():
+    """A loss-type slice with one failed run, or a test-error slice whose every run failed, is
+    unresolved with its reason; a test-error slice with some runs trained reads them all."""
+    from mhatheory.experiments.heads.claims import _with_failures
+
+    def rows(*failed):
+        return [{"per_seed": {"failed": list(f)}} for f in failed]
+
+    sl = {"p": 0.01, "mean": -1.0}
+    one = rows([False, True], [False, False])
+    assert _with_failures(sl, one, "gen_gap")["p"] is None
+    kept = _with_failures(sl, one, "test_error")
+    assert kept["p"] == 0.01 and (kept["failed_runs"], kept["runs"]) == (1, 4)
+    gone = _with_failures(sl, rows([True, True], [True, True]), "test_error")
+    assert gone["p"] is None and gone["excluded"] == "all 4 runs failed"
+
+
 def test_the_curvature_slope_is_not_read_from_failed_runs_after_init():
     """−λmin/L̂ at a diverged θ measures the divergence: past θ₀ a slice with a failed run says
     so instead of a slope; at θ₀ every run is read."""

@@ -28,7 +28,8 @@ is in each slice (``failed_runs`` of ``runs``) and in the claim's detail. A fail
 error is still its error (a diverged classifier's), so the test-error claims read it as it is;
 its loss, gap, ε₁, distance or curvature measures the divergence, not the quantity, so a slice
 of such a quantity with a failed run is left unresolved (``excluded`` says why, p is None) and
-out of ``measured``.
+out of ``measured``, as is a test-error slice in which every run failed (its errors would
+compare how the runs diverged).
 """
 
 from __future__ import annotations
@@ -223,6 +224,9 @@ def _with_failures(sl: dict, rows, quantity: str) -> dict:
     if sum(failed) and quantity not in READ_AT_FAILURE:
         sl.update(p=None, excluded=(f"{sum(failed)} of {len(failed)} runs failed: a diverged "
                                     f"run's {quantity} measures the divergence"))
+    elif failed and all(failed):
+        # with no run that trained, the errors compare how the runs diverged
+        sl.update(p=None, excluded=f"all {len(failed)} runs failed")
     return sl
 
 
@@ -238,7 +242,8 @@ def slopes(records, summary, config) -> list[dict]:
         for s, v in zip(sl, decide(sl, spec.direction, config.alpha), strict=True):
             s["verdict"] = v
         out.append({"claim": spec.name, "quantity": spec.quantity, "arm": spec.arm,
-                    "direction": spec.direction, "kind": spec.kind, "slices": sl})
+                    "source": spec.source, "direction": spec.direction, "kind": spec.kind,
+                    "slices": sl})
     return out
 
 
@@ -248,8 +253,9 @@ def claims(summary: dict, alpha: float = 0.05) -> list[Claim]:
     for c in summary["slopes"]:
         sl = c["slices"]
         if not sl:
-            rows.append(Claim(c["claim"], None, None, None, None, 0.0, "undecided",
-                              "no slice of the grid has two H to compare"))
+            why = ("no primary slice has two H whose runs reached a loss target"
+                   if c.get("source") == "matched" else "no slice of the grid has two H to compare")
+            rows.append(Claim(c["claim"], None, None, None, None, 0.0, "undecided", why))
             continue
         by = {k: [s for s in sl if s["verdict"] == k] for k in ("yes", "no", "undecided")}
         counted = [s for s in sl if not s.get("excluded")]

@@ -374,8 +374,11 @@ def run_cell(config: Config, spec: dict) -> dict:
     timing = {"gd": time.perf_counter() - t0}
 
     def rounded(a):
-        return np.round(a.astype(float), 7).tolist() if np.all(np.isfinite(a)) else [
-            float(v) for v in np.asarray(a, float).ravel()]
+        # np.round scales by 10⁷ and overflows past ~1e301: larger values are kept as they are
+        a = np.asarray(a, float)
+        small = np.abs(a) < 1e290
+        with np.errstate(invalid="ignore"):
+            return np.where(small, np.round(np.where(small, a, 0.0), 7), a).tolist()
 
     per_lr = []
     for e, lr in enumerate(lrs):
@@ -448,6 +451,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
     summary = analysis.summarise(records, payloads, config)
     summary["slopes"] = slopes(records, summary, config)
     summary["claims"] = [c._asdict() for c in claims(summary, config.alpha)]
+    summary["answers"] = {c["name"]: c["answer"] for c in summary["claims"]}
     summary.update({"bayes_error": bayes, "bayes_error_se": bayes_se,
                     "cell_seconds": sum(p["seconds"] for p in payloads),
                     "wall_seconds": time.perf_counter() - t0})
@@ -458,8 +462,9 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
                           {"summary": summary, "records": compact(records),
                            "data": seeds.data_summary(config),
                            "sweep": getattr(payloads, "info", None)}, figures=list(figs))
-    # the terminal's table (``mhatheory run``) shows each claim's answer beside its name
-    return {"answers": {c["name"]: c["answer"] for c in summary["claims"]},
+    # the terminal's table (``mhatheory run``) shows each claim's answer beside its name first
+    return {"answers": summary["answers"],
             **{k: v for k, v in summary.items()
-               if k not in ("slopes", "tuned", "robustness", "matched", "cost", "controls")}}
+               if k not in ("slopes", "tuned", "robustness", "matched", "cost", "controls",
+                            "answers")}}
 

@@ -31,6 +31,7 @@ def recompute_claims(out_dir) -> list[dict]:
     summary["assumptions"] = analysis.assumptions(records, config)
     summary["slopes"] = slopes(records, summary, config)
     summary["claims"] = [c._asdict() for c in claims(summary, config.alpha)]
+    summary["answers"] = {c["name"]: c["answer"] for c in summary["claims"]}
     summary["claims_recomputed"] = {"created_utc": results.provenance()["created_utc"],
                                     "versions": results.versions()}
     if "claims.png" in payload.get("figures", ()):
