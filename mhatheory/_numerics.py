@@ -62,7 +62,7 @@ _ON = {"1", "on", "true", "yes"}
 def configure() -> None:
     """Enable float64 (unless ``MHATHEORY_X64=0``), the highest matmul precision and the
     persistent compilation cache (unless ``MHATHEORY_COMPILATION_CACHE=0``)."""
-    x64 = os.environ.get("MHATHEORY_X64", "1").strip().lower()
+    x64 = os.environ.get("MHATHEORY_X64", "").strip().lower() or "1"      # empty: unset
     if x64 not in _OFF | _ON:
         warnings.warn(f"MHATHEORY_X64={os.environ['MHATHEORY_X64']!r} is neither on (1, on, "
                       "true, yes) nor off (0, off, false, no): float64 stays on.", stacklevel=2)

@@ -343,8 +343,9 @@ def main(argv=None) -> int:
         return _command(args)
 
 
-#: a value that starts like a negative number, or a list of numbers led by one ("-1,1.0")
-_NEGATIVE = re.compile(r"^-\.?\d")
+#: a value that starts like a negative number, or a list of numbers led by one ("-1,1.0",
+#: "-inf")
+_NEGATIVE = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
 
 
 def _negative_values_attached(argv: list[str]) -> list[str]:

@@ -140,10 +140,14 @@ def fingerprint(params) -> str:
 def _as_interval(x, name: str = "value") -> Interval:
     """A number or a ``(lo, hi)`` pair as an :class:`Interval`; ``name`` (``lhs``/``rhs``) is
     named in the error for anything else, a NaN or a reversed pair."""
-    if getattr(x, "size", None) == 1:           # a size-1 array (NumPy or JAX) of any shape
-        x = np.asarray(x).reshape(()).item()
+    def number(v):                              # a size-1 array (NumPy or JAX) of any shape
+        v = np.asarray(v).reshape(()).item() if getattr(v, "size", None) == 1 else v
+        if isinstance(v, (bool, np.bool_)):
+            raise TypeError("a bool is not a number here")
+        return float(v)
+
     try:
-        lo, hi = ((float(v) for v in x) if isinstance(x, (tuple, list)) else (float(x),) * 2)
+        lo, hi = ((number(v) for v in x) if isinstance(x, (tuple, list)) else (number(x),) * 2)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number or a (lo, hi) interval as a tuple or list "
                          f"(an array is read as one number), got {x!r}.") from None
@@ -244,7 +248,9 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
     if not math.isfinite(loss):
         raise ValueError(f"the loss is {loss} at these params, so −κ/√H·L̂ is undefined: check "
                          "the loss function, its data and params.")
-    if loss < 0:
+    dtype = jax.numpy.result_type(*jax.tree.leaves(params))
+    floor = loss_rounding(1.0, dtype)         # the rounding of a loss of O(1) terms near 0
+    if loss < -floor:
         # the bound rests on a self-bounded loss ℓ ≥ 0 (|ℓ''| ≤ c·ℓ): a loss shifted below 0
         # has the same Hessian and a bound of the other sign
         raise ValueError(f"the loss is {loss:.6g} < 0 at these params: λmin ≥ −κ/√H·L̂ is a "
@@ -252,9 +258,11 @@ def assert_weakly_convex(loss_fn, params, *args, kappa: float, heads: int,
                          "error); pass the loss without its constant shift.")
     # one probe: by size, as the conveniences (the dense route reads a linearisation)
     H = op.at(params, *args, linearised=True if exact else None)
-    dtype = jax.numpy.result_type(*jax.tree.leaves(params))
     rhs = -kappa / math.sqrt(heads) * loss
     rhs_iv = Interval.around(rhs, loss_rounding(rhs, dtype))
+    if loss < 0:
+        # below 0 by rounding: the true L̂ ≥ 0 lies in [0, floor], the bound in [−κ/√H·floor, 0]
+        rhs_iv = Interval(-kappa / math.sqrt(heads) * floor, 0.0)
     if exact:
         lo = probe(H)[0]
         iv, which = Interval(*lo.interval), "dense eigh, deterministic"

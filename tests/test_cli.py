@@ -40,7 +40,8 @@ def test_bad_config_value_is_reported(capsys, tmp_path):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--lr-grid", "-1,1.0", "--lr-grid must hold step sizes > 0"),
-    ("--lr", "-4", "--lr -4 and --init-scale"),
+    ("--lr", "-4", "--lr must be a finite number > 0"),
+    ("--lr-grid", "-inf", "--lr-grid must hold step sizes > 0"),
     ("--lr-grid", "-.5", "--lr-grid must hold step sizes > 0")])
 def test_a_negative_value_reaches_the_flags_own_check(capsys, tmp_path, flag, value, message):
     """argparse would take "-1,1.0" for an option ("expected one argument")."""

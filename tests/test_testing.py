@@ -206,6 +206,10 @@ def test_assert_weakly_convex_names_a_loss_that_is_not_finite():
     with pytest.raises(ValueError, match="< 0 at these params"):
         testing.assert_weakly_convex(lambda p: jnp.sum(p["x"] ** 2) - 10.0,
                                      {"x": jnp.full(3, 0.3)}, kappa=1.0, heads=1)
+    # below 0 by rounding only, it is a loss of 0 up to that rounding: decided as such
+    margin = testing.assert_weakly_convex(lambda p: jnp.sum((p["x"] - 1.0) ** 2) - 1e-18,
+                                          {"x": jnp.ones(3)}, kappa=1.0, heads=1, method="exact")
+    assert margin == pytest.approx(2.0, rel=1e-9)             # λmin = 2 above a bound ≤ 0
 
 
 def test_assert_weakly_convex_takes_a_python_float_leaf():

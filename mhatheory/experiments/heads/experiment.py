@@ -118,18 +118,23 @@ class Config(DeoraFields):
         # a list or NumPy array is taken as the tuple it spells, NumPy scalars as Python's
         for name in _SEQUENCES:
             value = getattr(self, name)
-            if isinstance(value, np.ndarray):
-                value = value.tolist()
+            if isinstance(value, (np.ndarray, jax.Array)):
+                value = np.asarray(value).tolist()
             if isinstance(value, (list, tuple)):
                 object.__setattr__(self, name, tuple(v.item() if isinstance(v, np.generic)
                                                      else v for v in value))
+        super().__post_init__()             # the shared fields (η, init scale, ...) first
         for flag, value, names in (("--model", self.model, families.BUILT_IN),
                                    ("--data", self.data, datasets.BUILT_IN)):
             if callable(value):
                 module, name = (getattr(value, k, "?") for k in ("__module__", "__name__"))
+                if name == "<lambda>":
+                    raise ValueError(f"{flag} takes the name of a function, MODULE:FUNCTION; a "
+                                     "lambda has none: define it with def.")
                 raise ValueError(f"{flag} takes a name, not the function itself: "
-                                 f"'{module}:{name}' (one defined in a notebook: "
-                                 f"'__main__:{name}').")
+                                 f"'{module}:{name}'"
+                                 + ("" if module == "__main__" else
+                                    f" (one defined in a notebook: '__main__:{name}')") + ".")
             if not isinstance(value, str) or (value not in names and ":" not in value):
                 raise ValueError(f"{flag} must be one of {', '.join(names)} or "
                                  f"MODULE:FUNCTION, got {value!r}.")
@@ -195,7 +200,6 @@ class Config(DeoraFields):
             raise ValueError(f"--width {self.width} is divided by fewer than two H of "
                              f"--heads-grid; the fixed-width control needs two (e.g. --width 8 "
                              f"for H = 1, 2, 4, 8), or --width 0 to turn it off.")
-        super().__post_init__()
 
     @property
     def primary(self) -> tuple[tuple[float, float], ...]:
