@@ -151,11 +151,17 @@ def _members(module, make) -> str:
 
 def _code(obj) -> str:
     """A function's (or a method's, a property's getter's) bytecode, names and constants, with
-    nested code objects (inner functions, lambdas) by their own content, not their address;
-    empty for anything without code."""
+    nested code objects (inner functions, lambdas) by their own content, not their address, so
+    that the same code gives the same text in every process; empty for anything without code."""
     obj = getattr(obj, "__func__", None) or getattr(obj, "fget", None) or obj
     code = getattr(obj, "__code__", obj)
     if not inspect.iscode(code):
         return ""
-    consts = [_code(c) if inspect.iscode(c) else repr(c) for c in code.co_consts]
+    consts = [_code(c) if inspect.iscode(c) else _const(c) for c in code.co_consts]
     return f"{code.co_code.hex()}|{code.co_names}|{consts}"
+
+
+def _const(c) -> str:
+    """A constant's repr, a frozenset's (``x in {"a", "b"}``) with its elements sorted: their
+    order follows the process's string hashing, and the digest must not."""
+    return repr(sorted(map(repr, c))) if isinstance(c, frozenset) else repr(c)
