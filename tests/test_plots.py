@@ -34,3 +34,14 @@ def test_a_log_axis_over_no_positive_data_stays_linear_and_the_figure_saves(tmp_
     fig.tight_layout()
     fig.savefig(tmp_path / "f.png")
     plt.close(fig)
+
+
+def test_the_matched_figure_of_a_slice_with_nothing_to_draw_says_so():
+    """Every run of a primary slice failed: each panel is empty and says why, none raises."""
+    from mhatheory.experiments import heads
+    cfg = heads.Config(primary_lrs=(4.0,), primary_inits=(0.3,), heads_grid=(1, 2))
+    fig = heads_plots.matched({"matched": []}, [], cfg)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts == ["no finite values to draw"] * 2 + ["no positive finite values to draw"]
+    fig.tight_layout()
+    plt.close(fig)

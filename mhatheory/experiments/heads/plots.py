@@ -177,6 +177,9 @@ def matched(summary, records, config):
                     label=f"after K = {config.steps} steps")
             if q == "eps1":
                 log_scale(ax)
+            elif not np.isfinite(ax.dataLim.y1):        # every run of the slice failed
+                ax.text(0.5, 0.5, "no finite values to draw", transform=ax.transAxes,
+                        ha="center", va="center", fontsize=8, color="0.4")
             _heads_axis(ax, heads)
             ax.set_ylabel(label, fontsize=8)
             ax.grid(True, which="both", alpha=0.3)
