@@ -39,9 +39,14 @@ def log_scale(ax, axis: str = "y") -> bool:
     if np.isfinite(top) and top > 0:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
         return True
-    ax.text(0.5, 0.5, "no positive finite values to draw", transform=ax.transAxes,
-            ha="center", va="center", fontsize=8, color="0.4")
+    say_empty(ax, "no positive finite values to draw")
     return False
+
+
+def say_empty(ax, text: str) -> None:
+    """Write why a panel is empty in its middle, in gray."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8,
+            color="0.4")
 
 
 def step_axis(ax):

@@ -286,6 +286,15 @@ def claims(summary: dict, alpha: float = 0.05) -> list[Claim]:
     return rows
 
 
+def answer_claims(records, summary: dict, config) -> dict:
+    """``summary`` with its ``slopes`` (:func:`slopes`), ``claims`` (:func:`claims`, as dicts)
+    and ``answers`` (each claim's answer by name) set from ``records``; returned."""
+    summary["slopes"] = slopes(records, summary, config)
+    summary["claims"] = [c._asdict() for c in claims(summary, config.alpha)]
+    summary["answers"] = {c["name"]: c["answer"] for c in summary["claims"]}
+    return summary
+
+
 def _estimate(slices) -> dict:
     """``mean``, ``se``, ``lo``, ``hi`` of ``slices``: one slice's own, several slices'
     seed-wise average (:func:`_seed_average`), None for none."""

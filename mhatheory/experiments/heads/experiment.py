@@ -17,7 +17,7 @@ from mhatheory import _validate, data, results, train
 from mhatheory.experiments import _batched
 from mhatheory.experiments._common import DeoraFields
 from mhatheory.experiments.heads import analysis, datasets, families, plots, probes, seeds
-from mhatheory.experiments.heads.claims import claims, slopes
+from mhatheory.experiments.heads.claims import answer_claims
 from mhatheory.experiments.heads.contract import prepare
 from mhatheory.experiments.heads.records import compact, make_records
 from mhatheory.experiments.sweep import run_cells
@@ -453,9 +453,7 @@ def run(config: Config, out_dir, progress: bool = True, resume: bool = False,
                                            num=config.bayes_samples)
     records = make_records(payloads, bayes)
     summary = analysis.summarise(records, payloads, config)
-    summary["slopes"] = slopes(records, summary, config)
-    summary["claims"] = [c._asdict() for c in claims(summary, config.alpha)]
-    summary["answers"] = {c["name"]: c["answer"] for c in summary["claims"]}
+    answer_claims(records, summary, config)
     summary.update({"bayes_error": bayes, "bayes_error_se": bayes_se,
                     "cell_seconds": sum(p["seconds"] for p in payloads),
                     "wall_seconds": time.perf_counter() - t0})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mhatheory.plots import integer_ticks, log_scale
+from mhatheory.plots import integer_ticks, log_scale, say_empty
 
 _VERDICT_COLOR = {"yes": "tab:green", "no": "tab:red", "undecided": "tab:gray"}
 _ARM = {"growing": ("H heads, width grows (d×d per head)", "o-", "tab:blue"),
@@ -178,8 +178,7 @@ def matched(summary, records, config):
             if q == "eps1":
                 log_scale(ax)
             elif not np.isfinite(ax.dataLim.y1):        # every run of the slice failed
-                ax.text(0.5, 0.5, "no finite values to draw", transform=ax.transAxes,
-                        ha="center", va="center", fontsize=8, color="0.4")
+                say_empty(ax, "no finite values to draw")
             _heads_axis(ax, heads)
             ax.set_ylabel(label, fontsize=8)
             ax.grid(True, which="both", alpha=0.3)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mhatheory import results
 from mhatheory.experiments.heads import analysis, plots
-from mhatheory.experiments.heads.claims import claims, slopes
+from mhatheory.experiments.heads.claims import answer_claims
 from mhatheory.experiments.heads.experiment import Config
 
 
@@ -29,9 +29,7 @@ def recompute_claims(out_dir) -> list[dict]:
     config = Config(**{k: v for k, v in payload["config"].items() if k in fields})
     summary, records = payload["summary"], payload["records"]
     summary["assumptions"] = analysis.assumptions(records, config)
-    summary["slopes"] = slopes(records, summary, config)
-    summary["claims"] = [c._asdict() for c in claims(summary, config.alpha)]
-    summary["answers"] = {c["name"]: c["answer"] for c in summary["claims"]}
+    answer_claims(records, summary, config)
     summary["claims_recomputed"] = {"created_utc": results.provenance()["created_utc"],
                                     "versions": results.versions()}
     if "claims.png" in payload.get("figures", ()):
